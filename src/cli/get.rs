@@ -1,0 +1,153 @@
+//! `dockhand get`: desired and observed state, from the state file alone (no engine needed).
+
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use super::{open_store, StateArgs};
+use crate::manifest::{Kind, Spec};
+use crate::runtime::PublishedPort;
+use crate::store::Status;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// What to list: `servers` (the default), or `server` followed by a name.
+    pub what: Option<String>,
+    /// One object's name.
+    pub name: Option<String>,
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: Output,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// One object as `get` shows it: the JSON/YAML shape is part of the CLI contract.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Item {
+    kind: Kind,
+    name: String,
+    labels: std::collections::BTreeMap<String, String>,
+    source: String,
+    generation: i64,
+    spec_hash: String,
+    last_error: Option<String>,
+    spec: Spec,
+    status: Status,
+}
+
+pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
+    let kind = match args.what.as_deref() {
+        None => None,
+        Some(w) => Some(Kind::parse(w).ok_or_else(|| {
+            anyhow::anyhow!("unknown kind {w:?}: expected one of servers, server NAME")
+        })?),
+    };
+    let store = open_store(&args.state.state).await?;
+    let instance = &args.state.instance;
+    let statuses = store.statuses(instance).await?;
+    let mut items: Vec<Item> = store
+        .objects(instance)
+        .await?
+        .into_iter()
+        .filter(|s| kind.is_none_or(|k| s.object.spec.kind() == k))
+        .filter(|s| args.name.as_deref().is_none_or(|n| s.object.name == n))
+        .map(|s| {
+            let key = s.object.key();
+            let status = statuses
+                .iter()
+                .find(|st| st.key.as_ref() == Some(&key))
+                .cloned()
+                .unwrap_or(Status {
+                    key: Some(key),
+                    phase: "Pending".into(),
+                    container_id: None,
+                    observed_generation: 0,
+                    message: None,
+                    ports: Vec::new(),
+                    updated_at: String::new(),
+                });
+            Item {
+                kind: s.object.spec.kind(),
+                name: s.object.name.clone(),
+                labels: s.object.labels.clone(),
+                source: s.object.source.clone(),
+                generation: s.generation,
+                spec_hash: s.spec_hash,
+                last_error: s.last_error,
+                spec: s.object.spec,
+                status,
+            }
+        })
+        .collect();
+    items.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+
+    if let (Some(name), true) = (&args.name, items.is_empty()) {
+        eprintln!("error: {} {name:?} not found", kind.map_or("object", |k| k.label()));
+        return Ok(ExitCode::from(1));
+    }
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&items)?),
+        Output::Yaml => print!("{}", serde_saphyr::to_string(&items)?),
+        Output::Table => print_table(&items),
+    }
+    for e in store.source_errors(instance).await? {
+        eprintln!("invalid: {e}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ports(ports: &[PublishedPort]) -> String {
+    let p: Vec<String> = ports
+        .iter()
+        .map(|p| format!("{}->{}/{}", p.host, p.container, p.protocol.as_str()))
+        .collect();
+    if p.is_empty() {
+        "-".into()
+    } else {
+        p.join(",")
+    }
+}
+
+fn print_table(items: &[Item]) {
+    let rows: Vec<[String; 6]> = items
+        .iter()
+        .map(|i| {
+            [
+                format!("{}/{}", i.kind.label(), i.name),
+                i.status.phase.clone(),
+                i.status
+                    .container_id
+                    .as_deref()
+                    .map_or("-".into(), |c| c.chars().take(12).collect()),
+                ports(&i.status.ports),
+                i.source.clone(),
+                i.status.message.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "PHASE", "CONTAINER", "PORTS", "SOURCE", "MESSAGE"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for r in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (c, w))| if i + 1 == r.len() { c.clone() } else { format!("{c:<w$}") })
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}

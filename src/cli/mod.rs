@@ -1,0 +1,147 @@
+//! The command line: argument parsing and the verbs, one file each. `anyhow` lives only here.
+//!
+//! Exit codes: 0 success; 1 the command ran but the answer is "no" (not converged, invalid
+//! manifests, changes pending for `diff`, object not found); 2 usage or fatal errors (bad flags,
+//! unreadable state file, unreachable engine, state file locked by another controller).
+
+mod diff;
+mod get;
+mod sync;
+mod up;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::labels::DEFAULT_INSTANCE;
+use crate::manifest::{check_dns_label, ManifestError};
+use crate::reconcile::{Options, Reconciler};
+use crate::runtime::DockerRuntime;
+use crate::store::Store;
+
+#[derive(Parser, Debug)]
+#[command(name = "dockhand", version, about = "Declarative containers for a Docker host, kept converged")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the controller in the foreground: converge, then keep converged.
+    Up(up::UpArgs),
+    /// Reconcile once until converged, then exit.
+    Sync(sync::SyncArgs),
+    /// Show the actions a sync would take; change nothing. Exit 1 when changes are pending.
+    Diff(diff::DiffArgs),
+    /// Show desired and observed state from the state file.
+    Get(get::GetArgs),
+}
+
+/// Where state lives and which instance this is.
+#[derive(Args, Debug, Clone)]
+pub struct StateArgs {
+    /// The SQLite state file.
+    #[arg(long, env = "DOCKHAND_STATE", default_value = "./dockhand.db")]
+    pub state: PathBuf,
+    /// Name of this dockhand instance; it only ever touches containers labelled with it.
+    #[arg(long, env = "DOCKHAND_INSTANCE", default_value = DEFAULT_INSTANCE, value_parser = parse_instance)]
+    pub instance: String,
+}
+
+/// Flags shared by the verbs that reconcile.
+#[derive(Args, Debug, Clone)]
+pub struct ReconcileArgs {
+    /// Directory of manifests, read recursively.
+    #[arg(long, env = "DOCKHAND_MANIFESTS", default_value = "./manifests")]
+    pub manifests: PathBuf,
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Allow pruning every container when the sources define no objects at all.
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// At most this many engine operations at once.
+    #[arg(long, default_value_t = 8)]
+    pub parallel: usize,
+}
+
+fn parse_instance(s: &str) -> Result<String, String> {
+    check_dns_label(s).map(|()| s.to_owned())
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e} (expected e.g. 30s, 2m, 1h)"))
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Up(a) => up::run(a).await,
+            Command::Sync(a) => sync::run(a).await,
+            Command::Diff(a) => diff::run(a).await,
+            Command::Get(a) => get::run(a).await,
+        }
+    });
+    // Do not wait for blocked tasks (an idle event stream) at exit.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DOCKHAND_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+pub(crate) async fn open_store(path: &Path) -> anyhow::Result<Store> {
+    Ok(Store::open(path).await?)
+}
+
+pub(crate) async fn reconciler(args: &ReconcileArgs) -> anyhow::Result<Reconciler<DockerRuntime>> {
+    let store = open_store(&args.state.state).await?;
+    let runtime = DockerRuntime::connect().await?;
+    Ok(Reconciler::new(
+        runtime,
+        store,
+        Options {
+            instance: args.state.instance.clone(),
+            allow_empty: args.allow_empty,
+            parallel: args.parallel,
+        },
+    ))
+}
+
+/// Prints the errors of the sources, each as `file:line:column: field: message`.
+pub(crate) fn print_manifest_errors(errors: &[ManifestError]) {
+    for e in errors {
+        eprintln!("invalid: {e}");
+    }
+    if !errors.is_empty() {
+        eprintln!("objects of invalid files keep their last good spec; nothing they defined is removed");
+    }
+}

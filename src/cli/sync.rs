@@ -1,0 +1,82 @@
+//! `dockhand sync`: reconcile until converged, then exit with a report.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use super::{parse_duration, print_manifest_errors, reconciler, ReconcileArgs};
+use crate::controller::{lock_state, Backoff};
+use crate::source::directory;
+
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub common: ReconcileArgs,
+    /// Give up when not converged after this long.
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// An action that failed this many passes in a row is not retried by `sync`.
+const GIVE_UP_AFTER: u32 = 3;
+
+pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
+    let c = &args.common;
+    let _lock = lock_state(&c.state.state)?;
+    let rec = reconciler(c).await?;
+    let started = Instant::now();
+    let deadline = started + args.timeout;
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
+    let mut failures: HashMap<String, (u32, String)> = HashMap::new();
+
+    loop {
+        let dir = c.manifests.clone();
+        let snapshot = tokio::task::spawn_blocking(move || directory::load(&dir)).await?;
+        let report = rec.pass(&snapshot).await?;
+        for o in &report.outcomes {
+            match &o.result {
+                Ok(_) => println!("{}: done", o.action.describe()),
+                Err(e) => println!("{}: failed: {e}", o.action.describe()),
+            }
+        }
+        let mut failed_now: HashMap<String, (u32, String)> = HashMap::new();
+        for (a, e) in report.failures() {
+            let id = a.describe();
+            let n = failures.get(&id).map_or(0, |f| f.0) + 1;
+            failed_now.insert(id, (n, e.to_string()));
+        }
+        failures = failed_now;
+
+        let stuck = !failures.is_empty() && failures.values().all(|(n, _)| *n >= GIVE_UP_AFTER);
+        if report.converged() || stuck || Instant::now() >= deadline {
+            if report.missing_source {
+                eprintln!("warning: manifests directory {} does not exist", c.manifests.display());
+            }
+            print_manifest_errors(&report.errors);
+            if !report.plan.prune_refused.is_empty() {
+                eprintln!(
+                    "refused to prune {} container(s) because the sources define no objects: {} (pass --allow-empty to remove them)",
+                    report.plan.prune_refused.len(),
+                    report.plan.prune_refused.join(", ")
+                );
+            }
+            let took = humantime::format_duration(Duration::from_millis(started.elapsed().as_millis() as u64));
+            if report.converged() {
+                println!("converged: {} object(s) in {took}", report.desired.len());
+            } else {
+                eprintln!("not converged after {took}; still pending:");
+                for a in &report.plan.actions {
+                    let why = failures.get(&a.describe()).map(|f| f.1.as_str()).unwrap_or("not done yet");
+                    eprintln!("  {}: {why}", a.describe());
+                }
+            }
+            let ok = report.converged() && report.errors.is_empty() && report.plan.prune_refused.is_empty();
+            return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        }
+        if !failures.is_empty() {
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+}

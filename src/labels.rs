@@ -1,0 +1,48 @@
+//! The label schema and naming contract: the only way dockhand recognises what it owns.
+//!
+//! Everything dockhand creates on the engine carries these labels, and every query it sends is
+//! filtered by `dockhand.instance`, so two instances (or a stranger's containers) never mix.
+
+use crate::manifest::Kind;
+
+pub const MANAGED: &str = "dockhand.managed";
+pub const INSTANCE: &str = "dockhand.instance";
+pub const KIND: &str = "dockhand.kind";
+pub const NAME: &str = "dockhand.name";
+pub const SPEC_HASH: &str = "dockhand.spec-hash";
+/// Prefix reserved for dockhand's own labels; user labels may not use it.
+pub const RESERVED_PREFIX: &str = "dockhand.";
+
+/// The instance used when neither `--instance` nor `DOCKHAND_INSTANCE` is given.
+pub const DEFAULT_INSTANCE: &str = "default";
+
+/// Deterministic container name: `dh_<instance>_<kind>_<name>`.
+///
+/// Instances, kinds and object names are DNS labels (no `_`), so the name is unambiguous and a
+/// crash between any two steps is healed by the next pass finding the same name again.
+pub fn container_name(instance: &str, kind: Kind, name: &str) -> String {
+    format!("dh_{instance}_{}_{name}", kind.label())
+}
+
+/// Deterministic name of a named volume a manifest declares: `dh_<instance>_<source>`.
+pub fn volume_name(instance: &str, source: &str) -> String {
+    format!("dh_{instance}_{source}")
+}
+
+/// Label filters that select exactly this instance's objects on the engine.
+pub fn instance_filters(instance: &str) -> Vec<String> {
+    vec![format!("{MANAGED}=true"), format!("{INSTANCE}={instance}")]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_names_differ_between_instances_with_dashes() {
+        let a = container_name("a-b", Kind::Server, "c");
+        let b = container_name("a", Kind::Server, "b-c");
+        assert_ne!(a, b);
+        assert_eq!(a, "dh_a-b_server_c");
+    }
+}

@@ -1,0 +1,5 @@
+//! The `dockhand` binary: only wiring, everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    dockhand::cli::main()
+}

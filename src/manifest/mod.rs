@@ -1,0 +1,239 @@
+//! The public contract: `apiVersion: dockhand/v1` documents, their types and their validation.
+//!
+//! Validation happens while deserializing (newtypes reject bad values in place), so every error
+//! carries the file, line, column and field path the YAML parser saw; nothing downstream has to
+//! re-validate or guess where a value came from.
+
+pub mod parse;
+pub mod quantity;
+pub mod server;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use parse::{parse_str, ManifestError};
+pub use server::ServerSpec;
+
+/// The only API version this build understands.
+pub const API_VERSION: &str = "dockhand/v1";
+
+/// Kinds of object dockhand reconciles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Kind {
+    Server,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 1] = [Kind::Server];
+
+    /// The name used in manifests (`kind: Server`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Server => "Server",
+        }
+    }
+
+    /// The lowercase form used in labels, container names and the CLI.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Server => "server",
+        }
+    }
+
+    /// Parses a manifest kind (`Server`) or a CLI/label form (`server`, `servers`).
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| {
+            s == k.as_str() || s == k.label() || s.strip_suffix('s') == Some(k.label())
+        })
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identity of an object: unique per kind.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ObjectKey {
+    pub kind: Kind,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(kind: Kind, name: impl Into<String>) -> Self {
+        Self {
+            kind,
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind.label(), self.name)
+    }
+}
+
+/// The spec of an object, one variant per kind.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Spec {
+    Server(ServerSpec),
+}
+
+impl Spec {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Spec::Server(_) => Kind::Server,
+        }
+    }
+}
+
+/// One desired object, as read from a source and as kept in the store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Object {
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub spec: Spec,
+    /// Where the object was defined: a path relative to its source, for messages and ownership.
+    pub source: String,
+    /// Line of `metadata.name` in `source`.
+    pub line: u64,
+}
+
+impl Object {
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey::new(self.spec.kind(), self.name.clone())
+    }
+
+    /// Hash of everything that ends up in the container: the normalized spec and the labels.
+    ///
+    /// Unset optional fields are skipped when serializing, so a field added in a later release
+    /// does not change the hash of manifests that do not use it (no mass recreation on upgrade).
+    pub fn spec_hash(&self) -> String {
+        #[derive(Serialize)]
+        struct Hashed<'a> {
+            labels: &'a BTreeMap<String, String>,
+            spec: &'a Spec,
+        }
+        let json = serde_json::to_vec(&Hashed {
+            labels: &self.labels,
+            spec: &self.spec,
+        })
+        .unwrap_or_default();
+        let digest = Sha256::digest(&json);
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// A lowercase RFC 1123 DNS label: what object names and instances must be.
+pub fn check_dns_label(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid name {s:?}: expected a lowercase DNS label (a-z, 0-9 and '-', at most 63 characters, starting and ending with a letter or digit)"
+        ))
+    }
+}
+
+/// An object name, checked while parsing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Name(pub String);
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        check_dns_label(&s).map_err(serde::de::Error::custom)?;
+        Ok(Name(s))
+    }
+}
+
+/// A string that YAML may also write as a number or a boolean (`user: 1000`, `PORT: 8080`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ScalarString(pub String);
+
+impl<'de> Deserialize<'de> for ScalarString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ScalarString;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ScalarString, E> {
+                Ok(ScalarString(v.to_owned()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<ScalarString, E> {
+                Ok(ScalarString(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ScalarString, E> {
+                Ok(ScalarString(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ScalarString, E> {
+                Ok(ScalarString(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<ScalarString, E> {
+                Ok(ScalarString(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A user label key; `dockhand.` is reserved for dockhand's own labels.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct LabelKey(pub String);
+
+impl<'de> Deserialize<'de> for LabelKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '=') {
+            return Err(serde::de::Error::custom(format!(
+                "invalid label key {s:?}: expected a non-empty key without spaces or '='"
+            )));
+        }
+        if s.starts_with(crate::labels::RESERVED_PREFIX) {
+            return Err(serde::de::Error::custom(format!(
+                "label key {s:?} uses the reserved prefix \"dockhand.\""
+            )));
+        }
+        Ok(LabelKey(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_labels_are_checked() {
+        assert!(check_dns_label("web-1").is_ok());
+        for bad in ["", "Web", "-web", "web-", "we_b", &"a".repeat(64)] {
+            assert!(check_dns_label(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn kinds_parse_from_manifest_and_cli_forms() {
+        assert_eq!(Kind::parse("Server"), Some(Kind::Server));
+        assert_eq!(Kind::parse("server"), Some(Kind::Server));
+        assert_eq!(Kind::parse("servers"), Some(Kind::Server));
+        assert_eq!(Kind::parse("Pod"), None);
+    }
+}

@@ -1,0 +1,291 @@
+//! `kind: Server`: one container workload. Field names are the public contract.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::quantity::{Cpus, Memory};
+use super::ScalarString;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServerSpec {
+    pub image: Image,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub pull_policy: PullPolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<EnvName, ScalarString>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<AbsPath>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<ScalarString>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub restart_policy: RestartPolicy,
+    /// How long the engine waits after SIGTERM before SIGKILL when stopping (default 10s).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stop_grace_period: Option<Duration>,
+}
+
+fn is_default<T: Default + PartialEq>(t: &T) -> bool {
+    *t == T::default()
+}
+
+impl ServerSpec {
+    /// Checks that need more than one field; runs after the fields themselves parsed.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, p) in self.ports.iter().enumerate() {
+            if !seen.insert((p.container.0, p.protocol)) {
+                return Err((
+                    format!("spec.ports[{i}]"),
+                    format!(
+                        "container port {}/{} is listed twice",
+                        p.container.0,
+                        p.protocol.as_str()
+                    ),
+                ));
+            }
+        }
+        let mut targets = std::collections::BTreeSet::new();
+        for (i, v) in self.volumes.iter().enumerate() {
+            if !targets.insert(v.target.0.as_str()) {
+                return Err((
+                    format!("spec.volumes[{i}].target"),
+                    format!("target {} is mounted twice", v.target.0),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An image reference: non-empty, no whitespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Image(pub String);
+
+impl<'de> Deserialize<'de> for Image {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() || s.chars().any(char::is_whitespace) {
+            return Err(serde::de::Error::custom(format!(
+                "invalid image {s:?}: expected a reference like busybox:1.36 or registry/name:tag"
+            )));
+        }
+        Ok(Image(s))
+    }
+}
+
+/// An environment variable name: non-empty, no `=`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct EnvName(pub String);
+
+impl<'de> Deserialize<'de> for EnvName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() || s.contains('=') || s.contains('\0') {
+            return Err(serde::de::Error::custom(format!(
+                "invalid environment variable name {s:?}: expected a non-empty name without '='"
+            )));
+        }
+        Ok(EnvName(s))
+    }
+}
+
+/// An absolute path inside the container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct AbsPath(pub String);
+
+impl<'de> Deserialize<'de> for AbsPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if !s.starts_with('/') {
+            return Err(serde::de::Error::custom(format!(
+                "invalid path {s:?}: expected an absolute path inside the container"
+            )));
+        }
+        Ok(AbsPath(s))
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum PullPolicy {
+    Always,
+    #[default]
+    IfNotPresent,
+    Never,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl RestartPolicy {
+    /// Whether a container that exited with `code` should be started again.
+    pub fn restarts_after(self, code: Option<i64>) -> bool {
+        match self {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => code != Some(0),
+            RestartPolicy::Never => false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PortSpec {
+    pub container: ContainerPort,
+    /// 0 or omitted: the engine picks a free port, and the status shows it.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub host: HostPort,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub protocol: Protocol,
+}
+
+/// A container port, 1 to 65535.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ContainerPort(pub u16);
+
+impl<'de> Deserialize<'de> for ContainerPort {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match port_number(d)? {
+            0 => Err(serde::de::Error::custom(
+                "invalid port 0: expected a port number from 1 to 65535",
+            )),
+            p => Ok(ContainerPort(p)),
+        }
+    }
+}
+
+/// A host port, 0 (engine picks) to 65535.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct HostPort(pub u16);
+
+impl<'de> Deserialize<'de> for HostPort {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        port_number(d).map(HostPort)
+    }
+}
+
+fn port_number<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let s = ScalarString::deserialize(d)?.0;
+    s.parse::<u16>().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "invalid port {s:?}: expected a port number from 1 to 65535"
+        ))
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeType {
+    Volume,
+    Bind,
+}
+
+/// A mount. Named volumes are namespaced per instance; bind sources resolve against the manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", try_from = "RawVolume")]
+pub struct VolumeSpec {
+    #[serde(rename = "type")]
+    pub kind: VolumeType,
+    pub source: String,
+    pub target: AbsPath,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub read_only: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawVolume {
+    #[serde(rename = "type", default = "default_volume_type")]
+    kind: VolumeType,
+    source: String,
+    target: AbsPath,
+    #[serde(default)]
+    read_only: bool,
+}
+
+fn default_volume_type() -> VolumeType {
+    VolumeType::Volume
+}
+
+impl TryFrom<RawVolume> for VolumeSpec {
+    type Error = String;
+
+    fn try_from(r: RawVolume) -> Result<Self, String> {
+        match r.kind {
+            VolumeType::Volume => {
+                let ok = r.source.bytes().enumerate().all(|(i, b)| {
+                    b.is_ascii_alphanumeric() || (i > 0 && matches!(b, b'_' | b'.' | b'-'))
+                });
+                if r.source.is_empty() || !ok {
+                    return Err(format!(
+                        "invalid volume source {:?}: expected a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*); use type: bind for a host path",
+                        r.source
+                    ));
+                }
+            }
+            VolumeType::Bind => {
+                if r.source.is_empty() {
+                    return Err("invalid bind source \"\": expected a host path".into());
+                }
+            }
+        }
+        Ok(VolumeSpec {
+            kind: r.kind,
+            source: r.source,
+            target: r.target,
+            read_only: r.read_only,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Resources {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<Cpus>,
+}

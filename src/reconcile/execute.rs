@@ -1,0 +1,98 @@
+//! Carrying out a plan against the engine, independent actions in parallel.
+//!
+//! Images are made available before anything is removed, so a recreate whose new image cannot
+//! be had leaves the old container running.
+
+use std::collections::{BTreeSet, HashMap};
+
+use futures_util::stream::{self, StreamExt};
+
+use super::plan::Action;
+use crate::manifest::server::PullPolicy;
+use crate::manifest::ObjectKey;
+use crate::runtime::{ContainerSpec, Runtime, RuntimeError};
+
+/// What happened to one action.
+#[derive(Debug)]
+pub struct Outcome {
+    pub action: Action,
+    /// The id of the container that now serves the object, for creates and recreates.
+    pub result: Result<Option<String>, RuntimeError>,
+}
+
+/// Runs `actions` with at most `parallel` engine operations at a time.
+pub async fn execute<R: Runtime>(
+    runtime: &R,
+    actions: Vec<Action>,
+    specs: &HashMap<ObjectKey, ContainerSpec>,
+    volume_labels: &HashMap<String, String>,
+    parallel: usize,
+) -> Vec<Outcome> {
+    let parallel = parallel.max(1);
+    // One availability check per image, shared by every action that needs it.
+    let mut images: BTreeSet<(String, PullPolicy)> = BTreeSet::new();
+    for a in &actions {
+        if let Action::Create { key } | Action::Recreate { key, .. } = a {
+            if let Some(s) = specs.get(key) {
+                images.insert((s.image.clone(), s.pull_policy));
+            }
+        }
+    }
+    let image_results: HashMap<String, Result<(), String>> = stream::iter(images)
+        .map(|(image, policy)| async move {
+            let r = runtime.ensure_image(&image, policy).await.map_err(|e| e.to_string());
+            (image, r)
+        })
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
+
+    stream::iter(actions)
+        .map(|action| {
+            let image_results = &image_results;
+            async move {
+                let result = run(runtime, &action, specs, volume_labels, image_results).await;
+                Outcome { action, result }
+            }
+        })
+        .buffer_unordered(parallel)
+        .collect()
+        .await
+}
+
+async fn run<R: Runtime>(
+    runtime: &R,
+    action: &Action,
+    specs: &HashMap<ObjectKey, ContainerSpec>,
+    volume_labels: &HashMap<String, String>,
+    images: &HashMap<String, Result<(), String>>,
+) -> Result<Option<String>, RuntimeError> {
+    match action {
+        Action::Start { id, .. } => runtime.start(id).await.map(|()| None),
+        Action::Remove { id, .. } => runtime.remove(id).await.map(|()| None),
+        Action::Create { key } | Action::Recreate { key, .. } => {
+            let spec = specs.get(key).ok_or_else(|| RuntimeError::Engine {
+                op: "create container",
+                target: key.to_string(),
+                message: "no spec for object".into(),
+            })?;
+            if let Some(Err(e)) = images.get(&spec.image) {
+                // The message already says which image and why; keep the old container.
+                return Err(RuntimeError::Engine {
+                    op: "prepare image",
+                    target: spec.image.clone(),
+                    message: e.clone(),
+                });
+            }
+            for m in spec.mounts.iter().filter(|m| m.volume) {
+                runtime.ensure_volume(&m.source, volume_labels).await?;
+            }
+            if let Action::Recreate { old, .. } = action {
+                runtime.remove(old).await?;
+            }
+            let id = runtime.create(spec).await?;
+            runtime.start(&id).await?;
+            Ok(Some(id))
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! The Docker engine behind the `Runtime` trait, through bollard.
+
+use std::collections::HashMap;
+
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, MountType, PortBinding as BPortBinding,
+    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions, RemoveContainerOptions,
+    StopContainerOptions,
+};
+use bollard::Docker;
+use futures_util::stream::{BoxStream, StreamExt};
+
+use super::{ContainerSpec, EngineEvent, Observed, PublishedPort, Runtime, RuntimeError, State};
+use crate::labels;
+use crate::manifest::server::{Protocol, PullPolicy};
+use crate::manifest::{Kind, ObjectKey};
+
+/// A connection to the engine named by `DOCKER_HOST` (or the default socket).
+#[derive(Clone)]
+pub struct DockerRuntime {
+    docker: Docker,
+}
+
+impl DockerRuntime {
+    /// Connects and agrees on an API version with the engine (old engines refuse newer clients).
+    pub async fn connect() -> Result<Self, RuntimeError> {
+        let docker = Docker::connect_with_defaults().map_err(unavailable)?;
+        let docker = docker.negotiate_version().await.map_err(unavailable)?;
+        Ok(Self { docker })
+    }
+
+    /// The underlying client, for CLI verbs outside the reconcile path (logs, exec).
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+}
+
+fn unavailable(e: BollardError) -> RuntimeError {
+    RuntimeError::Unavailable { message: e.to_string() }
+}
+
+/// Status code and message of an engine reply, or `None` for transport failures.
+fn server_error(e: &BollardError) -> Option<(u16, &str)> {
+    match e {
+        BollardError::DockerResponseServerError { status_code, message } => Some((*status_code, message)),
+        _ => None,
+    }
+}
+
+fn engine(op: &'static str, target: &str, e: BollardError) -> RuntimeError {
+    match server_error(&e) {
+        Some((_, message)) => RuntimeError::Engine {
+            op,
+            target: target.to_owned(),
+            message: message.to_owned(),
+        },
+        None => unavailable(e),
+    }
+}
+
+fn key_from_labels(l: &HashMap<String, String>) -> Option<ObjectKey> {
+    let kind = Kind::parse(l.get(labels::KIND)?)?;
+    Some(ObjectKey::new(kind, l.get(labels::NAME)?.clone()))
+}
+
+/// `Exited (137) 5 seconds ago` → 137.
+fn exit_code(status: &str) -> Option<i64> {
+    let rest = status.strip_prefix("Exited (")?;
+    rest[..rest.find(')')?].parse().ok()
+}
+
+/// `busybox` → (`busybox`, `latest`); a digest reference is pulled as is.
+fn split_reference(image: &str) -> (String, Option<String>) {
+    if image.contains('@') {
+        return (image.to_owned(), None);
+    }
+    let last_segment = image.rsplit('/').next().unwrap_or(image);
+    match last_segment.rfind(':') {
+        Some(i) => {
+            let cut = image.len() - last_segment.len() + i;
+            (image[..cut].to_owned(), Some(image[cut + 1..].to_owned()))
+        }
+        None => (image.to_owned(), Some("latest".to_owned())),
+    }
+}
+
+impl DockerRuntime {
+    async fn pull(&self, image: &str) -> Result<(), RuntimeError> {
+        let (from_image, tag) = split_reference(image);
+        let opts = CreateImageOptions {
+            from_image: Some(from_image),
+            tag,
+            ..Default::default()
+        };
+        let mut stream = self.docker.create_image(Some(opts), None, None);
+        while let Some(item) = stream.next().await {
+            if let Err(e) = item {
+                return Err(match server_error(&e) {
+                    Some((_, m)) => RuntimeError::ImageMissing {
+                        image: image.to_owned(),
+                        reason: format!("pulling it failed: {m}"),
+                    },
+                    None => unavailable(e),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Runtime for DockerRuntime {
+    async fn list(&self, instance: &str) -> Result<Vec<Observed>, RuntimeError> {
+        let filters = HashMap::from([("label".to_owned(), labels::instance_filters(instance))]);
+        let opts = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let list = self.docker.list_containers(Some(opts)).await.map_err(|e| engine("list", "containers", e))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                // The engine filtered already; this guards rule 3 against any filter mishap.
+                if labels.get(labels::INSTANCE).map(String::as_str) != Some(instance) {
+                    return None;
+                }
+                let state = match c.state {
+                    Some(ContainerSummaryStateEnum::RUNNING) => State::Running,
+                    Some(ContainerSummaryStateEnum::PAUSED) => State::Paused,
+                    Some(ContainerSummaryStateEnum::RESTARTING) => State::Restarting,
+                    Some(ContainerSummaryStateEnum::EXITED) => State::Exited {
+                        code: c.status.as_deref().and_then(exit_code),
+                    },
+                    Some(ContainerSummaryStateEnum::DEAD) => State::Dead,
+                    Some(ContainerSummaryStateEnum::REMOVING) => State::Removing,
+                    _ => State::Created,
+                };
+                let mut ports: Vec<PublishedPort> = c
+                    .ports
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|p| {
+                        let protocol = match p.typ.map(|t| t.to_string()).as_deref() {
+                            Some("udp") => Protocol::Udp,
+                            _ => Protocol::Tcp,
+                        };
+                        Some(PublishedPort {
+                            container: p.private_port,
+                            protocol,
+                            host: p.public_port?,
+                        })
+                    })
+                    .collect();
+                // The engine lists IPv4 and IPv6 bindings separately.
+                ports.sort_by_key(|p| (p.container, p.protocol, p.host));
+                ports.dedup();
+                Some(Observed {
+                    id: c.id.unwrap_or_default(),
+                    name: c
+                        .names
+                        .and_then(|n| n.into_iter().next())
+                        .map(|n| n.trim_start_matches('/').to_owned())
+                        .unwrap_or_default(),
+                    key: key_from_labels(&labels),
+                    spec_hash: labels.get(labels::SPEC_HASH).cloned(),
+                    state,
+                    ports,
+                })
+            })
+            .collect())
+    }
+
+    async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<(), RuntimeError> {
+        if policy == PullPolicy::Always {
+            return self.pull(image).await;
+        }
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(()),
+            Err(e) if server_error(&e).map(|s| s.0) == Some(404) => match policy {
+                PullPolicy::Never => Err(RuntimeError::ImageMissing {
+                    image: image.to_owned(),
+                    reason: "pullPolicy is Never".into(),
+                }),
+                _ => self.pull(image).await,
+            },
+            Err(e) => Err(engine("inspect image", image, e)),
+        }
+    }
+
+    async fn ensure_volume(&self, name: &str, labels: &HashMap<String, String>) -> Result<(), RuntimeError> {
+        let req = VolumeCreateRequest {
+            name: Some(name.to_owned()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        };
+        self.docker.create_volume(req).await.map_err(|e| engine("create volume", name, e))?;
+        Ok(())
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        let mut port_bindings = HashMap::new();
+        let mut exposed = Vec::new();
+        for p in &spec.ports {
+            let key = format!("{}/{}", p.container, p.protocol.as_str());
+            exposed.push(key.clone());
+            let host_port = (p.host != 0).then(|| p.host.to_string()).unwrap_or_default();
+            port_bindings.insert(
+                key,
+                Some(vec![BPortBinding {
+                    host_ip: None,
+                    host_port: Some(host_port),
+                }]),
+            );
+        }
+        let mounts = spec
+            .mounts
+            .iter()
+            .map(|m| bollard::models::Mount {
+                target: Some(m.target.clone()),
+                source: Some(m.source.clone()),
+                typ: Some(if m.volume { MountType::VOLUME } else { MountType::BIND }),
+                read_only: Some(m.read_only),
+                ..Default::default()
+            })
+            .collect();
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: spec.command.clone(),
+            entrypoint: spec.entrypoint.clone(),
+            env: Some(spec.env.clone()),
+            working_dir: spec.working_dir.clone(),
+            user: spec.user.clone(),
+            labels: Some(spec.labels.clone()),
+            exposed_ports: Some(exposed),
+            stop_timeout: spec.stop_timeout,
+            host_config: Some(HostConfig {
+                port_bindings: Some(port_bindings),
+                mounts: Some(mounts),
+                memory: spec.memory,
+                nano_cpus: spec.nano_cpus,
+                // dockhand applies restart policies itself, so it sees and records every restart.
+                restart_policy: Some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::NO),
+                    maximum_retry_count: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptions {
+            name: Some(spec.name.clone()),
+            ..Default::default()
+        };
+        match self.docker.create_container(Some(opts), body).await {
+            Ok(r) => Ok(r.id),
+            Err(e) if server_error(&e).map(|s| s.0) == Some(409) => Err(RuntimeError::NameConflict {
+                name: spec.name.clone(),
+            }),
+            Err(e) => Err(engine("create container", &spec.name, e)),
+        }
+    }
+
+    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        match self.docker.start_container(id, None).await {
+            Ok(()) => Ok(()),
+            Err(e) if server_error(&e).map(|s| s.0) == Some(304) => Ok(()),
+            Err(e) => Err(engine("start container", id, e)),
+        }
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let gone = |e: &BollardError| matches!(server_error(e).map(|s| s.0), Some(404));
+        match self.docker.stop_container(id, None::<StopContainerOptions>).await {
+            Ok(()) => {}
+            Err(e) if gone(&e) || server_error(&e).map(|s| s.0) == Some(304) => {}
+            Err(e) => return Err(engine("stop container", id, e)),
+        }
+        let opts = RemoveContainerOptions {
+            force: true,
+            v: false,
+            ..Default::default()
+        };
+        match self.docker.remove_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if gone(&e) => Ok(()),
+            // 409: removal already in progress.
+            Err(e) if server_error(&e).map(|s| s.0) == Some(409) => Ok(()),
+            Err(e) => Err(engine("remove container", id, e)),
+        }
+    }
+
+    fn events(&self, instance: &str) -> BoxStream<'static, Result<EngineEvent, RuntimeError>> {
+        let label = labels::instance_filters(instance);
+        let filters = HashMap::from([
+            ("type".to_owned(), vec!["container".to_owned()]),
+            ("label".to_owned(), label),
+        ]);
+        let opts = EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        self.docker
+            .events(Some(opts))
+            .map(|r| {
+                let m = r.map_err(unavailable)?;
+                let actor = m.actor.unwrap_or_default();
+                Ok(EngineEvent {
+                    id: actor.id.unwrap_or_default(),
+                    action: m.action.unwrap_or_default(),
+                    key: key_from_labels(&actor.attributes.unwrap_or_default()),
+                })
+            })
+            .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_read_from_the_status_line() {
+        assert_eq!(exit_code("Exited (137) 5 seconds ago"), Some(137));
+        assert_eq!(exit_code("Up 3 minutes"), None);
+    }
+
+    #[test]
+    fn references_without_a_tag_pull_latest_only() {
+        assert_eq!(split_reference("busybox"), ("busybox".into(), Some("latest".into())));
+        assert_eq!(split_reference("localhost:5000/a/b:1"), ("localhost:5000/a/b".into(), Some("1".into())));
+        assert_eq!(split_reference("localhost:5000/a"), ("localhost:5000/a".into(), Some("latest".into())));
+        assert_eq!(split_reference("a@sha256:ff"), ("a@sha256:ff".into(), None));
+    }
+}

@@ -1,0 +1,147 @@
+//! A narrow view of the container engine: exactly the calls the reconciler needs, no more.
+//!
+//! Keeping the surface small keeps the planner testable without an engine and makes the
+//! engine-facing cost of a pass obvious (a no-op pass is one `list`).
+
+pub mod docker;
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use futures_util::stream::BoxStream;
+
+use crate::manifest::server::{Protocol, PullPolicy};
+use crate::manifest::ObjectKey;
+
+pub use docker::DockerRuntime;
+
+/// What failed when talking to the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot reach the docker engine: {message}")]
+    Unavailable { message: String },
+    #[error("image {image} is not present and {reason}")]
+    ImageMissing { image: String, reason: String },
+    #[error("container name {name} is taken by a container this instance does not own; rename or remove it")]
+    NameConflict { name: String },
+    #[error("{op} {target}: {message}")]
+    Engine {
+        op: &'static str,
+        target: String,
+        message: String,
+    },
+}
+
+impl RuntimeError {
+    /// Whether retrying soon may help (the engine went away) rather than the input being wrong.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, RuntimeError::Unavailable { .. })
+    }
+}
+
+/// Life state of a container, as the engine lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum State {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Exited { code: Option<i64> },
+    Dead,
+    Removing,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PublishedPort {
+    pub container: u16,
+    pub protocol: Protocol,
+    pub host: u16,
+}
+
+/// One of this instance's containers, as one listing reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    pub id: String,
+    pub name: String,
+    /// The object the labels name; `None` when the labels are incomplete (then it is an orphan).
+    pub key: Option<ObjectKey>,
+    pub spec_hash: Option<String>,
+    pub state: State,
+    pub ports: Vec<PublishedPort>,
+}
+
+/// Everything needed to create one container. Built from a spec by the kind's module.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub pull_policy: PullPolicy,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub ports: Vec<PortBinding>,
+    pub mounts: Vec<Mount>,
+    pub memory: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub stop_timeout: Option<i64>,
+    pub labels: HashMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PortBinding {
+    pub container: u16,
+    pub host: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mount {
+    /// A named volume (created with `volume_labels` if missing) or a host path.
+    pub volume: bool,
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// A container event that may need a reconcile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineEvent {
+    pub id: String,
+    pub action: String,
+    pub key: Option<ObjectKey>,
+}
+
+/// The engine as the reconciler sees it. Implementations must be cheap to share.
+pub trait Runtime: Send + Sync + 'static {
+    /// All containers (running or not) that carry this instance's labels: one engine call.
+    fn list(&self, instance: &str) -> impl Future<Output = Result<Vec<Observed>, RuntimeError>> + Send;
+
+    /// Makes the image available according to the pull policy.
+    fn ensure_image(
+        &self,
+        image: &str,
+        policy: PullPolicy,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Creates a named volume with labels if it does not exist; an existing one is left as is.
+    fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Creates (does not start) a container; returns its id.
+    fn create(&self, spec: &ContainerSpec) -> impl Future<Output = Result<String, RuntimeError>> + Send;
+
+    /// Starts a container; starting a running one is not an error.
+    fn start(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Stops (with the container's own grace period) and removes a container, keeping its
+    /// volumes. Removing a container that is already gone is not an error.
+    fn remove(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Container events for this instance, until the engine goes away.
+    fn events(&self, instance: &str) -> BoxStream<'static, Result<EngineEvent, RuntimeError>>;
+}

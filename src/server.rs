@@ -1,0 +1,89 @@
+//! `kind: Server`: how a Server object becomes one container on the engine.
+
+use std::collections::HashMap;
+
+use crate::labels;
+use crate::manifest::server::{ServerSpec, VolumeType};
+use crate::manifest::{Kind, Object};
+use crate::runtime::{ContainerSpec, Mount, PortBinding};
+
+/// The container a Server object asks for, labelled with this instance and the object's spec hash.
+pub fn container_spec(instance: &str, object: &Object, spec: &ServerSpec, spec_hash: &str) -> ContainerSpec {
+    let mut container_labels: HashMap<String, String> =
+        object.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    container_labels.extend(owner_labels(instance));
+    container_labels.insert(labels::KIND.into(), Kind::Server.label().into());
+    container_labels.insert(labels::NAME.into(), object.name.clone());
+    container_labels.insert(labels::SPEC_HASH.into(), spec_hash.into());
+    ContainerSpec {
+        name: labels::container_name(instance, Kind::Server, &object.name),
+        image: spec.image.0.clone(),
+        pull_policy: spec.pull_policy,
+        command: spec.command.clone(),
+        entrypoint: spec.entrypoint.clone(),
+        env: spec.env.iter().map(|(k, v)| format!("{}={}", k.0, v.0)).collect(),
+        working_dir: spec.working_dir.as_ref().map(|p| p.0.clone()),
+        user: spec.user.as_ref().map(|u| u.0.clone()),
+        ports: spec
+            .ports
+            .iter()
+            .map(|p| PortBinding {
+                container: p.container.0,
+                host: p.host.0,
+                protocol: p.protocol,
+            })
+            .collect(),
+        mounts: spec
+            .volumes
+            .iter()
+            .map(|v| Mount {
+                volume: v.kind == VolumeType::Volume,
+                source: match v.kind {
+                    VolumeType::Volume => labels::volume_name(instance, &v.source),
+                    VolumeType::Bind => v.source.clone(),
+                },
+                target: v.target.0.clone(),
+                read_only: v.read_only,
+            })
+            .collect(),
+        memory: spec.resources.as_ref().and_then(|r| r.memory).map(|m| m.0 as i64),
+        nano_cpus: spec.resources.as_ref().and_then(|r| r.cpus).map(|c| c.nano()),
+        stop_timeout: spec.stop_grace_period.map(|d| d.as_secs().max(1) as i64),
+        labels: container_labels,
+    }
+}
+
+/// Labels on everything this instance creates (containers and volumes).
+pub fn owner_labels(instance: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (labels::MANAGED.to_owned(), "true".to_owned()),
+        (labels::INSTANCE.to_owned(), instance.to_owned()),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{parse_str, Spec};
+
+    #[test]
+    fn container_carries_the_label_contract_and_namespaced_volumes() {
+        let text = "apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: web, labels: {tier: front}}\nspec:\n  image: busybox\n  volumes: [{type: volume, source: data, target: /data}]\n  resources: {memory: 64m}\n";
+        let obj = &parse_str(text, "w.yaml", None).expect("parses")[0];
+        let Spec::Server(spec) = &obj.spec;
+        let c = container_spec("prod", obj, spec, "abc");
+        assert_eq!(c.name, "dh_prod_server_web");
+        for (k, v) in [
+            ("dockhand.managed", "true"),
+            ("dockhand.instance", "prod"),
+            ("dockhand.kind", "server"),
+            ("dockhand.name", "web"),
+            ("dockhand.spec-hash", "abc"),
+            ("tier", "front"),
+        ] {
+            assert_eq!(c.labels.get(k).map(String::as_str), Some(v), "{k}");
+        }
+        assert_eq!(c.mounts[0].source, "dh_prod_data");
+        assert_eq!(c.memory, Some(64 << 20));
+    }
+}

@@ -1,0 +1,472 @@
+//! The state file: desired objects (with the last good spec of broken files), status and events.
+//!
+//! SQLite in WAL mode through sqlx, schema in `migrations/`. Queries are checked at run time so
+//! the crate builds without a database. A pass that changes nothing writes nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::manifest::{Kind, ManifestError, Object, ObjectKey};
+use crate::runtime::PublishedPort;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open state file {path}: {source}")]
+    Open { path: PathBuf, source: sqlx::Error },
+    #[error("cannot prepare state file {path}: {source}")]
+    Create { path: PathBuf, source: std::io::Error },
+    #[error("cannot migrate state file: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("state query {op} failed: {source}")]
+    Query { op: &'static str, source: sqlx::Error },
+    #[error("state file holds an unreadable {what}: {message}")]
+    Corrupt { what: &'static str, message: String },
+}
+
+fn query(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { op, source }
+}
+
+/// An object as the store keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredObject {
+    pub object: Object,
+    pub generation: i64,
+    pub spec_hash: String,
+    pub last_error: Option<String>,
+}
+
+/// Observed state of one object, as the last pass saw it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    #[serde(skip)]
+    pub key: Option<ObjectKey>,
+    pub phase: String,
+    pub container_id: Option<String>,
+    pub observed_generation: i64,
+    pub message: Option<String>,
+    pub ports: Vec<PublishedPort>,
+    pub updated_at: String,
+}
+
+/// One row of the event log.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Event {
+    pub id: i64,
+    pub time: String,
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub reason: String,
+    pub message: String,
+}
+
+/// An event to append.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    pub key: Option<ObjectKey>,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// What `apply_desired` changed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ApplyReport {
+    /// Objects that are new or whose spec changed, with their new generation.
+    pub changed: Vec<(ObjectKey, i64)>,
+    /// Objects deleted because no source defines them any more.
+    pub deleted: Vec<ObjectKey>,
+    /// Whether the set of source errors differs from the one stored before.
+    pub errors_changed: bool,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating with mode 0600 if needed) and migrates the state file.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        create_private(path).map_err(|source| StoreError::Create {
+            path: path.to_owned(),
+            source,
+        })?;
+        let opts = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub async fn objects(&self, instance: &str) -> Result<Vec<StoredObject>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT object, generation, spec_hash, last_error FROM objects WHERE instance = ? ORDER BY kind, name",
+        )
+        .bind(instance)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("objects"))?;
+        rows.into_iter()
+            .map(|r| {
+                let json: String = r.get(0);
+                let object: Object = serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+                    what: "object",
+                    message: e.to_string(),
+                })?;
+                Ok(StoredObject {
+                    object,
+                    generation: r.get(1),
+                    spec_hash: r.get(2),
+                    last_error: r.get(3),
+                })
+            })
+            .collect()
+    }
+
+    /// Makes the stored objects equal `desired` in one transaction.
+    ///
+    /// Objects whose source file has errors get that error as `last_error`. Stored objects that
+    /// `desired` lacks are deleted only when `prune` is true.
+    pub async fn apply_desired(
+        &self,
+        instance: &str,
+        desired: &[Object],
+        errors: &[ManifestError],
+        prune: bool,
+    ) -> Result<ApplyReport, StoreError> {
+        let existing: HashMap<ObjectKey, StoredObject> = self
+            .objects(instance)
+            .await?
+            .into_iter()
+            .map(|s| (s.object.key(), s))
+            .collect();
+        let mut first_error: BTreeMap<&str, String> = BTreeMap::new();
+        for e in errors {
+            first_error.entry(e.file.as_str()).or_insert_with(|| e.to_string());
+        }
+        let mut report = ApplyReport::default();
+        let mut tx = self.pool.begin().await.map_err(query("begin"))?;
+        let mut wanted = std::collections::HashSet::new();
+        for o in desired {
+            let key = o.key();
+            wanted.insert(key.clone());
+            let hash = o.spec_hash();
+            let error = first_error.get(o.source.as_str()).cloned();
+            let json = serde_json::to_string(o).map_err(|e| StoreError::Corrupt {
+                what: "object",
+                message: e.to_string(),
+            })?;
+            match existing.get(&key) {
+                None => {
+                    sqlx::query(
+                        "INSERT INTO objects (instance, kind, name, object, source, spec_hash, last_error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(instance)
+                    .bind(key.kind.label())
+                    .bind(&key.name)
+                    .bind(&json)
+                    .bind(&o.source)
+                    .bind(&hash)
+                    .bind(&error)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(query("insert object"))?;
+                    report.changed.push((key, 1));
+                }
+                Some(old) if old.spec_hash != hash || old.object != *o || old.last_error != error => {
+                    let generation = old.generation + i64::from(old.spec_hash != hash);
+                    sqlx::query(
+                        "UPDATE objects SET object = ?, source = ?, spec_hash = ?, generation = ?, last_error = ?,
+                         updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                         WHERE instance = ? AND kind = ? AND name = ?",
+                    )
+                    .bind(&json)
+                    .bind(&o.source)
+                    .bind(&hash)
+                    .bind(generation)
+                    .bind(&error)
+                    .bind(instance)
+                    .bind(key.kind.label())
+                    .bind(&key.name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(query("update object"))?;
+                    if generation != old.generation {
+                        report.changed.push((key, generation));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        if prune {
+            for key in existing.keys().filter(|k| !wanted.contains(*k)) {
+                for table in ["DELETE FROM objects", "DELETE FROM status"] {
+                    sqlx::query(&format!("{table} WHERE instance = ? AND kind = ? AND name = ?"))
+                        .bind(instance)
+                        .bind(key.kind.label())
+                        .bind(&key.name)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(query("delete object"))?;
+                }
+                report.deleted.push(key.clone());
+            }
+        }
+        let stored_errors = self.source_errors(instance).await?;
+        if stored_errors != errors {
+            report.errors_changed = true;
+            sqlx::query("DELETE FROM source_errors WHERE instance = ?")
+                .bind(instance)
+                .execute(&mut *tx)
+                .await
+                .map_err(query("clear source errors"))?;
+            for e in errors {
+                sqlx::query(
+                    "INSERT INTO source_errors (instance, file, line, col, field, message) VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(instance)
+                .bind(&e.file)
+                .bind(e.line as i64)
+                .bind(e.column as i64)
+                .bind(&e.field)
+                .bind(&e.message)
+                .execute(&mut *tx)
+                .await
+                .map_err(query("insert source error"))?;
+            }
+        }
+        tx.commit().await.map_err(query("commit"))?;
+        Ok(report)
+    }
+
+    pub async fn source_errors(&self, instance: &str) -> Result<Vec<ManifestError>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT file, line, col, field, message FROM source_errors WHERE instance = ? ORDER BY rowid",
+        )
+        .bind(instance)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("source errors"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ManifestError {
+                file: r.get(0),
+                line: r.get::<i64, _>(1) as u64,
+                column: r.get::<i64, _>(2) as u64,
+                field: r.get(3),
+                message: r.get(4),
+            })
+            .collect())
+    }
+
+    /// Writes the statuses that differ from the stored ones, in one transaction, and returns
+    /// the objects whose status changed.
+    pub async fn record_status(
+        &self,
+        instance: &str,
+        statuses: &[Status],
+    ) -> Result<std::collections::HashSet<ObjectKey>, StoreError> {
+        let current: HashMap<ObjectKey, Status> = self
+            .statuses(instance)
+            .await?
+            .into_iter()
+            .filter_map(|s| Some((s.key.clone()?, s)))
+            .collect();
+        let changed: Vec<&Status> = statuses
+            .iter()
+            .filter(|s| {
+                let Some(key) = &s.key else { return false };
+                match current.get(key) {
+                    Some(c) => {
+                        (&c.phase, &c.container_id, c.observed_generation, &c.message, &c.ports)
+                            != (&s.phase, &s.container_id, s.observed_generation, &s.message, &s.ports)
+                    }
+                    None => true,
+                }
+            })
+            .collect();
+        let keys = changed.iter().filter_map(|s| s.key.clone()).collect();
+        if changed.is_empty() {
+            return Ok(keys);
+        }
+        let mut tx = self.pool.begin().await.map_err(query("begin"))?;
+        for s in changed {
+            let Some(key) = &s.key else { continue };
+            let ports = serde_json::to_string(&s.ports).unwrap_or_else(|_| "[]".into());
+            sqlx::query(
+                "INSERT INTO status (instance, kind, name, phase, container_id, observed_generation, message, ports)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (instance, kind, name) DO UPDATE SET phase = excluded.phase,
+                   container_id = excluded.container_id, observed_generation = excluded.observed_generation,
+                   message = excluded.message, ports = excluded.ports,
+                   updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            )
+            .bind(instance)
+            .bind(key.kind.label())
+            .bind(&key.name)
+            .bind(&s.phase)
+            .bind(&s.container_id)
+            .bind(s.observed_generation)
+            .bind(&s.message)
+            .bind(ports)
+            .execute(&mut *tx)
+            .await
+            .map_err(query("upsert status"))?;
+        }
+        tx.commit().await.map_err(query("commit"))?;
+        Ok(keys)
+    }
+
+    pub async fn statuses(&self, instance: &str) -> Result<Vec<Status>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, name, phase, container_id, observed_generation, message, ports, updated_at
+             FROM status WHERE instance = ? ORDER BY kind, name",
+        )
+        .bind(instance)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("statuses"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let kind: String = r.get(0);
+                let ports: String = r.get(6);
+                Status {
+                    key: Kind::parse(&kind).map(|k| ObjectKey::new(k, r.get::<String, _>(1))),
+                    phase: r.get(2),
+                    container_id: r.get(3),
+                    observed_generation: r.get(4),
+                    message: r.get(5),
+                    ports: serde_json::from_str(&ports).unwrap_or_default(),
+                    updated_at: r.get(7),
+                }
+            })
+            .collect())
+    }
+
+    pub async fn append_events(&self, instance: &str, events: &[NewEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(query("begin"))?;
+        for e in events {
+            sqlx::query("INSERT INTO events (instance, kind, name, reason, message) VALUES (?, ?, ?, ?, ?)")
+                .bind(instance)
+                .bind(e.key.as_ref().map(|k| k.kind.label()))
+                .bind(e.key.as_ref().map(|k| k.name.as_str()))
+                .bind(e.reason)
+                .bind(&e.message)
+                .execute(&mut *tx)
+                .await
+                .map_err(query("append event"))?;
+        }
+        tx.commit().await.map_err(query("commit"))
+    }
+
+    /// The newest `limit` events, oldest first; only those of `key` when given.
+    pub async fn events(&self, instance: &str, key: Option<&ObjectKey>, limit: i64) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, time, kind, name, reason, message FROM events
+             WHERE instance = ? AND (? IS NULL OR (kind = ? AND name = ?))
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(instance)
+        .bind(key.map(|k| k.kind.label()))
+        .bind(key.map(|k| k.kind.label()))
+        .bind(key.map(|k| k.name.as_str()))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("events"))?;
+        let mut events: Vec<Event> = rows
+            .into_iter()
+            .map(|r| Event {
+                id: r.get(0),
+                time: r.get(1),
+                kind: r.get(2),
+                name: r.get(3),
+                reason: r.get(4),
+                message: r.get(5),
+            })
+            .collect();
+        events.reverse();
+        Ok(events)
+    }
+}
+
+/// Creates the state file readable by its owner only; it will hold generated secrets.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::parse_str;
+
+    fn objects(text: &str, file: &str) -> Vec<Object> {
+        parse_str(text, file, None).expect("parses")
+    }
+
+    const WEB: &str = "apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: web}\nspec: {image: busybox}\n";
+
+    #[tokio::test]
+    async fn state_file_is_private_and_objects_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        let store = Store::open(&path).await.expect("opens");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("exists").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        let web = objects(WEB, "a.yaml");
+        let r = store.apply_desired("i", &web, &[], true).await.expect("applies");
+        assert_eq!(r.changed.len(), 1);
+        let again = store.apply_desired("i", &web, &[], true).await.expect("applies");
+        assert_eq!(again, ApplyReport::default(), "a no-op apply changes nothing");
+        let changed = objects(&WEB.replace("busybox", "busybox:2"), "a.yaml");
+        let r = store.apply_desired("i", &changed, &[], true).await.expect("applies");
+        assert_eq!(r.changed[0].1, 2, "generation bumps on a spec change");
+        assert_eq!(store.objects("other").await.expect("reads").len(), 0);
+    }
+
+    #[tokio::test]
+    async fn objects_are_deleted_only_when_pruning() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
+        store.apply_desired("i", &objects(WEB, "a.yaml"), &[], true).await.expect("applies");
+        let r = store.apply_desired("i", &[], &[], false).await.expect("applies");
+        assert!(r.deleted.is_empty());
+        let r = store.apply_desired("i", &[], &[], true).await.expect("applies");
+        assert_eq!(r.deleted.len(), 1);
+    }
+}

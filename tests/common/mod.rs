@@ -1,0 +1,289 @@
+//! Test harness: a private instance, manifests directory and state file per test, against the
+//! real Docker engine, observed independently of dockhand through the `docker` CLI.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const IMAGE: &str = "dockhand/busybox:local";
+
+/// A command that stops at once on SIGTERM, so removals in tests are quick.
+pub const SLEEPER: &str = r#"["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]"#;
+
+/// Whether the engine is reachable. With `CI` set, an unreachable engine fails the test.
+fn docker_ready() -> bool {
+    static READY: OnceLock<bool> = OnceLock::new();
+    *READY.get_or_init(|| {
+        let ok = Command::new("docker")
+            .arg("info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok && std::env::var_os("CI").is_some() {
+            panic!("CI is set but the Docker engine is unreachable: Docker tests must run in CI");
+        }
+        if ok {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-images.sh");
+            let out = Command::new("bash").arg(script).arg(IMAGE).output().expect("run build-images.sh");
+            assert!(out.status.success(), "building the test image failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        ok
+    })
+}
+
+/// One test's world. Dropping it removes every container and volume of its instance.
+pub struct Env {
+    pub instance: String,
+    pub dir: tempfile::TempDir,
+    pub manifests: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Env {
+    /// `None` when Docker is unavailable outside CI (the test then returns early, saying so).
+    pub fn new(name: &str) -> Option<Env> {
+        if !docker_ready() {
+            eprintln!("skipping {name}: no Docker engine (set CI=1 to make this a failure)");
+            return None;
+        }
+        let instance = format!("t{}-{name}", std::process::id());
+        assert!(instance.len() <= 63, "instance name too long: {instance}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir_all(&manifests).expect("mkdir manifests");
+        let state = dir.path().join("state.db");
+        let env = Env {
+            instance,
+            dir,
+            manifests,
+            state,
+        };
+        env.cleanup();
+        Some(env)
+    }
+
+    pub fn write(&self, file: &str, text: &str) {
+        let path = self.manifests.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        // Write then rename, as editors and git do, so a watcher never sees half a file.
+        let tmp = self.manifests.join(format!(".{}.tmp", file.replace('/', "_")));
+        std::fs::write(&tmp, text).expect("write manifest");
+        std::fs::rename(&tmp, &path).expect("rename manifest");
+    }
+
+    pub fn remove(&self, file: &str) {
+        std::fs::remove_file(self.manifests.join(file)).expect("remove manifest");
+    }
+
+    /// Runs `dockhand VERB --manifests … --state … --instance … ARGS`.
+    pub fn run(&self, verb: &str, args: &[&str]) -> Output {
+        let mut cmd = self.command(verb);
+        cmd.args(args);
+        cmd.output().expect("run dockhand")
+    }
+
+    pub fn command(&self, verb: &str) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dockhand"));
+        cmd.arg(verb);
+        if verb != "get" {
+            cmd.arg("--manifests").arg(&self.manifests);
+        }
+        cmd.arg("--state").arg(&self.state).arg("--instance").arg(&self.instance);
+        cmd.env("DOCKHAND_LOG", "info");
+        cmd
+    }
+
+    /// `dockhand sync`, which must succeed.
+    pub fn sync(&self) -> Output {
+        let out = self.run("sync", &["--timeout", "60s"]);
+        assert!(out.status.success(), "sync failed:\n{}", text(&out));
+        out
+    }
+
+    /// This instance's containers, by name.
+    pub fn containers(&self) -> Vec<Container> {
+        containers_with_label(&format!("dockhand.instance={}", self.instance))
+    }
+
+    pub fn container(&self, name: &str) -> Option<Container> {
+        let full = format!("dh_{}_server_{name}", self.instance);
+        self.containers().into_iter().find(|c| c.name == full)
+    }
+
+    /// Spawns `dockhand up` with its output in the test's directory.
+    pub fn up(&self, args: &[&str]) -> Controller {
+        static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let log = self.dir.path().join(format!("up-{n}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = self.command("up");
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone"))
+            .stderr(file);
+        Controller {
+            child: Some(cmd.spawn().expect("spawn dockhand up")),
+            log,
+        }
+    }
+
+    fn cleanup(&self) {
+        let label = format!("label=dockhand.instance={}", self.instance);
+        let ids = docker(&["ps", "-aq", "--filter", &label]);
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(ids);
+            docker(&args);
+        }
+        let vols = docker(&["volume", "ls", "-q", "--filter", &label]);
+        for v in vols.split_whitespace() {
+            docker(&["volume", "rm", "-f", v]);
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+/// A running `dockhand up`; stopped with SIGTERM when dropped.
+pub struct Controller {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Controller {
+    /// Sends SIGTERM and waits; returns the exit status and how long stopping took.
+    pub fn stop(&mut self) -> (std::process::ExitStatus, Duration) {
+        let mut child = self.child.take().expect("controller running");
+        let started = Instant::now();
+        Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill");
+        let deadline = started + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return (status, started.elapsed());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("dockhand up did not stop within 30s of SIGTERM:\n{}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit on its own.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("controller running");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                self.child = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "process did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub labels: String,
+}
+
+impl Container {
+    pub fn running(&self) -> bool {
+        self.state == "running"
+    }
+
+    pub fn label(&self, key: &str) -> Option<String> {
+        self.labels
+            .split(',')
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")).map(str::to_owned))
+    }
+}
+
+pub fn containers_with_label(label: &str) -> Vec<Container> {
+    let out = docker(&[
+        "ps",
+        "-a",
+        "--no-trunc",
+        "--filter",
+        &format!("label={label}"),
+        "--format",
+        "{{.ID}}\t{{.Names}}\t{{.State}}\t{{.Labels}}",
+    ]);
+    let mut v: Vec<Container> = out
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(4, '\t');
+            Some(Container {
+                id: f.next()?.to_owned(),
+                name: f.next()?.to_owned(),
+                state: f.next()?.to_owned(),
+                labels: f.next().unwrap_or_default().to_owned(),
+            })
+        })
+        .collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+/// Runs the docker CLI and returns stdout (empty on failure).
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("run docker");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// stdout and stderr of a finished command, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A Server manifest running the test image.
+pub fn server(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: dockhand/v1\nkind: Server\nmetadata:\n  name: {name}\nspec:\n  image: {IMAGE}\n  pullPolicy: Never\n  command: {SLEEPER}\n{extra}"
+    )
+}
+
+/// Polls `f` until it returns `Some`, failing the test after `within`.
+pub fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
