@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build-images.sh
-exec cargo run --quiet --release -- up --manifests manifests "$@"
+exec cargo run --quiet -- up --manifests manifests "$@"

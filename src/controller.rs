@@ -22,10 +22,15 @@ use crate::source::{directory, Snapshot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
-    #[error("another dockhand controller is already running on state file {state} (it holds {lock})")]
+    #[error(
+        "another dockhand controller is already running on state file {state} (it holds {lock})"
+    )]
     Locked { state: PathBuf, lock: PathBuf },
     #[error("cannot lock state file {lock}: {source}")]
-    Lock { lock: PathBuf, source: std::io::Error },
+    Lock {
+        lock: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Held while a controller owns a state file; released when dropped (or the process dies).
@@ -68,7 +73,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, cap: Duration) -> Self {
-        Self { base, cap, next: base }
+        Self {
+            base,
+            cap,
+            next: base,
+        }
     }
 
     pub fn next_delay(&mut self) -> Duration {
@@ -84,7 +93,10 @@ impl Backoff {
 
 /// Engine event actions after which the observed state may have drifted.
 fn drifts(action: &str) -> bool {
-    matches!(action, "die" | "destroy" | "oom" | "pause" | "unpause" | "rename")
+    matches!(
+        action,
+        "die" | "destroy" | "oom" | "pause" | "unpause" | "rename"
+    )
 }
 
 pub struct Controller<R> {
@@ -195,7 +207,10 @@ fn log_pass_error(e: &ReconcileError, delay: Duration) {
     if e.is_unavailable() {
         tracing::warn!("{e}; retrying in {}", humantime::format_duration(delay));
     } else {
-        tracing::error!("reconcile pass failed: {e}; retrying in {}", humantime::format_duration(delay));
+        tracing::error!(
+            "reconcile pass failed: {e}; retrying in {}",
+            humantime::format_duration(delay)
+        );
     }
 }
 

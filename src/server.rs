@@ -8,9 +8,17 @@ use crate::manifest::{Kind, Object};
 use crate::runtime::{ContainerSpec, Mount, PortBinding};
 
 /// The container a Server object asks for, labelled with this instance and the object's spec hash.
-pub fn container_spec(instance: &str, object: &Object, spec: &ServerSpec, spec_hash: &str) -> ContainerSpec {
-    let mut container_labels: HashMap<String, String> =
-        object.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+pub fn container_spec(
+    instance: &str,
+    object: &Object,
+    spec: &ServerSpec,
+    spec_hash: &str,
+) -> ContainerSpec {
+    let mut container_labels: HashMap<String, String> = object
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     container_labels.extend(owner_labels(instance));
     container_labels.insert(labels::KIND.into(), Kind::Server.label().into());
     container_labels.insert(labels::NAME.into(), object.name.clone());
@@ -21,7 +29,11 @@ pub fn container_spec(instance: &str, object: &Object, spec: &ServerSpec, spec_h
         pull_policy: spec.pull_policy,
         command: spec.command.clone(),
         entrypoint: spec.entrypoint.clone(),
-        env: spec.env.iter().map(|(k, v)| format!("{}={}", k.0, v.0)).collect(),
+        env: spec
+            .env
+            .iter()
+            .map(|(k, v)| format!("{}={}", k.0, v.0))
+            .collect(),
         working_dir: spec.working_dir.as_ref().map(|p| p.0.clone()),
         user: spec.user.as_ref().map(|u| u.0.clone()),
         ports: spec
@@ -46,8 +58,16 @@ pub fn container_spec(instance: &str, object: &Object, spec: &ServerSpec, spec_h
                 read_only: v.read_only,
             })
             .collect(),
-        memory: spec.resources.as_ref().and_then(|r| r.memory).map(|m| m.0 as i64),
-        nano_cpus: spec.resources.as_ref().and_then(|r| r.cpus).map(|c| c.nano()),
+        memory: spec
+            .resources
+            .as_ref()
+            .and_then(|r| r.memory)
+            .map(|m| m.0 as i64),
+        nano_cpus: spec
+            .resources
+            .as_ref()
+            .and_then(|r| r.cpus)
+            .map(|c| c.nano()),
         stop_timeout: spec.stop_grace_period.map(|d| d.as_secs().max(1) as i64),
         labels: container_labels,
     }

@@ -6,15 +6,33 @@ use common::{containers_with_label, docker, server, text, Env, IMAGE};
 
 #[test]
 fn converge_creates_labelled_containers_with_deterministic_names() {
-    let Some(env) = Env::new("converge") else { return };
-    env.write("a.yaml", &server("web", "  env: {GREETING: hello}\n  ports: [{container: 8080}]\n"));
-    env.write("nested/b.yaml", &format!("{}---\n{}", server("api", ""), server("worker", "")));
+    let Some(env) = Env::new("converge") else {
+        return;
+    };
+    env.write(
+        "a.yaml",
+        &server(
+            "web",
+            "  env: {GREETING: hello}\n  ports: [{container: 8080}]\n",
+        ),
+    );
+    env.write(
+        "nested/b.yaml",
+        &format!("{}---\n{}", server("api", ""), server("worker", "")),
+    );
     env.sync();
 
     let cs = env.containers();
     let names: Vec<_> = cs.iter().map(|c| c.name.clone()).collect();
     let i = &env.instance;
-    assert_eq!(names, [format!("dh_{i}_server_api"), format!("dh_{i}_server_web"), format!("dh_{i}_server_worker")]);
+    assert_eq!(
+        names,
+        [
+            format!("dh_{i}_server_api"),
+            format!("dh_{i}_server_web"),
+            format!("dh_{i}_server_worker")
+        ]
+    );
     for c in &cs {
         assert!(c.running(), "{c:?}");
         assert_eq!(c.label("dockhand.managed").as_deref(), Some("true"));
@@ -36,18 +54,27 @@ fn converge_creates_labelled_containers_with_deterministic_names() {
     assert_eq!(item["spec"]["image"], IMAGE);
     assert_eq!(item["status"]["phase"], "Running");
     assert_eq!(item["status"]["containerId"], cs[1].id.as_str());
-    let host = item["status"]["ports"][0]["host"].as_u64().expect("host port");
+    let host = item["status"]["ports"][0]["host"]
+        .as_u64()
+        .expect("host port");
     assert!(host > 0);
 }
 
 #[test]
 fn noop_pass_keeps_every_container_id() {
     let Some(env) = Env::new("noop") else { return };
-    env.write("a.yaml", &format!("{}---\n{}", server("one", ""), server("two", "")));
+    env.write(
+        "a.yaml",
+        &format!("{}---\n{}", server("one", ""), server("two", "")),
+    );
     env.sync();
     let before = env.containers();
     let out = env.sync();
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("done"), "a no-op pass acted:\n{}", text(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("done"),
+        "a no-op pass acted:\n{}",
+        text(&out)
+    );
     assert_eq!(env.containers(), before);
 
     let diff = env.run("diff", &[]);
@@ -57,7 +84,9 @@ fn noop_pass_keeps_every_container_id() {
 
 #[test]
 fn spec_change_recreates_only_that_object() {
-    let Some(env) = Env::new("change") else { return };
+    let Some(env) = Env::new("change") else {
+        return;
+    };
     env.write("a.yaml", &server("keep", ""));
     env.write("b.yaml", &server("change", "  env: {V: '1'}\n"));
     env.sync();
@@ -67,20 +96,37 @@ fn spec_change_recreates_only_that_object() {
     env.write("b.yaml", &server("change", "  env: {V: '2'}\n"));
     let diff = env.run("diff", &[]);
     assert_eq!(diff.status.code(), Some(1), "{}", text(&diff));
-    assert!(String::from_utf8_lossy(&diff.stdout).contains("recreate server/change"), "{}", text(&diff));
-    assert_eq!(env.container("change").expect("unchanged by diff").id, old.id, "diff changed something");
+    assert!(
+        String::from_utf8_lossy(&diff.stdout).contains("recreate server/change"),
+        "{}",
+        text(&diff)
+    );
+    assert_eq!(
+        env.container("change").expect("unchanged by diff").id,
+        old.id,
+        "diff changed something"
+    );
 
     env.sync();
     let new = env.container("change").expect("change");
     assert_ne!(new.id, old.id);
     assert!(new.running());
-    assert_eq!(docker(&["exec", &new.id, "sh", "-c", "echo $V"]).trim(), "2");
-    assert_eq!(env.container("keep").expect("keep"), keep, "an unchanged object was touched");
+    assert_eq!(
+        docker(&["exec", &new.id, "sh", "-c", "echo $V"]).trim(),
+        "2"
+    );
+    assert_eq!(
+        env.container("keep").expect("keep"),
+        keep,
+        "an unchanged object was touched"
+    );
 }
 
 #[test]
 fn stopped_container_is_started() {
-    let Some(env) = Env::new("stopped") else { return };
+    let Some(env) = Env::new("stopped") else {
+        return;
+    };
     env.write("a.yaml", &server("web", ""));
     env.sync();
     let c = env.container("web").expect("web");
@@ -88,7 +134,10 @@ fn stopped_container_is_started() {
     assert!(!env.container("web").expect("web").running());
     env.sync();
     let after = env.container("web").expect("web");
-    assert_eq!(after.id, c.id, "a stopped container is started, not recreated");
+    assert_eq!(
+        after.id, c.id,
+        "a stopped container is started, not recreated"
+    );
     assert!(after.running());
 }
 
@@ -104,14 +153,26 @@ fn restart_policy_never_leaves_a_finished_container_alone() {
         env.container("job").filter(|c| c.state == "exited")
     });
     env.sync();
-    assert_eq!(env.container("job").expect("job"), job, "a finished Never job was touched");
+    assert_eq!(
+        env.container("job").expect("job"),
+        job,
+        "a finished Never job was touched"
+    );
 }
 
 #[test]
 fn orphan_is_removed_after_manifest_deleted_and_its_volume_kept() {
-    let Some(env) = Env::new("orphan") else { return };
+    let Some(env) = Env::new("orphan") else {
+        return;
+    };
     env.write("a.yaml", &server("keep", ""));
-    env.write("b.yaml", &server("gone", "  volumes: [{type: volume, source: data, target: /data}]\n"));
+    env.write(
+        "b.yaml",
+        &server(
+            "gone",
+            "  volumes: [{type: volume, source: data, target: /data}]\n",
+        ),
+    );
     env.sync();
     let gone = env.container("gone").expect("gone");
     docker(&["exec", &gone.id, "sh", "-c", "echo precious > /data/file"]);
@@ -121,26 +182,59 @@ fn orphan_is_removed_after_manifest_deleted_and_its_volume_kept() {
     assert!(env.container("gone").is_none(), "orphan still there");
     assert!(env.container("keep").is_some());
     let volume = format!("dh_{}_data", env.instance);
-    assert_eq!(docker(&["volume", "ls", "-q", "--filter", &format!("name={volume}")]).trim(), volume);
+    assert_eq!(
+        docker(&["volume", "ls", "-q", "--filter", &format!("name={volume}")]).trim(),
+        volume
+    );
 
     // Re-adding the server mounts the same data again.
-    env.write("b.yaml", &server("gone", "  volumes: [{type: volume, source: data, target: /data}]\n"));
+    env.write(
+        "b.yaml",
+        &server(
+            "gone",
+            "  volumes: [{type: volume, source: data, target: /data}]\n",
+        ),
+    );
     env.sync();
     let back = env.container("gone").expect("back");
-    assert_eq!(docker(&["exec", &back.id, "cat", "/data/file"]).trim(), "precious");
+    assert_eq!(
+        docker(&["exec", &back.id, "cat", "/data/file"]).trim(),
+        "precious"
+    );
 }
 
 #[test]
 fn another_instances_container_is_untouched() {
-    let Some(env) = Env::new("strangers") else { return };
+    let Some(env) = Env::new("strangers") else {
+        return;
+    };
     let other = format!("{}-other", env.instance);
     let foreign = docker(&[
-        "run", "-d", "--name", &format!("dh_{other}_server_web"),
-        "--label", "dockhand.managed=true", "--label", &format!("dockhand.instance={other}"),
-        "--label", "dockhand.kind=server", "--label", "dockhand.name=web",
-        IMAGE, "sleep", "3600",
+        "run",
+        "-d",
+        "--name",
+        &format!("dh_{other}_server_web"),
+        "--label",
+        "dockhand.managed=true",
+        "--label",
+        &format!("dockhand.instance={other}"),
+        "--label",
+        "dockhand.kind=server",
+        "--label",
+        "dockhand.name=web",
+        IMAGE,
+        "sleep",
+        "3600",
     ]);
-    let unlabelled = docker(&["run", "-d", "--label", &format!("test.owner={}", env.instance), IMAGE, "sleep", "3600"]);
+    let unlabelled = docker(&[
+        "run",
+        "-d",
+        "--label",
+        &format!("test.owner={}", env.instance),
+        IMAGE,
+        "sleep",
+        "3600",
+    ]);
     let foreign = foreign.trim().to_owned();
     let unlabelled = unlabelled.trim().to_owned();
     assert!(!foreign.is_empty() && !unlabelled.is_empty());
@@ -153,34 +247,66 @@ fn another_instances_container_is_untouched() {
     assert!(env.containers().is_empty());
 
     let running = |id: &str| docker(&["inspect", "-f", "{{.State.Running}}", id]).trim() == "true";
-    assert!(running(&foreign), "another instance's container was touched");
+    assert!(
+        running(&foreign),
+        "another instance's container was touched"
+    );
     assert!(running(&unlabelled), "an unlabelled container was touched");
-    assert_eq!(containers_with_label(&format!("dockhand.instance={other}")).len(), 1);
+    assert_eq!(
+        containers_with_label(&format!("dockhand.instance={other}")).len(),
+        1
+    );
     docker(&["rm", "-f", &foreign, &unlabelled]);
 }
 
 #[test]
 fn invalid_yaml_deletes_nothing_and_names_file_line_and_field() {
-    let Some(env) = Env::new("invalid") else { return };
+    let Some(env) = Env::new("invalid") else {
+        return;
+    };
     env.write("a.yaml", &server("web", ""));
     env.write("b.yaml", &server("api", ""));
     env.sync();
     let before = env.containers();
 
-    env.write("a.yaml", &format!("{}  prots: [{{container: 80}}]\n", server("web", "")));
-    env.write("b.yaml", "apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: api\n");
+    env.write(
+        "a.yaml",
+        &format!("{}  prots: [{{container: 80}}]\n", server("web", "")),
+    );
+    env.write(
+        "b.yaml",
+        "apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: api\n",
+    );
     let out = env.run("sync", &["--timeout", "30s"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("a.yaml:9:3: spec.prots: unknown field `prots`, expected one of"), "{err}");
+    assert!(
+        err.contains("a.yaml:9:3: spec.prots: unknown field `prots`, expected one of"),
+        "{err}"
+    );
     assert!(err.contains("b.yaml:"), "{err}");
-    assert_eq!(env.containers(), before, "an invalid manifest changed containers");
+    assert_eq!(
+        env.containers(),
+        before,
+        "an invalid manifest changed containers"
+    );
 
     let get = env.run("get", &["-o", "json"]);
     let json: serde_json::Value = serde_json::from_slice(&get.stdout).expect("json");
-    assert_eq!(json.as_array().map(Vec::len), Some(2), "objects were dropped from the store");
-    assert!(json[1]["lastError"].as_str().is_some_and(|e| e.contains("a.yaml:9:3")), "{json}");
-    assert!(json[1]["status"]["message"].as_str().is_some_and(|m| m.contains("last good spec")));
+    assert_eq!(
+        json.as_array().map(Vec::len),
+        Some(2),
+        "objects were dropped from the store"
+    );
+    assert!(
+        json[1]["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("a.yaml:9:3")),
+        "{json}"
+    );
+    assert!(json[1]["status"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("last good spec")));
 }
 
 #[test]
@@ -193,7 +319,11 @@ fn empty_source_guard_holds_until_allow_empty() {
 
     let out = env.run("sync", &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("refused to prune"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refused to prune"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(env.containers(), before);
 
     // A vanished directory is no different.
@@ -209,29 +339,51 @@ fn empty_source_guard_holds_until_allow_empty() {
 
 #[test]
 fn missing_image_fails_with_a_clear_report_and_keeps_the_old_container() {
-    let Some(env) = Env::new("noimage") else { return };
+    let Some(env) = Env::new("noimage") else {
+        return;
+    };
     env.write("a.yaml", &server("web", ""));
     env.sync();
     let before = env.container("web").expect("web");
-    env.write("a.yaml", &server("web", "").replace(IMAGE, "dockhand/does-not-exist:1"));
+    env.write(
+        "a.yaml",
+        &server("web", "").replace(IMAGE, "dockhand/does-not-exist:1"),
+    );
     let out = env.run("sync", &["--timeout", "30s"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let all = text(&out);
-    assert!(all.contains("dockhand/does-not-exist:1") && all.contains("pullPolicy is Never"), "{all}");
-    assert_eq!(env.container("web"), Some(before), "the old container must survive a failed recreate");
+    assert!(
+        all.contains("dockhand/does-not-exist:1") && all.contains("pullPolicy is Never"),
+        "{all}"
+    );
+    assert_eq!(
+        env.container("web"),
+        Some(before),
+        "the old container must survive a failed recreate"
+    );
 }
 
 #[test]
 fn get_lists_objects_as_table_json_and_yaml() {
     let Some(env) = Env::new("get") else { return };
-    env.write("a.yaml", &server("web", "  ports: [{container: 80, host: 0}]\n"));
+    env.write(
+        "a.yaml",
+        &server("web", "  ports: [{container: 80, host: 0}]\n"),
+    );
     env.sync();
     let table = env.run("get", &[]);
     let t = String::from_utf8_lossy(&table.stdout);
     assert!(t.starts_with("NAME"), "{t}");
-    assert!(t.contains("server/web") && t.contains("Running") && t.contains("->80/tcp"), "{t}");
+    assert!(
+        t.contains("server/web") && t.contains("Running") && t.contains("->80/tcp"),
+        "{t}"
+    );
     let yaml = env.run("get", &["servers", "-o", "yaml"]);
-    assert!(String::from_utf8_lossy(&yaml.stdout).contains("phase: Running"), "{}", text(&yaml));
+    assert!(
+        String::from_utf8_lossy(&yaml.stdout).contains("phase: Running"),
+        "{}",
+        text(&yaml)
+    );
     let missing = env.run("get", &["server", "nope"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));

@@ -10,13 +10,19 @@ const WAIT: Duration = Duration::from_secs(30);
 
 #[test]
 fn up_picks_up_a_new_file_and_restarts_a_killed_container() {
-    let Some(env) = Env::new("up-drift") else { return };
+    let Some(env) = Env::new("up-drift") else {
+        return;
+    };
     env.write("a.yaml", &server("web", ""));
     let mut up = env.up(&["--resync", "1h"]);
-    let web = eventually(WAIT, "web to run", || env.container("web").filter(|c| c.running()));
+    let web = eventually(WAIT, "web to run", || {
+        env.container("web").filter(|c| c.running())
+    });
 
     env.write("b.yaml", &server("api", ""));
-    eventually(WAIT, "api from the new file to run", || env.container("api").filter(|c| c.running()));
+    eventually(WAIT, "api from the new file to run", || {
+        env.container("api").filter(|c| c.running())
+    });
 
     // With a one-hour resync, only the engine's events can bring it back this quickly.
     docker(&["kill", &web.id]);
@@ -24,30 +30,49 @@ fn up_picks_up_a_new_file_and_restarts_a_killed_container() {
     let back = eventually(WAIT, "killed web to run again", || {
         env.container("web").filter(|c| c.running())
     });
-    eprintln!("killed container running again after {:?}", killed.elapsed());
-    assert_eq!(back.id, web.id, "a killed container is restarted, not recreated");
+    eprintln!(
+        "killed container running again after {:?}",
+        killed.elapsed()
+    );
+    assert_eq!(
+        back.id, web.id,
+        "a killed container is restarted, not recreated"
+    );
 
     // A removed container is recreated, also from events.
     docker(&["rm", "-f", &web.id]);
     eventually(WAIT, "removed web to be recreated", || {
-        env.container("web").filter(|c| c.running() && c.id != web.id)
+        env.container("web")
+            .filter(|c| c.running() && c.id != web.id)
     });
 
     env.remove("b.yaml");
-    eventually(WAIT, "api to be pruned", || env.container("api").is_none().then_some(()));
+    eventually(WAIT, "api to be pruned", || {
+        env.container("api").is_none().then_some(())
+    });
 
     let (status, took) = up.stop();
     assert!(status.success(), "{}", up.output());
     assert!(took < Duration::from_secs(5), "stopping took {took:?}");
-    assert!(env.container("web").is_some_and(|c| c.running()), "workloads must outlive the controller");
+    assert!(
+        env.container("web").is_some_and(|c| c.running()),
+        "workloads must outlive the controller"
+    );
 }
 
 #[test]
 fn restarted_controller_makes_no_duplicates() {
-    let Some(env) = Env::new("up-restart") else { return };
-    env.write("a.yaml", &format!("{}---\n{}", server("one", ""), server("two", "")));
+    let Some(env) = Env::new("up-restart") else {
+        return;
+    };
+    env.write(
+        "a.yaml",
+        &format!("{}---\n{}", server("one", ""), server("two", "")),
+    );
     let mut up = env.up(&[]);
-    eventually(WAIT, "both to run", || (env.containers().iter().filter(|c| c.running()).count() == 2).then_some(()));
+    eventually(WAIT, "both to run", || {
+        (env.containers().iter().filter(|c| c.running()).count() == 2).then_some(())
+    });
     up.stop();
     let before = env.containers();
 
@@ -57,31 +82,52 @@ fn restarted_controller_makes_no_duplicates() {
     let out = env.run("get", &["-o", "json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(json.as_array().map(Vec::len), Some(2));
-    assert_eq!(env.containers(), before, "a restarted controller changed containers:\n{}", up.output());
+    assert_eq!(
+        env.containers(),
+        before,
+        "a restarted controller changed containers:\n{}",
+        up.output()
+    );
     up.stop();
 }
 
 #[test]
 fn second_controller_on_the_same_state_file_refuses_to_start() {
-    let Some(env) = Env::new("up-lock") else { return };
+    let Some(env) = Env::new("up-lock") else {
+        return;
+    };
     env.write("a.yaml", &server("web", ""));
     let mut first = env.up(&[]);
-    eventually(WAIT, "web to run", || env.container("web").filter(|c| c.running()));
+    eventually(WAIT, "web to run", || {
+        env.container("web").filter(|c| c.running())
+    });
     let mut second = env.up(&[]);
     let status = second.wait_exit(WAIT);
     assert_eq!(status.code(), Some(2));
-    assert!(second.output().contains("already running"), "{}", second.output());
+    assert!(
+        second.output().contains("already running"),
+        "{}",
+        second.output()
+    );
     let sync = env.run("sync", &[]);
-    assert_eq!(sync.status.code(), Some(2), "sync must not race a running controller");
+    assert_eq!(
+        sync.status.code(),
+        Some(2),
+        "sync must not race a running controller"
+    );
     first.stop();
 }
 
 #[test]
 fn invalid_edit_under_up_keeps_the_running_container() {
-    let Some(env) = Env::new("up-invalid") else { return };
+    let Some(env) = Env::new("up-invalid") else {
+        return;
+    };
     env.write("a.yaml", &server("web", ""));
     let mut up = env.up(&[]);
-    let web = eventually(WAIT, "web to run", || env.container("web").filter(|c| c.running()));
+    let web = eventually(WAIT, "web to run", || {
+        env.container("web").filter(|c| c.running())
+    });
     env.write("a.yaml", "apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: web}\nspec: {image: 5, bogus: 1}\n");
     eventually(WAIT, "the error to be recorded", || {
         let out = env.run("get", &["-o", "json"]);

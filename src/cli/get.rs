@@ -91,7 +91,10 @@ pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
     items.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
 
     if let (Some(name), true) = (&args.name, items.is_empty()) {
-        eprintln!("error: {} {name:?} not found", kind.map_or("object", |k| k.label()));
+        eprintln!(
+            "error: {} {name:?} not found",
+            kind.map_or("object", |k| k.label())
+        );
         return Ok(ExitCode::from(1));
     }
     match args.output {
@@ -146,7 +149,13 @@ fn print_table(items: &[Item]) {
             .iter()
             .zip(widths)
             .enumerate()
-            .map(|(i, (c, w))| if i + 1 == r.len() { c.clone() } else { format!("{c:<w$}") })
+            .map(|(i, (c, w))| {
+                if i + 1 == r.len() {
+                    c.clone()
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
             .collect();
         println!("{}", line.join("  ").trim_end());
     }

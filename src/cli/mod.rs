@@ -22,7 +22,11 @@ use crate::runtime::DockerRuntime;
 use crate::store::Store;
 
 #[derive(Parser, Debug)]
-#[command(name = "dockhand", version, about = "Declarative containers for a Docker host, kept converged")]
+#[command(
+    name = "dockhand",
+    version,
+    about = "Declarative containers for a Docker host, kept converged"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -72,7 +76,8 @@ fn parse_instance(s: &str) -> Result<String, String> {
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e} (expected e.g. 30s, 2m, 1h)"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration {s:?}: {e} (expected e.g. 30s, 2m, 1h)"))
 }
 
 pub fn main() -> ExitCode {
@@ -142,6 +147,8 @@ pub(crate) fn print_manifest_errors(errors: &[ManifestError]) {
         eprintln!("invalid: {e}");
     }
     if !errors.is_empty() {
-        eprintln!("objects of invalid files keep their last good spec; nothing they defined is removed");
+        eprintln!(
+            "objects of invalid files keep their last good spec; nothing they defined is removed"
+        );
     }
 }

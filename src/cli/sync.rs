@@ -52,7 +52,10 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
         let stuck = !failures.is_empty() && failures.values().all(|(n, _)| *n >= GIVE_UP_AFTER);
         if report.converged() || stuck || Instant::now() >= deadline {
             if report.missing_source {
-                eprintln!("warning: manifests directory {} does not exist", c.manifests.display());
+                eprintln!(
+                    "warning: manifests directory {} does not exist",
+                    c.manifests.display()
+                );
             }
             print_manifest_errors(&report.errors);
             if !report.plan.prune_refused.is_empty() {
@@ -62,18 +65,29 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
                     report.plan.prune_refused.join(", ")
                 );
             }
-            let took = humantime::format_duration(Duration::from_millis(started.elapsed().as_millis() as u64));
+            let took = humantime::format_duration(Duration::from_millis(
+                started.elapsed().as_millis() as u64,
+            ));
             if report.converged() {
                 println!("converged: {} object(s) in {took}", report.desired.len());
             } else {
                 eprintln!("not converged after {took}; still pending:");
                 for a in &report.plan.actions {
-                    let why = failures.get(&a.describe()).map(|f| f.1.as_str()).unwrap_or("not done yet");
+                    let why = failures
+                        .get(&a.describe())
+                        .map(|f| f.1.as_str())
+                        .unwrap_or("not done yet");
                     eprintln!("  {}: {why}", a.describe());
                 }
             }
-            let ok = report.converged() && report.errors.is_empty() && report.plan.prune_refused.is_empty();
-            return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+            let ok = report.converged()
+                && report.errors.is_empty()
+                && report.plan.prune_refused.is_empty();
+            return Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
         }
         if !failures.is_empty() {
             tokio::time::sleep(backoff.next_delay()).await;

@@ -45,9 +45,9 @@ impl Kind {
 
     /// Parses a manifest kind (`Server`) or a CLI/label form (`server`, `servers`).
     pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| {
-            s == k.as_str() || s == k.label() || s.strip_suffix('s') == Some(k.label())
-        })
+        Kind::ALL
+            .into_iter()
+            .find(|k| s == k.as_str() || s == k.label() || s.strip_suffix('s') == Some(k.label()))
     }
 }
 

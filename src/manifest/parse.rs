@@ -75,7 +75,11 @@ struct Metadata {
 ///
 /// `base_dir` resolves relative bind sources; `None` (a source with no directory) requires them
 /// to be absolute.
-pub fn parse_str(text: &str, file: &str, base_dir: Option<&Path>) -> Result<Vec<Object>, Vec<ManifestError>> {
+pub fn parse_str(
+    text: &str,
+    file: &str,
+    base_dir: Option<&Path>,
+) -> Result<Vec<Object>, Vec<ManifestError>> {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
     for doc in split_documents(text) {
@@ -92,7 +96,11 @@ pub fn parse_str(text: &str, file: &str, base_dir: Option<&Path>) -> Result<Vec<
     }
 }
 
-fn parse_document(text: &str, file: &str, base_dir: Option<&Path>) -> Result<Option<Object>, ManifestError> {
+fn parse_document(
+    text: &str,
+    file: &str,
+    base_dir: Option<&Path>,
+) -> Result<Option<Object>, ManifestError> {
     if is_blank_document(text) {
         return Ok(None);
     }
@@ -108,17 +116,27 @@ fn parse_document(text: &str, file: &str, base_dir: Option<&Path>) -> Result<Opt
         return Err(err_at(
             &header.api_version,
             "apiVersion",
-            format!("unsupported apiVersion {:?}: expected {API_VERSION}", header.api_version.value),
+            format!(
+                "unsupported apiVersion {:?}: expected {API_VERSION}",
+                header.api_version.value
+            ),
         ));
     }
-    let kind = match Kind::ALL.into_iter().find(|k| k.as_str() == header.kind.value) {
+    let kind = match Kind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == header.kind.value)
+    {
         Some(k) => k,
         None => {
             let allowed: Vec<_> = Kind::ALL.iter().map(|k| k.as_str()).collect();
             return Err(err_at(
                 &header.kind,
                 "kind",
-                format!("unknown kind {:?}: expected one of {}", header.kind.value, allowed.join(", ")),
+                format!(
+                    "unknown kind {:?}: expected one of {}",
+                    header.kind.value,
+                    allowed.join(", ")
+                ),
             ));
         }
     };
@@ -146,7 +164,11 @@ fn parse_document(text: &str, file: &str, base_dir: Option<&Path>) -> Result<Opt
     };
     Ok(Some(Object {
         name: metadata.name.value.0.clone(),
-        labels: metadata.labels.into_iter().map(|(k, v)| (k.0, v.0)).collect(),
+        labels: metadata
+            .labels
+            .into_iter()
+            .map(|(k, v)| (k.0, v.0))
+            .collect(),
         spec,
         source: file.to_owned(),
         line: metadata.name.referenced.line(),
@@ -167,7 +189,10 @@ fn resolve_binds(spec: &mut ServerSpec, base_dir: Option<&Path>) -> Result<(), (
             None => {
                 return Err((
                     format!("spec.volumes[{i}].source"),
-                    format!("bind source {:?} must be an absolute path in a source without a directory", v.source),
+                    format!(
+                        "bind source {:?} must be an absolute path in a source without a directory",
+                        v.source
+                    ),
                 ))
             }
         }
@@ -199,7 +224,10 @@ fn deserialize<'de, T: Deserialize<'de>>(text: &'de str, file: &str) -> Result<T
         })
     });
     result.map_err(|e| {
-        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
         let raw = e.without_snippet().to_string();
         let message = match raw.rfind(" at line ") {
             Some(i) if line > 0 => raw[..i].to_owned(),
@@ -234,7 +262,10 @@ fn split_documents(text: &str) -> Vec<String> {
     let mut starts = vec![0];
     for (i, l) in lines.iter().enumerate() {
         let is_marker = l.starts_with("---")
-            && l[3..].chars().next().is_none_or(|c| c == ' ' || c == '\t' || c == '\r');
+            && l[3..]
+                .chars()
+                .next()
+                .is_none_or(|c| c == ' ' || c == '\t' || c == '\r');
         if is_marker && i > 0 {
             starts.push(i);
         }
@@ -259,7 +290,8 @@ fn split_documents(text: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    const WEB: &str = "apiVersion: dockhand/v1\nkind: Server\nmetadata:\n  name: web\nspec:\n  image: busybox\n";
+    const WEB: &str =
+        "apiVersion: dockhand/v1\nkind: Server\nmetadata:\n  name: web\nspec:\n  image: busybox\n";
 
     fn errors(text: &str) -> Vec<ManifestError> {
         parse_str(text, "m.yaml", None).expect_err("should fail")
@@ -277,7 +309,12 @@ mod tests {
     fn several_documents_keep_their_own_lines() {
         let text = format!("# leading comment\n{WEB}---\n{}", WEB.replace("web", "api"));
         let objs = parse_str(&text, "m.yaml", None).expect("parses");
-        assert_eq!(objs.iter().map(|o| (o.name.as_str(), o.line)).collect::<Vec<_>>(), [("web", 5), ("api", 12)]);
+        assert_eq!(
+            objs.iter()
+                .map(|o| (o.name.as_str(), o.line))
+                .collect::<Vec<_>>(),
+            [("web", 5), ("api", 12)]
+        );
     }
 
     #[test]
@@ -286,14 +323,22 @@ mod tests {
         let e = &errors(&text)[0];
         assert_eq!((e.line, e.column), (8, 23));
         assert_eq!(e.field, "spec.ports[0].hots");
-        assert!(e.message.contains("expected one of container, host"), "{}", e.message);
+        assert!(
+            e.message.contains("expected one of container, host"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn unknown_kind_lists_the_allowed_kinds() {
         let e = &errors("apiVersion: dockhand/v1\nkind: Pod\nmetadata: {name: a}\nspec: {}\n")[0];
         assert_eq!((e.line, e.column, e.field.as_str()), (2, 7, "kind"));
-        assert!(e.message.contains("expected one of Server"), "{}", e.message);
+        assert!(
+            e.message.contains("expected one of Server"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -305,10 +350,30 @@ mod tests {
     #[test]
     fn bad_values_are_reported_where_they_stand() {
         let cases = [
-            ("  ports:\n    - container: 99999\n", 8, "spec.ports[0].container", "1 to 65535"),
-            ("  resources: {memory: lots}\n", 7, "spec.resources.memory", "256m"),
-            ("  restartPolicy: Sometimes\n", 7, "spec.restartPolicy", "Always"),
-            ("  volumes:\n    - {type: volume, source: /etc, target: /x}\n", 8, "spec.volumes[0]", "volume name"),
+            (
+                "  ports:\n    - container: 99999\n",
+                8,
+                "spec.ports[0].container",
+                "1 to 65535",
+            ),
+            (
+                "  resources: {memory: lots}\n",
+                7,
+                "spec.resources.memory",
+                "256m",
+            ),
+            (
+                "  restartPolicy: Sometimes\n",
+                7,
+                "spec.restartPolicy",
+                "Always",
+            ),
+            (
+                "  volumes:\n    - {type: volume, source: /etc, target: /x}\n",
+                8,
+                "spec.volumes[0]",
+                "volume name",
+            ),
             ("  workingDir: srv\n", 7, "spec.workingDir", "absolute"),
         ];
         for (extra, line, field, hint) in cases {
@@ -321,7 +386,10 @@ mod tests {
     #[test]
     fn bad_name_is_reported_on_its_line() {
         let e = &errors(&WEB.replace("name: web", "name: Web_1"))[0];
-        assert_eq!((e.line, e.column, e.field.as_str()), (4, 9, "metadata.name"));
+        assert_eq!(
+            (e.line, e.column, e.field.as_str()),
+            (4, 9, "metadata.name")
+        );
         assert!(e.message.contains("DNS label"));
     }
 
@@ -341,7 +409,8 @@ mod tests {
 
     #[test]
     fn relative_bind_sources_resolve_against_the_manifest_directory() {
-        let text = format!("{WEB}  volumes:\n    - {{type: bind, source: ./www/../site, target: /www}}\n");
+        let text =
+            format!("{WEB}  volumes:\n    - {{type: bind, source: ./www/../site, target: /www}}\n");
         let objs = parse_str(&text, "m.yaml", Some(Path::new("/srv/manifests"))).expect("parses");
         let Spec::Server(s) = &objs[0].spec;
         assert_eq!(s.volumes[0].source, "/srv/manifests/site");
@@ -350,7 +419,9 @@ mod tests {
 
     #[test]
     fn empty_documents_and_comments_are_skipped() {
-        assert!(parse_str("# nothing\n---\n---\n", "m.yaml", None).expect("parses").is_empty());
+        assert!(parse_str("# nothing\n---\n---\n", "m.yaml", None)
+            .expect("parses")
+            .is_empty());
     }
 
     #[test]

@@ -40,7 +40,9 @@ fn memory_error(s: &str) -> String {
 impl<'de> Deserialize<'de> for Memory {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = crate::manifest::ScalarString::deserialize(d)?.0;
-        parse_memory(&s).map(Memory).map_err(serde::de::Error::custom)
+        parse_memory(&s)
+            .map(Memory)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -67,7 +69,11 @@ pub fn parse_cpus(s: &str) -> Result<f64, String> {
         Some(milli) => milli.parse::<f64>().map(|m| m / 1000.0),
         None => t.parse::<f64>(),
     }
-    .map_err(|_| format!("invalid cpus {s:?}: expected a number of cores like 0.5 or 2, or millicores like 500m"))?;
+    .map_err(|_| {
+        format!(
+            "invalid cpus {s:?}: expected a number of cores like 0.5 or 2, or millicores like 500m"
+        )
+    })?;
     if !(0.001..=1024.0).contains(&value) {
         return Err(format!(
             "invalid cpus {s:?}: expected between 0.001 and 1024 cores"

@@ -40,7 +40,10 @@ pub async fn execute<R: Runtime>(
     }
     let image_results: HashMap<String, Result<(), String>> = stream::iter(images)
         .map(|(image, policy)| async move {
-            let r = runtime.ensure_image(&image, policy).await.map_err(|e| e.to_string());
+            let r = runtime
+                .ensure_image(&image, policy)
+                .await
+                .map_err(|e| e.to_string());
             (image, r)
         })
         .buffer_unordered(parallel)

@@ -117,7 +117,7 @@ impl<R: Runtime> Reconciler<R> {
         let prune = !desired.is_empty() || self.options.allow_empty;
         let applied = self
             .store
-            .apply_desired(instance, &desired, &snapshot.errors, prune)
+            .apply_desired(instance, &stored, &desired, &snapshot.errors, prune)
             .await?;
         let mut events = Vec::new();
         if applied.errors_changed {
@@ -163,8 +163,10 @@ impl<R: Runtime> Reconciler<R> {
         )
         .await;
 
-        let mut generations: HashMap<ObjectKey, i64> =
-            stored.iter().map(|s| (s.object.key(), s.generation)).collect();
+        let mut generations: HashMap<ObjectKey, i64> = stored
+            .iter()
+            .map(|s| (s.object.key(), s.generation))
+            .collect();
         generations.extend(applied.changed.iter().cloned());
         let last_errors: HashMap<ObjectKey, String> = first_errors(&desired, &snapshot.errors);
         let statuses = statuses(&desired, &observed, &outcomes, &generations, &last_errors);
@@ -238,7 +240,12 @@ fn statuses(
             });
             let (phase, container_id, mut message, observed_generation) = match (outcome, current) {
                 (Some(x), _) => match &x.result {
-                    Err(e) => ("Failed", current.map(|c| c.id.clone()), Some(e.to_string()), 0),
+                    Err(e) => (
+                        "Failed",
+                        current.map(|c| c.id.clone()),
+                        Some(e.to_string()),
+                        0,
+                    ),
                     Ok(Some(id)) => ("Creating", Some(id.clone()), None, generation),
                     Ok(None) => ("Running", current.map(|c| c.id.clone()), None, generation),
                 },
@@ -247,7 +254,9 @@ fn statuses(
                         State::Running => ("Running", None),
                         State::Paused => ("Running", Some("paused".to_owned())),
                         State::Restarting => ("Creating", Some("restarting".to_owned())),
-                        State::Exited { code: Some(0) } => ("Completed", Some("exited with code 0".to_owned())),
+                        State::Exited { code: Some(0) } => {
+                            ("Completed", Some("exited with code 0".to_owned()))
+                        }
                         State::Exited { code } => (
                             "Failed",
                             Some(match code {
@@ -295,12 +304,22 @@ fn outcome_events(outcomes: &[Outcome], status_changed: &HashSet<ObjectKey>) -> 
                     }
                     ("failed", format!("{}: {e}", a.describe()))
                 }
-                (Action::Create { key }, Ok(_)) => ("created", format!("created and started {key}")),
-                (Action::Recreate { key, .. }, Ok(_)) => ("recreated", format!("recreated {key}: its spec changed")),
-                (Action::Start { key, .. }, Ok(_)) => ("started", format!("started {key} after it stopped")),
+                (Action::Create { key }, Ok(_)) => {
+                    ("created", format!("created and started {key}"))
+                }
+                (Action::Recreate { key, .. }, Ok(_)) => {
+                    ("recreated", format!("recreated {key}: its spec changed"))
+                }
+                (Action::Start { key, .. }, Ok(_)) => {
+                    ("started", format!("started {key} after it stopped"))
+                }
                 (a @ Action::Remove { .. }, Ok(_)) => ("removed", a.describe()),
             };
-            Some(NewEvent { key, reason, message })
+            Some(NewEvent {
+                key,
+                reason,
+                message,
+            })
         })
         .collect()
 }

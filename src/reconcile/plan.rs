@@ -46,7 +46,9 @@ impl Action {
     /// The object the action is for, if any.
     pub fn key(&self) -> Option<&ObjectKey> {
         match self {
-            Action::Create { key } | Action::Recreate { key, .. } | Action::Start { key, .. } => Some(key),
+            Action::Create { key } | Action::Recreate { key, .. } | Action::Start { key, .. } => {
+                Some(key)
+            }
             Action::Remove { key, .. } => key.as_ref(),
         }
     }
@@ -128,7 +130,9 @@ pub fn plan(desired: &[Desired], observed: &[Observed], allow_empty: bool) -> Pl
         let start = match &keep.state {
             State::Created => true,
             State::Exited { code } => d.restart.restarts_after(*code),
-            State::Running | State::Paused | State::Restarting | State::Removing | State::Dead => false,
+            State::Running | State::Paused | State::Restarting | State::Removing | State::Dead => {
+                false
+            }
         };
         if start {
             actions.push(Action::Start {
@@ -154,7 +158,10 @@ pub fn plan(desired: &[Desired], observed: &[Observed], allow_empty: bool) -> Pl
             reason: RemoveReason::Orphan,
         });
     }
-    Plan { actions, prune_refused }
+    Plan {
+        actions,
+        prune_refused,
+    }
 }
 
 #[cfg(test)]
@@ -194,7 +201,11 @@ mod tests {
 
     #[test]
     fn unchanged_running_container_gets_no_action() {
-        let p = plan(&[want("web", "h1")], &[seen("c1", "web", "h1", State::Running)], false);
+        let p = plan(
+            &[want("web", "h1")],
+            &[seen("c1", "web", "h1", State::Running)],
+            false,
+        );
         assert!(p.is_empty());
     }
 
@@ -202,50 +213,100 @@ mod tests {
     fn changed_spec_recreates_only_that_object() {
         let p = plan(
             &[want("web", "h2"), want("api", "a1")],
-            &[seen("c1", "web", "h1", State::Running), seen("c2", "api", "a1", State::Running)],
+            &[
+                seen("c1", "web", "h1", State::Running),
+                seen("c2", "api", "a1", State::Running),
+            ],
             false,
         );
-        assert_eq!(p.actions, [Action::Recreate { key: key("web"), old: "c1".into() }]);
+        assert_eq!(
+            p.actions,
+            [Action::Recreate {
+                key: key("web"),
+                old: "c1".into()
+            }]
+        );
     }
 
     #[test]
     fn exited_container_is_started_per_restart_policy() {
         let exited = |code| seen("c1", "web", "h1", State::Exited { code: Some(code) });
-        let with = |restart| Desired { restart, ..want("web", "h1") };
-        let start = [Action::Start { key: key("web"), id: "c1".into() }];
-        assert_eq!(plan(&[with(RestartPolicy::Always)], &[exited(0)], false).actions, start);
-        assert_eq!(plan(&[with(RestartPolicy::OnFailure)], &[exited(1)], false).actions, start);
+        let with = |restart| Desired {
+            restart,
+            ..want("web", "h1")
+        };
+        let start = [Action::Start {
+            key: key("web"),
+            id: "c1".into(),
+        }];
+        assert_eq!(
+            plan(&[with(RestartPolicy::Always)], &[exited(0)], false).actions,
+            start
+        );
+        assert_eq!(
+            plan(&[with(RestartPolicy::OnFailure)], &[exited(1)], false).actions,
+            start
+        );
         assert!(plan(&[with(RestartPolicy::OnFailure)], &[exited(0)], false).is_empty());
         assert!(plan(&[with(RestartPolicy::Never)], &[exited(1)], false).is_empty());
     }
 
     #[test]
     fn created_but_never_started_container_is_started() {
-        let p = plan(&[want("web", "h1")], &[seen("c1", "web", "h1", State::Created)], false);
-        assert_eq!(p.actions, [Action::Start { key: key("web"), id: "c1".into() }]);
+        let p = plan(
+            &[want("web", "h1")],
+            &[seen("c1", "web", "h1", State::Created)],
+            false,
+        );
+        assert_eq!(
+            p.actions,
+            [Action::Start {
+                key: key("web"),
+                id: "c1".into()
+            }]
+        );
     }
 
     #[test]
     fn dead_container_is_recreated() {
-        let p = plan(&[want("web", "h1")], &[seen("c1", "web", "h1", State::Dead)], false);
-        assert_eq!(p.actions, [Action::Recreate { key: key("web"), old: "c1".into() }]);
+        let p = plan(
+            &[want("web", "h1")],
+            &[seen("c1", "web", "h1", State::Dead)],
+            false,
+        );
+        assert_eq!(
+            p.actions,
+            [Action::Recreate {
+                key: key("web"),
+                old: "c1".into()
+            }]
+        );
     }
 
     #[test]
     fn orphan_is_removed() {
         let p = plan(
             &[want("web", "h1")],
-            &[seen("c1", "web", "h1", State::Running), seen("c2", "old", "h", State::Running)],
+            &[
+                seen("c1", "web", "h1", State::Running),
+                seen("c2", "old", "h", State::Running),
+            ],
             false,
         );
-        assert!(matches!(&p.actions[..], [Action::Remove { id, reason: RemoveReason::Orphan, .. }] if id == "c2"));
+        assert!(
+            matches!(&p.actions[..], [Action::Remove { id, reason: RemoveReason::Orphan, .. }] if id == "c2")
+        );
     }
 
     #[test]
     fn container_with_incomplete_labels_is_an_orphan() {
         let mut o = seen("c9", "x", "h", State::Running);
         o.key = None;
-        let p = plan(&[want("web", "h1")], &[seen("c1", "web", "h1", State::Running), o], false);
+        let p = plan(
+            &[want("web", "h1")],
+            &[seen("c1", "web", "h1", State::Running), o],
+            false,
+        );
         assert!(matches!(&p.actions[..], [Action::Remove { id, .. }] if id == "c9"));
     }
 
@@ -253,10 +314,15 @@ mod tests {
     fn duplicates_keep_the_matching_running_one() {
         let p = plan(
             &[want("web", "h1")],
-            &[seen("old", "web", "h0", State::Running), seen("good", "web", "h1", State::Running)],
+            &[
+                seen("old", "web", "h0", State::Running),
+                seen("good", "web", "h1", State::Running),
+            ],
             false,
         );
-        assert!(matches!(&p.actions[..], [Action::Remove { id, reason: RemoveReason::Duplicate, .. }] if id == "old"));
+        assert!(
+            matches!(&p.actions[..], [Action::Remove { id, reason: RemoveReason::Duplicate, .. }] if id == "old")
+        );
     }
 
     #[test]
@@ -273,18 +339,33 @@ mod tests {
     /// Applies a plan the way a perfect engine would.
     fn apply(observed: &[Observed], plan: &Plan, desired: &[Desired]) -> Vec<Observed> {
         let mut out: Vec<Observed> = observed.to_vec();
-        let hash_of = |k: &ObjectKey| desired.iter().find(|d| &d.key == k).map(|d| d.spec_hash.clone());
+        let hash_of = |k: &ObjectKey| {
+            desired
+                .iter()
+                .find(|d| &d.key == k)
+                .map(|d| d.spec_hash.clone())
+        };
         let mut next = 0;
         for a in &plan.actions {
             match a {
                 Action::Create { key } => {
                     next += 1;
-                    out.push(seen(&format!("new{next}"), &key.name, &hash_of(key).unwrap_or_default(), State::Running));
+                    out.push(seen(
+                        &format!("new{next}"),
+                        &key.name,
+                        &hash_of(key).unwrap_or_default(),
+                        State::Running,
+                    ));
                 }
                 Action::Recreate { key, old } => {
                     out.retain(|o| &o.id != old);
                     next += 1;
-                    out.push(seen(&format!("new{next}"), &key.name, &hash_of(key).unwrap_or_default(), State::Running));
+                    out.push(seen(
+                        &format!("new{next}"),
+                        &key.name,
+                        &hash_of(key).unwrap_or_default(),
+                        State::Running,
+                    ));
                 }
                 Action::Start { id, .. } => {
                     for o in out.iter_mut().filter(|o| &o.id == id) {
@@ -308,7 +389,11 @@ mod tests {
     }
 
     fn arb_policy() -> impl Strategy<Value = RestartPolicy> {
-        prop_oneof![Just(RestartPolicy::Always), Just(RestartPolicy::OnFailure), Just(RestartPolicy::Never)]
+        prop_oneof![
+            Just(RestartPolicy::Always),
+            Just(RestartPolicy::OnFailure),
+            Just(RestartPolicy::Never)
+        ]
     }
 
     proptest! {

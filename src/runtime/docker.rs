@@ -4,12 +4,12 @@ use std::collections::HashMap;
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, MountType, PortBinding as BPortBinding,
-    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, MountType,
+    PortBinding as BPortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions, RemoveContainerOptions,
-    StopContainerOptions,
+    CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions,
+    RemoveContainerOptions, StopContainerOptions,
 };
 use bollard::Docker;
 use futures_util::stream::{BoxStream, StreamExt};
@@ -40,13 +40,18 @@ impl DockerRuntime {
 }
 
 fn unavailable(e: BollardError) -> RuntimeError {
-    RuntimeError::Unavailable { message: e.to_string() }
+    RuntimeError::Unavailable {
+        message: e.to_string(),
+    }
 }
 
 /// Status code and message of an engine reply, or `None` for transport failures.
 fn server_error(e: &BollardError) -> Option<(u16, &str)> {
     match e {
-        BollardError::DockerResponseServerError { status_code, message } => Some((*status_code, message)),
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => Some((*status_code, message)),
         _ => None,
     }
 }
@@ -120,7 +125,11 @@ impl Runtime for DockerRuntime {
             filters: Some(filters),
             ..Default::default()
         };
-        let list = self.docker.list_containers(Some(opts)).await.map_err(|e| engine("list", "containers", e))?;
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| engine("list", "containers", e))?;
         Ok(list
             .into_iter()
             .filter_map(|c| {
@@ -192,13 +201,20 @@ impl Runtime for DockerRuntime {
         }
     }
 
-    async fn ensure_volume(&self, name: &str, labels: &HashMap<String, String>) -> Result<(), RuntimeError> {
+    async fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<(), RuntimeError> {
         let req = VolumeCreateRequest {
             name: Some(name.to_owned()),
             labels: Some(labels.clone()),
             ..Default::default()
         };
-        self.docker.create_volume(req).await.map_err(|e| engine("create volume", name, e))?;
+        self.docker
+            .create_volume(req)
+            .await
+            .map_err(|e| engine("create volume", name, e))?;
         Ok(())
     }
 
@@ -208,7 +224,12 @@ impl Runtime for DockerRuntime {
         for p in &spec.ports {
             let key = format!("{}/{}", p.container, p.protocol.as_str());
             exposed.push(key.clone());
-            let host_port = (p.host != 0).then(|| p.host.to_string()).unwrap_or_default();
+            // An empty host port asks the engine to pick one.
+            let host_port = if p.host == 0 {
+                String::new()
+            } else {
+                p.host.to_string()
+            };
             port_bindings.insert(
                 key,
                 Some(vec![BPortBinding {
@@ -223,7 +244,11 @@ impl Runtime for DockerRuntime {
             .map(|m| bollard::models::Mount {
                 target: Some(m.target.clone()),
                 source: Some(m.source.clone()),
-                typ: Some(if m.volume { MountType::VOLUME } else { MountType::BIND }),
+                typ: Some(if m.volume {
+                    MountType::VOLUME
+                } else {
+                    MountType::BIND
+                }),
                 read_only: Some(m.read_only),
                 ..Default::default()
             })
@@ -258,9 +283,11 @@ impl Runtime for DockerRuntime {
         };
         match self.docker.create_container(Some(opts), body).await {
             Ok(r) => Ok(r.id),
-            Err(e) if server_error(&e).map(|s| s.0) == Some(409) => Err(RuntimeError::NameConflict {
-                name: spec.name.clone(),
-            }),
+            Err(e) if server_error(&e).map(|s| s.0) == Some(409) => {
+                Err(RuntimeError::NameConflict {
+                    name: spec.name.clone(),
+                })
+            }
             Err(e) => Err(engine("create container", &spec.name, e)),
         }
     }
@@ -275,7 +302,11 @@ impl Runtime for DockerRuntime {
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         let gone = |e: &BollardError| matches!(server_error(e).map(|s| s.0), Some(404));
-        match self.docker.stop_container(id, None::<StopContainerOptions>).await {
+        match self
+            .docker
+            .stop_container(id, None::<StopContainerOptions>)
+            .await
+        {
             Ok(()) => {}
             Err(e) if gone(&e) || server_error(&e).map(|s| s.0) == Some(304) => {}
             Err(e) => return Err(engine("stop container", id, e)),
@@ -331,9 +362,18 @@ mod tests {
 
     #[test]
     fn references_without_a_tag_pull_latest_only() {
-        assert_eq!(split_reference("busybox"), ("busybox".into(), Some("latest".into())));
-        assert_eq!(split_reference("localhost:5000/a/b:1"), ("localhost:5000/a/b".into(), Some("1".into())));
-        assert_eq!(split_reference("localhost:5000/a"), ("localhost:5000/a".into(), Some("latest".into())));
+        assert_eq!(
+            split_reference("busybox"),
+            ("busybox".into(), Some("latest".into()))
+        );
+        assert_eq!(
+            split_reference("localhost:5000/a/b:1"),
+            ("localhost:5000/a/b".into(), Some("1".into()))
+        );
+        assert_eq!(
+            split_reference("localhost:5000/a"),
+            ("localhost:5000/a".into(), Some("latest".into()))
+        );
         assert_eq!(split_reference("a@sha256:ff"), ("a@sha256:ff".into(), None));
     }
 }

@@ -116,7 +116,10 @@ pub struct EngineEvent {
 /// The engine as the reconciler sees it. Implementations must be cheap to share.
 pub trait Runtime: Send + Sync + 'static {
     /// All containers (running or not) that carry this instance's labels: one engine call.
-    fn list(&self, instance: &str) -> impl Future<Output = Result<Vec<Observed>, RuntimeError>> + Send;
+    fn list(
+        &self,
+        instance: &str,
+    ) -> impl Future<Output = Result<Vec<Observed>, RuntimeError>> + Send;
 
     /// Makes the image available according to the pull policy.
     fn ensure_image(
@@ -133,7 +136,10 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// Creates (does not start) a container; returns its id.
-    fn create(&self, spec: &ContainerSpec) -> impl Future<Output = Result<String, RuntimeError>> + Send;
+    fn create(
+        &self,
+        spec: &ContainerSpec,
+    ) -> impl Future<Output = Result<String, RuntimeError>> + Send;
 
     /// Starts a container; starting a running one is not an error.
     fn start(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;

@@ -126,7 +126,11 @@ pub struct Watch {
 }
 
 /// Calls `changed` (debounced) whenever something below `dir` changes.
-pub fn watch(dir: &Path, debounce: Duration, changed: impl Fn() + Send + 'static) -> Result<Watch, WatchError> {
+pub fn watch(
+    dir: &Path,
+    debounce: Duration,
+    changed: impl Fn() + Send + 'static,
+) -> Result<Watch, WatchError> {
     let err = |e: notify_debouncer_full::notify::Error| WatchError::Watch {
         path: dir.to_owned(),
         message: e.to_string(),
@@ -137,21 +141,33 @@ pub fn watch(dir: &Path, debounce: Duration, changed: impl Fn() + Send + 'static
         }
     })
     .map_err(err)?;
-    debouncer.watch(dir, RecursiveMode::Recursive).map_err(err)?;
-    Ok(Watch { _debouncer: debouncer })
+    debouncer
+        .watch(dir, RecursiveMode::Recursive)
+        .map_err(err)?;
+    Ok(Watch {
+        _debouncer: debouncer,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const WEB: &str = "apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: web}\nspec: {image: busybox}\n";
+    const WEB: &str =
+        "apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: web}\nspec: {image: busybox}\n";
 
     #[test]
     fn editor_and_hidden_files_are_ignored() {
         assert!(is_manifest_name("web.yaml"));
         assert!(is_manifest_name("web.yml"));
-        for n in [".web.yaml", "web.yaml~", "#web.yaml#", ".web.yaml.swp", "web.yaml.swp", "README.md"] {
+        for n in [
+            ".web.yaml",
+            "web.yaml~",
+            "#web.yaml#",
+            ".web.yaml.swp",
+            "web.yaml.swp",
+            "README.md",
+        ] {
             assert!(!is_manifest_name(n), "{n}");
         }
     }

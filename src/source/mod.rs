@@ -78,13 +78,23 @@ mod tests {
             complete: true,
             missing: false,
         };
-        let st = [stored(obj("web", "a.yaml", "web:1")), stored(obj("api", "b.yaml", "api:1"))];
+        let st = [
+            stored(obj("web", "a.yaml", "web:1")),
+            stored(obj("api", "b.yaml", "api:1")),
+        ];
         let merged = merge(&snap, &st);
-        let names: Vec<_> = merged.iter().map(|o| (o.name.as_str(), o.spec.clone())).collect();
+        let names: Vec<_> = merged
+            .iter()
+            .map(|o| (o.name.as_str(), o.spec.clone()))
+            .collect();
         assert_eq!(names.len(), 2);
         assert_eq!(merged[0].name, "api");
         assert_eq!(merged[0], obj("api", "b.yaml", "api:2"), "valid files win");
-        assert_eq!(merged[1], obj("web", "a.yaml", "web:1"), "broken file keeps its last good spec");
+        assert_eq!(
+            merged[1],
+            obj("web", "a.yaml", "web:1"),
+            "broken file keeps its last good spec"
+        );
     }
 
     #[test]

@@ -19,11 +19,17 @@ pub enum StoreError {
     #[error("cannot open state file {path}: {source}")]
     Open { path: PathBuf, source: sqlx::Error },
     #[error("cannot prepare state file {path}: {source}")]
-    Create { path: PathBuf, source: std::io::Error },
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot migrate state file: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("state query {op} failed: {source}")]
-    Query { op: &'static str, source: sqlx::Error },
+    Query {
+        op: &'static str,
+        source: sqlx::Error,
+    },
     #[error("state file holds an unreadable {what}: {message}")]
     Corrupt { what: &'static str, message: String },
 }
@@ -130,10 +136,11 @@ impl Store {
         rows.into_iter()
             .map(|r| {
                 let json: String = r.get(0);
-                let object: Object = serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
-                    what: "object",
-                    message: e.to_string(),
-                })?;
+                let object: Object =
+                    serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+                        what: "object",
+                        message: e.to_string(),
+                    })?;
                 Ok(StoredObject {
                     object,
                     generation: r.get(1),
@@ -148,22 +155,22 @@ impl Store {
     ///
     /// Objects whose source file has errors get that error as `last_error`. Stored objects that
     /// `desired` lacks are deleted only when `prune` is true.
+    /// `existing` is what `objects` returned at the start of the pass.
     pub async fn apply_desired(
         &self,
         instance: &str,
+        existing: &[StoredObject],
         desired: &[Object],
         errors: &[ManifestError],
         prune: bool,
     ) -> Result<ApplyReport, StoreError> {
-        let existing: HashMap<ObjectKey, StoredObject> = self
-            .objects(instance)
-            .await?
-            .into_iter()
-            .map(|s| (s.object.key(), s))
-            .collect();
+        let existing: HashMap<ObjectKey, &StoredObject> =
+            existing.iter().map(|s| (s.object.key(), s)).collect();
         let mut first_error: BTreeMap<&str, String> = BTreeMap::new();
         for e in errors {
-            first_error.entry(e.file.as_str()).or_insert_with(|| e.to_string());
+            first_error
+                .entry(e.file.as_str())
+                .or_insert_with(|| e.to_string());
         }
         let mut report = ApplyReport::default();
         let mut tx = self.pool.begin().await.map_err(query("begin"))?;
@@ -194,7 +201,9 @@ impl Store {
                     .map_err(query("insert object"))?;
                     report.changed.push((key, 1));
                 }
-                Some(old) if old.spec_hash != hash || old.object != *o || old.last_error != error => {
+                Some(old)
+                    if old.spec_hash != hash || old.object != *o || old.last_error != error =>
+                {
                     let generation = old.generation + i64::from(old.spec_hash != hash);
                     sqlx::query(
                         "UPDATE objects SET object = ?, source = ?, spec_hash = ?, generation = ?, last_error = ?,
@@ -222,13 +231,15 @@ impl Store {
         if prune {
             for key in existing.keys().filter(|k| !wanted.contains(*k)) {
                 for table in ["DELETE FROM objects", "DELETE FROM status"] {
-                    sqlx::query(&format!("{table} WHERE instance = ? AND kind = ? AND name = ?"))
-                        .bind(instance)
-                        .bind(key.kind.label())
-                        .bind(&key.name)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(query("delete object"))?;
+                    sqlx::query(&format!(
+                        "{table} WHERE instance = ? AND kind = ? AND name = ?"
+                    ))
+                    .bind(instance)
+                    .bind(key.kind.label())
+                    .bind(&key.name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(query("delete object"))?;
                 }
                 report.deleted.push(key.clone());
             }
@@ -299,8 +310,19 @@ impl Store {
                 let Some(key) = &s.key else { return false };
                 match current.get(key) {
                     Some(c) => {
-                        (&c.phase, &c.container_id, c.observed_generation, &c.message, &c.ports)
-                            != (&s.phase, &s.container_id, s.observed_generation, &s.message, &s.ports)
+                        (
+                            &c.phase,
+                            &c.container_id,
+                            c.observed_generation,
+                            &c.message,
+                            &c.ports,
+                        ) != (
+                            &s.phase,
+                            &s.container_id,
+                            s.observed_generation,
+                            &s.message,
+                            &s.ports,
+                        )
                     }
                     None => true,
                 }
@@ -365,27 +387,38 @@ impl Store {
             .collect())
     }
 
-    pub async fn append_events(&self, instance: &str, events: &[NewEvent]) -> Result<(), StoreError> {
+    pub async fn append_events(
+        &self,
+        instance: &str,
+        events: &[NewEvent],
+    ) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await.map_err(query("begin"))?;
         for e in events {
-            sqlx::query("INSERT INTO events (instance, kind, name, reason, message) VALUES (?, ?, ?, ?, ?)")
-                .bind(instance)
-                .bind(e.key.as_ref().map(|k| k.kind.label()))
-                .bind(e.key.as_ref().map(|k| k.name.as_str()))
-                .bind(e.reason)
-                .bind(&e.message)
-                .execute(&mut *tx)
-                .await
-                .map_err(query("append event"))?;
+            sqlx::query(
+                "INSERT INTO events (instance, kind, name, reason, message) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(instance)
+            .bind(e.key.as_ref().map(|k| k.kind.label()))
+            .bind(e.key.as_ref().map(|k| k.name.as_str()))
+            .bind(e.reason)
+            .bind(&e.message)
+            .execute(&mut *tx)
+            .await
+            .map_err(query("append event"))?;
         }
         tx.commit().await.map_err(query("commit"))
     }
 
     /// The newest `limit` events, oldest first; only those of `key` when given.
-    pub async fn events(&self, instance: &str, key: Option<&ObjectKey>, limit: i64) -> Result<Vec<Event>, StoreError> {
+    pub async fn events(
+        &self,
+        instance: &str,
+        key: Option<&ObjectKey>,
+        limit: i64,
+    ) -> Result<Vec<Event>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, time, kind, name, reason, message FROM events
              WHERE instance = ? AND (? IS NULL OR (kind = ? AND name = ?))
@@ -421,7 +454,12 @@ fn create_private(path: &Path) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
@@ -437,7 +475,16 @@ mod tests {
         parse_str(text, file, None).expect("parses")
     }
 
-    const WEB: &str = "apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: web}\nspec: {image: busybox}\n";
+    async fn apply(store: &Store, desired: &[Object], prune: bool) -> ApplyReport {
+        let existing = store.objects("i").await.expect("reads");
+        store
+            .apply_desired("i", &existing, desired, &[], prune)
+            .await
+            .expect("applies")
+    }
+
+    const WEB: &str =
+        "apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: web}\nspec: {image: busybox}\n";
 
     #[tokio::test]
     async fn state_file_is_private_and_objects_round_trip() {
@@ -445,16 +492,23 @@ mod tests {
         let path = dir.path().join("state.db");
         let store = Store::open(&path).await.expect("opens");
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&path).expect("exists").permissions().mode();
+        let mode = std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
 
         let web = objects(WEB, "a.yaml");
-        let r = store.apply_desired("i", &web, &[], true).await.expect("applies");
+        let r = apply(&store, &web, true).await;
         assert_eq!(r.changed.len(), 1);
-        let again = store.apply_desired("i", &web, &[], true).await.expect("applies");
-        assert_eq!(again, ApplyReport::default(), "a no-op apply changes nothing");
+        let again = apply(&store, &web, true).await;
+        assert_eq!(
+            again,
+            ApplyReport::default(),
+            "a no-op apply changes nothing"
+        );
         let changed = objects(&WEB.replace("busybox", "busybox:2"), "a.yaml");
-        let r = store.apply_desired("i", &changed, &[], true).await.expect("applies");
+        let r = apply(&store, &changed, true).await;
         assert_eq!(r.changed[0].1, 2, "generation bumps on a spec change");
         assert_eq!(store.objects("other").await.expect("reads").len(), 0);
     }
@@ -463,10 +517,10 @@ mod tests {
     async fn objects_are_deleted_only_when_pruning() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
-        store.apply_desired("i", &objects(WEB, "a.yaml"), &[], true).await.expect("applies");
-        let r = store.apply_desired("i", &[], &[], false).await.expect("applies");
+        apply(&store, &objects(WEB, "a.yaml"), true).await;
+        let r = apply(&store, &[], false).await;
         assert!(r.deleted.is_empty());
-        let r = store.apply_desired("i", &[], &[], true).await.expect("applies");
+        let r = apply(&store, &[], true).await;
         assert_eq!(r.deleted.len(), 1);
     }
 }

@@ -27,8 +27,16 @@ fn docker_ready() -> bool {
         }
         if ok {
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-images.sh");
-            let out = Command::new("bash").arg(script).arg(IMAGE).output().expect("run build-images.sh");
-            assert!(out.status.success(), "building the test image failed: {}", String::from_utf8_lossy(&out.stderr));
+            let out = Command::new("bash")
+                .arg(script)
+                .arg(IMAGE)
+                .output()
+                .expect("run build-images.sh");
+            assert!(
+                out.status.success(),
+                "building the test image failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         ok
     })
@@ -71,7 +79,9 @@ impl Env {
             std::fs::create_dir_all(parent).expect("mkdir");
         }
         // Write then rename, as editors and git do, so a watcher never sees half a file.
-        let tmp = self.manifests.join(format!(".{}.tmp", file.replace('/', "_")));
+        let tmp = self
+            .manifests
+            .join(format!(".{}.tmp", file.replace('/', "_")));
         std::fs::write(&tmp, text).expect("write manifest");
         std::fs::rename(&tmp, &path).expect("rename manifest");
     }
@@ -93,7 +103,10 @@ impl Env {
         if verb != "get" {
             cmd.arg("--manifests").arg(&self.manifests);
         }
-        cmd.arg("--state").arg(&self.state).arg("--instance").arg(&self.instance);
+        cmd.arg("--state")
+            .arg(&self.state)
+            .arg("--instance")
+            .arg(&self.instance);
         cmd.env("DOCKHAND_LOG", "info");
         cmd
     }
@@ -165,7 +178,11 @@ impl Controller {
     pub fn stop(&mut self) -> (std::process::ExitStatus, Duration) {
         let mut child = self.child.take().expect("controller running");
         let started = Instant::now();
-        Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill");
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
         let deadline = started + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
@@ -173,7 +190,10 @@ impl Controller {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("dockhand up did not stop within 30s of SIGTERM:\n{}", self.output());
+                panic!(
+                    "dockhand up did not stop within 30s of SIGTERM:\n{}",
+                    self.output()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -201,7 +221,10 @@ impl Controller {
 impl Drop for Controller {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
             let _ = c.wait();
         }
     }
@@ -255,7 +278,10 @@ pub fn containers_with_label(label: &str) -> Vec<Container> {
 
 /// Runs the docker CLI and returns stdout (empty on failure).
 pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("run docker");
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
