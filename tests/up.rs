@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{docker, eventually, server, Env};
+use common::{docker, eventually, server, Env, FlakyEngine};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -136,4 +136,38 @@ fn invalid_edit_under_up_keeps_the_running_container() {
     });
     assert_eq!(env.container("web"), Some(web));
     up.stop();
+}
+
+#[test]
+fn up_waits_for_the_engine_and_repairs_drift_after_it_comes_back() {
+    let Some(env) = Env::new("up-reconnect") else {
+        return;
+    };
+    env.write("a.yaml", &server("web", ""));
+    let mut engine = FlakyEngine::new(env.dir.path().join("engine.sock"));
+    let host = format!("unix://{}", engine.path.display());
+    let mut up = env.up_with_env(&["--resync", "1h"], &[("DOCKER_HOST", host.as_str())]);
+
+    // No engine yet: the controller waits instead of exiting.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(env.container("web").is_none());
+    engine.restore();
+    let web = eventually(WAIT, "web to run once the engine is reachable", || {
+        env.container("web").filter(|c| c.running())
+    });
+
+    // The engine goes away; meanwhile the container dies. Nothing can repair it until the
+    // engine is back, and then it must be repaired without waiting for the hour-long resync.
+    engine.cut();
+    docker(&["kill", &web.id]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!env.container("web").expect("web").running());
+    engine.restore();
+    eventually(WAIT, "web to run again after the engine came back", || {
+        env.container("web").filter(|c| c.running())
+    });
+    let (status, _) = up.stop();
+    assert!(status.success(), "{}", up.output());
+    let log = up.output();
+    assert!(log.contains("cannot reach the docker engine"), "{log}");
 }

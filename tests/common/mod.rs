@@ -130,12 +130,18 @@ impl Env {
 
     /// Spawns `dockhand up` with its output in the test's directory.
     pub fn up(&self, args: &[&str]) -> Controller {
+        self.up_with_env(args, &[])
+    }
+
+    /// Like `up`, with extra environment variables (e.g. another `DOCKER_HOST`).
+    pub fn up_with_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Controller {
         static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let log = self.dir.path().join(format!("up-{n}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let mut cmd = self.command("up");
         cmd.args(args)
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("clone"))
             .stderr(file);
@@ -311,5 +317,98 @@ pub fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A stand-in for the engine's socket that a test can cut and restore, to take the engine away
+/// from dockhand without stopping the real one (other tests share it).
+pub struct FlakyEngine {
+    pub path: PathBuf,
+    running: Option<(
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<()>,
+    )>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::os::unix::net::UnixStream>>>,
+}
+
+impl FlakyEngine {
+    /// A proxy at `path`, not yet accepting connections.
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            running: None,
+            conns: Default::default(),
+        }
+    }
+
+    fn upstream() -> PathBuf {
+        match std::env::var("DOCKER_HOST") {
+            Ok(h) if h.starts_with("unix://") => PathBuf::from(&h["unix://".len()..]),
+            _ => PathBuf::from("/var/run/docker.sock"),
+        }
+    }
+
+    /// Starts forwarding connections to the real engine.
+    pub fn restore(&mut self) {
+        use std::io::ErrorKind;
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let _ = std::fs::remove_file(&self.path);
+        let listener = UnixListener::bind(&self.path).expect("bind proxy socket");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stop2, conns) = (stop.clone(), self.conns.clone());
+        let handle = std::thread::spawn(move || {
+            while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let _ = client.set_nonblocking(false);
+                        let Ok(server) = UnixStream::connect(Self::upstream()) else {
+                            continue;
+                        };
+                        let mut list = conns.lock().expect("lock");
+                        for s in [&client, &server] {
+                            if let Ok(c) = s.try_clone() {
+                                list.push(c);
+                            }
+                        }
+                        for (mut from, mut to) in [
+                            (
+                                client.try_clone().expect("clone"),
+                                server.try_clone().expect("clone"),
+                            ),
+                            (server, client),
+                        ] {
+                            std::thread::spawn(move || {
+                                let _ = std::io::copy(&mut from, &mut to);
+                                let _ = to.shutdown(std::net::Shutdown::Both);
+                            });
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        self.running = Some((stop, handle));
+    }
+
+    /// Stops accepting and breaks every open connection, as an engine going away does.
+    pub fn cut(&mut self) {
+        if let Some((stop, handle)) = self.running.take() {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = handle.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+        for c in self.conns.lock().expect("lock").drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for FlakyEngine {
+    fn drop(&mut self) {
+        self.cut();
     }
 }
