@@ -145,20 +145,15 @@ fn parse_document(
             let doc: Document<ServerSpec> = deserialize(text, file)?;
             let mut spec = doc.spec;
             let at = &doc.metadata.name;
-            spec.check().map_err(|(field, message)| ManifestError {
-                file: file.to_owned(),
-                line: at.referenced.line(),
-                column: at.referenced.column(),
-                field,
-                message,
-            })?;
-            resolve_binds(&mut spec, base_dir).map_err(|(field, message)| ManifestError {
-                file: file.to_owned(),
-                line: at.referenced.line(),
-                column: at.referenced.column(),
-                field,
-                message,
-            })?;
+            spec.check()
+                .and_then(|()| resolve_binds(&mut spec, base_dir))
+                .map_err(|(field, message)| ManifestError {
+                    file: file.to_owned(),
+                    line: at.referenced.line(),
+                    column: at.referenced.column(),
+                    field,
+                    message,
+                })?;
             (doc.metadata, Spec::Server(spec))
         }
     };

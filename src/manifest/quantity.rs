@@ -1,7 +1,5 @@
 //! Resource quantities as users write them (`256m`, `1.5g`, `0.5`, `500m` CPUs), checked at parse time.
 
-use std::fmt;
-
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A memory limit in bytes. Written as `256m`, `1g`, `512Mi`, `1048576` or `1.5g`.
@@ -92,12 +90,6 @@ impl<'de> Deserialize<'de> for Cpus {
 impl Serialize for Cpus {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(self.0)
-    }
-}
-
-impl fmt::Display for Memory {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
     }
 }
 

@@ -65,6 +65,15 @@ impl PassReport {
     }
 }
 
+/// What a pass saw before acting.
+struct Observation {
+    stored: Vec<crate::store::StoredObject>,
+    desired: Vec<Object>,
+    observed: Vec<Observed>,
+    specs: HashMap<ObjectKey, ContainerSpec>,
+    plan: Plan,
+}
+
 pub struct Reconciler<R> {
     runtime: R,
     store: Store,
@@ -83,28 +92,36 @@ impl<R: Runtime> Reconciler<R> {
         }
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     pub fn runtime(&self) -> &R {
         &self.runtime
     }
 
-    /// Plans against the engine without changing anything (the store included).
-    pub async fn dry_run(&self, snapshot: &Snapshot) -> Result<PassReport, ReconcileError> {
+    /// Reads the store, merges the snapshot, lists the engine once and plans.
+    async fn observe(&self, snapshot: &Snapshot) -> Result<Observation, ReconcileError> {
         let instance = &self.options.instance;
         let stored = self.store.objects(instance).await?;
         let desired = merge(snapshot, &stored);
         let observed = self.runtime.list(instance).await?;
-        let (wanted, _) = self.desired(&desired);
+        let (wanted, specs) = self.desired(&desired);
         let plan = plan(&wanted, &observed, self.options.allow_empty);
-        Ok(PassReport {
+        Ok(Observation {
+            stored,
             desired,
+            observed,
+            specs,
+            plan,
+        })
+    }
+
+    /// Plans against the engine without changing anything (the store included).
+    pub async fn dry_run(&self, snapshot: &Snapshot) -> Result<PassReport, ReconcileError> {
+        let o = self.observe(snapshot).await?;
+        Ok(PassReport {
+            desired: o.desired,
             errors: snapshot.errors.clone(),
             missing_source: snapshot.missing,
-            observed,
-            plan,
+            observed: o.observed,
+            plan: o.plan,
             outcomes: Vec::new(),
         })
     }
@@ -112,8 +129,13 @@ impl<R: Runtime> Reconciler<R> {
     /// One full pass. Returns after the planned actions ran; call again to confirm convergence.
     pub async fn pass(&self, snapshot: &Snapshot) -> Result<PassReport, ReconcileError> {
         let instance = &self.options.instance;
-        let stored = self.store.objects(instance).await?;
-        let desired = merge(snapshot, &stored);
+        let Observation {
+            stored,
+            desired,
+            observed,
+            specs,
+            plan,
+        } = self.observe(snapshot).await?;
         let prune = !desired.is_empty() || self.options.allow_empty;
         let applied = self
             .store
@@ -135,9 +157,6 @@ impl<R: Runtime> Reconciler<R> {
             });
         }
 
-        let observed = self.runtime.list(instance).await?;
-        let (wanted, specs) = self.desired(&desired);
-        let plan = plan(&wanted, &observed, self.options.allow_empty);
         if let Ok(mut last) = self.last_refused.lock() {
             if *last != plan.prune_refused {
                 if !plan.prune_refused.is_empty() {

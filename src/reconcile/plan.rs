@@ -348,22 +348,16 @@ mod tests {
         let mut next = 0;
         for a in &plan.actions {
             match a {
-                Action::Create { key } => {
+                Action::Create { key } | Action::Recreate { key, .. } => {
+                    if let Action::Recreate { old, .. } = a {
+                        out.retain(|o| &o.id != old);
+                    }
                     next += 1;
+                    let hash = hash_of(key).unwrap_or_default();
                     out.push(seen(
                         &format!("new{next}"),
                         &key.name,
-                        &hash_of(key).unwrap_or_default(),
-                        State::Running,
-                    ));
-                }
-                Action::Recreate { key, old } => {
-                    out.retain(|o| &o.id != old);
-                    next += 1;
-                    out.push(seen(
-                        &format!("new{next}"),
-                        &key.name,
-                        &hash_of(key).unwrap_or_default(),
+                        &hash,
                         State::Running,
                     ));
                 }

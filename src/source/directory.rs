@@ -111,9 +111,11 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
             continue;
         }
         let path = entry.path();
-        if entry.file_type()?.is_dir() || (path.is_dir() && !name.starts_with('.')) {
+        // Symlinked directories are not followed (a link to an ancestor would never end);
+        // symlinked files are read like files.
+        if entry.file_type()?.is_dir() {
             collect(&path, out)?;
-        } else if is_manifest_name(&name) {
+        } else if is_manifest_name(&name) && path.is_file() {
             out.push(path);
         }
     }
@@ -182,6 +184,21 @@ mod tests {
         assert_eq!(snap.errors, []);
         assert_eq!(snap.objects.len(), 1);
         assert_eq!(snap.objects[0].source, "sub/web.yaml");
+    }
+
+    #[test]
+    fn symlink_loops_do_not_hang_and_linked_files_are_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("real.yml"), WEB).expect("write");
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).expect("symlink");
+        let other = tempfile::tempdir().expect("tempdir");
+        std::fs::write(other.path().join("api.yaml"), WEB.replace("web", "api")).expect("write");
+        std::os::unix::fs::symlink(other.path().join("api.yaml"), dir.path().join("api.yaml"))
+            .expect("symlink");
+        let snap = load(dir.path());
+        assert_eq!(snap.errors, []);
+        let names: Vec<_> = snap.objects.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["api", "web"]);
     }
 
     #[test]
