@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::lifecycle::now_millis;
 use crate::reconcile::{ReconcileError, Reconciler};
 use crate::runtime::Runtime;
 use crate::source::{directory, Snapshot};
@@ -188,6 +189,12 @@ impl<R: Runtime + Clone> Controller<R> {
                         if !report.converged() {
                             wake.notify_one();
                         }
+                    }
+                    // Wake when the first crash-loop backoff ends.
+                    if let Some(at) = report.plan.next_retry() {
+                        let wait = Duration::from_millis((at - now_millis()).max(0) as u64);
+                        let when = Instant::now() + wait;
+                        retry_at = Some(retry_at.map_or(when, |r| r.min(when)));
                     }
                 }
                 Err(e) => {

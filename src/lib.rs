@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod controller;
 pub mod labels;
+pub mod lifecycle;
 pub mod manifest;
 pub mod reconcile;
 pub mod runtime;

@@ -52,7 +52,7 @@ fn converge_creates_labelled_containers_with_deterministic_names() {
     assert_eq!(item["kind"], "Server");
     assert_eq!(item["name"], "web");
     assert_eq!(item["spec"]["image"], IMAGE);
-    assert_eq!(item["status"]["phase"], "Running");
+    assert_eq!(item["status"]["phase"], "Ready");
     assert_eq!(item["status"]["containerId"], cs[1].id.as_str());
     let host = item["status"]["ports"][0]["host"]
         .as_u64()
@@ -375,12 +375,12 @@ fn get_lists_objects_as_table_json_and_yaml() {
     let t = String::from_utf8_lossy(&table.stdout);
     assert!(t.starts_with("NAME"), "{t}");
     assert!(
-        t.contains("server/web") && t.contains("Running") && t.contains("->80/tcp"),
+        t.contains("server/web") && t.contains("Ready") && t.contains("->80/tcp"),
         "{t}"
     );
     let yaml = env.run("get", &["servers", "-o", "yaml"]);
     assert!(
-        String::from_utf8_lossy(&yaml.stdout).contains("phase: Running"),
+        String::from_utf8_lossy(&yaml.stdout).contains("phase: Ready"),
         "{}",
         text(&yaml)
     );

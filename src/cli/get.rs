@@ -6,6 +6,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use super::{open_store, StateArgs};
+use crate::lifecycle::rfc3339;
 use crate::manifest::{Kind, Spec};
 use crate::runtime::PublishedPort;
 use crate::store::Status;
@@ -41,7 +42,30 @@ struct Item {
     spec_hash: String,
     last_error: Option<String>,
     spec: Spec,
+    status: StatusView,
+}
+
+/// Status as `get` shows it: the recorded status plus the run history users care about.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusView {
+    #[serde(flatten)]
     status: Status,
+    restart_count: u32,
+    last_exit_code: Option<i64>,
+    next_retry_at: Option<String>,
+}
+
+impl From<Status> for StatusView {
+    fn from(status: Status) -> Self {
+        let l = &status.lifecycle;
+        StatusView {
+            restart_count: l.restart_count,
+            last_exit_code: l.last_exit_code,
+            next_retry_at: l.next_retry_at.map(rfc3339),
+            status,
+        }
+    }
 }
 
 pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
@@ -66,15 +90,7 @@ pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
                 .iter()
                 .find(|st| st.key.as_ref() == Some(&key))
                 .cloned()
-                .unwrap_or(Status {
-                    key: Some(key),
-                    phase: "Pending".into(),
-                    container_id: None,
-                    observed_generation: 0,
-                    message: None,
-                    ports: Vec::new(),
-                    updated_at: String::new(),
-                });
+                .unwrap_or_else(|| Status::pending(key));
             Item {
                 kind: s.object.spec.kind(),
                 name: s.object.name.clone(),
@@ -84,7 +100,7 @@ pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
                 spec_hash: s.spec_hash,
                 last_error: s.last_error,
                 spec: s.object.spec,
-                status,
+                status: status.into(),
             }
         })
         .collect();
@@ -121,23 +137,33 @@ fn ports(ports: &[PublishedPort]) -> String {
 }
 
 fn print_table(items: &[Item]) {
-    let rows: Vec<[String; 6]> = items
+    let rows: Vec<[String; 7]> = items
         .iter()
         .map(|i| {
+            let st = &i.status.status;
             [
                 format!("{}/{}", i.kind.label(), i.name),
-                i.status.phase.clone(),
-                i.status
-                    .container_id
+                st.phase.clone(),
+                i.status.restart_count.to_string(),
+                st.container_id
                     .as_deref()
                     .map_or("-".into(), |c| c.chars().take(12).collect()),
-                ports(&i.status.ports),
+                ports(&st.ports),
                 i.source.clone(),
-                i.status.message.clone().unwrap_or_default(),
+                st.message.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    let header = ["NAME", "PHASE", "CONTAINER", "PORTS", "SOURCE", "MESSAGE"].map(String::from);
+    let header = [
+        "NAME",
+        "PHASE",
+        "RESTARTS",
+        "CONTAINER",
+        "PORTS",
+        "SOURCE",
+        "MESSAGE",
+    ]
+    .map(String::from);
     let mut widths = header.clone().map(|h| h.len());
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {

@@ -16,6 +16,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::labels::DEFAULT_INSTANCE;
+use crate::lifecycle::BackoffPolicy;
 use crate::manifest::{check_dns_label, ManifestError};
 use crate::reconcile::{Options, Reconciler};
 use crate::runtime::DockerRuntime;
@@ -69,6 +70,27 @@ pub struct ReconcileArgs {
     /// At most this many engine operations at once.
     #[arg(long, default_value_t = 8)]
     pub parallel: usize,
+    /// First crash-loop backoff delay; it doubles with every quick crash.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub backoff_base: Duration,
+    /// Longest crash-loop backoff delay.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub backoff_cap: Duration,
+}
+
+impl ReconcileArgs {
+    pub fn options(&self) -> Options {
+        Options {
+            instance: self.state.instance.clone(),
+            allow_empty: self.allow_empty,
+            parallel: self.parallel,
+            backoff: BackoffPolicy {
+                base: self.backoff_base,
+                cap: self.backoff_cap,
+                ..BackoffPolicy::default()
+            },
+        }
+    }
 }
 
 fn parse_instance(s: &str) -> Result<String, String> {
@@ -130,15 +152,7 @@ pub(crate) async fn open_store(path: &Path) -> anyhow::Result<Store> {
 pub(crate) async fn reconciler(args: &ReconcileArgs) -> anyhow::Result<Reconciler<DockerRuntime>> {
     let store = open_store(&args.state.state).await?;
     let runtime = DockerRuntime::connect().await?;
-    Ok(Reconciler::new(
-        runtime,
-        store,
-        Options {
-            instance: args.state.instance.clone(),
-            allow_empty: args.allow_empty,
-            parallel: args.parallel,
-        },
-    ))
+    Ok(Reconciler::new(runtime, store, args.options()))
 }
 
 /// Prints the errors of the sources, each as `file:line:column: field: message`.

@@ -50,7 +50,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
         failures = failed_now;
 
         let stuck = !failures.is_empty() && failures.values().all(|(n, _)| *n >= GIVE_UP_AFTER);
-        if report.converged() || stuck || Instant::now() >= deadline {
+        if report.settled() || stuck || Instant::now() >= deadline {
             if report.missing_source {
                 eprintln!(
                     "warning: manifests directory {} does not exist",
@@ -68,7 +68,17 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
             let took = humantime::format_duration(Duration::from_millis(
                 started.elapsed().as_millis() as u64,
             ));
-            if report.converged() {
+            let unsettled: Vec<&crate::store::Status> = report
+                .statuses
+                .iter()
+                .filter(|st| {
+                    matches!(
+                        st.phase.as_str(),
+                        "Failed" | "CrashLoopBackOff" | "Blocked" | "Pending"
+                    )
+                })
+                .collect();
+            if report.settled() {
                 println!("converged: {} object(s) in {took}", report.desired.len());
             } else {
                 eprintln!("not converged after {took}; still pending:");
@@ -80,7 +90,16 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
                     eprintln!("  {}: {why}", a.describe());
                 }
             }
-            let ok = report.converged()
+            for st in &unsettled {
+                let key = st.key.as_ref().map(ToString::to_string).unwrap_or_default();
+                eprintln!(
+                    "  {key} is {}: {}",
+                    st.phase,
+                    st.message.as_deref().unwrap_or("")
+                );
+            }
+            let ok = report.settled()
+                && unsettled.is_empty()
                 && report.errors.is_empty()
                 && report.plan.prune_refused.is_empty();
             return Ok(if ok {
@@ -91,6 +110,10 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
         }
         if !failures.is_empty() {
             tokio::time::sleep(backoff.next_delay()).await;
+        } else if let (true, Some(at)) = (report.converged(), report.plan.next_retry()) {
+            // Only backoffs are left: sleep until the first one ends (or the deadline).
+            let wait = Duration::from_millis((at - crate::lifecycle::now_millis()).max(0) as u64);
+            tokio::time::sleep(wait.min(deadline.saturating_duration_since(Instant::now()))).await;
         }
     }
 }

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::{open_store, parse_duration, ReconcileArgs};
 use crate::controller::{lock_state, Backoff, Controller};
-use crate::reconcile::{Options, Reconciler};
+use crate::reconcile::Reconciler;
 use crate::runtime::DockerRuntime;
 
 #[derive(Args, Debug)]
@@ -51,15 +51,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         state = %c.state.state.display(),
         "dockhand controller started"
     );
-    let reconciler = Reconciler::new(
-        runtime,
-        store,
-        Options {
-            instance: c.state.instance.clone(),
-            allow_empty: c.allow_empty,
-            parallel: c.parallel,
-        },
-    );
+    let reconciler = Reconciler::new(runtime, store, c.options());
     Controller {
         reconciler: Arc::new(reconciler),
         manifests: c.manifests.clone(),

@@ -32,6 +32,9 @@ pub struct ServerSpec {
     pub resources: Option<Resources>,
     #[serde(default, skip_serializing_if = "is_default")]
     pub restart_policy: RestartPolicy,
+    /// Give up (phase Failed) after this many restarts; unlimited when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_restarts: Option<u32>,
     /// How long the engine waits after SIGTERM before SIGKILL when stopping (default 10s).
     #[serde(
         default,

@@ -6,14 +6,15 @@
 pub mod execute;
 pub mod plan;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
+use crate::lifecycle::{now_millis, BackoffPolicy, Lifecycle, Millis};
 use crate::manifest::{ManifestError, Object, ObjectKey, Spec};
-use crate::runtime::{ContainerSpec, Observed, Runtime, RuntimeError, State};
+use crate::runtime::{ContainerSpec, Observed, Runtime, RuntimeError};
 use crate::source::{merge, Snapshot};
-use crate::store::{NewEvent, Status, Store, StoreError};
+use crate::store::{NewEvent, Status, Store, StoreError, StoredObject};
 pub use execute::Outcome;
-pub use plan::{plan, Action, Desired, Plan, RemoveReason};
+pub use plan::{plan, Action, Desired, Phase, Plan, PlanOptions, RemoveReason, Verdict};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -38,6 +39,8 @@ pub struct Options {
     pub allow_empty: bool,
     /// At most this many engine operations at once.
     pub parallel: usize,
+    /// Crash-loop backoff for restarts.
+    pub backoff: BackoffPolicy,
 }
 
 /// What one pass saw and did.
@@ -49,12 +52,19 @@ pub struct PassReport {
     pub observed: Vec<Observed>,
     pub plan: Plan,
     pub outcomes: Vec<Outcome>,
+    /// Every desired object's status as this pass recorded it.
+    pub statuses: Vec<Status>,
 }
 
 impl PassReport {
     /// Nothing was left to do when the pass looked.
     pub fn converged(&self) -> bool {
         self.plan.is_empty()
+    }
+
+    /// Converged, and every object settled (none waiting for a backoff or dependencies).
+    pub fn settled(&self) -> bool {
+        self.converged() && self.plan.verdicts.values().all(|v| v.phase.is_settled())
     }
 
     /// Actions that failed, with their errors.
@@ -65,21 +75,23 @@ impl PassReport {
     }
 }
 
-/// What a pass saw before acting.
-struct Observation {
-    stored: Vec<crate::store::StoredObject>,
-    desired: Vec<Object>,
-    observed: Vec<Observed>,
-    specs: HashMap<ObjectKey, ContainerSpec>,
-    plan: Plan,
-}
-
 pub struct Reconciler<R> {
     runtime: R,
     store: Store,
     options: Options,
     /// What the empty-source guard held back last time, so the refusal is recorded once.
     last_refused: std::sync::Mutex<Vec<String>>,
+}
+
+/// What a pass saw before acting.
+struct Observation {
+    stored: Vec<StoredObject>,
+    statuses: HashMap<ObjectKey, Status>,
+    desired: Vec<Object>,
+    observed: Vec<Observed>,
+    specs: HashMap<ObjectKey, ContainerSpec>,
+    plan: Plan,
+    now: Millis,
 }
 
 impl<R: Runtime> Reconciler<R> {
@@ -100,16 +112,34 @@ impl<R: Runtime> Reconciler<R> {
     async fn observe(&self, snapshot: &Snapshot) -> Result<Observation, ReconcileError> {
         let instance = &self.options.instance;
         let stored = self.store.objects(instance).await?;
+        let statuses: HashMap<ObjectKey, Status> = self
+            .store
+            .statuses(instance)
+            .await?
+            .into_iter()
+            .filter_map(|s| Some((s.key.clone()?, s)))
+            .collect();
         let desired = merge(snapshot, &stored);
         let observed = self.runtime.list(instance).await?;
-        let (wanted, specs) = self.desired(&desired);
-        let plan = plan(&wanted, &observed, self.options.allow_empty);
+        let (wanted, specs) = self.desired(&desired, &statuses);
+        let now = now_millis();
+        let plan = plan(
+            &wanted,
+            &observed,
+            PlanOptions {
+                allow_empty: self.options.allow_empty,
+                backoff: self.options.backoff,
+                now,
+            },
+        );
         Ok(Observation {
             stored,
+            statuses,
             desired,
             observed,
             specs,
             plan,
+            now,
         })
     }
 
@@ -122,7 +152,7 @@ impl<R: Runtime> Reconciler<R> {
             missing_source: snapshot.missing,
             observed: o.observed,
             plan: o.plan,
-            outcomes: Vec::new(),
+            ..PassReport::default()
         })
     }
 
@@ -131,10 +161,12 @@ impl<R: Runtime> Reconciler<R> {
         let instance = &self.options.instance;
         let Observation {
             stored,
+            statuses: previous,
             desired,
             observed,
             specs,
             plan,
+            now,
         } = self.observe(snapshot).await?;
         let prune = !desired.is_empty() || self.options.allow_empty;
         let applied = self
@@ -156,7 +188,6 @@ impl<R: Runtime> Reconciler<R> {
                 message: format!("{key} is no longer defined by any source"),
             });
         }
-
         if let Ok(mut last) = self.last_refused.lock() {
             if *last != plan.prune_refused {
                 if !plan.prune_refused.is_empty() {
@@ -173,6 +204,12 @@ impl<R: Runtime> Reconciler<R> {
                 last.clone_from(&plan.prune_refused);
             }
         }
+        events.extend(plan.transitions.iter().map(|t| NewEvent {
+            key: Some(t.key.clone()),
+            reason: t.reason,
+            message: t.message.clone(),
+        }));
+
         let outcomes = execute::execute(
             &self.runtime,
             plan.actions.clone(),
@@ -187,10 +224,10 @@ impl<R: Runtime> Reconciler<R> {
             .map(|s| (s.object.key(), s.generation))
             .collect();
         generations.extend(applied.changed.iter().cloned());
-        let last_errors: HashMap<ObjectKey, String> = first_errors(&desired, &snapshot.errors);
-        let statuses = statuses(&desired, &observed, &outcomes, &generations, &last_errors);
-        let changed = self.store.record_status(instance, &statuses).await?;
-        events.extend(outcome_events(&outcomes, &changed));
+        let last_errors = first_errors(&desired, &snapshot.errors);
+        let statuses = statuses(&plan, &outcomes, &generations, &last_errors, now);
+        self.store.record_status(instance, &statuses).await?;
+        events.extend(outcome_events(&outcomes, &previous, &statuses));
         self.store.append_events(instance, &events).await?;
 
         Ok(PassReport {
@@ -200,25 +237,37 @@ impl<R: Runtime> Reconciler<R> {
             observed,
             plan,
             outcomes,
+            statuses,
         })
     }
 
-    fn desired(&self, objects: &[Object]) -> (Vec<Desired>, HashMap<ObjectKey, ContainerSpec>) {
+    fn desired(
+        &self,
+        objects: &[Object],
+        statuses: &HashMap<ObjectKey, Status>,
+    ) -> (Vec<Desired>, HashMap<ObjectKey, ContainerSpec>) {
         let mut wanted = Vec::with_capacity(objects.len());
         let mut specs = HashMap::with_capacity(objects.len());
         for o in objects {
             let hash = o.spec_hash();
+            let key = o.key();
+            let lifecycle = statuses
+                .get(&key)
+                .map(|s| s.lifecycle.clone())
+                .unwrap_or_default();
             match &o.spec {
                 Spec::Server(s) => {
-                    wanted.push(Desired {
-                        key: o.key(),
-                        spec_hash: hash.clone(),
-                        restart: s.restart_policy,
-                    });
                     specs.insert(
-                        o.key(),
+                        key.clone(),
                         crate::server::container_spec(&self.options.instance, o, s, &hash),
                     );
+                    wanted.push(Desired {
+                        key,
+                        spec_hash: hash,
+                        restart: s.restart_policy,
+                        max_restarts: s.max_restarts,
+                        lifecycle,
+                    });
                 }
             }
         }
@@ -237,59 +286,53 @@ fn first_errors(desired: &[Object], errors: &[ManifestError]) -> HashMap<ObjectK
         .collect()
 }
 
-/// Status of every desired object after a pass, from the listing and the outcomes.
+/// Status of every desired object after a pass: the plan's verdict, updated by what the
+/// executor did.
 fn statuses(
-    desired: &[Object],
-    observed: &[Observed],
+    plan: &Plan,
     outcomes: &[Outcome],
     generations: &HashMap<ObjectKey, i64>,
     last_errors: &HashMap<ObjectKey, String>,
+    now: Millis,
 ) -> Vec<Status> {
-    desired
+    plan.verdicts
         .iter()
-        .map(|o| {
-            let key = o.key();
-            let generation = generations.get(&key).copied().unwrap_or(1);
-            let current = observed
-                .iter()
-                .filter(|c| c.key.as_ref() == Some(&key))
-                .find(|c| c.spec_hash.as_deref() == Some(o.spec_hash().as_str()));
+        .map(|(key, v)| {
+            let generation = generations.get(key).copied().unwrap_or(1);
+            let mut phase = v.phase;
+            let mut message = v.message.clone();
+            let mut lifecycle = v.lifecycle.clone();
+            let mut container_id = v.container.as_ref().map(|c| c.id.clone());
             let outcome = outcomes.iter().find(|x| {
-                x.action.key() == Some(&key) && !matches!(x.action, Action::Remove { .. })
+                x.action.key() == Some(key) && !matches!(x.action, Action::Remove { .. })
             });
-            let (phase, container_id, mut message, observed_generation) = match (outcome, current) {
-                (Some(x), _) => match &x.result {
-                    Err(e) => (
-                        "Failed",
-                        current.map(|c| c.id.clone()),
-                        Some(e.to_string()),
-                        0,
-                    ),
-                    Ok(Some(id)) => ("Creating", Some(id.clone()), None, generation),
-                    Ok(None) => ("Running", current.map(|c| c.id.clone()), None, generation),
-                },
-                (None, Some(c)) => {
-                    let (phase, message) = match &c.state {
-                        State::Running => ("Running", None),
-                        State::Paused => ("Running", Some("paused".to_owned())),
-                        State::Restarting => ("Creating", Some("restarting".to_owned())),
-                        State::Exited { code: Some(0) } => {
-                            ("Completed", Some("exited with code 0".to_owned()))
+            if let Some(x) = outcome {
+                match (&x.action, &x.result) {
+                    (_, Err(e)) => {
+                        phase = Phase::Failed;
+                        message = Some(e.to_string());
+                    }
+                    (Action::Create { .. } | Action::Recreate { .. }, Ok(id)) => {
+                        phase = Phase::Creating;
+                        lifecycle = Lifecycle::started(now);
+                        container_id.clone_from(id);
+                    }
+                    (Action::Start { restart, .. }, Ok(_)) => {
+                        phase = Phase::Creating;
+                        if *restart {
+                            lifecycle.restart_count += 1;
                         }
-                        State::Exited { code } => (
-                            "Failed",
-                            Some(match code {
-                                Some(c) => format!("exited with code {c}"),
-                                None => "exited".to_owned(),
-                            }),
-                        ),
-                        State::Created | State::Removing | State::Dead => ("Pending", None),
-                    };
-                    (phase, Some(c.id.clone()), message, generation)
+                        lifecycle.started_at = Some(now);
+                        lifecycle.next_retry_at = None;
+                    }
+                    (Action::Remove { .. }, Ok(_)) => {}
                 }
-                (None, None) => ("Pending", None, None, 0),
+            }
+            let observed_generation = match phase {
+                Phase::Pending | Phase::Failed if container_id.is_none() => 0,
+                _ => generation,
             };
-            if let Some(err) = last_errors.get(&key) {
+            if let Some(err) = last_errors.get(key) {
                 let note = format!("manifest error, running the last good spec: {err}");
                 message = Some(match message {
                     Some(m) => format!("{m}; {note}"),
@@ -297,28 +340,45 @@ fn statuses(
                 });
             }
             Status {
-                key: Some(key),
-                phase: phase.to_owned(),
+                key: Some(key.clone()),
+                phase: phase.as_str().to_owned(),
                 container_id,
                 observed_generation,
                 message,
-                ports: current.map(|c| c.ports.clone()).unwrap_or_default(),
+                ports: v
+                    .container
+                    .as_ref()
+                    .map(|c| c.ports.clone())
+                    .unwrap_or_default(),
                 updated_at: String::new(),
+                lifecycle,
             }
         })
         .collect()
 }
 
-/// Events for what the executor did. Failures are recorded when the status changed, so a
+/// Events for what the executor did. A failure is recorded when its message is new, so a
 /// failure that repeats every pass is recorded once.
-fn outcome_events(outcomes: &[Outcome], status_changed: &HashSet<ObjectKey>) -> Vec<NewEvent> {
+fn outcome_events(
+    outcomes: &[Outcome],
+    previous: &HashMap<ObjectKey, Status>,
+    now: &[Status],
+) -> Vec<NewEvent> {
     outcomes
         .iter()
         .filter_map(|x| {
             let key = x.action.key().cloned();
             let (reason, message) = match (&x.action, &x.result) {
                 (a, Err(e)) => {
-                    if key.as_ref().is_some_and(|k| !status_changed.contains(k)) {
+                    let repeated = key.as_ref().is_some_and(|k| {
+                        let before = previous.get(k).and_then(|p| p.message.as_ref());
+                        let after = now
+                            .iter()
+                            .find(|s| s.key.as_ref() == Some(k))
+                            .and_then(|s| s.message.as_ref());
+                        before == after
+                    });
+                    if repeated {
                         return None;
                     }
                     ("failed", format!("{}: {e}", a.describe()))
@@ -329,9 +389,19 @@ fn outcome_events(outcomes: &[Outcome], status_changed: &HashSet<ObjectKey>) -> 
                 (Action::Recreate { key, .. }, Ok(_)) => {
                     ("recreated", format!("recreated {key}: its spec changed"))
                 }
-                (Action::Start { key, .. }, Ok(_)) => {
-                    ("started", format!("started {key} after it stopped"))
+                (
+                    Action::Start {
+                        key, restart: true, ..
+                    },
+                    Ok(_),
+                ) => {
+                    let count = now
+                        .iter()
+                        .find(|s| s.key.as_ref() == Some(key))
+                        .map_or(0, |s| s.lifecycle.restart_count);
+                    ("restarted", format!("restarted {key} (restart {count})"))
                 }
+                (Action::Start { key, .. }, Ok(_)) => ("started", format!("started {key}")),
                 (a @ Action::Remove { .. }, Ok(_)) => ("removed", a.describe()),
             };
             Some(NewEvent {

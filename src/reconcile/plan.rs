@@ -1,10 +1,13 @@
-//! The pure planner: desired objects and one engine listing in, actions out.
+//! The pure planner: desired objects, one engine listing and the clock in; actions, phases and
+//! lifecycle records out.
 //!
-//! No I/O happens here, so every decision (what is recreated, what is left alone, what the
-//! empty-source guard holds back) is unit- and property-tested without an engine.
+//! No I/O happens here, so every decision (what is recreated, what is left alone, when a
+//! crashing container may restart, what the empty-source guard holds back) is unit- and
+//! property-tested without an engine and without sleeping.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::lifecycle::{rfc3339, BackoffPolicy, Lifecycle, Millis};
 use crate::manifest::server::RestartPolicy;
 use crate::manifest::ObjectKey;
 use crate::runtime::{Observed, State};
@@ -15,6 +18,75 @@ pub struct Desired {
     pub key: ObjectKey,
     pub spec_hash: String,
     pub restart: RestartPolicy,
+    pub max_restarts: Option<u32>,
+    /// The object's run history as last recorded.
+    pub lifecycle: Lifecycle,
+}
+
+/// Where an object stands. The set is part of the CLI and API contract.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub enum Phase {
+    /// No container yet.
+    Pending,
+    /// Waiting for dependencies to meet their conditions.
+    Blocked,
+    /// Just created or started; not yet seen running.
+    Creating,
+    /// Running, not yet healthy.
+    Running,
+    /// Healthy, or running with no health check.
+    Ready,
+    Unhealthy,
+    /// Finished with exit code 0 and not to be run again while the spec is unchanged.
+    Completed,
+    /// An action failed, a `Never` run exited non-zero, or `maxRestarts` was reached.
+    Failed,
+    /// Exited and waiting for its backoff delay before the next restart.
+    CrashLoopBackOff,
+    /// The manifest is invalid and no good spec was ever seen.
+    Invalid,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Blocked => "Blocked",
+            Phase::Creating => "Creating",
+            Phase::Running => "Running",
+            Phase::Ready => "Ready",
+            Phase::Unhealthy => "Unhealthy",
+            Phase::Completed => "Completed",
+            Phase::Failed => "Failed",
+            Phase::CrashLoopBackOff => "CrashLoopBackOff",
+            Phase::Invalid => "Invalid",
+        }
+    }
+
+    /// Whether nothing more will happen to the object without a change or a failure:
+    /// `sync` waits until every object is settled.
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            Phase::Ready | Phase::Completed | Phase::Failed | Phase::Invalid
+        )
+    }
+
+    /// Whether dependents waiting for `Started` may go ahead.
+    pub fn can_satisfy_started(self) -> bool {
+        matches!(
+            self,
+            Phase::Running | Phase::Ready | Phase::Unhealthy | Phase::Completed
+        )
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,8 +103,12 @@ pub enum Action {
     Create { key: ObjectKey },
     /// The container's spec hash differs from the object's (or it is dead): replace it.
     Recreate { key: ObjectKey, old: String },
-    /// The container stopped and its restart policy wants it running.
-    Start { key: ObjectKey, id: String },
+    /// Start a stopped container: a restart after an exit, or the first start of one created.
+    Start {
+        key: ObjectKey,
+        id: String,
+        restart: bool,
+    },
     /// A container of this instance that no desired object claims.
     Remove {
         id: String,
@@ -58,7 +134,14 @@ impl Action {
         match self {
             Action::Create { key } => format!("create {key}"),
             Action::Recreate { key, .. } => format!("recreate {key} (spec changed)"),
-            Action::Start { key, .. } => format!("start {key} (stopped)"),
+            Action::Start {
+                key, restart: true, ..
+            } => format!("restart {key} (exited)"),
+            Action::Start {
+                key,
+                restart: false,
+                ..
+            } => format!("start {key}"),
             Action::Remove { name, reason, .. } => match reason {
                 RemoveReason::Orphan => format!("remove {name} (orphan: its object is gone)"),
                 RemoveReason::Duplicate => format!("remove {name} (duplicate)"),
@@ -67,17 +150,54 @@ impl Action {
     }
 }
 
+/// Where the plan leaves one desired object, before any action runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub phase: Phase,
+    pub message: Option<String>,
+    pub lifecycle: Lifecycle,
+    /// The container that serves the object now, if any.
+    pub container: Option<Observed>,
+}
+
+/// A lifecycle transition the plan noticed, to be recorded as an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub key: ObjectKey,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PlanOptions {
+    /// Prune even when no objects are desired at all.
+    pub allow_empty: bool,
+    pub backoff: BackoffPolicy,
+    pub now: Millis,
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
     pub actions: Vec<Action>,
     /// Containers that would be pruned but were kept because the sources yielded no objects
     /// and `--allow-empty` was not given.
     pub prune_refused: Vec<String>,
+    pub verdicts: BTreeMap<ObjectKey, Verdict>,
+    pub transitions: Vec<Transition>,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()
+    }
+
+    /// The earliest moment a backing-off object may be restarted.
+    pub fn next_retry(&self) -> Option<Millis> {
+        self.verdicts
+            .values()
+            .filter(|v| v.phase == Phase::CrashLoopBackOff)
+            .filter_map(|v| v.lifecycle.next_retry_at)
+            .min()
     }
 }
 
@@ -85,7 +205,7 @@ impl Plan {
 ///
 /// Containers whose spec hash matches and that run (or rightly stay stopped) get no action,
 /// so a no-op pass touches nothing.
-pub fn plan(desired: &[Desired], observed: &[Observed], allow_empty: bool) -> Plan {
+pub fn plan(desired: &[Desired], observed: &[Observed], opts: PlanOptions) -> Plan {
     let mut by_key: BTreeMap<&ObjectKey, Vec<&Observed>> = BTreeMap::new();
     let mut orphans: Vec<&Observed> = Vec::new();
     let wanted: BTreeSet<&ObjectKey> = desired.iter().map(|d| &d.key).collect();
@@ -96,12 +216,9 @@ pub fn plan(desired: &[Desired], observed: &[Observed], allow_empty: bool) -> Pl
         }
     }
 
-    let mut actions = Vec::new();
+    let mut p = Plan::default();
     for d in desired {
-        let Some(mut candidates) = by_key.remove(&d.key) else {
-            actions.push(Action::Create { key: d.key.clone() });
-            continue;
-        };
+        let mut candidates = by_key.remove(&d.key).unwrap_or_default();
         // Keep the best container: matching spec first, then running, then the name order.
         candidates.sort_by_key(|o| {
             (
@@ -110,58 +227,199 @@ pub fn plan(desired: &[Desired], observed: &[Observed], allow_empty: bool) -> Pl
                 o.name.clone(),
             )
         });
-        let (keep, extra) = candidates.split_at(1);
-        for o in extra {
-            actions.push(Action::Remove {
+        let keep = candidates.first().copied();
+        for o in candidates.iter().skip(1) {
+            p.actions.push(Action::Remove {
                 id: o.id.clone(),
                 name: o.name.clone(),
                 key: Some(d.key.clone()),
                 reason: RemoveReason::Duplicate,
             });
         }
-        let keep = keep[0];
-        if keep.spec_hash.as_deref() != Some(d.spec_hash.as_str()) || keep.state == State::Dead {
-            actions.push(Action::Recreate {
-                key: d.key.clone(),
-                old: keep.id.clone(),
-            });
-            continue;
-        }
-        let start = match &keep.state {
-            State::Created => true,
-            State::Exited { code } => d.restart.restarts_after(*code),
-            State::Running | State::Paused | State::Restarting | State::Removing | State::Dead => {
-                false
-            }
-        };
-        if start {
-            actions.push(Action::Start {
-                key: d.key.clone(),
-                id: keep.id.clone(),
-            });
-        }
+        let verdict = plan_object(d, keep, &opts, &mut p);
+        p.verdicts.insert(d.key.clone(), verdict);
     }
 
-    let mut prune_refused = Vec::new();
     for o in orphans {
         if o.state == State::Removing {
             continue;
         }
-        if desired.is_empty() && !allow_empty {
-            prune_refused.push(o.name.clone());
+        if desired.is_empty() && !opts.allow_empty {
+            p.prune_refused.push(o.name.clone());
             continue;
         }
-        actions.push(Action::Remove {
+        p.actions.push(Action::Remove {
             id: o.id.clone(),
             name: o.name.clone(),
             key: o.key.clone(),
             reason: RemoveReason::Orphan,
         });
     }
-    Plan {
-        actions,
-        prune_refused,
+    p
+}
+
+/// Decides one object: at most one action, and the phase it is in meanwhile.
+fn plan_object(
+    d: &Desired,
+    current: Option<&Observed>,
+    opts: &PlanOptions,
+    p: &mut Plan,
+) -> Verdict {
+    let mut lc = d.lifecycle.clone();
+    let finished_here = lc.finished_hash.as_deref() == Some(d.spec_hash.as_str());
+    let verdict = |phase, message: Option<String>, lc: Lifecycle| Verdict {
+        phase,
+        message,
+        lifecycle: lc,
+        container: current.cloned(),
+    };
+    let Some(c) = current else {
+        if finished_here {
+            // A finished job whose container was removed is not run again.
+            return verdict(finished_phase(&lc), finished_message(&lc), lc);
+        }
+        p.actions.push(Action::Create { key: d.key.clone() });
+        return verdict(Phase::Pending, None, lc);
+    };
+    if c.spec_hash.as_deref() != Some(d.spec_hash.as_str()) || c.state == State::Dead {
+        p.actions.push(Action::Recreate {
+            key: d.key.clone(),
+            old: c.id.clone(),
+        });
+        return verdict(Phase::Creating, None, lc);
     }
+    match &c.state {
+        State::Running | State::Paused | State::Restarting => {
+            let ran = lc.started_at.map_or(0, |s| opts.now - s);
+            if lc.crash_streak > 0 && ran >= opts.backoff.reset_after.as_millis() as Millis {
+                lc.crash_streak = 0;
+            }
+            lc.next_retry_at = None;
+            let message = (c.state == State::Paused).then(|| "paused".to_owned());
+            verdict(Phase::Ready, message, lc)
+        }
+        State::Created => {
+            p.actions.push(Action::Start {
+                key: d.key.clone(),
+                id: c.id.clone(),
+                restart: false,
+            });
+            verdict(Phase::Creating, None, lc)
+        }
+        State::Removing | State::Dead => verdict(Phase::Pending, None, lc),
+        State::Exited { code } => {
+            if lc.exit_is_new() {
+                account_exit(d, &mut lc, *code, opts, p);
+            }
+            if lc.finished_hash.as_deref() == Some(d.spec_hash.as_str()) {
+                return verdict(finished_phase(&lc), finished_message(&lc), lc);
+            }
+            if gave_up(d, &lc) {
+                let message = format!("gave up after {} restarts (maxRestarts)", lc.restart_count);
+                return verdict(Phase::Failed, Some(message), lc);
+            }
+            match lc.next_retry_at {
+                Some(at) if at > opts.now => {
+                    let message = format!(
+                        "exited with code {}; restart {} at {}",
+                        code.map_or("?".to_owned(), |c| c.to_string()),
+                        lc.restart_count + 1,
+                        rfc3339(at)
+                    );
+                    verdict(Phase::CrashLoopBackOff, Some(message), lc)
+                }
+                _ => {
+                    p.actions.push(Action::Start {
+                        key: d.key.clone(),
+                        id: c.id.clone(),
+                        restart: true,
+                    });
+                    verdict(Phase::Creating, None, lc)
+                }
+            }
+        }
+    }
+}
+
+fn gave_up(d: &Desired, lc: &Lifecycle) -> bool {
+    d.max_restarts.is_some_and(|m| lc.restart_count >= m)
+}
+
+/// Records an exit once: a finished job, a give-up, or the backoff before the next restart.
+fn account_exit(
+    d: &Desired,
+    lc: &mut Lifecycle,
+    code: Option<i64>,
+    opts: &PlanOptions,
+    p: &mut Plan,
+) {
+    lc.exit_seen_for = lc.started_at;
+    lc.last_exit_code = code;
+    let shown = code.map_or("?".to_owned(), |c| c.to_string());
+    let mut note = |reason, message| {
+        p.transitions.push(Transition {
+            key: d.key.clone(),
+            reason,
+            message,
+        })
+    };
+    note("died", format!("{} exited with code {shown}", d.key));
+    if !d.restart.restarts_after(code) {
+        lc.finished_hash = Some(d.spec_hash.clone());
+        lc.next_retry_at = None;
+        if code == Some(0) {
+            note("completed", format!("{} completed", d.key));
+        } else {
+            note(
+                "failed",
+                format!(
+                    "{} failed with exit code {shown}; restartPolicy Never",
+                    d.key
+                ),
+            );
+        }
+        return;
+    }
+    if gave_up(d, lc) {
+        note(
+            "failed",
+            format!("{} gave up after {} restarts", d.key, lc.restart_count),
+        );
+        return;
+    }
+    let ran = lc.started_at.map_or(Millis::MAX, |s| opts.now - s);
+    if ran >= opts.backoff.reset_after.as_millis() as Millis {
+        lc.crash_streak = 0;
+    }
+    let delay = opts.backoff.delay(lc.crash_streak);
+    lc.crash_streak = lc.crash_streak.saturating_add(1);
+    lc.next_retry_at = Some(opts.now + delay.as_millis() as Millis);
+    if !delay.is_zero() {
+        note(
+            "backoff",
+            format!(
+                "{} crashed {} times in a row; restarting in {}",
+                d.key,
+                lc.crash_streak,
+                humantime::format_duration(delay)
+            ),
+        );
+    }
+}
+
+fn finished_phase(lc: &Lifecycle) -> Phase {
+    if lc.last_exit_code == Some(0) {
+        Phase::Completed
+    } else {
+        Phase::Failed
+    }
+}
+
+fn finished_message(lc: &Lifecycle) -> Option<String> {
+    Some(match lc.last_exit_code {
+        Some(c) => format!("exited with code {c}; not run again until its spec changes"),
+        None => "exited; not run again until its spec changes".to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -169,6 +427,9 @@ mod tests {
     use super::*;
     use crate::manifest::Kind;
     use proptest::prelude::*;
+    use std::time::Duration;
+
+    const NOW: Millis = 1_000_000_000;
 
     fn key(n: &str) -> ObjectKey {
         ObjectKey::new(Kind::Server, n)
@@ -179,6 +440,20 @@ mod tests {
             key: key(n),
             spec_hash: hash.into(),
             restart: RestartPolicy::Always,
+            max_restarts: None,
+            lifecycle: Lifecycle::started(NOW - 1_000),
+        }
+    }
+
+    fn opts(allow_empty: bool) -> PlanOptions {
+        PlanOptions {
+            allow_empty,
+            backoff: BackoffPolicy {
+                base: Duration::from_secs(10),
+                cap: Duration::from_secs(40),
+                reset_after: Duration::from_secs(600),
+            },
+            now: NOW,
         }
     }
 
@@ -193,10 +468,23 @@ mod tests {
         }
     }
 
+    fn exited(code: i64) -> State {
+        State::Exited { code: Some(code) }
+    }
+
+    fn start(n: &str, id: &str, restart: bool) -> Action {
+        Action::Start {
+            key: key(n),
+            id: id.into(),
+            restart,
+        }
+    }
+
     #[test]
     fn missing_container_is_created() {
-        let p = plan(&[want("web", "h1")], &[], false);
+        let p = plan(&[want("web", "h1")], &[], opts(false));
         assert_eq!(p.actions, [Action::Create { key: key("web") }]);
+        assert_eq!(p.verdicts[&key("web")].phase, Phase::Pending);
     }
 
     #[test]
@@ -204,9 +492,10 @@ mod tests {
         let p = plan(
             &[want("web", "h1")],
             &[seen("c1", "web", "h1", State::Running)],
-            false,
+            opts(false),
         );
         assert!(p.is_empty());
+        assert_eq!(p.verdicts[&key("web")].phase, Phase::Ready);
     }
 
     #[test]
@@ -217,7 +506,7 @@ mod tests {
                 seen("c1", "web", "h1", State::Running),
                 seen("c2", "api", "a1", State::Running),
             ],
-            false,
+            opts(false),
         );
         assert_eq!(
             p.actions,
@@ -229,26 +518,23 @@ mod tests {
     }
 
     #[test]
-    fn exited_container_is_started_per_restart_policy() {
-        let exited = |code| seen("c1", "web", "h1", State::Exited { code: Some(code) });
+    fn exited_container_is_restarted_per_restart_policy() {
         let with = |restart| Desired {
             restart,
             ..want("web", "h1")
         };
-        let start = [Action::Start {
-            key: key("web"),
-            id: "c1".into(),
-        }];
+        let obs = |code| [seen("c1", "web", "h1", exited(code))];
+        let restart = [start("web", "c1", true)];
         assert_eq!(
-            plan(&[with(RestartPolicy::Always)], &[exited(0)], false).actions,
-            start
+            plan(&[with(RestartPolicy::Always)], &obs(0), opts(false)).actions,
+            restart
         );
         assert_eq!(
-            plan(&[with(RestartPolicy::OnFailure)], &[exited(1)], false).actions,
-            start
+            plan(&[with(RestartPolicy::OnFailure)], &obs(1), opts(false)).actions,
+            restart
         );
-        assert!(plan(&[with(RestartPolicy::OnFailure)], &[exited(0)], false).is_empty());
-        assert!(plan(&[with(RestartPolicy::Never)], &[exited(1)], false).is_empty());
+        assert!(plan(&[with(RestartPolicy::OnFailure)], &obs(0), opts(false)).is_empty());
+        assert!(plan(&[with(RestartPolicy::Never)], &obs(1), opts(false)).is_empty());
     }
 
     #[test]
@@ -256,15 +542,9 @@ mod tests {
         let p = plan(
             &[want("web", "h1")],
             &[seen("c1", "web", "h1", State::Created)],
-            false,
+            opts(false),
         );
-        assert_eq!(
-            p.actions,
-            [Action::Start {
-                key: key("web"),
-                id: "c1".into()
-            }]
-        );
+        assert_eq!(p.actions, [start("web", "c1", false)]);
     }
 
     #[test]
@@ -272,7 +552,7 @@ mod tests {
         let p = plan(
             &[want("web", "h1")],
             &[seen("c1", "web", "h1", State::Dead)],
-            false,
+            opts(false),
         );
         assert_eq!(
             p.actions,
@@ -291,7 +571,7 @@ mod tests {
                 seen("c1", "web", "h1", State::Running),
                 seen("c2", "old", "h", State::Running),
             ],
-            false,
+            opts(false),
         );
         assert!(
             matches!(&p.actions[..], [Action::Remove { id, reason: RemoveReason::Orphan, .. }] if id == "c2")
@@ -305,7 +585,7 @@ mod tests {
         let p = plan(
             &[want("web", "h1")],
             &[seen("c1", "web", "h1", State::Running), o],
-            false,
+            opts(false),
         );
         assert!(matches!(&p.actions[..], [Action::Remove { id, .. }] if id == "c9"));
     }
@@ -318,7 +598,7 @@ mod tests {
                 seen("old", "web", "h0", State::Running),
                 seen("good", "web", "h1", State::Running),
             ],
-            false,
+            opts(false),
         );
         assert!(
             matches!(&p.actions[..], [Action::Remove { id, reason: RemoveReason::Duplicate, .. }] if id == "old")
@@ -328,12 +608,163 @@ mod tests {
     #[test]
     fn empty_desired_state_prunes_nothing_without_allow_empty() {
         let obs = [seen("c1", "web", "h1", State::Running)];
-        let p = plan(&[], &obs, false);
+        let p = plan(&[], &obs, opts(false));
         assert!(p.is_empty());
         assert_eq!(p.prune_refused, ["dh_t_server_web"]);
-        let p = plan(&[], &obs, true);
+        let p = plan(&[], &obs, opts(true));
         assert_eq!(p.actions.len(), 1);
         assert!(p.prune_refused.is_empty());
+    }
+
+    #[test]
+    fn first_crash_restarts_at_once_and_is_recorded_once() {
+        let d = want("web", "h1");
+        let p = plan(
+            std::slice::from_ref(&d),
+            &[seen("c1", "web", "h1", exited(3))],
+            opts(false),
+        );
+        assert_eq!(p.actions, [start("web", "c1", true)]);
+        let v = &p.verdicts[&key("web")];
+        assert_eq!(v.lifecycle.last_exit_code, Some(3));
+        assert_eq!(v.lifecycle.crash_streak, 1);
+        let reasons: Vec<_> = p.transitions.iter().map(|t| t.reason).collect();
+        assert_eq!(reasons, ["died"]);
+
+        // Planning again from the recorded lifecycle does not count the same exit twice.
+        let again = Desired {
+            lifecycle: v.lifecycle.clone(),
+            ..d
+        };
+        let p = plan(&[again], &[seen("c1", "web", "h1", exited(3))], opts(false));
+        assert!(p.transitions.is_empty());
+        assert_eq!(p.verdicts[&key("web")].lifecycle.crash_streak, 1);
+    }
+
+    #[test]
+    fn quick_crashes_back_off_doubling_to_the_cap() {
+        let mut lc = Lifecycle::started(NOW - 1_000);
+        let mut delays = Vec::new();
+        for run in 0..5i64 {
+            let d = Desired {
+                lifecycle: lc.clone(),
+                ..want("web", "h1")
+            };
+            let p = plan(&[d], &[seen("c1", "web", "h1", exited(1))], opts(false));
+            let v = &p.verdicts[&key("web")];
+            let delay = v.lifecycle.next_retry_at.map(|t| (t - NOW) / 1000);
+            delays.push(delay);
+            if delay == Some(0) {
+                assert_eq!(p.actions, [start("web", "c1", true)], "run {run}");
+            } else {
+                assert!(p.is_empty(), "run {run}: must wait");
+                assert_eq!(v.phase, Phase::CrashLoopBackOff);
+                assert!(v
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("exited with code 1")));
+                assert_eq!(p.next_retry(), v.lifecycle.next_retry_at);
+            }
+            // The executor's restart: count it, and the container dies again one second later.
+            lc = v.lifecycle.clone();
+            lc.restart_count += 1;
+            lc.started_at = Some(NOW - 999 + run);
+            lc.next_retry_at = None;
+        }
+        assert_eq!(delays, [Some(0), Some(10), Some(20), Some(40), Some(40)]);
+    }
+
+    #[test]
+    fn backoff_expires_into_a_restart() {
+        let mut lc = Lifecycle::started(NOW - 1_000);
+        lc.exit_seen_for = lc.started_at;
+        lc.crash_streak = 2;
+        lc.next_retry_at = Some(NOW);
+        let d = Desired {
+            lifecycle: lc,
+            ..want("web", "h1")
+        };
+        let p = plan(&[d], &[seen("c1", "web", "h1", exited(1))], opts(false));
+        assert_eq!(p.actions, [start("web", "c1", true)]);
+    }
+
+    #[test]
+    fn a_long_good_run_resets_the_crash_streak() {
+        let mut lc = Lifecycle::started(NOW - 601_000);
+        lc.crash_streak = 4;
+        let d = Desired {
+            lifecycle: lc,
+            ..want("web", "h1")
+        };
+        let p = plan(&[d], &[seen("c1", "web", "h1", exited(1))], opts(false));
+        assert_eq!(p.actions, [start("web", "c1", true)], "restarts at once");
+        assert_eq!(p.verdicts[&key("web")].lifecycle.crash_streak, 1);
+    }
+
+    #[test]
+    fn max_restarts_gives_up_with_failed() {
+        let mut lc = Lifecycle::started(NOW - 1_000);
+        lc.restart_count = 2;
+        let d = Desired {
+            lifecycle: lc,
+            max_restarts: Some(2),
+            ..want("web", "h1")
+        };
+        let p = plan(&[d], &[seen("c1", "web", "h1", exited(1))], opts(false));
+        assert!(p.is_empty());
+        let v = &p.verdicts[&key("web")];
+        assert_eq!(v.phase, Phase::Failed);
+        assert!(v
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("gave up after 2 restarts")));
+        assert!(p.transitions.iter().any(|t| t.reason == "failed"));
+    }
+
+    #[test]
+    fn completed_job_is_not_rerun_even_when_its_container_is_gone() {
+        let d = Desired {
+            restart: RestartPolicy::OnFailure,
+            ..want("job", "h1")
+        };
+        let p = plan(
+            std::slice::from_ref(&d),
+            &[seen("c1", "job", "h1", exited(0))],
+            opts(false),
+        );
+        assert!(p.is_empty());
+        let v = &p.verdicts[&key("job")];
+        assert_eq!(v.phase, Phase::Completed);
+        assert!(p.transitions.iter().any(|t| t.reason == "completed"));
+
+        let done = Desired {
+            lifecycle: v.lifecycle.clone(),
+            ..d.clone()
+        };
+        let p = plan(std::slice::from_ref(&done), &[], opts(false));
+        assert!(p.is_empty(), "a completed job must not be created again");
+        assert_eq!(p.verdicts[&key("job")].phase, Phase::Completed);
+
+        // A new spec runs again.
+        let changed = Desired {
+            spec_hash: "h2".into(),
+            ..done
+        };
+        assert_eq!(
+            plan(&[changed], &[], opts(false)).actions,
+            [Action::Create { key: key("job") }]
+        );
+    }
+
+    #[test]
+    fn never_with_a_non_zero_exit_is_failed() {
+        let d = Desired {
+            restart: RestartPolicy::Never,
+            ..want("job", "h1")
+        };
+        let p = plan(&[d], &[seen("c1", "job", "h1", exited(2))], opts(false));
+        assert!(p.is_empty());
+        assert_eq!(p.verdicts[&key("job")].phase, Phase::Failed);
     }
 
     /// Applies a plan the way a perfect engine would.
@@ -398,12 +829,13 @@ mod tests {
             allow_empty in any::<bool>(),
         ) {
             let desired: Vec<Desired> = names.iter().map(|(n, (h, r))| Desired {
-                key: key(n), spec_hash: format!("h{h}"), restart: *r,
+                restart: *r,
+                ..want(n, &format!("h{h}"))
             }).collect();
             let observed: Vec<Observed> = obs.iter().enumerate()
                 .map(|(i, (n, h, s))| seen(&format!("c{i}"), n, &format!("h{h}"), s.clone()))
                 .collect();
-            let p = plan(&desired, &observed, allow_empty);
+            let p = plan(&desired, &observed, opts(allow_empty));
             let after = apply(&observed, &p, &desired);
 
             if desired.is_empty() && !allow_empty {
@@ -422,8 +854,12 @@ mod tests {
                     prop_assert!(!d.restart.restarts_after(code), "left exited against its policy");
                 }
             }
-            // Converged in one step: planning again finds nothing to do.
-            prop_assert!(plan(&desired, &after, allow_empty).is_empty());
+            // Converged in one step: planning again, with the recorded lifecycles, finds nothing to do.
+            let recorded: Vec<Desired> = desired.iter().map(|d| Desired {
+                lifecycle: p.verdicts[&d.key].lifecycle.clone(),
+                ..d.clone()
+            }).collect();
+            prop_assert!(plan(&recorded, &after, opts(allow_empty)).is_empty());
         }
     }
 }

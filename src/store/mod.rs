@@ -11,6 +11,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use crate::lifecycle::Lifecycle;
 use crate::manifest::{Kind, ManifestError, Object, ObjectKey};
 use crate::runtime::PublishedPort;
 
@@ -59,6 +60,31 @@ pub struct Status {
     pub message: Option<String>,
     pub ports: Vec<PublishedPort>,
     pub updated_at: String,
+    #[serde(skip)]
+    pub lifecycle: Lifecycle,
+}
+
+impl Status {
+    /// The status of an object no pass has looked at yet.
+    pub fn pending(key: ObjectKey) -> Self {
+        Status {
+            key: Some(key),
+            phase: "Pending".into(),
+            container_id: None,
+            observed_generation: 0,
+            message: None,
+            ports: Vec::new(),
+            updated_at: String::new(),
+            lifecycle: Lifecycle::default(),
+        }
+    }
+
+    /// Equal in everything but the time it was written.
+    pub fn same_as(&self, other: &Status) -> bool {
+        let mut a = self.clone();
+        a.updated_at.clone_from(&other.updated_at);
+        a == *other
+    }
 }
 
 /// One row of the event log.
@@ -309,21 +335,7 @@ impl Store {
             .filter(|s| {
                 let Some(key) = &s.key else { return false };
                 match current.get(key) {
-                    Some(c) => {
-                        (
-                            &c.phase,
-                            &c.container_id,
-                            c.observed_generation,
-                            &c.message,
-                            &c.ports,
-                        ) != (
-                            &s.phase,
-                            &s.container_id,
-                            s.observed_generation,
-                            &s.message,
-                            &s.ports,
-                        )
-                    }
+                    Some(c) => !c.same_as(s),
                     None => true,
                 }
             })
@@ -337,11 +349,11 @@ impl Store {
             let Some(key) = &s.key else { continue };
             let ports = serde_json::to_string(&s.ports).unwrap_or_else(|_| "[]".into());
             sqlx::query(
-                "INSERT INTO status (instance, kind, name, phase, container_id, observed_generation, message, ports)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                "INSERT INTO status (instance, kind, name, phase, container_id, observed_generation, message, ports, lifecycle)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT (instance, kind, name) DO UPDATE SET phase = excluded.phase,
                    container_id = excluded.container_id, observed_generation = excluded.observed_generation,
-                   message = excluded.message, ports = excluded.ports,
+                   message = excluded.message, ports = excluded.ports, lifecycle = excluded.lifecycle,
                    updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
             )
             .bind(instance)
@@ -352,6 +364,7 @@ impl Store {
             .bind(s.observed_generation)
             .bind(&s.message)
             .bind(ports)
+            .bind(serde_json::to_string(&s.lifecycle).unwrap_or_else(|_| "{}".into()))
             .execute(&mut *tx)
             .await
             .map_err(query("upsert status"))?;
@@ -362,7 +375,7 @@ impl Store {
 
     pub async fn statuses(&self, instance: &str) -> Result<Vec<Status>, StoreError> {
         let rows = sqlx::query(
-            "SELECT kind, name, phase, container_id, observed_generation, message, ports, updated_at
+            "SELECT kind, name, phase, container_id, observed_generation, message, ports, updated_at, lifecycle
              FROM status WHERE instance = ? ORDER BY kind, name",
         )
         .bind(instance)
@@ -382,6 +395,7 @@ impl Store {
                     message: r.get(5),
                     ports: serde_json::from_str(&ports).unwrap_or_default(),
                     updated_at: r.get(7),
+                    lifecycle: serde_json::from_str(&r.get::<String, _>(8)).unwrap_or_default(),
                 }
             })
             .collect())
