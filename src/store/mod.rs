@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
 use crate::lifecycle::Lifecycle;
@@ -125,29 +125,47 @@ pub struct Store {
 impl Store {
     /// Opens (creating with mode 0600 if needed) and migrates the state file.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        create_private(path).map_err(|source| StoreError::Create {
+        let create_err = |source| StoreError::Create {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        create_private(path).map_err(create_err)?;
+        // Setting up a state file (switching it to WAL, migrating) must happen in one process
+        // at a time: sqlx's SQLite migrator takes no lock, and the switch to WAL needs an
+        // exclusive lock that SQLite's busy timeout cannot wait for.
+        let lock_path = path.to_owned();
+        let guard = tokio::task::spawn_blocking(move || setup_lock(&lock_path))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r)
+            .map_err(create_err)?;
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
         let opts = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(|source| StoreError::Open {
-                path: path.to_owned(),
-                source,
-            })?
+            .map_err(open_err)?
             .filename(path)
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts)
             .await
-            .map_err(|source| StoreError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
+            .map_err(open_err)?;
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&pool)
+            .await
+            .map_err(query("journal mode"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await
+                .map_err(query("switch to WAL"))?;
+        }
         sqlx::migrate!("./migrations").run(&pool).await?;
+        drop(guard);
         Ok(Self { pool })
     }
 
@@ -426,22 +444,25 @@ impl Store {
         tx.commit().await.map_err(query("commit"))
     }
 
-    /// The newest `limit` events, oldest first; only those of `key` when given.
+    /// Events oldest first: the newest `limit` ones, or with `after`, those past that id.
+    /// Only those of `key` when given.
     pub async fn events(
         &self,
         instance: &str,
         key: Option<&ObjectKey>,
+        after: Option<i64>,
         limit: i64,
     ) -> Result<Vec<Event>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, time, kind, name, reason, message FROM events
-             WHERE instance = ? AND (? IS NULL OR (kind = ? AND name = ?))
+             WHERE instance = ? AND (? IS NULL OR (kind = ? AND name = ?)) AND id > ?
              ORDER BY id DESC LIMIT ?",
         )
         .bind(instance)
         .bind(key.map(|k| k.kind.label()))
         .bind(key.map(|k| k.kind.label()))
         .bind(key.map(|k| k.name.as_str()))
+        .bind(after.unwrap_or(0))
         .bind(limit)
         .fetch_all(&self.pool)
         .await
@@ -460,6 +481,19 @@ impl Store {
         events.reverse();
         Ok(events)
     }
+}
+
+/// Blocks until this process alone may set up the state file; released when dropped.
+fn setup_lock(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".setup-lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(PathBuf::from(name))?;
+    file.lock()?;
+    Ok(file)
 }
 
 /// Creates the state file readable by its owner only; it will hold generated secrets.
@@ -506,6 +540,11 @@ mod tests {
         let path = dir.path().join("state.db");
         let store = Store::open(&path).await.expect("opens");
         use std::os::unix::fs::PermissionsExt;
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&store.pool)
+            .await
+            .expect("journal mode");
+        assert_eq!(journal, "wal");
         let mode = std::fs::metadata(&path)
             .expect("exists")
             .permissions()
@@ -525,6 +564,19 @@ mod tests {
         let r = apply(&store, &changed, true).await;
         assert_eq!(r.changed[0].1, 2, "generation bumps on a spec change");
         assert_eq!(store.objects("other").await.expect("reads").len(), 0);
+    }
+
+    #[tokio::test]
+    async fn concurrent_opens_of_a_new_state_file_all_succeed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("race.db");
+        let opens = (0..8).map(|_| {
+            let path = path.clone();
+            tokio::spawn(async move { Store::open(&path).await.map(|_| ()) })
+        });
+        for r in futures_util::future::join_all(opens).await {
+            r.expect("task").expect("open");
+        }
     }
 
     #[tokio::test]
