@@ -4,8 +4,12 @@
 //! manifests, changes pending for `diff`, object not found); 2 usage or fatal errors (bad flags,
 //! unreadable state file, unreachable engine, state file locked by another controller).
 
+mod describe;
 mod diff;
+mod events;
+mod exec;
 mod get;
+mod logs;
 mod sync;
 mod up;
 
@@ -17,7 +21,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::labels::DEFAULT_INSTANCE;
 use crate::lifecycle::BackoffPolicy;
-use crate::manifest::{check_dns_label, ManifestError};
+use crate::manifest::{check_dns_label, Kind, ManifestError, ObjectKey};
 use crate::reconcile::{Options, Reconciler};
 use crate::runtime::DockerRuntime;
 use crate::store::Store;
@@ -43,6 +47,14 @@ enum Command {
     Diff(diff::DiffArgs),
     /// Show desired and observed state from the state file.
     Get(get::GetArgs),
+    /// Show one object in full: spec, status, run history and recent events.
+    Describe(describe::DescribeArgs),
+    /// Print the event log.
+    Events(events::EventsArgs),
+    /// Print a server's container output.
+    Logs(logs::LogsArgs),
+    /// Run a command in a server's container; exits with the command's exit code.
+    Exec(exec::ExecArgs),
 }
 
 /// Where state lives and which instance this is.
@@ -54,6 +66,34 @@ pub struct StateArgs {
     /// Name of this dockhand instance; it only ever touches containers labelled with it.
     #[arg(long, env = "DOCKHAND_INSTANCE", default_value = DEFAULT_INSTANCE, value_parser = parse_instance)]
     pub instance: String,
+}
+
+/// The instance alone, for verbs that talk to the engine but not the state file.
+#[derive(Args, Debug, Clone)]
+pub struct InstanceArg {
+    /// Name of this dockhand instance.
+    #[arg(long, env = "DOCKHAND_INSTANCE", default_value = DEFAULT_INSTANCE, value_parser = parse_instance)]
+    pub instance: String,
+}
+
+/// `server/NAME`, or a bare `NAME` meaning a server.
+pub(crate) fn object_ref(s: &str) -> anyhow::Result<ObjectKey> {
+    let (kind, name) = match s.split_once('/') {
+        Some((k, n)) => (
+            Kind::parse(k).ok_or_else(|| {
+                anyhow::anyhow!("unknown kind {k:?} in {s:?}: expected server/NAME")
+            })?,
+            n,
+        ),
+        None => (Kind::Server, s),
+    };
+    check_dns_label(name).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(ObjectKey::new(kind, name))
+}
+
+/// The container that serves an object of this instance.
+pub(crate) fn container_of(instance: &str, key: &ObjectKey) -> String {
+    crate::labels::container_name(instance, key.kind, &key.name)
 }
 
 /// Flags shared by the verbs that reconcile.
@@ -122,6 +162,10 @@ pub fn main() -> ExitCode {
             Command::Sync(a) => sync::run(a).await,
             Command::Diff(a) => diff::run(a).await,
             Command::Get(a) => get::run(a).await,
+            Command::Describe(a) => describe::run(a).await,
+            Command::Events(a) => events::run(a).await,
+            Command::Logs(a) => logs::run(a).await,
+            Command::Exec(a) => exec::run(a).await,
         }
     });
     // Do not wait for blocked tasks (an idle event stream) at exit.

@@ -13,7 +13,7 @@ use futures_util::stream::BoxStream;
 use crate::manifest::server::{Protocol, PullPolicy};
 use crate::manifest::ObjectKey;
 
-pub use docker::DockerRuntime;
+pub use docker::{DockerRuntime, ExecSession, Output};
 
 /// What failed when talking to the engine.
 #[derive(Debug, thiserror::Error)]

@@ -97,16 +97,19 @@ impl Env {
         cmd.output().expect("run dockhand")
     }
 
+    /// `dockhand VERB` with the flags that verb takes: manifests, state file and instance for
+    /// the verbs that reconcile, state file and instance for those that read it, and the
+    /// instance alone for those that only talk to the engine.
     pub fn command(&self, verb: &str) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dockhand"));
         cmd.arg(verb);
-        if verb != "get" {
+        if matches!(verb, "up" | "sync" | "diff") {
             cmd.arg("--manifests").arg(&self.manifests);
         }
-        cmd.arg("--state")
-            .arg(&self.state)
-            .arg("--instance")
-            .arg(&self.instance);
+        if !matches!(verb, "logs" | "exec") {
+            cmd.arg("--state").arg(&self.state);
+        }
+        cmd.arg("--instance").arg(&self.instance);
         cmd.env("DOCKHAND_LOG", "info");
         cmd
     }
