@@ -97,7 +97,7 @@ fn drifts(action: &str) -> bool {
     matches!(
         action,
         "die" | "destroy" | "oom" | "pause" | "unpause" | "rename"
-    )
+    ) || action.starts_with("health_status")
 }
 
 pub struct Controller<R> {
@@ -274,6 +274,7 @@ mod tests {
     #[test]
     fn container_exits_and_removals_count_as_drift() {
         assert!(drifts("die") && drifts("destroy"));
+        assert!(drifts("health_status: unhealthy"));
         assert!(!drifts("exec_start: sh") && !drifts("start"));
     }
 }

@@ -10,6 +10,9 @@ pub const INSTANCE: &str = "dockhand.instance";
 pub const KIND: &str = "dockhand.kind";
 pub const NAME: &str = "dockhand.name";
 pub const SPEC_HASH: &str = "dockhand.spec-hash";
+/// The objects a container's object depends on (`server/a,server/b`), so that orphans can be
+/// removed dependents first even after their manifests are gone.
+pub const DEPENDS_ON: &str = "dockhand.depends-on";
 /// Prefix reserved for dockhand's own labels; user labels may not use it.
 pub const RESERVED_PREFIX: &str = "dockhand.";
 

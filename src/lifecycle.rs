@@ -75,6 +75,16 @@ pub struct Lifecycle {
     /// it is not run again while the spec stays the same.
     #[serde(default)]
     pub finished_hash: Option<String>,
+    /// Health last seen, so each transition is recorded once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// What the object is blocked on, so each change is recorded once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_on: Option<String>,
+    /// For `restart: true` dependencies: the run of each one (container and restart count)
+    /// that this container was started after. A different run means it must restart.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub dep_runs: std::collections::BTreeMap<String, String>,
 }
 
 impl Lifecycle {

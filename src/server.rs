@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use crate::labels;
 use crate::manifest::server::{ServerSpec, VolumeType};
 use crate::manifest::{Kind, Object};
-use crate::runtime::{ContainerSpec, Mount, PortBinding};
+use crate::runtime::{ContainerSpec, Healthcheck, Mount, PortBinding};
 
 /// The container a Server object asks for, labelled with this instance and the object's spec hash.
 pub fn container_spec(
@@ -23,6 +23,14 @@ pub fn container_spec(
     container_labels.insert(labels::KIND.into(), Kind::Server.label().into());
     container_labels.insert(labels::NAME.into(), object.name.clone());
     container_labels.insert(labels::SPEC_HASH.into(), spec_hash.into());
+    if !spec.depends_on.is_empty() {
+        let deps: Vec<String> = spec
+            .depends_on
+            .iter()
+            .map(|d| d.key().to_string())
+            .collect();
+        container_labels.insert(labels::DEPENDS_ON.into(), deps.join(","));
+    }
     ContainerSpec {
         name: labels::container_name(instance, Kind::Server, &object.name),
         image: spec.image.0.clone(),
@@ -70,6 +78,13 @@ pub fn container_spec(
             .map(|c| c.nano()),
         stop_timeout: spec.stop_grace_period.map(|d| d.as_secs().max(1) as i64),
         labels: container_labels,
+        healthcheck: spec.health_check.as_ref().map(|h| Healthcheck {
+            test: h.probe.engine_test(h.timeout),
+            interval: h.interval,
+            timeout: h.timeout,
+            retries: h.retries,
+            start_period: h.start_period,
+        }),
     }
 }
 

@@ -110,9 +110,14 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
         }
         if !failures.is_empty() {
             tokio::time::sleep(backoff.next_delay()).await;
-        } else if let (true, Some(at)) = (report.converged(), report.plan.next_retry()) {
-            // Only backoffs are left: sleep until the first one ends (or the deadline).
-            let wait = Duration::from_millis((at - crate::lifecycle::now_millis()).max(0) as u64);
+        } else if report.converged() {
+            // Nothing to do but wait: for a backoff to end, or for something the engine reports
+            // (a dependency turning healthy or completing). Poll gently until then.
+            let wait = match report.plan.next_retry() {
+                Some(at) => (at - crate::lifecycle::now_millis()).clamp(0, 250),
+                None => 250,
+            };
+            let wait = Duration::from_millis(wait as u64);
             tokio::time::sleep(wait.min(deadline.saturating_duration_since(Instant::now()))).await;
         }
     }

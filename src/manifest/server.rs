@@ -35,6 +35,10 @@ pub struct ServerSpec {
     /// Give up (phase Failed) after this many restarts; unlimited when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_restarts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Dependency>,
     /// How long the engine waits after SIGTERM before SIGKILL when stopping (default 10s).
     #[serde(
         default,
@@ -291,4 +295,255 @@ pub struct Resources {
     pub memory: Option<Memory>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<Cpus>,
+}
+
+/// How the engine decides whether a running container is healthy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", try_from = "RawHealthCheck")]
+pub struct HealthCheck {
+    pub probe: Probe,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub retries: u32,
+    #[serde(with = "humantime_serde")]
+    pub start_period: Duration,
+    pub on_unhealthy: OnUnhealthy,
+}
+
+/// The probe: a command in the container, an HTTP GET or a TCP connect to a container port.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Probe {
+    Exec(Vec<String>),
+    Http { port: ContainerPort, path: String },
+    Tcp { port: ContainerPort },
+}
+
+impl Probe {
+    /// The engine's healthcheck test. HTTP and TCP probes run inside the container with the
+    /// image's `wget` (or `curl`) and `nc`.
+    pub fn engine_test(&self, timeout: Duration) -> Vec<String> {
+        let secs = timeout.as_secs().max(1);
+        match self {
+            Probe::Exec(cmd) => std::iter::once("CMD".to_owned()).chain(cmd.iter().cloned()).collect(),
+            Probe::Http { port, path } => {
+                let url = format!("http://127.0.0.1:{}{}", port.0, path);
+                vec![
+                    "CMD-SHELL".into(),
+                    format!("wget -q -T {secs} -O /dev/null '{url}' || curl -fsS -m {secs} -o /dev/null '{url}'"),
+                ]
+            }
+            Probe::Tcp { port } => vec![
+                "CMD-SHELL".into(),
+                format!("nc -z -w {secs} 127.0.0.1 {p} 2>/dev/null || nc -w {secs} 127.0.0.1 {p} </dev/null", p = port.0),
+            ],
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OnUnhealthy {
+    /// Restart the container once it is unhealthy (default).
+    #[default]
+    Restart,
+    /// Only report it.
+    None,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawHealthCheck {
+    #[serde(default)]
+    exec: Option<Vec<String>>,
+    #[serde(default)]
+    http: Option<RawHttp>,
+    #[serde(default)]
+    tcp: Option<RawTcp>,
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    interval: Duration,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    timeout: Duration,
+    #[serde(default = "default_retries")]
+    retries: u32,
+    #[serde(default, with = "humantime_serde")]
+    start_period: Duration,
+    #[serde(default)]
+    on_unhealthy: OnUnhealthy,
+    /// The stored (normalized) form of the probe.
+    #[serde(default)]
+    probe: Option<Probe>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    port: ContainerPort,
+    #[serde(default = "default_path")]
+    path: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTcp {
+    port: ContainerPort,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_retries() -> u32 {
+    3
+}
+fn default_path() -> String {
+    "/".into()
+}
+
+impl TryFrom<RawHealthCheck> for HealthCheck {
+    type Error = String;
+
+    fn try_from(r: RawHealthCheck) -> Result<Self, String> {
+        let mut probes = Vec::new();
+        if let Some(cmd) = r.exec {
+            if cmd.is_empty() {
+                return Err("healthCheck.exec must name a command".into());
+            }
+            probes.push(Probe::Exec(cmd));
+        }
+        if let Some(h) = r.http {
+            if !h.path.starts_with('/') || h.path.contains('\'') {
+                return Err(format!(
+                    "invalid healthCheck.http.path {:?}: expected a path starting with /",
+                    h.path
+                ));
+            }
+            probes.push(Probe::Http {
+                port: h.port,
+                path: h.path,
+            });
+        }
+        if let Some(t) = r.tcp {
+            probes.push(Probe::Tcp { port: t.port });
+        }
+        probes.extend(r.probe);
+        if probes.len() != 1 {
+            return Err("a healthCheck needs exactly one of exec, http or tcp".into());
+        }
+        if r.retries == 0 {
+            return Err("healthCheck.retries must be at least 1".into());
+        }
+        for (name, d) in [("interval", r.interval), ("timeout", r.timeout)] {
+            if d < Duration::from_millis(1) {
+                return Err(format!("healthCheck.{name} must be at least 1ms"));
+            }
+        }
+        Ok(HealthCheck {
+            probe: probes.remove(0),
+            interval: r.interval,
+            timeout: r.timeout,
+            retries: r.retries,
+            start_period: r.start_period,
+            on_unhealthy: r.on_unhealthy,
+        })
+    }
+}
+
+/// What a dependency must reach before its dependent is started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Condition {
+    /// Its container is running.
+    #[default]
+    Started,
+    /// Its health check passes.
+    Healthy,
+    /// It exited with code 0.
+    Completed,
+}
+
+/// One entry of `dependsOn`: `api` (a Server, condition Started) or the full form.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dependency {
+    pub kind: super::Kind,
+    pub name: String,
+    pub condition: Condition,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub restart: bool,
+}
+
+impl Dependency {
+    pub fn key(&self) -> super::ObjectKey {
+        super::ObjectKey::new(self.kind, self.name.clone())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDependency {
+    #[serde(default = "default_dep_kind")]
+    kind: DepKind,
+    name: super::Name,
+    #[serde(default)]
+    condition: Condition,
+    #[serde(default)]
+    restart: bool,
+}
+
+/// A kind as written in `dependsOn` (the manifest form).
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct DepKind(String);
+
+fn default_dep_kind() -> DepKind {
+    DepKind("Server".into())
+}
+
+impl<'de> Deserialize<'de> for Dependency {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Dependency;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a server name, or {kind, name, condition, restart}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Dependency, E> {
+                super::check_dns_label(v).map_err(E::custom)?;
+                Ok(Dependency {
+                    kind: super::Kind::Server,
+                    name: v.to_owned(),
+                    condition: Condition::Started,
+                    restart: false,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Dependency, A::Error> {
+                let r =
+                    RawDependency::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                let kind = super::Kind::ALL
+                    .into_iter()
+                    .find(|k| k.as_str() == r.kind.0)
+                    .ok_or_else(|| {
+                        let allowed: Vec<_> = super::Kind::ALL.iter().map(|k| k.as_str()).collect();
+                        serde::de::Error::custom(format!(
+                            "unknown kind {:?} in dependsOn: expected one of {}",
+                            r.kind.0,
+                            allowed.join(", ")
+                        ))
+                    })?;
+                Ok(Dependency {
+                    kind,
+                    name: r.name.0,
+                    condition: r.condition,
+                    restart: r.restart,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }

@@ -72,6 +72,7 @@ async fn run<R: Runtime>(
 ) -> Result<Option<String>, RuntimeError> {
     match action {
         Action::Start { id, .. } => runtime.start(id).await.map(|()| None),
+        Action::Restart { id, .. } => runtime.restart(id).await.map(|()| None),
         Action::Remove { id, .. } => runtime.remove(id).await.map(|()| None),
         Action::Create { key } | Action::Recreate { key, .. } => {
             let spec = specs.get(key).ok_or_else(|| RuntimeError::Engine {

@@ -9,12 +9,13 @@ pub mod plan;
 use std::collections::HashMap;
 
 use crate::lifecycle::{now_millis, BackoffPolicy, Lifecycle, Millis};
+use crate::manifest::server::OnUnhealthy;
 use crate::manifest::{ManifestError, Object, ObjectKey, Spec};
 use crate::runtime::{ContainerSpec, Observed, Runtime, RuntimeError};
 use crate::source::{merge, Snapshot};
 use crate::store::{NewEvent, Status, Store, StoreError, StoredObject};
 pub use execute::Outcome;
-pub use plan::{plan, Action, Desired, Phase, Plan, PlanOptions, RemoveReason, Verdict};
+pub use plan::{plan, Action, Dep, Desired, Phase, Plan, PlanOptions, RemoveReason, Verdict};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -266,6 +267,19 @@ impl<R: Runtime> Reconciler<R> {
                         spec_hash: hash,
                         restart: s.restart_policy,
                         max_restarts: s.max_restarts,
+                        restart_unhealthy: s
+                            .health_check
+                            .as_ref()
+                            .is_some_and(|h| h.on_unhealthy == OnUnhealthy::Restart),
+                        deps: s
+                            .depends_on
+                            .iter()
+                            .map(|d| Dep {
+                                key: d.key(),
+                                condition: d.condition,
+                                restart: d.restart,
+                            })
+                            .collect(),
                         lifecycle,
                     });
                 }
@@ -315,6 +329,7 @@ fn statuses(
                     (Action::Create { .. } | Action::Recreate { .. }, Ok(id)) => {
                         phase = Phase::Creating;
                         lifecycle = Lifecycle::started(now);
+                        lifecycle.dep_runs.clone_from(&v.dep_runs);
                         container_id.clone_from(id);
                     }
                     (Action::Start { restart, .. }, Ok(_)) => {
@@ -324,6 +339,15 @@ fn statuses(
                         }
                         lifecycle.started_at = Some(now);
                         lifecycle.next_retry_at = None;
+                        lifecycle.dep_runs.clone_from(&v.dep_runs);
+                    }
+                    (Action::Restart { .. }, Ok(_)) => {
+                        phase = Phase::Creating;
+                        lifecycle.restart_count += 1;
+                        lifecycle.started_at = Some(now);
+                        lifecycle.next_retry_at = None;
+                        lifecycle.health = None;
+                        lifecycle.dep_runs.clone_from(&v.dep_runs);
                     }
                     (Action::Remove { .. }, Ok(_)) => {}
                 }
@@ -402,6 +426,16 @@ fn outcome_events(
                     ("restarted", format!("restarted {key} (restart {count})"))
                 }
                 (Action::Start { key, .. }, Ok(_)) => ("started", format!("started {key}")),
+                (Action::Restart { key, reason, .. }, Ok(_)) => {
+                    let count = now
+                        .iter()
+                        .find(|s| s.key.as_ref() == Some(key))
+                        .map_or(0, |s| s.lifecycle.restart_count);
+                    (
+                        "restarted",
+                        format!("restarted {key}: {reason} (restart {count})"),
+                    )
+                }
                 (a @ Action::Remove { .. }, Ok(_)) => ("removed", a.describe()),
             };
             Some(NewEvent {

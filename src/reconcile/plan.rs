@@ -8,9 +8,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::lifecycle::{rfc3339, BackoffPolicy, Lifecycle, Millis};
-use crate::manifest::server::RestartPolicy;
+use crate::manifest::server::{Condition, RestartPolicy};
 use crate::manifest::ObjectKey;
-use crate::runtime::{Observed, State};
+use crate::runtime::{Health, Observed, State};
+
+/// One dependency, as the planner sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dep {
+    pub key: ObjectKey,
+    pub condition: Condition,
+    /// Restart the dependent when this dependency is recreated or restarted.
+    pub restart: bool,
+}
 
 /// What the planner needs to know of a desired object.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,6 +28,9 @@ pub struct Desired {
     pub spec_hash: String,
     pub restart: RestartPolicy,
     pub max_restarts: Option<u32>,
+    /// Restart the container when its health check reports it unhealthy.
+    pub restart_unhealthy: bool,
+    pub deps: Vec<Dep>,
     /// The object's run history as last recorded.
     pub lifecycle: Lifecycle,
 }
@@ -109,6 +121,12 @@ pub enum Action {
         id: String,
         restart: bool,
     },
+    /// Restart a running container: it is unhealthy, or a dependency it restarts with ran anew.
+    Restart {
+        key: ObjectKey,
+        id: String,
+        reason: String,
+    },
     /// A container of this instance that no desired object claims.
     Remove {
         id: String,
@@ -122,9 +140,10 @@ impl Action {
     /// The object the action is for, if any.
     pub fn key(&self) -> Option<&ObjectKey> {
         match self {
-            Action::Create { key } | Action::Recreate { key, .. } | Action::Start { key, .. } => {
-                Some(key)
-            }
+            Action::Create { key }
+            | Action::Recreate { key, .. }
+            | Action::Start { key, .. }
+            | Action::Restart { key, .. } => Some(key),
             Action::Remove { key, .. } => key.as_ref(),
         }
     }
@@ -142,6 +161,7 @@ impl Action {
                 restart: false,
                 ..
             } => format!("start {key}"),
+            Action::Restart { key, reason, .. } => format!("restart {key} ({reason})"),
             Action::Remove { name, reason, .. } => match reason {
                 RemoveReason::Orphan => format!("remove {name} (orphan: its object is gone)"),
                 RemoveReason::Duplicate => format!("remove {name} (duplicate)"),
@@ -158,6 +178,8 @@ pub struct Verdict {
     pub lifecycle: Lifecycle,
     /// The container that serves the object now, if any.
     pub container: Option<Observed>,
+    /// The current runs of its `restart: true` dependencies, recorded when it (re)starts.
+    pub dep_runs: BTreeMap<String, String>,
 }
 
 /// A lifecycle transition the plan noticed, to be recorded as an event.
@@ -195,7 +217,7 @@ impl Plan {
     pub fn next_retry(&self) -> Option<Millis> {
         self.verdicts
             .values()
-            .filter(|v| v.phase == Phase::CrashLoopBackOff)
+            .filter(|v| matches!(v.phase, Phase::CrashLoopBackOff | Phase::Unhealthy))
             .filter_map(|v| v.lifecycle.next_retry_at)
             .min()
     }
@@ -217,6 +239,7 @@ pub fn plan(desired: &[Desired], observed: &[Observed], opts: PlanOptions) -> Pl
     }
 
     let mut p = Plan::default();
+    let mut candidates_by_key: BTreeMap<ObjectKey, Option<Action>> = BTreeMap::new();
     for d in desired {
         let mut candidates = by_key.remove(&d.key).unwrap_or_default();
         // Keep the best container: matching spec first, then running, then the name order.
@@ -236,16 +259,97 @@ pub fn plan(desired: &[Desired], observed: &[Observed], opts: PlanOptions) -> Pl
                 reason: RemoveReason::Duplicate,
             });
         }
-        let verdict = plan_object(d, keep, &opts, &mut p);
+        let (verdict, action) = plan_object(d, keep, &opts, &mut p);
         p.verdicts.insert(d.key.clone(), verdict);
+        candidates_by_key.insert(d.key.clone(), action);
+    }
+    // Dependencies: nothing starts before what it depends on meets its condition, and a
+    // running object restarts when a `restart: true` dependency ran anew.
+    let runs: BTreeMap<ObjectKey, String> = p
+        .verdicts
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), run_of(v)?)))
+        .collect();
+    for d in desired {
+        let mut action = candidates_by_key.remove(&d.key).flatten();
+        let dep_runs: BTreeMap<String, String> = d
+            .deps
+            .iter()
+            .filter(|dep| dep.restart)
+            .filter_map(|dep| Some((dep.key.to_string(), runs.get(&dep.key)?.clone())))
+            .collect();
+        let unmet: Vec<String> = d
+            .deps
+            .iter()
+            .filter_map(|dep| unmet(dep, p.verdicts.get(&dep.key)))
+            .collect();
+        let Some(v) = p.verdicts.get_mut(&d.key) else {
+            continue;
+        };
+        v.dep_runs = dep_runs;
+        let starts = matches!(
+            action,
+            Some(Action::Create { .. } | Action::Recreate { .. } | Action::Start { .. })
+        );
+        if starts && !unmet.is_empty() {
+            action = None;
+            let message = format!("waiting for {}", unmet.join(", "));
+            if v.lifecycle.blocked_on.as_deref() != Some(message.as_str()) {
+                p.transitions.push(Transition {
+                    key: d.key.clone(),
+                    reason: "blocked",
+                    message: format!("{} is {message}", d.key),
+                });
+            }
+            v.lifecycle.blocked_on = Some(message.clone());
+            v.phase = Phase::Blocked;
+            v.message = Some(message);
+        } else {
+            v.lifecycle.blocked_on = None;
+        }
+        if action.is_none() && unmet.is_empty() {
+            if let (Some(c), true) = (
+                &v.container,
+                matches!(v.phase, Phase::Ready | Phase::Running | Phase::Unhealthy),
+            ) {
+                let changed: Vec<&String> = v
+                    .dep_runs
+                    .iter()
+                    .filter(|(k, run)| {
+                        v.lifecycle
+                            .dep_runs
+                            .get(*k)
+                            .is_some_and(|seen| seen != *run)
+                    })
+                    .map(|(k, _)| k)
+                    .collect();
+                if let Some(first) = changed.first() {
+                    action = Some(Action::Restart {
+                        key: d.key.clone(),
+                        id: c.id.clone(),
+                        reason: format!("{first} ran anew"),
+                    });
+                } else {
+                    // Adopt runs seen for the first time without restarting.
+                    v.lifecycle.dep_runs.clone_from(&v.dep_runs);
+                }
+            }
+        }
+        p.actions.extend(action);
     }
 
+    // Remove dependents first: an orphan that another orphan still depends on waits for the
+    // next pass, when its dependent is gone.
+    let needed: BTreeSet<&ObjectKey> = orphans.iter().flat_map(|o| o.depends_on.iter()).collect();
     for o in orphans {
         if o.state == State::Removing {
             continue;
         }
         if desired.is_empty() && !opts.allow_empty {
             p.prune_refused.push(o.name.clone());
+            continue;
+        }
+        if o.key.as_ref().is_some_and(|k| needed.contains(k)) {
             continue;
         }
         p.actions.push(Action::Remove {
@@ -258,13 +362,39 @@ pub fn plan(desired: &[Desired], observed: &[Observed], opts: PlanOptions) -> Pl
     p
 }
 
-/// Decides one object: at most one action, and the phase it is in meanwhile.
+/// Identifies one run of an object: its container and how often dockhand restarted it.
+fn run_of(v: &Verdict) -> Option<String> {
+    let c = v.container.as_ref()?;
+    Some(format!("{}:{}", c.id, v.lifecycle.restart_count))
+}
+
+/// Why `dep` does not meet its condition, or `None` when it does.
+fn unmet(dep: &Dep, v: Option<&Verdict>) -> Option<String> {
+    let want = match dep.condition {
+        Condition::Started => "started",
+        Condition::Healthy => "healthy",
+        Condition::Completed => "completed",
+    };
+    let Some(v) = v else {
+        return Some(format!("{} to be {want} (it is not defined)", dep.key));
+    };
+    let met = match dep.condition {
+        Condition::Started => v.phase.can_satisfy_started(),
+        Condition::Healthy => {
+            v.phase == Phase::Ready && v.container.as_ref().is_some_and(|c| c.health.is_some())
+        }
+        Condition::Completed => v.phase == Phase::Completed,
+    };
+    (!met).then(|| format!("{} to be {want} (it is {})", dep.key, v.phase))
+}
+
+/// Decides one object: the phase it is in and at most one action, before dependencies gate it.
 fn plan_object(
     d: &Desired,
     current: Option<&Observed>,
     opts: &PlanOptions,
     p: &mut Plan,
-) -> Verdict {
+) -> (Verdict, Option<Action>) {
     let mut lc = d.lifecycle.clone();
     let finished_here = lc.finished_hash.as_deref() == Some(d.spec_hash.as_str());
     let verdict = |phase, message: Option<String>, lc: Lifecycle| Verdict {
@@ -272,21 +402,27 @@ fn plan_object(
         message,
         lifecycle: lc,
         container: current.cloned(),
+        dep_runs: BTreeMap::new(),
     };
     let Some(c) = current else {
         if finished_here {
             // A finished job whose container was removed is not run again.
-            return verdict(finished_phase(&lc), finished_message(&lc), lc);
+            return (
+                verdict(finished_phase(&lc), finished_message(&lc), lc),
+                None,
+            );
         }
-        p.actions.push(Action::Create { key: d.key.clone() });
-        return verdict(Phase::Pending, None, lc);
+        return (
+            verdict(Phase::Pending, None, lc),
+            Some(Action::Create { key: d.key.clone() }),
+        );
     };
     if c.spec_hash.as_deref() != Some(d.spec_hash.as_str()) || c.state == State::Dead {
-        p.actions.push(Action::Recreate {
+        let action = Action::Recreate {
             key: d.key.clone(),
             old: c.id.clone(),
-        });
-        return verdict(Phase::Creating, None, lc);
+        };
+        return (verdict(Phase::Creating, None, lc), Some(action));
     }
     match &c.state {
         State::Running | State::Paused | State::Restarting => {
@@ -294,29 +430,96 @@ fn plan_object(
             if lc.crash_streak > 0 && ran >= opts.backoff.reset_after.as_millis() as Millis {
                 lc.crash_streak = 0;
             }
-            lc.next_retry_at = None;
-            let message = (c.state == State::Paused).then(|| "paused".to_owned());
-            verdict(Phase::Ready, message, lc)
+            let health = c.health.map(Health::as_str);
+            if health != lc.health.as_deref() {
+                if let Some(h @ ("healthy" | "unhealthy")) = health {
+                    p.transitions.push(Transition {
+                        key: d.key.clone(),
+                        reason: if h == "healthy" {
+                            "healthy"
+                        } else {
+                            "unhealthy"
+                        },
+                        message: format!("{} is {h}", d.key),
+                    });
+                }
+                lc.health = health.map(str::to_owned);
+            }
+            let paused = (c.state == State::Paused).then(|| "paused".to_owned());
+            match c.health {
+                None | Some(Health::Healthy) => {
+                    lc.next_retry_at = None;
+                    (verdict(Phase::Ready, paused, lc), None)
+                }
+                Some(Health::Starting) => {
+                    lc.next_retry_at = None;
+                    (
+                        verdict(Phase::Running, Some("health: starting".into()), lc),
+                        None,
+                    )
+                }
+                Some(Health::Unhealthy) if d.restart_unhealthy && !gave_up(d, &lc) => {
+                    // Unhealthy restarts back off like crashes, so a probe that can never pass
+                    // does not restart the container as fast as the engine allows.
+                    let at = match lc.next_retry_at {
+                        Some(at) => at,
+                        None => schedule_restart(d, &mut lc, opts, p, "was unhealthy"),
+                    };
+                    if at <= opts.now {
+                        let action = Action::Restart {
+                            key: d.key.clone(),
+                            id: c.id.clone(),
+                            reason: "unhealthy".into(),
+                        };
+                        (
+                            verdict(Phase::Unhealthy, Some("unhealthy; restarting".into()), lc),
+                            Some(action),
+                        )
+                    } else {
+                        let message = format!(
+                            "unhealthy; restart {} at {}",
+                            lc.restart_count + 1,
+                            rfc3339(at)
+                        );
+                        (verdict(Phase::Unhealthy, Some(message), lc), None)
+                    }
+                }
+                Some(Health::Unhealthy) => {
+                    let message = if d.restart_unhealthy {
+                        format!(
+                            "unhealthy; gave up after {} restarts (maxRestarts)",
+                            lc.restart_count
+                        )
+                    } else {
+                        "unhealthy (onUnhealthy: None)".to_owned()
+                    };
+                    (verdict(Phase::Unhealthy, Some(message), lc), None)
+                }
+            }
         }
         State::Created => {
-            p.actions.push(Action::Start {
+            let action = Action::Start {
                 key: d.key.clone(),
                 id: c.id.clone(),
                 restart: false,
-            });
-            verdict(Phase::Creating, None, lc)
+            };
+            (verdict(Phase::Creating, None, lc), Some(action))
         }
-        State::Removing | State::Dead => verdict(Phase::Pending, None, lc),
+        State::Removing | State::Dead => (verdict(Phase::Pending, None, lc), None),
         State::Exited { code } => {
             if lc.exit_is_new() {
                 account_exit(d, &mut lc, *code, opts, p);
             }
+            lc.health = None;
             if lc.finished_hash.as_deref() == Some(d.spec_hash.as_str()) {
-                return verdict(finished_phase(&lc), finished_message(&lc), lc);
+                return (
+                    verdict(finished_phase(&lc), finished_message(&lc), lc),
+                    None,
+                );
             }
             if gave_up(d, &lc) {
                 let message = format!("gave up after {} restarts (maxRestarts)", lc.restart_count);
-                return verdict(Phase::Failed, Some(message), lc);
+                return (verdict(Phase::Failed, Some(message), lc), None);
             }
             match lc.next_retry_at {
                 Some(at) if at > opts.now => {
@@ -326,15 +529,15 @@ fn plan_object(
                         lc.restart_count + 1,
                         rfc3339(at)
                     );
-                    verdict(Phase::CrashLoopBackOff, Some(message), lc)
+                    (verdict(Phase::CrashLoopBackOff, Some(message), lc), None)
                 }
                 _ => {
-                    p.actions.push(Action::Start {
+                    let action = Action::Start {
                         key: d.key.clone(),
                         id: c.id.clone(),
                         restart: true,
-                    });
-                    verdict(Phase::Creating, None, lc)
+                    };
+                    (verdict(Phase::Creating, None, lc), Some(action))
                 }
             }
         }
@@ -387,24 +590,39 @@ fn account_exit(
         );
         return;
     }
+    schedule_restart(d, lc, opts, p, "crashed");
+}
+
+/// Sets the time of the next restart after a failure (an exit or unhealthiness) and returns
+/// it: at once after a long good run, otherwise after the backoff for the current streak.
+fn schedule_restart(
+    d: &Desired,
+    lc: &mut Lifecycle,
+    opts: &PlanOptions,
+    p: &mut Plan,
+    what: &str,
+) -> Millis {
     let ran = lc.started_at.map_or(Millis::MAX, |s| opts.now - s);
     if ran >= opts.backoff.reset_after.as_millis() as Millis {
         lc.crash_streak = 0;
     }
     let delay = opts.backoff.delay(lc.crash_streak);
     lc.crash_streak = lc.crash_streak.saturating_add(1);
-    lc.next_retry_at = Some(opts.now + delay.as_millis() as Millis);
+    let at = opts.now + delay.as_millis() as Millis;
+    lc.next_retry_at = Some(at);
     if !delay.is_zero() {
-        note(
-            "backoff",
-            format!(
-                "{} crashed {} times in a row; restarting in {}",
+        p.transitions.push(Transition {
+            key: d.key.clone(),
+            reason: "backoff",
+            message: format!(
+                "{} {what} {} times in a row; restarting in {}",
                 d.key,
                 lc.crash_streak,
                 humantime::format_duration(delay)
             ),
-        );
+        });
     }
+    at
 }
 
 fn finished_phase(lc: &Lifecycle) -> Phase {
@@ -441,8 +659,23 @@ mod tests {
             spec_hash: hash.into(),
             restart: RestartPolicy::Always,
             max_restarts: None,
+            restart_unhealthy: true,
+            deps: Vec::new(),
             lifecycle: Lifecycle::started(NOW - 1_000),
         }
+    }
+
+    fn dep(n: &str, condition: Condition, restart: bool) -> Dep {
+        Dep {
+            key: key(n),
+            condition,
+            restart,
+        }
+    }
+
+    fn healthy(mut o: Observed, h: Health) -> Observed {
+        o.health = Some(h);
+        o
     }
 
     fn opts(allow_empty: bool) -> PlanOptions {
@@ -465,6 +698,8 @@ mod tests {
             spec_hash: Some(hash.into()),
             state,
             ports: vec![],
+            health: None,
+            depends_on: vec![],
         }
     }
 
@@ -767,6 +1002,213 @@ mod tests {
         assert_eq!(p.verdicts[&key("job")].phase, Phase::Failed);
     }
 
+    #[test]
+    fn dependents_wait_blocked_until_conditions_hold() {
+        let api = Desired {
+            deps: vec![dep("db", Condition::Healthy, false)],
+            ..want("api", "a1")
+        };
+        let db = want("db", "d1");
+        // db is still starting: api is blocked, db is left alone.
+        let obs = [healthy(
+            seen("c1", "db", "d1", State::Running),
+            Health::Starting,
+        )];
+        let p = plan(&[api.clone(), db.clone()], &obs, opts(false));
+        assert!(p.is_empty(), "{:?}", p.actions);
+        let v = &p.verdicts[&key("api")];
+        assert_eq!(v.phase, Phase::Blocked);
+        assert_eq!(
+            v.message.as_deref(),
+            Some("waiting for server/db to be healthy (it is Running)")
+        );
+        assert_eq!(p.verdicts[&key("db")].phase, Phase::Running);
+        assert!(p.transitions.iter().any(|t| t.reason == "blocked"));
+        // Healthy: api is created.
+        let obs = [healthy(
+            seen("c1", "db", "d1", State::Running),
+            Health::Healthy,
+        )];
+        let p = plan(&[api, db], &obs, opts(false));
+        assert_eq!(p.actions, [Action::Create { key: key("api") }]);
+    }
+
+    #[test]
+    fn a_missing_dependency_blocks_only_its_dependents() {
+        let web = Desired {
+            deps: vec![dep("ghost", Condition::Started, false)],
+            ..want("web", "w")
+        };
+        let p = plan(&[web, want("other", "o")], &[], opts(false));
+        assert_eq!(p.actions, [Action::Create { key: key("other") }]);
+        let v = &p.verdicts[&key("web")];
+        assert_eq!(v.phase, Phase::Blocked);
+        assert!(v
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("server/ghost to be started (it is not defined)")));
+    }
+
+    #[test]
+    fn completed_condition_waits_for_exit_zero() {
+        let api = Desired {
+            deps: vec![dep("job", Condition::Completed, false)],
+            ..want("api", "a")
+        };
+        let job = Desired {
+            restart: RestartPolicy::OnFailure,
+            ..want("job", "j")
+        };
+        let running = [seen("c1", "job", "j", State::Running)];
+        assert!(plan(&[api.clone(), job.clone()], &running, opts(false)).is_empty());
+        let done = [seen("c1", "job", "j", exited(0))];
+        let p = plan(&[api, job], &done, opts(false));
+        assert_eq!(p.actions, [Action::Create { key: key("api") }]);
+    }
+
+    #[test]
+    fn a_running_dependent_stays_up_when_its_dependency_stops() {
+        let web = Desired {
+            deps: vec![dep("api", Condition::Started, false)],
+            ..want("web", "w")
+        };
+        let obs = [
+            seen("c1", "api", "a", exited(1)),
+            seen("c2", "web", "w", State::Running),
+        ];
+        let p = plan(&[web, want("api", "a")], &obs, opts(false));
+        assert_eq!(p.actions, [start("api", "c1", true)]);
+        assert_eq!(p.verdicts[&key("web")].phase, Phase::Ready);
+    }
+
+    #[test]
+    fn unhealthy_container_is_restarted_unless_told_not_to() {
+        let obs = [healthy(
+            seen("c1", "web", "h1", State::Running),
+            Health::Unhealthy,
+        )];
+        let p = plan(&[want("web", "h1")], &obs, opts(false));
+        assert!(
+            matches!(&p.actions[..], [Action::Restart { id, reason, .. }] if id == "c1" && reason == "unhealthy")
+        );
+        assert_eq!(p.verdicts[&key("web")].phase, Phase::Unhealthy);
+        assert!(p.transitions.iter().any(|t| t.reason == "unhealthy"));
+        let keep = Desired {
+            restart_unhealthy: false,
+            ..want("web", "h1")
+        };
+        let p = plan(&[keep], &obs, opts(false));
+        assert!(p.is_empty());
+        assert_eq!(p.verdicts[&key("web")].phase, Phase::Unhealthy);
+    }
+
+    #[test]
+    fn repeated_unhealthiness_backs_off_like_crashes() {
+        let obs = [healthy(
+            seen("c1", "web", "h1", State::Running),
+            Health::Unhealthy,
+        )];
+        let mut lc = Lifecycle::started(NOW - 1_000);
+        lc.crash_streak = 1;
+        let d = Desired {
+            lifecycle: lc,
+            ..want("web", "h1")
+        };
+        let p = plan(&[d], &obs, opts(false));
+        assert!(p.is_empty(), "must wait before restarting again");
+        let v = &p.verdicts[&key("web")];
+        assert_eq!(v.phase, Phase::Unhealthy);
+        assert_eq!(v.lifecycle.next_retry_at, Some(NOW + 10_000));
+        assert_eq!(p.next_retry(), Some(NOW + 10_000));
+        assert!(p.transitions.iter().any(|t| t.reason == "backoff"));
+    }
+
+    #[test]
+    fn health_transitions_are_noted_once() {
+        let obs = [healthy(
+            seen("c1", "web", "h1", State::Running),
+            Health::Healthy,
+        )];
+        let p = plan(&[want("web", "h1")], &obs, opts(false));
+        assert_eq!(
+            p.transitions
+                .iter()
+                .filter(|t| t.reason == "healthy")
+                .count(),
+            1
+        );
+        let again = Desired {
+            lifecycle: p.verdicts[&key("web")].lifecycle.clone(),
+            ..want("web", "h1")
+        };
+        assert!(plan(&[again], &obs, opts(false)).transitions.is_empty());
+    }
+
+    #[test]
+    fn restart_true_dependents_restart_when_their_dependency_runs_anew() {
+        let web = Desired {
+            deps: vec![dep("db", Condition::Started, true)],
+            ..want("web", "w")
+        };
+        let obs = [
+            seen("d1", "db", "d", State::Running),
+            seen("w1", "web", "w", State::Running),
+        ];
+        // First sight: the dependency's run is adopted, nothing restarts.
+        let p = plan(&[web.clone(), want("db", "d")], &obs, opts(false));
+        assert!(p.is_empty());
+        let lc = p.verdicts[&key("web")].lifecycle.clone();
+        assert_eq!(
+            lc.dep_runs.get("server/db").map(String::as_str),
+            Some("d1:0")
+        );
+        // The dependency was recreated (new container): the dependent restarts.
+        let web = Desired {
+            lifecycle: lc,
+            ..web
+        };
+        let obs = [
+            seen("d2", "db", "d", State::Running),
+            seen("w1", "web", "w", State::Running),
+        ];
+        let p = plan(&[web, want("db", "d")], &obs, opts(false));
+        assert!(
+            matches!(&p.actions[..], [Action::Restart { id, .. }] if id == "w1"),
+            "{:?}",
+            p.actions
+        );
+        assert_eq!(
+            p.verdicts[&key("web")]
+                .dep_runs
+                .get("server/db")
+                .map(String::as_str),
+            Some("d2:0")
+        );
+    }
+
+    #[test]
+    fn orphans_are_removed_dependents_first() {
+        let mut web = seen("w1", "web", "w", State::Running);
+        web.depends_on = vec![key("api")];
+        let api = seen("a1", "api", "a", State::Running);
+        let p = plan(
+            &[want("keep", "k")],
+            &[web, api.clone(), seen("k1", "keep", "k", State::Running)],
+            opts(false),
+        );
+        assert!(
+            matches!(&p.actions[..], [Action::Remove { id, .. }] if id == "w1"),
+            "{:?}",
+            p.actions
+        );
+        let p = plan(
+            &[want("keep", "k")],
+            &[api, seen("k1", "keep", "k", State::Running)],
+            opts(false),
+        );
+        assert!(matches!(&p.actions[..], [Action::Remove { id, .. }] if id == "a1"));
+    }
+
     /// Applies a plan the way a perfect engine would.
     fn apply(observed: &[Observed], plan: &Plan, desired: &[Desired]) -> Vec<Observed> {
         let mut out: Vec<Observed> = observed.to_vec();
@@ -792,7 +1234,7 @@ mod tests {
                         State::Running,
                     ));
                 }
-                Action::Start { id, .. } => {
+                Action::Start { id, .. } | Action::Restart { id, .. } => {
                     for o in out.iter_mut().filter(|o| &o.id == id) {
                         o.state = State::Running;
                     }

@@ -14,7 +14,9 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::stream::{BoxStream, StreamExt};
 
-use super::{ContainerSpec, EngineEvent, Observed, PublishedPort, Runtime, RuntimeError, State};
+use super::{
+    ContainerSpec, EngineEvent, Health, Observed, PublishedPort, Runtime, RuntimeError, State,
+};
 use crate::labels;
 use crate::manifest::server::{Protocol, PullPolicy};
 use crate::manifest::{Kind, ObjectKey};
@@ -196,6 +198,33 @@ fn engine(op: &'static str, target: &str, e: BollardError) -> RuntimeError {
     }
 }
 
+/// `Up 5 seconds (healthy)` → healthy; no parenthesis → no healthcheck.
+fn health(status: &str) -> Option<Health> {
+    if status.contains("(healthy)") {
+        Some(Health::Healthy)
+    } else if status.contains("(unhealthy)") {
+        Some(Health::Unhealthy)
+    } else if status.contains("(health: starting)") {
+        Some(Health::Starting)
+    } else {
+        None
+    }
+}
+
+/// `server/a,server/b` → keys; unreadable entries are skipped.
+fn depends_on(l: &HashMap<String, String>) -> Vec<ObjectKey> {
+    l.get(labels::DEPENDS_ON)
+        .map(|v| {
+            v.split(',')
+                .filter_map(|k| {
+                    let (kind, name) = k.split_once('/')?;
+                    Some(ObjectKey::new(Kind::parse(kind)?, name))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn key_from_labels(l: &HashMap<String, String>) -> Option<ObjectKey> {
     let kind = Kind::parse(l.get(labels::KIND)?)?;
     Some(ObjectKey::new(kind, l.get(labels::NAME)?.clone()))
@@ -306,6 +335,8 @@ impl Runtime for DockerRuntime {
                         .unwrap_or_default(),
                     key: key_from_labels(&labels),
                     spec_hash: labels.get(labels::SPEC_HASH).cloned(),
+                    health: c.status.as_deref().and_then(health),
+                    depends_on: depends_on(&labels),
                     state,
                     ports,
                 })
@@ -392,6 +423,17 @@ impl Runtime for DockerRuntime {
             labels: Some(spec.labels.clone()),
             exposed_ports: Some(exposed),
             stop_timeout: spec.stop_timeout,
+            healthcheck: spec
+                .healthcheck
+                .as_ref()
+                .map(|h| bollard::models::HealthConfig {
+                    test: Some(h.test.clone()),
+                    interval: Some(h.interval.as_nanos() as i64),
+                    timeout: Some(h.timeout.as_nanos() as i64),
+                    retries: Some(i64::from(h.retries)),
+                    start_period: Some(h.start_period.as_nanos() as i64),
+                    ..Default::default()
+                }),
             host_config: Some(HostConfig {
                 port_bindings: Some(port_bindings),
                 mounts: Some(mounts),
@@ -427,6 +469,16 @@ impl Runtime for DockerRuntime {
             Err(e) if server_error(&e).map(|s| s.0) == Some(304) => Ok(()),
             Err(e) => Err(engine("start container", id, e)),
         }
+    }
+
+    async fn restart(&self, id: &str) -> Result<(), RuntimeError> {
+        self.docker
+            .restart_container(
+                id,
+                None::<bollard::query_parameters::RestartContainerOptions>,
+            )
+            .await
+            .map_err(|e| engine("restart container", id, e))
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {

@@ -58,6 +58,24 @@ pub struct PublishedPort {
     pub host: u16,
 }
 
+/// Health as the engine reports it for containers with a healthcheck.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
+}
+
 /// One of this instance's containers, as one listing reports it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observed {
@@ -68,6 +86,10 @@ pub struct Observed {
     pub spec_hash: Option<String>,
     pub state: State,
     pub ports: Vec<PublishedPort>,
+    /// `None` when the container has no healthcheck.
+    pub health: Option<Health>,
+    /// Objects this container's object depended on when it was created (for removal order).
+    pub depends_on: Vec<ObjectKey>,
 }
 
 /// Everything needed to create one container. Built from a spec by the kind's module.
@@ -87,6 +109,17 @@ pub struct ContainerSpec {
     pub nano_cpus: Option<i64>,
     pub stop_timeout: Option<i64>,
     pub labels: HashMap<String, String>,
+    pub healthcheck: Option<Healthcheck>,
+}
+
+/// The engine's healthcheck for a container.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Healthcheck {
+    pub test: Vec<String>,
+    pub interval: std::time::Duration,
+    pub timeout: std::time::Duration,
+    pub retries: u32,
+    pub start_period: std::time::Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -143,6 +176,9 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Starts a container; starting a running one is not an error.
     fn start(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Restarts a container (stop with its own grace period, then start).
+    fn restart(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// Stops (with the container's own grace period) and removes a container, keeping its
     /// volumes. Removing a container that is already gone is not an error.

@@ -89,6 +89,14 @@ pub fn load(dir: &Path) -> Snapshot {
         per_file.remove(&e.file);
     }
     snap.errors.extend(dup_errors);
+    // Cross-object checks (dependency cycles, Healthy without a health check) invalidate the
+    // files involved, like any other error.
+    let all: Vec<_> = per_file.values().flatten().cloned().collect();
+    let graph_errors = crate::manifest::graph::check(&all);
+    for e in &graph_errors {
+        per_file.remove(&e.file);
+    }
+    snap.errors.extend(graph_errors);
     snap.objects = per_file.into_values().flatten().collect();
     snap
 }

@@ -1,0 +1,219 @@
+//! Checks across objects: dependency cycles, and `Healthy` on a dependency with no health check.
+//!
+//! Works on object keys, so any kind can depend on any other once it exists. A dependency that
+//! is not defined is no error: it blocks only the objects that need it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::server::Condition;
+use super::{ManifestError, Object, ObjectKey, Spec};
+
+/// The dependencies an object declares.
+pub fn dependencies(o: &Object) -> &[super::server::Dependency] {
+    match &o.spec {
+        Spec::Server(s) => &s.depends_on,
+    }
+}
+
+fn has_health_check(o: &Object) -> bool {
+    match &o.spec {
+        Spec::Server(s) => s.health_check.is_some(),
+    }
+}
+
+/// Every problem, reported on the file of each object involved.
+pub fn check(objects: &[Object]) -> Vec<ManifestError> {
+    let by_key: BTreeMap<ObjectKey, &Object> = objects.iter().map(|o| (o.key(), o)).collect();
+    let mut errors = Vec::new();
+    for o in objects {
+        for (i, d) in dependencies(o).iter().enumerate() {
+            if d.condition == Condition::Healthy
+                && by_key
+                    .get(&d.key())
+                    .is_some_and(|dep| !has_health_check(dep))
+            {
+                errors.push(error(
+                    o,
+                    format!("spec.dependsOn[{i}]"),
+                    format!(
+                        "condition Healthy needs a healthCheck on {}, which has none",
+                        d.key()
+                    ),
+                ));
+            }
+        }
+    }
+    for cycle in cycles(&by_key) {
+        let path: Vec<String> = cycle
+            .iter()
+            .chain(cycle.first())
+            .map(ToString::to_string)
+            .collect();
+        for key in &cycle {
+            if let Some(o) = by_key.get(key) {
+                errors.push(error(
+                    o,
+                    "spec.dependsOn".into(),
+                    format!("dependency cycle: {}", path.join(" -> ")),
+                ));
+            }
+        }
+    }
+    errors
+}
+
+fn error(o: &Object, field: String, message: String) -> ManifestError {
+    ManifestError {
+        file: o.source.clone(),
+        line: o.line,
+        column: 0,
+        field,
+        message,
+    }
+}
+
+/// The cycles among defined objects, each once, starting at its smallest key.
+fn cycles(by_key: &BTreeMap<ObjectKey, &Object>) -> Vec<Vec<ObjectKey>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Active,
+        Done,
+    }
+    fn visit(
+        key: &ObjectKey,
+        by_key: &BTreeMap<ObjectKey, &Object>,
+        marks: &mut BTreeMap<ObjectKey, Mark>,
+        stack: &mut Vec<ObjectKey>,
+        found: &mut BTreeSet<Vec<ObjectKey>>,
+    ) {
+        marks.insert(key.clone(), Mark::Active);
+        stack.push(key.clone());
+        if let Some(o) = by_key.get(key) {
+            for d in dependencies(o) {
+                let next = d.key();
+                if !by_key.contains_key(&next) {
+                    continue;
+                }
+                match marks.get(&next) {
+                    Some(Mark::Active) => {
+                        let start = stack.iter().position(|k| *k == next).unwrap_or(0);
+                        let mut cycle = stack[start..].to_vec();
+                        let min = cycle
+                            .iter()
+                            .enumerate()
+                            .min_by_key(|(_, k)| (*k).clone())
+                            .map_or(0, |(i, _)| i);
+                        cycle.rotate_left(min);
+                        found.insert(cycle);
+                    }
+                    Some(Mark::Done) => {}
+                    None => visit(&next, by_key, marks, stack, found),
+                }
+            }
+        }
+        stack.pop();
+        marks.insert(key.clone(), Mark::Done);
+    }
+    let mut marks = BTreeMap::new();
+    let mut found = BTreeSet::new();
+    for key in by_key.keys() {
+        if !marks.contains_key(key) {
+            visit(key, by_key, &mut marks, &mut Vec::new(), &mut found);
+        }
+    }
+    found.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::parse_str;
+
+    fn server(name: &str, extra: &str) -> Object {
+        let text = format!("apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: {name}}}\nspec:\n  image: busybox\n{extra}");
+        parse_str(&text, &format!("{name}.yaml"), None)
+            .expect("parses")
+            .remove(0)
+    }
+
+    #[test]
+    fn a_cycle_is_named_on_every_member() {
+        let objs = [
+            server("a", "  dependsOn: [b]\n"),
+            server("b", "  dependsOn: [{name: c}]\n"),
+            server("c", "  dependsOn: [a]\n"),
+            server("d", "  dependsOn: [a]\n"),
+        ];
+        let errs = check(&objs);
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(
+            errs.iter()
+                .all(|e| e.message
+                    == "dependency cycle: server/a -> server/b -> server/c -> server/a")
+        );
+        let files: BTreeSet<_> = errs.iter().map(|e| e.file.as_str()).collect();
+        assert_eq!(files, BTreeSet::from(["a.yaml", "b.yaml", "c.yaml"]));
+    }
+
+    #[test]
+    fn depending_on_itself_is_a_cycle() {
+        let errs = check(&[server("a", "  dependsOn: [a]\n")]);
+        assert_eq!(errs[0].message, "dependency cycle: server/a -> server/a");
+    }
+
+    #[test]
+    fn healthy_needs_a_health_check() {
+        let objs = [
+            server("db", ""),
+            server("api", "  dependsOn: [{name: db, condition: Healthy}]\n"),
+        ];
+        let errs = check(&objs);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(
+            (errs[0].file.as_str(), errs[0].field.as_str()),
+            ("api.yaml", "spec.dependsOn[0]")
+        );
+        let fixed = [
+            server("db", "  healthCheck: {tcp: {port: 5432}}\n"),
+            server("api", "  dependsOn: [{name: db, condition: Healthy}]\n"),
+        ];
+        assert!(check(&fixed).is_empty());
+    }
+
+    #[test]
+    fn a_missing_dependency_is_not_an_error() {
+        assert!(check(&[server("a", "  dependsOn: [ghost]\n")]).is_empty());
+    }
+
+    #[test]
+    fn dependency_forms_parse_and_bad_ones_are_rejected() {
+        let o = server("a", "  dependsOn:\n    - api\n    - {kind: Server, name: migrate, condition: Completed, restart: true}\n");
+        let deps = dependencies(&o);
+        assert_eq!(deps[0].condition, Condition::Started);
+        assert_eq!(
+            (deps[1].name.as_str(), deps[1].condition, deps[1].restart),
+            ("migrate", Condition::Completed, true)
+        );
+        let text = "apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: a}\nspec:\n  image: x\n  dependsOn: [{name: b, condition: Soon}]\n";
+        let e = &parse_str(text, "a.yaml", None).expect_err("bad condition")[0];
+        assert_eq!(e.line, 6, "{e}");
+        assert!(e.message.contains("Started"), "{e}");
+    }
+
+    #[test]
+    fn health_checks_need_exactly_one_probe() {
+        let text = |hc: &str| {
+            format!("apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: a}}\nspec:\n  image: x\n  healthCheck: {hc}\n")
+        };
+        assert!(parse_str(&text("{exec: [true], interval: 1s}"), "a.yaml", None).is_ok());
+        assert!(parse_str(&text("{http: {port: 80, path: /healthz}}"), "a.yaml", None).is_ok());
+        let e = &parse_str(&text("{exec: [true], tcp: {port: 1}}"), "a.yaml", None)
+            .expect_err("two probes")[0];
+        assert!(
+            e.message.contains("exactly one of exec, http or tcp"),
+            "{e}"
+        );
+        assert_eq!(e.field, "spec.healthCheck");
+        assert!(parse_str(&text("{}"), "a.yaml", None).is_err());
+    }
+}
