@@ -220,3 +220,38 @@ fn a_restart_true_dependent_restarts_when_its_dependency_is_recreated() {
         String::from_utf8_lossy(&env.run("events", &["--for", "server/app"]).stdout).into_owned();
     assert!(events.contains("server/db ran anew"), "{events}");
 }
+
+#[test]
+fn the_example_app_converges_with_http_and_tcp_health_checks() {
+    let Some(env) = Env::new("example-app") else {
+        return;
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/app");
+    for entry in std::fs::read_dir(&dir).expect("examples/app") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("name")
+            .to_owned();
+        env.write(&name, &std::fs::read_to_string(&path).expect("read"));
+    }
+    let out = env.run("sync", &["--timeout", "60s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for (name, phase) in [("migrate", "Completed"), ("api", "Ready"), ("web", "Ready")] {
+        assert_eq!(status(&env, name).expect(name)["phase"], phase, "{name}");
+    }
+    let api = env.container("api").expect("api");
+    assert_eq!(inspect(&api.id, ".State.Health.Status"), "healthy");
+    // The page the job wrote is served on the port the engine picked.
+    let port = status(&env, "api").expect("api")["ports"][0]["host"]
+        .as_u64()
+        .expect("port");
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port as u16)).expect("connect");
+    use std::io::{Read, Write};
+    conn.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+        .expect("request");
+    let mut page = String::new();
+    conn.read_to_string(&mut page).expect("response");
+    assert!(page.contains("<h1>shop</h1>"), "{page}");
+}

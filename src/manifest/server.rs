@@ -323,7 +323,8 @@ pub enum Probe {
 
 impl Probe {
     /// The engine's healthcheck test. HTTP and TCP probes run inside the container with the
-    /// image's `wget` (or `curl`) and `nc`.
+    /// image's `wget` (or `curl`) and `nc`. The engine enforces the timeout itself, so `wget`
+    /// gets no `-T` (Debian's static busybox crashes on it).
     pub fn engine_test(&self, timeout: Duration) -> Vec<String> {
         let secs = timeout.as_secs().max(1);
         match self {
@@ -332,9 +333,10 @@ impl Probe {
                 let url = format!("http://127.0.0.1:{}{}", port.0, path);
                 vec![
                     "CMD-SHELL".into(),
-                    format!("wget -q -T {secs} -O /dev/null '{url}' || curl -fsS -m {secs} -o /dev/null '{url}'"),
+                    format!("wget -q -O /dev/null '{url}' || curl -fsS -m {secs} -o /dev/null '{url}'"),
                 ]
             }
+
             Probe::Tcp { port } => vec![
                 "CMD-SHELL".into(),
                 format!("nc -z -w {secs} 127.0.0.1 {p} 2>/dev/null || nc -w {secs} 127.0.0.1 {p} </dev/null", p = port.0),
