@@ -271,6 +271,27 @@ mod tests {
         lock_state(&state).expect("lock is free again");
     }
 
+    /// The engine's event stream is resubscribed with a doubling delay, and every reconnect asks
+    /// for a full pass. Runs entirely in memory, so the paused clock is exact.
+    #[tokio::test(start_paused = true)]
+    async fn event_stream_reconnects_with_backoff() {
+        use crate::runtime::fake::FakeRuntime;
+        let runtime = FakeRuntime::new();
+        let wake = Arc::new(Notify::new());
+        let task = tokio::spawn(watch_engine(runtime.clone(), "t".into(), wake.clone()));
+        let start = Instant::now();
+        let mut wakes = Vec::new();
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+            runtime.drop_event_streams();
+            wake.notified().await;
+            wakes.push((Instant::now() - start).as_millis());
+        }
+        task.abort();
+        // Cut at t=0 → back after 250 ms; each later cut happens at once, with a doubled delay.
+        assert_eq!(wakes, [250, 750, 1750, 3750]);
+    }
+
     #[test]
     fn container_exits_and_removals_count_as_drift() {
         assert!(drifts("die") && drifts("destroy"));

@@ -3,7 +3,9 @@
 //! Everything dockhand creates on the engine carries these labels, and every query it sends is
 //! filtered by `dockhand.instance`, so two instances (or a stranger's containers) never mix.
 
-use crate::manifest::Kind;
+use std::collections::HashMap;
+
+use crate::manifest::{Kind, ObjectKey};
 
 pub const MANAGED: &str = "dockhand.managed";
 pub const INSTANCE: &str = "dockhand.instance";
@@ -35,6 +37,28 @@ pub fn volume_name(instance: &str, source: &str) -> String {
 /// Label filters that select exactly this instance's objects on the engine.
 pub fn instance_filters(instance: &str) -> Vec<String> {
     vec![format!("{MANAGED}=true"), format!("{INSTANCE}={instance}")]
+}
+
+/// The object a container's labels name, if they name one completely.
+pub fn object_key(labels: &HashMap<String, String>) -> Option<ObjectKey> {
+    let kind = Kind::parse(labels.get(KIND)?)?;
+    Some(ObjectKey::new(kind, labels.get(NAME)?.clone()))
+}
+
+/// The objects a container's object depends on (`server/a,server/b`); unreadable entries are
+/// skipped.
+pub fn depends_on(labels: &HashMap<String, String>) -> Vec<ObjectKey> {
+    labels
+        .get(DEPENDS_ON)
+        .map(|v| {
+            v.split(',')
+                .filter_map(|k| {
+                    let (kind, name) = k.split_once('/')?;
+                    Some(ObjectKey::new(Kind::parse(kind)?, name))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

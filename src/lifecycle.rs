@@ -11,10 +11,21 @@ use serde::{Deserialize, Serialize};
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
 
+/// The time as the reconciler sees it: wall-clock time at the first call, advanced by tokio's
+/// monotonic clock since. Backoff is immune to the wall clock being stepped, and tests that
+/// pause tokio's clock (`tokio::time::pause`) move dockhand's time with it.
 pub fn now_millis() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Millis)
+    static ANCHOR: std::sync::OnceLock<(Millis, std::time::Instant)> = std::sync::OnceLock::new();
+    let (wall, mono) = *ANCHOR.get_or_init(|| {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as Millis);
+        (wall, std::time::Instant::now())
+    });
+    let elapsed = tokio::time::Instant::now()
+        .into_std()
+        .saturating_duration_since(mono);
+    wall + elapsed.as_millis() as Millis
 }
 
 /// The kubelet's shape: the first restart after a crash is immediate, then each further quick

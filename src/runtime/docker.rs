@@ -19,7 +19,6 @@ use super::{
 };
 use crate::labels;
 use crate::manifest::server::{Protocol, PullPolicy};
-use crate::manifest::{Kind, ObjectKey};
 
 /// A connection to the engine named by `DOCKER_HOST` (or the default socket).
 #[derive(Clone)]
@@ -211,25 +210,6 @@ fn health(status: &str) -> Option<Health> {
     }
 }
 
-/// `server/a,server/b` → keys; unreadable entries are skipped.
-fn depends_on(l: &HashMap<String, String>) -> Vec<ObjectKey> {
-    l.get(labels::DEPENDS_ON)
-        .map(|v| {
-            v.split(',')
-                .filter_map(|k| {
-                    let (kind, name) = k.split_once('/')?;
-                    Some(ObjectKey::new(Kind::parse(kind)?, name))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn key_from_labels(l: &HashMap<String, String>) -> Option<ObjectKey> {
-    let kind = Kind::parse(l.get(labels::KIND)?)?;
-    Some(ObjectKey::new(kind, l.get(labels::NAME)?.clone()))
-}
-
 /// `Exited (137) 5 seconds ago` → 137.
 fn exit_code(status: &str) -> Option<i64> {
     let rest = status.strip_prefix("Exited (")?;
@@ -333,10 +313,10 @@ impl Runtime for DockerRuntime {
                         .and_then(|n| n.into_iter().next())
                         .map(|n| n.trim_start_matches('/').to_owned())
                         .unwrap_or_default(),
-                    key: key_from_labels(&labels),
+                    key: labels::object_key(&labels),
                     spec_hash: labels.get(labels::SPEC_HASH).cloned(),
                     health: c.status.as_deref().and_then(health),
-                    depends_on: depends_on(&labels),
+                    depends_on: labels::depends_on(&labels),
                     state,
                     ports,
                 })
@@ -524,7 +504,7 @@ impl Runtime for DockerRuntime {
                 Ok(EngineEvent {
                     id: actor.id.unwrap_or_default(),
                     action: m.action.unwrap_or_default(),
-                    key: key_from_labels(&actor.attributes.unwrap_or_default()),
+                    key: labels::object_key(&actor.attributes.unwrap_or_default()),
                 })
             })
             .boxed()

@@ -4,6 +4,7 @@
 //! engine-facing cost of a pass obvious (a no-op pass is one `list`).
 
 pub mod docker;
+pub mod fake;
 
 use std::collections::HashMap;
 use std::future::Future;

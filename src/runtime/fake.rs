@@ -1,0 +1,179 @@
+//! An in-memory engine behind the `Runtime` trait, for tests and measurements of everything
+//! above it (planner, store, controller) without Docker. Not a substitute for the engine tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use futures_util::stream::{self, BoxStream, StreamExt};
+use tokio::sync::broadcast;
+
+use super::{ContainerSpec, EngineEvent, Observed, Runtime, RuntimeError, State};
+use crate::labels;
+use crate::manifest::server::PullPolicy;
+
+#[derive(Clone, Debug)]
+struct Container {
+    name: String,
+    labels: HashMap<String, String>,
+    state: State,
+}
+
+#[derive(Default)]
+struct Inner {
+    containers: BTreeMap<String, Container>,
+    next_id: u64,
+}
+
+/// Containers live in a map and run once started.
+#[derive(Clone)]
+pub struct FakeRuntime {
+    inner: Arc<Mutex<Inner>>,
+    events: Arc<Mutex<broadcast::Sender<EngineEvent>>>,
+}
+
+impl Default for FakeRuntime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeRuntime {
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::default(),
+            events: Arc::new(Mutex::new(broadcast::channel(1024).0)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Ends every open event stream, as an engine that restarts does.
+    pub fn drop_event_streams(&self) {
+        let mut events = self
+            .events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *events = broadcast::channel(1024).0;
+    }
+
+    fn emit(&self, id: &str, action: &str, c: &Container) {
+        let events = self
+            .events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = events.send(EngineEvent {
+            id: id.to_owned(),
+            action: action.to_owned(),
+            key: labels::object_key(&c.labels),
+        });
+    }
+
+    fn missing(id: &str) -> RuntimeError {
+        RuntimeError::Engine {
+            op: "find container",
+            target: id.to_owned(),
+            message: "no such container".into(),
+        }
+    }
+}
+
+impl Runtime for FakeRuntime {
+    async fn list(&self, instance: &str) -> Result<Vec<Observed>, RuntimeError> {
+        let inner = self.lock();
+        Ok(inner
+            .containers
+            .iter()
+            .filter(|(_, c)| c.labels.get(labels::INSTANCE).map(String::as_str) == Some(instance))
+            .map(|(id, c)| Observed {
+                id: id.clone(),
+                name: c.name.clone(),
+                key: labels::object_key(&c.labels),
+                spec_hash: c.labels.get(labels::SPEC_HASH).cloned(),
+                state: c.state.clone(),
+                ports: Vec::new(),
+                health: None,
+                depends_on: labels::depends_on(&c.labels),
+            })
+            .collect())
+    }
+
+    async fn ensure_image(&self, _image: &str, _policy: PullPolicy) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    async fn ensure_volume(
+        &self,
+        _name: &str,
+        _labels: &HashMap<String, String>,
+    ) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        let mut inner = self.lock();
+        if inner.containers.values().any(|c| c.name == spec.name) {
+            return Err(RuntimeError::NameConflict {
+                name: spec.name.clone(),
+            });
+        }
+        inner.next_id += 1;
+        let id = format!("fake{:06}", inner.next_id);
+        inner.containers.insert(
+            id.clone(),
+            Container {
+                name: spec.name.clone(),
+                labels: spec.labels.clone(),
+                state: State::Created,
+            },
+        );
+        Ok(id)
+    }
+
+    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        let c = {
+            let mut inner = self.lock();
+            let c = inner
+                .containers
+                .get_mut(id)
+                .ok_or_else(|| Self::missing(id))?;
+            c.state = State::Running;
+            c.clone()
+        };
+        self.emit(id, "start", &c);
+        Ok(())
+    }
+
+    async fn restart(&self, id: &str) -> Result<(), RuntimeError> {
+        self.start(id).await
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let removed = self.lock().containers.remove(id);
+        if let Some(c) = removed {
+            self.emit(id, "destroy", &c);
+        }
+        Ok(())
+    }
+
+    fn events(&self, _instance: &str) -> BoxStream<'static, Result<EngineEvent, RuntimeError>> {
+        let rx = self
+            .events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .subscribe();
+        stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(e) => return Some((Ok(e), rx)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .boxed()
+    }
+}
