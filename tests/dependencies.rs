@@ -87,7 +87,9 @@ fn chain_starts_in_dependency_order_and_is_removed_in_reverse() {
     );
     assert_eq!(inspect(&api, ".State.Health.Status"), "healthy");
     assert_eq!(status(&env, "job").expect("job")["phase"], "Completed");
-    assert_eq!(status(&env, "api").expect("api")["phase"], "Ready");
+    let api_status = status(&env, "api").expect("api");
+    assert_eq!(api_status["phase"], "Ready");
+    assert_eq!(api_status["health"], "healthy");
 
     let events =
         String::from_utf8_lossy(&env.run("events", &["--for", "server/web"]).stdout).into_owned();

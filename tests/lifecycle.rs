@@ -256,6 +256,9 @@ fn describe_shows_spec_status_and_events() {
         "Phase:        Ready",
         "Source:       a.yaml:4",
         "Restarts:     0",
+        "Conditions:",
+        "Ready           True",
+        "Healthy         n/a (no health check)",
         "MODE: demo",
         "created",
     ] {

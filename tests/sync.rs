@@ -388,3 +388,31 @@ fn get_lists_objects_as_table_json_and_yaml() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
 }
+
+#[test]
+fn a_name_taken_by_a_stranger_is_invalid_and_the_stranger_is_untouched() {
+    let Some(env) = Env::new("conflict") else {
+        return;
+    };
+    let name = format!("dh_{}_server_web", env.instance);
+    let stranger = docker(&["run", "-d", "--name", &name, IMAGE, "sleep", "3600"]);
+    let stranger = stranger.trim().to_owned();
+    assert!(!stranger.is_empty());
+    env.write("a.yaml", &server("web", ""));
+    let out = env.run("sync", &["--timeout", "20s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let get = env.run("get", &["server", "web", "-o", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&get.stdout).expect("json");
+    assert_eq!(json[0]["status"]["phase"], "Invalid", "{json}");
+    assert!(
+        json[0]["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("does not own")),
+        "{json}"
+    );
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.Running}}", &stranger]).trim(),
+        "true"
+    );
+    docker(&["rm", "-f", &stranger]);
+}

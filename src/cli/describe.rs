@@ -104,6 +104,9 @@ pub async fn run(args: DescribeArgs) -> anyhow::Result<ExitCode> {
         },
     );
     field("Restarts", l.restart_count.to_string());
+    if let Some(h) = &l.health {
+        field("Health", h.clone());
+    }
     field(
         "Last exit",
         l.last_exit_code.map_or("<none>".into(), |c| c.to_string()),
@@ -118,7 +121,39 @@ pub async fn run(args: DescribeArgs) -> anyhow::Result<ExitCode> {
     if let Some(e) = &obj.last_error {
         field("Last error", e.clone());
     }
-    println!("{out}Spec:");
+    println!("{out}Conditions:");
+    let phase = status.phase.as_str();
+    let has_health_check = match &obj.object.spec {
+        crate::manifest::Spec::Server(s) => s.health_check.is_some(),
+    };
+    let conditions = [
+        ("Ready", if phase == "Ready" { "True" } else { "False" }),
+        (
+            "Healthy",
+            match (has_health_check, l.health.as_deref()) {
+                (false, _) => "n/a (no health check)",
+                (true, Some("healthy")) => "True",
+                (true, Some("unhealthy")) => "False",
+                (true, _) => "Unknown",
+            },
+        ),
+        (
+            "DependenciesMet",
+            if phase == "Blocked" { "False" } else { "True" },
+        ),
+        (
+            "ManifestValid",
+            if obj.last_error.is_some() {
+                "False (running the last good spec)"
+            } else {
+                "True"
+            },
+        ),
+    ];
+    for (name, value) in conditions {
+        println!("  {name:<16}{value}");
+    }
+    println!("Spec:");
     let spec = serde_saphyr::to_string(&obj.object.spec)?;
     for line in spec.lines() {
         println!("  {line}");

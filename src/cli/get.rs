@@ -54,6 +54,8 @@ struct StatusView {
     restart_count: u32,
     last_exit_code: Option<i64>,
     next_retry_at: Option<String>,
+    /// `starting`, `healthy` or `unhealthy`; absent without a health check.
+    health: Option<String>,
 }
 
 impl From<Status> for StatusView {
@@ -63,6 +65,7 @@ impl From<Status> for StatusView {
             restart_count: l.restart_count,
             last_exit_code: l.last_exit_code,
             next_retry_at: l.next_retry_at.map(rfc3339),
+            health: l.health.clone(),
             status,
         }
     }

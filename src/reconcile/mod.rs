@@ -323,7 +323,13 @@ fn statuses(
             if let Some(x) = outcome {
                 match (&x.action, &x.result) {
                     (_, Err(e)) => {
-                        phase = Phase::Failed;
+                        // A name held by something this instance does not own is never adopted
+                        // or removed: the object is Invalid until the conflict is resolved.
+                        phase = if matches!(e, RuntimeError::NameConflict { .. }) {
+                            Phase::Invalid
+                        } else {
+                            Phase::Failed
+                        };
                         message = Some(e.to_string());
                     }
                     (Action::Create { .. } | Action::Recreate { .. }, Ok(id)) => {

@@ -57,7 +57,7 @@ pub enum Phase {
     Failed,
     /// Exited and waiting for its backoff delay before the next restart.
     CrashLoopBackOff,
-    /// The manifest is invalid and no good spec was ever seen.
+    /// Its container name is taken by a container this instance does not own.
     Invalid,
 }
 
