@@ -4,17 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{docker, eventually, text, Env, IMAGE};
+use common::{docker, eventually, shell, text, Env};
 
 const WAIT: Duration = Duration::from_secs(40);
-
-/// A Server running `script` with `sh -c`, plus extra spec lines. Stops at once on SIGTERM.
-fn shell(name: &str, script: &str, extra: &str) -> String {
-    let script = format!("trap 'exit 0' TERM; {script}");
-    format!(
-        "apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: {name}}}\nspec:\n  image: {IMAGE}\n  pullPolicy: Never\n  command: [\"sh\", \"-c\", {script:?}]\n{extra}"
-    )
-}
 
 /// `docker inspect` of one field of one container.
 fn inspect(id: &str, field: &str) -> String {
@@ -24,12 +16,7 @@ fn inspect(id: &str, field: &str) -> String {
 }
 
 fn status(env: &Env, name: &str) -> Option<serde_json::Value> {
-    let out = env.run("get", &["server", name, "-o", "json"]);
-    if !out.status.success() {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    Some(v[0]["status"].clone())
+    env.object(name).map(|o| o["status"].clone())
 }
 
 #[test]

@@ -6,30 +6,9 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{docker, eventually, server, text, Env, IMAGE};
+use common::{docker, eventually, server, shell, text, Env};
 
 const WAIT: Duration = Duration::from_secs(40);
-
-/// A Server running `script` with `sh -c`, plus extra spec lines.
-fn shell(name: &str, script: &str, extra: &str) -> String {
-    format!(
-        "apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: {name}}}\nspec:\n  image: {IMAGE}\n  pullPolicy: Never\n  command: [\"sh\", \"-c\", {script:?}]\n{extra}"
-    )
-}
-
-fn get_json(env: &Env, name: &str) -> serde_json::Value {
-    try_get_json(env, name).unwrap_or_else(|| panic!("server {name} not in the state file"))
-}
-
-/// The object as `get -o json` shows it, or `None` while no pass has stored it yet.
-fn try_get_json(env: &Env, name: &str) -> Option<serde_json::Value> {
-    let out = env.run("get", &["server", name, "-o", "json"]);
-    if !out.status.success() {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    Some(v[0].clone())
-}
 
 fn events_of(env: &Env, name: &str) -> String {
     let out = env.run(
@@ -57,7 +36,7 @@ fn crashing_container_backs_off_with_a_rising_restart_count() {
 
     let mut phases = Vec::new();
     let status = eventually(WAIT, "three restarts", || {
-        let s = try_get_json(&env, "crash")?["status"].clone();
+        let s = env.object("crash")?["status"].clone();
         phases.push(s["phase"].as_str().unwrap_or_default().to_owned());
         (s["restartCount"].as_u64()? >= 3).then_some(s)
     });
@@ -88,7 +67,7 @@ fn max_restarts_ends_in_failed_and_sync_reports_it() {
     env.write("a.yaml", &shell("flaky", "exit 1", "  maxRestarts: 2\n"));
     let mut up = env.up(&["--backoff-base", "200ms", "--resync", "1h"]);
     let status = eventually(WAIT, "the controller to give up", || {
-        let s = try_get_json(&env, "flaky")?["status"].clone();
+        let s = env.object("flaky")?["status"].clone();
         (s["phase"] == "Failed").then_some(s)
     });
     assert_eq!(status["restartCount"], 2);
@@ -109,7 +88,10 @@ fn max_restarts_ends_in_failed_and_sync_reports_it() {
         "{}",
         text(&out)
     );
-    assert_eq!(get_json(&env, "flaky")["status"]["restartCount"], 2);
+    assert_eq!(
+        env.object("flaky").expect("flaky")["status"]["restartCount"],
+        2
+    );
 }
 
 #[test]
@@ -121,7 +103,10 @@ fn completed_job_is_not_rerun_on_the_next_pass() {
         env.container("job").filter(|c| c.state == "exited")
     });
     env.sync();
-    assert_eq!(get_json(&env, "job")["status"]["phase"], "Completed");
+    assert_eq!(
+        env.object("job").expect("job")["status"]["phase"],
+        "Completed"
+    );
     assert_eq!(
         env.container("job"),
         Some(done.clone()),
@@ -135,7 +120,10 @@ fn completed_job_is_not_rerun_on_the_next_pass() {
         env.container("job").is_none(),
         "a completed job was run again"
     );
-    assert_eq!(get_json(&env, "job")["status"]["phase"], "Completed");
+    assert_eq!(
+        env.object("job").expect("job")["status"]["phase"],
+        "Completed"
+    );
     assert!(events_of(&env, "job").contains("completed"));
 
     // A new spec is a new job.
@@ -159,7 +147,7 @@ fn never_job_that_fails_is_failed_and_sync_says_so() {
     });
     let out = env.run("sync", &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let s = get_json(&env, "job")["status"].clone();
+    let s = env.object("job").expect("job")["status"].clone();
     assert_eq!(s["phase"], "Failed");
     assert_eq!(s["lastExitCode"], 4);
 }

@@ -2,15 +2,13 @@
 //!
 //! With `-it` the local terminal goes raw and its size follows the window, as `docker exec -it`.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Args;
-use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::{container_of, object_ref, InstanceArg};
-use crate::runtime::{DockerRuntime, Output};
+use super::{container_of, object_ref, print_output, InstanceArg};
+use crate::runtime::DockerRuntime;
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
@@ -34,7 +32,7 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let runtime = DockerRuntime::connect().await?;
     let container = container_of(&args.instance.instance, &key);
     let tty = args.tty && terminal::is_terminal(libc::STDIN_FILENO);
-    let mut session = runtime
+    let session = runtime
         .exec(&container, args.command, tty, args.interactive)
         .await?;
 
@@ -54,19 +52,7 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
             let _ = input.shutdown().await;
         })
     });
-    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-    while let Some(chunk) = session.output.next().await {
-        match chunk? {
-            Output::Stdout(b) => {
-                out.write_all(&b)?;
-                out.flush()?;
-            }
-            Output::Stderr(b) => {
-                err.write_all(&b)?;
-                err.flush()?;
-            }
-        }
-    }
+    print_output(session.output).await?;
     if let Some(t) = stdin_task {
         t.abort();
     }

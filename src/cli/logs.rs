@@ -1,13 +1,11 @@
 //! `dockhand logs`: a server's container output.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Args;
-use futures_util::StreamExt;
 
-use super::{container_of, object_ref, InstanceArg};
-use crate::runtime::{DockerRuntime, Output};
+use super::{container_of, object_ref, print_output, InstanceArg};
+use crate::runtime::DockerRuntime;
 
 #[derive(Args, Debug)]
 pub struct LogsArgs {
@@ -26,23 +24,7 @@ pub struct LogsArgs {
 pub async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
     let key = object_ref(&args.name)?;
     let runtime = DockerRuntime::connect().await?;
-    let mut stream = runtime.logs(
-        &container_of(&args.instance.instance, &key),
-        args.follow,
-        args.tail,
-    );
-    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-    while let Some(chunk) = stream.next().await {
-        match chunk? {
-            Output::Stdout(b) => {
-                out.write_all(&b)?;
-                out.flush()?;
-            }
-            Output::Stderr(b) => {
-                err.write_all(&b)?;
-                err.flush()?;
-            }
-        }
-    }
+    let container = container_of(&args.instance.instance, &key);
+    print_output(runtime.logs(&container, args.follow, args.tail)).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -23,7 +23,7 @@ use crate::labels::DEFAULT_INSTANCE;
 use crate::lifecycle::BackoffPolicy;
 use crate::manifest::{check_dns_label, Kind, ManifestError, ObjectKey};
 use crate::reconcile::{Options, Reconciler};
-use crate::runtime::DockerRuntime;
+use crate::runtime::{DockerRuntime, Output};
 use crate::store::Store;
 
 #[derive(Parser, Debug)]
@@ -89,6 +89,31 @@ pub(crate) fn object_ref(s: &str) -> anyhow::Result<ObjectKey> {
     };
     check_dns_label(name).map_err(|e| anyhow::anyhow!(e))?;
     Ok(ObjectKey::new(kind, name))
+}
+
+/// Copies a container's output to this process's stdout and stderr, as it arrives.
+pub(crate) async fn print_output(
+    mut stream: futures_util::stream::BoxStream<
+        'static,
+        Result<Output, crate::runtime::RuntimeError>,
+    >,
+) -> anyhow::Result<()> {
+    use futures_util::StreamExt;
+    use std::io::Write;
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    while let Some(chunk) = stream.next().await {
+        match chunk? {
+            Output::Stdout(b) => {
+                out.write_all(&b)?;
+                out.flush()?;
+            }
+            Output::Stderr(b) => {
+                err.write_all(&b)?;
+                err.flush()?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The container that serves an object of this instance.

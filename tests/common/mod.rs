@@ -121,6 +121,16 @@ impl Env {
         out
     }
 
+    /// A server as `get -o json` shows it, or `None` while no pass has stored it.
+    pub fn object(&self, name: &str) -> Option<serde_json::Value> {
+        let out = self.run("get", &["server", name, "-o", "json"]);
+        if !out.status.success() {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        Some(v[0].clone())
+    }
+
     /// This instance's containers, by name.
     pub fn containers(&self) -> Vec<Container> {
         containers_with_label(&format!("dockhand.instance={}", self.instance))
@@ -308,6 +318,14 @@ pub fn text(out: &Output) -> String {
 pub fn server(name: &str, extra: &str) -> String {
     format!(
         "apiVersion: dockhand/v1\nkind: Server\nmetadata:\n  name: {name}\nspec:\n  image: {IMAGE}\n  pullPolicy: Never\n  command: {SLEEPER}\n{extra}"
+    )
+}
+
+/// A Server running `script` with `sh -c` (stopping at once on SIGTERM), plus extra spec lines.
+pub fn shell(name: &str, script: &str, extra: &str) -> String {
+    let script = format!("trap 'exit 0' TERM; {script}");
+    format!(
+        "apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: {name}}}\nspec:\n  image: {IMAGE}\n  pullPolicy: Never\n  command: [\"sh\", \"-c\", {script:?}]\n{extra}"
     )
 }
 
