@@ -197,11 +197,7 @@ impl Controller {
     pub fn stop(&mut self) -> (std::process::ExitStatus, Duration) {
         let mut child = self.child.take().expect("controller running");
         let started = Instant::now();
-        Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .expect("kill");
+        terminate(&child);
         let deadline = started + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
@@ -240,11 +236,18 @@ impl Controller {
 impl Drop for Controller {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
+            terminate(&c);
             let _ = c.wait();
+        }
+    }
+}
+
+/// Sends SIGTERM, as a service manager or Ctrl-C would.
+fn terminate(child: &Child) {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill only sends a signal to our own child process.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
         }
     }
 }
