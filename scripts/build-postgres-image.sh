@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds a PostgreSQL image from Debian's packages (debootstrap), following the official postgres
+# image's contract (see postgres/docker-entrypoint.sh), with no registry access.
+# Skips the build when the image already exists. Usage: scripts/build-postgres-image.sh [TAG]
+set -euo pipefail
+cd "$(dirname "$0")"
+
+image="${1:-dockhand/postgres:15}"
+if docker image inspect "$image" >/dev/null 2>&1; then
+    echo "image $image already present"
+    exit 0
+fi
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+if ! command -v debootstrap >/dev/null 2>&1; then
+    echo "installing Debian's debootstrap"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq debootstrap >/dev/null
+fi
+
+rootfs="$(mktemp -d)"
+trap 'as_root rm -rf "$rootfs"' EXIT
+mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+echo "bootstrapping a Debian rootfs with postgresql-15 (about a minute)"
+as_root debootstrap --variant=minbase --include=postgresql-15 bookworm "$rootfs" "$mirror" >/dev/null
+# Nothing at run time needs documentation, caches or package lists.
+as_root rm -rf "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* \
+    "$rootfs"/var/cache/apt/* "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/lib/postgresql/15
+as_root install -m 0755 postgres/docker-entrypoint.sh "$rootfs/usr/local/bin/docker-entrypoint.sh"
+
+as_root tar -C "$rootfs" -c . | docker import \
+    --change 'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/bin:/usr/bin:/bin' \
+    --change 'ENV PGDATA=/var/lib/postgresql/data' \
+    --change 'EXPOSE 5432' \
+    --change 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]' \
+    - "$image" >/dev/null
+echo "built image $image"
