@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use crate::lifecycle::{now_millis, BackoffPolicy, Lifecycle, Millis};
 use crate::manifest::server::OnUnhealthy;
 use crate::manifest::{ManifestError, Object, ObjectKey, Spec};
-use crate::runtime::{ContainerSpec, Observed, Runtime, RuntimeError};
+use crate::runtime::{ContainerSpec, Runtime, RuntimeError};
 use crate::source::{merge, Snapshot};
 use crate::store::{NewEvent, Status, Store, StoreError, StoredObject};
 pub use execute::Outcome;
@@ -50,7 +50,6 @@ pub struct PassReport {
     pub desired: Vec<Object>,
     pub errors: Vec<ManifestError>,
     pub missing_source: bool,
-    pub observed: Vec<Observed>,
     pub plan: Plan,
     pub outcomes: Vec<Outcome>,
     /// Every desired object's status as this pass recorded it.
@@ -89,7 +88,6 @@ struct Observation {
     stored: Vec<StoredObject>,
     statuses: HashMap<ObjectKey, Status>,
     desired: Vec<Object>,
-    observed: Vec<Observed>,
     specs: HashMap<ObjectKey, ContainerSpec>,
     plan: Plan,
     now: Millis,
@@ -137,7 +135,6 @@ impl<R: Runtime> Reconciler<R> {
             stored,
             statuses,
             desired,
-            observed,
             specs,
             plan,
             now,
@@ -151,7 +148,6 @@ impl<R: Runtime> Reconciler<R> {
             desired: o.desired,
             errors: snapshot.errors.clone(),
             missing_source: snapshot.missing,
-            observed: o.observed,
             plan: o.plan,
             ..PassReport::default()
         })
@@ -164,7 +160,6 @@ impl<R: Runtime> Reconciler<R> {
             stored,
             statuses: previous,
             desired,
-            observed,
             specs,
             plan,
             now,
@@ -235,7 +230,6 @@ impl<R: Runtime> Reconciler<R> {
             desired,
             errors: snapshot.errors.clone(),
             missing_source: snapshot.missing,
-            observed,
             plan,
             outcomes,
             statuses,
