@@ -1,4 +1,5 @@
-//! Checks across objects: dependency cycles, and `Healthy` on a dependency with no health check.
+//! Checks across objects: dependency cycles, `Healthy` on a dependency with no health check, and
+//! two servers publishing the same host port.
 //!
 //! Works on object keys, so any kind can depend on any other once it exists. A dependency that
 //! is not defined is no error: it blocks only the objects that need it.
@@ -40,6 +41,41 @@ pub fn check(objects: &[Object]) -> Vec<ManifestError> {
                         d.key()
                     ),
                 ));
+            }
+        }
+    }
+    let mut ports: BTreeMap<(u16, &str), &Object> = BTreeMap::new();
+    for o in objects {
+        let Spec::Server(s) = &o.spec;
+        for (i, p) in s.ports.iter().enumerate().filter(|(_, p)| p.host.0 != 0) {
+            let slot = (p.host.0, p.protocol.as_str());
+            match ports.get(&slot) {
+                Some(other) if other.key() != o.key() => {
+                    let what = format!("host port {}/{}", slot.0, slot.1);
+                    errors.push(error(
+                        o,
+                        format!("spec.ports[{i}].host"),
+                        format!(
+                            "{what} is also published by {} ({}:{})",
+                            other.key(),
+                            other.source,
+                            other.line
+                        ),
+                    ));
+                    errors.push(error(
+                        other,
+                        "spec.ports".into(),
+                        format!(
+                            "{what} is also published by {} ({}:{})",
+                            o.key(),
+                            o.source,
+                            o.line
+                        ),
+                    ));
+                }
+                _ => {
+                    ports.insert(slot, o);
+                }
             }
         }
     }
@@ -178,6 +214,29 @@ mod tests {
             server("api", "  dependsOn: [{name: db, condition: Healthy}]\n"),
         ];
         assert!(check(&fixed).is_empty());
+    }
+
+    #[test]
+    fn the_same_host_port_on_two_servers_is_an_error_on_both() {
+        let objs = [
+            server("a", "  ports: [{container: 80, host: 8080}]\n"),
+            server("b", "  ports: [{container: 81, host: 8080}, {container: 53, host: 8080, protocol: udp}]\n"),
+            server("c", "  ports: [{container: 80}, {container: 81}]\n"),
+        ];
+        let errs = check(&objs);
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert_eq!(
+            (errs[0].file.as_str(), errs[0].field.as_str()),
+            ("b.yaml", "spec.ports[0].host")
+        );
+        assert!(
+            errs[0]
+                .message
+                .contains("host port 8080/tcp is also published by server/a"),
+            "{}",
+            errs[0]
+        );
+        assert_eq!(errs[1].file, "a.yaml");
     }
 
     #[test]

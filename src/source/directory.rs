@@ -55,7 +55,12 @@ pub fn load(dir: &Path) -> Snapshot {
         };
         match parse_str(&text, &label, path.parent()) {
             Ok(objs) => {
-                per_file.insert(label, objs);
+                let missing = missing_bind_sources(&objs);
+                if missing.is_empty() {
+                    per_file.insert(label, objs);
+                } else {
+                    snap.errors.extend(missing);
+                }
             }
             Err(errs) => snap.errors.extend(errs),
         }
@@ -99,6 +104,28 @@ pub fn load(dir: &Path) -> Snapshot {
     snap.errors.extend(graph_errors);
     snap.objects = per_file.into_values().flatten().collect();
     snap
+}
+
+/// Bind sources that do not exist on this host: the engine would refuse them at create time,
+/// without saying which manifest asked for them.
+fn missing_bind_sources(objects: &[crate::manifest::Object]) -> Vec<ManifestError> {
+    let mut errors = Vec::new();
+    for o in objects {
+        let crate::manifest::Spec::Server(s) = &o.spec;
+        for (i, v) in s.volumes.iter().enumerate() {
+            if v.kind == crate::manifest::server::VolumeType::Bind && !Path::new(&v.source).exists()
+            {
+                errors.push(ManifestError {
+                    file: o.source.clone(),
+                    line: o.line,
+                    column: 0,
+                    field: format!("spec.volumes[{i}].source"),
+                    message: format!("bind source {} does not exist on this host", v.source),
+                });
+            }
+        }
+    }
+    errors
 }
 
 fn io_error(file: String, e: &std::io::Error) -> ManifestError {
@@ -218,6 +245,28 @@ mod tests {
         assert!(snap.objects.is_empty());
         let files: Vec<_> = snap.errors.iter().map(|e| e.file.as_str()).collect();
         assert_eq!(files, ["b.yaml", "a.yaml"]);
+    }
+
+    #[test]
+    fn a_missing_bind_source_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let with_bind = WEB.replace(
+            "spec: {image: busybox}",
+            "spec: {image: busybox, volumes: [{type: bind, source: ./www, target: /www}]}",
+        );
+        std::fs::write(dir.path().join("a.yaml"), &with_bind).expect("write");
+        let snap = load(dir.path());
+        assert!(snap.objects.is_empty());
+        assert_eq!(snap.errors[0].field, "spec.volumes[0].source");
+        assert!(
+            snap.errors[0]
+                .message
+                .ends_with("www does not exist on this host"),
+            "{}",
+            snap.errors[0]
+        );
+        std::fs::create_dir(dir.path().join("www")).expect("mkdir");
+        assert_eq!(load(dir.path()).objects.len(), 1);
     }
 
     #[test]
