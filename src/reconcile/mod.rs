@@ -222,7 +222,9 @@ impl<R: Runtime> Reconciler<R> {
         generations.extend(applied.changed.iter().cloned());
         let last_errors = first_errors(&desired, &snapshot.errors);
         let statuses = statuses(&plan, &outcomes, &generations, &last_errors, now);
-        self.store.record_status(instance, &statuses).await?;
+        self.store
+            .record_status(instance, &previous, &statuses)
+            .await?;
         events.extend(outcome_events(&outcomes, &previous, &statuses));
         self.store.append_events(instance, &events).await?;
 

@@ -335,19 +335,14 @@ impl Store {
             .collect())
     }
 
-    /// Writes the statuses that differ from the stored ones, in one transaction, and returns
-    /// the objects whose status changed.
+    /// Writes the statuses that differ from `current` (what `statuses` returned at the start of
+    /// the pass), in one transaction, and returns the objects whose status changed.
     pub async fn record_status(
         &self,
         instance: &str,
+        current: &HashMap<ObjectKey, Status>,
         statuses: &[Status],
     ) -> Result<std::collections::HashSet<ObjectKey>, StoreError> {
-        let current: HashMap<ObjectKey, Status> = self
-            .statuses(instance)
-            .await?
-            .into_iter()
-            .filter_map(|s| Some((s.key.clone()?, s)))
-            .collect();
         let changed: Vec<&Status> = statuses
             .iter()
             .filter(|s| {
