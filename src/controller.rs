@@ -191,7 +191,7 @@ impl<R: Runtime + Clone> Controller<R> {
                         }
                     }
                     // Wake when the first crash-loop backoff ends.
-                    if let Some(at) = report.plan.next_retry() {
+                    if let Some(at) = report.plan.wake_at() {
                         let wait = Duration::from_millis((at - now_millis()).max(0) as u64);
                         let when = Instant::now() + wait;
                         retry_at = Some(retry_at.map_or(when, |r| r.min(when)));

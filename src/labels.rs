@@ -15,6 +15,8 @@ pub const SPEC_HASH: &str = "dockhand.spec-hash";
 /// The objects a container's object depends on (`server/a,server/b`), so that orphans can be
 /// removed dependents first even after their manifests are gone.
 pub const DEPENDS_ON: &str = "dockhand.depends-on";
+/// A data volume to remove together with the container (a Database with deletionPolicy Delete).
+pub const DELETE_VOLUME: &str = "dockhand.delete-volume";
 /// Prefix reserved for dockhand's own labels; user labels may not use it.
 pub const RESERVED_PREFIX: &str = "dockhand.";
 

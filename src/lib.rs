@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod controller;
+pub mod database;
 pub mod labels;
 pub mod lifecycle;
 pub mod manifest;

@@ -96,6 +96,9 @@ pub struct Lifecycle {
     /// that this container was started after. A different run means it must restart.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub dep_runs: std::collections::BTreeMap<String, String>,
+    /// The container dockhand proved ready (for kinds with a readiness check, e.g. a real login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_for: Option<String>,
 }
 
 impl Lifecycle {

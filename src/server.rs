@@ -3,17 +3,34 @@
 use std::collections::HashMap;
 
 use crate::labels;
-use crate::manifest::server::{ServerSpec, VolumeType};
+use crate::manifest::server::{DbKey, EnvValue, ServerSpec, VolumeType};
 use crate::manifest::{Kind, Object};
 use crate::runtime::{ContainerSpec, Healthcheck, Mount, PortBinding};
 
-/// The container a Server object asks for, labelled with this instance and the object's spec hash.
+/// Resolves `fromDatabase` values: the named database's part, or `None` while it has none yet.
+pub type DbLookup<'a> = dyn Fn(&str, DbKey) -> Option<String> + 'a;
+
+/// The hostname containers reach the host's published database ports by.
+pub const HOST_ALIAS: &str = "host.docker.internal";
+
+/// The container a Server object asks for, labelled with this instance and the object's spec
+/// hash; `None` while a `fromDatabase` value cannot be resolved yet.
 pub fn container_spec(
     instance: &str,
     object: &Object,
     spec: &ServerSpec,
     spec_hash: &str,
-) -> ContainerSpec {
+    lookup: &DbLookup<'_>,
+) -> Option<ContainerSpec> {
+    let mut env = Vec::with_capacity(spec.env.len());
+    for (k, v) in &spec.env {
+        let value = match v {
+            EnvValue::Literal(s) => s.0.clone(),
+            EnvValue::FromDatabase { from_database, key } => lookup(from_database, *key)?,
+        };
+        env.push(format!("{}={value}", k.0));
+    }
+    let uses_database = spec.env.values().any(|v| v.database().is_some());
     let mut container_labels: HashMap<String, String> = object
         .labels
         .iter()
@@ -31,17 +48,13 @@ pub fn container_spec(
             .collect();
         container_labels.insert(labels::DEPENDS_ON.into(), deps.join(","));
     }
-    ContainerSpec {
+    Some(ContainerSpec {
         name: labels::container_name(instance, Kind::Server, &object.name),
         image: spec.image.0.clone(),
         pull_policy: spec.pull_policy,
         command: spec.command.clone(),
         entrypoint: spec.entrypoint.clone(),
-        env: spec
-            .env
-            .iter()
-            .map(|(k, v)| format!("{}={}", k.0, v.0))
-            .collect(),
+        env,
         working_dir: spec.working_dir.as_ref().map(|p| p.0.clone()),
         user: spec.user.as_ref().map(|u| u.0.clone()),
         ports: spec
@@ -78,6 +91,12 @@ pub fn container_spec(
             .map(|c| c.nano()),
         stop_timeout: spec.stop_grace_period.map(|d| d.as_secs().max(1) as i64),
         labels: container_labels,
+        stop_signal: None,
+        extra_hosts: if uses_database {
+            vec![format!("{HOST_ALIAS}:host-gateway")]
+        } else {
+            Vec::new()
+        },
         healthcheck: spec.health_check.as_ref().map(|h| Healthcheck {
             test: h.probe.engine_test(h.timeout),
             interval: h.interval,
@@ -85,7 +104,7 @@ pub fn container_spec(
             retries: h.retries,
             start_period: h.start_period,
         }),
-    }
+    })
 }
 
 /// Labels on everything this instance creates (containers and volumes).
@@ -105,8 +124,10 @@ mod tests {
     fn container_carries_the_label_contract_and_namespaced_volumes() {
         let text = "apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: web, labels: {tier: front}}\nspec:\n  image: busybox\n  volumes: [{type: volume, source: data, target: /data}]\n  resources: {memory: 64m}\n";
         let obj = &parse_str(text, "w.yaml", None).expect("parses")[0];
-        let Spec::Server(spec) = &obj.spec;
-        let c = container_spec("prod", obj, spec, "abc");
+        let Spec::Server(spec) = &obj.spec else {
+            panic!("a server")
+        };
+        let c = container_spec("prod", obj, spec, "abc", &|_, _| None).expect("no database values");
         assert_eq!(c.name, "dh_prod_server_web");
         for (k, v) in [
             ("dockhand.managed", "true"),

@@ -12,10 +12,13 @@ use crate::store::Status;
 
 #[derive(Args, Debug)]
 pub struct DescribeArgs {
-    /// The kind: `server`.
+    /// The kind: `server` or `database`.
     pub kind: String,
     /// The object's name.
     pub name: String,
+    /// Show a database's password in its connection URL.
+    #[arg(long)]
+    pub show_secrets: bool,
     /// How many recent events to show.
     #[arg(long, default_value_t = 15)]
     pub events: i64,
@@ -24,8 +27,9 @@ pub struct DescribeArgs {
 }
 
 pub async fn run(args: DescribeArgs) -> anyhow::Result<ExitCode> {
-    let kind = Kind::parse(&args.kind)
-        .ok_or_else(|| anyhow::anyhow!("unknown kind {:?}: expected server", args.kind))?;
+    let kind = Kind::parse(&args.kind).ok_or_else(|| {
+        anyhow::anyhow!("unknown kind {:?}: expected server or database", args.kind)
+    })?;
     let key = ObjectKey::new(kind, args.name.clone());
     let store = open_store(&args.state.state).await?;
     let instance = &args.state.instance;
@@ -115,6 +119,12 @@ pub async fn run(args: DescribeArgs) -> anyhow::Result<ExitCode> {
     if let Some(at) = l.next_retry_at {
         field("Next retry", rfc3339(at));
     }
+    let secrets = store.database_secrets().await?;
+    if let Some((_, url, _)) =
+        super::get::connection(&obj.object, &secrets, instance, args.show_secrets)
+    {
+        field("Connection", url);
+    }
     if let Some(m) = &status.message {
         field("Message", m.clone());
     }
@@ -123,9 +133,7 @@ pub async fn run(args: DescribeArgs) -> anyhow::Result<ExitCode> {
     }
     println!("{out}Conditions:");
     let phase = status.phase.as_str();
-    let has_health_check = match &obj.object.spec {
-        crate::manifest::Spec::Server(s) => s.health_check.is_some(),
-    };
+    let has_health_check = crate::manifest::graph::has_health_check(&obj.object);
     let conditions = [
         ("Ready", if phase == "Ready" { "True" } else { "False" }),
         (

@@ -26,6 +26,9 @@ pub struct GetArgs {
     pub name: Option<String>,
     #[arg(short, long, value_enum, default_value = "table")]
     pub output: Output,
+    /// Include database passwords (in `connection.url` and `connection.password`).
+    #[arg(long)]
+    pub show_secrets: bool,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -43,6 +46,39 @@ struct Item {
     last_error: Option<String>,
     spec: Spec,
     status: StatusView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connection: Option<ConnectionView>,
+}
+
+/// How to reach a database from this host. The password only with `--show-secrets`.
+#[derive(Serialize)]
+struct ConnectionView {
+    host: String,
+    port: u16,
+    database: String,
+    user: String,
+    url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<String>,
+}
+
+/// The connection of a database object, if it has a secret yet.
+pub(crate) fn connection(
+    object: &crate::manifest::Object,
+    secrets: &[(String, crate::store::DatabaseSecret)],
+    instance: &str,
+    show_secrets: bool,
+) -> Option<(crate::database::Connection, String, Option<String>)> {
+    let Spec::Database(d) = &object.spec else {
+        return None;
+    };
+    let (_, secret) = secrets
+        .iter()
+        .find(|(i, s)| i == instance && s.name == object.name)?;
+    let conn = crate::database::Connection::new("127.0.0.1", object, d, secret);
+    let password = show_secrets.then(|| secret.password.clone());
+    let url = conn.url(password.as_deref());
+    Some((conn, url, password))
 }
 
 /// Status as `get` shows it: the recorded status plus the run history users care about.
@@ -75,12 +111,15 @@ pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
     let kind = match args.what.as_deref() {
         None => None,
         Some(w) => Some(Kind::parse(w).ok_or_else(|| {
-            anyhow::anyhow!("unknown kind {w:?}: expected one of servers, server NAME")
+            anyhow::anyhow!(
+                "unknown kind {w:?}: expected servers, server NAME, databases or database NAME"
+            )
         })?),
     };
     let store = open_store(&args.state.state).await?;
     let instance = &args.state.instance;
     let statuses = store.statuses(instance).await?;
+    let secrets = store.database_secrets().await?;
     let mut items: Vec<Item> = store
         .objects(instance)
         .await?
@@ -94,7 +133,18 @@ pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
                 .find(|st| st.key.as_ref() == Some(&key))
                 .cloned()
                 .unwrap_or_else(|| Status::pending(key));
+            let connection = connection(&s.object, &secrets, instance, args.show_secrets).map(
+                |(c, url, password)| ConnectionView {
+                    host: c.host,
+                    port: c.port,
+                    database: c.database,
+                    user: c.user,
+                    url,
+                    password,
+                },
+            );
             Item {
+                connection,
                 kind: s.object.spec.kind(),
                 name: s.object.name.clone(),
                 labels: s.object.labels.clone(),

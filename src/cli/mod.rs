@@ -4,6 +4,7 @@
 //! manifests, changes pending for `diff`, object not found); 2 usage or fatal errors (bad flags,
 //! unreadable state file, unreachable engine, state file locked by another controller).
 
+mod db;
 mod describe;
 mod diff;
 mod events;
@@ -55,6 +56,8 @@ enum Command {
     Logs(logs::LogsArgs),
     /// Run a command in a server's container; exits with the command's exit code.
     Exec(exec::ExecArgs),
+    /// Managed databases: `db url NAME` prints the full connection URL.
+    Db(db::DbArgs),
 }
 
 /// Where state lives and which instance this is.
@@ -191,6 +194,7 @@ pub fn main() -> ExitCode {
             Command::Events(a) => events::run(a).await,
             Command::Logs(a) => logs::run(a).await,
             Command::Exec(a) => exec::run(a).await,
+            Command::Db(a) => db::run(a).await,
         }
     });
     // Do not wait for blocked tasks (an idle event stream) at exit.

@@ -13,12 +13,37 @@ use super::{ManifestError, Object, ObjectKey, Spec};
 pub fn dependencies(o: &Object) -> &[super::server::Dependency] {
     match &o.spec {
         Spec::Server(s) => &s.depends_on,
+        Spec::Database(_) => &[],
     }
 }
 
-fn has_health_check(o: &Object) -> bool {
+/// Whether the object can become healthy: a Server with a health check, or any Database
+/// (healthy once dockhand connected to it).
+pub fn has_health_check(o: &Object) -> bool {
     match &o.spec {
         Spec::Server(s) => s.health_check.is_some(),
+        Spec::Database(_) => true,
+    }
+}
+
+/// Host ports an object publishes, with protocol and where in the spec they are.
+fn host_ports(o: &Object) -> Vec<(u16, &'static str, String)> {
+    match &o.spec {
+        Spec::Server(s) => s
+            .ports
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.host.0 != 0)
+            .map(|(i, p)| {
+                (
+                    p.host.0,
+                    p.protocol.as_str(),
+                    format!("spec.ports[{i}].host"),
+                )
+            })
+            .collect(),
+        Spec::Database(d) if d.port.0 != 0 => vec![(d.port.0, "tcp", "spec.port".to_owned())],
+        Spec::Database(_) => Vec::new(),
     }
 }
 
@@ -46,15 +71,14 @@ pub fn check(objects: &[Object]) -> Vec<ManifestError> {
     }
     let mut ports: BTreeMap<(u16, &str), &Object> = BTreeMap::new();
     for o in objects {
-        let Spec::Server(s) = &o.spec;
-        for (i, p) in s.ports.iter().enumerate().filter(|(_, p)| p.host.0 != 0) {
-            let slot = (p.host.0, p.protocol.as_str());
+        for (port, protocol, field) in host_ports(o) {
+            let slot = (port, protocol);
             match ports.get(&slot) {
                 Some(other) if other.key() != o.key() => {
-                    let what = format!("host port {}/{}", slot.0, slot.1);
+                    let what = format!("host port {port}/{protocol}");
                     errors.push(error(
                         o,
-                        format!("spec.ports[{i}].host"),
+                        field,
                         format!(
                             "{what} is also published by {} ({}:{})",
                             other.key(),

@@ -4,6 +4,7 @@
 //! carries the file, line, column and field path the YAML parser saw; nothing downstream has to
 //! re-validate or guess where a value came from.
 
+pub mod database;
 pub mod graph;
 pub mod parse;
 pub mod quantity;
@@ -15,6 +16,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use database::DatabaseSpec;
 pub use parse::{parse_str, ManifestError};
 pub use server::ServerSpec;
 
@@ -25,15 +27,17 @@ pub const API_VERSION: &str = "dockhand/v1";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Kind {
     Server,
+    Database,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 1] = [Kind::Server];
+    pub const ALL: [Kind; 2] = [Kind::Server, Kind::Database];
 
     /// The name used in manifests (`kind: Server`).
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Server => "Server",
+            Kind::Database => "Database",
         }
     }
 
@@ -41,6 +45,7 @@ impl Kind {
     pub fn label(self) -> &'static str {
         match self {
             Kind::Server => "server",
+            Kind::Database => "database",
         }
     }
 
@@ -83,14 +88,18 @@ impl fmt::Display for ObjectKey {
 /// The spec of an object, one variant per kind.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
+// One per object, never in hot collections: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Spec {
     Server(ServerSpec),
+    Database(DatabaseSpec),
 }
 
 impl Spec {
     pub fn kind(&self) -> Kind {
         match self {
             Spec::Server(_) => Kind::Server,
+            Spec::Database(_) => Kind::Database,
         }
     }
 }
@@ -128,9 +137,16 @@ impl Object {
             spec: &self.spec,
         })
         .unwrap_or_default();
-        let digest = Sha256::digest(&json);
-        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+        short_hash(&json)
     }
+}
+
+/// 16 hex digits of SHA-256: the form of every hash dockhand puts in a label.
+pub fn short_hash(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A lowercase RFC 1123 DNS label: what object names and instances must be.

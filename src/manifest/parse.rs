@@ -156,6 +156,10 @@ fn parse_document(
                 })?;
             (doc.metadata, Spec::Server(spec))
         }
+        Kind::Database => {
+            let doc: Document<super::DatabaseSpec> = deserialize(text, file)?;
+            (doc.metadata, Spec::Database(doc.spec))
+        }
     };
     Ok(Some(Object {
         name: metadata.name.value.0.clone(),
@@ -407,7 +411,9 @@ mod tests {
         let text =
             format!("{WEB}  volumes:\n    - {{type: bind, source: ./www/../site, target: /www}}\n");
         let objs = parse_str(&text, "m.yaml", Some(Path::new("/srv/manifests"))).expect("parses");
-        let Spec::Server(s) = &objs[0].spec;
+        let Spec::Server(s) = &objs[0].spec else {
+            panic!("a server")
+        };
         assert_eq!(s.volumes[0].source, "/srv/manifests/site");
         assert!(parse_str(&text, "m.yaml", None).is_err());
     }

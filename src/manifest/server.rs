@@ -19,7 +19,7 @@ pub struct ServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<EnvName, ScalarString>,
+    pub env: BTreeMap<EnvName, EnvValue>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<AbsPath>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -543,6 +543,88 @@ impl<'de> Deserialize<'de> for Dependency {
                     name: r.name.0,
                     condition: r.condition,
                     restart: r.restart,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An environment value: a literal, or a part of a managed database's connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum EnvValue {
+    Literal(ScalarString),
+    #[serde(rename_all = "camelCase")]
+    FromDatabase {
+        from_database: String,
+        #[serde(skip_serializing_if = "is_default")]
+        key: DbKey,
+    },
+}
+
+impl EnvValue {
+    /// The database this value comes from, if any.
+    pub fn database(&self) -> Option<&str> {
+        match self {
+            EnvValue::FromDatabase { from_database, .. } => Some(from_database),
+            EnvValue::Literal(_) => None,
+        }
+    }
+}
+
+/// Which part of a database's connection an environment value takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DbKey {
+    /// The full `postgres://` URL (default).
+    #[default]
+    Url,
+    Host,
+    Port,
+    Database,
+    User,
+    Password,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawFromDatabase {
+    from_database: super::Name,
+    #[serde(default)]
+    key: DbKey,
+}
+
+impl<'de> Deserialize<'de> for EnvValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = EnvValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, number or boolean, or {fromDatabase: NAME, key: url|host|port|database|user|password}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<EnvValue, E> {
+                Ok(EnvValue::Literal(ScalarString(v.to_owned())))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<EnvValue, E> {
+                Ok(EnvValue::Literal(ScalarString(v.to_string())))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<EnvValue, E> {
+                Ok(EnvValue::Literal(ScalarString(v.to_string())))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<EnvValue, E> {
+                Ok(EnvValue::Literal(ScalarString(v.to_string())))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<EnvValue, E> {
+                Ok(EnvValue::Literal(ScalarString(v.to_string())))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<EnvValue, A::Error> {
+                let r = RawFromDatabase::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(EnvValue::FromDatabase {
+                    from_database: r.from_database.0,
+                    key: r.key,
                 })
             }
         }

@@ -73,7 +73,13 @@ async fn run<R: Runtime>(
     match action {
         Action::Start { id, .. } => runtime.start(id).await.map(|()| None),
         Action::Restart { id, .. } => runtime.restart(id).await.map(|()| None),
-        Action::Remove { id, .. } => runtime.remove(id).await.map(|()| None),
+        Action::Remove { id, volume, .. } | Action::Abandon { id, volume, .. } => {
+            runtime.remove(id).await?;
+            if let Some(v) = volume {
+                runtime.remove_volume(v).await?;
+            }
+            Ok(None)
+        }
         Action::Create { key } | Action::Recreate { key, .. } => {
             let spec = specs.get(key).ok_or_else(|| RuntimeError::Engine {
                 op: "create container",

@@ -6,16 +6,20 @@
 pub mod execute;
 pub mod plan;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
+use crate::database;
 use crate::lifecycle::{now_millis, BackoffPolicy, Lifecycle, Millis};
 use crate::manifest::server::OnUnhealthy;
-use crate::manifest::{ManifestError, Object, ObjectKey, Spec};
-use crate::runtime::{ContainerSpec, Runtime, RuntimeError};
+use crate::manifest::server::{Condition, DbKey, RestartPolicy};
+use crate::manifest::{Kind, ManifestError, Object, ObjectKey, Spec};
+use crate::runtime::{ContainerSpec, Observed, Runtime, RuntimeError};
 use crate::source::{merge, Snapshot};
-use crate::store::{NewEvent, Status, Store, StoreError, StoredObject};
+use crate::store::{DatabaseSecret, NewEvent, Status, Store, StoreError, StoredObject};
 pub use execute::Outcome;
-pub use plan::{plan, Action, Dep, Desired, Phase, Plan, PlanOptions, RemoveReason, Verdict};
+pub use plan::{
+    plan, Action, Dep, Desired, Phase, Plan, PlanOptions, Readiness, RemoveReason, Verdict,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -91,6 +95,7 @@ struct Observation {
     specs: HashMap<ObjectKey, ContainerSpec>,
     plan: Plan,
     now: Millis,
+    secrets: HashMap<String, DatabaseSecret>,
 }
 
 impl<R: Runtime> Reconciler<R> {
@@ -108,7 +113,11 @@ impl<R: Runtime> Reconciler<R> {
     }
 
     /// Reads the store, merges the snapshot, lists the engine once and plans.
-    async fn observe(&self, snapshot: &Snapshot) -> Result<Observation, ReconcileError> {
+    async fn observe(
+        &self,
+        snapshot: &Snapshot,
+        dry_run: bool,
+    ) -> Result<Observation, ReconcileError> {
         let instance = &self.options.instance;
         let stored = self.store.objects(instance).await?;
         let statuses: HashMap<ObjectKey, Status> = self
@@ -119,8 +128,15 @@ impl<R: Runtime> Reconciler<R> {
             .filter_map(|s| Some((s.key.clone()?, s)))
             .collect();
         let desired = merge(snapshot, &stored);
+        let secrets = self.database_secrets(&desired, dry_run).await?;
         let observed = self.runtime.list(instance).await?;
-        let (wanted, specs) = self.desired(&desired, &statuses);
+        let ready = if dry_run {
+            HashSet::new()
+        } else {
+            self.probe_databases(&desired, &observed, &statuses, &secrets)
+                .await
+        };
+        let (wanted, specs) = self.desired(&desired, &statuses, &secrets, &ready);
         let now = now_millis();
         let plan = plan(
             &wanted,
@@ -138,12 +154,112 @@ impl<R: Runtime> Reconciler<R> {
             specs,
             plan,
             now,
+            secrets,
         })
+    }
+
+    /// This instance's database secrets, creating those of new databases (not in a dry run):
+    /// a generated password, and a host port from `PORT_RANGE` that no other database of any
+    /// instance holds, no manifest fixes, and nothing on the host listens on.
+    async fn database_secrets(
+        &self,
+        desired: &[Object],
+        dry_run: bool,
+    ) -> Result<HashMap<String, DatabaseSecret>, ReconcileError> {
+        let instance = &self.options.instance;
+        let all = self.store.database_secrets().await?;
+        let mut taken: BTreeSet<u16> = all.iter().map(|(_, s)| s.port).collect();
+        for o in desired {
+            match &o.spec {
+                Spec::Database(d) if d.port.0 != 0 => {
+                    taken.insert(d.port.0);
+                }
+                Spec::Server(s) => {
+                    taken.extend(s.ports.iter().map(|p| p.host.0).filter(|p| *p != 0))
+                }
+                Spec::Database(_) => {}
+            }
+        }
+        let mut mine: HashMap<String, DatabaseSecret> = all
+            .into_iter()
+            .filter(|(i, _)| i == instance)
+            .map(|(_, s)| (s.name.clone(), s))
+            .collect();
+        for o in desired
+            .iter()
+            .filter(|o| matches!(o.spec, Spec::Database(_)))
+        {
+            if mine.contains_key(&o.name) || dry_run {
+                continue;
+            }
+            let password = database::generate_password().map_err(|e| RuntimeError::Engine {
+                op: "generate password for",
+                target: o.key().to_string(),
+                message: e.to_string(),
+            })?;
+            let port =
+                database::allocate_port(&taken, database::host_port_is_free).ok_or_else(|| {
+                    RuntimeError::Engine {
+                        op: "allocate a port for",
+                        target: o.key().to_string(),
+                        message: "every port in 5433-6000 is taken".into(),
+                    }
+                })?;
+            taken.insert(port);
+            let secret = DatabaseSecret {
+                name: o.name.clone(),
+                password,
+                port,
+                initialized: false,
+            };
+            self.store.insert_database_secret(instance, &secret).await?;
+            mine.insert(o.name.clone(), secret);
+        }
+        Ok(mine)
+    }
+
+    /// Logs in to every running database not yet proven ready for its current container.
+    async fn probe_databases(
+        &self,
+        desired: &[Object],
+        observed: &[Observed],
+        statuses: &HashMap<ObjectKey, Status>,
+        secrets: &HashMap<String, DatabaseSecret>,
+    ) -> HashSet<ObjectKey> {
+        let probes = desired.iter().filter_map(|o| {
+            let Spec::Database(d) = &o.spec else {
+                return None;
+            };
+            let key = o.key();
+            let c = observed.iter().find(|c| {
+                c.key.as_ref() == Some(&key) && c.state == crate::runtime::State::Running
+            })?;
+            let verified = statuses
+                .get(&key)
+                .and_then(|s| s.lifecycle.ready_for.as_deref())
+                == Some(c.id.as_str());
+            let secret = secrets.get(&o.name)?;
+            Some(async move {
+                if verified {
+                    return Some(key);
+                }
+                let conn = database::Connection::new("127.0.0.1", o, d, secret);
+                database::probe(&conn, &secret.password)
+                    .await
+                    .ok()
+                    .map(|()| key)
+            })
+        });
+        futures_util::future::join_all(probes)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// Plans against the engine without changing anything (the store included).
     pub async fn dry_run(&self, snapshot: &Snapshot) -> Result<PassReport, ReconcileError> {
-        let o = self.observe(snapshot).await?;
+        let o = self.observe(snapshot, true).await?;
         Ok(PassReport {
             desired: o.desired,
             errors: snapshot.errors.clone(),
@@ -163,7 +279,8 @@ impl<R: Runtime> Reconciler<R> {
             specs,
             plan,
             now,
-        } = self.observe(snapshot).await?;
+            secrets,
+        } = self.observe(snapshot, false).await?;
         let prune = !desired.is_empty() || self.options.allow_empty;
         let applied = self
             .store
@@ -225,6 +342,7 @@ impl<R: Runtime> Reconciler<R> {
         self.store
             .record_status(instance, &previous, &statuses)
             .await?;
+        self.record_databases(&plan, &outcomes, &secrets).await?;
         events.extend(outcome_events(&outcomes, &previous, &statuses));
         self.store.append_events(instance, &events).await?;
 
@@ -238,10 +356,49 @@ impl<R: Runtime> Reconciler<R> {
         })
     }
 
+    /// A database that accepted a login holds data from now on; one removed with its volume
+    /// (deletionPolicy Delete) gives up its secret.
+    async fn record_databases(
+        &self,
+        plan: &Plan,
+        outcomes: &[Outcome],
+        secrets: &HashMap<String, DatabaseSecret>,
+    ) -> Result<(), ReconcileError> {
+        let instance = &self.options.instance;
+        for (key, v) in &plan.verdicts {
+            let fresh = secrets.get(&key.name).is_some_and(|s| !s.initialized);
+            if key.kind == Kind::Database && fresh && v.phase == Phase::Ready {
+                self.store
+                    .mark_database_initialized(instance, &key.name)
+                    .await?;
+            }
+        }
+        for x in outcomes {
+            if let (
+                Action::Remove {
+                    key: Some(key),
+                    volume: Some(_),
+                    ..
+                },
+                Ok(_),
+            ) = (&x.action, &x.result)
+            {
+                if key.kind == Kind::Database {
+                    self.store
+                        .delete_database_secret(instance, &key.name)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn desired(
         &self,
         objects: &[Object],
         statuses: &HashMap<ObjectKey, Status>,
+        secrets: &HashMap<String, DatabaseSecret>,
+        ready: &HashSet<ObjectKey>,
     ) -> (Vec<Desired>, HashMap<ObjectKey, ContainerSpec>) {
         let mut wanted = Vec::with_capacity(objects.len());
         let mut specs = HashMap::with_capacity(objects.len());
@@ -254,10 +411,64 @@ impl<R: Runtime> Reconciler<R> {
                 .unwrap_or_default();
             match &o.spec {
                 Spec::Server(s) => {
-                    specs.insert(
-                        key.clone(),
-                        crate::server::container_spec(&self.options.instance, o, s, &hash),
-                    );
+                    let databases: BTreeSet<&str> =
+                        s.env.values().filter_map(|v| v.database()).collect();
+                    let lookup = |name: &str, part: DbKey| -> Option<String> {
+                        let (obj, spec) = objects.iter().find_map(|x| match &x.spec {
+                            Spec::Database(d) if x.name == name => Some((x, d)),
+                            _ => None,
+                        })?;
+                        let secret = secrets.get(name)?;
+                        let conn =
+                            database::Connection::new(crate::server::HOST_ALIAS, obj, spec, secret);
+                        Some(match part {
+                            DbKey::Url => conn.url(Some(&secret.password)),
+                            DbKey::Host => conn.host,
+                            DbKey::Port => conn.port.to_string(),
+                            DbKey::Database => conn.database,
+                            DbKey::User => conn.user,
+                            DbKey::Password => secret.password.clone(),
+                        })
+                    };
+                    // A server that takes values from databases is recreated when where they are
+                    // changes (never because of the password, which stays the same).
+                    let hash = if databases.is_empty() {
+                        hash
+                    } else {
+                        let mut material = hash;
+                        for db in &databases {
+                            for part in [DbKey::Host, DbKey::Port, DbKey::Database, DbKey::User] {
+                                material.push('|');
+                                material.push_str(&lookup(db, part).unwrap_or_default());
+                            }
+                        }
+                        crate::manifest::short_hash(material.as_bytes())
+                    };
+                    if let Some(c) =
+                        crate::server::container_spec(&self.options.instance, o, s, &hash, &lookup)
+                    {
+                        specs.insert(key.clone(), c);
+                    }
+                    let mut deps: Vec<Dep> = s
+                        .depends_on
+                        .iter()
+                        .map(|d| Dep {
+                            key: d.key(),
+                            condition: d.condition,
+                            restart: d.restart,
+                        })
+                        .collect();
+                    // Taking values from a database implies depending on it (at least Started).
+                    for db in databases {
+                        let db_key = ObjectKey::new(Kind::Database, db);
+                        if !deps.iter().any(|d| d.key == db_key) {
+                            deps.push(Dep {
+                                key: db_key,
+                                condition: Condition::Started,
+                                restart: false,
+                            });
+                        }
+                    }
                     wanted.push(Desired {
                         key,
                         spec_hash: hash,
@@ -267,15 +478,33 @@ impl<R: Runtime> Reconciler<R> {
                             .health_check
                             .as_ref()
                             .is_some_and(|h| h.on_unhealthy == OnUnhealthy::Restart),
-                        deps: s
-                            .depends_on
-                            .iter()
-                            .map(|d| Dep {
-                                key: d.key(),
-                                condition: d.condition,
-                                restart: d.restart,
-                            })
-                            .collect(),
+                        readiness: None,
+                        deps,
+                        lifecycle,
+                    });
+                }
+                Spec::Database(d) => {
+                    let secret = secrets.get(&o.name);
+                    if let Some(secret) = secret {
+                        specs.insert(
+                            key.clone(),
+                            database::container_spec(&self.options.instance, o, d, &hash, secret),
+                        );
+                    }
+                    let never_initialised = secret.is_some_and(|s| !s.initialized);
+                    wanted.push(Desired {
+                        readiness: Some(Readiness {
+                            ready: ready.contains(&key),
+                            timeout: d.ready_timeout,
+                            disposable_volume: never_initialised
+                                .then(|| database::volume_name(&self.options.instance, &o.name)),
+                        }),
+                        key,
+                        spec_hash: hash,
+                        restart: RestartPolicy::Always,
+                        max_restarts: None,
+                        restart_unhealthy: false,
+                        deps: Vec::new(),
                         lifecycle,
                     });
                 }
@@ -319,9 +548,12 @@ fn statuses(
             if let Some(x) = outcome {
                 match (&x.action, &x.result) {
                     (_, Err(e)) => {
-                        // A name held by something this instance does not own is never adopted
-                        // or removed: the object is Invalid until the conflict is resolved.
-                        phase = if matches!(e, RuntimeError::NameConflict { .. }) {
+                        // A container or volume name held by something this instance does not
+                        // own is never adopted or removed: Invalid until the conflict is resolved.
+                        phase = if matches!(
+                            e,
+                            RuntimeError::NameConflict { .. } | RuntimeError::VolumeConflict { .. }
+                        ) {
                             Phase::Invalid
                         } else {
                             Phase::Failed
@@ -351,6 +583,7 @@ fn statuses(
                         lifecycle.health = None;
                         lifecycle.dep_runs.clone_from(&v.dep_runs);
                     }
+                    (Action::Abandon { .. }, Ok(_)) => container_id = None,
                     (Action::Remove { .. }, Ok(_)) => {}
                 }
             }
@@ -438,7 +671,9 @@ fn outcome_events(
                         format!("restarted {key}: {reason} (restart {count})"),
                     )
                 }
-                (a @ Action::Remove { .. }, Ok(_)) => ("removed", a.describe()),
+                (a @ (Action::Remove { .. } | Action::Abandon { .. }), Ok(_)) => {
+                    ("removed", a.describe())
+                }
             };
             Some(NewEvent {
                 key,

@@ -12,6 +12,19 @@ use crate::manifest::server::{Condition, RestartPolicy};
 use crate::manifest::ObjectKey;
 use crate::runtime::{Health, Observed, State};
 
+/// A readiness check dockhand runs itself, and what to do when it never passes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Readiness {
+    /// Whether the check passed on this pass (or earlier for this same container).
+    pub ready: bool,
+    pub timeout: std::time::Duration,
+    /// A volume to remove with a container that never became ready (one never initialised).
+    pub disposable_volume: Option<String>,
+}
+
+/// How soon to look again at an object waiting for its readiness check.
+const RECHECK_MILLIS: Millis = 500;
+
 /// One dependency, as the planner sees it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dep {
@@ -30,6 +43,8 @@ pub struct Desired {
     pub max_restarts: Option<u32>,
     /// Restart the container when its health check reports it unhealthy.
     pub restart_unhealthy: bool,
+    /// For kinds that dockhand itself proves ready (a Database's login).
+    pub readiness: Option<Readiness>,
     pub deps: Vec<Dep>,
     /// The object's run history as last recorded.
     pub lifecycle: Lifecycle,
@@ -127,12 +142,22 @@ pub enum Action {
         id: String,
         reason: String,
     },
+    /// Remove a container that never became ready (and its volume, if it never held data);
+    /// the object is created again after its backoff.
+    Abandon {
+        key: ObjectKey,
+        id: String,
+        reason: String,
+        volume: Option<String>,
+    },
     /// A container of this instance that no desired object claims.
     Remove {
         id: String,
         name: String,
         key: Option<ObjectKey>,
         reason: RemoveReason,
+        /// A data volume its object asked to be removed with it.
+        volume: Option<String>,
     },
 }
 
@@ -143,7 +168,8 @@ impl Action {
             Action::Create { key }
             | Action::Recreate { key, .. }
             | Action::Start { key, .. }
-            | Action::Restart { key, .. } => Some(key),
+            | Action::Restart { key, .. }
+            | Action::Abandon { key, .. } => Some(key),
             Action::Remove { key, .. } => key.as_ref(),
         }
     }
@@ -162,6 +188,9 @@ impl Action {
                 ..
             } => format!("start {key}"),
             Action::Restart { key, reason, .. } => format!("restart {key} ({reason})"),
+            Action::Abandon { key, reason, .. } => {
+                format!("remove {key} ({reason}); retry after backoff")
+            }
             Action::Remove { name, reason, .. } => match reason {
                 RemoveReason::Orphan => format!("remove {name} (orphan: its object is gone)"),
                 RemoveReason::Duplicate => format!("remove {name} (duplicate)"),
@@ -206,11 +235,22 @@ pub struct Plan {
     pub prune_refused: Vec<String>,
     pub verdicts: BTreeMap<ObjectKey, Verdict>,
     pub transitions: Vec<Transition>,
+    /// When to look again at objects waiting for a readiness check.
+    pub recheck_at: Option<Millis>,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()
+    }
+
+    /// When the next pass should run without any outside trigger: the end of the first
+    /// backoff, or the next readiness check.
+    pub fn wake_at(&self) -> Option<Millis> {
+        [self.next_retry(), self.recheck_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The earliest moment a backing-off object may be restarted.
@@ -257,6 +297,7 @@ pub fn plan(desired: &[Desired], observed: &[Observed], opts: PlanOptions) -> Pl
                 name: o.name.clone(),
                 key: Some(d.key.clone()),
                 reason: RemoveReason::Duplicate,
+                volume: None,
             });
         }
         let (verdict, action) = plan_object(d, keep, &opts, &mut p);
@@ -357,6 +398,7 @@ pub fn plan(desired: &[Desired], observed: &[Observed], opts: PlanOptions) -> Pl
             name: o.name.clone(),
             key: o.key.clone(),
             reason: RemoveReason::Orphan,
+            volume: o.delete_volume.clone(),
         });
     }
     p
@@ -380,8 +422,12 @@ fn unmet(dep: &Dep, v: Option<&Verdict>) -> Option<String> {
     };
     let met = match dep.condition {
         Condition::Started => v.phase.can_satisfy_started(),
+        // Healthy: the engine's health check passes, or dockhand proved it ready itself.
         Condition::Healthy => {
-            v.phase == Phase::Ready && v.container.as_ref().is_some_and(|c| c.health.is_some())
+            v.phase == Phase::Ready
+                && v.container.as_ref().is_some_and(|c| {
+                    c.health.is_some() || v.lifecycle.ready_for.as_deref() == Some(c.id.as_str())
+                })
         }
         Condition::Completed => v.phase == Phase::Completed,
     };
@@ -411,6 +457,10 @@ fn plan_object(
                 verdict(finished_phase(&lc), finished_message(&lc), lc),
                 None,
             );
+        }
+        if let Some(at) = lc.next_retry_at.filter(|at| *at > opts.now) {
+            let message = format!("creating it again at {}", rfc3339(at));
+            return (verdict(Phase::CrashLoopBackOff, Some(message), lc), None);
         }
         return (
             verdict(Phase::Pending, None, lc),
@@ -446,6 +496,9 @@ fn plan_object(
                 lc.health = health.map(str::to_owned);
             }
             let paused = (c.state == State::Paused).then(|| "paused".to_owned());
+            if let Some(r) = &d.readiness {
+                return plan_readiness(d, r, c, lc, opts, p);
+            }
             match c.health {
                 None | Some(Health::Healthy) => {
                     lc.next_retry_at = None;
@@ -542,6 +595,78 @@ fn plan_object(
             }
         }
     }
+}
+
+/// A running container of a kind that dockhand proves ready itself.
+fn plan_readiness(
+    d: &Desired,
+    r: &Readiness,
+    c: &Observed,
+    mut lc: Lifecycle,
+    opts: &PlanOptions,
+    p: &mut Plan,
+) -> (Verdict, Option<Action>) {
+    let verdict = |phase, message: Option<String>, lc: Lifecycle| Verdict {
+        phase,
+        message,
+        lifecycle: lc,
+        container: Some(c.clone()),
+        dep_runs: BTreeMap::new(),
+    };
+    if r.ready {
+        if lc.ready_for.as_deref() != Some(c.id.as_str()) {
+            p.transitions.push(Transition {
+                key: d.key.clone(),
+                reason: "ready",
+                message: format!("{} accepted a login", d.key),
+            });
+            lc.ready_for = Some(c.id.clone());
+        }
+        lc.next_retry_at = None;
+        return (verdict(Phase::Ready, None, lc), None);
+    }
+    let waited = lc.started_at.map_or(0, |s| opts.now - s);
+    if waited >= r.timeout.as_millis() as Millis {
+        let reason = format!("not ready after {}", humantime::format_duration(r.timeout));
+        p.transitions.push(Transition {
+            key: d.key.clone(),
+            reason: "not-ready",
+            message: format!(
+                "{} {reason}; removing its container{}",
+                d.key,
+                if r.disposable_volume.is_some() {
+                    " and its never-initialised volume"
+                } else {
+                    ""
+                }
+            ),
+        });
+        schedule_restart(d, &mut lc, opts, p, "failed to become ready");
+        let action = Action::Abandon {
+            key: d.key.clone(),
+            id: c.id.clone(),
+            reason,
+            volume: r.disposable_volume.clone(),
+        };
+        return (
+            verdict(
+                Phase::Failed,
+                Some("not ready in time; retrying".into()),
+                lc,
+            ),
+            Some(action),
+        );
+    }
+    let next = opts.now + RECHECK_MILLIS;
+    p.recheck_at = Some(p.recheck_at.map_or(next, |t| t.min(next)));
+    (
+        verdict(
+            Phase::Running,
+            Some("waiting for it to accept a login".into()),
+            lc,
+        ),
+        None,
+    )
 }
 
 fn gave_up(d: &Desired, lc: &Lifecycle) -> bool {
@@ -660,6 +785,7 @@ mod tests {
             restart: RestartPolicy::Always,
             max_restarts: None,
             restart_unhealthy: true,
+            readiness: None,
             deps: Vec::new(),
             lifecycle: Lifecycle::started(NOW - 1_000),
         }
@@ -700,6 +826,7 @@ mod tests {
             ports: vec![],
             health: None,
             depends_on: vec![],
+            delete_volume: None,
         }
     }
 
@@ -1209,6 +1336,99 @@ mod tests {
         assert!(matches!(&p.actions[..], [Action::Remove { id, .. }] if id == "a1"));
     }
 
+    fn database(n: &str, ready: bool) -> Desired {
+        Desired {
+            readiness: Some(Readiness {
+                ready,
+                timeout: Duration::from_secs(30),
+                disposable_volume: Some(format!("{n}-data")),
+            }),
+            ..want(n, "d1")
+        }
+    }
+
+    #[test]
+    fn a_database_is_ready_only_once_a_login_worked() {
+        let obs = [seen("c1", "db", "d1", State::Running)];
+        let p = plan(&[database("db", false)], &obs, opts(false));
+        assert!(p.is_empty());
+        let v = &p.verdicts[&key("db")];
+        assert_eq!(v.phase, Phase::Running);
+        assert_eq!(p.recheck_at, Some(NOW + RECHECK_MILLIS), "looks again soon");
+        assert_eq!(p.wake_at(), Some(NOW + RECHECK_MILLIS));
+        let p = plan(&[database("db", true)], &obs, opts(false));
+        let v = &p.verdicts[&key("db")];
+        assert_eq!(v.phase, Phase::Ready);
+        assert_eq!(v.lifecycle.ready_for.as_deref(), Some("c1"));
+        assert!(p.transitions.iter().any(|t| t.reason == "ready"));
+    }
+
+    #[test]
+    fn a_database_never_ready_in_time_is_abandoned_then_retried_after_backoff() {
+        let mut d = database("db", false);
+        d.lifecycle = Lifecycle::started(NOW - 31_000);
+        d.lifecycle.crash_streak = 1;
+        let p = plan(&[d], &[seen("c1", "db", "d1", State::Running)], opts(false));
+        assert!(
+            matches!(&p.actions[..], [Action::Abandon { id, volume: Some(v), .. }] if id == "c1" && v == "db-data"),
+            "{:?}",
+            p.actions
+        );
+        assert!(p.transitions.iter().any(|t| t.reason == "not-ready"));
+        // Gone: it is created again only after its backoff.
+        let lc = p.verdicts[&key("db")].lifecycle.clone();
+        let waiting = Desired {
+            lifecycle: lc.clone(),
+            ..database("db", false)
+        };
+        let p = plan(&[waiting], &[], opts(false));
+        assert!(p.is_empty(), "{:?}", p.actions);
+        assert_eq!(p.verdicts[&key("db")].phase, Phase::CrashLoopBackOff);
+        let later = PlanOptions {
+            now: lc.next_retry_at.unwrap_or(NOW),
+            ..opts(false)
+        };
+        let d = Desired {
+            lifecycle: lc,
+            ..database("db", false)
+        };
+        assert_eq!(
+            plan(&[d], &[], later).actions,
+            [Action::Create { key: key("db") }]
+        );
+    }
+
+    #[test]
+    fn a_database_proven_ready_satisfies_healthy() {
+        let app = Desired {
+            deps: vec![Dep {
+                key: key("db"),
+                condition: Condition::Healthy,
+                restart: false,
+            }],
+            ..want("app", "a")
+        };
+        let obs = [seen("c1", "db", "d1", State::Running)];
+        let p = plan(&[app.clone(), database("db", false)], &obs, opts(false));
+        assert_eq!(p.verdicts[&key("app")].phase, Phase::Blocked);
+        let p = plan(&[app, database("db", true)], &obs, opts(false));
+        assert_eq!(p.actions, [Action::Create { key: key("app") }]);
+    }
+
+    #[test]
+    fn an_orphan_takes_its_delete_volume_with_it() {
+        let mut o = seen("c1", "old", "h", State::Running);
+        o.delete_volume = Some("dh_t_old-data".into());
+        let p = plan(
+            &[want("keep", "k")],
+            &[o, seen("k1", "keep", "k", State::Running)],
+            opts(false),
+        );
+        assert!(
+            matches!(&p.actions[..], [Action::Remove { volume: Some(v), .. }] if v == "dh_t_old-data")
+        );
+    }
+
     /// Applies a plan the way a perfect engine would.
     fn apply(observed: &[Observed], plan: &Plan, desired: &[Desired]) -> Vec<Observed> {
         let mut out: Vec<Observed> = observed.to_vec();
@@ -1239,7 +1459,9 @@ mod tests {
                         o.state = State::Running;
                     }
                 }
-                Action::Remove { id, .. } => out.retain(|o| &o.id != id),
+                Action::Remove { id, .. } | Action::Abandon { id, .. } => {
+                    out.retain(|o| &o.id != id)
+                }
             }
         }
         out

@@ -317,6 +317,7 @@ impl Runtime for DockerRuntime {
                     spec_hash: labels.get(labels::SPEC_HASH).cloned(),
                     health: c.status.as_deref().and_then(health),
                     depends_on: labels::depends_on(&labels),
+                    delete_volume: labels.get(labels::DELETE_VOLUME).cloned(),
                     state,
                     ports,
                 })
@@ -346,6 +347,20 @@ impl Runtime for DockerRuntime {
         name: &str,
         labels: &HashMap<String, String>,
     ) -> Result<(), RuntimeError> {
+        match self.docker.inspect_volume(name).await {
+            Ok(v) => {
+                let owner = v.labels.get(labels::INSTANCE);
+                return if owner.is_some() && owner == labels.get(labels::INSTANCE) {
+                    Ok(())
+                } else {
+                    Err(RuntimeError::VolumeConflict {
+                        name: name.to_owned(),
+                    })
+                };
+            }
+            Err(e) if server_error(&e).map(|s| s.0) == Some(404) => {}
+            Err(e) => return Err(engine("inspect volume", name, e)),
+        }
         let req = VolumeCreateRequest {
             name: Some(name.to_owned()),
             labels: Some(labels.clone()),
@@ -356,6 +371,18 @@ impl Runtime for DockerRuntime {
             .await
             .map_err(|e| engine("create volume", name, e))?;
         Ok(())
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError> {
+        match self
+            .docker
+            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if server_error(&e).map(|s| s.0) == Some(404) => Ok(()),
+            Err(e) => Err(engine("remove volume", name, e)),
+        }
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
@@ -403,6 +430,7 @@ impl Runtime for DockerRuntime {
             labels: Some(spec.labels.clone()),
             exposed_ports: Some(exposed),
             stop_timeout: spec.stop_timeout,
+            stop_signal: spec.stop_signal.clone(),
             healthcheck: spec
                 .healthcheck
                 .as_ref()
@@ -419,6 +447,7 @@ impl Runtime for DockerRuntime {
                 mounts: Some(mounts),
                 memory: spec.memory,
                 nano_cpus: spec.nano_cpus,
+                extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
                 // dockhand applies restart policies itself, so it sees and records every restart.
                 restart_policy: Some(RestartPolicy {
                     name: Some(RestartPolicyNameEnum::NO),

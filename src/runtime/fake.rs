@@ -97,6 +97,7 @@ impl Runtime for FakeRuntime {
                 ports: Vec::new(),
                 health: None,
                 depends_on: labels::depends_on(&c.labels),
+                delete_volume: c.labels.get(labels::DELETE_VOLUME).cloned(),
             })
             .collect())
     }
@@ -110,6 +111,10 @@ impl Runtime for FakeRuntime {
         _name: &str,
         _labels: &HashMap<String, String>,
     ) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    async fn remove_volume(&self, _name: &str) -> Result<(), RuntimeError> {
         Ok(())
     }
 

@@ -25,6 +25,10 @@ pub enum RuntimeError {
     ImageMissing { image: String, reason: String },
     #[error("container name {name} is taken by a container this instance does not own; rename or remove it")]
     NameConflict { name: String },
+    #[error(
+        "volume {name} exists but this instance does not own it; it is never adopted or removed"
+    )]
+    VolumeConflict { name: String },
     #[error("{op} {target}: {message}")]
     Engine {
         op: &'static str,
@@ -91,6 +95,8 @@ pub struct Observed {
     pub health: Option<Health>,
     /// Objects this container's object depended on when it was created (for removal order).
     pub depends_on: Vec<ObjectKey>,
+    /// A data volume to remove with this container, when its object says so.
+    pub delete_volume: Option<String>,
 }
 
 /// Everything needed to create one container. Built from a spec by the kind's module.
@@ -111,6 +117,10 @@ pub struct ContainerSpec {
     pub stop_timeout: Option<i64>,
     pub labels: HashMap<String, String>,
     pub healthcheck: Option<Healthcheck>,
+    /// The signal that stops it (the image's, when `None`).
+    pub stop_signal: Option<String>,
+    /// `host:address` entries for /etc/hosts (`host-gateway` is the engine's host).
+    pub extra_hosts: Vec<String>,
 }
 
 /// The engine's healthcheck for a container.
@@ -162,7 +172,8 @@ pub trait Runtime: Send + Sync + 'static {
         policy: PullPolicy,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
-    /// Creates a named volume with labels if it does not exist; an existing one is left as is.
+    /// Creates a named volume with labels if it does not exist. An existing one is used only if
+    /// it carries the same instance label; otherwise `VolumeConflict`.
     fn ensure_volume(
         &self,
         name: &str,
@@ -184,6 +195,9 @@ pub trait Runtime: Send + Sync + 'static {
     /// Stops (with the container's own grace period) and removes a container, keeping its
     /// volumes. Removing a container that is already gone is not an error.
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Removes a named volume; one that is already gone is not an error.
+    fn remove_volume(&self, name: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// Container events for this instance, until the engine goes away.
     fn events(&self, instance: &str) -> BoxStream<'static, Result<EngineEvent, RuntimeError>>;

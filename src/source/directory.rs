@@ -111,7 +111,9 @@ pub fn load(dir: &Path) -> Snapshot {
 fn missing_bind_sources(objects: &[crate::manifest::Object]) -> Vec<ManifestError> {
     let mut errors = Vec::new();
     for o in objects {
-        let crate::manifest::Spec::Server(s) = &o.spec;
+        let crate::manifest::Spec::Server(s) = &o.spec else {
+            continue;
+        };
         for (i, v) in s.volumes.iter().enumerate() {
             if v.kind == crate::manifest::server::VolumeType::Bind && !Path::new(&v.source).exists()
             {

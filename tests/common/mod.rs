@@ -9,6 +9,27 @@ use std::time::{Duration, Instant};
 
 pub const IMAGE: &str = "dockhand/busybox:local";
 
+/// A PostgreSQL image with the official image's contract, built from Debian's packages.
+pub const POSTGRES_IMAGE: &str = "dockhand/postgres:15";
+
+/// Builds the PostgreSQL image once per test binary (the script skips an existing image).
+pub fn postgres_image() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-postgres-image.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .arg(POSTGRES_IMAGE)
+            .output()
+            .expect("run build-postgres-image.sh");
+        assert!(
+            out.status.success(),
+            "building the postgres image failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
 /// A command that stops at once on SIGTERM, so removals in tests are quick.
 pub const SLEEPER: &str = r#"["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]"#;
 
@@ -123,7 +144,12 @@ impl Env {
 
     /// A server as `get -o json` shows it, or `None` while no pass has stored it.
     pub fn object(&self, name: &str) -> Option<serde_json::Value> {
-        let out = self.run("get", &["server", name, "-o", "json"]);
+        self.object_of("server", name)
+    }
+
+    /// An object of `kind` as `get -o json` shows it, or `None` while no pass has stored it.
+    pub fn object_of(&self, kind: &str, name: &str) -> Option<serde_json::Value> {
+        let out = self.run("get", &[kind, name, "-o", "json"]);
         if !out.status.success() {
             return None;
         }
@@ -137,7 +163,11 @@ impl Env {
     }
 
     pub fn container(&self, name: &str) -> Option<Container> {
-        let full = format!("dh_{}_server_{name}", self.instance);
+        self.container_of("server", name)
+    }
+
+    pub fn container_of(&self, kind: &str, name: &str) -> Option<Container> {
+        let full = format!("dh_{}_{kind}_{name}", self.instance);
         self.containers().into_iter().find(|c| c.name == full)
     }
 

@@ -1,0 +1,101 @@
+//! `kind: Database`: a managed PostgreSQL per project. Field names are the public contract.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::server::{HostPort, Image, Resources};
+use super::ScalarString;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DatabaseSpec {
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub engine: Engine,
+    /// Major version; the default image is `postgres:<version>`.
+    #[serde(default = "default_version")]
+    pub version: ScalarString,
+    /// An image following the official postgres image's env contract.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Image>,
+    /// Host port; 0 or omitted: the first free port in 5433-6000, kept across recreations.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub port: HostPort,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<Identifier>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<Identifier>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub deletion_policy: DeletionPolicy,
+    #[serde(
+        default = "default_ready_timeout",
+        with = "humantime_serde",
+        skip_serializing_if = "is_default_ready_timeout"
+    )]
+    pub ready_timeout: Duration,
+}
+
+fn is_default<T: Default + PartialEq>(t: &T) -> bool {
+    *t == T::default()
+}
+
+fn default_version() -> ScalarString {
+    ScalarString("16".into())
+}
+
+fn default_ready_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn is_default_ready_timeout(d: &Duration) -> bool {
+    *d == default_ready_timeout()
+}
+
+impl DatabaseSpec {
+    pub fn image(&self) -> String {
+        match &self.image {
+            Some(i) => i.0.clone(),
+            None => format!("postgres:{}", self.version.0),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    #[default]
+    Postgres,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeletionPolicy {
+    /// The data volume outlives the manifest (default).
+    #[default]
+    Retain,
+    /// The data volume is removed with the manifest.
+    Delete,
+}
+
+/// A PostgreSQL role or database name: letters, digits, `_` and `-`, at most 63 bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Identifier(pub String);
+
+impl<'de> Deserialize<'de> for Identifier {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let ok = !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            && s.as_bytes()[0].is_ascii_alphabetic();
+        if !ok {
+            return Err(serde::de::Error::custom(format!(
+                "invalid name {s:?}: expected a letter, then letters, digits, '_' or '-' (at most 63)"
+            )));
+        }
+        Ok(Identifier(s))
+    }
+}

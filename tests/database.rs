@@ -1,0 +1,326 @@
+//! `kind: Database` against the real engine and a real PostgreSQL (built from Debian's packages).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{docker, eventually, postgres_image, text, Env, POSTGRES_IMAGE};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A Database manifest on a fixed port (tests run in parallel; auto ports are tested apart).
+fn database(name: &str, port: u16, extra: &str) -> String {
+    format!(
+        "apiVersion: dockhand/v1\nkind: Database\nmetadata: {{name: {name}}}\nspec:\n  image: {POSTGRES_IMAGE}\n  port: {port}\n{extra}"
+    )
+}
+
+fn env_with_postgres(name: &str) -> Option<Env> {
+    let env = Env::new(name)?;
+    postgres_image();
+    Some(env)
+}
+
+/// Runs one statement with a real client and returns the first column of the first row.
+fn query(url: &str, sql: &str) -> Result<String, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use sqlx::{Connection, Row};
+        let mut c = sqlx::PgConnection::connect(url)
+            .await
+            .map_err(|e| e.to_string())?;
+        let rows = sqlx::raw_sql(sql)
+            .fetch_all(&mut c)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.try_get::<String, _>(0).ok())
+            .unwrap_or_default())
+    })
+}
+
+fn url(env: &Env, name: &str) -> String {
+    let out = env.run("db", &["url", name]);
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn volume_exists(name: &str) -> bool {
+    docker(&["volume", "ls", "-q", "--filter", &format!("name=^{name}$")]).trim() == name
+}
+
+#[test]
+fn a_database_is_created_and_its_url_works() {
+    let Some(env) = env_with_postgres("db-create") else {
+        return;
+    };
+    env.write("db.yaml", &database("orders", 5911, ""));
+    let out = env.run("sync", &["--timeout", "90s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let url = url(&env, "orders");
+    assert!(
+        url.starts_with("postgres://orders:") && url.ends_with("@127.0.0.1:5911/orders"),
+        "{url}"
+    );
+    query(&url, "CREATE TABLE t (x text)").expect("create table");
+    query(&url, "INSERT INTO t VALUES ('kept')").expect("insert");
+    assert_eq!(query(&url, "SELECT x FROM t").expect("select"), "kept");
+
+    let o = env.object_of("database", "orders").expect("stored");
+    assert_eq!(o["status"]["phase"], "Ready");
+    let c = &o["connection"];
+    assert_eq!(
+        (c["host"].as_str(), c["port"].as_u64()),
+        (Some("127.0.0.1"), Some(5911))
+    );
+    assert_eq!(
+        (c["database"].as_str(), c["user"].as_str()),
+        (Some("orders"), Some("orders"))
+    );
+    assert_eq!(c["url"], "postgres://orders:***@127.0.0.1:5911/orders");
+    assert!(c.get("password").is_none());
+}
+
+#[test]
+fn a_new_memory_limit_recreates_it_with_the_data_and_password_kept() {
+    let Some(env) = env_with_postgres("db-memory") else {
+        return;
+    };
+    env.write(
+        "db.yaml",
+        &database("shop", 5912, "  resources: {memory: 256m}\n"),
+    );
+    env.sync();
+    let before = url(&env, "shop");
+    query(
+        &before,
+        "CREATE TABLE t (x text); INSERT INTO t VALUES ('row')",
+    )
+    .expect("write");
+    let old = env.container_of("database", "shop").expect("container");
+
+    env.write(
+        "db.yaml",
+        &database("shop", 5912, "  resources: {memory: 320m}\n"),
+    );
+    let out = env.run("sync", &["--timeout", "90s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let new = env.container_of("database", "shop").expect("container");
+    assert_ne!(new.id, old.id, "a new memory limit recreates the container");
+    assert_eq!(url(&env, "shop"), before, "the password stays the same");
+    assert_eq!(query(&before, "SELECT x FROM t").expect("select"), "row");
+}
+
+#[test]
+fn retain_keeps_the_volume_and_readding_brings_the_data_back() {
+    let Some(env) = env_with_postgres("db-retain") else {
+        return;
+    };
+    env.write("db.yaml", &database("keep", 5913, ""));
+    env.sync();
+    let u = url(&env, "keep");
+    query(&u, "CREATE TABLE t (x text); INSERT INTO t VALUES ('back')").expect("write");
+    let other = format!("{}\n---\n{}", common::server("other", ""), "");
+    env.write("other.yaml", &other);
+    env.remove("db.yaml");
+    env.sync();
+    assert!(
+        env.container_of("database", "keep").is_none(),
+        "the container goes"
+    );
+    let volume = format!("dh_{}_keep-data", env.instance);
+    assert!(volume_exists(&volume), "the volume stays under Retain");
+
+    env.write("db.yaml", &database("keep", 5913, ""));
+    env.sync();
+    assert_eq!(url(&env, "keep"), u, "the data's password is found again");
+    assert_eq!(query(&u, "SELECT x FROM t").expect("select"), "back");
+}
+
+#[test]
+fn delete_removes_the_volume_with_the_manifest() {
+    let Some(env) = env_with_postgres("db-delete") else {
+        return;
+    };
+    env.write(
+        "db.yaml",
+        &database("scratch", 5914, "  deletionPolicy: Delete\n"),
+    );
+    env.write("other.yaml", &common::server("other", ""));
+    env.sync();
+    let volume = format!("dh_{}_scratch-data", env.instance);
+    assert!(volume_exists(&volume));
+    env.remove("db.yaml");
+    env.sync();
+    assert!(env.container_of("database", "scratch").is_none());
+    assert!(!volume_exists(&volume), "the volume goes under Delete");
+}
+
+#[test]
+fn an_auto_port_skips_a_port_that_is_taken_on_the_host() {
+    let Some(env) = env_with_postgres("db-port") else {
+        return;
+    };
+    // Hold the first free port of the range, so the allocator must skip it.
+    let held = (5433..=6000u16)
+        .find_map(|p| {
+            std::net::TcpListener::bind(("0.0.0.0", p))
+                .ok()
+                .map(|l| (p, l))
+        })
+        .expect("a free port");
+    env.write(
+        "db.yaml",
+        &"apiVersion: dockhand/v1\nkind: Database\nmetadata: {name: auto}\nspec:\n  image: IMAGE\n"
+            .replace("IMAGE", POSTGRES_IMAGE),
+    );
+    let out = env.run("sync", &["--timeout", "90s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let port = env.object_of("database", "auto").expect("stored")["connection"]["port"]
+        .as_u64()
+        .expect("port");
+    assert_ne!(port, u64::from(held.0), "the allocator used a port in use");
+    assert!((5433..=6000).contains(&port));
+    query(&url(&env, "auto"), "SELECT 'ok'").expect("connect");
+    drop(held);
+}
+
+#[test]
+fn an_image_that_never_becomes_ready_is_cleaned_up_with_an_event() {
+    let Some(env) = env_with_postgres("db-never") else {
+        return;
+    };
+    // Runs, but never accepts a login.
+    let build = std::process::Command::new("docker")
+        .args(["build", "-q", "-t", "dockhand/sleeper:local", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .expect("stdin")
+                .write_all(b"FROM dockhand/busybox:local\nCMD [\"sleep\", \"3600\"]\n")?;
+            c.wait()
+        })
+        .expect("docker build");
+    assert!(build.success());
+    env.write(
+        "db.yaml",
+        &database("stuck", 5915, "  readyTimeout: 2s\n")
+            .replace(POSTGRES_IMAGE, "dockhand/sleeper:local"),
+    );
+    let mut up = env.up(&["--backoff-base", "1s", "--resync", "1h"]);
+    let first = eventually(WAIT, "the container", || {
+        env.container_of("database", "stuck")
+    });
+    eventually(WAIT, "the cleanup", || {
+        let events =
+            String::from_utf8_lossy(&env.run("events", &["--for", "database/stuck"]).stdout)
+                .into_owned();
+        events.contains("not ready after 2s").then_some(())
+    });
+    eventually(WAIT, "a new attempt", || {
+        env.container_of("database", "stuck")
+            .filter(|c| c.id != first.id)
+    });
+    up.stop();
+    let events = String::from_utf8_lossy(&env.run("events", &["--for", "database/stuck"]).stdout)
+        .into_owned();
+    assert!(events.contains("never-initialised volume"), "{events}");
+}
+
+#[test]
+fn the_password_never_appears_in_output_logs_or_events() {
+    let Some(env) = env_with_postgres("db-secret") else {
+        return;
+    };
+    env.write("db.yaml", &database("quiet", 5916, ""));
+    let mut seen = String::new();
+    let mut up = env.up(&["--resync", "1h"]);
+    eventually(WAIT, "ready", || {
+        let o = env.object_of("database", "quiet")?;
+        (o["status"]["phase"] == "Ready").then_some(())
+    });
+    up.stop();
+    seen.push_str(&up.output());
+    let u = url(&env, "quiet");
+    let password = u
+        .split(':')
+        .nth(2)
+        .and_then(|s| s.split('@').next())
+        .expect("password")
+        .to_owned();
+    assert!(password.len() >= 24);
+    for args in [
+        vec!["get"],
+        vec!["get", "-o", "json"],
+        vec!["get", "-o", "yaml"],
+        vec!["describe", "database", "quiet"],
+        vec!["events", "--limit", "1000"],
+    ] {
+        let (verb, rest) = args.split_first().expect("verb");
+        seen.push_str(&text(&env.run(verb, rest)));
+    }
+    seen.push_str(&text(&env.run("sync", &["--timeout", "60s"])));
+    assert!(!seen.contains(&password), "the password leaked:\n{seen}");
+    // Only when asked.
+    let shown = env.run(
+        "get",
+        &["database", "quiet", "-o", "json", "--show-secrets"],
+    );
+    assert!(String::from_utf8_lossy(&shown.stdout).contains(&password));
+}
+
+#[test]
+fn a_server_with_from_database_receives_a_working_url() {
+    let Some(env) = env_with_postgres("db-wiring") else {
+        return;
+    };
+    env.write("db.yaml", &database("orders", 5917, ""));
+    env.write(
+        "app.yaml",
+        &format!(
+            "apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: app}}\nspec:\n  image: {POSTGRES_IMAGE}\n  entrypoint: [sleep, '3600']\n  env:\n    DATABASE_URL: {{fromDatabase: orders}}\n    PGPORT: {{fromDatabase: orders, key: port}}\n  dependsOn: [{{kind: Database, name: orders, condition: Healthy}}]\n"
+        ),
+    );
+    let out = env.run("sync", &["--timeout", "90s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let app = env.container("app").expect("app");
+    let who = docker(&[
+        "exec",
+        &app.id,
+        "sh",
+        "-c",
+        "psql \"$DATABASE_URL\" -tAc 'select current_user'",
+    ]);
+    assert_eq!(who.trim(), "orders");
+    assert_eq!(
+        docker(&["exec", &app.id, "sh", "-c", "echo $PGPORT"]).trim(),
+        "5917"
+    );
+}
+
+#[test]
+fn a_volume_this_instance_does_not_own_makes_it_invalid() {
+    let Some(env) = env_with_postgres("db-conflict") else {
+        return;
+    };
+    let volume = format!("dh_{}_taken-data", env.instance);
+    docker(&["volume", "create", &volume]);
+    env.write("db.yaml", &database("taken", 5918, ""));
+    let out = env.run("sync", &["--timeout", "30s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let o = env.object_of("database", "taken").expect("stored");
+    assert_eq!(o["status"]["phase"], "Invalid", "{o}");
+    assert!(
+        volume_exists(&volume),
+        "a stranger's volume is never removed"
+    );
+    docker(&["volume", "rm", &volume]);
+}
