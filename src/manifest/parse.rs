@@ -419,6 +419,36 @@ mod tests {
     }
 
     #[test]
+    fn databases_and_from_database_values_parse_and_are_checked() {
+        let text = "apiVersion: dockhand/v1\nkind: Database\nmetadata: {name: orders}\nspec: {deletionPolicy: Delete, readyTimeout: 5s}\n---\napiVersion: dockhand/v1\nkind: Server\nmetadata: {name: api}\nspec:\n  image: x\n  env: {URL: {fromDatabase: orders}, PORT: {fromDatabase: orders, key: port}, MODE: 1}\n";
+        let objs = parse_str(text, "m.yaml", None).expect("parses");
+        let Spec::Database(d) = &objs[0].spec else {
+            panic!("a database")
+        };
+        assert_eq!(d.image(), "postgres:16");
+        assert_eq!(
+            d.deletion_policy,
+            crate::manifest::database::DeletionPolicy::Delete
+        );
+        let Spec::Server(s) = &objs[1].spec else {
+            panic!("a server")
+        };
+        assert_eq!(s.env.values().filter_map(|v| v.database()).count(), 2);
+
+        let bad = |spec: &str| {
+            parse_str(&format!("apiVersion: dockhand/v1\nkind: Database\nmetadata: {{name: db}}\nspec: {spec}\n"), "m.yaml", None).expect_err("invalid")[0].clone()
+        };
+        let e = bad("{user: '1st'}");
+        assert_eq!(e.field, "spec.user");
+        let e = bad("{deletionPolicy: Never}");
+        assert!(e.message.contains("Retain"), "{e}");
+        let e = bad("{engine: mysql}");
+        assert!(e.message.contains("postgres"), "{e}");
+        let e = &parse_str("apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: a}\nspec: {image: x, env: {U: {fromDatabase: db, key: secret}}}\n", "m.yaml", None).expect_err("bad key")[0];
+        assert!(e.message.contains("url"), "{e}");
+    }
+
+    #[test]
     fn empty_documents_and_comments_are_skipped() {
         assert!(parse_str("# nothing\n---\n---\n", "m.yaml", None)
             .expect("parses")
