@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::labels;
 use crate::manifest::database::{DatabaseSpec, DeletionPolicy};
-use crate::manifest::server::{Protocol, PullPolicy};
+use crate::manifest::server::{engine_limits, Protocol, PullPolicy};
 use crate::manifest::{Kind, Object};
 use crate::runtime::{ContainerSpec, Mount, PortBinding};
 use crate::store::DatabaseSecret;
@@ -128,6 +128,7 @@ pub fn container_spec(
     if spec.deletion_policy == DeletionPolicy::Delete {
         container_labels.insert(labels::DELETE_VOLUME.into(), volume.clone());
     }
+    let (memory, nano_cpus) = engine_limits(spec.resources.as_ref());
     ContainerSpec {
         name: labels::container_name(instance, Kind::Database, &object.name),
         image: spec.image(),
@@ -152,16 +153,8 @@ pub fn container_spec(
             target: DATA_DIR.into(),
             read_only: false,
         }],
-        memory: spec
-            .resources
-            .as_ref()
-            .and_then(|r| r.memory)
-            .map(|m| m.0 as i64),
-        nano_cpus: spec
-            .resources
-            .as_ref()
-            .and_then(|r| r.cpus)
-            .map(|c| c.nano()),
+        memory,
+        nano_cpus,
         stop_timeout: Some(30),
         labels: container_labels,
         healthcheck: None,

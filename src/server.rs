@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use crate::labels;
-use crate::manifest::server::{DbKey, EnvValue, ServerSpec, VolumeType};
+use crate::manifest::server::{engine_limits, DbKey, EnvValue, ServerSpec, VolumeType};
 use crate::manifest::{Kind, Object};
 use crate::runtime::{ContainerSpec, Healthcheck, Mount, PortBinding};
 
@@ -48,6 +48,7 @@ pub fn container_spec(
             .collect();
         container_labels.insert(labels::DEPENDS_ON.into(), deps.join(","));
     }
+    let (memory, nano_cpus) = engine_limits(spec.resources.as_ref());
     Some(ContainerSpec {
         name: labels::container_name(instance, Kind::Server, &object.name),
         image: spec.image.0.clone(),
@@ -79,16 +80,8 @@ pub fn container_spec(
                 read_only: v.read_only,
             })
             .collect(),
-        memory: spec
-            .resources
-            .as_ref()
-            .and_then(|r| r.memory)
-            .map(|m| m.0 as i64),
-        nano_cpus: spec
-            .resources
-            .as_ref()
-            .and_then(|r| r.cpus)
-            .map(|c| c.nano()),
+        memory,
+        nano_cpus,
         stop_timeout: spec.stop_grace_period.map(|d| d.as_secs().max(1) as i64),
         labels: container_labels,
         stop_signal: None,

@@ -288,6 +288,13 @@ impl TryFrom<RawVolume> for VolumeSpec {
     }
 }
 
+/// The engine's memory (bytes) and CPU (nano-CPUs) limits for optional resources.
+pub fn engine_limits(r: Option<&Resources>) -> (Option<i64>, Option<i64>) {
+    let memory = r.and_then(|r| r.memory).map(|m| m.0 as i64);
+    let cpus = r.and_then(|r| r.cpus).map(|c| c.nano());
+    (memory, cpus)
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Resources {

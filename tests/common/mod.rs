@@ -16,22 +16,29 @@ pub const POSTGRES_IMAGE: &str = "dockhand/postgres:15";
 pub fn postgres_image() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-postgres-image.sh");
-        let out = Command::new("bash")
-            .arg(script)
-            .arg(POSTGRES_IMAGE)
-            .output()
-            .expect("run build-postgres-image.sh");
-        assert!(
-            out.status.success(),
-            "building the postgres image failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        build_image("build-postgres-image.sh", POSTGRES_IMAGE);
     });
 }
 
 /// A command that stops at once on SIGTERM, so removals in tests are quick.
 pub const SLEEPER: &str = r#"["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]"#;
+
+/// Runs one of the project's image scripts (each skips an image that exists).
+fn build_image(script: &str, image: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(script);
+    let out = Command::new("bash")
+        .arg(path)
+        .arg(image)
+        .output()
+        .expect("run an image script");
+    assert!(
+        out.status.success(),
+        "{script} failed to build {image}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 /// Whether the engine is reachable. With `CI` set, an unreachable engine fails the test.
 fn docker_ready() -> bool {
@@ -47,17 +54,7 @@ fn docker_ready() -> bool {
             panic!("CI is set but the Docker engine is unreachable: Docker tests must run in CI");
         }
         if ok {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-images.sh");
-            let out = Command::new("bash")
-                .arg(script)
-                .arg(IMAGE)
-                .output()
-                .expect("run build-images.sh");
-            assert!(
-                out.status.success(),
-                "building the test image failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            build_image("build-images.sh", IMAGE);
         }
         ok
     })
