@@ -92,6 +92,9 @@ impl Backoff {
     }
 }
 
+/// How often `up` records route counters while routes exist.
+const ROUTE_REFRESH: Duration = Duration::from_secs(5);
+
 /// Engine event actions after which the observed state may have drifted.
 fn drifts(action: &str) -> bool {
     matches!(
@@ -189,6 +192,15 @@ impl<R: Runtime + Clone> Controller<R> {
                         if !report.converged() {
                             wake.notify_one();
                         }
+                    }
+                    // Routes' counters (sessions, bytes) are recorded by passes: refresh them.
+                    if report
+                        .desired
+                        .iter()
+                        .any(|o| matches!(o.spec, crate::manifest::Spec::Route(_)))
+                    {
+                        let when = Instant::now() + ROUTE_REFRESH;
+                        retry_at = Some(retry_at.map_or(when, |r| r.min(when)));
                     }
                     // Wake when the first crash-loop backoff ends.
                     if let Some(at) = report.plan.wake_at() {

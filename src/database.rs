@@ -161,6 +161,8 @@ pub fn container_spec(
         // PostgreSQL's fast shutdown; SIGTERM would wait for every client to leave.
         stop_signal: Some("SIGINT".into()),
         extra_hosts: Vec::new(),
+        network: None,
+        ip: None,
     }
 }
 

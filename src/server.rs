@@ -50,7 +50,16 @@ pub fn container_spec(
     }
     let (memory, nano_cpus) = engine_limits(spec.resources.as_ref());
     Some(ContainerSpec {
-        name: labels::container_name(instance, Kind::Server, &object.name),
+        // StartFirst runs two containers at once during an update: the name carries the spec.
+        name: if spec.start_first() {
+            format!(
+                "{}-{}",
+                labels::container_name(instance, Kind::Server, &object.name),
+                &spec_hash[..spec_hash.len().min(8)]
+            )
+        } else {
+            labels::container_name(instance, Kind::Server, &object.name)
+        },
         image: spec.image.0.clone(),
         pull_policy: spec.pull_policy,
         command: spec.command.clone(),
@@ -85,6 +94,8 @@ pub fn container_spec(
         stop_timeout: spec.stop_grace_period.map(|d| d.as_secs().max(1) as i64),
         labels: container_labels,
         stop_signal: None,
+        network: None,
+        ip: None,
         extra_hosts: if uses_database {
             vec![format!("{HOST_ALIAS}:host-gateway")]
         } else {

@@ -20,6 +20,9 @@ pub async fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
     let snapshot = tokio::task::spawn_blocking(move || directory::load(&dir)).await?;
     let report = rec.dry_run(&snapshot).await?;
     print_manifest_errors(&report.errors);
+    for a in &report.network_actions {
+        println!("{a}");
+    }
     for a in &report.plan.actions {
         println!("{}", a.describe());
     }
@@ -29,7 +32,7 @@ pub async fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
             report.plan.prune_refused.join(", ")
         );
     }
-    if report.plan.is_empty() {
+    if report.plan.is_empty() && report.network_actions.is_empty() {
         println!("no changes");
         Ok(ExitCode::SUCCESS)
     } else {

@@ -35,6 +35,9 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
         let dir = c.manifests.clone();
         let snapshot = tokio::task::spawn_blocking(move || directory::load(&dir)).await?;
         let report = rec.pass(&snapshot).await?;
+        for a in &report.network_actions {
+            println!("{a}");
+        }
         for o in &report.outcomes {
             match &o.result {
                 Ok(_) => println!("{}: done", o.action.describe()),

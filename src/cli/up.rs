@@ -51,7 +51,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         state = %c.state.state.display(),
         "dockhand controller started"
     );
-    let reconciler = Reconciler::new(runtime, store, c.options());
+    let reconciler =
+        Reconciler::new(runtime, store, c.options()).with_proxy(crate::route::Proxy::new());
     Controller {
         reconciler: Arc::new(reconciler),
         manifests: c.manifests.clone(),

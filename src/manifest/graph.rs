@@ -13,7 +13,7 @@ use super::{ManifestError, Object, ObjectKey, Spec};
 pub fn dependencies(o: &Object) -> &[super::server::Dependency] {
     match &o.spec {
         Spec::Server(s) => &s.depends_on,
-        Spec::Database(_) => &[],
+        Spec::Database(_) | Spec::Network(_) | Spec::Route(_) => &[],
     }
 }
 
@@ -23,6 +23,7 @@ pub fn has_health_check(o: &Object) -> bool {
     match &o.spec {
         Spec::Server(s) => s.health_check.is_some(),
         Spec::Database(_) => true,
+        Spec::Network(_) | Spec::Route(_) => false,
     }
 }
 
@@ -43,7 +44,12 @@ fn host_ports(o: &Object) -> Vec<(u16, &'static str, String)> {
             })
             .collect(),
         Spec::Database(d) if d.port.0 != 0 => vec![(d.port.0, "tcp", "spec.port".to_owned())],
-        Spec::Database(_) => Vec::new(),
+        Spec::Route(r) => vec![(
+            r.listen.0.port(),
+            r.protocol.as_str(),
+            "spec.listen".to_owned(),
+        )],
+        Spec::Database(_) | Spec::Network(_) => Vec::new(),
     }
 }
 
@@ -103,6 +109,8 @@ pub fn check(objects: &[Object]) -> Vec<ManifestError> {
             }
         }
     }
+    errors.extend(check_addresses(objects, &by_key));
+    errors.extend(check_route_targets(objects, &by_key));
     for cycle in cycles(&by_key) {
         let path: Vec<String> = cycle
             .iter()
@@ -115,6 +123,97 @@ pub fn check(objects: &[Object]) -> Vec<ManifestError> {
                     o,
                     "spec.dependsOn".into(),
                     format!("dependency cycle: {}", path.join(" -> ")),
+                ));
+            }
+        }
+    }
+    errors
+}
+
+/// Static ips: on a declared network, inside its subnet, not its gateway, and each held once.
+fn check_addresses(
+    objects: &[Object],
+    by_key: &BTreeMap<ObjectKey, &Object>,
+) -> Vec<ManifestError> {
+    let mut errors = Vec::new();
+    let mut held: BTreeMap<(String, std::net::Ipv4Addr), &Object> = BTreeMap::new();
+    for o in objects {
+        let Spec::Server(s) = &o.spec else { continue };
+        let (Some(net), Some(ip)) = (&s.network, s.ip) else {
+            continue;
+        };
+        let declared = by_key.get(&ObjectKey::new(super::Kind::Network, net.0.clone()));
+        let subnet = declared.and_then(|n| match &n.spec {
+            Spec::Network(n) => n.subnet.map(|sub| (sub, n.gateway)),
+            _ => None,
+        });
+        let problem = match subnet {
+            None => Some(format!(
+                "ip {ip} needs network {} to be declared (kind: Network) with a subnet",
+                net.0
+            )),
+            Some((sub, _)) if !sub.contains(ip) || sub.is_reserved(ip) => Some(format!(
+                "ip {ip} does not lie in network {}'s subnet {sub}",
+                net.0
+            )),
+            Some((_, Some(g))) if g == ip => {
+                Some(format!("ip {ip} is network {}'s gateway", net.0))
+            }
+            _ => None,
+        };
+        if let Some(message) = problem {
+            errors.push(error(o, "spec.ip".into(), message));
+            continue;
+        }
+        match held.get(&(net.0.clone(), ip)) {
+            Some(other) => {
+                let message = format!(
+                    "ip {ip} on network {} is also held by {}",
+                    net.0,
+                    other.key()
+                );
+                errors.push(error(o, "spec.ip".into(), message));
+                errors.push(error(
+                    other,
+                    "spec.ip".into(),
+                    format!("ip {ip} on network {} is also held by {}", net.0, o.key()),
+                ));
+            }
+            None => {
+                held.insert((net.0.clone(), ip), o);
+            }
+        }
+    }
+    errors
+}
+
+/// A route's targets name Servers: naming another kind's object is an error.
+fn check_route_targets(
+    objects: &[Object],
+    by_key: &BTreeMap<ObjectKey, &Object>,
+) -> Vec<ManifestError> {
+    let mut errors = Vec::new();
+    for o in objects {
+        let Spec::Route(r) = &o.spec else { continue };
+        let targets = std::iter::once(("spec.to.server".to_owned(), &r.to)).chain(
+            r.rules
+                .iter()
+                .enumerate()
+                .map(|(i, rule)| (format!("spec.rules[{i}].to.server"), &rule.to)),
+        );
+        for (field, t) in targets {
+            let name = &t.server.0;
+            if by_key.contains_key(&ObjectKey::new(super::Kind::Server, name.clone())) {
+                continue;
+            }
+            if let Some(other) = super::Kind::ALL
+                .into_iter()
+                .find(|k| by_key.contains_key(&ObjectKey::new(*k, name.clone())))
+            {
+                errors.push(error(
+                    o,
+                    field,
+                    format!("route target {name} is a {}, not a Server", other.as_str()),
                 ));
             }
         }
@@ -261,6 +360,101 @@ mod tests {
             errs[0]
         );
         assert_eq!(errs[1].file, "a.yaml");
+    }
+
+    fn object(kind: &str, name: &str, spec: &str) -> Object {
+        let text = format!(
+            "apiVersion: dockhand/v1\nkind: {kind}\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+        );
+        parse_str(&text, &format!("{name}.yaml"), None)
+            .expect("parses")
+            .remove(0)
+    }
+
+    #[test]
+    fn static_ips_must_fit_their_declared_network_and_be_unique() {
+        let net = object(
+            "Network",
+            "banananet",
+            "{subnet: 10.99.0.0/24, gateway: 10.99.0.1}",
+        );
+        let ok = server("a", "  network: banananet\n  ip: 10.99.0.10\n");
+        assert!(check(&[net.clone(), ok.clone()]).is_empty());
+        let outside = server("b", "  network: banananet\n  ip: 10.98.0.10\n");
+        let gateway = server("c", "  network: banananet\n  ip: 10.99.0.1\n");
+        let twice = server("d", "  network: banananet\n  ip: 10.99.0.10\n");
+        let undeclared = server("e", "  network: other\n  ip: 10.99.0.11\n");
+        let errs = check(&[net, ok, outside, gateway, twice, undeclared]);
+        let msgs: Vec<_> = errs
+            .iter()
+            .map(|e| format!("{}: {}", e.file, e.message))
+            .collect();
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("b.yaml") && m.contains("does not lie in")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("c.yaml") && m.contains("gateway")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("d.yaml") && m.contains("also held by server/a")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("a.yaml") && m.contains("also held by server/d")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("e.yaml") && m.contains("declared")),
+            "{msgs:?}"
+        );
+    }
+
+    #[test]
+    fn route_targets_must_be_servers_and_listen_ports_are_host_ports() {
+        let db = object("Database", "lobby", "{}");
+        let route = object(
+            "Route",
+            "game",
+            "{listen: '0.0.0.0:25565', to: {server: lobby, port: 5520}}",
+        );
+        let errs = check(&[db, route.clone()]);
+        assert!(
+            errs.iter()
+                .any(|e| e.message.contains("is a Database, not a Server")),
+            "{errs:?}"
+        );
+        let web = server("web", "  ports: [{container: 80, host: 25565}]\n");
+        let errs = check(&[web, route]);
+        assert!(
+            errs.iter()
+                .any(|e| e.message.contains("host port 25565/tcp")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn start_first_rejects_static_ips_and_fixed_host_ports() {
+        let text = |extra: &str| {
+            format!("apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: a}}\nspec:\n  image: x\n  update: {{order: StartFirst}}\n{extra}")
+        };
+        assert!(parse_str(&text(""), "a.yaml", None).is_ok());
+        let e = &parse_str(
+            &text("  ports: [{container: 80, host: 8080}]\n"),
+            "a.yaml",
+            None,
+        )
+        .expect_err("fixed port")[0];
+        assert!(e.message.contains("StartFirst"), "{e}");
+        let e = &parse_str(&text("  network: n\n  ip: 10.0.0.5\n"), "a.yaml", None)
+            .expect_err("static ip")[0];
+        assert!(e.message.contains("StartFirst"), "{e}");
     }
 
     #[test]

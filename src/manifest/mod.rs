@@ -6,6 +6,7 @@
 
 pub mod database;
 pub mod graph;
+pub mod network;
 pub mod parse;
 pub mod quantity;
 pub mod server;
@@ -28,16 +29,20 @@ pub const API_VERSION: &str = "dockhand/v1";
 pub enum Kind {
     Server,
     Database,
+    Network,
+    Route,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Server, Kind::Database];
+    pub const ALL: [Kind; 4] = [Kind::Server, Kind::Database, Kind::Network, Kind::Route];
 
     /// The name used in manifests (`kind: Server`).
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Server => "Server",
             Kind::Database => "Database",
+            Kind::Network => "Network",
+            Kind::Route => "Route",
         }
     }
 
@@ -46,6 +51,8 @@ impl Kind {
         match self {
             Kind::Server => "server",
             Kind::Database => "database",
+            Kind::Network => "network",
+            Kind::Route => "route",
         }
     }
 
@@ -93,6 +100,8 @@ impl fmt::Display for ObjectKey {
 pub enum Spec {
     Server(ServerSpec),
     Database(DatabaseSpec),
+    Network(network::NetworkSpec),
+    Route(network::RouteSpec),
 }
 
 impl Spec {
@@ -100,6 +109,8 @@ impl Spec {
         match self {
             Spec::Server(_) => Kind::Server,
             Spec::Database(_) => Kind::Database,
+            Spec::Network(_) => Kind::Network,
+            Spec::Route(_) => Kind::Route,
         }
     }
 }

@@ -160,6 +160,30 @@ fn parse_document(
             let doc: Document<super::DatabaseSpec> = deserialize(text, file)?;
             (doc.metadata, Spec::Database(doc.spec))
         }
+        Kind::Network => {
+            let doc: Document<super::network::NetworkSpec> = deserialize(text, file)?;
+            let at = &doc.metadata.name;
+            doc.spec.check().map_err(|(field, message)| ManifestError {
+                file: file.to_owned(),
+                line: at.referenced.line(),
+                column: at.referenced.column(),
+                field,
+                message,
+            })?;
+            (doc.metadata, Spec::Network(doc.spec))
+        }
+        Kind::Route => {
+            let doc: Document<super::network::RouteSpec> = deserialize(text, file)?;
+            let at = &doc.metadata.name;
+            doc.spec.check().map_err(|(field, message)| ManifestError {
+                file: file.to_owned(),
+                line: at.referenced.line(),
+                column: at.referenced.column(),
+                field,
+                message,
+            })?;
+            (doc.metadata, Spec::Route(doc.spec))
+        }
     };
     Ok(Some(Object {
         name: metadata.name.value.0.clone(),

@@ -39,6 +39,15 @@ pub struct ServerSpec {
     pub health_check: Option<HealthCheck>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Dependency>,
+    /// A network by name: one a Network manifest declares, an existing engine network, or a
+    /// plain bridge network dockhand creates for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<super::Name>,
+    /// A static address on `network`; it must lie in the declared network's subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<std::net::Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<Update>,
     /// How long the engine waits after SIGTERM before SIGKILL when stopping (default 10s).
     #[serde(
         default,
@@ -53,8 +62,33 @@ fn is_default<T: Default + PartialEq>(t: &T) -> bool {
 }
 
 impl ServerSpec {
+    /// Whether a spec change starts the new container before the old one stops.
+    pub fn start_first(&self) -> bool {
+        self.update
+            .as_ref()
+            .is_some_and(|u| u.order == UpdateOrder::StartFirst)
+    }
+
     /// Checks that need more than one field; runs after the fields themselves parsed.
     pub fn check(&self) -> Result<(), (String, String)> {
+        if self.ip.is_some() && self.network.is_none() {
+            return Err(("spec.ip".into(), "a static ip needs a network".into()));
+        }
+        if self.start_first() {
+            if self.ip.is_some() {
+                return Err((
+                    "spec.update.order".into(),
+                    "StartFirst cannot keep a static ip: two containers would hold it at once"
+                        .into(),
+                ));
+            }
+            if let Some(i) = self.ports.iter().position(|p| p.host.0 != 0) {
+                return Err((
+                    format!("spec.ports[{i}].host"),
+                    "StartFirst cannot keep a fixed host port: two containers would publish it at once".into(),
+                ));
+            }
+        }
         let mut seen = std::collections::BTreeSet::new();
         for (i, p) in self.ports.iter().enumerate() {
             if !seen.insert((p.container.0, p.protocol)) {
@@ -637,4 +671,22 @@ impl<'de> Deserialize<'de> for EnvValue {
         }
         d.deserialize_any(V)
     }
+}
+
+/// How a spec change replaces the running container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Update {
+    #[serde(default)]
+    pub order: UpdateOrder,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpdateOrder {
+    /// Stop and remove the old container, then create the new one (default).
+    #[default]
+    StopFirst,
+    /// Create the new container beside the old one, wait until it is Ready, switch the routes
+    /// to it, then stop and remove the old one.
+    StartFirst,
 }

@@ -10,9 +10,12 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::database;
 use crate::lifecycle::{now_millis, BackoffPolicy, Lifecycle, Millis};
+use crate::manifest::network::RouteSpec;
 use crate::manifest::server::OnUnhealthy;
 use crate::manifest::server::{Condition, DbKey, RestartPolicy};
 use crate::manifest::{Kind, ManifestError, Object, ObjectKey, Spec};
+use crate::network::{self, NetworkPlan};
+use crate::route::{Proxy, RouteState};
 use crate::runtime::{ContainerSpec, Observed, Runtime, RuntimeError};
 use crate::source::{merge, Snapshot};
 use crate::store::{DatabaseSecret, NewEvent, Status, Store, StoreError, StoredObject};
@@ -54,6 +57,8 @@ pub struct PassReport {
     pub desired: Vec<Object>,
     pub errors: Vec<ManifestError>,
     pub missing_source: bool,
+    /// Networks created, recreated or removed (planned, in a dry run).
+    pub network_actions: Vec<String>,
     pub plan: Plan,
     pub outcomes: Vec<Outcome>,
     /// Every desired object's status as this pass recorded it.
@@ -85,6 +90,10 @@ pub struct Reconciler<R> {
     options: Options,
     /// What the empty-source guard held back last time, so the refusal is recorded once.
     last_refused: std::sync::Mutex<Vec<String>>,
+    /// Whether this instance may have networks to keep; until it has none, passes list them.
+    had_networks: std::sync::atomic::AtomicBool,
+    /// The routes' data plane, when this reconciler runs inside `dockhand up`.
+    proxy: Option<std::sync::Arc<Proxy>>,
 }
 
 /// What a pass saw before acting.
@@ -96,6 +105,8 @@ struct Observation {
     plan: Plan,
     now: Millis,
     secrets: HashMap<String, DatabaseSecret>,
+    networks: NetworkPlan,
+    observed: Vec<Observed>,
 }
 
 impl<R: Runtime> Reconciler<R> {
@@ -105,7 +116,15 @@ impl<R: Runtime> Reconciler<R> {
             store,
             options,
             last_refused: std::sync::Mutex::new(Vec::new()),
+            had_networks: std::sync::atomic::AtomicBool::new(true),
+            proxy: None,
         }
+    }
+
+    /// Serves routes from this reconciler's passes (`dockhand up`).
+    pub fn with_proxy(mut self, proxy: std::sync::Arc<Proxy>) -> Self {
+        self.proxy = Some(proxy);
+        self
     }
 
     pub fn runtime(&self) -> &R {
@@ -136,7 +155,8 @@ impl<R: Runtime> Reconciler<R> {
             self.probe_databases(&desired, &observed, &statuses, &secrets)
                 .await
         };
-        let (wanted, specs) = self.desired(&desired, &statuses, &secrets, &ready);
+        let networks = self.plan_networks(&desired).await?;
+        let (wanted, specs) = self.desired(&desired, &statuses, &secrets, &ready, &networks);
         let now = now_millis();
         let plan = plan(
             &wanted,
@@ -155,7 +175,70 @@ impl<R: Runtime> Reconciler<R> {
             plan,
             now,
             secrets,
+            networks,
+            observed,
         })
+    }
+
+    /// Points every route at its targets' ready containers: a server's Ready container, or while
+    /// a StartFirst update is under way, the old container that still runs.
+    async fn sync_routes(
+        &self,
+        desired: &[Object],
+        plan: &Plan,
+        observed: &[Observed],
+    ) -> HashMap<String, RouteState> {
+        let Some(proxy) = &self.proxy else {
+            return HashMap::new();
+        };
+        let routes: Vec<(String, RouteSpec)> = desired
+            .iter()
+            .filter_map(|o| match &o.spec {
+                Spec::Route(r) => Some((o.name.clone(), r.clone())),
+                _ => None,
+            })
+            .collect();
+        let mut backends = HashMap::new();
+        for (key, v) in &plan.verdicts {
+            if key.kind != Kind::Server {
+                continue;
+            }
+            let ready = v
+                .container
+                .as_ref()
+                .filter(|_| v.phase == Phase::Ready)
+                .and_then(|c| c.ip);
+            let fallback = || {
+                observed
+                    .iter()
+                    .filter(|c| {
+                        c.key.as_ref() == Some(key) && c.state == crate::runtime::State::Running
+                    })
+                    .find_map(|c| c.ip)
+            };
+            if let Some(ip) = ready.or_else(fallback) {
+                backends.insert(key.name.clone(), ip);
+            }
+        }
+        proxy.sync(&routes, &backends).await
+    }
+
+    /// The networks' plan. Skips the engine while no manifest involves networks and none of
+    /// this instance's were seen last time, so such passes stay one container listing.
+    async fn plan_networks(&self, desired: &[Object]) -> Result<NetworkPlan, ReconcileError> {
+        let involved = desired.iter().any(|o| match &o.spec {
+            Spec::Network(_) => true,
+            Spec::Server(s) => s.network.is_some(),
+            _ => false,
+        });
+        if !involved && !self.had_networks.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(NetworkPlan::default());
+        }
+        let plan = network::plan(&self.runtime, &self.options.instance, desired).await?;
+        let any = !plan.engine_names.is_empty() || !plan.is_empty();
+        self.had_networks
+            .store(any, std::sync::atomic::Ordering::Relaxed);
+        Ok(plan)
     }
 
     /// This instance's database secrets, creating those of new databases (not in a dry run):
@@ -177,7 +260,10 @@ impl<R: Runtime> Reconciler<R> {
                 Spec::Server(s) => {
                     taken.extend(s.ports.iter().map(|p| p.host.0).filter(|p| *p != 0))
                 }
-                Spec::Database(_) => {}
+                Spec::Route(r) => {
+                    taken.insert(r.listen.0.port());
+                }
+                Spec::Database(_) | Spec::Network(_) => {}
             }
         }
         let mut mine: HashMap<String, DatabaseSecret> = all
@@ -264,6 +350,7 @@ impl<R: Runtime> Reconciler<R> {
             desired: o.desired,
             errors: snapshot.errors.clone(),
             missing_source: snapshot.missing,
+            network_actions: o.networks.describe(),
             plan: o.plan,
             ..PassReport::default()
         })
@@ -280,6 +367,8 @@ impl<R: Runtime> Reconciler<R> {
             plan,
             now,
             secrets,
+            networks,
+            observed,
         } = self.observe(snapshot, false).await?;
         let prune = !desired.is_empty() || self.options.allow_empty;
         let applied = self
@@ -323,6 +412,20 @@ impl<R: Runtime> Reconciler<R> {
             message: t.message.clone(),
         }));
 
+        let ip_of = |o: &Observed| {
+            let key = o.key.as_ref()?;
+            desired
+                .iter()
+                .find(|d| &d.key() == key)
+                .and_then(|d| match &d.spec {
+                    Spec::Server(s) => s.ip,
+                    _ => None,
+                })
+        };
+        let mut network_results =
+            network::apply_before(&self.runtime, &networks, &observed, &ip_of).await;
+        // Routes switch to ready containers before anything is removed (StartFirst updates).
+        let route_states = self.sync_routes(&desired, &plan, &observed).await;
         let outcomes = execute::execute(
             &self.runtime,
             plan.actions.clone(),
@@ -332,13 +435,43 @@ impl<R: Runtime> Reconciler<R> {
         )
         .await;
 
+        network_results.extend(network::apply_after(&self.runtime, &networks).await);
+        for (what, result) in &network_results {
+            let (reason, message) = match result {
+                Ok(()) => ("network", format!("{what}: done")),
+                Err(e) => ("failed", format!("{what}: {e}")),
+            };
+            events.push(NewEvent {
+                key: None,
+                reason,
+                message,
+            });
+        }
+        if !networks.is_empty() || !network_results.is_empty() {
+            self.had_networks
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut generations: HashMap<ObjectKey, i64> = stored
             .iter()
             .map(|s| (s.object.key(), s.generation))
             .collect();
         generations.extend(applied.changed.iter().cloned());
         let last_errors = first_errors(&desired, &snapshot.errors);
-        let statuses = statuses(&plan, &outcomes, &generations, &last_errors, now);
+        let mut statuses = statuses(&plan, &outcomes, &generations, &last_errors, now);
+        statuses.extend(network_statuses(
+            &desired,
+            instance,
+            &network_results,
+            &generations,
+        ));
+        statuses.extend(route_statuses(
+            &desired,
+            self.proxy.is_some(),
+            &route_states,
+            &previous,
+            &generations,
+            &mut events,
+        ));
         self.store
             .record_status(instance, &previous, &statuses)
             .await?;
@@ -350,6 +483,13 @@ impl<R: Runtime> Reconciler<R> {
             desired,
             errors: snapshot.errors.clone(),
             missing_source: snapshot.missing,
+            network_actions: network_results
+                .iter()
+                .map(|(w, r)| match r {
+                    Ok(()) => w.clone(),
+                    Err(e) => format!("{w}: failed: {e}"),
+                })
+                .collect(),
             plan,
             outcomes,
             statuses,
@@ -399,6 +539,7 @@ impl<R: Runtime> Reconciler<R> {
         statuses: &HashMap<ObjectKey, Status>,
         secrets: &HashMap<String, DatabaseSecret>,
         ready: &HashSet<ObjectKey>,
+        networks: &NetworkPlan,
     ) -> (Vec<Desired>, HashMap<ObjectKey, ContainerSpec>) {
         let mut wanted = Vec::with_capacity(objects.len());
         let mut specs = HashMap::with_capacity(objects.len());
@@ -444,9 +585,19 @@ impl<R: Runtime> Reconciler<R> {
                         }
                         crate::manifest::short_hash(material.as_bytes())
                     };
-                    if let Some(c) =
+                    if let Some(mut c) =
                         crate::server::container_spec(&self.options.instance, o, s, &hash, &lookup)
                     {
+                        if let Some(net) = &s.network {
+                            c.network = Some(
+                                networks
+                                    .engine_names
+                                    .get(&net.0)
+                                    .cloned()
+                                    .unwrap_or_else(|| net.0.clone()),
+                            );
+                            c.ip = s.ip;
+                        }
                         specs.insert(key.clone(), c);
                     }
                     let mut deps: Vec<Dep> = s
@@ -479,6 +630,7 @@ impl<R: Runtime> Reconciler<R> {
                             .as_ref()
                             .is_some_and(|h| h.on_unhealthy == OnUnhealthy::Restart),
                         readiness: None,
+                        start_first: s.start_first(),
                         deps,
                         lifecycle,
                     });
@@ -504,10 +656,13 @@ impl<R: Runtime> Reconciler<R> {
                         restart: RestartPolicy::Always,
                         max_restarts: None,
                         restart_unhealthy: false,
+                        start_first: false,
                         deps: Vec::new(),
                         lifecycle,
                     });
                 }
+                // No containers of their own: networks are kept by `network`, routes by the proxy.
+                Spec::Network(_) | Spec::Route(_) => {}
             }
         }
         (wanted, specs)
@@ -612,6 +767,77 @@ fn statuses(
                 updated_at: String::new(),
                 lifecycle,
             }
+        })
+        .collect()
+}
+
+/// A route is Ready while it listens and has a ready backend, Running while it listens with none,
+/// Invalid when it cannot listen, and Pending outside `dockhand up`.
+fn route_statuses(
+    desired: &[Object],
+    serving: bool,
+    states: &HashMap<String, RouteState>,
+    previous: &HashMap<ObjectKey, Status>,
+    generations: &HashMap<ObjectKey, i64>,
+    events: &mut Vec<NewEvent>,
+) -> Vec<Status> {
+    desired
+        .iter()
+        .filter_map(|o| match &o.spec {
+            Spec::Route(r) => Some((o, r)),
+            _ => None,
+        })
+        .map(|(o, r)| {
+            let mut st = Status::pending(o.key());
+            st.observed_generation = generations.get(&o.key()).copied().unwrap_or(1);
+            let (phase, message) = match states.get(&o.name) {
+                _ if !serving => ("Pending", "served by dockhand up".to_owned()),
+                None => ("Pending", "not started".to_owned()),
+                Some(s) => match &s.listening {
+                    Err(e) => ("Invalid", e.clone()),
+                    Ok(()) if s.backends.is_empty() => ("Running", s.message(r)),
+                    Ok(()) => ("Ready", s.message(r)),
+                },
+            };
+            if phase == "Invalid"
+                && previous.get(&o.key()).map(|p| p.phase.as_str()) != Some("Invalid")
+            {
+                events.push(NewEvent {
+                    key: Some(o.key()),
+                    reason: "invalid",
+                    message: message.clone(),
+                });
+            }
+            st.phase = phase.to_owned();
+            st.message = Some(message);
+            st
+        })
+        .collect()
+}
+
+/// A declared network is Ready unless creating it failed this pass.
+fn network_statuses(
+    desired: &[Object],
+    instance: &str,
+    results: &[(String, Result<(), RuntimeError>)],
+    generations: &HashMap<ObjectKey, i64>,
+) -> Vec<Status> {
+    desired
+        .iter()
+        .filter(|o| matches!(o.spec, Spec::Network(_)))
+        .map(|o| {
+            let engine = crate::labels::volume_name(instance, &o.name);
+            let failure = results
+                .iter()
+                .find_map(|(what, r)| r.as_ref().err().filter(|_| what.ends_with(&engine)));
+            let mut st = Status::pending(o.key());
+            st.phase = if failure.is_some() { "Failed" } else { "Ready" }.to_owned();
+            st.message = Some(match failure {
+                Some(e) => e.to_string(),
+                None => format!("engine network {engine}"),
+            });
+            st.observed_generation = generations.get(&o.key()).copied().unwrap_or(1);
+            st
         })
         .collect()
 }

@@ -45,6 +45,8 @@ pub struct Desired {
     pub restart_unhealthy: bool,
     /// For kinds that dockhand itself proves ready (a Database's login).
     pub readiness: Option<Readiness>,
+    /// A spec change creates the new container beside the old one (update.order StartFirst).
+    pub start_first: bool,
     pub deps: Vec<Dep>,
     /// The object's run history as last recorded.
     pub lifecycle: Lifecycle,
@@ -290,8 +292,22 @@ pub fn plan(desired: &[Desired], observed: &[Observed], opts: PlanOptions) -> Pl
                 o.name.clone(),
             )
         });
-        let keep = candidates.first().copied();
-        for o in candidates.iter().skip(1) {
+        let matches = |o: &Observed| o.spec_hash.as_deref() == Some(d.spec_hash.as_str());
+        // StartFirst: only a container of the current spec counts; older ones keep serving
+        // until it is Ready, then go.
+        let keep = if d.start_first {
+            candidates.iter().find(|o| matches(o)).copied()
+        } else {
+            candidates.first().copied()
+        };
+        let (verdict, action) = plan_object(d, keep, &opts, &mut p);
+        for o in candidates
+            .iter()
+            .filter(|o| Some(o.id.as_str()) != keep.map(|k| k.id.as_str()))
+        {
+            if d.start_first && !matches(o) && verdict.phase != Phase::Ready {
+                continue;
+            }
             p.actions.push(Action::Remove {
                 id: o.id.clone(),
                 name: o.name.clone(),
@@ -300,7 +316,6 @@ pub fn plan(desired: &[Desired], observed: &[Observed], opts: PlanOptions) -> Pl
                 volume: None,
             });
         }
-        let (verdict, action) = plan_object(d, keep, &opts, &mut p);
         p.verdicts.insert(d.key.clone(), verdict);
         candidates_by_key.insert(d.key.clone(), action);
     }
@@ -786,6 +801,7 @@ mod tests {
             max_restarts: None,
             restart_unhealthy: true,
             readiness: None,
+            start_first: false,
             deps: Vec::new(),
             lifecycle: Lifecycle::started(NOW - 1_000),
         }
@@ -827,6 +843,7 @@ mod tests {
             health: None,
             depends_on: vec![],
             delete_volume: None,
+            ip: None,
         }
     }
 
@@ -1413,6 +1430,34 @@ mod tests {
         assert_eq!(p.verdicts[&key("app")].phase, Phase::Blocked);
         let p = plan(&[app, database("db", true)], &obs, opts(false));
         assert_eq!(p.actions, [Action::Create { key: key("app") }]);
+    }
+
+    #[test]
+    fn start_first_keeps_the_old_container_until_the_new_one_is_ready() {
+        let d = Desired {
+            start_first: true,
+            ..want("web", "h2")
+        };
+        let old = seen("old", "web", "h1", State::Running);
+        // No container of the new spec: create one beside the old.
+        let p = plan(
+            std::slice::from_ref(&d),
+            std::slice::from_ref(&old),
+            opts(false),
+        );
+        assert_eq!(p.actions, [Action::Create { key: key("web") }]);
+        // The new one is starting (health not passed yet): both stay.
+        let new = healthy(seen("new", "web", "h2", State::Running), Health::Starting);
+        let p = plan(std::slice::from_ref(&d), &[old.clone(), new], opts(false));
+        assert!(p.is_empty(), "{:?}", p.actions);
+        // Ready: the old one goes.
+        let new = healthy(seen("new", "web", "h2", State::Running), Health::Healthy);
+        let p = plan(&[d], &[old, new], opts(false));
+        assert!(
+            matches!(&p.actions[..], [Action::Remove { id, reason: RemoveReason::Duplicate, .. }] if id == "old"),
+            "{:?}",
+            p.actions
+        );
     }
 
     #[test]

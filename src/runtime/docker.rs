@@ -15,7 +15,8 @@ use bollard::Docker;
 use futures_util::stream::{BoxStream, StreamExt};
 
 use super::{
-    ContainerSpec, EngineEvent, Health, Observed, PublishedPort, Runtime, RuntimeError, State,
+    ContainerSpec, EngineEvent, Health, NetworkConfig, NetworkInfo, Observed, PublishedPort,
+    Runtime, RuntimeError, State,
 };
 use crate::labels;
 use crate::manifest::server::{Protocol, PullPolicy};
@@ -210,6 +211,17 @@ fn health(status: &str) -> Option<Health> {
     }
 }
 
+/// Endpoint settings with an optional static address.
+fn endpoint(ip: Option<std::net::Ipv4Addr>) -> bollard::models::EndpointSettings {
+    bollard::models::EndpointSettings {
+        ipam_config: ip.map(|ip| bollard::models::EndpointIpamConfig {
+            ipv4_address: Some(ip.to_string()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// `Exited (137) 5 seconds ago` → 137.
 fn exit_code(status: &str) -> Option<i64> {
     let rest = status.strip_prefix("Exited (")?;
@@ -318,6 +330,13 @@ impl Runtime for DockerRuntime {
                     health: c.status.as_deref().and_then(health),
                     depends_on: labels::depends_on(&labels),
                     delete_volume: labels.get(labels::DELETE_VOLUME).cloned(),
+                    ip: c.network_settings.and_then(|n| n.networks).and_then(|n| {
+                        let mut nets: Vec<_> = n.into_iter().collect();
+                        nets.sort_by(|a, b| a.0.cmp(&b.0));
+                        nets.into_iter().find_map(|(_, e)| {
+                            e.ip_address.filter(|ip| !ip.is_empty())?.parse().ok()
+                        })
+                    }),
                     state,
                     ports,
                 })
@@ -448,6 +467,7 @@ impl Runtime for DockerRuntime {
                 memory: spec.memory,
                 nano_cpus: spec.nano_cpus,
                 extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
+                network_mode: spec.network.clone(),
                 // dockhand applies restart policies itself, so it sees and records every restart.
                 restart_policy: Some(RestartPolicy {
                     name: Some(RestartPolicyNameEnum::NO),
@@ -456,6 +476,15 @@ impl Runtime for DockerRuntime {
                 ..Default::default()
             }),
             ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            networking_config: spec
+                .network
+                .as_ref()
+                .map(|net| bollard::models::NetworkingConfig {
+                    endpoints_config: Some(HashMap::from([(net.clone(), endpoint(spec.ip))])),
+                }),
+            ..body
         };
         let opts = CreateContainerOptions {
             name: Some(spec.name.clone()),
@@ -512,6 +541,105 @@ impl Runtime for DockerRuntime {
             // 409: removal already in progress.
             Err(e) if server_error(&e).map(|s| s.0) == Some(409) => Ok(()),
             Err(e) => Err(engine("remove container", id, e)),
+        }
+    }
+
+    async fn list_networks(&self, instance: &str) -> Result<Vec<NetworkInfo>, RuntimeError> {
+        let filters = HashMap::from([("label".to_owned(), labels::instance_filters(instance))]);
+        let opts = bollard::query_parameters::ListNetworksOptions {
+            filters: Some(filters),
+        };
+        let list = self
+            .docker
+            .list_networks(Some(opts))
+            .await
+            .map_err(|e| engine("list", "networks", e))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|n| {
+                let labels = n.labels.unwrap_or_default();
+                (labels.get(labels::INSTANCE).map(String::as_str) == Some(instance)).then(|| {
+                    NetworkInfo {
+                        name: n.name.unwrap_or_default(),
+                        spec_hash: labels.get(labels::SPEC_HASH).cloned(),
+                    }
+                })
+            })
+            .collect())
+    }
+
+    async fn network_exists(&self, name: &str) -> Result<bool, RuntimeError> {
+        match self.docker.inspect_network(name, None).await {
+            Ok(_) => Ok(true),
+            Err(e) if server_error(&e).map(|s| s.0) == Some(404) => Ok(false),
+            Err(e) => Err(engine("inspect network", name, e)),
+        }
+    }
+
+    async fn create_network(&self, config: &NetworkConfig) -> Result<(), RuntimeError> {
+        let ipam = config.subnet.as_ref().map(|subnet| bollard::models::Ipam {
+            config: Some(vec![bollard::models::IpamConfig {
+                subnet: Some(subnet.clone()),
+                gateway: config.gateway.clone(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        let req = bollard::models::NetworkCreateRequest {
+            name: config.name.clone(),
+            driver: Some(config.driver.clone()),
+            ipam,
+            labels: Some(config.labels.clone()),
+            ..Default::default()
+        };
+        match self.docker.create_network(req).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(engine("create network", &config.name, e)),
+        }
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if server_error(&e).map(|s| s.0) == Some(404) => Ok(()),
+            Err(e) => Err(engine("remove network", name, e)),
+        }
+    }
+
+    async fn network_containers(&self, name: &str) -> Result<Vec<String>, RuntimeError> {
+        let n = self
+            .docker
+            .inspect_network(name, None)
+            .await
+            .map_err(|e| engine("inspect network", name, e))?;
+        Ok(n.containers.unwrap_or_default().into_keys().collect())
+    }
+
+    async fn connect_network(
+        &self,
+        name: &str,
+        container: &str,
+        ip: Option<std::net::Ipv4Addr>,
+    ) -> Result<(), RuntimeError> {
+        let req = bollard::models::NetworkConnectRequest {
+            container: container.to_owned(),
+            endpoint_config: Some(endpoint(ip)),
+        };
+        self.docker
+            .connect_network(name, req)
+            .await
+            .map_err(|e| engine("connect to network", name, e))
+    }
+
+    async fn disconnect_network(&self, name: &str, container: &str) -> Result<(), RuntimeError> {
+        let req = bollard::models::NetworkDisconnectRequest {
+            container: container.to_owned(),
+            force: Some(true),
+        };
+        match self.docker.disconnect_network(name, req).await {
+            Ok(()) => Ok(()),
+            Err(e) if server_error(&e).map(|s| s.0) == Some(404) => Ok(()),
+            Err(e) => Err(engine("disconnect from network", name, e)),
         }
     }
 

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use futures_util::stream::{self, BoxStream, StreamExt};
 use tokio::sync::broadcast;
 
-use super::{ContainerSpec, EngineEvent, Observed, Runtime, RuntimeError, State};
+use super::{
+    ContainerSpec, EngineEvent, NetworkConfig, NetworkInfo, Observed, Runtime, RuntimeError, State,
+};
 use crate::labels;
 use crate::manifest::server::PullPolicy;
 
@@ -98,6 +100,7 @@ impl Runtime for FakeRuntime {
                 health: None,
                 depends_on: labels::depends_on(&c.labels),
                 delete_volume: c.labels.get(labels::DELETE_VOLUME).cloned(),
+                ip: None,
             })
             .collect())
     }
@@ -161,6 +164,39 @@ impl Runtime for FakeRuntime {
         if let Some(c) = removed {
             self.emit(id, "destroy", &c);
         }
+        Ok(())
+    }
+
+    async fn list_networks(&self, _instance: &str) -> Result<Vec<NetworkInfo>, RuntimeError> {
+        Ok(Vec::new())
+    }
+
+    async fn network_exists(&self, _name: &str) -> Result<bool, RuntimeError> {
+        Ok(false)
+    }
+
+    async fn create_network(&self, _config: &NetworkConfig) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    async fn remove_network(&self, _name: &str) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    async fn network_containers(&self, _name: &str) -> Result<Vec<String>, RuntimeError> {
+        Ok(Vec::new())
+    }
+
+    async fn connect_network(
+        &self,
+        _name: &str,
+        _container: &str,
+        _ip: Option<std::net::Ipv4Addr>,
+    ) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    async fn disconnect_network(&self, _name: &str, _container: &str) -> Result<(), RuntimeError> {
         Ok(())
     }
 

@@ -97,6 +97,25 @@ pub struct Observed {
     pub depends_on: Vec<ObjectKey>,
     /// A data volume to remove with this container, when its object says so.
     pub delete_volume: Option<String>,
+    /// Its address on its (first) network, for routes.
+    pub ip: Option<std::net::Ipv4Addr>,
+}
+
+/// A network this instance created, as one listing reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetworkInfo {
+    pub name: String,
+    pub spec_hash: Option<String>,
+}
+
+/// A network to create.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetworkConfig {
+    pub name: String,
+    pub driver: String,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub labels: HashMap<String, String>,
 }
 
 /// Everything needed to create one container. Built from a spec by the kind's module.
@@ -121,6 +140,9 @@ pub struct ContainerSpec {
     pub stop_signal: Option<String>,
     /// `host:address` entries for /etc/hosts (`host-gateway` is the engine's host).
     pub extra_hosts: Vec<String>,
+    /// The engine network to attach to, and a static address on it.
+    pub network: Option<String>,
+    pub ip: Option<std::net::Ipv4Addr>,
 }
 
 /// The engine's healthcheck for a container.
@@ -198,6 +220,43 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Removes a named volume; one that is already gone is not an error.
     fn remove_volume(&self, name: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// The networks this instance created.
+    fn list_networks(
+        &self,
+        instance: &str,
+    ) -> impl Future<Output = Result<Vec<NetworkInfo>, RuntimeError>> + Send;
+
+    /// Whether a network of that name exists at all (anyone's).
+    fn network_exists(&self, name: &str)
+        -> impl Future<Output = Result<bool, RuntimeError>> + Send;
+
+    fn create_network(
+        &self,
+        config: &NetworkConfig,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Removes a network; one that is already gone is not an error.
+    fn remove_network(&self, name: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// The ids of the containers attached to a network.
+    fn network_containers(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<String>, RuntimeError>> + Send;
+
+    fn connect_network(
+        &self,
+        name: &str,
+        container: &str,
+        ip: Option<std::net::Ipv4Addr>,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    fn disconnect_network(
+        &self,
+        name: &str,
+        container: &str,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// Container events for this instance, until the engine goes away.
     fn events(&self, instance: &str) -> BoxStream<'static, Result<EngineEvent, RuntimeError>>;

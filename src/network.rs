@@ -1,0 +1,177 @@
+//! `kind: Network`: which engine networks this instance needs, and keeping them so.
+//!
+//! A declared network is `dh_<instance>_<name>`, recreated (with its containers reattached)
+//! when its spec changes. A name a server uses but no manifest declares is an existing engine
+//! network used as is (never removed), or else a plain bridge network dockhand creates and
+//! removes once nothing names it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::labels;
+use crate::manifest::{Object, Spec};
+use crate::runtime::{NetworkConfig, NetworkInfo, Observed, Runtime, RuntimeError};
+
+/// Spec hash of a network dockhand creates only because a server names it.
+const AUTO: &str = "auto";
+
+/// What the networks need this pass.
+#[derive(Debug, Default)]
+pub struct NetworkPlan {
+    /// Manifest network name → engine network name, for every network a server names.
+    pub engine_names: HashMap<String, String>,
+    pub create: Vec<NetworkConfig>,
+    pub recreate: Vec<NetworkConfig>,
+    /// Networks of this instance nothing needs any more (removed once no container uses them).
+    pub remove: Vec<String>,
+}
+
+impl NetworkPlan {
+    pub fn describe(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .create
+            .iter()
+            .map(|n| format!("create network {}", n.name))
+            .collect();
+        out.extend(
+            self.recreate
+                .iter()
+                .map(|n| format!("recreate network {} (spec changed)", n.name)),
+        );
+        out.extend(
+            self.remove
+                .iter()
+                .map(|n| format!("remove network {n} (unused)")),
+        );
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.create.is_empty() && self.recreate.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// Decides what to create, recreate and remove. Asks the engine only about names no manifest
+/// declares (to tell an existing network from one to create).
+pub async fn plan<R: Runtime>(
+    runtime: &R,
+    instance: &str,
+    desired: &[Object],
+) -> Result<NetworkPlan, RuntimeError> {
+    let mut wanted: BTreeMap<String, NetworkConfig> = BTreeMap::new();
+    let mut plan = NetworkPlan::default();
+    let owner = |hash: &str| {
+        let mut l = crate::server::owner_labels(instance);
+        l.insert(labels::SPEC_HASH.into(), hash.into());
+        l
+    };
+    for o in desired {
+        if let Spec::Network(n) = &o.spec {
+            let name = labels::volume_name(instance, &o.name);
+            plan.engine_names.insert(o.name.clone(), name.clone());
+            wanted.insert(
+                name.clone(),
+                NetworkConfig {
+                    name,
+                    driver: n.driver.clone(),
+                    subnet: n.subnet.map(|s| s.to_string()),
+                    gateway: n.gateway.map(|g| g.to_string()),
+                    labels: owner(&o.spec_hash()),
+                },
+            );
+        }
+    }
+    let ours: Vec<NetworkInfo> = runtime.list_networks(instance).await?;
+    for o in desired {
+        let Spec::Server(s) = &o.spec else { continue };
+        let Some(net) = &s.network else { continue };
+        if plan.engine_names.contains_key(&net.0) {
+            continue;
+        }
+        let auto = labels::volume_name(instance, &net.0);
+        let is_ours = ours.iter().any(|n| n.name == auto);
+        if !is_ours && runtime.network_exists(&net.0).await? {
+            plan.engine_names.insert(net.0.clone(), net.0.clone());
+            continue;
+        }
+        plan.engine_names.insert(net.0.clone(), auto.clone());
+        wanted.insert(
+            auto.clone(),
+            NetworkConfig {
+                name: auto,
+                driver: "bridge".into(),
+                subnet: None,
+                gateway: None,
+                labels: owner(AUTO),
+            },
+        );
+    }
+    for (name, config) in &wanted {
+        match ours.iter().find(|n| &n.name == name) {
+            None => plan.create.push(config.clone()),
+            Some(n)
+                if n.spec_hash.as_deref()
+                    != config.labels.get(labels::SPEC_HASH).map(String::as_str) =>
+            {
+                plan.recreate.push(config.clone())
+            }
+            Some(_) => {}
+        }
+    }
+    plan.remove = ours
+        .into_iter()
+        .map(|n| n.name)
+        .filter(|n| !wanted.contains_key(n))
+        .collect();
+    Ok(plan)
+}
+
+/// Creates and recreates (before containers are created). A recreated network gets back the
+/// containers it had, each with its static address.
+pub async fn apply_before<R: Runtime>(
+    runtime: &R,
+    plan: &NetworkPlan,
+    observed: &[Observed],
+    ip_of: &dyn Fn(&Observed) -> Option<std::net::Ipv4Addr>,
+) -> Vec<(String, Result<(), RuntimeError>)> {
+    let mut out = Vec::new();
+    for config in &plan.create {
+        out.push((
+            format!("create network {}", config.name),
+            runtime.create_network(config).await,
+        ));
+    }
+    for config in &plan.recreate {
+        let result = async {
+            let attached = runtime.network_containers(&config.name).await?;
+            for id in &attached {
+                runtime.disconnect_network(&config.name, id).await?;
+            }
+            runtime.remove_network(&config.name).await?;
+            runtime.create_network(config).await?;
+            for id in &attached {
+                let ip = observed.iter().find(|o| &o.id == id).and_then(ip_of);
+                runtime.connect_network(&config.name, id, ip).await?;
+            }
+            Ok(())
+        }
+        .await;
+        out.push((format!("recreate network {}", config.name), result));
+    }
+    out
+}
+
+/// Removes networks nothing needs (after their containers are gone; an error leaves them for
+/// the next pass).
+pub async fn apply_after<R: Runtime>(
+    runtime: &R,
+    plan: &NetworkPlan,
+) -> Vec<(String, Result<(), RuntimeError>)> {
+    let mut out = Vec::new();
+    for name in &plan.remove {
+        out.push((
+            format!("remove network {name}"),
+            runtime.remove_network(name).await,
+        ));
+    }
+    out
+}

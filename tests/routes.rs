@@ -1,0 +1,434 @@
+//! Routes (TCP and UDP through `dockhand up`), networks and StartFirst updates, against the real
+//! engine. Clients only ever connect to 127.0.0.x; the proxy reaches this run's own containers.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{docker, eventually, text, Env, IMAGE};
+
+const WAIT: Duration = Duration::from_secs(40);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// An HTTP server (busybox httpd) whose page says `page`, ready once it listens.
+fn web(name: &str, page: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: {name}}}\nspec:\n  image: {IMAGE}\n  pullPolicy: Never\n  command: [\"sh\", \"-c\", \"mkdir -p /www && echo {page} > /www/index.html && exec httpd -f -p 8080 -h /www\"]\n  healthCheck: {{tcp: {{port: 8080}}, interval: 300ms, retries: 1}}\n  stopGracePeriod: 1s\n{extra}"
+    )
+}
+
+fn route(name: &str, listen: SocketAddr, server: &str, port: u16, extra: &str) -> String {
+    format!(
+        "apiVersion: dockhand/v1\nkind: Route\nmetadata: {{name: {name}}}\nspec:\n  protocol: tcp\n  listen: '{listen}'\n  to: {{server: {server}, port: {port}}}\n{extra}"
+    )
+}
+
+/// One HTTP GET through `addr`, from `source`; the body, or why it failed.
+fn get(addr: SocketAddr, source: Option<&str>) -> Result<String, String> {
+    let stream = match source {
+        Some(src) => {
+            let ip: std::net::IpAddr = src.parse().map_err(|_| format!("bad source {src}"))?;
+            BoundClient(SocketAddr::new(ip, 0))
+                .connect(addr)
+                .map_err(|e| e.to_string())?
+        }
+        None => {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?
+        }
+    };
+    let mut stream = stream;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut body = String::new();
+    stream
+        .read_to_string(&mut body)
+        .map_err(|e| e.to_string())?;
+    if !body.starts_with("HTTP/1.0 200") && !body.starts_with("HTTP/1.1 200") {
+        return Err(format!("bad response: {body}"));
+    }
+    Ok(body
+        .rsplit("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned())
+}
+
+/// A TCP client bound to a chosen loopback source address.
+struct BoundClient(std::net::SocketAddr);
+
+impl BoundClient {
+    fn connect(&self, to: SocketAddr) -> std::io::Result<TcpStream> {
+        // std has no bind-before-connect; tokio's TcpSocket has, on a throwaway runtime.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let std_stream = rt.block_on(async {
+            let s = tokio::net::TcpSocket::new_v4()?;
+            s.bind(self.0)?;
+            let stream = s.connect(to).await?;
+            stream.into_std()
+        })?;
+        std_stream.set_nonblocking(false)?;
+        Ok(std_stream)
+    }
+}
+
+fn status(env: &Env, kind: &str, name: &str) -> Option<serde_json::Value> {
+    env.object_of(kind, name).map(|o| o["status"].clone())
+}
+
+/// The UDP echo image: busybox plus a static echo server (busybox nc has no UDP).
+fn udp_echo_image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/udp-echo.c");
+        let out = std::process::Command::new("gcc")
+            .args(["-static", "-O2", "-o"])
+            .arg(dir.path().join("udp-echo"))
+            .arg(&src)
+            .output()
+            .expect("run gcc");
+        assert!(
+            out.status.success(),
+            "gcc -static failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            format!("FROM {IMAGE}\nCOPY udp-echo /bin/udp-echo\nCMD [\"udp-echo\", \"5520\"]\n"),
+        )
+        .expect("Dockerfile");
+        let out = std::process::Command::new("docker")
+            .args(["build", "-q", "-t", "dockhand/udp-echo:local"])
+            .arg(dir.path())
+            .output()
+            .expect("docker build");
+        assert!(
+            out.status.success(),
+            "docker build failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    "dockhand/udp-echo:local"
+}
+
+#[test]
+fn tcp_through_a_route_reaches_an_http_server_and_follows_a_recreated_backend() {
+    let Some(env) = Env::new("route-tcp") else {
+        return;
+    };
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    env.write("web.yaml", &web("web", "first", ""));
+    env.write("route.yaml", &route("front", listen, "web", 8080, ""));
+    let mut up = env.up(&["--resync", "1h"]);
+    let body = eventually(WAIT, "the page through the route", || {
+        get(listen, None).ok()
+    });
+    assert_eq!(body, "first");
+    let s = eventually(WAIT, "route status", || {
+        status(&env, "route", "front").filter(|s| s["phase"] == "Ready")
+    });
+    assert!(
+        s["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("backends web=")),
+        "{s}"
+    );
+
+    // The backend is recreated (new spec): the same listener reaches the new container.
+    env.write("web.yaml", &web("web", "second", ""));
+    eventually(WAIT, "the new page through the same route", || {
+        get(listen, None).ok().filter(|b| b == "second")
+    });
+
+    // A removed route's listener is closed.
+    env.remove("route.yaml");
+    eventually(WAIT, "the listener to close", || {
+        TcpStream::connect(listen).is_err().then_some(())
+    });
+    up.stop();
+}
+
+#[test]
+fn a_route_without_a_ready_backend_refuses_at_once() {
+    let Some(env) = Env::new("route-refuse") else {
+        return;
+    };
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    env.write("route.yaml", &route("front", listen, "ghost", 8080, ""));
+    env.write("other.yaml", &web("other", "x", ""));
+    let mut up = env.up(&["--resync", "1h"]);
+    eventually(WAIT, "the listener", || {
+        status(&env, "route", "front").filter(|s| s["phase"] == "Running")
+    });
+    let started = Instant::now();
+    assert!(get(listen, None).is_err());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "not refused at once"
+    );
+    up.stop();
+}
+
+#[test]
+fn rules_send_clients_from_different_sources_to_different_backends() {
+    let Some(env) = Env::new("route-rules") else {
+        return;
+    };
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    env.write("a.yaml", &web("lobby", "lobby", ""));
+    env.write("b.yaml", &web("skywars", "skywars", ""));
+    env.write(
+        "route.yaml",
+        &route(
+            "game",
+            listen,
+            "lobby",
+            8080,
+            "  rules:\n    - {source: 127.0.0.2, to: {server: skywars, port: 8080}}\n",
+        ),
+    );
+    let mut up = env.up(&["--resync", "1h"]);
+    eventually(WAIT, "both backends", || {
+        status(&env, "route", "game").filter(|s| {
+            s["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("skywars=") && m.contains("lobby="))
+        })
+    });
+    assert_eq!(get(listen, Some("127.0.0.1")).expect("from .1"), "lobby");
+    assert_eq!(get(listen, Some("127.0.0.2")).expect("from .2"), "skywars");
+    up.stop();
+}
+
+#[test]
+fn udp_through_a_route_gets_replies() {
+    let Some(env) = Env::new("route-udp") else {
+        return;
+    };
+    let image = udp_echo_image();
+    let port = free_port();
+    env.write(
+        "echo.yaml",
+        &format!("apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: echo}}\nspec:\n  image: {image}\n  pullPolicy: Never\n  stopGracePeriod: 1s\n"),
+    );
+    env.write(
+        "route.yaml",
+        &format!("apiVersion: dockhand/v1\nkind: Route\nmetadata: {{name: game}}\nspec:\n  protocol: udp\n  listen: '127.0.0.1:{port}'\n  to: {{server: echo, port: 5520}}\n  udpIdleTimeout: 5s\n"),
+    );
+    let mut up = env.up(&["--resync", "1h"]);
+    eventually(WAIT, "the route", || {
+        status(&env, "route", "game").filter(|s| s["phase"] == "Ready")
+    });
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let reply = eventually(WAIT, "an echo", || {
+        client.send_to(b"ping", ("127.0.0.1", port)).ok()?;
+        let mut buf = [0u8; 64];
+        let (n, _) = client.recv_from(&mut buf).ok()?;
+        Some(buf[..n].to_vec())
+    });
+    assert_eq!(reply, b"ping");
+    let s = eventually(WAIT, "counted bytes", || {
+        status(&env, "route", "game").filter(|s| {
+            s["message"]
+                .as_str()
+                .is_some_and(|m| !m.contains(" 0 bytes in"))
+        })
+    });
+    assert!(
+        s["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("active sessions")),
+        "{s}"
+    );
+    up.stop();
+}
+
+#[test]
+fn static_ips_on_a_declared_network() {
+    let Some(env) = Env::new("net-static") else {
+        return;
+    };
+    // A subnet of its own per run; nothing is sent to it.
+    let third = 100 + (std::process::id() % 150);
+    env.write(
+        "net.yaml",
+        &format!("apiVersion: dockhand/v1\nkind: Network\nmetadata: {{name: banananet}}\nspec:\n  subnet: 10.213.{third}.0/24\n  gateway: 10.213.{third}.1\n"),
+    );
+    env.write(
+        "a.yaml",
+        &common::server(
+            "skywars",
+            &format!("  network: banananet\n  ip: 10.213.{third}.10\n"),
+        ),
+    );
+    let out = env.run("sync", &["--timeout", "60s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let c = env.container("skywars").expect("container");
+    let net = format!("dh_{}_banananet", env.instance);
+    let ip = docker(&[
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"),
+        &c.id,
+    ]);
+    assert_eq!(ip.trim(), format!("10.213.{third}.10"));
+    assert_eq!(
+        status(&env, "network", "banananet").expect("network")["phase"],
+        "Ready"
+    );
+    // Removing everything removes the network dockhand created.
+    env.remove("a.yaml");
+    env.remove("net.yaml");
+    let out = env.run("sync", &["--allow-empty", "--timeout", "60s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        docker(&["network", "ls", "-q", "--filter", &format!("name=^{net}$")])
+            .trim()
+            .is_empty()
+    );
+}
+
+#[test]
+fn an_auto_created_network_is_removed_when_unused_and_a_foreign_one_is_kept() {
+    let Some(env) = Env::new("net-auto") else {
+        return;
+    };
+    let foreign = format!("{}-foreign", env.instance);
+    docker(&["network", "create", &foreign]);
+    env.write("a.yaml", &common::server("one", "  network: backstage\n"));
+    env.write(
+        "b.yaml",
+        &common::server("two", &format!("  network: {foreign}\n")),
+    );
+    env.sync();
+    let auto = format!("dh_{}_backstage", env.instance);
+    let exists = |n: &str| {
+        !docker(&["network", "ls", "-q", "--filter", &format!("name=^{n}$")])
+            .trim()
+            .is_empty()
+    };
+    assert!(exists(&auto), "the undeclared network was not created");
+    env.remove("a.yaml");
+    env.remove("b.yaml");
+    env.write("c.yaml", &common::server("three", ""));
+    env.sync();
+    env.sync();
+    assert!(!exists(&auto), "the auto-created network was not removed");
+    assert!(
+        exists(&foreign),
+        "a network dockhand did not create was removed"
+    );
+    docker(&["network", "rm", &foreign]);
+}
+
+#[test]
+fn a_start_first_update_under_a_loop_of_requests_fails_none() {
+    let Some(env) = Env::new("startfirst") else {
+        return;
+    };
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let spec = |page: &str| web("web", page, "  update: {order: StartFirst}\n");
+    env.write("web.yaml", &spec("v1"));
+    env.write("route.yaml", &route("front", listen, "web", 8080, ""));
+    let mut up = env.up(&["--resync", "1h"]);
+    eventually(WAIT, "v1 through the route", || {
+        get(listen, None).ok().filter(|b| b == "v1")
+    });
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut ok, mut failed, mut seen_v2) = (0u32, Vec::new(), false);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+                match get(listen, None) {
+                    Ok(b) => {
+                        ok += 1;
+                        seen_v2 |= b == "v2";
+                    }
+                    Err(e) => failed.push(e),
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (ok, failed, seen_v2)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    env.write("web.yaml", &spec("v2"));
+    eventually(WAIT, "v2 alone", || {
+        let cs = env.containers();
+        (cs.len() == 1 && get(listen, None).ok().as_deref() == Some("v2")).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, failed, seen_v2) = load.join().expect("load thread");
+    assert!(seen_v2 && ok > 10, "too few requests: {ok}");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        ok as usize + failed.len(),
+        failed
+    );
+    up.stop();
+}
+
+#[test]
+fn a_network_spec_change_recreates_it_and_reattaches_its_containers() {
+    let Some(env) = Env::new("net-recreate") else {
+        return;
+    };
+    let third = 100 + (std::process::id() % 150);
+    let net = |sub: u32| {
+        format!("apiVersion: dockhand/v1\nkind: Network\nmetadata: {{name: lan}}\nspec:\n  subnet: 10.{sub}.{third}.0/24\n")
+    };
+    env.write("net.yaml", &net(214));
+    env.write("a.yaml", &common::server("member", "  network: lan\n"));
+    env.sync();
+    let before = env.container("member").expect("container");
+    env.write("net.yaml", &net(215));
+    let out = env.run("sync", &["--timeout", "60s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("recreate network"),
+        "{}",
+        text(&out)
+    );
+    let after = env.container("member").expect("container");
+    assert_eq!(
+        after.id, before.id,
+        "the container is reattached, not recreated"
+    );
+    let name = format!("dh_{}_lan", env.instance);
+    let ip = docker(&[
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"{name}\").IPAddress}}}}"),
+        &after.id,
+    ]);
+    assert!(
+        ip.trim().starts_with(&format!("10.215.{third}.")),
+        "not reattached: {ip:?}"
+    );
+}
