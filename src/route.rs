@@ -16,6 +16,10 @@ use tokio::task::JoinHandle;
 use crate::manifest::network::RouteSpec;
 use crate::manifest::server::Protocol;
 
+/// Bytes buffered per direction of a TCP splice. Measured on this project's 2-core machine:
+/// tokio's 8 KiB default moved 0.29x of a direct connection's throughput, 256 KiB 0.6-0.7x.
+const SPLICE_BUFFER: usize = 256 * 1024;
+
 /// Counters and routing state one listener shares with the reconciler.
 #[derive(Default)]
 struct Shared {
@@ -246,8 +250,13 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
             };
             let mut inbound = inbound;
             shared.active.fetch_add(1, Ordering::Relaxed);
-            if let Ok((to_backend, to_client)) =
-                tokio::io::copy_bidirectional(&mut inbound, &mut upstream).await
+            if let Ok((to_backend, to_client)) = tokio::io::copy_bidirectional_with_sizes(
+                &mut inbound,
+                &mut upstream,
+                SPLICE_BUFFER,
+                SPLICE_BUFFER,
+            )
+            .await
             {
                 shared.bytes_in.fetch_add(to_backend, Ordering::Relaxed);
                 shared.bytes_out.fetch_add(to_client, Ordering::Relaxed);

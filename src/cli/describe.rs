@@ -12,7 +12,7 @@ use crate::store::Status;
 
 #[derive(Args, Debug)]
 pub struct DescribeArgs {
-    /// The kind: `server` or `database`.
+    /// The kind: `server`, `database`, `network` or `route`.
     pub kind: String,
     /// The object's name.
     pub name: String,
@@ -28,7 +28,10 @@ pub struct DescribeArgs {
 
 pub async fn run(args: DescribeArgs) -> anyhow::Result<ExitCode> {
     let kind = Kind::parse(&args.kind).ok_or_else(|| {
-        anyhow::anyhow!("unknown kind {:?}: expected server or database", args.kind)
+        anyhow::anyhow!(
+            "unknown kind {:?}: expected server, database, network or route",
+            args.kind
+        )
     })?;
     let key = ObjectKey::new(kind, args.name.clone());
     let store = open_store(&args.state.state).await?;
