@@ -144,16 +144,9 @@ fn parse_document(
         Kind::Server => {
             let doc: Document<ServerSpec> = deserialize(text, file)?;
             let mut spec = doc.spec;
-            let at = &doc.metadata.name;
             spec.check()
                 .and_then(|()| resolve_binds(&mut spec, base_dir))
-                .map_err(|(field, message)| ManifestError {
-                    file: file.to_owned(),
-                    line: at.referenced.line(),
-                    column: at.referenced.column(),
-                    field,
-                    message,
-                })?;
+                .map_err(at_name(file, &doc.metadata.name))?;
             (doc.metadata, Spec::Server(spec))
         }
         Kind::Database => {
@@ -162,26 +155,16 @@ fn parse_document(
         }
         Kind::Network => {
             let doc: Document<super::network::NetworkSpec> = deserialize(text, file)?;
-            let at = &doc.metadata.name;
-            doc.spec.check().map_err(|(field, message)| ManifestError {
-                file: file.to_owned(),
-                line: at.referenced.line(),
-                column: at.referenced.column(),
-                field,
-                message,
-            })?;
+            doc.spec
+                .check()
+                .map_err(at_name(file, &doc.metadata.name))?;
             (doc.metadata, Spec::Network(doc.spec))
         }
         Kind::Route => {
             let doc: Document<super::network::RouteSpec> = deserialize(text, file)?;
-            let at = &doc.metadata.name;
-            doc.spec.check().map_err(|(field, message)| ManifestError {
-                file: file.to_owned(),
-                line: at.referenced.line(),
-                column: at.referenced.column(),
-                field,
-                message,
-            })?;
+            doc.spec
+                .check()
+                .map_err(at_name(file, &doc.metadata.name))?;
             (doc.metadata, Spec::Route(doc.spec))
         }
     };
@@ -196,6 +179,20 @@ fn parse_document(
         source: file.to_owned(),
         line: metadata.name.referenced.line(),
     }))
+}
+
+/// Turns a spec check's `(field, message)` into an error at the object's name.
+fn at_name<'a>(
+    file: &'a str,
+    name: &'a Spanned<Name>,
+) -> impl Fn((String, String)) -> ManifestError + 'a {
+    move |(field, message)| ManifestError {
+        file: file.to_owned(),
+        line: name.referenced.line(),
+        column: name.referenced.column(),
+        field,
+        message,
+    }
 }
 
 /// Makes bind sources absolute, relative to the manifest's directory.
