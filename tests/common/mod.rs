@@ -204,6 +204,10 @@ impl Env {
         for v in vols.split_whitespace() {
             docker(&["volume", "rm", "-f", v]);
         }
+        let nets = docker(&["network", "ls", "-q", "--filter", &label]);
+        for n in nets.split_whitespace() {
+            docker(&["network", "rm", n]);
+        }
     }
 }
 
