@@ -36,6 +36,11 @@ pub fn volume_name(instance: &str, source: &str) -> String {
     format!("dh_{instance}_{source}")
 }
 
+/// Deterministic name of a network dockhand creates: `dh_<instance>_<name>`.
+pub fn network_name(instance: &str, name: &str) -> String {
+    format!("dh_{instance}_{name}")
+}
+
 /// Label filters that select exactly this instance's objects on the engine.
 pub fn instance_filters(instance: &str) -> Vec<String> {
     vec![format!("{MANAGED}=true"), format!("{INSTANCE}={instance}")]

@@ -66,7 +66,7 @@ pub async fn plan<R: Runtime>(
     };
     for o in desired {
         if let Spec::Network(n) = &o.spec {
-            let name = labels::volume_name(instance, &o.name);
+            let name = labels::network_name(instance, &o.name);
             plan.engine_names.insert(o.name.clone(), name.clone());
             wanted.insert(
                 name.clone(),
@@ -87,7 +87,7 @@ pub async fn plan<R: Runtime>(
         if plan.engine_names.contains_key(&net.0) {
             continue;
         }
-        let auto = labels::volume_name(instance, &net.0);
+        let auto = labels::network_name(instance, &net.0);
         let is_ours = ours.iter().any(|n| n.name == auto);
         if !is_ours && runtime.network_exists(&net.0).await? {
             plan.engine_names.insert(net.0.clone(), net.0.clone());

@@ -4,26 +4,15 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use std::path::PathBuf;
-
-use super::{open_store, parse_instance, StateArgs};
+use super::{open_store, StateArgs};
 use crate::database::Connection;
-use crate::labels::DEFAULT_INSTANCE;
 use crate::manifest::Spec;
 
 #[derive(Args, Debug)]
 pub struct DbArgs {
-    /// The SQLite state file.
-    #[arg(
-        long,
-        env = "DOCKHAND_STATE",
-        default_value = "./dockhand.db",
-        global = true
-    )]
-    pub state: PathBuf,
-    /// Name of this dockhand instance.
-    #[arg(long, env = "DOCKHAND_INSTANCE", default_value = DEFAULT_INSTANCE, value_parser = parse_instance, global = true)]
-    pub instance: String,
+    /// `--state` and `--instance` are global, so they may stand before or after `url NAME`.
+    #[command(flatten)]
+    pub state: StateArgs,
     #[command(subcommand)]
     pub command: DbCommand,
 }
@@ -38,12 +27,8 @@ pub enum DbCommand {
 }
 
 pub async fn run(args: DbArgs) -> anyhow::Result<ExitCode> {
-    let DbCommand::Url { name } = &args.command;
-    let name = name.clone();
-    let state = StateArgs {
-        state: args.state,
-        instance: args.instance,
-    };
+    let DbCommand::Url { name } = args.command;
+    let state = args.state;
     let store = open_store(&state.state).await?;
     let objects = store.objects(&state.instance).await?;
     let Some((object, spec)) = objects.iter().find_map(|s| match &s.object.spec {

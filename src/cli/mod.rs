@@ -64,10 +64,21 @@ enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct StateArgs {
     /// The SQLite state file.
-    #[arg(long, env = "DOCKHAND_STATE", default_value = "./dockhand.db")]
+    #[arg(
+        long,
+        env = "DOCKHAND_STATE",
+        default_value = "./dockhand.db",
+        global = true
+    )]
     pub state: PathBuf,
     /// Name of this dockhand instance; it only ever touches containers labelled with it.
-    #[arg(long, env = "DOCKHAND_INSTANCE", default_value = DEFAULT_INSTANCE, value_parser = parse_instance)]
+    #[arg(
+        long,
+        env = "DOCKHAND_INSTANCE",
+        default_value = DEFAULT_INSTANCE,
+        value_parser = parse_instance,
+        global = true
+    )]
     pub instance: String,
 }
 

@@ -826,7 +826,7 @@ fn network_statuses(
         .iter()
         .filter(|o| matches!(o.spec, Spec::Network(_)))
         .map(|o| {
-            let engine = crate::labels::volume_name(instance, &o.name);
+            let engine = crate::labels::network_name(instance, &o.name);
             let failure = results
                 .iter()
                 .find_map(|(what, r)| r.as_ref().err().filter(|_| what.ends_with(&engine)));

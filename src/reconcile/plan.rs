@@ -213,6 +213,23 @@ pub struct Verdict {
     pub dep_runs: BTreeMap<String, String>,
 }
 
+impl Verdict {
+    fn new(
+        phase: Phase,
+        message: Option<String>,
+        lifecycle: Lifecycle,
+        container: Option<&Observed>,
+    ) -> Self {
+        Self {
+            phase,
+            message,
+            lifecycle,
+            container: container.cloned(),
+            dep_runs: BTreeMap::new(),
+        }
+    }
+}
+
 /// A lifecycle transition the plan noticed, to be recorded as an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
@@ -458,13 +475,7 @@ fn plan_object(
 ) -> (Verdict, Option<Action>) {
     let mut lc = d.lifecycle.clone();
     let finished_here = lc.finished_hash.as_deref() == Some(d.spec_hash.as_str());
-    let verdict = |phase, message: Option<String>, lc: Lifecycle| Verdict {
-        phase,
-        message,
-        lifecycle: lc,
-        container: current.cloned(),
-        dep_runs: BTreeMap::new(),
-    };
+    let verdict = |phase, message, lc| Verdict::new(phase, message, lc, current);
     let Some(c) = current else {
         if finished_here {
             // A finished job whose container was removed is not run again.
@@ -621,13 +632,7 @@ fn plan_readiness(
     opts: &PlanOptions,
     p: &mut Plan,
 ) -> (Verdict, Option<Action>) {
-    let verdict = |phase, message: Option<String>, lc: Lifecycle| Verdict {
-        phase,
-        message,
-        lifecycle: lc,
-        container: Some(c.clone()),
-        dep_runs: BTreeMap::new(),
-    };
+    let verdict = |phase, message, lc| Verdict::new(phase, message, lc, Some(c));
     if r.ready {
         if lc.ready_for.as_deref() != Some(c.id.as_str()) {
             p.transitions.push(Transition {
