@@ -109,7 +109,7 @@ impl std::fmt::Debug for DatabaseSecret {
 }
 
 /// One row of the event log.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     pub id: i64,
     pub time: String,
@@ -141,6 +141,14 @@ pub struct ApplyReport {
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Woken after events are appended, for followers in this process (the API's stream).
+    appended: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
 }
 
 impl Store {
@@ -187,7 +195,10 @@ impl Store {
         }
         sqlx::migrate!("./migrations").run(&pool).await?;
         drop(guard);
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            appended: std::sync::Arc::new(tokio::sync::Notify::new()),
+        })
     }
 
     pub async fn objects(&self, instance: &str) -> Result<Vec<StoredObject>, StoreError> {
@@ -214,6 +225,20 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Whether the store holds this object (without reading every object's spec).
+    pub async fn has_object(&self, instance: &str, key: &ObjectKey) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM objects WHERE instance = ? AND kind = ? AND name = ?",
+        )
+        .bind(instance)
+        .bind(key.kind.label())
+        .bind(&key.name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query("object"))?;
+        Ok(found.is_some())
     }
 
     /// Makes the stored objects equal `desired` in one transaction.
@@ -295,7 +320,11 @@ impl Store {
         }
         if prune {
             for key in existing.keys().filter(|k| !wanted.contains(*k)) {
-                for table in ["DELETE FROM objects", "DELETE FROM status"] {
+                for table in [
+                    "DELETE FROM objects",
+                    "DELETE FROM status",
+                    "DELETE FROM reports",
+                ] {
                     sqlx::query(&format!(
                         "{table} WHERE instance = ? AND kind = ? AND name = ?"
                     ))
@@ -305,6 +334,14 @@ impl Store {
                     .execute(&mut *tx)
                     .await
                     .map_err(query("delete object"))?;
+                }
+                if key.kind == Kind::Route {
+                    sqlx::query("DELETE FROM route_clients WHERE instance = ? AND route = ?")
+                        .bind(instance)
+                        .bind(&key.name)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(query("delete route clients"))?;
                 }
                 report.deleted.push(key.clone());
             }
@@ -457,7 +494,9 @@ impl Store {
             .await
             .map_err(query("append event"))?;
         }
-        tx.commit().await.map_err(query("commit"))
+        tx.commit().await.map_err(query("commit"))?;
+        self.appended.notify_waiters();
+        Ok(())
     }
 
     /// Every managed database's secret, across all instances (ports are allocated host-wide).
@@ -567,6 +606,280 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Rows of the `manifests` table for `instance`: (name, yaml).
+    pub async fn manifest_rows(&self, instance: &str) -> Result<Vec<(String, String)>, StoreError> {
+        sqlx::query_as("SELECT name, yaml FROM manifests WHERE instance = ? ORDER BY name")
+            .bind(instance)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query("manifests"))
+    }
+
+    /// Objects applied through the API: (kind, name, yaml).
+    pub async fn applied_rows(
+        &self,
+        instance: &str,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        sqlx::query_as(
+            "SELECT kind, name, yaml FROM applied WHERE instance = ? ORDER BY kind, name",
+        )
+        .bind(instance)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("applied"))
+    }
+
+    /// Stores an applied object's text; returns whether it was new.
+    pub async fn put_applied(
+        &self,
+        instance: &str,
+        key: &ObjectKey,
+        yaml: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(query("begin"))?;
+        let old: Option<String> = sqlx::query_scalar(
+            "SELECT yaml FROM applied WHERE instance = ? AND kind = ? AND name = ?",
+        )
+        .bind(instance)
+        .bind(key.kind.label())
+        .bind(&key.name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(query("applied"))?;
+        if old.as_deref() != Some(yaml) {
+            sqlx::query(
+                "INSERT INTO applied (instance, kind, name, yaml) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (instance, kind, name) DO UPDATE SET yaml = excluded.yaml,
+                   updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            )
+            .bind(instance)
+            .bind(key.kind.label())
+            .bind(&key.name)
+            .bind(yaml)
+            .execute(&mut *tx)
+            .await
+            .map_err(query("apply"))?;
+        }
+        tx.commit().await.map_err(query("commit"))?;
+        Ok(old.is_none())
+    }
+
+    /// Removes an applied object; returns whether there was one.
+    pub async fn delete_applied(
+        &self,
+        instance: &str,
+        key: &ObjectKey,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM applied WHERE instance = ? AND kind = ? AND name = ?")
+            .bind(instance)
+            .bind(key.kind.label())
+            .bind(&key.name)
+            .execute(&self.pool)
+            .await
+            .map_err(query("delete applied"))?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Every report of `instance`'s objects, by object.
+    pub async fn reports(
+        &self,
+        instance: &str,
+    ) -> Result<HashMap<ObjectKey, serde_json::Value>, StoreError> {
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT kind, name, report FROM reports WHERE instance = ?")
+                .bind(instance)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(query("reports"))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(kind, name, report)| {
+                let key = ObjectKey::new(Kind::parse(&kind)?, name);
+                Some((key, serde_json::from_str(&report).ok()?))
+            })
+            .collect())
+    }
+
+    /// Merges `patch` into an object's report (RFC 7386: `null` removes a field) and returns
+    /// the result.
+    pub async fn patch_report(
+        &self,
+        instance: &str,
+        key: &ObjectKey,
+        patch: &serde_json::Value,
+    ) -> Result<serde_json::Value, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(query("begin"))?;
+        let old: Option<String> = sqlx::query_scalar(
+            "SELECT report FROM reports WHERE instance = ? AND kind = ? AND name = ?",
+        )
+        .bind(instance)
+        .bind(key.kind.label())
+        .bind(&key.name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(query("report"))?;
+        let mut report: serde_json::Value = old
+            .and_then(|o| serde_json::from_str(&o).ok())
+            .unwrap_or_else(|| serde_json::json!({}));
+        merge_patch(&mut report, patch);
+        sqlx::query(
+            "INSERT INTO reports (instance, kind, name, report) VALUES (?, ?, ?, ?)
+             ON CONFLICT (instance, kind, name) DO UPDATE SET report = excluded.report,
+               updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        )
+        .bind(instance)
+        .bind(key.kind.label())
+        .bind(&key.name)
+        .bind(report.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(query("patch report"))?;
+        tx.commit().await.map_err(query("commit"))?;
+        Ok(report)
+    }
+
+    /// Runtime per-client routes of `instance`: route name → (client, target).
+    pub async fn route_clients(
+        &self,
+        instance: &str,
+    ) -> Result<BTreeMap<String, Vec<ClientRoute>>, StoreError> {
+        let rows: Vec<(String, String, String, i64, String)> = sqlx::query_as(
+            "SELECT route, client, server, port, updated_at FROM route_clients WHERE instance = ? ORDER BY route, client",
+        )
+        .bind(instance)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("route clients"))?;
+        let mut out: BTreeMap<String, Vec<ClientRoute>> = BTreeMap::new();
+        for (route, client, server, port, updated_at) in rows {
+            let Ok(client) = client.parse() else { continue };
+            out.entry(route).or_default().push(ClientRoute {
+                client,
+                server,
+                port: port as u16,
+                updated_at,
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn set_route_client(
+        &self,
+        instance: &str,
+        route: &str,
+        client: &ClientRoute,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO route_clients (instance, route, client, server, port) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (instance, route, client) DO UPDATE SET server = excluded.server,
+               port = excluded.port, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        )
+        .bind(instance)
+        .bind(route)
+        .bind(client.client.to_string())
+        .bind(&client.server)
+        .bind(i64::from(client.port))
+        .execute(&self.pool)
+        .await
+        .map_err(query("set route client"))?;
+        Ok(())
+    }
+
+    /// Removes a per-client route; returns whether there was one.
+    pub async fn delete_route_client(
+        &self,
+        instance: &str,
+        route: &str,
+        client: std::net::Ipv4Addr,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "DELETE FROM route_clients WHERE instance = ? AND route = ? AND client = ?",
+        )
+        .bind(instance)
+        .bind(route)
+        .bind(client.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(query("delete route client"))?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Resolves after the next `append_events` of this process (or after `within`).
+    pub async fn events_appended(&self, within: Duration) {
+        let _ = tokio::time::timeout(within, self.appended.notified()).await;
+    }
+}
+
+/// A runtime per-client route: this client address goes to a server's port.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientRoute {
+    pub client: std::net::Ipv4Addr,
+    pub server: String,
+    pub port: u16,
+    pub updated_at: String,
+}
+
+/// RFC 7386 JSON merge patch.
+pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(fields) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::json!({});
+    }
+    if let serde_json::Value::Object(t) = target {
+        for (k, v) in fields {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+            }
+        }
+    }
+}
+
+/// A connection of its own that tells when another process (or connection) wrote the file.
+pub struct VersionWatch {
+    conn: sqlx::SqliteConnection,
+}
+
+impl VersionWatch {
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        use sqlx::Connection;
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let opts = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(open_err)?
+            .filename(path)
+            .busy_timeout(Duration::from_secs(1));
+        let conn = sqlx::SqliteConnection::connect_with(&opts)
+            .await
+            .map_err(open_err)?;
+        Ok(Self { conn })
+    }
+
+    /// Moves whenever another connection commits; costs no page read.
+    pub async fn data_version(&mut self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("PRAGMA data_version")
+            .fetch_one(&mut self.conn)
+            .await
+            .map_err(query("data version"))
+    }
+
+    /// Bumped by triggers on every write to the source tables.
+    pub async fn source_version(&mut self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT version FROM source_version WHERE id = 1")
+            .fetch_one(&mut self.conn)
+            .await
+            .map_err(query("source version"))
+    }
+}
+
 /// Blocks until this process alone may set up the state file; released when dropped.
 fn setup_lock(path: &Path) -> std::io::Result<std::fs::File> {
     let mut name = path.as_os_str().to_owned();
@@ -661,6 +974,54 @@ mod tests {
         for r in futures_util::future::join_all(opens).await {
             r.expect("task").expect("open");
         }
+    }
+
+    #[test]
+    fn merge_patch_follows_rfc_7386() {
+        let mut r = serde_json::json!({"a": 1, "b": {"c": 2, "d": 3}});
+        merge_patch(
+            &mut r,
+            &serde_json::json!({"a": null, "b": {"c": 5, "d": null}, "e": [1]}),
+        );
+        assert_eq!(r, serde_json::json!({"b": {"c": 5}, "e": [1]}));
+    }
+
+    #[tokio::test]
+    async fn source_writes_bump_the_version_and_status_writes_do_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        let store = Store::open(&path).await.expect("opens");
+        let mut watch = VersionWatch::open(&path).await.expect("watch");
+        let v0 = watch.source_version().await.expect("version");
+        let d0 = watch.data_version().await.expect("data version");
+        store
+            .append_events(
+                "i",
+                &[NewEvent {
+                    key: None,
+                    reason: "x",
+                    message: "y".into(),
+                }],
+            )
+            .await
+            .expect("event");
+        assert_ne!(
+            watch.data_version().await.expect("dv"),
+            d0,
+            "any commit moves data_version"
+        );
+        assert_eq!(
+            watch.source_version().await.expect("v"),
+            v0,
+            "an event is not a source change"
+        );
+        let key = ObjectKey::new(Kind::Server, "web");
+        assert!(store.put_applied("i", &key, WEB).await.expect("put"));
+        assert!(!store.put_applied("i", &key, WEB).await.expect("put again"));
+        let v1 = watch.source_version().await.expect("v");
+        assert_eq!(v1, v0 + 1, "an unchanged put writes nothing");
+        assert!(store.delete_applied("i", &key).await.expect("delete"));
+        assert_eq!(watch.source_version().await.expect("v"), v1 + 1);
     }
 
     #[tokio::test]
