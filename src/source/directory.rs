@@ -1,14 +1,13 @@
 //! A directory of manifests (GitOps checkouts, `kubectl apply`-style file drops), and its watcher.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use notify_debouncer_full::notify::RecursiveMode;
+use notify_debouncer_full::notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
 
-use super::Snapshot;
-use crate::manifest::{parse_str, ManifestError, ObjectKey};
+use super::{Part, Snapshot};
+use crate::manifest::{parse_str, ManifestError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -22,112 +21,43 @@ pub fn is_manifest_name(name: &str) -> bool {
     !hidden_or_temp && (name.ends_with(".yaml") || name.ends_with(".yml"))
 }
 
-/// Reads every manifest below `dir`. Never fails: problems become errors in the snapshot.
+/// Reads every manifest below `dir` and runs the checks that span files.
 pub fn load(dir: &Path) -> Snapshot {
-    let mut snap = Snapshot {
+    super::assemble(vec![(super::Origin::Directory, read(dir))])
+}
+
+/// Reads every manifest below `dir`. Never fails: problems become errors in the part.
+pub fn read(dir: &Path) -> Part {
+    let mut part = Part {
         complete: true,
-        ..Snapshot::default()
+        ..Part::default()
     };
     if !dir.exists() {
-        snap.missing = true;
-        return snap;
+        part.missing = true;
+        return part;
     }
     let base = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
     let mut files = Vec::new();
     if let Err(e) = collect(&base, &mut files) {
-        snap.complete = false;
-        snap.errors.push(io_error(dir.display().to_string(), &e));
+        part.complete = false;
+        part.errors.push(io_error(dir.display().to_string(), &e));
     }
     files.sort();
-    let mut per_file: BTreeMap<String, Vec<crate::manifest::Object>> = BTreeMap::new();
     for path in files {
         let label = path
             .strip_prefix(&base)
             .unwrap_or(&path)
             .to_string_lossy()
             .into_owned();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                snap.errors.push(io_error(label, &e));
-                continue;
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let parsed = parse_str(&text, &label, path.parent());
+                part.add(label, parsed);
             }
-        };
-        match parse_str(&text, &label, path.parent()) {
-            Ok(objs) => {
-                let missing = missing_bind_sources(&objs);
-                if missing.is_empty() {
-                    per_file.insert(label, objs);
-                } else {
-                    snap.errors.extend(missing);
-                }
-            }
-            Err(errs) => snap.errors.extend(errs),
+            Err(e) => part.errors.push(io_error(label, &e)),
         }
     }
-    // The same object in two files is an error on both: neither copy is applied anew.
-    let mut seen: BTreeMap<ObjectKey, (String, u64)> = BTreeMap::new();
-    let mut dup_errors = Vec::new();
-    for (file, objs) in &per_file {
-        for o in objs {
-            if let Some((other, other_line)) = seen.get(&o.key()) {
-                dup_errors.push(ManifestError {
-                    file: file.clone(),
-                    line: o.line,
-                    column: 0,
-                    field: "metadata.name".into(),
-                    message: format!("{} is also defined in {other}:{other_line}", o.key()),
-                });
-                dup_errors.push(ManifestError {
-                    file: other.clone(),
-                    line: *other_line,
-                    column: 0,
-                    field: "metadata.name".into(),
-                    message: format!("{} is also defined in {file}:{}", o.key(), o.line),
-                });
-            } else {
-                seen.insert(o.key(), (file.clone(), o.line));
-            }
-        }
-    }
-    for e in &dup_errors {
-        per_file.remove(&e.file);
-    }
-    snap.errors.extend(dup_errors);
-    // Cross-object checks (dependency cycles, Healthy without a health check) invalidate the
-    // files involved, like any other error.
-    let all: Vec<_> = per_file.values().flatten().cloned().collect();
-    let graph_errors = crate::manifest::graph::check(&all);
-    for e in &graph_errors {
-        per_file.remove(&e.file);
-    }
-    snap.errors.extend(graph_errors);
-    snap.objects = per_file.into_values().flatten().collect();
-    snap
-}
-
-/// Bind sources that do not exist on this host: the engine would refuse them at create time,
-/// without saying which manifest asked for them.
-fn missing_bind_sources(objects: &[crate::manifest::Object]) -> Vec<ManifestError> {
-    let mut errors = Vec::new();
-    for o in objects {
-        let crate::manifest::Spec::Server(s) = &o.spec else {
-            continue;
-        };
-        for (i, v) in s.volumes.iter().enumerate() {
-            if v.kind == crate::manifest::server::VolumeType::Bind && !Path::new(&v.source).exists()
-            {
-                errors.push(ManifestError {
-                    file: o.source.clone(),
-                    line: o.line,
-                    column: 0,
-                    field: format!("spec.volumes[{i}].source"),
-                    message: format!("bind source {} does not exist on this host", v.source),
-                });
-            }
-        }
-    }
-    errors
+    part
 }
 
 fn io_error(file: String, e: &std::io::Error) -> ManifestError {
@@ -140,7 +70,7 @@ fn io_error(file: String, e: &std::io::Error) -> ManifestError {
     }
 }
 
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+pub fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -159,6 +89,18 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether an event may change what the directory defines. Reading the files (which every
+/// load does) raises access events; counting those would make each load trigger the next.
+fn is_change(e: &notify_debouncer_full::DebouncedEvent) -> bool {
+    use notify_debouncer_full::notify::event::{AccessKind, AccessMode};
+    match e.event.kind {
+        // A file closed after writing is a change; opening or reading one is not.
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 /// A running watch; dropping it stops watching.
 pub struct Watch {
     _debouncer: Debouncer<notify_debouncer_full::notify::RecommendedWatcher, RecommendedCache>,
@@ -175,7 +117,10 @@ pub fn watch(
         message: e.to_string(),
     };
     let mut debouncer = new_debouncer(debounce, None, move |res: DebounceEventResult| {
-        if matches!(&res, Ok(events) if !events.is_empty()) || res.is_err() {
+        if res
+            .as_ref()
+            .map_or(true, |events| events.iter().any(is_change))
+        {
             changed();
         }
     })
@@ -274,6 +219,6 @@ mod tests {
     #[test]
     fn missing_directory_is_reported_not_an_error() {
         let snap = load(Path::new("/nonexistent/dockhand/manifests"));
-        assert!(snap.missing && snap.complete && snap.objects.is_empty());
+        assert!(snap.missing && snap.held.is_empty() && snap.objects.is_empty());
     }
 }

@@ -1,31 +1,147 @@
 //! Where desired state comes from, and the rule that makes a broken source harmless.
 //!
-//! A source yields a `Snapshot`: the objects of its valid files and the errors of the others.
-//! `merge` then keeps, from the store, the last good objects of every broken file, so an
-//! invalid or unreadable file can never be read as "these objects were deleted".
+//! Three sources feed one snapshot: a directory of files, the `manifests` table any program may
+//! write, and objects applied through the API or `dockhand apply`. Each yields a `Part` (the
+//! objects of its valid files, or rows, and the errors of the others); `assemble` runs the checks
+//! that span them, so the same object in two sources is an error on both, like two files. `merge`
+//! then keeps, from the store, the last good objects of every broken file, so an invalid or
+//! unreadable file can never be read as "these objects were deleted".
 
 pub mod directory;
+pub mod table;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
 
-use crate::manifest::{ManifestError, Object};
-use crate::store::StoredObject;
+use crate::manifest::{ManifestError, Object, ObjectKey};
+use crate::store::{Store, StoreError, StoredObject};
 
-/// The objects a source defines right now.
+/// Labels of objects from the `manifests` table start with this, then the row's name.
+pub const TABLE_PREFIX: &str = "table:";
+/// Labels of objects applied through the API start with this, then `kind/name`.
+pub const API_PREFIX: &str = "api:";
+
+/// Which source defined an object, told by its source label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Origin {
+    Directory,
+    Table,
+    Api,
+}
+
+impl Origin {
+    pub fn of(label: &str) -> Origin {
+        if label.starts_with(TABLE_PREFIX) {
+            Origin::Table
+        } else if label.starts_with(API_PREFIX) {
+            Origin::Api
+        } else {
+            Origin::Directory
+        }
+    }
+}
+
+/// The source label of an object applied through the API.
+pub fn api_label(key: &ObjectKey) -> String {
+    format!("{API_PREFIX}{}/{}", key.kind.label(), key.name)
+}
+
+/// One source's contents before the checks that span sources.
+#[derive(Clone, Debug, Default)]
+pub struct Part {
+    /// Objects of each valid file (or row), by its label.
+    pub files: BTreeMap<String, Vec<Object>>,
+    pub errors: Vec<ManifestError>,
+    /// False when the source could not be read completely: then none of its objects may go.
+    pub complete: bool,
+    /// Set when the source itself does not exist.
+    pub missing: bool,
+}
+
+impl Part {
+    /// Adds one file's parse result. A file is applied all or nothing.
+    pub fn add(&mut self, label: String, parsed: Result<Vec<Object>, Vec<ManifestError>>) {
+        match parsed {
+            Ok(objs) => {
+                let missing = missing_bind_sources(&objs);
+                if missing.is_empty() {
+                    self.files.insert(label, objs);
+                } else {
+                    self.errors.extend(missing);
+                }
+            }
+            Err(errs) => self.errors.extend(errs),
+        }
+    }
+}
+
+/// The objects the sources define right now.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
     /// Objects of the files that parsed and validated.
     pub objects: Vec<Object>,
     /// One entry per problem; every file named here contributes no objects.
     pub errors: Vec<ManifestError>,
-    /// False when the source could not be listed completely: then nothing may be pruned.
-    pub complete: bool,
-    /// Set when the source itself does not exist.
+    /// Sources that could not be read completely (or vanished): none of their objects may go.
+    pub held: BTreeSet<Origin>,
+    /// Set when the manifests directory does not exist.
     pub missing: bool,
 }
 
+/// Runs the checks that span files and sources: the same object twice, dependency cycles,
+/// host ports published twice. Every file involved becomes invalid, like any other error.
+pub fn assemble(parts: Vec<(Origin, Part)>) -> Snapshot {
+    let mut snap = Snapshot::default();
+    let mut files: BTreeMap<String, Vec<Object>> = BTreeMap::new();
+    for (origin, part) in parts {
+        if !part.complete {
+            snap.held.insert(origin);
+        }
+        snap.missing |= part.missing && origin == Origin::Directory;
+        snap.errors.extend(part.errors);
+        files.extend(part.files);
+    }
+    // The same object in two files is an error on both: neither copy is applied anew.
+    let mut seen: BTreeMap<ObjectKey, (String, u64)> = BTreeMap::new();
+    let mut dup_errors = Vec::new();
+    for (file, objs) in &files {
+        for o in objs {
+            if let Some((other, other_line)) = seen.get(&o.key()) {
+                dup_errors.push(ManifestError {
+                    file: file.clone(),
+                    line: o.line,
+                    column: 0,
+                    field: "metadata.name".into(),
+                    message: format!("{} is also defined in {other}:{other_line}", o.key()),
+                });
+                dup_errors.push(ManifestError {
+                    file: other.clone(),
+                    line: *other_line,
+                    column: 0,
+                    field: "metadata.name".into(),
+                    message: format!("{} is also defined in {file}:{}", o.key(), o.line),
+                });
+            } else {
+                seen.insert(o.key(), (file.clone(), o.line));
+            }
+        }
+    }
+    for e in &dup_errors {
+        files.remove(&e.file);
+    }
+    snap.errors.extend(dup_errors);
+    let all: Vec<_> = files.values().flatten().cloned().collect();
+    let graph_errors = crate::manifest::graph::check(&all);
+    for e in &graph_errors {
+        files.remove(&e.file);
+    }
+    snap.errors.extend(graph_errors);
+    snap.objects = files.into_values().flatten().collect();
+    snap
+}
+
 /// Desired objects: the snapshot's, plus the stored last good version of every object whose
-/// file is broken now (or of every object, when the source could not be read completely).
+/// file is broken now (or of every object of a source that could not be read completely).
 pub fn merge(snapshot: &Snapshot, stored: &[StoredObject]) -> Vec<Object> {
     let broken: BTreeSet<&str> = snapshot.errors.iter().map(|e| e.file.as_str()).collect();
     let defined: HashSet<_> = snapshot.objects.iter().map(Object::key).collect();
@@ -33,7 +149,10 @@ pub fn merge(snapshot: &Snapshot, stored: &[StoredObject]) -> Vec<Object> {
     out.extend(
         stored
             .iter()
-            .filter(|s| !snapshot.complete || broken.contains(s.object.source.as_str()))
+            .filter(|s| {
+                snapshot.held.contains(&Origin::of(&s.object.source))
+                    || broken.contains(s.object.source.as_str())
+            })
             .filter(|s| !defined.contains(&s.object.key()))
             .map(|s| s.object.clone()),
     );
@@ -41,10 +160,107 @@ pub fn merge(snapshot: &Snapshot, stored: &[StoredObject]) -> Vec<Object> {
     out
 }
 
+/// Every source of one instance's desired state.
+#[derive(Clone, Debug)]
+pub struct Sources {
+    /// The manifests directory; `None` reads no directory.
+    pub dir: Option<PathBuf>,
+    pub store: Store,
+    pub instance: String,
+    /// A vanished directory's objects are removed too (otherwise they are held).
+    pub allow_empty: bool,
+}
+
+impl Sources {
+    /// Reads every source; `extra` replaces or adds API objects (to validate them before
+    /// they are stored).
+    pub async fn load_with(&self, extra: Vec<Object>) -> Result<Snapshot, StoreError> {
+        let mut parts = Vec::with_capacity(3);
+        if let Some(dir) = self.dir.clone() {
+            let allow_empty = self.allow_empty;
+            let mut part = tokio::task::spawn_blocking(move || directory::read(&dir))
+                .await
+                .unwrap_or_default();
+            // A directory that vanished (an unmounted volume, a failed checkout) is not a
+            // deletion of everything it held.
+            if part.missing && !allow_empty {
+                part.complete = false;
+            }
+            parts.push((Origin::Directory, part));
+        } else {
+            // Without the directory at hand (`apply` from another process), its objects as the
+            // controller last stored them stand in, so cross-source checks still see them.
+            let mut part = Part {
+                complete: true,
+                ..Part::default()
+            };
+            for s in self.store.objects(&self.instance).await? {
+                if Origin::of(&s.object.source) == Origin::Directory {
+                    part.files
+                        .entry(s.object.source.clone())
+                        .or_default()
+                        .push(s.object);
+                }
+            }
+            parts.push((Origin::Directory, part));
+        }
+        parts.push((
+            Origin::Table,
+            table::read_rows(&self.store, &self.instance).await?,
+        ));
+        let mut api = table::read_applied(&self.store, &self.instance).await?;
+        for object in extra {
+            api.files.insert(object.source.clone(), vec![object]);
+        }
+        parts.push((Origin::Api, api));
+        Ok(assemble(parts))
+    }
+
+    pub async fn load(&self) -> Result<Snapshot, StoreError> {
+        self.load_with(Vec::new()).await
+    }
+}
+
+/// Where a stored object came from, for messages: its file, table row or API.
+pub fn describe_source(label: &str) -> String {
+    match Origin::of(label) {
+        Origin::Directory => format!("file {label}"),
+        Origin::Table => format!(
+            "row {:?} of the manifests table",
+            &label[TABLE_PREFIX.len()..]
+        ),
+        Origin::Api => "the API".to_owned(),
+    }
+}
+
+/// Bind sources that do not exist on this host: the engine would refuse them at create time,
+/// without saying which manifest asked for them.
+fn missing_bind_sources(objects: &[Object]) -> Vec<ManifestError> {
+    let mut errors = Vec::new();
+    for o in objects {
+        let crate::manifest::Spec::Server(s) = &o.spec else {
+            continue;
+        };
+        for (i, v) in s.volumes.iter().enumerate() {
+            if v.kind == crate::manifest::server::VolumeType::Bind && !Path::new(&v.source).exists()
+            {
+                errors.push(ManifestError {
+                    file: o.source.clone(),
+                    line: o.line,
+                    column: 0,
+                    field: format!("spec.volumes[{i}].source"),
+                    message: format!("bind source {} does not exist on this host", v.source),
+                });
+            }
+        }
+    }
+    errors
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::parse_str;
+    use crate::manifest::{parse_str, Kind};
 
     fn obj(name: &str, file: &str, image: &str) -> Object {
         let text = format!("apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: {name}}}\nspec: {{image: {image}}}\n");
@@ -75,8 +291,7 @@ mod tests {
         let snap = Snapshot {
             objects: vec![obj("api", "b.yaml", "api:2")],
             errors: vec![error("a.yaml")],
-            complete: true,
-            missing: false,
+            ..Snapshot::default()
         };
         let st = [
             stored(obj("web", "a.yaml", "web:1")),
@@ -98,17 +313,59 @@ mod tests {
     }
 
     #[test]
-    fn deleted_file_drops_its_objects() {
-        let snap = Snapshot {
+    fn the_same_object_in_a_file_and_a_row_is_an_error_on_both() {
+        let mut dir = Part {
             complete: true,
-            ..Snapshot::default()
+            ..Part::default()
         };
+        dir.files
+            .insert("a.yaml".into(), vec![obj("web", "a.yaml", "x")]);
+        dir.files
+            .insert("b.yaml".into(), vec![obj("api", "b.yaml", "x")]);
+        let mut table = Part {
+            complete: true,
+            ..Part::default()
+        };
+        table
+            .files
+            .insert("table:w".into(), vec![obj("web", "table:w", "y")]);
+        let snap = assemble(vec![(Origin::Directory, dir), (Origin::Table, table)]);
+        let names: Vec<_> = snap.objects.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["api"],
+            "only the untouched file's object is applied"
+        );
+        let files: BTreeSet<_> = snap.errors.iter().map(|e| e.file.as_str()).collect();
+        assert_eq!(files, BTreeSet::from(["a.yaml", "table:w"]));
+    }
+
+    #[test]
+    fn origins_are_told_by_their_labels() {
+        assert_eq!(Origin::of("web.yaml"), Origin::Directory);
+        assert_eq!(Origin::of("table:web"), Origin::Table);
+        let key = ObjectKey::new(Kind::Route, "game");
+        assert_eq!(Origin::of(&api_label(&key)), Origin::Api);
+    }
+
+    #[test]
+    fn deleted_file_drops_its_objects() {
+        let snap = Snapshot::default();
         assert!(merge(&snap, &[stored(obj("web", "a.yaml", "x"))]).is_empty());
     }
 
     #[test]
-    fn incomplete_listing_keeps_everything() {
-        let snap = Snapshot::default();
-        assert_eq!(merge(&snap, &[stored(obj("web", "a.yaml", "x"))]).len(), 1);
+    fn incomplete_source_keeps_everything_it_defined() {
+        let snap = Snapshot {
+            held: [Origin::Directory].into(),
+            ..Snapshot::default()
+        };
+        let st = [
+            stored(obj("web", "a.yaml", "x")),
+            stored(obj("api", "table:api", "x")),
+        ];
+        let merged = merge(&snap, &st);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].name, "web", "only the held source's objects stay");
     }
 }
