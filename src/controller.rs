@@ -1,9 +1,10 @@
 //! `dockhand up`: keep the engine converged, driven by file changes, engine events and a resync.
 //!
-//! Three triggers feed one wake-up signal (a `Notify` holds at most one permit, so bursts
-//! coalesce): the directory watcher, the engine's event stream (a killed container is back
-//! within about a second, no polling), and a periodic resync as the safety net. Only one pass
-//! runs at a time; a pass that changed something is followed at once by a confirming pass.
+//! Five triggers feed one wake-up signal (a `Notify` holds at most one permit, so bursts
+//! coalesce): the directory watcher, the source tables' watch (`PRAGMA data_version`), writes
+//! through the API, the engine's event stream (a killed container is back within about a
+//! second, no polling), and a periodic resync as the safety net. Only one pass runs at a time;
+//! a pass that changed something is followed at once by a confirming pass.
 
 use std::fs::File;
 use std::future::Future;
@@ -17,9 +18,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::lifecycle::now_millis;
+use crate::metrics::Metrics;
 use crate::reconcile::{ReconcileError, Reconciler};
 use crate::runtime::Runtime;
-use crate::source::{directory, Snapshot};
+use crate::source::{directory, table, Snapshot, Sources};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
@@ -103,32 +105,67 @@ fn drifts(action: &str) -> bool {
     ) || action.starts_with("health_status")
 }
 
+/// What the controller shares with the API: how to wake it, and what it measured.
+#[derive(Clone, Debug, Default)]
+pub struct Signals {
+    wake: Arc<Notify>,
+    dirty: Arc<AtomicBool>,
+    ready: Arc<AtomicBool>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Signals {
+    /// Asks for a pass that reads the sources again.
+    pub fn reload(&self) {
+        self.dirty.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// Asks for a pass over the sources as last read.
+    pub fn poke(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The engine answered the last pass and the sources are loaded.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}
+
 pub struct Controller<R> {
     pub reconciler: Arc<Reconciler<R>>,
-    pub manifests: PathBuf,
+    pub sources: Sources,
+    /// The state file, whose source tables are watched.
+    pub state: PathBuf,
     pub instance: String,
     pub resync: Duration,
+    pub signals: Signals,
 }
+
+/// How often the source tables' watch asks `PRAGMA data_version`.
+const TABLE_WATCH: Duration = Duration::from_millis(250);
 
 impl<R: Runtime + Clone> Controller<R> {
     /// Runs until `shutdown` resolves. Workloads are left running.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let wake = Arc::new(Notify::new());
-        let dirty = Arc::new(AtomicBool::new(true));
+        let signals = self.signals.clone();
+        let wake = signals.wake.clone();
+        let dirty = signals.dirty.clone();
+        dirty.store(true, Ordering::SeqCst);
 
-        let watch = {
-            let (wake, dirty) = (wake.clone(), dirty.clone());
-            directory::watch(&self.manifests, Duration::from_millis(100), move || {
-                dirty.store(true, Ordering::SeqCst);
-                wake.notify_one();
-            })
-        };
-        let _watch = match watch {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!("{e}; changes will be seen at the next resync");
-                None
+        let _watch = self.sources.dir.as_ref().and_then(|dir| {
+            let s = signals.clone();
+            match directory::watch(dir, Duration::from_millis(100), move || s.reload()) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!("{e}; changes will be seen at the next resync");
+                    None
+                }
             }
+        });
+        let tables = {
+            let s = signals.clone();
+            table::watch(&self.state, TABLE_WATCH, move || s.reload())
         };
 
         let events = tokio::spawn(watch_engine(
@@ -167,18 +204,28 @@ impl<R: Runtime + Clone> Controller<R> {
                 _ = retry => {}
             }
             retry_at = None;
+            let started = Instant::now();
             if dirty.swap(false, Ordering::SeqCst) {
-                let dir = self.manifests.clone();
-                snapshot = tokio::task::spawn_blocking(move || directory::load(&dir))
-                    .await
-                    .unwrap_or_default();
+                match self.sources.load().await {
+                    Ok(s) => snapshot = s,
+                    Err(e) => {
+                        // Keep the last snapshot; try reading again soon.
+                        tracing::warn!("cannot read the source tables: {e}");
+                        dirty.store(true, Ordering::SeqCst);
+                        retry_at = Some(Instant::now() + backoff.next_delay());
+                        continue;
+                    }
+                }
             }
             let result = tokio::select! {
                 _ = &mut shutdown => break,
                 r = self.reconciler.pass(&snapshot) => r,
             };
+            let took = started.elapsed();
             match result {
                 Ok(report) => {
+                    signals.metrics.pass(took, &report);
+                    signals.ready.store(true, Ordering::SeqCst);
                     for a in &report.plan.actions {
                         tracing::info!("{}", a.describe());
                     }
@@ -210,6 +257,10 @@ impl<R: Runtime + Clone> Controller<R> {
                     }
                 }
                 Err(e) => {
+                    signals.metrics.pass_failed(took, e.is_unavailable());
+                    if e.is_unavailable() {
+                        signals.ready.store(false, Ordering::SeqCst);
+                    }
                     let delay = backoff.next_delay();
                     log_pass_error(&e, delay);
                     retry_at = Some(Instant::now() + delay);
@@ -218,6 +269,7 @@ impl<R: Runtime + Clone> Controller<R> {
         }
         events.abort();
         resync.abort();
+        tables.abort();
         tracing::info!("controller stopped; workloads keep running");
     }
 }
@@ -233,25 +285,60 @@ fn log_pass_error(e: &ReconcileError, delay: Duration) {
     }
 }
 
+/// When, after a burst of drift events, the engine's listing is asked again. The engine
+/// publishes `die` before its listing shows the container stopped (150-300 ms later on
+/// fuse-overlayfs, while it unmounts), so a pass woken by the event alone can still see it
+/// running. A few cheap passes soon after catch the change without polling the rest of the time.
+const EVENT_RECHECKS: [Duration; 5] = [
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(200),
+    Duration::from_millis(400),
+    Duration::from_millis(1000),
+];
+
 /// Follows the engine's container events for this instance, resubscribing with backoff when the
 /// stream ends (engine restarted or gone), and asking for a full pass after every reconnect.
+/// Each burst of drift events wakes a pass at once and again at `EVENT_RECHECKS`.
 async fn watch_engine<R: Runtime>(runtime: R, instance: String, wake: Arc<Notify>) {
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+    // The burst's start and how many rechecks are done.
+    let mut burst: Option<(Instant, usize)> = None;
     loop {
         let mut stream = runtime.events(&instance);
-        while let Some(event) = stream.next().await {
+        loop {
+            let due = async {
+                match burst {
+                    Some((start, done)) => {
+                        tokio::time::sleep_until(start + EVENT_RECHECKS[done]).await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let event = tokio::select! {
+                e = stream.next() => e,
+                _ = due => {
+                    wake.notify_one();
+                    burst = burst
+                        .map(|(start, done)| (start, done + 1))
+                        .filter(|(_, done)| *done < EVENT_RECHECKS.len());
+                    continue;
+                }
+            };
             match event {
-                Ok(e) => {
+                Some(Ok(e)) => {
                     backoff.reset();
                     if drifts(&e.action) {
                         tracing::debug!(container = %e.id, action = %e.action, "engine event");
                         wake.notify_one();
+                        burst.get_or_insert_with(|| (Instant::now(), 0));
                     }
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     tracing::warn!("engine event stream: {e}");
                     break;
                 }
+                None => break,
             }
         }
         tokio::time::sleep(backoff.next_delay()).await;
@@ -302,6 +389,36 @@ mod tests {
         task.abort();
         // Cut at t=0 → back after 250 ms; each later cut happens at once, with a doubled delay.
         assert_eq!(wakes, [250, 750, 1750, 3750]);
+    }
+
+    /// A drift event wakes a pass at once, and a few times more within the next second, while
+    /// the engine's listing catches up with the event; then the controller stays asleep.
+    #[tokio::test(start_paused = true)]
+    async fn a_drift_event_wakes_now_and_at_each_recheck() {
+        use crate::runtime::fake::FakeRuntime;
+        use crate::runtime::{ContainerSpec, Runtime};
+        let runtime = FakeRuntime::new();
+        let spec = ContainerSpec {
+            name: "dh_t_server_web".into(),
+            labels: crate::server::owner_labels("t"),
+            ..ContainerSpec::default()
+        };
+        let id = runtime.create(&spec).await.expect("create");
+        let wake = Arc::new(Notify::new());
+        let task = tokio::spawn(watch_engine(runtime.clone(), "t".into(), wake.clone()));
+        tokio::task::yield_now().await;
+        let start = Instant::now();
+        runtime.remove(&id).await.expect("remove");
+        let mut woken = Vec::new();
+        for _ in 0..=EVENT_RECHECKS.len() {
+            wake.notified().await;
+            woken.push((Instant::now() - start).as_millis());
+        }
+        assert_eq!(woken, [0, 50, 100, 200, 400, 1000]);
+        // Then nothing, until the next event.
+        let quiet = tokio::time::timeout(Duration::from_secs(60), wake.notified()).await;
+        assert!(quiet.is_err(), "woken without an event");
+        task.abort();
     }
 
     #[test]

@@ -131,7 +131,7 @@ pub async fn apply_before<R: Runtime>(
     runtime: &R,
     plan: &NetworkPlan,
     observed: &[Observed],
-    ip_of: &dyn Fn(&Observed) -> Option<std::net::Ipv4Addr>,
+    ip_of: &(dyn Fn(&Observed) -> Option<std::net::Ipv4Addr> + Sync),
 ) -> Vec<(String, Result<(), RuntimeError>)> {
     let mut out = Vec::new();
     for config in &plan.create {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::server::{HostPort, Image, Resources};
 use super::ScalarString;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DatabaseSpec {
     #[serde(default, skip_serializing_if = "is_default")]
@@ -29,6 +29,7 @@ pub struct DatabaseSpec {
     pub resources: Option<Resources>,
     #[serde(default, skip_serializing_if = "is_default")]
     pub deletion_policy: DeletionPolicy,
+    #[schemars(with = "crate::manifest::schema::DurationText")]
     #[serde(
         default = "default_ready_timeout",
         with = "humantime_serde",
@@ -62,14 +63,18 @@ impl DatabaseSpec {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
     #[default]
     Postgres,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum DeletionPolicy {
     /// The data volume outlives the manifest (default).
     #[default]

@@ -9,6 +9,7 @@ pub mod graph;
 pub mod network;
 pub mod parse;
 pub mod quantity;
+pub mod schema;
 pub mod server;
 
 use std::collections::BTreeMap;
@@ -25,7 +26,19 @@ pub use server::ServerSpec;
 pub const API_VERSION: &str = "dockhand/v1";
 
 /// Kinds of object dockhand reconciles.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 pub enum Kind {
     Server,
     Database,
@@ -71,7 +84,9 @@ impl fmt::Display for Kind {
 }
 
 /// Identity of an object: unique per kind.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct ObjectKey {
     pub kind: Kind,
     pub name: String,
@@ -93,7 +108,7 @@ impl fmt::Display for ObjectKey {
 }
 
 /// The spec of an object, one variant per kind.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 // One per object, never in hot collections: boxing the larger variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
@@ -116,7 +131,7 @@ impl Spec {
 }
 
 /// One desired object, as read from a source and as kept in the store.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Object {
     pub name: String,
     #[serde(default)]

@@ -69,7 +69,7 @@ impl Serialize for Cidr {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NetworkSpec {
     /// `bridge` (default); other engine drivers pass through.
@@ -103,7 +103,7 @@ impl NetworkSpec {
 }
 
 /// Where a route sends traffic: a Server's container port.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Target {
     pub server: Name,
@@ -111,14 +111,14 @@ pub struct Target {
 }
 
 /// Clients from `source` (an address or a CIDR) go to `to`; the most specific rule wins.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rule {
     pub source: Cidr,
     pub to: Target,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RouteSpec {
     #[serde(default)]
@@ -129,6 +129,7 @@ pub struct RouteSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<Rule>,
     /// UDP: a client's session ends after this long without traffic (default 60s).
+    #[schemars(with = "crate::manifest::schema::DurationText")]
     #[serde(
         default = "default_idle",
         with = "humantime_serde",

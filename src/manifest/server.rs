@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::quantity::{Cpus, Memory};
 use super::ScalarString;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServerSpec {
     pub image: Image,
@@ -49,6 +49,7 @@ pub struct ServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<Update>,
     /// How long the engine waits after SIGTERM before SIGKILL when stopping (default 10s).
+    #[schemars(with = "Option<crate::manifest::schema::DurationText>")]
     #[serde(
         default,
         with = "humantime_serde",
@@ -166,7 +167,19 @@ impl<'de> Deserialize<'de> for AbsPath {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 pub enum PullPolicy {
     Always,
     #[default]
@@ -174,7 +187,9 @@ pub enum PullPolicy {
     Never,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum RestartPolicy {
     #[default]
     Always,
@@ -193,7 +208,19 @@ impl RestartPolicy {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     #[default]
@@ -210,7 +237,7 @@ impl Protocol {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PortSpec {
     pub container: ContainerPort,
@@ -257,7 +284,7 @@ fn port_number<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
     })
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum VolumeType {
     Volume,
@@ -265,7 +292,7 @@ pub enum VolumeType {
 }
 
 /// A mount. Named volumes are namespaced per instance; bind sources resolve against the manifest.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", try_from = "RawVolume")]
 pub struct VolumeSpec {
     #[serde(rename = "type")]
@@ -276,7 +303,7 @@ pub struct VolumeSpec {
     pub read_only: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawVolume {
     #[serde(rename = "type", default = "default_volume_type")]
@@ -329,7 +356,7 @@ pub fn engine_limits(r: Option<&Resources>) -> (Option<i64>, Option<i64>) {
     (memory, cpus)
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Resources {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -339,22 +366,25 @@ pub struct Resources {
 }
 
 /// How the engine decides whether a running container is healthy.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", try_from = "RawHealthCheck")]
 pub struct HealthCheck {
     pub probe: Probe,
+    #[schemars(with = "crate::manifest::schema::DurationText")]
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
+    #[schemars(with = "crate::manifest::schema::DurationText")]
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     pub retries: u32,
+    #[schemars(with = "crate::manifest::schema::DurationText")]
     #[serde(with = "humantime_serde")]
     pub start_period: Duration,
     pub on_unhealthy: OnUnhealthy,
 }
 
 /// The probe: a command in the container, an HTTP GET or a TCP connect to a container port.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Probe {
     Exec(Vec<String>),
@@ -386,7 +416,9 @@ impl Probe {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum OnUnhealthy {
     /// Restart the container once it is unhealthy (default).
     #[default]
@@ -395,7 +427,7 @@ pub enum OnUnhealthy {
     None,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawHealthCheck {
     #[serde(default)]
@@ -404,12 +436,15 @@ struct RawHealthCheck {
     http: Option<RawHttp>,
     #[serde(default)]
     tcp: Option<RawTcp>,
+    #[schemars(with = "crate::manifest::schema::DurationText")]
     #[serde(default = "default_interval", with = "humantime_serde")]
     interval: Duration,
+    #[schemars(with = "crate::manifest::schema::DurationText")]
     #[serde(default = "default_timeout", with = "humantime_serde")]
     timeout: Duration,
     #[serde(default = "default_retries")]
     retries: u32,
+    #[schemars(with = "crate::manifest::schema::DurationText")]
     #[serde(default, with = "humantime_serde")]
     start_period: Duration,
     #[serde(default)]
@@ -419,7 +454,7 @@ struct RawHealthCheck {
     probe: Option<Probe>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     port: ContainerPort,
@@ -427,7 +462,7 @@ struct RawHttp {
     path: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawTcp {
     port: ContainerPort,
@@ -496,7 +531,19 @@ impl TryFrom<RawHealthCheck> for HealthCheck {
 }
 
 /// What a dependency must reach before its dependent is started.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 pub enum Condition {
     /// Its container is running.
     #[default]
@@ -524,7 +571,7 @@ impl Dependency {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawDependency {
     #[serde(default = "default_dep_kind")]
@@ -537,7 +584,7 @@ struct RawDependency {
 }
 
 /// A kind as written in `dependsOn` (the manifest form).
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 struct DepKind(String);
 
@@ -615,7 +662,9 @@ impl EnvValue {
 }
 
 /// Which part of a database's connection an environment value takes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DbKey {
     /// The full `postgres://` URL (default).
@@ -628,7 +677,7 @@ pub enum DbKey {
     Password,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawFromDatabase {
     from_database: super::Name,
@@ -674,14 +723,16 @@ impl<'de> Deserialize<'de> for EnvValue {
 }
 
 /// How a spec change replaces the running container.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Update {
     #[serde(default)]
     pub order: UpdateOrder,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum UpdateOrder {
     /// Stop and remove the old container, then create the new one (default).
     #[default]
@@ -689,4 +740,29 @@ pub enum UpdateOrder {
     /// Create the new container beside the old one, wait until it is Ready, switch the routes
     /// to it, then stop and remove the old one.
     StartFirst,
+}
+
+impl schemars::JsonSchema for Dependency {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Dependency".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let name = g.subschema_for::<super::Name>();
+        let full = g.subschema_for::<RawDependency>();
+        schemars::json_schema!({
+            "description": "a Server's name (condition Started), or {kind, name, condition, restart}",
+            "anyOf": [name, full]
+        })
+    }
+}
+
+impl schemars::JsonSchema for EnvValue {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EnvValue".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let literal = g.subschema_for::<ScalarString>();
+        let from_db = g.subschema_for::<RawFromDatabase>();
+        schemars::json_schema!({"anyOf": [literal, from_db]})
+    }
 }

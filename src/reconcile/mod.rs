@@ -17,7 +17,7 @@ use crate::manifest::{Kind, ManifestError, Object, ObjectKey, Spec};
 use crate::network::{self, NetworkPlan};
 use crate::route::{Proxy, RouteState};
 use crate::runtime::{ContainerSpec, Observed, Runtime, RuntimeError};
-use crate::source::{merge, Snapshot};
+use crate::source::{merge, Origin, Snapshot};
 use crate::store::{DatabaseSecret, NewEvent, Status, Store, StoreError, StoredObject};
 pub use execute::Outcome;
 pub use plan::{
@@ -51,12 +51,56 @@ pub struct Options {
     pub backoff: BackoffPolicy,
 }
 
+/// Runtime per-client routes go ahead of the manifest's rules: a manifest rule for exactly
+/// that client address is replaced, wider rules stay (the /32 is more specific anyway).
+fn add_client_routes(
+    routes: &mut [(String, RouteSpec)],
+    clients: &std::collections::BTreeMap<String, Vec<crate::store::ClientRoute>>,
+) {
+    use crate::manifest::network::{Cidr, Rule, Target};
+    for (name, spec) in routes.iter_mut() {
+        for c in clients.get(name).into_iter().flatten() {
+            let source = Cidr {
+                addr: c.client,
+                prefix: 32,
+            };
+            spec.rules.retain(|r| r.source != source);
+            spec.rules.push(Rule {
+                source,
+                to: Target {
+                    server: crate::manifest::Name(c.server.clone()),
+                    port: crate::manifest::server::ContainerPort(c.port),
+                },
+            });
+        }
+    }
+}
+
+/// Whether every stored object came from the API (so an empty desired state is explicit).
+fn only_applied(stored: &[StoredObject]) -> bool {
+    !stored.is_empty()
+        && stored
+            .iter()
+            .all(|s| Origin::of(&s.object.source) == Origin::Api)
+}
+
+/// Desired objects that only the hold on their unreadable source keeps.
+fn held(desired: &[Object], snapshot: &Snapshot) -> Vec<ObjectKey> {
+    desired
+        .iter()
+        .filter(|o| snapshot.held.contains(&Origin::of(&o.source)))
+        .map(Object::key)
+        .collect()
+}
+
 /// What one pass saw and did.
 #[derive(Debug, Default)]
 pub struct PassReport {
     pub desired: Vec<Object>,
     pub errors: Vec<ManifestError>,
     pub missing_source: bool,
+    /// Objects kept only because their source vanished or could not be read completely.
+    pub held: Vec<ObjectKey>,
     /// Networks created, recreated or removed (planned, in a dry run).
     pub network_actions: Vec<String>,
     pub plan: Plan,
@@ -98,6 +142,9 @@ pub struct Reconciler<R> {
 
 /// What a pass saw before acting.
 struct Observation {
+    /// Pruning to nothing is allowed: by the flag, or because every object was applied through
+    /// the API, whose deletions are explicit.
+    allow_empty: bool,
     stored: Vec<StoredObject>,
     statuses: HashMap<ObjectKey, Status>,
     desired: Vec<Object>,
@@ -147,6 +194,7 @@ impl<R: Runtime> Reconciler<R> {
             .filter_map(|s| Some((s.key.clone()?, s)))
             .collect();
         let desired = merge(snapshot, &stored);
+        let allow_empty = self.options.allow_empty || only_applied(&stored);
         let secrets = self.database_secrets(&desired, dry_run).await?;
         let observed = self.runtime.list(instance).await?;
         let ready = if dry_run {
@@ -162,12 +210,13 @@ impl<R: Runtime> Reconciler<R> {
             &wanted,
             &observed,
             PlanOptions {
-                allow_empty: self.options.allow_empty,
+                allow_empty,
                 backoff: self.options.backoff,
                 now,
             },
         );
         Ok(Observation {
+            allow_empty,
             stored,
             statuses,
             desired,
@@ -191,13 +240,19 @@ impl<R: Runtime> Reconciler<R> {
         let Some(proxy) = &self.proxy else {
             return HashMap::new();
         };
-        let routes: Vec<(String, RouteSpec)> = desired
+        let mut routes: Vec<(String, RouteSpec)> = desired
             .iter()
             .filter_map(|o| match &o.spec {
                 Spec::Route(r) => Some((o.name.clone(), r.clone())),
                 _ => None,
             })
             .collect();
+        if !routes.is_empty() {
+            match self.store.route_clients(&self.options.instance).await {
+                Ok(clients) => add_client_routes(&mut routes, &clients),
+                Err(e) => tracing::warn!("cannot read per-client routes: {e}"),
+            }
+        }
         let mut backends = HashMap::new();
         for (key, v) in &plan.verdicts {
             if key.kind != Kind::Server {
@@ -347,6 +402,7 @@ impl<R: Runtime> Reconciler<R> {
     pub async fn dry_run(&self, snapshot: &Snapshot) -> Result<PassReport, ReconcileError> {
         let o = self.observe(snapshot, true).await?;
         Ok(PassReport {
+            held: held(&o.desired, snapshot),
             desired: o.desired,
             errors: snapshot.errors.clone(),
             missing_source: snapshot.missing,
@@ -360,6 +416,7 @@ impl<R: Runtime> Reconciler<R> {
     pub async fn pass(&self, snapshot: &Snapshot) -> Result<PassReport, ReconcileError> {
         let instance = &self.options.instance;
         let Observation {
+            allow_empty,
             stored,
             statuses: previous,
             desired,
@@ -370,7 +427,7 @@ impl<R: Runtime> Reconciler<R> {
             networks,
             observed,
         } = self.observe(snapshot, false).await?;
-        let prune = !desired.is_empty() || self.options.allow_empty;
+        let prune = !desired.is_empty() || allow_empty;
         let applied = self
             .store
             .apply_desired(instance, &stored, &desired, &snapshot.errors, prune)
@@ -480,6 +537,7 @@ impl<R: Runtime> Reconciler<R> {
         self.store.append_events(instance, &events).await?;
 
         Ok(PassReport {
+            held: held(&desired, snapshot),
             desired,
             errors: snapshot.errors.clone(),
             missing_source: snapshot.missing,

@@ -176,6 +176,18 @@ impl Action {
         }
     }
 
+    /// The action's kind, a metric label: create, recreate, start, restart, abandon, remove.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Action::Create { .. } => "create",
+            Action::Recreate { .. } => "recreate",
+            Action::Start { .. } => "start",
+            Action::Restart { .. } => "restart",
+            Action::Abandon { .. } => "abandon",
+            Action::Remove { .. } => "remove",
+        }
+    }
+
     /// A one-line human description (`create server/web`).
     pub fn describe(&self) -> String {
         match self {

@@ -15,8 +15,8 @@ use bollard::Docker;
 use futures_util::stream::{BoxStream, StreamExt};
 
 use super::{
-    ContainerSpec, EngineEvent, Health, NetworkConfig, NetworkInfo, Observed, PublishedPort,
-    Runtime, RuntimeError, State,
+    ContainerSpec, ContainerStats, EngineEvent, Health, NetworkConfig, NetworkInfo, Observed,
+    PublishedPort, Runtime, RuntimeError, State,
 };
 use crate::labels;
 use crate::manifest::server::{Protocol, PullPolicy};
@@ -641,6 +641,48 @@ impl Runtime for DockerRuntime {
             Err(e) if server_error(&e).map(|s| s.0) == Some(404) => Ok(()),
             Err(e) => Err(engine("disconnect from network", name, e)),
         }
+    }
+
+    async fn stats(&self, id: &str) -> Result<Option<ContainerStats>, RuntimeError> {
+        let opts = bollard::query_parameters::StatsOptions {
+            stream: false,
+            one_shot: true,
+        };
+        let mut stream = self.docker.stats(id, Some(opts));
+        let Some(sample) = stream.next().await else {
+            return Ok(None);
+        };
+        let s = sample.map_err(|e| engine("read stats of", id, e))?;
+        let blk = |op: &str| -> u64 {
+            s.blkio_stats
+                .as_ref()
+                .and_then(|b| b.io_service_bytes_recursive.as_ref())
+                .map(|v| {
+                    v.iter()
+                        .filter(|e| e.op.as_deref().is_some_and(|o| o.eq_ignore_ascii_case(op)))
+                        .filter_map(|e| e.value)
+                        .sum()
+                })
+                .unwrap_or(0)
+        };
+        let nets = s.networks.as_ref();
+        let net = |f: fn(&bollard::models::ContainerNetworkStats) -> Option<u64>| -> u64 {
+            nets.map(|n| n.values().filter_map(f).sum()).unwrap_or(0)
+        };
+        Ok(Some(ContainerStats {
+            cpu_ns: s
+                .cpu_stats
+                .as_ref()
+                .and_then(|c| c.cpu_usage.as_ref())
+                .and_then(|u| u.total_usage)
+                .unwrap_or(0),
+            memory: s.memory_stats.as_ref().and_then(|m| m.usage).unwrap_or(0),
+            memory_limit: s.memory_stats.as_ref().and_then(|m| m.limit).unwrap_or(0),
+            net_rx: net(|n| n.rx_bytes),
+            net_tx: net(|n| n.tx_bytes),
+            block_read: blk("read"),
+            block_write: blk("write"),
+        }))
     }
 
     fn events(&self, instance: &str) -> BoxStream<'static, Result<EngineEvent, RuntimeError>> {

@@ -119,7 +119,7 @@ pub struct NetworkConfig {
 }
 
 /// Everything needed to create one container. Built from a spec by the kind's module.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ContainerSpec {
     pub name: String,
     pub image: String,
@@ -177,6 +177,18 @@ pub struct EngineEvent {
     pub id: String,
     pub action: String,
     pub key: Option<ObjectKey>,
+}
+
+/// A container's resource use, as one engine sample reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ContainerStats {
+    pub cpu_ns: u64,
+    pub memory: u64,
+    pub memory_limit: u64,
+    pub net_rx: u64,
+    pub net_tx: u64,
+    pub block_read: u64,
+    pub block_write: u64,
 }
 
 /// The engine as the reconciler sees it. Implementations must be cheap to share.
@@ -260,4 +272,12 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Container events for this instance, until the engine goes away.
     fn events(&self, instance: &str) -> BoxStream<'static, Result<EngineEvent, RuntimeError>>;
+
+    /// One sample of a running container's resource use; `None` where the engine has none.
+    fn stats(
+        &self,
+        _id: &str,
+    ) -> impl Future<Output = Result<Option<ContainerStats>, RuntimeError>> + Send {
+        std::future::ready(Ok(None))
+    }
 }

@@ -1,0 +1,190 @@
+//! The JSON Schema of dockhand manifests, generated from the same Rust types that parse them,
+//! so editors (yaml-language-server) flag mistakes as they are typed. Published as
+//! `schema/dockhand.schema.json`; a test keeps that file equal to what the types generate.
+
+use std::borrow::Cow;
+
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde_json::{json, Value};
+
+use super::database::{DatabaseSpec, Identifier};
+use super::network::{Cidr, ListenAddr, NetworkSpec, RouteSpec};
+use super::quantity::{Cpus, Memory};
+use super::server::{AbsPath, ContainerPort, EnvName, HostPort, Image, ServerSpec};
+use super::{Kind, LabelKey, Name, ScalarString, API_VERSION};
+
+/// A duration written as text: `30s`, `2m`, `1h30m`.
+pub struct DurationText;
+
+/// Schemas of the types with hand-written parsers: what they accept, as text.
+macro_rules! text_schema {
+    ($($ty:ty => $name:literal, $schema:tt;)*) => {$(
+        impl JsonSchema for $ty {
+            fn schema_name() -> Cow<'static, str> {
+                $name.into()
+            }
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                json_schema!($schema)
+            }
+        }
+    )*};
+}
+
+text_schema! {
+    DurationText => "Duration", {
+        "type": "string",
+        "pattern": "^([0-9]+(ns|us|ms|s|m|h|d)\\s*)+$",
+        "description": "a duration like 30s, 2m or 1h30m"
+    };
+    Name => "Name", {
+        "type": "string",
+        "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+        "description": "a DNS label: lowercase letters, digits and '-', at most 63 characters"
+    };
+    ScalarString => "Scalar", {
+        "type": ["string", "number", "boolean"],
+        "description": "a string; numbers and booleans are taken as their text"
+    };
+    LabelKey => "LabelKey", {
+        "type": "string",
+        "pattern": "^([a-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+    };
+    Image => "Image", {
+        "type": "string",
+        "minLength": 1,
+        "description": "an image reference like busybox:1.36 or registry:5000/app@sha256:..."
+    };
+    EnvName => "EnvName", {
+        "type": "string",
+        "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"
+    };
+    AbsPath => "AbsolutePath", {
+        "type": "string",
+        "pattern": "^/",
+        "description": "an absolute path inside the container"
+    };
+    ContainerPort => "ContainerPort", {
+        "type": ["integer", "string"],
+        "minimum": 1,
+        "maximum": 65535
+    };
+    HostPort => "HostPort", {
+        "type": ["integer", "string"],
+        "minimum": 0,
+        "maximum": 65535,
+        "description": "a host port; 0 or absent lets the engine choose"
+    };
+    Memory => "Memory", {
+        "type": ["string", "integer"],
+        "pattern": "^\\s*[0-9.]+\\s*([kKmMgGtT]([iI]?[bB]?)?|[bB])?\\s*$",
+        "description": "bytes, or a size like 256m, 1g or 512Mi (binary units, at least 6m)"
+    };
+    Cpus => "Cpus", {
+        "type": ["number", "string"],
+        "description": "CPUs, like 0.5 or \"1.5\""
+    };
+    Cidr => "Cidr", {
+        "type": "string",
+        "description": "an IPv4 address or network, like 10.99.0.0/24 or 192.168.1.50"
+    };
+    ListenAddr => "ListenAddress", {
+        "type": "string",
+        "description": "host:port to listen on, like 0.0.0.0:25565"
+    };
+    Identifier => "Identifier", {
+        "type": "string",
+        "pattern": "^[a-z_][a-z0-9_]{0,62}$",
+        "description": "a PostgreSQL identifier"
+    };
+}
+
+/// The whole manifest schema: header fields, then the spec that the kind selects.
+pub fn json_schema() -> String {
+    let mut g = schemars::generate::SchemaSettings::draft2020_12()
+        .for_deserialize()
+        .into_generator();
+    let specs: Vec<(Kind, Schema)> = Kind::ALL
+        .into_iter()
+        .map(|k| {
+            let s = match k {
+                Kind::Server => g.subschema_for::<ServerSpec>(),
+                Kind::Database => g.subschema_for::<DatabaseSpec>(),
+                Kind::Network => g.subschema_for::<NetworkSpec>(),
+                Kind::Route => g.subschema_for::<RouteSpec>(),
+            };
+            (k, s)
+        })
+        .collect();
+    let name = g.subschema_for::<Name>();
+    let label_value = g.subschema_for::<ScalarString>();
+    let defs = g.take_definitions(true);
+    let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+    let by_kind: Vec<Value> = specs
+        .into_iter()
+        .map(|(k, s)| {
+            json!({
+                "if": {"properties": {"kind": {"const": k.as_str()}}, "required": ["kind"]},
+                "then": {"properties": {"spec": s}}
+            })
+        })
+        .collect();
+    let schema = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://dockhand.dev/schema/dockhand.schema.json",
+        "title": "dockhand manifest",
+        "description": "One document of a dockhand manifest file (a file may hold several, separated by ---).",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": API_VERSION},
+            "kind": {"enum": kinds},
+            "metadata": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["name"],
+                "properties": {
+                    "name": name,
+                    "labels": {"type": "object", "additionalProperties": label_value}
+                }
+            },
+            "spec": {"type": "object"}
+        },
+        "allOf": by_kind,
+        "$defs": defs,
+    });
+    serde_json::to_string_pretty(&schema).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The published file is what the types generate: run `dockhand schema >
+    /// schema/dockhand.schema.json` after changing a manifest type.
+    #[test]
+    fn published_schema_is_up_to_date() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/dockhand.schema.json");
+        let published = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            published.trim_end() == json_schema(),
+            "schema/dockhand.schema.json is stale: run `cargo run -q -- schema > schema/dockhand.schema.json`"
+        );
+    }
+
+    #[test]
+    fn schema_selects_the_spec_by_kind() {
+        let v: Value = serde_json::from_str(&json_schema()).expect("json");
+        assert_eq!(v["allOf"].as_array().map(Vec::len), Some(4));
+        let defs = v["$defs"].as_object().expect("defs");
+        for name in [
+            "ServerSpec",
+            "DatabaseSpec",
+            "NetworkSpec",
+            "RouteSpec",
+            "Duration",
+        ] {
+            assert!(defs.contains_key(name), "{name} missing");
+        }
+    }
+}

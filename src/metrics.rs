@@ -1,0 +1,277 @@
+//! What `GET /metrics` serves, in Prometheus' text format: the controller's own numbers, kept
+//! here by the controller loop, and the containers' resource use, read from the engine per scrape.
+//!
+//! Written by hand rather than through a metrics crate: a dozen series do not justify one.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::reconcile::PassReport;
+use crate::runtime::ContainerStats;
+
+/// Upper bounds (seconds) of the pass duration histogram's buckets.
+const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+#[derive(Debug, Default)]
+struct Inner {
+    pass_buckets: [u64; BUCKETS.len()],
+    pass_count: u64,
+    pass_sum: f64,
+    passes_failed: u64,
+    engine_errors: u64,
+    actions: BTreeMap<(&'static str, &'static str), u64>,
+    queue_depth: usize,
+    phases: BTreeMap<(String, String), u64>,
+}
+
+/// The controller's counters; shared between the loop and the API.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+impl Metrics {
+    /// Records a pass that ran to the end.
+    pub fn pass(&self, took: Duration, report: &PassReport) {
+        let Ok(mut m) = self.inner.lock() else { return };
+        m.observe(took);
+        for o in &report.outcomes {
+            let result = if o.result.is_ok() { "ok" } else { "error" };
+            *m.actions.entry((o.action.verb(), result)).or_default() += 1;
+            if o.result.as_ref().is_err_and(|e| e.is_unavailable()) {
+                m.engine_errors += 1;
+            }
+        }
+        let done = report.outcomes.iter().filter(|o| o.result.is_ok()).count();
+        m.queue_depth = report.plan.actions.len().saturating_sub(done);
+        m.phases.clear();
+        for s in &report.statuses {
+            let kind = s.key.as_ref().map_or("", |k| k.kind.label());
+            *m.phases
+                .entry((kind.to_owned(), s.phase.clone()))
+                .or_default() += 1;
+        }
+    }
+
+    /// Records a pass that failed as a whole (`engine` when the engine was unreachable).
+    pub fn pass_failed(&self, took: Duration, engine: bool) {
+        let Ok(mut m) = self.inner.lock() else { return };
+        m.observe(took);
+        m.passes_failed += 1;
+        if engine {
+            m.engine_errors += 1;
+        }
+    }
+
+    /// The whole exposition, with `containers` (object kind, name, stats) appended.
+    pub fn render(&self, containers: &[(String, String, ContainerStats)]) -> String {
+        let mut out = String::new();
+        if let Ok(m) = self.inner.lock() {
+            m.render(&mut out);
+        }
+        render_containers(&mut out, containers);
+        out
+    }
+}
+
+impl Inner {
+    fn observe(&mut self, took: Duration) {
+        let secs = took.as_secs_f64();
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                self.pass_buckets[i] += 1;
+            }
+        }
+        self.pass_count += 1;
+        self.pass_sum += secs;
+    }
+
+    fn render(&self, out: &mut String) {
+        header(
+            out,
+            "dockhand_reconcile_pass_duration_seconds",
+            "histogram",
+            "Duration of reconcile passes.",
+        );
+        for (i, le) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "dockhand_reconcile_pass_duration_seconds_bucket{{le=\"{le}\"}} {}",
+                self.pass_buckets[i]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "dockhand_reconcile_pass_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+            self.pass_count
+        );
+        let _ = writeln!(
+            out,
+            "dockhand_reconcile_pass_duration_seconds_sum {}",
+            self.pass_sum
+        );
+        let _ = writeln!(
+            out,
+            "dockhand_reconcile_pass_duration_seconds_count {}",
+            self.pass_count
+        );
+
+        header(
+            out,
+            "dockhand_reconcile_passes_failed_total",
+            "counter",
+            "Passes that failed as a whole (state file or engine unreachable).",
+        );
+        let _ = writeln!(
+            out,
+            "dockhand_reconcile_passes_failed_total {}",
+            self.passes_failed
+        );
+
+        header(
+            out,
+            "dockhand_actions_total",
+            "counter",
+            "Engine actions by kind and result.",
+        );
+        for ((verb, result), n) in &self.actions {
+            let _ = writeln!(
+                out,
+                "dockhand_actions_total{{action=\"{verb}\",result=\"{result}\"}} {n}"
+            );
+        }
+
+        header(
+            out,
+            "dockhand_engine_errors_total",
+            "counter",
+            "Times the engine could not be reached.",
+        );
+        let _ = writeln!(out, "dockhand_engine_errors_total {}", self.engine_errors);
+
+        header(
+            out,
+            "dockhand_queue_depth",
+            "gauge",
+            "Actions the last pass planned that are not done yet.",
+        );
+        let _ = writeln!(out, "dockhand_queue_depth {}", self.queue_depth);
+
+        header(
+            out,
+            "dockhand_objects",
+            "gauge",
+            "Objects by kind and phase, as the last pass saw them.",
+        );
+        for ((kind, phase), n) in &self.phases {
+            let _ = writeln!(
+                out,
+                "dockhand_objects{{kind=\"{}\",phase=\"{}\"}} {n}",
+                escape(kind),
+                escape(phase)
+            );
+        }
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn render_containers(out: &mut String, containers: &[(String, String, ContainerStats)]) {
+    type Field = fn(&ContainerStats) -> f64;
+    let series: [(&str, &str, &str, Field); 7] = [
+        (
+            "dockhand_container_cpu_seconds_total",
+            "counter",
+            "CPU time the object's container used.",
+            |s| s.cpu_ns as f64 / 1e9,
+        ),
+        (
+            "dockhand_container_memory_bytes",
+            "gauge",
+            "Memory the object's container uses.",
+            |s| s.memory as f64,
+        ),
+        (
+            "dockhand_container_memory_limit_bytes",
+            "gauge",
+            "The container's memory limit.",
+            |s| s.memory_limit as f64,
+        ),
+        (
+            "dockhand_container_network_receive_bytes_total",
+            "counter",
+            "Bytes the container received.",
+            |s| s.net_rx as f64,
+        ),
+        (
+            "dockhand_container_network_transmit_bytes_total",
+            "counter",
+            "Bytes the container sent.",
+            |s| s.net_tx as f64,
+        ),
+        (
+            "dockhand_container_block_read_bytes_total",
+            "counter",
+            "Bytes the container read from block devices.",
+            |s| s.block_read as f64,
+        ),
+        (
+            "dockhand_container_block_write_bytes_total",
+            "counter",
+            "Bytes the container wrote to block devices.",
+            |s| s.block_write as f64,
+        ),
+    ];
+    for (name, kind, help, get) in series {
+        header(out, name, kind, help);
+        for (k, n, s) in containers {
+            let _ = writeln!(
+                out,
+                "{name}{{kind=\"{}\",name=\"{}\"}} {}",
+                escape(k),
+                escape(n),
+                get(s)
+            );
+        }
+    }
+}
+
+/// Escapes a label value: backslash, double quote and newline.
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let m = Metrics::default();
+        m.pass_failed(Duration::from_millis(3), false);
+        m.pass_failed(Duration::from_millis(300), true);
+        let text = m.render(&[]);
+        assert!(
+            text.contains("dockhand_reconcile_pass_duration_seconds_bucket{le=\"0.005\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dockhand_reconcile_pass_duration_seconds_bucket{le=\"0.5\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("dockhand_reconcile_pass_duration_seconds_count 2\n"));
+        assert!(text.contains("dockhand_engine_errors_total 1\n"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

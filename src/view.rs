@@ -1,0 +1,303 @@
+//! Objects as users see them: spec, status, run history, report and connection, with the
+//! selectors that filter them. One shape for `get -o json`, the HTTP API and the remote CLI.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::lifecycle::rfc3339;
+use crate::manifest::{Kind, Object, ObjectKey, Spec};
+use crate::store::{DatabaseSecret, Status, Store, StoreError};
+
+/// One object as `get` and the API show it: this shape is part of the CLI and API contract.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Item {
+    pub kind: Kind,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub source: String,
+    /// Line of `metadata.name` in the source.
+    pub line: u64,
+    pub generation: i64,
+    pub spec_hash: String,
+    pub last_error: Option<String>,
+    pub spec: Spec,
+    pub status: StatusView,
+    /// What the workload reported about itself (`PATCH .../report`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnectionView>,
+}
+
+/// How to reach a database from this host. The password only when secrets are asked for.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConnectionView {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// Status as users see it: the recorded status plus the run history they care about.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusView {
+    #[serde(flatten)]
+    pub status: Status,
+    pub restart_count: u32,
+    pub last_exit_code: Option<i64>,
+    pub next_retry_at: Option<String>,
+    /// `starting`, `healthy` or `unhealthy`; absent without a health check.
+    pub health: Option<String>,
+    /// When the current run started.
+    pub started_at: Option<String>,
+}
+
+impl From<Status> for StatusView {
+    fn from(status: Status) -> Self {
+        let l = &status.lifecycle;
+        StatusView {
+            started_at: l.started_at.map(rfc3339),
+            restart_count: l.restart_count,
+            last_exit_code: l.last_exit_code,
+            next_retry_at: l.next_retry_at.map(rfc3339),
+            health: l.health.clone(),
+            status,
+        }
+    }
+}
+
+/// The connection of a database object, if it has a secret yet: (connection, url, password).
+pub fn connection(
+    object: &Object,
+    secrets: &[(String, DatabaseSecret)],
+    instance: &str,
+    show_secrets: bool,
+) -> Option<(crate::database::Connection, String, Option<String>)> {
+    let Spec::Database(d) = &object.spec else {
+        return None;
+    };
+    let (_, secret) = secrets
+        .iter()
+        .find(|(i, s)| i == instance && s.name == object.name)?;
+    let conn = crate::database::Connection::new("127.0.0.1", object, d, secret);
+    let password = show_secrets.then(|| secret.password.clone());
+    let url = conn.url(password.as_deref());
+    Some((conn, url, password))
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SelectorError {
+    #[error("invalid selector term {term:?}: {reason}")]
+    Term { term: String, reason: &'static str },
+}
+
+/// One term of a selector: `key=value`, `key==value`, `key!=value`, `key` or `!key`.
+/// Keys starting with `report.` address the object's report (a dotted path into its JSON).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Term {
+    Equals(String, String),
+    NotEquals(String, String),
+    Exists(String),
+    Absent(String),
+}
+
+/// A kubectl-style equality selector: every term must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selector(pub Vec<Term>);
+
+impl Selector {
+    pub fn parse(s: &str) -> Result<Selector, SelectorError> {
+        let mut terms = Vec::new();
+        for raw in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let bad = |reason| SelectorError::Term {
+                term: raw.to_owned(),
+                reason,
+            };
+            let term = if let Some((k, v)) = raw.split_once("!=") {
+                Term::NotEquals(k.trim().to_owned(), v.trim().to_owned())
+            } else if let Some((k, v)) = raw.split_once("==").or_else(|| raw.split_once('=')) {
+                Term::Equals(k.trim().to_owned(), v.trim().to_owned())
+            } else if let Some(k) = raw.strip_prefix('!') {
+                Term::Absent(k.trim().to_owned())
+            } else {
+                Term::Exists(raw.to_owned())
+            };
+            let key = match &term {
+                Term::Equals(k, _) | Term::NotEquals(k, _) | Term::Exists(k) | Term::Absent(k) => k,
+            };
+            if key.is_empty() {
+                return Err(bad("expected key=value, key!=value, key or !key"));
+            }
+            if key.contains(char::is_whitespace) {
+                return Err(bad("a key cannot contain spaces"));
+            }
+            terms.push(term);
+        }
+        Ok(Selector(terms))
+    }
+
+    /// Adds `key=value` terms (the API's `?report.mode=skywars`).
+    pub fn and_equals(mut self, pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.0
+            .extend(pairs.into_iter().map(|(k, v)| Term::Equals(k, v)));
+        self
+    }
+
+    pub fn matches(
+        &self,
+        labels: &BTreeMap<String, String>,
+        report: Option<&serde_json::Value>,
+    ) -> bool {
+        self.0.iter().all(|t| {
+            let get = |k: &str| -> Option<String> {
+                match k.strip_prefix("report.") {
+                    Some(path) => report.and_then(|r| report_field(r, path)),
+                    None => labels.get(k).cloned(),
+                }
+            };
+            match t {
+                Term::Equals(k, v) => get(k).as_deref() == Some(v.as_str()),
+                Term::NotEquals(k, v) => get(k).as_deref() != Some(v.as_str()),
+                Term::Exists(k) => get(k).is_some(),
+                Term::Absent(k) => get(k).is_none(),
+            }
+        })
+    }
+}
+
+/// A report's field at a dotted path, as text: strings bare, other values as JSON.
+fn report_field(report: &serde_json::Value, path: &str) -> Option<String> {
+    let mut v = report;
+    for part in path.split('.') {
+        v = match v {
+            serde_json::Value::Object(m) => m.get(part)?,
+            serde_json::Value::Array(a) => a.get(part.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Which objects to show.
+#[derive(Clone, Debug, Default)]
+pub struct Query {
+    pub kind: Option<Kind>,
+    pub name: Option<String>,
+    pub selector: Selector,
+    pub phase: Option<String>,
+    pub show_secrets: bool,
+}
+
+/// The objects of `instance` that match `q`, sorted by kind and name.
+pub async fn items(store: &Store, instance: &str, q: &Query) -> Result<Vec<Item>, StoreError> {
+    let statuses: HashMap<ObjectKey, Status> = store
+        .statuses(instance)
+        .await?
+        .into_iter()
+        .filter_map(|s| Some((s.key.clone()?, s)))
+        .collect();
+    let secrets = store.database_secrets().await?;
+    let mut reports = store.reports(instance).await?;
+    let mut items: Vec<Item> = store
+        .objects(instance)
+        .await?
+        .into_iter()
+        .filter(|s| q.kind.is_none_or(|k| s.object.spec.kind() == k))
+        .filter(|s| q.name.as_deref().is_none_or(|n| s.object.name == n))
+        .filter_map(|s| {
+            let key = s.object.key();
+            let report = reports.remove(&key);
+            if !q.selector.matches(&s.object.labels, report.as_ref()) {
+                return None;
+            }
+            let status = statuses
+                .get(&key)
+                .cloned()
+                .unwrap_or_else(|| Status::pending(key));
+            if q.phase.as_deref().is_some_and(|p| p != status.phase) {
+                return None;
+            }
+            let connection = connection(&s.object, &secrets, instance, q.show_secrets).map(
+                |(c, url, password)| ConnectionView {
+                    host: c.host,
+                    port: c.port,
+                    database: c.database,
+                    user: c.user,
+                    url,
+                    password,
+                },
+            );
+            Some(Item {
+                connection,
+                report,
+                kind: s.object.spec.kind(),
+                name: s.object.name.clone(),
+                labels: s.object.labels.clone(),
+                source: s.object.source.clone(),
+                line: s.object.line,
+                generation: s.generation,
+                spec_hash: s.spec_hash,
+                last_error: s.last_error,
+                spec: s.object.spec,
+                status: status.into(),
+            })
+        })
+        .collect();
+    items.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn selector_terms_all_must_hold() {
+        let s = Selector::parse("mode=skywars, tier!=test,region,!canary").expect("parses");
+        assert_eq!(s.0.len(), 4);
+        let l = labels(&[("mode", "skywars"), ("region", "eu")]);
+        assert!(s.matches(&l, None));
+        let test = labels(&[("mode", "skywars"), ("region", "eu"), ("tier", "test")]);
+        assert!(!s.matches(&test, None));
+        let canary = labels(&[("mode", "skywars"), ("region", "eu"), ("canary", "1")]);
+        assert!(!s.matches(&canary, None));
+        assert!(!s.matches(&labels(&[("mode", "skywars")]), None));
+    }
+
+    #[test]
+    fn report_terms_read_the_report() {
+        let r =
+            serde_json::json!({"mode": "skywars", "players": 4, "matches": {"a": {"ready": true}}});
+        let s = Selector::parse("report.mode=skywars,report.players=4,report.matches.a.ready=true")
+            .expect("parses");
+        assert!(s.matches(&BTreeMap::new(), Some(&r)));
+        assert!(!s.matches(&BTreeMap::new(), None));
+        let s = Selector::default().and_equals([("report.players".into(), "5".into())]);
+        assert!(!s.matches(&BTreeMap::new(), Some(&r)));
+    }
+
+    #[test]
+    fn malformed_selectors_are_refused() {
+        for bad in ["=x", "!=x", "a b=c"] {
+            assert!(Selector::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Selector::parse("").expect("empty"), Selector::default());
+    }
+}
