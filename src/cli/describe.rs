@@ -1,14 +1,17 @@
-//! `dockhand describe`: one object in full, the way `kubectl describe` shows it.
+//! `dockhand describe`: one object in full, the way `kubectl describe` shows it, from the
+//! state file or a remote controller's API (both give the same view).
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use clap::Args;
+use serde_json::Value;
 
+use super::get::text;
+use super::remote::RemoteArgs;
 use super::{open_store, StateArgs};
-use crate::lifecycle::rfc3339;
-use crate::manifest::{Kind, ObjectKey};
-use crate::store::Status;
+use crate::store::Event;
+use crate::view;
 
 #[derive(Args, Debug)]
 pub struct DescribeArgs {
@@ -24,54 +27,81 @@ pub struct DescribeArgs {
     pub events: i64,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 pub async fn run(args: DescribeArgs) -> anyhow::Result<ExitCode> {
-    let kind = Kind::parse(&args.kind).ok_or_else(|| {
-        anyhow::anyhow!(
-            "unknown kind {:?}: expected server, database, network or route",
-            args.kind
-        )
-    })?;
-    let key = ObjectKey::new(kind, args.name.clone());
-    let store = open_store(&args.state.state).await?;
+    let key = super::object_key(&args.kind, &args.name)?;
+    let kind = key.kind;
     let instance = &args.state.instance;
-    let Some(obj) = store
-        .objects(instance)
-        .await?
-        .into_iter()
-        .find(|s| s.object.key() == key)
-    else {
+    let (item, events): (Option<Value>, Vec<Event>) = match args.remote.client()? {
+        Some(remote) => {
+            if args.show_secrets {
+                anyhow::bail!("--show-secrets works on the local state file only");
+            }
+            let path = format!("/api/v1/{}s/{}", kind.label(), key.name);
+            let item = match remote.json(&path).await {
+                Ok(v) => Some(v),
+                Err(e) if super::remote::is_not_found(&e) => None,
+                Err(e) => return Err(e),
+            };
+            let events = remote
+                .json(&format!(
+                    "/api/v1/events?kind={}&name={}&limit={}",
+                    kind.label(),
+                    key.name,
+                    args.events
+                ))
+                .await?;
+            (item, serde_json::from_value(events)?)
+        }
+        None => {
+            let store = open_store(&args.state.state).await?;
+            let q = view::Query {
+                kind: Some(kind),
+                name: Some(key.name.clone()),
+                show_secrets: args.show_secrets,
+                ..view::Query::default()
+            };
+            let item = view::items(&store, instance, &q).await?.into_iter().next();
+            let events = store
+                .events(instance, Some(&key), None, args.events)
+                .await?;
+            (item.map(serde_json::to_value).transpose()?, events)
+        }
+    };
+    let Some(item) = item else {
         eprintln!("error: {key} not found");
         return Ok(ExitCode::from(1));
     };
-    let status = store
-        .statuses(instance)
-        .await?
-        .into_iter()
-        .find(|s| s.key.as_ref() == Some(&key))
-        .unwrap_or_else(|| Status::pending(key.clone()));
-    let events = store
-        .events(instance, Some(&key), None, args.events)
-        .await?;
+    // The instance is known locally; over the API it is the remote controller's own.
+    let instance = args.remote.server.is_none().then_some(instance.as_str());
+    print!("{}", render(&item, instance, &events)?);
+    Ok(ExitCode::SUCCESS)
+}
 
-    let l = &status.lifecycle;
+/// The describe page of one object view.
+fn render(item: &Value, instance: Option<&str>, events: &[Event]) -> anyhow::Result<String> {
+    let st = &item["status"];
     let mut out = String::new();
     let mut field = |name: &str, value: String| {
         let _ = writeln!(out, "{:<14}{value}", format!("{name}:"));
     };
-    field("Name", obj.object.name.clone());
-    field("Kind", kind.as_str().into());
-    field("Instance", instance.clone());
+    field("Name", text(&item["name"], ""));
+    field("Kind", text(&item["kind"], ""));
+    if let Some(i) = instance {
+        field("Instance", i.to_owned());
+    }
     field(
         "Source",
-        format!("{}:{}", obj.object.source, obj.object.line),
+        format!("{}:{}", text(&item["source"], ""), text(&item["line"], "0")),
     );
-    let labels: Vec<String> = obj
-        .object
-        .labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
+    let labels: Vec<String> = item["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", text(v, "")))
         .collect();
     field(
         "Labels",
@@ -85,23 +115,14 @@ pub async fn run(args: DescribeArgs) -> anyhow::Result<ExitCode> {
         "Generation",
         format!(
             "{} (observed {})",
-            obj.generation, status.observed_generation
+            text(&item["generation"], "0"),
+            text(&st["observedGeneration"], "0")
         ),
     );
-    field("Spec hash", obj.spec_hash.clone());
-    field("Phase", status.phase.clone());
-    field(
-        "Container",
-        status
-            .container_id
-            .clone()
-            .unwrap_or_else(|| "<none>".into()),
-    );
-    let ports: Vec<String> = status
-        .ports
-        .iter()
-        .map(|p| format!("{}->{}/{}", p.host, p.container, p.protocol.as_str()))
-        .collect();
+    field("Spec hash", text(&item["specHash"], ""));
+    field("Phase", text(&st["phase"], "Pending"));
+    field("Container", text(&st["containerId"], "<none>"));
+    let ports = super::get::ports(&st["ports"]);
     field(
         "Ports",
         if ports.is_empty() {
@@ -110,38 +131,39 @@ pub async fn run(args: DescribeArgs) -> anyhow::Result<ExitCode> {
             ports.join(", ")
         },
     );
-    field("Restarts", l.restart_count.to_string());
-    if let Some(h) = &l.health {
-        field("Health", h.clone());
+    field("Restarts", text(&st["restartCount"], "0"));
+    if !st["health"].is_null() {
+        field("Health", text(&st["health"], ""));
     }
-    field(
-        "Last exit",
-        l.last_exit_code.map_or("<none>".into(), |c| c.to_string()),
-    );
-    field("Started", l.started_at.map_or("<never>".into(), rfc3339));
-    if let Some(at) = l.next_retry_at {
-        field("Next retry", rfc3339(at));
+    field("Last exit", text(&st["lastExitCode"], "<none>"));
+    field("Started", text(&st["startedAt"], "<never>"));
+    if !st["nextRetryAt"].is_null() {
+        field("Next retry", text(&st["nextRetryAt"], ""));
     }
-    let secrets = store.database_secrets().await?;
-    if let Some((_, url, _)) =
-        super::get::connection(&obj.object, &secrets, instance, args.show_secrets)
-    {
-        field("Connection", url);
+    if let Some(url) = item["connection"]["url"].as_str() {
+        field("Connection", url.to_owned());
     }
-    if let Some(m) = &status.message {
-        field("Message", m.clone());
+    if let Some(r) = item.get("report") {
+        field("Report", r.to_string());
     }
-    if let Some(e) = &obj.last_error {
-        field("Last error", e.clone());
+    if let Some(m) = st["message"].as_str() {
+        field("Message", m.to_owned());
     }
-    println!("{out}Conditions:");
-    let phase = status.phase.as_str();
-    let has_health_check = crate::manifest::graph::has_health_check(&obj.object);
+    if let Some(e) = item["lastError"].as_str() {
+        field("Last error", e.to_owned());
+    }
+    let _ = writeln!(out, "Conditions:");
+    let phase = st["phase"].as_str().unwrap_or("Pending");
+    let has_health_check = match item["kind"].as_str() {
+        Some("Server") => !item["spec"]["healthCheck"].is_null(),
+        Some("Database") => true,
+        _ => false,
+    };
     let conditions = [
         ("Ready", if phase == "Ready" { "True" } else { "False" }),
         (
             "Healthy",
-            match (has_health_check, l.health.as_deref()) {
+            match (has_health_check, st["health"].as_str()) {
                 (false, _) => "n/a (no health check)",
                 (true, Some("healthy")) => "True",
                 (true, Some("unhealthy")) => "False",
@@ -154,7 +176,7 @@ pub async fn run(args: DescribeArgs) -> anyhow::Result<ExitCode> {
         ),
         (
             "ManifestValid",
-            if obj.last_error.is_some() {
+            if item["lastError"].is_string() {
                 "False (running the last good spec)"
             } else {
                 "True"
@@ -162,19 +184,19 @@ pub async fn run(args: DescribeArgs) -> anyhow::Result<ExitCode> {
         ),
     ];
     for (name, value) in conditions {
-        println!("  {name:<16}{value}");
+        let _ = writeln!(out, "  {name:<16}{value}");
     }
-    println!("Spec:");
-    let spec = serde_saphyr::to_string(&obj.object.spec)?;
+    let _ = writeln!(out, "Spec:");
+    let spec = serde_saphyr::to_string(&item["spec"])?;
     for line in spec.lines() {
-        println!("  {line}");
+        let _ = writeln!(out, "  {line}");
     }
-    println!("Events:");
+    let _ = writeln!(out, "Events:");
     if events.is_empty() {
-        println!("  <none>");
+        let _ = writeln!(out, "  <none>");
     }
     for e in events {
-        println!("  {}  {:<13}  {}", e.time, e.reason, e.message);
+        let _ = writeln!(out, "  {}  {:<13}  {}", e.time, e.reason, e.message);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(out)
 }

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{print_manifest_errors, reconciler, ReconcileArgs};
-use crate::source::directory;
 
 #[derive(Args, Debug)]
 pub struct DiffArgs {
@@ -15,9 +14,8 @@ pub struct DiffArgs {
 
 pub async fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
     let c = &args.common;
-    let rec = reconciler(c).await?;
-    let dir = c.manifests.clone();
-    let snapshot = tokio::task::spawn_blocking(move || directory::load(&dir)).await?;
+    let (rec, sources) = reconciler(c).await?;
+    let snapshot = sources.load().await?;
     let report = rec.dry_run(&snapshot).await?;
     print_manifest_errors(&report.errors);
     for a in &report.network_actions {

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::remote::{Remote, RemoteArgs};
 use super::{object_ref, open_store, StateArgs};
+use crate::manifest::ObjectKey;
 use crate::store::Event;
 
 #[derive(Args, Debug)]
@@ -21,10 +23,15 @@ pub struct EventsArgs {
     pub limit: i64,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 pub async fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
     let key = args.object.as_deref().map(object_ref).transpose()?;
+    if let Some(remote) = args.remote.client()? {
+        return remote_events(&remote, key.as_ref(), args.limit, args.follow).await;
+    }
     let store = open_store(&args.state.state).await?;
     let instance = &args.state.instance;
     let mut last = None;
@@ -64,4 +71,43 @@ fn print_event(e: &Event) {
         "{}  {:<20}  {:<13}  {}",
         e.time, object, e.reason, e.message
     );
+}
+
+/// The event log of a remote controller; `follow` reads its server-sent event stream.
+async fn remote_events(
+    remote: &Remote,
+    key: Option<&ObjectKey>,
+    limit: i64,
+    follow: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut path = format!("/api/v1/events?limit={limit}");
+    if let Some(k) = key {
+        path.push_str(&format!("&kind={}&name={}", k.kind.label(), k.name));
+    }
+    if !follow {
+        let events: Vec<Event> = serde_json::from_value(remote.json(&path).await?)?;
+        events.iter().for_each(print_event);
+        return Ok(ExitCode::SUCCESS);
+    }
+    path.push_str("&follow=true");
+    let mut resp = remote.send(reqwest::Method::GET, &path, None).await?;
+    let mut buf = String::new();
+    loop {
+        let chunk = tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            c = resp.chunk() => c?,
+        };
+        let Some(chunk) = chunk else {
+            anyhow::bail!("the controller closed the event stream");
+        };
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find('\n') {
+            let line: String = buf.drain(..=end).collect();
+            if let Some(data) = line.trim_end().strip_prefix("data:") {
+                if let Ok(e) = serde_json::from_str::<Event>(data.trim()) {
+                    print_event(&e);
+                }
+            }
+        }
+    }
 }

@@ -1,29 +1,38 @@
-//! `dockhand get`: desired and observed state, from the state file alone (no engine needed).
+//! `dockhand get`: desired and observed state, from the state file (no engine needed) or from
+//! a remote controller's API.
 
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use serde::Serialize;
+use serde_json::Value;
 
+use super::remote::{encode, RemoteArgs};
 use super::{open_store, StateArgs};
-use crate::lifecycle::rfc3339;
-use crate::manifest::{Kind, Spec};
-use crate::runtime::PublishedPort;
-use crate::store::Status;
+use crate::apply::kind_of;
+use crate::manifest::Kind;
+use crate::view::{self, Selector};
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Table,
+    Wide,
     Json,
     Yaml,
 }
 
 #[derive(Args, Debug)]
 pub struct GetArgs {
-    /// What to list: `servers` (the default), or `server` followed by a name.
+    /// What to list: a kind (`servers`, `databases`, `networks`, `routes`), all when omitted.
     pub what: Option<String>,
     /// One object's name.
     pub name: Option<String>,
+    /// Only objects matching: `mode=skywars,tier!=test,region,!canary`; keys starting with
+    /// `report.` read the object's report (`report.mode=skywars`).
+    #[arg(short = 'l', long = "selector")]
+    pub selector: Option<String>,
+    /// Only objects in this phase (`Ready`, `Failed`, ...).
+    #[arg(long)]
+    pub phase: Option<String>,
     #[arg(short, long, value_enum, default_value = "table")]
     pub output: Output,
     /// Include database passwords (in `connection.url` and `connection.password`).
@@ -31,133 +40,74 @@ pub struct GetArgs {
     pub show_secrets: bool,
     #[command(flatten)]
     pub state: StateArgs,
-}
-
-/// One object as `get` shows it: the JSON/YAML shape is part of the CLI contract.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Item {
-    kind: Kind,
-    name: String,
-    labels: std::collections::BTreeMap<String, String>,
-    source: String,
-    generation: i64,
-    spec_hash: String,
-    last_error: Option<String>,
-    spec: Spec,
-    status: StatusView,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    connection: Option<ConnectionView>,
-}
-
-/// How to reach a database from this host. The password only with `--show-secrets`.
-#[derive(Serialize)]
-struct ConnectionView {
-    host: String,
-    port: u16,
-    database: String,
-    user: String,
-    url: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    password: Option<String>,
-}
-
-/// The connection of a database object, if it has a secret yet.
-pub(crate) fn connection(
-    object: &crate::manifest::Object,
-    secrets: &[(String, crate::store::DatabaseSecret)],
-    instance: &str,
-    show_secrets: bool,
-) -> Option<(crate::database::Connection, String, Option<String>)> {
-    let Spec::Database(d) = &object.spec else {
-        return None;
-    };
-    let (_, secret) = secrets
-        .iter()
-        .find(|(i, s)| i == instance && s.name == object.name)?;
-    let conn = crate::database::Connection::new("127.0.0.1", object, d, secret);
-    let password = show_secrets.then(|| secret.password.clone());
-    let url = conn.url(password.as_deref());
-    Some((conn, url, password))
-}
-
-/// Status as `get` shows it: the recorded status plus the run history users care about.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct StatusView {
-    #[serde(flatten)]
-    status: Status,
-    restart_count: u32,
-    last_exit_code: Option<i64>,
-    next_retry_at: Option<String>,
-    /// `starting`, `healthy` or `unhealthy`; absent without a health check.
-    health: Option<String>,
-}
-
-impl From<Status> for StatusView {
-    fn from(status: Status) -> Self {
-        let l = &status.lifecycle;
-        StatusView {
-            restart_count: l.restart_count,
-            last_exit_code: l.last_exit_code,
-            next_retry_at: l.next_retry_at.map(rfc3339),
-            health: l.health.clone(),
-            status,
-        }
-    }
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
     let kind = match args.what.as_deref() {
         None => None,
-        Some(w) => Some(Kind::parse(w).ok_or_else(|| {
+        Some(w) => Some(kind_of(w).ok_or_else(|| {
             anyhow::anyhow!(
-                "unknown kind {w:?}: expected servers, server NAME, databases or database NAME"
+                "unknown kind {w:?}: expected servers, databases, networks or routes (or one of them and a NAME)"
             )
         })?),
     };
-    let store = open_store(&args.state.state).await?;
-    let instance = &args.state.instance;
-    let statuses = store.statuses(instance).await?;
-    let secrets = store.database_secrets().await?;
-    let mut items: Vec<Item> = store
-        .objects(instance)
-        .await?
-        .into_iter()
-        .filter(|s| kind.is_none_or(|k| s.object.spec.kind() == k))
-        .filter(|s| args.name.as_deref().is_none_or(|n| s.object.name == n))
-        .map(|s| {
-            let key = s.object.key();
-            let status = statuses
-                .iter()
-                .find(|st| st.key.as_ref() == Some(&key))
-                .cloned()
-                .unwrap_or_else(|| Status::pending(key));
-            let connection = connection(&s.object, &secrets, instance, args.show_secrets).map(
-                |(c, url, password)| ConnectionView {
-                    host: c.host,
-                    port: c.port,
-                    database: c.database,
-                    user: c.user,
-                    url,
-                    password,
-                },
-            );
-            Item {
-                connection,
-                kind: s.object.spec.kind(),
-                name: s.object.name.clone(),
-                labels: s.object.labels.clone(),
-                source: s.object.source.clone(),
-                generation: s.generation,
-                spec_hash: s.spec_hash,
-                last_error: s.last_error,
-                spec: s.object.spec,
-                status: status.into(),
+    let selector = match &args.selector {
+        Some(s) => Selector::parse(s)?,
+        None => Selector::default(),
+    };
+    let (items, errors): (Vec<Value>, Vec<String>) = match args.remote.client()? {
+        Some(remote) => {
+            if args.show_secrets {
+                anyhow::bail!("--show-secrets works on the local state file only");
             }
-        })
-        .collect();
-    items.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+            let mut items = Vec::new();
+            for k in kind.map_or(Kind::ALL.to_vec(), |k| vec![k]) {
+                let path = format!("/api/v1/{}s", k.label());
+                match &args.name {
+                    Some(n) => match remote.json(&format!("{path}/{n}")).await {
+                        Ok(v) => items.push(v),
+                        Err(e) if super::remote::is_not_found(&e) => {}
+                        Err(e) => return Err(e),
+                    },
+                    None => {
+                        let mut q = Vec::new();
+                        if let Some(s) = &args.selector {
+                            q.push(format!("labelSelector={}", encode(s)));
+                        }
+                        if let Some(p) = &args.phase {
+                            q.push(format!("phase={}", encode(p)));
+                        }
+                        let url = format!("{path}?{}", q.join("&"));
+                        if let Value::Array(a) = remote.json(&url).await? {
+                            items.extend(a);
+                        }
+                    }
+                }
+            }
+            (items, Vec::new())
+        }
+        None => {
+            let store = open_store(&args.state.state).await?;
+            let q = view::Query {
+                kind,
+                name: args.name.clone(),
+                selector,
+                phase: args.phase.clone(),
+                show_secrets: args.show_secrets,
+            };
+            let items = view::items(&store, &args.state.instance, &q).await?;
+            let errors = store.source_errors(&args.state.instance).await?;
+            (
+                items
+                    .iter()
+                    .map(serde_json::to_value)
+                    .collect::<Result<_, _>>()?,
+                errors.iter().map(ToString::to_string).collect(),
+            )
+        }
+    };
 
     if let (Some(name), true) = (&args.name, items.is_empty()) {
         eprintln!(
@@ -169,55 +119,107 @@ pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&items)?),
         Output::Yaml => print!("{}", serde_saphyr::to_string(&items)?),
-        Output::Table => print_table(&items),
+        Output::Table => print_table(&items, false),
+        Output::Wide => print_table(&items, true),
     }
-    for e in store.source_errors(instance).await? {
+    for e in errors {
         eprintln!("invalid: {e}");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn ports(ports: &[PublishedPort]) -> String {
-    let p: Vec<String> = ports
-        .iter()
-        .map(|p| format!("{}->{}/{}", p.host, p.container, p.protocol.as_str()))
-        .collect();
-    if p.is_empty() {
-        "-".into()
-    } else {
-        p.join(",")
+/// Published ports of a status view, as `host->container/protocol`.
+pub(crate) fn ports(ports: &Value) -> Vec<String> {
+    ports
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            format!(
+                "{}->{}/{}",
+                p["host"],
+                p["container"],
+                text(&p["protocol"], "")
+            )
+        })
+        .collect()
+}
+
+/// A view's field as text: strings bare, `none` for null, other values as JSON.
+pub(crate) fn text(v: &Value, none: &str) -> String {
+    match v {
+        Value::Null => none.to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 
-fn print_table(items: &[Item]) {
-    let rows: Vec<[String; 7]> = items
+fn str_of(v: &Value) -> String {
+    text(v, "-")
+}
+
+/// The table `get` prints: one row per object; `wide` adds health, generation, labels and
+/// the report.
+pub fn print_table(items: &[Value], wide: bool) {
+    let mut header = vec!["NAME", "PHASE", "RESTARTS"];
+    if wide {
+        header.push("HEALTH");
+    }
+    header.extend(["CONTAINER", "PORTS", "SOURCE"]);
+    if wide {
+        header.extend(["GEN", "LABELS", "REPORT"]);
+    }
+    header.push("MESSAGE");
+    let rows: Vec<Vec<String>> = items
         .iter()
         .map(|i| {
-            let st = &i.status.status;
-            [
-                format!("{}/{}", i.kind.label(), i.name),
-                st.phase.clone(),
-                i.status.restart_count.to_string(),
-                st.container_id
-                    .as_deref()
+            let st = &i["status"];
+            let kind = i["kind"].as_str().and_then(Kind::parse);
+            let mut row = vec![
+                format!("{}/{}", kind.map_or("?", |k| k.label()), str_of(&i["name"])),
+                str_of(&st["phase"]),
+                str_of(&st["restartCount"]),
+            ];
+            if wide {
+                row.push(str_of(&st["health"]));
+            }
+            row.extend([
+                st["containerId"]
+                    .as_str()
                     .map_or("-".into(), |c| c.chars().take(12).collect()),
-                ports(&st.ports),
-                i.source.clone(),
-                st.message.clone().unwrap_or_default(),
-            ]
+                {
+                    let p = ports(&st["ports"]);
+                    if p.is_empty() {
+                        "-".into()
+                    } else {
+                        p.join(",")
+                    }
+                },
+                str_of(&i["source"]),
+            ]);
+            if wide {
+                let labels: Vec<String> = i["labels"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| format!("{k}={}", str_of(v)))
+                    .collect();
+                row.extend([
+                    str_of(&i["generation"]),
+                    if labels.is_empty() {
+                        "-".into()
+                    } else {
+                        labels.join(",")
+                    },
+                    i.get("report").map_or("-".into(), Value::to_string),
+                ]);
+            }
+            row.push(st["message"].as_str().unwrap_or_default().to_owned());
+            row
         })
         .collect();
-    let header = [
-        "NAME",
-        "PHASE",
-        "RESTARTS",
-        "CONTAINER",
-        "PORTS",
-        "SOURCE",
-        "MESSAGE",
-    ]
-    .map(String::from);
-    let mut widths = header.clone().map(|h| h.len());
+    let header: Vec<String> = header.into_iter().map(String::from).collect();
+    let mut widths: Vec<usize> = header.iter().map(String::len).collect();
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
@@ -226,7 +228,7 @@ fn print_table(items: &[Item]) {
     for r in std::iter::once(&header).chain(&rows) {
         let line: Vec<String> = r
             .iter()
-            .zip(widths)
+            .zip(&widths)
             .enumerate()
             .map(|(i, (c, w))| {
                 if i + 1 == r.len() {

@@ -1,16 +1,20 @@
 //! The command line: argument parsing and the verbs, one file each. `anyhow` lives only here.
 //!
 //! Exit codes: 0 success; 1 the command ran but the answer is "no" (not converged, invalid
-//! manifests, changes pending for `diff`, object not found); 2 usage or fatal errors (bad flags,
-//! unreadable state file, unreachable engine, state file locked by another controller).
+//! manifests, changes pending for `diff`, object not found, apply or delete refused); 2 usage
+//! or fatal errors (bad flags, unreadable state file, unreachable engine or API, state file
+//! locked by another controller).
 
+mod apply;
 mod db;
+mod delete;
 mod describe;
 mod diff;
 mod events;
 mod exec;
 mod get;
 mod logs;
+mod remote;
 mod sync;
 mod up;
 
@@ -58,6 +62,20 @@ enum Command {
     Exec(exec::ExecArgs),
     /// Managed databases: `db url NAME` prints the full connection URL.
     Db(db::DbArgs),
+    /// Store objects from files, a directory or stdin as the API source; a controller applies them.
+    Apply(apply::ApplyArgs),
+    /// Delete an object that was applied (files and table rows are removed at their source).
+    Delete(delete::DeleteArgs),
+    /// Print a shell completion script: `source <(dockhand completion bash)`.
+    Completion(CompletionArgs),
+    /// Print the JSON Schema of dockhand manifests (for editors' YAML language servers).
+    Schema,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Where state lives and which instance this is.
@@ -101,6 +119,15 @@ pub(crate) fn object_ref(s: &str) -> anyhow::Result<ObjectKey> {
         ),
         None => (Kind::Server, s),
     };
+    check_dns_label(name).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(ObjectKey::new(kind, name))
+}
+
+/// `KIND NAME` as the verbs take them: a kind in any of its forms and a DNS-label name.
+pub(crate) fn object_key(kind: &str, name: &str) -> anyhow::Result<ObjectKey> {
+    let kind = crate::apply::kind_of(kind).ok_or_else(|| {
+        anyhow::anyhow!("unknown kind {kind:?}: expected server, database, network or route")
+    })?;
     check_dns_label(name).map_err(|e| anyhow::anyhow!(e))?;
     Ok(ObjectKey::new(kind, name))
 }
@@ -158,6 +185,16 @@ pub struct ReconcileArgs {
 }
 
 impl ReconcileArgs {
+    /// Every source of desired state: the directory and the state file's tables.
+    pub fn sources(&self, store: Store) -> crate::source::Sources {
+        crate::source::Sources {
+            dir: Some(self.manifests.clone()),
+            store,
+            instance: self.state.instance.clone(),
+            allow_empty: self.allow_empty,
+        }
+    }
+
     pub fn options(&self) -> Options {
         Options {
             instance: self.state.instance.clone(),
@@ -181,7 +218,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("invalid duration {s:?}: {e} (expected e.g. 30s, 2m, 1h)"))
 }
 
+/// Process-wide settings of a long-running dockhand, made before any thread starts.
+///
+/// glibc gives each thread that allocates its own malloc arena, and freed memory stays in the
+/// arena it came from; with the runtime's workers, blocking threads and SQLite's, an idle
+/// controller with 1,000 objects held 35 MB, 10 MB of it in idle arenas. Two arenas are plenty
+/// for two worker threads.
+pub fn tune_process() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator settings; called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 pub fn main() -> ExitCode {
+    tune_process();
     let cli = Cli::parse();
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -206,6 +258,18 @@ pub fn main() -> ExitCode {
             Command::Logs(a) => logs::run(a).await,
             Command::Exec(a) => exec::run(a).await,
             Command::Db(a) => db::run(a).await,
+            Command::Apply(a) => apply::run(a).await,
+            Command::Delete(a) => delete::run(a).await,
+            Command::Completion(a) => {
+                use clap::CommandFactory;
+                let mut cmd = Cli::command();
+                clap_complete::generate(a.shell, &mut cmd, "dockhand", &mut std::io::stdout());
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Schema => {
+                println!("{}", crate::manifest::schema::json_schema());
+                Ok(ExitCode::SUCCESS)
+            }
         }
     });
     // Do not wait for blocked tasks (an idle event stream) at exit.
@@ -233,10 +297,14 @@ pub(crate) async fn open_store(path: &Path) -> anyhow::Result<Store> {
     Ok(Store::open(path).await?)
 }
 
-pub(crate) async fn reconciler(args: &ReconcileArgs) -> anyhow::Result<Reconciler<DockerRuntime>> {
+/// A reconciler on the engine, and the sources it reads.
+pub(crate) async fn reconciler(
+    args: &ReconcileArgs,
+) -> anyhow::Result<(Reconciler<DockerRuntime>, crate::source::Sources)> {
     let store = open_store(&args.state.state).await?;
     let runtime = DockerRuntime::connect().await?;
-    Ok(Reconciler::new(runtime, store, args.options()))
+    let sources = args.sources(store.clone());
+    Ok((Reconciler::new(runtime, store, args.options()), sources))
 }
 
 /// Prints the errors of the sources, each as `file:line:column: field: message`.

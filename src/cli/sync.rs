@@ -8,7 +8,6 @@ use clap::Args;
 
 use super::{parse_duration, print_manifest_errors, reconciler, ReconcileArgs};
 use crate::controller::{lock_state, Backoff};
-use crate::source::directory;
 
 #[derive(Args, Debug)]
 pub struct SyncArgs {
@@ -25,16 +24,17 @@ const GIVE_UP_AFTER: u32 = 3;
 pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let c = &args.common;
     let _lock = lock_state(&c.state.state)?;
-    let rec = reconciler(c).await?;
+    let (rec, sources) = reconciler(c).await?;
     let started = Instant::now();
     let deadline = started + args.timeout;
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
     let mut failures: HashMap<String, (u32, String)> = HashMap::new();
+    let mut progress = Progress::new();
 
     loop {
-        let dir = c.manifests.clone();
-        let snapshot = tokio::task::spawn_blocking(move || directory::load(&dir)).await?;
+        let snapshot = sources.load().await?;
         let report = rec.pass(&snapshot).await?;
+        progress.clear();
         for a in &report.network_actions {
             println!("{a}");
         }
@@ -53,11 +53,23 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
         failures = failed_now;
 
         let stuck = !failures.is_empty() && failures.values().all(|(n, _)| *n >= GIVE_UP_AFTER);
-        if report.settled() || stuck || Instant::now() >= deadline {
+        let done = report.settled() || stuck || Instant::now() >= deadline;
+        if !done {
+            progress.show(&report);
+        }
+        if done {
             if report.missing_source {
                 eprintln!(
                     "warning: manifests directory {} does not exist",
                     c.manifests.display()
+                );
+            }
+            if !report.held.is_empty() {
+                let held: Vec<String> = report.held.iter().map(ToString::to_string).collect();
+                eprintln!(
+                    "refused to prune {} object(s) whose source vanished or could not be read: {} (pass --allow-empty to remove them)",
+                    held.len(),
+                    held.join(", ")
                 );
             }
             print_manifest_errors(&report.errors);
@@ -104,7 +116,8 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
             let ok = report.settled()
                 && unsettled.is_empty()
                 && report.errors.is_empty()
-                && report.plan.prune_refused.is_empty();
+                && report.plan.prune_refused.is_empty()
+                && report.held.is_empty();
             return Ok(if ok {
                 ExitCode::SUCCESS
             } else {
@@ -122,6 +135,68 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
             };
             let wait = Duration::from_millis(wait as u64);
             tokio::time::sleep(wait.min(deadline.saturating_duration_since(Instant::now()))).await;
+        }
+    }
+}
+
+/// Progress while `sync` waits: a bar redrawn in place on a terminal, otherwise a plain line
+/// whenever the count changes.
+struct Progress {
+    tty: bool,
+    drawn: bool,
+    last: Option<(usize, usize)>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        use std::io::IsTerminal;
+        Progress {
+            tty: std::io::stderr().is_terminal(),
+            drawn: false,
+            last: None,
+        }
+    }
+
+    fn show(&mut self, report: &crate::reconcile::PassReport) {
+        let total = report.plan.verdicts.len();
+        let settled = report
+            .plan
+            .verdicts
+            .values()
+            .filter(|v| v.phase.is_settled())
+            .count();
+        let waiting: Vec<String> = report
+            .plan
+            .verdicts
+            .iter()
+            .filter(|(_, v)| !v.phase.is_settled())
+            .take(3)
+            .map(|(k, v)| format!("{k} {}", v.phase.as_str()))
+            .collect();
+        if self.tty {
+            const WIDTH: usize = 24;
+            let filled = (settled * WIDTH).checked_div(total).unwrap_or(WIDTH);
+            eprint!(
+                "\r\x1b[2K[{}{}] {settled}/{total} settled  {}",
+                "#".repeat(filled),
+                "-".repeat(WIDTH - filled),
+                waiting.join(", ")
+            );
+            self.drawn = true;
+        } else if self.last != Some((settled, total)) {
+            eprintln!(
+                "progress: {settled}/{total} settled; waiting for {}",
+                waiting.join(", ")
+            );
+        }
+        self.last = Some((settled, total));
+    }
+
+    /// Erases the bar before other output.
+    fn clear(&mut self) {
+        if self.drawn {
+            eprint!("\r\x1b[2K");
+            self.drawn = false;
         }
     }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{open_store, parse_duration, ReconcileArgs};
-use crate::controller::{lock_state, Backoff, Controller};
+use crate::api::{self, Api};
+use crate::controller::{lock_state, Backoff, Controller, Signals};
 use crate::reconcile::Reconciler;
 use crate::runtime::DockerRuntime;
 
@@ -18,12 +19,78 @@ pub struct UpArgs {
     /// Full resync period, a safety net behind file and engine events.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub resync: Duration,
+    /// Serve the HTTP API on this address (`none` turns it off). Any address but loopback
+    /// needs --token-file.
+    #[arg(long, env = "DOCKHAND_API", default_value = "127.0.0.1:7700", value_parser = parse_api)]
+    pub api: ApiAddr,
+    /// A file holding the bearer token every API request but /healthz must carry.
+    #[arg(long, env = "DOCKHAND_TOKEN_FILE")]
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum ApiAddr {
+    None,
+    At(std::net::SocketAddr),
+}
+
+fn parse_api(s: &str) -> Result<ApiAddr, String> {
+    if s == "none" {
+        return Ok(ApiAddr::None);
+    }
+    s.parse().map(ApiAddr::At).map_err(|_| {
+        format!("invalid --api {s:?}: expected host:port like 127.0.0.1:7700, or none")
+    })
+}
+
+/// Reads a token file: its content, without surrounding whitespace, must not be empty.
+pub fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+    let token = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read token file {}: {e}", path.display()))?;
+    let token = token.trim().to_owned();
+    if token.is_empty() {
+        anyhow::bail!("token file {} is empty", path.display());
+    }
+    Ok(token)
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let c = &args.common;
     let _lock = lock_state(&c.state.state)?;
     let store = open_store(&c.state.state).await?;
+    let token = args.token_file.as_deref().map(read_token).transpose()?;
+    let sources = c.sources(store.clone());
+    let signals = Signals::default();
+    let engine = Arc::new(std::sync::OnceLock::new());
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let ApiAddr::At(addr) = args.api {
+        if api::needs_token(&addr) && token.is_none() {
+            anyhow::bail!(
+                "--api {addr} is reachable from other hosts: pass --token-file, or listen on 127.0.0.1"
+            );
+        }
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot serve the API on {addr}: {e}"))?;
+        let local = listener.local_addr()?;
+        let state = Arc::new(Api {
+            store: store.clone(),
+            sources: sources.clone(),
+            instance: c.state.instance.clone(),
+            signals: signals.clone(),
+            runtime: engine.clone(),
+            token,
+        });
+        tokio::spawn(async move {
+            let stopped = async {
+                let _ = api_stopped.await;
+            };
+            if let Err(e) = api::serve(listener, state, stopped).await {
+                tracing::error!("api server stopped: {e}");
+            }
+        });
+        tracing::info!("api listening on http://{local}");
+    }
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
 
@@ -51,16 +118,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         state = %c.state.state.display(),
         "dockhand controller started"
     );
+    let _ = engine.set(runtime.clone());
     let reconciler =
         Reconciler::new(runtime, store, c.options()).with_proxy(crate::route::Proxy::new());
     Controller {
         reconciler: Arc::new(reconciler),
-        manifests: c.manifests.clone(),
+        sources,
+        state: c.state.state.clone(),
         instance: c.state.instance.clone(),
         resync: args.resync,
+        signals,
     }
     .run(shutdown)
     .await;
+    let _ = stop_api.send(());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,0 +1,128 @@
+//! `dockhand apply -f FILE|DIR|-`: store objects as the API source, locally or through a
+//! controller's API. The controller notices within a second and converges.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::remote::{RemoteArgs, RemoteError};
+use super::{open_store, StateArgs};
+use crate::apply::{self, ApplyError};
+use crate::manifest::{ManifestError, Object};
+use crate::source::{directory, Sources};
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// A manifest file, a directory of them (read recursively), or `-` for standard input.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+/// The texts to apply, each with its label for errors and its directory for bind sources.
+fn inputs(files: &[PathBuf]) -> anyhow::Result<Vec<(String, String, Option<PathBuf>)>> {
+    let mut out = Vec::new();
+    for f in files {
+        if f == Path::new("-") {
+            let text = std::io::read_to_string(std::io::stdin())?;
+            out.push(("<stdin>".to_owned(), text, std::env::current_dir().ok()));
+        } else if f.is_dir() {
+            let mut paths = Vec::new();
+            directory::collect(f, &mut paths)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
+            paths.sort();
+            for p in paths {
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
+                out.push((p.display().to_string(), text, abs_parent(&p)));
+            }
+        } else {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
+            out.push((f.display().to_string(), text, abs_parent(f)));
+        }
+    }
+    Ok(out)
+}
+
+fn abs_parent(p: &Path) -> Option<PathBuf> {
+    std::fs::canonicalize(p).ok()?.parent().map(Path::to_owned)
+}
+
+fn print_invalid(errors: &[ManifestError]) {
+    for e in errors {
+        eprintln!("invalid: {e}");
+    }
+}
+
+pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let mut objects: Vec<Object> = Vec::new();
+    let mut errors = Vec::new();
+    for (label, text, dir) in inputs(&args.files)? {
+        match apply::parse(&text, &label, dir.as_deref()) {
+            Ok(o) => objects.extend(o),
+            Err(ApplyError::Invalid { errors: e }) => errors.extend(e),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !errors.is_empty() {
+        // All or nothing, like a file: nothing is applied while anything is invalid.
+        print_invalid(&errors);
+        return Ok(ExitCode::from(1));
+    }
+    if let Some(remote) = args.remote.client()? {
+        for o in &objects {
+            let key = o.key();
+            let path = format!("/api/v1/{}s/{}", key.kind.label(), key.name);
+            match remote
+                .send(reqwest::Method::PUT, &path, Some(apply::document(o)))
+                .await
+            {
+                Ok(resp) => {
+                    let v: serde_json::Value = resp.json().await?;
+                    println!("{key} {}", v["result"].as_str().unwrap_or("applied"));
+                }
+                Err(e) => {
+                    if let Some(r) = e.downcast_ref::<RemoteError>() {
+                        if (400..500).contains(&r.status) {
+                            eprintln!("error: {key}: {}", r.message);
+                            print_invalid(&r.details);
+                            return Ok(ExitCode::from(1));
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = open_store(&args.state.state).await?;
+    let sources = Sources {
+        dir: None,
+        store,
+        instance: args.state.instance.clone(),
+        allow_empty: false,
+    };
+    match apply::apply(&sources, objects).await {
+        Ok(changes) => {
+            for (key, change) in changes {
+                let word = serde_json::to_value(&change)?;
+                println!("{key} {}", word.as_str().unwrap_or_default());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ApplyError::Invalid { errors }) => {
+            print_invalid(&errors);
+            Ok(ExitCode::from(1))
+        }
+        Err(e @ (ApplyError::Conflict { .. } | ApplyError::NotFound { .. })) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

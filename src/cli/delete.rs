@@ -1,0 +1,61 @@
+//! `dockhand delete KIND NAME`: remove an object applied through the API or `apply`. Objects
+//! of files or the manifests table are refused, with where to remove them instead.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::remote::{RemoteArgs, RemoteError};
+use super::{open_store, StateArgs};
+use crate::apply::{self, ApplyError};
+use crate::source::Sources;
+
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    /// The kind: `server`, `database`, `network` or `route`.
+    pub kind: String,
+    /// The object's name.
+    pub name: String,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+pub async fn run(args: DeleteArgs) -> anyhow::Result<ExitCode> {
+    let key = super::object_key(&args.kind, &args.name)?;
+    let kind = key.kind;
+    if let Some(remote) = args.remote.client()? {
+        let path = format!("/api/v1/{}s/{}", kind.label(), key.name);
+        return match remote.send(reqwest::Method::DELETE, &path, None).await {
+            Ok(_) => {
+                println!("{key} deleted");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => match e.downcast_ref::<RemoteError>() {
+                Some(r) if (400..500).contains(&r.status) => {
+                    eprintln!("error: {}", r.message);
+                    Ok(ExitCode::from(1))
+                }
+                _ => Err(e),
+            },
+        };
+    }
+    let sources = Sources {
+        dir: None,
+        store: open_store(&args.state.state).await?,
+        instance: args.state.instance.clone(),
+        allow_empty: false,
+    };
+    match apply::delete(&sources, &key).await {
+        Ok(()) => {
+            println!("{key} deleted");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ (ApplyError::Conflict { .. } | ApplyError::NotFound { .. })) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
