@@ -241,6 +241,7 @@ fn describe_shows_spec_status_and_events() {
     let t = String::from_utf8_lossy(&out.stdout);
     for want in [
         "Name:         web",
+        &format!("Instance:     {}", env.instance),
         "Phase:        Ready",
         "Source:       a.yaml:4",
         "Restarts:     0",

@@ -218,6 +218,68 @@ fn rules_send_clients_from_different_sources_to_different_backends() {
 }
 
 #[test]
+fn per_client_routes_set_through_the_api_apply_live() {
+    let Some(env) = Env::new("route-clients") else {
+        return;
+    };
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    env.write("a.yaml", &web("lobby", "lobby", ""));
+    env.write("b.yaml", &web("skywars", "skywars", ""));
+    env.write("route.yaml", &route("game", listen, "lobby", 8080, ""));
+    let mut up = env.up(&["--resync", "1h"]);
+    let api = format!("{}/api/v1/routes/game/clients", up.api_url());
+    eventually(WAIT, "lobby behind the route", || {
+        get(listen, Some("127.0.0.2")).ok().filter(|b| b == "lobby")
+    });
+    // Peel's set: this client address now goes to skywars; others still reach the lobby.
+    let body = r#"{"server": "skywars", "port": 8080}"#;
+    let r = common::http("PUT", &format!("{api}/127.0.0.2"), None, Some(body));
+    assert_eq!(r.status, 200, "{r:?}");
+    eventually(WAIT, "127.0.0.2 sent to skywars", || {
+        get(listen, Some("127.0.0.2"))
+            .ok()
+            .filter(|b| b == "skywars")
+    });
+    assert_eq!(get(listen, Some("127.0.0.1")).expect("from .1"), "lobby");
+    // List and read.
+    let r = common::http("GET", &api, None, None);
+    assert_eq!(r.body[0]["client"], "127.0.0.2", "{r:?}");
+    assert_eq!(r.body[0]["server"], "skywars", "{r:?}");
+    let r = common::http("GET", &format!("{api}/127.0.0.2"), None, None);
+    assert_eq!((r.status, r.body["port"].as_u64()), (200, Some(8080)));
+    assert_eq!(
+        common::http("GET", &format!("{api}/127.0.0.9"), None, None).status,
+        404
+    );
+    // Bad input is refused with a reason.
+    let r = common::http("PUT", &format!("{api}/not-an-ip"), None, Some(body));
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = common::http(
+        "PUT",
+        &format!("{api}/127.0.0.3"),
+        None,
+        Some(r#"{"server": "x"}"#),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    let missing = api.replace("/game/", "/nope/");
+    assert_eq!(
+        common::http("PUT", &format!("{missing}/127.0.0.3"), None, Some(body)).status,
+        404
+    );
+    // Peel's delete: back to the route's own target.
+    let r = common::http("DELETE", &format!("{api}/127.0.0.2"), None, None);
+    assert_eq!(r.status, 200, "{r:?}");
+    eventually(WAIT, "127.0.0.2 back at the lobby", || {
+        get(listen, Some("127.0.0.2")).ok().filter(|b| b == "lobby")
+    });
+    assert_eq!(
+        common::http("DELETE", &format!("{api}/127.0.0.2"), None, None).status,
+        404
+    );
+    up.stop();
+}
+
+#[test]
 fn udp_through_a_route_gets_replies() {
     let Some(env) = Env::new("route-udp") else {
         return;

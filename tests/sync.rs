@@ -330,6 +330,11 @@ fn empty_source_guard_holds_until_allow_empty() {
     std::fs::remove_dir(&env.manifests).expect("rmdir");
     let out = env.run("sync", &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("source vanished"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(env.containers(), before);
 
     let out = env.run("sync", &["--allow-empty"]);

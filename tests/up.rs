@@ -171,3 +171,41 @@ fn up_waits_for_the_engine_and_repairs_drift_after_it_comes_back() {
     let log = up.output();
     assert!(log.contains("cannot reach the docker engine"), "{log}");
 }
+
+/// Reading the manifests raises access events on the watched directory; a controller that
+/// counted them as changes would run pass after pass forever. At rest it must run none.
+#[test]
+fn a_controller_at_rest_runs_no_passes() {
+    let Some(env) = Env::new("up-rest") else {
+        return;
+    };
+    for name in ["a", "b", "c"] {
+        env.write(&format!("{name}.yaml"), &server(name, ""));
+    }
+    let up = env.up(&["--resync", "1h"]);
+    let metrics = format!("{}/metrics", up.api_url());
+    let passes = || {
+        let text = common::http("GET", &metrics, None, None).text;
+        text.lines()
+            .find_map(|l| l.strip_prefix("dockhand_reconcile_pass_duration_seconds_count "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .expect("pass count")
+    };
+    eventually(WAIT, "all three running", || {
+        (["a", "b", "c"]
+            .iter()
+            .all(|n| env.container(n).is_some_and(|c| c.running())))
+        .then_some(())
+    });
+    // Settled: the confirming passes are done once the count stops moving for a second.
+    let mut last = passes();
+    eventually(WAIT, "passes to stop", || {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = passes();
+        let settled = now == last;
+        last = now;
+        settled.then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(passes(), last, "an idle controller ran passes");
+}

@@ -124,6 +124,9 @@ impl Env {
         if matches!(verb, "up" | "sync" | "diff") {
             cmd.arg("--manifests").arg(&self.manifests);
         }
+        if matches!(verb, "completion" | "schema") {
+            return cmd;
+        }
         if !matches!(verb, "logs" | "exec") {
             cmd.arg("--state").arg(&self.state);
         }
@@ -180,6 +183,10 @@ impl Env {
         let log = self.dir.path().join(format!("up-{n}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let mut cmd = self.command("up");
+        // Tests run side by side: each controller serves its API on a port of its own.
+        if !args.contains(&"--api") {
+            cmd.args(["--api", "127.0.0.1:0"]);
+        }
         cmd.args(args)
             .envs(vars.iter().copied())
             .stdin(Stdio::null())
@@ -247,6 +254,19 @@ impl Controller {
 
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The base URL of this controller's API, once it logged it (`http://127.0.0.1:PORT`).
+    pub fn api_url(&self) -> String {
+        eventually(Duration::from_secs(20), "the api to listen", || {
+            let out = self.output();
+            let at = out.find("api listening on http://")? + "api listening on ".len();
+            let url: String = out[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || ":/.".contains(*c))
+                .collect();
+            Some(url)
+        })
     }
 
     /// Waits for the process to exit on its own.
@@ -466,4 +486,65 @@ impl Drop for FlakyEngine {
     fn drop(&mut self) {
         self.cut();
     }
+}
+
+/// A response of the API: status, and the body as JSON (or as a JSON string when it is not).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: serde_json::Value,
+    pub text: String,
+}
+
+fn http_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    })
+}
+
+/// One HTTP request to the API, over a real connection.
+pub fn http(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> Reply {
+    http_runtime().block_on(async {
+        let client = reqwest::Client::new();
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = client.request(method, url).timeout(Duration::from_secs(20));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.body(b.to_owned());
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.clone()));
+        Reply { status, body, text }
+    })
+}
+
+/// Reads a server-sent event stream until `want` appears in it (or `within` passes); returns
+/// what was read.
+pub fn read_sse_until(url: &str, within: Duration, start: impl FnOnce(), want: &str) -> String {
+    http_runtime().block_on(async {
+        let mut resp = reqwest::Client::new()
+            .get(url)
+            .send()
+            .await
+            .expect("stream request");
+        assert_eq!(resp.status().as_u16(), 200);
+        start();
+        let mut seen = String::new();
+        let deadline = tokio::time::Instant::now() + within;
+        while !seen.contains(want) {
+            match tokio::time::timeout_at(deadline, resp.chunk()).await {
+                Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => break,
+            }
+        }
+        seen
+    })
 }

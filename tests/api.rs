@@ -1,0 +1,489 @@
+//! The HTTP API, the manifests table and the kubectl-style verbs, against a real `dockhand up`
+//! on port 0, the real engine and a real state file.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{docker, eventually, http, read_sse_until, server, text, Env, SLEEPER};
+
+const WAIT: Duration = Duration::from_secs(40);
+
+/// A server manifest with labels, as a request body.
+fn labelled(name: &str, labels: &str) -> String {
+    let text = server(name, "");
+    let named = format!("metadata:\n  name: {name}\n");
+    assert!(text.contains(&named));
+    text.replacen(&named, &format!("{named}  labels: {{{labels}}}\n"), 1)
+}
+
+fn names(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn objects_are_applied_listed_selected_reported_and_deleted_over_http() {
+    let Some(env) = Env::new("api-crud") else {
+        return;
+    };
+    std::fs::create_dir_all(&env.manifests).expect("mkdir");
+    let up = env.up(&[]);
+    let api = format!("{}/api/v1", up.api_url());
+
+    let put =
+        |name: &str, body: &str| http("PUT", &format!("{api}/servers/{name}"), None, Some(body));
+    let r = put("web", &labelled("web", "mode: skywars, tier: prod"));
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.body["result"], "created");
+    let r = put("web", &labelled("web", "mode: skywars, tier: prod"));
+    assert_eq!(
+        (r.status, r.body["result"].as_str()),
+        (200, Some("unchanged"))
+    );
+    // JSON bodies are manifests too.
+    let lobby = serde_json::json!({
+        "apiVersion": "dockhand/v1", "kind": "Server",
+        "metadata": {"name": "lobby", "labels": {"mode": "lobby", "tier": "test"}},
+        "spec": {"image": common::IMAGE, "pullPolicy": "Never",
+                 "command": serde_json::from_str::<serde_json::Value>(SLEEPER).expect("json")}
+    });
+    let r = put("lobby", &lobby.to_string());
+    assert_eq!(r.status, 201, "{r:?}");
+
+    for name in ["web", "lobby"] {
+        eventually(WAIT, &format!("{name} running"), || {
+            env.container(name).filter(|c| c.running())
+        });
+    }
+    let web = eventually(WAIT, "web Ready over the API", || {
+        let r = http("GET", &format!("{api}/servers/web"), None, None);
+        (r.body["status"]["phase"] == "Ready").then_some(r.body)
+    });
+    assert_eq!(web["source"], "api:server/web");
+    assert_eq!(web["labels"]["mode"], "skywars");
+
+    let list = |q: &str| http("GET", &format!("{api}/servers{q}"), None, None);
+    assert_eq!(names(&list("").body), ["lobby", "web"]);
+    assert_eq!(names(&list("?labelSelector=mode=skywars").body), ["web"]);
+    assert_eq!(names(&list("?labelSelector=tier!%3Dtest").body), ["web"]);
+    assert_eq!(
+        names(&list("?labelSelector=mode,!canary").body),
+        ["lobby", "web"]
+    );
+    eventually(WAIT, "both Ready", || {
+        (names(&list("?phase=Ready").body).len() == 2).then_some(())
+    });
+    let bad = list("?labelSelector==x");
+    assert_eq!(
+        (bad.status, bad.body["error"].as_str()),
+        (400, Some("bad_request"))
+    );
+    assert_eq!(list("?nonsense=1").status, 400);
+
+    // Reports: merged, queryable, and removable field by field.
+    let report = |name: &str, body: &str| {
+        http(
+            "PATCH",
+            &format!("{api}/servers/{name}/report"),
+            None,
+            Some(body),
+        )
+    };
+    let r = report(
+        "web",
+        r#"{"mode": "skywars", "players": 4, "maxPlayers": 8}"#,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = report("web", r#"{"players": 5, "maxPlayers": null}"#);
+    assert_eq!(r.body, serde_json::json!({"mode": "skywars", "players": 5}));
+    assert_eq!(names(&list("?report.mode=skywars").body), ["web"]);
+    assert_eq!(
+        names(&list("?report.players=5&labelSelector=tier=prod").body),
+        ["web"]
+    );
+    assert!(names(&list("?report.players=4").body).is_empty());
+    assert_eq!(
+        http("GET", &format!("{api}/servers/web"), None, None).body["report"]["players"],
+        5
+    );
+    assert_eq!(report("nope", "{}").status, 404);
+    assert_eq!(report("web", "[1]").status, 400);
+    assert_eq!(report("web", "not json").status, 400);
+
+    // Bad bodies: 400 with the field, line and what was expected.
+    let r = put("web", &server("web", "  ports: [{hots: 80}]\n"));
+    assert_eq!(r.status, 400, "{r:?}");
+    let d = &r.body["details"][0];
+    assert_eq!(d["field"], "spec.ports[0].hots", "{r:?}");
+    assert!(d["line"].as_u64().is_some_and(|l| l > 0), "{r:?}");
+    assert!(
+        r.body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("hots")),
+        "{r:?}"
+    );
+    let r = put("other", &server("web", ""));
+    assert_eq!(r.status, 400, "a body naming another object: {r:?}");
+    let r = http(
+        "PUT",
+        &format!("{api}/servers/web"),
+        None,
+        Some("\u{0}\u{1}"),
+    );
+    assert_eq!(r.status, 400);
+    let r = http("PUT", &format!("{api}/widgets/web"), None, Some(""));
+    assert_eq!(r.status, 404);
+    let r = http("PUT", &format!("{api}/servers/Bad_Name"), None, Some(""));
+    assert_eq!(r.status, 400);
+
+    // An object a file defines belongs to the file.
+    env.write("file.yaml", &server("filed", ""));
+    eventually(WAIT, "filed running", || {
+        env.container("filed").filter(|c| c.running())
+    });
+    let r = put("filed", &server("filed", ""));
+    assert_eq!(r.status, 409, "{r:?}");
+    assert!(
+        r.body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("file.yaml")),
+        "{r:?}"
+    );
+    let r = http("DELETE", &format!("{api}/servers/filed"), None, None);
+    assert_eq!(r.status, 409, "{r:?}");
+
+    let r = http("DELETE", &format!("{api}/servers/lobby"), None, None);
+    assert_eq!(r.status, 200, "{r:?}");
+    eventually(WAIT, "lobby removed", || {
+        env.container("lobby").is_none().then_some(())
+    });
+    assert_eq!(
+        http("DELETE", &format!("{api}/servers/lobby"), None, None).status,
+        404
+    );
+    assert_eq!(
+        http("GET", &format!("{api}/servers/lobby"), None, None).status,
+        404
+    );
+    assert!(env.container("web").is_some_and(|c| c.running()));
+}
+
+#[test]
+fn the_last_applied_object_can_be_deleted() {
+    let Some(env) = Env::new("api-last") else {
+        return;
+    };
+    std::fs::create_dir_all(&env.manifests).expect("mkdir");
+    let up = env.up(&[]);
+    let api = format!("{}/api/v1", up.api_url());
+    let r = http(
+        "PUT",
+        &format!("{api}/servers/solo"),
+        None,
+        Some(&server("solo", "")),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    eventually(WAIT, "solo running", || {
+        env.container("solo").filter(|c| c.running())
+    });
+    // An explicit delete is not an empty source: the container goes.
+    assert_eq!(
+        http("DELETE", &format!("{api}/servers/solo"), None, None).status,
+        200
+    );
+    eventually(WAIT, "solo removed", || {
+        env.container("solo").is_none().then_some(())
+    });
+}
+
+#[test]
+fn a_token_is_required_off_loopback_and_checked_when_given() {
+    let Some(env) = Env::new("api-token") else {
+        return;
+    };
+    let out = env.run("up", &["--api", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--token-file"),
+        "{}",
+        text(&out)
+    );
+
+    let token_file = env.dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token\n").expect("write");
+    let token = token_file.to_str().expect("utf-8");
+    let up = env.up(&["--api", "0.0.0.0:0", "--token-file", token]);
+    let base = up.api_url().replace("0.0.0.0", "127.0.0.1");
+    assert_eq!(
+        http("GET", &format!("{base}/healthz"), None, None).status,
+        200
+    );
+    for path in ["/readyz", "/metrics", "/api/v1/servers", "/api/v1/events"] {
+        let r = http("GET", &format!("{base}{path}"), None, None);
+        assert_eq!(
+            (r.status, r.body["error"].as_str()),
+            (401, Some("unauthorized")),
+            "{path}"
+        );
+        let r = http("GET", &format!("{base}{path}"), Some("wrong"), None);
+        assert_eq!(r.status, 401, "{path}");
+    }
+    let r = http(
+        "GET",
+        &format!("{base}/api/v1/servers"),
+        Some("s3cret-token"),
+        None,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+
+    // The CLI talks to it with --server and --token-file.
+    let r = env.run(
+        "apply",
+        &["-f", "-", "--server", &base, "--token-file", token],
+    );
+    assert_eq!(r.status.code(), Some(1), "no stdin objects: {}", text(&r));
+    let file = env.dir.path().join("remote.yaml");
+    std::fs::write(&file, labelled("remote", "mode: skywars")).expect("write");
+    let f = file.to_str().expect("utf-8");
+    let r = env.run(
+        "apply",
+        &["-f", f, "--server", &base, "--token-file", token],
+    );
+    assert!(r.status.success(), "{}", text(&r));
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout).trim(),
+        "server/remote created"
+    );
+    let r = env.run("apply", &["-f", f, "--server", &base]);
+    assert_eq!(r.status.code(), Some(1), "without the token: {}", text(&r));
+    eventually(WAIT, "remote Ready", || {
+        let r = env.run(
+            "get",
+            &[
+                "servers",
+                "-l",
+                "mode=skywars",
+                "-o",
+                "json",
+                "--server",
+                &base,
+                "--token-file",
+                token,
+            ],
+        );
+        let v: serde_json::Value = serde_json::from_slice(&r.stdout).ok()?;
+        (v[0]["status"]["phase"] == "Ready").then_some(())
+    });
+    let remote = ["--server", &base, "--token-file", token];
+    let r = env.run("describe", &[&["server", "remote"][..], &remote].concat());
+    let page = String::from_utf8_lossy(&r.stdout).into_owned();
+    assert!(r.status.success(), "{}", text(&r));
+    for want in [
+        "Source:       api:server/remote",
+        "Phase:        Ready",
+        "Events:",
+        "created",
+    ] {
+        assert!(page.contains(want), "{want:?} missing:\n{page}");
+    }
+    let r = env.run(
+        "events",
+        &[&["--for", "server/remote"][..], &remote].concat(),
+    );
+    assert!(
+        String::from_utf8_lossy(&r.stdout).contains("server/remote"),
+        "{}",
+        text(&r)
+    );
+    let r = env.run(
+        "delete",
+        &["server", "remote", "--server", &base, "--token-file", token],
+    );
+    assert!(r.status.success(), "{}", text(&r));
+    let r = env.run(
+        "delete",
+        &["server", "remote", "--server", &base, "--token-file", token],
+    );
+    assert_eq!(r.status.code(), Some(1), "{}", text(&r));
+}
+
+#[test]
+fn the_event_stream_delivers_new_events() {
+    let Some(env) = Env::new("api-sse") else {
+        return;
+    };
+    std::fs::create_dir_all(&env.manifests).expect("mkdir");
+    let up = env.up(&[]);
+    let base = up.api_url();
+    eventually(WAIT, "ready", || {
+        (http("GET", &format!("{base}/readyz"), None, None).status == 200).then_some(())
+    });
+    let file = env.dir.path().join("streamed.yaml");
+    std::fs::write(&file, server("streamed", "")).expect("write");
+    let seen = read_sse_until(
+        &format!("{base}/api/v1/events?follow=true"),
+        WAIT,
+        || {
+            let r = env.run("apply", &["-f", file.to_str().expect("utf-8")]);
+            assert!(r.status.success(), "{}", text(&r));
+        },
+        "\"name\":\"streamed\"",
+    );
+    assert!(
+        seen.contains("event: event") && seen.contains("\"name\":\"streamed\""),
+        "{seen}"
+    );
+    let r = http(
+        "GET",
+        &format!("{base}/api/v1/events?kind=server&name=streamed"),
+        None,
+        None,
+    );
+    assert!(r.body.as_array().is_some_and(|a| !a.is_empty()), "{r:?}");
+    assert_eq!(
+        http(
+            "GET",
+            &format!("{base}/api/v1/events?follow=maybe"),
+            None,
+            None
+        )
+        .status,
+        400
+    );
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text() {
+    let Some(env) = Env::new("api-metrics") else {
+        return;
+    };
+    env.write("web.yaml", &server("web", ""));
+    let up = env.up(&[]);
+    let base = up.api_url();
+    eventually(WAIT, "web running", || {
+        env.container("web").filter(|c| c.running())
+    });
+    let body = eventually(WAIT, "container metrics", || {
+        let r = http("GET", &format!("{base}/metrics"), None, None);
+        r.text
+            .contains("dockhand_container_memory_bytes{kind=\"server\",name=\"web\"}")
+            .then_some(r.text)
+    });
+    let lines = body.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("prometheus text");
+    let has = |name: &str| scrape.samples.iter().any(|s| s.metric == name);
+    for m in [
+        "dockhand_reconcile_pass_duration_seconds_count",
+        "dockhand_actions_total",
+        "dockhand_queue_depth",
+        "dockhand_objects",
+        "dockhand_engine_errors_total",
+        "dockhand_container_cpu_seconds_total",
+        "dockhand_container_memory_bytes",
+        "dockhand_container_network_receive_bytes_total",
+        "dockhand_container_block_read_bytes_total",
+    ] {
+        assert!(has(m), "{m} missing from:\n{body}");
+    }
+    let created = scrape.samples.iter().find(|s| {
+        s.metric == "dockhand_actions_total"
+            && s.labels.get("action") == Some("create")
+            && s.labels.get("result") == Some("ok")
+    });
+    assert!(created.is_some(), "{body}");
+    let memory = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "dockhand_container_memory_bytes")
+        .expect("memory sample");
+    assert!(
+        matches!(memory.value, prometheus_parse::Value::Gauge(v) if v > 0.0),
+        "{body}"
+    );
+}
+
+/// The manifests table, written with an ordinary SQLite driver as any program would.
+async fn table(env: &Env, sql: &str, binds: &[&str]) {
+    let url = format!("sqlite://{}", env.state.display());
+    let pool = sqlx::SqlitePool::connect(&url)
+        .await
+        .expect("open state file");
+    let mut q = sqlx::query(sql);
+    for b in binds {
+        q = q.bind(*b);
+    }
+    q.execute(&pool).await.expect("write manifests table");
+    pool.close().await;
+}
+
+fn write_table(env: &Env, sql: &str, binds: &[&str]) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(table(env, sql, binds));
+}
+
+#[test]
+fn a_row_inserted_into_the_manifests_table_becomes_a_running_container() {
+    let Some(env) = Env::new("table") else { return };
+    std::fs::create_dir_all(&env.manifests).expect("mkdir");
+    let up = env.up(&["--resync", "1h"]);
+    let _ = up.api_url();
+    let inst = env.instance.as_str();
+    write_table(
+        &env,
+        "INSERT INTO manifests (instance, name, yaml) VALUES (?, 'row', ?)",
+        &[inst, &server("fromrow", "")],
+    );
+    let c = eventually(WAIT, "fromrow running", || {
+        env.container("fromrow").filter(|c| c.running())
+    });
+    let obj = env.object("fromrow").expect("stored");
+    assert_eq!(obj["source"], "table:row");
+
+    // A broken row keeps the last good spec and says why, with the row's line and field.
+    write_table(
+        &env,
+        "UPDATE manifests SET yaml = ? WHERE instance = ? AND name = 'row'",
+        &[&server("fromrow", "  ports: [{hots: 1}]\n"), inst],
+    );
+    let err = eventually(WAIT, "the row's error", || {
+        let o = env.object("fromrow")?;
+        o["lastError"].as_str().map(str::to_owned)
+    });
+    assert!(
+        err.starts_with("table:row:") && err.contains("spec.ports[0]"),
+        "{err}"
+    );
+    assert_eq!(env.container("fromrow").map(|c| c.id), Some(c.id.clone()));
+
+    // The same object in a file and a row is an error on both; neither is applied anew.
+    write_table(
+        &env,
+        "UPDATE manifests SET yaml = ? WHERE instance = ? AND name = 'row'",
+        &[&server("fromrow", ""), inst],
+    );
+    env.write("dup.yaml", &server("fromrow", "  env: {A: b}\n"));
+    let err = eventually(WAIT, "the duplicate error", || {
+        let out = env.run("get", &[]);
+        let e = String::from_utf8_lossy(&out.stderr).into_owned();
+        (e.contains("dup.yaml") && e.contains("table:row")).then_some(e)
+    });
+    assert!(err.contains("also defined in"), "{err}");
+    assert_eq!(env.container("fromrow").map(|c| c.id), Some(c.id.clone()));
+    env.remove("dup.yaml");
+
+    // Deleting the row removes the object, like deleting its file.
+    write_table(&env, "DELETE FROM manifests WHERE instance = ?", &[inst]);
+    env.write("keep.yaml", &server("keep", ""));
+    eventually(WAIT, "fromrow removed", || {
+        env.container("fromrow").is_none().then_some(())
+    });
+    drop(up);
+    let _ = docker(&["ps"]);
+}

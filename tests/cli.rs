@@ -1,0 +1,157 @@
+//! The kubectl-style verbs on the local state file: apply, delete, get with selectors and
+//! wide output, completion and schema. Real engine, real state file.
+
+mod common;
+
+use common::{server, text, Env};
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn labelled(name: &str, labels: &str) -> String {
+    let text = server(name, "");
+    let named = format!("metadata:\n  name: {name}\n");
+    text.replacen(&named, &format!("{named}  labels: {{{labels}}}\n"), 1)
+}
+
+#[test]
+fn applied_objects_converge_and_get_selects_and_widens_them() {
+    let Some(env) = Env::new("cli-apply") else {
+        return;
+    };
+    env.write("filed.yaml", &server("filed", ""));
+    let dir = env.dir.path().join("apply");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("a.yaml"),
+        labelled("alpha", "mode: skywars, tier: prod"),
+    )
+    .expect("write");
+    std::fs::write(dir.join("b.yaml"), labelled("beta", "mode: lobby")).expect("write");
+    let d = dir.to_str().expect("utf-8");
+
+    let out = env.run("apply", &["-f", d]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out), "server/alpha created\nserver/beta created\n");
+    let out = env.run("apply", &["-f", d]);
+    assert_eq!(
+        stdout(&out),
+        "server/alpha unchanged\nserver/beta unchanged\n",
+        "{}",
+        text(&out)
+    );
+    env.sync();
+
+    let out = env.run("get", &["servers"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let table = stdout(&out);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("PHASE") && lines[0].contains("SOURCE"),
+        "{table}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("server/alpha")
+            && l.contains("Ready")
+            && l.contains("api:server/alpha")),
+        "{table}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("server/filed") && l.contains("filed.yaml")),
+        "{table}"
+    );
+
+    let out = env.run("get", &["servers", "-l", "mode=skywars", "-o", "wide"]);
+    let wide = stdout(&out);
+    assert!(
+        wide.lines()
+            .next()
+            .is_some_and(|h| h.contains("LABELS") && h.contains("HEALTH")),
+        "{wide}"
+    );
+    assert_eq!(wide.lines().count(), 2, "{wide}");
+    assert!(wide.contains("mode=skywars,tier=prod"), "{wide}");
+
+    let out = env.run("get", &["-l", "mode!=skywars,mode", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let names: Vec<&str> = v
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    assert_eq!(names, ["beta"]);
+    let out = env.run("get", &["servers", "--phase", "Ready", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v.as_array().map(Vec::len), Some(3));
+    let out = env.run("get", &["-l", "a b"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid selector"),
+        "{}",
+        text(&out)
+    );
+
+    // Objects of files belong to their files.
+    let clash = env.dir.path().join("clash.yaml");
+    std::fs::write(&clash, server("filed", "")).expect("write");
+    let out = env.run("apply", &["-f", clash.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("file filed.yaml"),
+        "{}",
+        text(&out)
+    );
+    let out = env.run("delete", &["server", "filed"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+    // Invalid input applies nothing and names the file, line and field.
+    std::fs::write(
+        dir.join("c.yaml"),
+        server("gamma", "  ports: [{hots: 1}]\n"),
+    )
+    .expect("write");
+    let out = env.run("apply", &["-f", d]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("c.yaml:9:") && err.contains("spec.ports[0].hots"),
+        "{err}"
+    );
+
+    let out = env.run("delete", &["server", "beta"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out), "server/beta deleted\n");
+    env.sync();
+    assert!(env.container("beta").is_none());
+    assert!(env.container("alpha").is_some_and(|c| c.running()));
+    let out = env.run("delete", &["server", "beta"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not found"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn completion_scripts_and_the_schema_are_printed() {
+    let Some(env) = Env::new("cli-misc") else {
+        return;
+    };
+    for shell in ["bash", "zsh", "fish"] {
+        let out = env.run("completion", &[shell]);
+        assert!(out.status.success(), "{shell}: {}", text(&out));
+        let script = stdout(&out);
+        assert!(
+            script.contains("dockhand") && script.contains("apply"),
+            "{shell}"
+        );
+    }
+    let out = env.run("schema", &[]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("schema is JSON");
+    assert_eq!(v["properties"]["apiVersion"]["const"], "dockhand/v1");
+}
