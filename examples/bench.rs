@@ -1,0 +1,923 @@
+//! dockhand's benchmarks, against its peers in the same run on the same engine.
+//!
+//! Run through `bench/run.sh` (it builds the release binaries and the image first):
+//!
+//! ```text
+//! bench/run.sh [--quick] [--repeat N] [--only 1,2,3,4,5]
+//! ```
+//!
+//! Every measurement is repeated; medians and ratios are reported because absolute times are
+//! noisy. The output is a markdown table, with the machine it ran on.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const IMAGE: &str = "dockhand/busybox:local";
+/// A light server: stops at once on SIGTERM.
+const SLEEPER: [&str; 3] = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"];
+/// The engine baseline's parallelism, and dockhand's `--parallel`.
+const PARALLEL: usize = 8;
+
+type Error = Box<dyn std::error::Error>;
+
+struct Args {
+    repeat: usize,
+    quick: bool,
+    only: Vec<u8>,
+}
+
+fn parse_args() -> Result<Args, Error> {
+    let mut a = Args {
+        repeat: 3,
+        quick: false,
+        only: vec![1, 2, 3, 4, 5],
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--quick" => a.quick = true,
+            "--repeat" => a.repeat = it.next().ok_or("--repeat needs a number")?.parse()?,
+            "--only" => {
+                a.only = it
+                    .next()
+                    .ok_or("--only needs a list like 1,2")?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
+            "--inner-idle" => {
+                let n = it.next().ok_or("--inner-idle needs a count")?.parse()?;
+                return Err(Box::new(Inner(n)));
+            }
+            other => return Err(format!("unknown argument {other:?}").into()),
+        }
+    }
+    if a.quick {
+        a.repeat = 1;
+    }
+    Ok(a)
+}
+
+/// Marks the re-executed child that measures the idle controller in a process of its own.
+#[derive(Debug)]
+struct Inner(usize);
+impl std::fmt::Display for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "inner")
+    }
+}
+impl std::error::Error for Inner {}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            if let Some(Inner(n)) = e.downcast_ref::<Inner>() {
+                match idle::inner(*n) {
+                    Ok(()) => return,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        std::process::exit(2);
+                    }
+                }
+            }
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(&args) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// One row of the report.
+struct Row {
+    id: &'static str,
+    scenario: String,
+    dockhand: String,
+    baseline: String,
+    ratio: String,
+    target: &'static str,
+    met: Option<bool>,
+}
+
+fn run(args: &Args) -> Result<(), Error> {
+    let bin = dockhand_binary()?;
+    let tag = format!("b{}", std::process::id());
+    let mut rows = Vec::new();
+    let sizes: &[usize] = if args.quick { &[20] } else { &[50, 200] };
+    let noop_big = if args.quick { 100 } else { 500 };
+    eprintln!("machine: {}", machine());
+    if args.only.contains(&1) || args.only.contains(&2) {
+        for &n in sizes {
+            rows.extend(cold_converge(&bin, &tag, n, args.repeat)?);
+        }
+        if args.only.contains(&2) {
+            rows.push(noop_only(&bin, &tag, noop_big)?);
+        }
+    }
+    if args.only.contains(&3) {
+        rows.push(drift_repair(&bin, &tag, if args.quick { 5 } else { 20 })?);
+    }
+    if args.only.contains(&4) {
+        rows.push(edit_to_running(
+            &bin,
+            &tag,
+            if args.quick { 3 } else { 10 },
+        )?);
+    }
+    if args.only.contains(&5) {
+        rows.extend(idle::outer(1000, if args.quick { 5 } else { 20 })?);
+    }
+    println!("\nMachine: {}\n", machine());
+    println!("| # | scenario | dockhand | baseline | ratio | target | met |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in rows {
+        let met = match r.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "-",
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.id, r.scenario, r.dockhand, r.baseline, r.ratio, r.target, met
+        );
+    }
+    Ok(())
+}
+
+fn dockhand_binary() -> Result<PathBuf, Error> {
+    let exe = std::env::current_exe()?;
+    let release = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("cannot find target/release")?;
+    let bin = release.join("dockhand");
+    if !bin.exists() {
+        return Err(format!("{} is missing: run bench/run.sh", bin.display()).into());
+    }
+    Ok(bin)
+}
+
+fn output(cmd: &mut Command) -> Result<String, Error> {
+    let out = cmd.stderr(Stdio::piped()).output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn docker(args: &[&str]) -> Result<String, Error> {
+    output(Command::new("docker").args(args))
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let engine = docker(&[
+        "version",
+        "--format",
+        "{{.Server.Version}} (API {{.Server.APIVersion}})",
+    ])
+    .unwrap_or_default();
+    let driver = docker(&["info", "--format", "{{.Driver}}"]).unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let kb: u64 = m.lines().next()?.split_whitespace().nth(1)?.parse().ok()?;
+            Some(format!("{} GiB", kb / (1024 * 1024)))
+        })
+        .unwrap_or_default();
+    format!(
+        "{cores} cores, {mem}, Docker {}, storage driver {}, kernel {}",
+        engine.trim(),
+        driver.trim(),
+        kernel.trim()
+    )
+}
+
+fn median(v: &[f64]) -> f64 {
+    percentile(v, 0.5)
+}
+
+/// Nearest-rank percentile.
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p * s.len() as f64).ceil() as usize).clamp(1, s.len());
+    s[rank - 1]
+}
+
+fn secs(s: f64) -> String {
+    if s < 1.0 {
+        format!("{:.0} ms", s * 1000.0)
+    } else {
+        format!("{s:.2} s")
+    }
+}
+
+/// Removes every container carrying `label` (not timed).
+fn remove_labelled(label: &str) -> Result<(), Error> {
+    let ids = docker(&["ps", "-aq", "--filter", &format!("label={label}")])?;
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    for chunk in ids.chunks(100) {
+        let mut a = vec!["rm", "-f"];
+        a.extend(chunk);
+        docker(&a)?;
+    }
+    Ok(())
+}
+
+/// A scratch directory with a manifests directory and a state file, for one dockhand instance.
+struct Scratch {
+    dir: PathBuf,
+    instance: String,
+}
+
+impl Scratch {
+    fn new(tag: &str, name: &str) -> Result<Self, Error> {
+        let dir = std::env::temp_dir().join(format!("dockhand-bench-{tag}-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("manifests"))?;
+        Ok(Scratch {
+            dir,
+            instance: format!("{tag}-{name}"),
+        })
+    }
+
+    fn manifests(&self) -> PathBuf {
+        self.dir.join("manifests")
+    }
+
+    fn write_servers(&self, n: usize) -> Result<(), Error> {
+        for i in 0..n {
+            self.write(&format!("s{i:04}"), "")?;
+        }
+        Ok(())
+    }
+
+    /// Writes one server's manifest atomically (a rename), as an editor or git would.
+    fn write(&self, name: &str, env: &str) -> Result<(), Error> {
+        let cmd = serde_json::to_string(&SLEEPER)?;
+        let text = format!(
+            "apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: {name}}}\nspec:\n  image: {IMAGE}\n  pullPolicy: Never\n  command: {cmd}\n{env}"
+        );
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(tmp, self.manifests().join(format!("{name}.yaml")))?;
+        Ok(())
+    }
+
+    fn command(&self, bin: &Path, verb: &str) -> Command {
+        let mut c = Command::new(bin);
+        c.arg(verb)
+            .arg("--state")
+            .arg(self.dir.join("state.db"))
+            .arg("--instance")
+            .arg(&self.instance)
+            .env("DOCKHAND_LOG", "warn");
+        if matches!(verb, "up" | "sync") {
+            c.arg("--manifests").arg(self.manifests());
+        }
+        c
+    }
+
+    fn sync(&self, bin: &Path) -> Result<f64, Error> {
+        let start = Instant::now();
+        output(
+            self.command(bin, "sync")
+                .args(["--parallel", &PARALLEL.to_string(), "--timeout", "10m"])
+                .stdout(Stdio::piped()),
+        )?;
+        Ok(start.elapsed().as_secs_f64())
+    }
+
+    fn clean(&self) -> Result<(), Error> {
+        remove_labelled(&format!("dockhand.instance={}", self.instance))?;
+        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(())
+    }
+}
+
+/// N `docker run -d`, PARALLEL at a time: the engine's own limit as a CLI user reaches it.
+fn engine_baseline(tag: &str, n: usize) -> Result<f64, Error> {
+    let label = format!("dockhand-bench={tag}");
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..PARALLEL)
+        .map(|_| {
+            let (next, label, tag) = (next.clone(), label.clone(), tag.to_owned());
+            std::thread::spawn(move || -> Result<(), String> {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= n {
+                        return Ok(());
+                    }
+                    let name = format!("dhbench_{tag}_{i:04}");
+                    let mut args = vec!["run", "-d", "--label", &label, "--name", &name, IMAGE];
+                    args.extend(SLEEPER);
+                    docker(&args).map_err(|e| e.to_string())?;
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().map_err(|_| "worker panicked")??;
+    }
+    let took = start.elapsed().as_secs_f64();
+    remove_labelled(&label)?;
+    Ok(took)
+}
+
+fn compose_installed() -> bool {
+    Command::new("docker-compose")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `docker-compose up -d` on the equivalent compose file; `None` when it did not finish within
+/// `limit` (docker-compose 1.29 was seen to hang for good at 200 services on this engine).
+fn compose_baseline(tag: &str, n: usize, limit: Duration) -> Result<Option<f64>, Error> {
+    let dir = std::env::temp_dir().join(format!("dockhand-bench-{tag}-compose"));
+    std::fs::create_dir_all(&dir)?;
+    let cmd = serde_json::to_string(&SLEEPER)?;
+    let mut file = String::from("version: \"2.4\"\nservices:\n");
+    for i in 0..n {
+        file.push_str(&format!(
+            "  s{i:04}:\n    image: {IMAGE}\n    command: {cmd}\n    labels: {{dockhand-bench: {tag}}}\n"
+        ));
+    }
+    let path = dir.join("docker-compose.yml");
+    std::fs::write(&path, file)?;
+    let project = format!("dhbench{tag}");
+    let compose = |args: &[&str]| {
+        output(
+            Command::new("docker-compose")
+                .args(["-p", &project, "-f"])
+                .arg(&path)
+                .args(args)
+                .stdout(Stdio::piped()),
+        )
+    };
+    let start = Instant::now();
+    let mut up = Command::new("docker-compose")
+        .args(["-p", &project, "-f"])
+        .arg(&path)
+        .args(["up", "-d"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let took = loop {
+        if let Some(status) = up.try_wait()? {
+            if !status.success() {
+                return Err(format!("docker-compose up failed: {status}").into());
+            }
+            break Some(start.elapsed().as_secs_f64());
+        }
+        if start.elapsed() > limit {
+            let _ = up.kill();
+            let _ = up.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if compose(&["down", "-t", "0"]).is_err() || took.is_none() {
+        // What compose left behind, removed by its own labels.
+        remove_labelled(&format!("com.docker.compose.project={project}"))?;
+        let _ = docker(&["network", "rm", &format!("{project}_default")]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(took)
+}
+
+/// Scenario 1 (cold converge against the engine and Compose) and 2 (no-op sync on the result).
+fn cold_converge(bin: &Path, tag: &str, n: usize, repeat: usize) -> Result<Vec<Row>, Error> {
+    let (mut engine, mut compose, mut ours) = (Vec::new(), Vec::new(), Vec::new());
+    let has_compose = compose_installed();
+    let mut compose_hung = false;
+    let mut noop = Vec::new();
+    for r in 0..repeat {
+        eprintln!("cold converge, {n} servers, run {}/{repeat}", r + 1);
+        let e = engine_baseline(tag, n)?;
+        engine.push(e);
+        if has_compose && !compose_hung {
+            let limit = Duration::from_secs_f64((e * 5.0).max(60.0));
+            match compose_baseline(tag, n, limit)? {
+                Some(c) => compose.push(c),
+                None => {
+                    eprintln!("  docker-compose did not finish within {limit:?}; not run again");
+                    compose_hung = true;
+                }
+            }
+        }
+        let s = Scratch::new(tag, &format!("cold{n}"))?;
+        s.write_servers(n)?;
+        ours.push(s.sync(bin)?);
+        if r + 1 == repeat {
+            noop = (0..10).map(|_| s.sync(bin)).collect::<Result<_, _>>()?;
+        }
+        s.clean()?;
+    }
+    let (e, d) = (median(&engine), median(&ours));
+    let mut rows = vec![Row {
+        id: "1",
+        scenario: format!("cold converge, {n} servers (median of {repeat})"),
+        dockhand: secs(d),
+        baseline: format!("engine {}", secs(e)),
+        ratio: format!("{:.2}×", d / e),
+        target: "≤ 1.1× engine",
+        met: Some(d / e <= 1.1),
+    }];
+    if compose_hung {
+        rows.push(Row {
+            id: "1",
+            scenario: format!("… vs docker-compose up -d, {n} services"),
+            dockhand: secs(d),
+            baseline: "compose hung (did not finish in 5× the engine's time)".into(),
+            ratio: "-".into(),
+            target: "faster than Compose",
+            met: Some(true),
+        });
+    } else if has_compose {
+        let c = median(&compose);
+        rows.push(Row {
+            id: "1",
+            scenario: format!("… vs docker-compose up -d, {n} services"),
+            dockhand: secs(d),
+            baseline: format!("compose {}", secs(c)),
+            ratio: format!("{:.2}×", d / c),
+            target: "faster than Compose",
+            met: Some(d < c),
+        });
+    }
+    rows.push(noop_row(n, &noop));
+    Ok(rows)
+}
+
+/// The issue's targets: 100 ms at 50 objects, 300 ms at 500; other sizes are reported only.
+fn noop_row(n: usize, runs: &[f64]) -> Row {
+    let m = median(runs);
+    let (target, limit) = match n {
+        50 => ("≤ 100 ms", Some(0.1)),
+        500 => ("≤ 300 ms", Some(0.3)),
+        _ => ("-", None),
+    };
+    Row {
+        id: "2",
+        scenario: format!(
+            "no-op `dockhand sync`, {n} objects, process start included (median of {})",
+            runs.len()
+        ),
+        dockhand: secs(m),
+        baseline: "-".into(),
+        ratio: "-".into(),
+        target,
+        met: limit.map(|l| m <= l),
+    }
+}
+
+/// Scenario 2 at the larger size: converge once, then time no-op syncs.
+fn noop_only(bin: &Path, tag: &str, n: usize) -> Result<Row, Error> {
+    eprintln!("no-op sync, {n} servers (converging them first)");
+    let s = Scratch::new(tag, &format!("noop{n}"))?;
+    s.write_servers(n)?;
+    s.sync(bin)?;
+    let runs: Vec<f64> = (0..10).map(|_| s.sync(bin)).collect::<Result<_, _>>()?;
+    s.clean()?;
+    Ok(noop_row(n, &runs))
+}
+
+/// `docker events` for an instance, as (engine time, action, container name).
+struct Events {
+    child: Child,
+    rx: mpsc::Receiver<(f64, String, String)>,
+}
+
+impl Events {
+    fn follow(instance: &str) -> Result<Self, Error> {
+        let mut child = Command::new("docker")
+            .args([
+                "events",
+                "--filter",
+                &format!("label=dockhand.instance={instance}"),
+                "--filter",
+                "type=container",
+                "--format",
+                "{{.TimeNano}} {{.Action}} {{.Actor.Attributes.name}}",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let out = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let mut p = line.splitn(3, ' ');
+                let (Some(t), Some(a), Some(n)) = (p.next(), p.next(), p.next()) else {
+                    continue;
+                };
+                let Ok(t) = t.parse::<f64>() else { continue };
+                if tx.send((t / 1e9, a.to_owned(), n.to_owned())).is_err() {
+                    return;
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(Events { child, rx })
+    }
+
+    /// Collects events until `action` on `name`; returns the first time of each action there.
+    fn until(
+        &self,
+        name: &str,
+        action: &str,
+        within: Duration,
+    ) -> Result<HashMap<String, f64>, Error> {
+        let deadline = Instant::now() + within;
+        let mut seen = HashMap::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (t, a, n) = self
+                .rx
+                .recv_timeout(left)
+                .map_err(|_| format!("no {action} event for {name}"))?;
+            if n == name {
+                seen.entry(a.clone()).or_insert(t);
+                if a == action {
+                    return Ok(seen);
+                }
+            }
+        }
+    }
+
+    fn drain(&self) {
+        while self.rx.try_recv().is_ok() {}
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wall() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A `dockhand up` for a scratch instance, stopped when dropped.
+struct Up(Child);
+
+impl Up {
+    fn start(bin: &Path, s: &Scratch) -> Result<Self, Error> {
+        let child = s
+            .command(bin, "up")
+            .args(["--resync", "1h", "--api", "none"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(Up(child))
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            // SAFETY: sends SIGTERM to our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_running(names: &[String], within: Duration) -> Result<(), Error> {
+    let deadline = Instant::now() + within;
+    loop {
+        let out = docker(&["ps", "--format", "{{.Names}}"])?;
+        let running: Vec<&str> = out.lines().collect();
+        if names.iter().all(|n| running.contains(&n.as_str())) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("containers did not start".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Scenario 3: `docker kill` → running again, under `up` with resync off (events alone).
+/// Each kill hits a different server, so crash-loop backoff never applies.
+fn drift_repair(bin: &Path, tag: &str, kills: usize) -> Result<Row, Error> {
+    eprintln!("drift repair, {kills} kills");
+    let s = Scratch::new(tag, "drift")?;
+    s.write_servers(kills)?;
+    s.sync(bin)?;
+    let names: Vec<String> = (0..kills)
+        .map(|i| format!("dh_{}_server_s{i:04}", s.instance))
+        .collect();
+    let up = Up::start(bin, &s)?;
+    let events = Events::follow(&s.instance)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let mut repair = Vec::new();
+    for name in &names {
+        events.drain();
+        let issued = wall();
+        docker(&["kill", name])?;
+        let seen = events.until(name, "start", Duration::from_secs(30))?;
+        let start = seen.get("start").copied().unwrap_or(f64::NAN);
+        let died = seen.get("die").copied().unwrap_or(issued);
+        repair.push(start - died);
+        eprintln!(
+            "  {name}: back {:.0} ms after it died",
+            (start - died) * 1000.0
+        );
+    }
+    drop(events);
+    drop(up);
+    s.clean()?;
+    let (p50, p99) = (median(&repair), percentile(&repair, 0.99));
+    Ok(Row {
+        id: "3",
+        scenario: format!("drift repair under `up`: container died → started again, {kills} kills"),
+        dockhand: format!("p50 {}, p99 {}", secs(p50), secs(p99)),
+        baseline: "-".into(),
+        ratio: "-".into(),
+        target: "p50 ≤ 1 s",
+        met: Some(p50 <= 1.0),
+    })
+}
+
+/// Scenario 4: a manifest edit → the new container running, under `up`.
+fn edit_to_running(bin: &Path, tag: &str, edits: usize) -> Result<Row, Error> {
+    eprintln!("edit → running, {edits} edits");
+    let s = Scratch::new(tag, "edit")?;
+    s.write("edited", "")?;
+    s.sync(bin)?;
+    let name = format!("dh_{}_server_edited", s.instance);
+    let up = Up::start(bin, &s)?;
+    wait_running(std::slice::from_ref(&name), Duration::from_secs(30))?;
+    let events = Events::follow(&s.instance)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let (mut total, mut engine) = (Vec::new(), Vec::new());
+    for i in 0..edits {
+        events.drain();
+        let written = wall();
+        s.write("edited", &format!("  env: {{EDIT: \"{i}\"}}\n"))?;
+        let seen = events.until(&name, "start", Duration::from_secs(30))?;
+        let at = |a: &str| seen.get(a).copied();
+        let start = at("start").ok_or("no start")?;
+        // The engine's share: stopping and removing the old container, creating and starting
+        // the new one.
+        let removal = match (at("kill"), at("destroy")) {
+            (Some(k), Some(d)) => d - k,
+            _ => 0.0,
+        };
+        let create_start = at("create").map_or(0.0, |c| start - c);
+        total.push(start - written);
+        engine.push(removal + create_start);
+        eprintln!(
+            "  edit {i}: running {:.0} ms after the write (engine {:.0} ms)",
+            (start - written) * 1000.0,
+            (removal + create_start) * 1000.0
+        );
+    }
+    drop(events);
+    drop(up);
+    s.clean()?;
+    let own: Vec<f64> = total.iter().zip(&engine).map(|(t, e)| t - e).collect();
+    let m = median(&own);
+    Ok(Row {
+        id: "4",
+        scenario: format!("manifest edit → new container running, under `up` (median of {edits})"),
+        dockhand: format!(
+            "{} total, of which dockhand {}",
+            secs(median(&total)),
+            secs(m)
+        ),
+        baseline: format!("engine stop+remove+create+start {}", secs(median(&engine))),
+        ratio: "-".into(),
+        target: "dockhand ≤ 0.5 s",
+        met: Some(m <= 0.5),
+    })
+}
+
+/// Scenario 5: the controller's memory and idle CPU with many objects, on the in-memory engine.
+mod idle {
+    use super::*;
+    use dockhand::api::{self, Api};
+    use dockhand::controller::{Controller, Signals};
+    use dockhand::lifecycle::BackoffPolicy;
+    use dockhand::reconcile::{Options, Reconciler};
+    use dockhand::runtime::fake::FakeRuntime;
+    use dockhand::runtime::Runtime;
+    use dockhand::source::Sources;
+    use dockhand::store::Store;
+
+    /// Runs this program again to measure a controller alone in its process.
+    pub fn outer(n: usize, idle_secs: u64) -> Result<Vec<Row>, Error> {
+        eprintln!("controller with {n} objects on the in-memory engine, idle {idle_secs} s");
+        let exe = std::env::current_exe()?;
+        let out = output(
+            Command::new(exe)
+                .args(["--inner-idle", &n.to_string()])
+                .env("BENCH_IDLE_SECS", idle_secs.to_string())
+                .stdout(Stdio::piped()),
+        )?;
+        let v: serde_json::Value = serde_json::from_str(out.trim())?;
+        let rss = v["rss_mb"].as_f64().unwrap_or(f64::NAN);
+        let peak = v["peak_mb"].as_f64().unwrap_or(f64::NAN);
+        let cpu = v["idle_cpu_percent"].as_f64().unwrap_or(f64::NAN);
+        let converge = v["converge_s"].as_f64().unwrap_or(f64::NAN);
+        let pass = v["noop_pass_ms"].as_f64().unwrap_or(f64::NAN);
+        let idle_passes = v["idle_passes"].as_u64().unwrap_or(0);
+        Ok(vec![
+            Row {
+                id: "5",
+                scenario: format!("controller RSS with {n} objects (in-memory engine, API on)"),
+                dockhand: format!("{rss:.1} MB (peak {peak:.1} MB)"),
+                baseline: "-".into(),
+                ratio: "-".into(),
+                target: "≤ 30 MB",
+                met: Some(rss <= 30.0),
+            },
+            Row {
+                id: "5",
+                scenario: format!("idle CPU with {n} objects, over {idle_secs} s"),
+                dockhand: format!("{cpu:.2} % of one core ({idle_passes} passes)"),
+                baseline: "-".into(),
+                ratio: "-".into(),
+                target: "≈ 0",
+                met: Some(cpu < 0.5),
+            },
+            Row {
+                id: "5",
+                scenario: format!("… converging those {n} objects; one no-op pass over them"),
+                dockhand: format!("{} ; {pass:.1} ms", secs(converge)),
+                baseline: "-".into(),
+                ratio: "-".into(),
+                target: "-",
+                met: None,
+            },
+        ])
+    }
+
+    fn status_kb(field: &str) -> f64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with(field))?
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(f64::NAN)
+    }
+
+    fn cpu_seconds() -> f64 {
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: getrusage fills the struct we own.
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+        let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        t(u.ru_utime) + t(u.ru_stime)
+    }
+
+    /// The measured child: a controller as `dockhand up` wires it, on FakeRuntime.
+    pub fn inner(n: usize) -> Result<(), Error> {
+        dockhand::cli::tune_process();
+        let idle_secs: u64 = std::env::var("BENCH_IDLE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(20);
+        if let Ok(filter) = std::env::var("DOCKHAND_LOG") {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_writer(std::io::stderr)
+                .init();
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let dir =
+                std::env::temp_dir().join(format!("dockhand-bench-idle-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let s = Scratch {
+                dir: dir.clone(),
+                instance: "idle".into(),
+            };
+            std::fs::create_dir_all(s.manifests())?;
+            s.write_servers(n)?;
+            let state = dir.join("state.db");
+            let store = Store::open(&state).await?;
+            let runtime = FakeRuntime::new();
+            let sources = Sources {
+                dir: Some(s.manifests()),
+                store: store.clone(),
+                instance: s.instance.clone(),
+                allow_empty: false,
+            };
+            let signals = Signals::default();
+            let options = Options {
+                instance: s.instance.clone(),
+                allow_empty: false,
+                parallel: PARALLEL,
+                backoff: BackoffPolicy::default(),
+            };
+            let reconciler = Arc::new(Reconciler::new(runtime.clone(), store.clone(), options));
+            let engine = Arc::new(std::sync::OnceLock::new());
+            let _ = engine.set(runtime.clone());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let api_state = Arc::new(Api {
+                store: store.clone(),
+                sources: sources.clone(),
+                instance: s.instance.clone(),
+                signals: signals.clone(),
+                runtime: engine,
+                token: None,
+            });
+            tokio::spawn(api::serve(listener, api_state, std::future::pending()));
+            let started = Instant::now();
+            let controller = Controller {
+                reconciler: reconciler.clone(),
+                sources: sources.clone(),
+                state: state.clone(),
+                instance: s.instance.clone(),
+                resync: Duration::from_secs(30),
+                signals: signals.clone(),
+            };
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(controller.run(async {
+                let _ = stopped.await;
+            }));
+            loop {
+                let running = runtime
+                    .list("idle")
+                    .await?
+                    .iter()
+                    .filter(|c| c.state == dockhand::runtime::State::Running)
+                    .count();
+                if running == n && signals.is_ready() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let converge = started.elapsed().as_secs_f64();
+            // Let the confirming passes finish, then measure a quiet controller.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let snapshot = sources.load().await?;
+            let t = Instant::now();
+            reconciler.pass(&snapshot).await?;
+            let noop_ms = t.elapsed().as_secs_f64() * 1000.0;
+            let passes = || {
+                let text = signals.metrics.render(&[]);
+                text.lines()
+                    .find_map(|l| l.strip_prefix("dockhand_reconcile_pass_duration_seconds_count "))
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let (cpu0, passes0) = (cpu_seconds(), passes());
+            tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+            let cpu = (cpu_seconds() - cpu0) / idle_secs as f64 * 100.0;
+            let idle_passes = passes() - passes0;
+            let v = serde_json::json!({
+                "rss_mb": status_kb("VmRSS:") / 1024.0,
+                "peak_mb": status_kb("VmHWM:") / 1024.0,
+                "idle_cpu_percent": cpu,
+                "converge_s": converge,
+                "noop_pass_ms": noop_ms,
+                "idle_passes": idle_passes,
+            });
+            println!("{v}");
+            let _ = stop.send(());
+            let _ = task.await;
+            let _ = std::fs::remove_dir_all(&dir);
+            Ok::<(), Error>(())
+        })
+    }
+}
