@@ -241,6 +241,18 @@ impl Store {
         Ok(found.is_some())
     }
 
+    /// Begins a write transaction holding SQLite's write lock from the start.
+    ///
+    /// A deferred transaction that reads before it writes cannot wait for a concurrent writer
+    /// in WAL mode (SQLite reports "database is locked" at once, ignoring the busy timeout);
+    /// `BEGIN IMMEDIATE` waits for the lock instead.
+    async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(query("begin"))
+    }
+
     /// Makes the stored objects equal `desired` in one transaction.
     ///
     /// Objects whose source file has errors get that error as `last_error`. Stored objects that
@@ -263,7 +275,7 @@ impl Store {
                 .or_insert_with(|| e.to_string());
         }
         let mut report = ApplyReport::default();
-        let mut tx = self.pool.begin().await.map_err(query("begin"))?;
+        let mut tx = self.write().await?;
         let mut wanted = std::collections::HashSet::new();
         for o in desired {
             let key = o.key();
@@ -415,7 +427,7 @@ impl Store {
         if changed.is_empty() {
             return Ok(keys);
         }
-        let mut tx = self.pool.begin().await.map_err(query("begin"))?;
+        let mut tx = self.write().await?;
         for s in changed {
             let Some(key) = &s.key else { continue };
             let ports = serde_json::to_string(&s.ports).unwrap_or_else(|_| "[]".into());
@@ -480,7 +492,7 @@ impl Store {
         if events.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await.map_err(query("begin"))?;
+        let mut tx = self.write().await?;
         for e in events {
             sqlx::query(
                 "INSERT INTO events (instance, kind, name, reason, message) VALUES (?, ?, ?, ?, ?)",
@@ -637,7 +649,7 @@ impl Store {
         key: &ObjectKey,
         yaml: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(query("begin"))?;
+        let mut tx = self.write().await?;
         let old: Option<String> = sqlx::query_scalar(
             "SELECT yaml FROM applied WHERE instance = ? AND kind = ? AND name = ?",
         )
@@ -709,7 +721,7 @@ impl Store {
         key: &ObjectKey,
         patch: &serde_json::Value,
     ) -> Result<serde_json::Value, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(query("begin"))?;
+        let mut tx = self.write().await?;
         let old: Option<String> = sqlx::query_scalar(
             "SELECT report FROM reports WHERE instance = ? AND kind = ? AND name = ?",
         )
@@ -1022,6 +1034,45 @@ mod tests {
         assert_eq!(v1, v0 + 1, "an unchanged put writes nothing");
         assert!(store.delete_applied("i", &key).await.expect("delete"));
         assert_eq!(watch.source_version().await.expect("v"), v1 + 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_read_then_write_transactions_never_fail_as_locked() {
+        // A deferred transaction that reads and then writes cannot wait for another writer
+        // in WAL mode: SQLite answers SQLITE_BUSY at once. Every such transaction here must
+        // take the write lock up front so the busy timeout applies.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for n in 0..40 {
+                    let key = ObjectKey::new(Kind::Server, format!("s{}", n % 5));
+                    let yaml = WEB.replace("busybox", &format!("busybox:{t}-{n}"));
+                    store.put_applied("i", &key, &yaml).await?;
+                    store
+                        .patch_report("i", &key, &serde_json::json!({ "n": n, "t": t }))
+                        .await?;
+                    store
+                        .append_events(
+                            "i",
+                            &[NewEvent {
+                                key: Some(key.clone()),
+                                reason: "x",
+                                message: "y".into(),
+                            }],
+                        )
+                        .await?;
+                }
+                Ok::<_, StoreError>(())
+            }));
+        }
+        for t in tasks {
+            t.await
+                .expect("joins")
+                .expect("no transaction fails as locked");
+        }
     }
 
     #[tokio::test]
