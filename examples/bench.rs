@@ -851,14 +851,14 @@ mod idle {
             };
             let reconciler = Arc::new(Reconciler::new(runtime.clone(), store.clone(), options));
             let engine = Arc::new(std::sync::OnceLock::new());
-            let _ = engine.set(runtime.clone());
+            let _ = engine.set(reconciler.clone());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let api_state = Arc::new(Api {
                 store: store.clone(),
                 sources: sources.clone(),
                 instance: s.instance.clone(),
                 signals: signals.clone(),
-                runtime: engine,
+                engine,
                 token: None,
             });
             tokio::spawn(api::serve(listener, api_state, std::future::pending()));

@@ -25,7 +25,8 @@ use serde_json::json;
 use crate::apply::{self, kind_of, ApplyError};
 use crate::controller::Signals;
 use crate::manifest::{check_dns_label, Kind, ManifestError, ObjectKey};
-use crate::runtime::Runtime;
+use crate::reconcile::Reconciler;
+use crate::runtime::{Attach, Output, Runtime, RuntimeError};
 use crate::source::Sources;
 use crate::store::{ClientRoute, Store, StoreError};
 use crate::view::{self, Selector};
@@ -47,6 +48,8 @@ pub enum ApiError {
     Unavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] RuntimeError),
 }
 
 impl ApiError {
@@ -84,6 +87,10 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Engine(e) if e.is_unavailable() => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
+            ApiError::Engine(_) => (StatusCode::BAD_GATEWAY, "engine"),
         };
         let details = match &self {
             ApiError::BadRequest { details, .. } => json!(details),
@@ -112,18 +119,21 @@ pub struct Api<R> {
     pub sources: Sources,
     pub instance: String,
     pub signals: Signals,
-    /// Set once the engine is reachable (metrics read container stats through it).
-    pub runtime: Arc<OnceLock<R>>,
+    /// Set once the engine is reachable: metrics, logs, exec and the plan go through it.
+    pub engine: Arc<OnceLock<Arc<Reconciler<R>>>>,
     /// Every endpoint but `/healthz` requires `Authorization: Bearer <token>` when set.
     pub token: Option<String>,
 }
 
 /// The API's routes.
-pub fn router<R: Runtime + Clone>(api: Arc<Api<R>>) -> Router {
+pub fn router<R: Runtime + Attach + Clone>(api: Arc<Api<R>>) -> Router {
     Router::new()
         .route("/readyz", get(readyz::<R>))
         .route("/metrics", get(metrics::<R>))
         .route("/api/v1/events", get(events::<R>))
+        .route("/api/v1/plan", get(plan::<R>))
+        .route("/api/v1/{kind}/{name}/logs", get(logs::<R>))
+        .route("/api/v1/{kind}/{name}/exec", axum::routing::post(exec::<R>))
         .route(
             "/api/v1/servers/{name}/report",
             axum::routing::patch(patch_report::<R>),
@@ -147,7 +157,7 @@ pub fn router<R: Runtime + Clone>(api: Arc<Api<R>>) -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.
-pub async fn serve<R: Runtime + Clone>(
+pub async fn serve<R: Runtime + Attach + Clone>(
     listener: tokio::net::TcpListener,
     api: Arc<Api<R>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -194,7 +204,7 @@ async fn readyz<R: Runtime>(State(api): State<Arc<Api<R>>>) -> ApiResult<Json<se
 
 async fn metrics<R: Runtime>(State(api): State<Arc<Api<R>>>) -> Response {
     let mut containers = Vec::new();
-    if let Some(rt) = api.runtime.get() {
+    if let Some(rt) = api.engine.get().map(|r| r.runtime()) {
         if let Ok(list) = rt.list(&api.instance).await {
             let running = list
                 .into_iter()
@@ -460,6 +470,146 @@ fn async_stream<R: Runtime>(
         })
         .flatten();
     first.chain(rest)
+}
+
+/// The reconciler, once the engine is reachable.
+fn engine<R: Runtime>(api: &Api<R>) -> ApiResult<&Reconciler<R>> {
+    api.engine
+        .get()
+        .map(|r| r.as_ref())
+        .ok_or_else(|| ApiError::Unavailable("the engine is not reachable yet".into()))
+}
+
+/// What a sync would do now: the controller's own dry run against the engine.
+async fn plan<R: Runtime>(State(api): State<Arc<Api<R>>>) -> ApiResult<Json<view::PlanView>> {
+    let rec = engine(&api)?;
+    let snapshot = api.sources.load().await?;
+    let report = rec.dry_run(&snapshot).await.map_err(|e| match e {
+        crate::reconcile::ReconcileError::Store(e) => ApiError::Store(e),
+        crate::reconcile::ReconcileError::Runtime(e) => ApiError::Engine(e),
+    })?;
+    Ok(Json(view::PlanView::new(&report)))
+}
+
+/// The container of a server or database that the store holds.
+async fn container<R: Runtime>(api: &Api<R>, kind: &str, name: &str) -> ApiResult<String> {
+    let key = ObjectKey::new(kind_param(kind)?, name_param(name)?);
+    if !matches!(key.kind, Kind::Server | Kind::Database) {
+        return Err(ApiError::bad(format!(
+            "{key} has no container: expected a server or a database"
+        )));
+    }
+    require(api, &key).await?;
+    Ok(crate::labels::container_name(
+        &api.instance,
+        key.kind,
+        &key.name,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsQuery {
+    #[serde(default)]
+    follow: bool,
+    tail: Option<u64>,
+}
+
+/// A container's output as plain text (stdout and stderr interleaved, as `kubectl logs`).
+async fn logs<R: Runtime + Attach>(
+    State(api): State<Arc<Api<R>>>,
+    Path((kind, name)): Path<(String, String)>,
+    query: Result<Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = query.map_err(|e| ApiError::bad(e.body_text()))?;
+    let container = container(&api, &kind, &name).await?;
+    let mut output = engine(&api)?
+        .runtime()
+        .logs(&container, q.follow, q.tail)
+        .peekable();
+    // An engine error before any output (no container yet) is the answer's status, not text.
+    if let Some(Err(_)) = std::pin::Pin::new(&mut output).peek().await {
+        if let Some(Err(e)) = output.next().await {
+            return Err(e.into());
+        }
+    }
+    let body = output.map(|chunk| {
+        Ok::<_, std::convert::Infallible>(match chunk {
+            Ok(Output::Stdout(b) | Output::Stderr(b)) => Bytes::from(b),
+            Err(e) => Bytes::from(format!("\ndockhand: {e}\n")),
+        })
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecRequest {
+    command: Vec<String>,
+    /// Standard input for the command, base64-encoded; without it the command reads nothing.
+    stdin: Option<String>,
+}
+
+/// Runs a command in a container and streams its output as JSON lines: `{"stdout": B64}`,
+/// `{"stderr": B64}`, then `{"exitCode": N}` (or `{"error": TEXT}`).
+async fn exec<R: Runtime + Attach + Clone>(
+    State(api): State<Arc<Api<R>>>,
+    Path((kind, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let req: ExecRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad(format!(
+            "invalid body: {e}: expected {{\"command\": [PROGRAM, ARG...], \"stdin\": BASE64}}"
+        ))
+    })?;
+    if req.command.is_empty() {
+        return Err(ApiError::bad(
+            "command: expected a program and its arguments",
+        ));
+    }
+    let stdin = req
+        .stdin
+        .map(|s| b64.decode(s))
+        .transpose()
+        .map_err(|e| ApiError::bad(format!("stdin: not base64: {e}")))?;
+    let container = container(&api, &kind, &name).await?;
+    let rt = engine(&api)?.runtime().clone();
+    let session = rt
+        .exec(&container, req.command, false, stdin.is_some())
+        .await?;
+    if let Some(input) = stdin {
+        let mut sink = session.input;
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = sink.write_all(&input).await;
+            let _ = sink.shutdown().await;
+        });
+    }
+    let line = |v: serde_json::Value| Bytes::from(format!("{v}\n"));
+    let frames = session.output.map(move |chunk| match chunk {
+        Ok(Output::Stdout(b)) => line(json!({"stdout": b64.encode(b)})),
+        Ok(Output::Stderr(b)) => line(json!({"stderr": b64.encode(b)})),
+        Err(e) => line(json!({"error": e.to_string()})),
+    });
+    let id = session.id;
+    let last = futures_util::stream::once(async move {
+        line(match rt.exec_exit_code(&id).await {
+            Ok(code) => json!({"exitCode": code.unwrap_or(0)}),
+            Err(e) => json!({"error": e.to_string()}),
+        })
+    });
+    let body = frames.chain(last).map(Ok::<_, std::convert::Infallible>);
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
 }
 
 /// An object the store holds, or 404.

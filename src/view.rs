@@ -9,6 +9,36 @@ use crate::lifecycle::rfc3339;
 use crate::manifest::{Kind, Object, ObjectKey, Spec};
 use crate::store::{DatabaseSecret, Status, Store, StoreError};
 
+/// What a sync would do: `dockhand diff` prints it, `GET /api/v1/plan` returns it.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanView {
+    /// Manifest errors; the objects they touch keep their last good spec.
+    pub errors: Vec<crate::manifest::ManifestError>,
+    /// Networks that would be created, recreated or removed.
+    pub networks: Vec<String>,
+    /// Container actions, in the order they would run.
+    pub actions: Vec<String>,
+    /// Containers a prune would remove but the empty-source guard keeps.
+    pub prune_refused: Vec<String>,
+}
+
+impl PlanView {
+    pub fn new(report: &crate::reconcile::PassReport) -> Self {
+        Self {
+            errors: report.errors.clone(),
+            networks: report.network_actions.clone(),
+            actions: report.plan.actions.iter().map(|a| a.describe()).collect(),
+            prune_refused: report.plan.prune_refused.clone(),
+        }
+    }
+
+    /// Whether a sync would change nothing on the engine.
+    pub fn is_empty(&self) -> bool {
+        self.networks.is_empty() && self.actions.is_empty()
+    }
+}
+
 /// One object as `get` and the API show it: this shape is part of the CLI and API contract.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{docker, eventually, http, read_sse_until, server, text, Env, SLEEPER};
+use common::{docker, eventually, http, read_sse_until, server, shell, text, Env, SLEEPER};
 
 const WAIT: Duration = Duration::from_secs(40);
 
@@ -309,6 +309,98 @@ fn a_token_is_required_off_loopback_and_checked_when_given() {
         &["server", "remote", "--server", &base, "--token-file", token],
     );
     assert_eq!(r.status.code(), Some(1), "{}", text(&r));
+}
+
+#[test]
+fn logs_exec_and_diff_work_against_a_remote_controller() {
+    let Some(env) = Env::new("api-attach") else {
+        return;
+    };
+    env.write(
+        "talker.yaml",
+        &shell(
+            "talker",
+            "echo hello-from-talker; while true; do sleep 1; done",
+            "",
+        ),
+    );
+    let up = env.up(&[]);
+    let base = up.api_url();
+    let remote = ["--server", base.as_str()];
+    eventually(WAIT, "talker Ready", || {
+        let r = http("GET", &format!("{base}/api/v1/servers/talker"), None, None);
+        (r.body["status"]["phase"] == "Ready").then_some(())
+    });
+
+    let r = http(
+        "GET",
+        &format!("{base}/api/v1/servers/talker/logs?tail=5"),
+        None,
+        None,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.text.contains("hello-from-talker"), "{r:?}");
+    let out = env.run("logs", &[&["talker"][..], &remote].concat());
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello-from-talker\n");
+    for (path, status) in [
+        ("/api/v1/servers/nobody/logs", 404),
+        ("/api/v1/networks/talker/logs", 400),
+        ("/api/v1/servers/talker/logs?since=1", 400),
+    ] {
+        let r = http("GET", &format!("{base}{path}"), None, None);
+        assert_eq!(r.status, status, "{path}: {r:?}");
+    }
+
+    // Standard input goes in whole; stdout, stderr and the exit code come back apart.
+    let mut child = env
+        .command("exec")
+        .args(["talker", "-i", "--server", &base, "--"])
+        .args(["sh", "-c", "tr a-z A-Z; echo to-stderr >&2; exit 3"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("exec");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"shout\n").expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("exec output");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "SHOUT\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("to-stderr"),
+        "{}",
+        text(&out)
+    );
+    let out = env.run(
+        "exec",
+        &[&["talker", "-t"][..], &remote, &["--", "true"]].concat(),
+    );
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "no remote terminal: {}",
+        text(&out)
+    );
+    let r = http(
+        "POST",
+        &format!("{base}/api/v1/servers/talker/exec"),
+        None,
+        Some(r#"{"command": []}"#),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+
+    // The controller's own dry run: nothing to do once converged.
+    let r = http("GET", &format!("{base}/api/v1/plan"), None, None);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["actions"], serde_json::json!([]), "{r:?}");
+    let out = env.run("diff", &[&remote[..]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "no changes\n");
+    drop(up);
 }
 
 #[test]

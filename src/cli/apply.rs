@@ -77,7 +77,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     if let Some(remote) = args.remote.client()? {
         for o in &objects {
             let key = o.key();
-            let path = format!("/api/v1/{}s/{}", key.kind.label(), key.name);
+            let path = super::remote::object_path(&key);
             match remote
                 .send(reqwest::Method::PUT, &path, Some(apply::document(o)))
                 .await

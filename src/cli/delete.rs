@@ -24,9 +24,8 @@ pub struct DeleteArgs {
 
 pub async fn run(args: DeleteArgs) -> anyhow::Result<ExitCode> {
     let key = super::object_key(&args.kind, &args.name)?;
-    let kind = key.kind;
     if let Some(remote) = args.remote.client()? {
-        let path = format!("/api/v1/{}s/{}", kind.label(), key.name);
+        let path = super::remote::object_path(&key);
         return match remote.send(reqwest::Method::DELETE, &path, None).await {
             Ok(_) => {
                 println!("{key} deleted");

@@ -40,7 +40,7 @@ pub async fn run(args: DescribeArgs) -> anyhow::Result<ExitCode> {
             if args.show_secrets {
                 anyhow::bail!("--show-secrets works on the local state file only");
             }
-            let path = format!("/api/v1/{}s/{}", kind.label(), key.name);
+            let path = super::remote::object_path(&key);
             let item = match remote.json(&path).await {
                 Ok(v) => Some(v),
                 Err(e) if super::remote::is_not_found(&e) => None,

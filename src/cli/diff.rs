@@ -1,36 +1,41 @@
-//! `dockhand diff`: what a sync would do, without doing it.
+//! `dockhand diff`: what a sync would do, without doing it; locally or asked of a controller.
 
 use std::process::ExitCode;
 
 use clap::Args;
 
+use super::remote::RemoteArgs;
 use super::{print_manifest_errors, reconciler, ReconcileArgs};
+use crate::view::PlanView;
 
 #[derive(Args, Debug)]
 pub struct DiffArgs {
     #[command(flatten)]
     pub common: ReconcileArgs,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 pub async fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
-    let c = &args.common;
-    let (rec, sources) = reconciler(c).await?;
-    let snapshot = sources.load().await?;
-    let report = rec.dry_run(&snapshot).await?;
-    print_manifest_errors(&report.errors);
-    for a in &report.network_actions {
-        println!("{a}");
+    let plan: PlanView = match args.remote.client()? {
+        Some(remote) => serde_json::from_value(remote.json("/api/v1/plan").await?)?,
+        None => {
+            let (rec, sources) = reconciler(&args.common).await?;
+            let snapshot = sources.load().await?;
+            PlanView::new(&rec.dry_run(&snapshot).await?)
+        }
+    };
+    print_manifest_errors(&plan.errors);
+    for line in plan.networks.iter().chain(&plan.actions) {
+        println!("{line}");
     }
-    for a in &report.plan.actions {
-        println!("{}", a.describe());
-    }
-    if !report.plan.prune_refused.is_empty() {
+    if !plan.prune_refused.is_empty() {
         println!(
             "keep {} (the sources define no objects; --allow-empty would remove them)",
-            report.plan.prune_refused.join(", ")
+            plan.prune_refused.join(", ")
         );
     }
-    if report.plan.is_empty() && report.network_actions.is_empty() {
+    if plan.is_empty() {
         println!("no changes");
         Ok(ExitCode::SUCCESS)
     } else {

@@ -64,7 +64,7 @@ pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
             }
             let mut items = Vec::new();
             for k in kind.map_or(Kind::ALL.to_vec(), |k| vec![k]) {
-                let path = format!("/api/v1/{}s", k.label());
+                let path = super::remote::kind_path(k);
                 match &args.name {
                     Some(n) => match remote.json(&format!("{path}/{n}")).await {
                         Ok(v) => items.push(v),

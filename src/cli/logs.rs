@@ -1,15 +1,16 @@
-//! `dockhand logs`: a server's container output.
+//! `dockhand logs`: a server's (or database's) container output, locally or from a controller.
 
 use std::process::ExitCode;
 
 use clap::Args;
 
+use super::remote::{object_path, RemoteArgs};
 use super::{container_of, object_ref, print_output, InstanceArg};
-use crate::runtime::DockerRuntime;
+use crate::runtime::{Attach, DockerRuntime};
 
 #[derive(Args, Debug)]
 pub struct LogsArgs {
-    /// The server: `NAME` or `server/NAME`.
+    /// The object: `NAME` (a server) or `KIND/NAME`, like `database/app`.
     pub name: String,
     /// Keep printing output until the container stops.
     #[arg(short, long)]
@@ -19,10 +20,21 @@ pub struct LogsArgs {
     pub tail: Option<u64>,
     #[command(flatten)]
     pub instance: InstanceArg,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 pub async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
     let key = object_ref(&args.name)?;
+    if let Some(remote) = args.remote.client()? {
+        let mut path = format!("{}/logs?follow={}", object_path(&key), args.follow);
+        if let Some(n) = args.tail {
+            path.push_str(&format!("&tail={n}"));
+        }
+        let resp = remote.send(reqwest::Method::GET, &path, None).await?;
+        remote.copy_to_stdout(resp).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let runtime = DockerRuntime::connect().await?;
     let container = container_of(&args.instance.instance, &key);
     print_output(runtime.logs(&container, args.follow, args.tail)).await?;

@@ -90,6 +90,42 @@ impl Remote {
         .into())
     }
 
+    /// Writes a streamed answer's body to standard output as it arrives.
+    pub async fn copy_to_stdout(&self, mut resp: reqwest::Response) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .with_context(|| format!("the connection to {} broke", self.base))?
+        {
+            out.write_all(&chunk)?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Reads a streamed answer of JSON lines, calling `each` on every line as it arrives.
+    pub async fn json_lines(
+        &self,
+        mut resp: reqwest::Response,
+        mut each: impl FnMut(Value) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let mut buf = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .with_context(|| format!("the connection to {} broke", self.base))?
+        {
+            buf.extend_from_slice(&chunk);
+            while let Some(end) = buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=end).collect();
+                each(serde_json::from_slice(&line).context("a malformed line from the API")?)?;
+            }
+        }
+        Ok(())
+    }
+
     pub async fn json(&self, path: &str) -> anyhow::Result<Value> {
         Ok(self
             .send(reqwest::Method::GET, path, None)
@@ -97,6 +133,16 @@ impl Remote {
             .json()
             .await?)
     }
+}
+
+/// The API path of a kind's collection: `/api/v1/servers`.
+pub fn kind_path(kind: crate::manifest::Kind) -> String {
+    format!("/api/v1/{}s", kind.label())
+}
+
+/// The API path of one object: `/api/v1/servers/web`.
+pub fn object_path(key: &crate::manifest::ObjectKey) -> String {
+    format!("{}/{}", kind_path(key.kind), key.name)
 }
 
 /// Whether an error is the API's 404.

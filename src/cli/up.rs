@@ -78,7 +78,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             sources: sources.clone(),
             instance: c.state.instance.clone(),
             signals: signals.clone(),
-            runtime: engine.clone(),
+            engine: engine.clone(),
             token,
         });
         tokio::spawn(async move {
@@ -118,11 +118,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         state = %c.state.state.display(),
         "dockhand controller started"
     );
-    let _ = engine.set(runtime.clone());
-    let reconciler =
-        Reconciler::new(runtime, store, c.options()).with_proxy(crate::route::Proxy::new());
+    let reconciler = Arc::new(
+        Reconciler::new(runtime, store, c.options()).with_proxy(crate::route::Proxy::new()),
+    );
+    let _ = engine.set(reconciler.clone());
     Controller {
-        reconciler: Arc::new(reconciler),
+        reconciler,
         sources,
         state: c.state.state.clone(),
         instance: c.state.instance.clone(),

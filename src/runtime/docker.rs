@@ -59,10 +59,9 @@ pub struct ExecSession {
     pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
 }
 
-/// Verbs for people at a terminal (logs, exec); the reconciler never needs them.
-impl DockerRuntime {
+impl super::Attach for DockerRuntime {
     /// A container's output; with `follow`, until the container stops.
-    pub fn logs(
+    fn logs(
         &self,
         container: &str,
         follow: bool,
@@ -89,7 +88,7 @@ impl DockerRuntime {
     }
 
     /// Starts `cmd` in a running container, attached to its output (and input if `stdin`).
-    pub async fn exec(
+    async fn exec(
         &self,
         container: &str,
         cmd: Vec<String>,
@@ -141,7 +140,7 @@ impl DockerRuntime {
     }
 
     /// The exit code of a finished exec.
-    pub async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, RuntimeError> {
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, RuntimeError> {
         let r = self
             .docker
             .inspect_exec(exec_id)
@@ -149,7 +148,10 @@ impl DockerRuntime {
             .map_err(|e| engine("inspect exec", exec_id, e))?;
         Ok(r.exit_code)
     }
+}
 
+/// A terminal's size for `exec -t`; the reconciler never needs it.
+impl DockerRuntime {
     /// Tells the engine the terminal's size.
     pub async fn resize_exec(
         &self,

@@ -218,3 +218,37 @@ impl Runtime for FakeRuntime {
         .boxed()
     }
 }
+
+/// Fake containers produce no output and run no commands.
+impl super::Attach for FakeRuntime {
+    fn logs(
+        &self,
+        container: &str,
+        _follow: bool,
+        _tail: Option<u64>,
+    ) -> BoxStream<'static, Result<super::Output, RuntimeError>> {
+        stream::once(std::future::ready(Err(unsupported("logs of", container)))).boxed()
+    }
+
+    async fn exec(
+        &self,
+        container: &str,
+        _cmd: Vec<String>,
+        _tty: bool,
+        _stdin: bool,
+    ) -> Result<super::ExecSession, RuntimeError> {
+        Err(unsupported("exec in", container))
+    }
+
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, RuntimeError> {
+        Err(unsupported("inspect exec", exec_id))
+    }
+}
+
+fn unsupported(op: &'static str, target: &str) -> RuntimeError {
+    RuntimeError::Engine {
+        op,
+        target: target.to_owned(),
+        message: "the fake runtime runs no processes".into(),
+    }
+}

@@ -281,3 +281,30 @@ pub trait Runtime: Send + Sync + 'static {
         std::future::ready(Ok(None))
     }
 }
+
+/// What a person asks of a container (`logs`, `exec`), locally or through the API. Kept apart
+/// from `Runtime`: the reconciler never attaches to anything.
+pub trait Attach: Send + Sync + 'static {
+    /// A container's output; with `follow`, until the container stops.
+    fn logs(
+        &self,
+        container: &str,
+        follow: bool,
+        tail: Option<u64>,
+    ) -> BoxStream<'static, Result<Output, RuntimeError>>;
+
+    /// Starts `cmd` in a running container, attached to its output (and input if `stdin`).
+    fn exec(
+        &self,
+        container: &str,
+        cmd: Vec<String>,
+        tty: bool,
+        stdin: bool,
+    ) -> impl Future<Output = Result<ExecSession, RuntimeError>> + Send;
+
+    /// The exit code of a finished exec.
+    fn exec_exit_code(
+        &self,
+        exec_id: &str,
+    ) -> impl Future<Output = Result<Option<i64>, RuntimeError>> + Send;
+}
