@@ -491,8 +491,12 @@ async fn plan<R: Runtime>(State(api): State<Arc<Api<R>>>) -> ApiResult<Json<view
     Ok(Json(view::PlanView::new(&report)))
 }
 
-/// The container of a server or database that the store holds.
-async fn container<R: Runtime>(api: &Api<R>, kind: &str, name: &str) -> ApiResult<String> {
+/// The engine and the id of the container serving a server or database the store holds.
+async fn container<'a, R: Runtime>(
+    api: &'a Api<R>,
+    kind: &str,
+    name: &str,
+) -> ApiResult<(&'a R, String)> {
     let key = ObjectKey::new(kind_param(kind)?, name_param(name)?);
     if !matches!(key.kind, Kind::Server | Kind::Database) {
         return Err(ApiError::bad(format!(
@@ -500,11 +504,20 @@ async fn container<R: Runtime>(api: &Api<R>, kind: &str, name: &str) -> ApiResul
         )));
     }
     require(api, &key).await?;
-    Ok(crate::labels::container_name(
-        &api.instance,
-        key.kind,
-        &key.name,
-    ))
+    let rt = engine(api)?.runtime();
+    let canonical = crate::labels::container_name(&api.instance, key.kind, &key.name);
+    let mine: Vec<_> = rt
+        .list(&api.instance)
+        .await?
+        .into_iter()
+        .filter(|c| c.key.as_ref() == Some(&key))
+        .collect();
+    // During a start-first update two containers serve the object: prefer the named one.
+    mine.iter()
+        .find(|c| c.name == canonical)
+        .or(mine.first())
+        .map(|c| (rt, c.id.clone()))
+        .ok_or_else(|| ApiError::NotFound(format!("{key} has no container yet")))
 }
 
 #[derive(Deserialize)]
@@ -522,18 +535,8 @@ async fn logs<R: Runtime + Attach>(
     query: Result<Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(q) = query.map_err(|e| ApiError::bad(e.body_text()))?;
-    let container = container(&api, &kind, &name).await?;
-    let mut output = engine(&api)?
-        .runtime()
-        .logs(&container, q.follow, q.tail)
-        .peekable();
-    // An engine error before any output (no container yet) is the answer's status, not text.
-    if let Some(Err(_)) = std::pin::Pin::new(&mut output).peek().await {
-        if let Some(Err(e)) = output.next().await {
-            return Err(e.into());
-        }
-    }
-    let body = output.map(|chunk| {
+    let (rt, id) = container(&api, &kind, &name).await?;
+    let body = rt.logs(&id, q.follow, q.tail).map(|chunk| {
         Ok::<_, std::convert::Infallible>(match chunk {
             Ok(Output::Stdout(b) | Output::Stderr(b)) => Bytes::from(b),
             Err(e) => Bytes::from(format!("\ndockhand: {e}\n")),
@@ -578,11 +581,9 @@ async fn exec<R: Runtime + Attach + Clone>(
         .map(|s| b64.decode(s))
         .transpose()
         .map_err(|e| ApiError::bad(format!("stdin: not base64: {e}")))?;
-    let container = container(&api, &kind, &name).await?;
-    let rt = engine(&api)?.runtime().clone();
-    let session = rt
-        .exec(&container, req.command, false, stdin.is_some())
-        .await?;
+    let (rt, id) = container(&api, &kind, &name).await?;
+    let rt = rt.clone();
+    let session = rt.exec(&id, req.command, false, stdin.is_some()).await?;
     if let Some(input) = stdin {
         let mut sink = session.input;
         tokio::spawn(async move {
