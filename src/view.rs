@@ -128,7 +128,8 @@ pub enum SelectorError {
 }
 
 /// One term of a selector: `key=value`, `key==value`, `key!=value`, `key` or `!key`.
-/// Keys starting with `report.` address the object's report (a dotted path into its JSON).
+/// Keys starting with `report.` address the object's report (a dotted path into its JSON, where
+/// `*` stands for any key or index: `report.matches.*.ready=true` asks for any ready match).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Term {
     Equals(String, String),
@@ -185,36 +186,54 @@ impl Selector {
         report: Option<&serde_json::Value>,
     ) -> bool {
         self.0.iter().all(|t| {
-            let get = |k: &str| -> Option<String> {
+            // Every value the key names: at most one for a label, any number through `*`.
+            let values = |k: &str| -> Vec<String> {
                 match k.strip_prefix("report.") {
-                    Some(path) => report.and_then(|r| report_field(r, path)),
-                    None => labels.get(k).cloned(),
+                    Some(path) => report.map_or_else(Vec::new, |r| {
+                        let parts: Vec<&str> = path.split('.').collect();
+                        let mut found = Vec::new();
+                        report_fields(r, &parts, &mut found);
+                        found
+                    }),
+                    None => labels.get(k).cloned().into_iter().collect(),
                 }
             };
             match t {
-                Term::Equals(k, v) => get(k).as_deref() == Some(v.as_str()),
-                Term::NotEquals(k, v) => get(k).as_deref() != Some(v.as_str()),
-                Term::Exists(k) => get(k).is_some(),
-                Term::Absent(k) => get(k).is_none(),
+                Term::Equals(k, v) => values(k).contains(v),
+                Term::NotEquals(k, v) => !values(k).contains(v),
+                Term::Exists(k) => !values(k).is_empty(),
+                Term::Absent(k) => values(k).is_empty(),
             }
         })
     }
 }
 
-/// A report's field at a dotted path, as text: strings bare, other values as JSON.
-fn report_field(report: &serde_json::Value, path: &str) -> Option<String> {
-    let mut v = report;
-    for part in path.split('.') {
-        v = match v {
-            serde_json::Value::Object(m) => m.get(part)?,
-            serde_json::Value::Array(a) => a.get(part.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    match v {
-        serde_json::Value::Null => None,
-        serde_json::Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
+/// The report's fields at a dotted path (`*` matches every key or index), as text: strings
+/// bare, other values as JSON, nulls left out.
+fn report_fields(v: &serde_json::Value, path: &[&str], found: &mut Vec<String>) {
+    use serde_json::Value;
+    let Some((part, rest)) = path.split_first() else {
+        match v {
+            Value::Null => {}
+            Value::String(s) => found.push(s.clone()),
+            other => found.push(other.to_string()),
+        }
+        return;
+    };
+    match (v, *part) {
+        (Value::Object(m), "*") => m.values().for_each(|c| report_fields(c, rest, found)),
+        (Value::Array(a), "*") => a.iter().for_each(|c| report_fields(c, rest, found)),
+        (Value::Object(m), key) => {
+            if let Some(c) = m.get(key) {
+                report_fields(c, rest, found);
+            }
+        }
+        (Value::Array(a), index) => {
+            if let Some(c) = index.parse::<usize>().ok().and_then(|i| a.get(i)) {
+                report_fields(c, rest, found);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -321,6 +340,29 @@ mod tests {
         assert!(!s.matches(&BTreeMap::new(), None));
         let s = Selector::default().and_equals([("report.players".into(), "5".into())]);
         assert!(!s.matches(&BTreeMap::new(), Some(&r)));
+    }
+
+    #[test]
+    fn a_wildcard_in_a_report_path_matches_any_key_or_index() {
+        // Potassium's HasReadyMatch: any match that is ready.
+        let r = serde_json::json!({
+            "matches": {"a": {"ready": false}, "b": {"ready": true}},
+            "teams": [{"size": 2}, {"size": 4}],
+            "empty": {}
+        });
+        let none = BTreeMap::new();
+        let sel = |s: &str| Selector::parse(s).expect("parses");
+        assert!(sel("report.matches.*.ready=true").matches(&none, Some(&r)));
+        assert!(sel("report.matches.*.ready=false").matches(&none, Some(&r)));
+        assert!(!sel("report.matches.*.ready!=true").matches(&none, Some(&r)));
+        assert!(sel("report.teams.*.size=4").matches(&none, Some(&r)));
+        assert!(!sel("report.teams.*.size=3").matches(&none, Some(&r)));
+        assert!(sel("report.teams.1.size=4").matches(&none, Some(&r)));
+        assert!(sel("!report.empty.*").matches(&none, Some(&r)));
+        assert!(sel("report.matches.*").matches(&none, Some(&r)));
+        let idle = serde_json::json!({"matches": {"a": {"ready": false}}});
+        assert!(!sel("report.matches.*.ready=true").matches(&none, Some(&idle)));
+        assert!(sel("report.matches.*.ready!=true").matches(&none, Some(&idle)));
     }
 
     #[test]

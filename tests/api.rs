@@ -106,6 +106,21 @@ fn objects_are_applied_listed_selected_reported_and_deleted_over_http() {
         ["web"]
     );
     assert!(names(&list("?report.players=4").body).is_empty());
+    // Potassium's HasReadyMatch: any match that is ready.
+    assert!(names(&list("?report.matches.*.ready=true").body).is_empty());
+    let r = report(
+        "web",
+        r#"{"matches": {"m1": {"ready": false}, "m2": {"ready": true}}}"#,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(names(&list("?report.matches.*.ready=true").body), ["web"]);
+    assert_eq!(
+        names(&list("?labelSelector=report.matches.m1.ready!=true").body),
+        ["lobby", "web"],
+        "!= holds where the field is missing, as in kubectl"
+    );
+    let r = report("web", r#"{"matches": null}"#);
+    assert_eq!(r.body, serde_json::json!({"mode": "skywars", "players": 5}));
     assert_eq!(
         http("GET", &format!("{api}/servers/web"), None, None).body["report"]["players"],
         5
