@@ -204,6 +204,12 @@ async fn readyz<R: Runtime>(State(api): State<Arc<Api<R>>>) -> ApiResult<Json<se
 
 async fn metrics<R: Runtime>(State(api): State<Arc<Api<R>>>) -> Response {
     let mut containers = Vec::new();
+    let routes = api
+        .engine
+        .get()
+        .and_then(|r| r.proxy())
+        .map(|p| p.states())
+        .unwrap_or_default();
     if let Some(rt) = api.engine.get().map(|r| r.runtime()) {
         if let Ok(list) = rt.list(&api.instance).await {
             let running = list
@@ -229,7 +235,7 @@ async fn metrics<R: Runtime>(State(api): State<Arc<Api<R>>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        api.signals.metrics.render(&containers),
+        api.signals.metrics.render(&containers, &routes),
     )
         .into_response()
 }

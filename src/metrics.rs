@@ -1,5 +1,6 @@
 //! What `GET /metrics` serves, in Prometheus' text format: the controller's own numbers, kept
-//! here by the controller loop, and the containers' resource use, read from the engine per scrape.
+//! here by the controller loop, the containers' resource use, read from the engine per scrape,
+//! and the routes' traffic, read from the proxy's counters.
 //!
 //! Written by hand rather than through a metrics crate: a dozen series do not justify one.
 
@@ -9,6 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::reconcile::PassReport;
+use crate::route::RouteState;
 use crate::runtime::ContainerStats;
 
 /// Upper bounds (seconds) of the pass duration histogram's buckets.
@@ -66,12 +68,17 @@ impl Metrics {
     }
 
     /// The whole exposition, with `containers` (object kind, name, stats) appended.
-    pub fn render(&self, containers: &[(String, String, ContainerStats)]) -> String {
+    pub fn render(
+        &self,
+        containers: &[(String, String, ContainerStats)],
+        routes: &[(String, RouteState)],
+    ) -> String {
         let mut out = String::new();
         if let Ok(m) = self.inner.lock() {
             m.render(&mut out);
         }
         render_containers(&mut out, containers);
+        render_routes(&mut out, routes);
         out
     }
 }
@@ -241,6 +248,54 @@ fn render_containers(out: &mut String, containers: &[(String, String, ContainerS
     }
 }
 
+fn render_routes(out: &mut String, routes: &[(String, RouteState)]) {
+    type Field = fn(&RouteState) -> u64;
+    let series: [(&str, &str, &str, Field); 6] = [
+        (
+            "dockhand_route_listening",
+            "gauge",
+            "1 while the route's listener is bound, 0 when its address cannot be had.",
+            |s| u64::from(s.listening.is_ok()),
+        ),
+        (
+            "dockhand_route_backends",
+            "gauge",
+            "Target servers of the route that have a ready container.",
+            |s| s.backends.len() as u64,
+        ),
+        (
+            "dockhand_route_active",
+            "gauge",
+            "Open TCP connections or live UDP sessions through the route.",
+            |s| s.active,
+        ),
+        (
+            "dockhand_route_received_bytes_total",
+            "counter",
+            "Bytes clients sent through the route.",
+            |s| s.bytes_in,
+        ),
+        (
+            "dockhand_route_sent_bytes_total",
+            "counter",
+            "Bytes the route sent back to clients.",
+            |s| s.bytes_out,
+        ),
+        (
+            "dockhand_route_dropped_total",
+            "counter",
+            "Connections or datagrams dropped for want of a ready backend.",
+            |s| s.dropped,
+        ),
+    ];
+    for (name, kind, help, get) in series {
+        header(out, name, kind, help);
+        for (route, s) in routes {
+            let _ = writeln!(out, "{name}{{route=\"{}\"}} {}", escape(route), get(s));
+        }
+    }
+}
+
 /// Escapes a label value: backslash, double quote and newline.
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
@@ -257,7 +312,7 @@ mod tests {
         let m = Metrics::default();
         m.pass_failed(Duration::from_millis(3), false);
         m.pass_failed(Duration::from_millis(300), true);
-        let text = m.render(&[]);
+        let text = m.render(&[], &[]);
         assert!(
             text.contains("dockhand_reconcile_pass_duration_seconds_bucket{le=\"0.005\"} 1\n"),
             "{text}"
@@ -268,6 +323,29 @@ mod tests {
         );
         assert!(text.contains("dockhand_reconcile_pass_duration_seconds_count 2\n"));
         assert!(text.contains("dockhand_engine_errors_total 1\n"));
+    }
+
+    #[test]
+    fn routes_get_their_own_series() {
+        let state = RouteState {
+            listening: Ok(()),
+            backends: vec!["web=10.0.0.2".into()],
+            active: 2,
+            bytes_in: 100,
+            bytes_out: 2048,
+            dropped: 1,
+        };
+        let text = Metrics::default().render(&[], &[("front".into(), state)]);
+        for want in [
+            "dockhand_route_listening{route=\"front\"} 1\n",
+            "dockhand_route_backends{route=\"front\"} 1\n",
+            "dockhand_route_active{route=\"front\"} 2\n",
+            "dockhand_route_received_bytes_total{route=\"front\"} 100\n",
+            "dockhand_route_sent_bytes_total{route=\"front\"} 2048\n",
+            "dockhand_route_dropped_total{route=\"front\"} 1\n",
+        ] {
+            assert!(text.contains(want), "{want} missing:\n{text}");
+        }
     }
 
     #[test]

@@ -59,6 +59,25 @@ struct Listener {
     error: Option<String>,
 }
 
+impl Listener {
+    /// Its counters now, with the backends the last sync gave it.
+    fn state(&self) -> RouteState {
+        let mut backends: Vec<String> = Shared::read(&self.shared.backends)
+            .iter()
+            .map(|(s, ip)| format!("{s}={ip}"))
+            .collect();
+        backends.sort();
+        RouteState {
+            listening: self.error.clone().map_or(Ok(()), Err),
+            backends,
+            active: self.shared.active.load(Ordering::Relaxed),
+            bytes_in: self.shared.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.shared.bytes_out.load(Ordering::Relaxed),
+            dropped: self.shared.dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
 impl Drop for Listener {
     fn drop(&mut self) {
         if let Some(t) = self.task.take() {
@@ -189,24 +208,26 @@ impl Proxy {
                 .iter()
                 .filter_map(|t| Some((t.to_string(), *backends.get(*t)?)))
                 .collect();
-            let mut shown: Vec<String> = mine.iter().map(|(s, ip)| format!("{s}={ip}")).collect();
-            shown.sort();
             *l.shared
                 .backends
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = mine;
-            out.insert(
-                name.clone(),
-                RouteState {
-                    listening: l.error.clone().map_or(Ok(()), Err),
-                    backends: shown,
-                    active: l.shared.active.load(Ordering::Relaxed),
-                    bytes_in: l.shared.bytes_in.load(Ordering::Relaxed),
-                    bytes_out: l.shared.bytes_out.load(Ordering::Relaxed),
-                    dropped: l.shared.dropped.load(Ordering::Relaxed),
-                },
-            );
+            out.insert(name.clone(), l.state());
         }
+        out
+    }
+
+    /// Every route's state now, by name (for metrics between passes).
+    pub fn states(&self) -> Vec<(String, RouteState)> {
+        let listeners = self
+            .listeners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out: Vec<_> = listeners
+            .iter()
+            .map(|(name, l)| (name.clone(), l.state()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{docker, eventually, text, Env, IMAGE};
+use common::{docker, eventually, http, text, Controller, Env, IMAGE};
 
 const WAIT: Duration = Duration::from_secs(40);
 
@@ -88,6 +88,15 @@ impl BoundClient {
     }
 }
 
+/// One of a route's series on the controller's `/metrics`.
+fn route_metric(up: &Controller, series: &str, route: &str) -> Option<u64> {
+    let text = http("GET", &format!("{}/metrics", up.api_url()), None, None).text;
+    let prefix = format!("{series}{{route=\"{route}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+}
+
 fn status(env: &Env, kind: &str, name: &str) -> Option<serde_json::Value> {
     env.object_of(kind, name).map(|o| o["status"].clone())
 }
@@ -150,6 +159,19 @@ fn tcp_through_a_route_reaches_an_http_server_and_follows_a_recreated_backend() 
             .is_some_and(|m| m.contains("backends web=")),
         "{s}"
     );
+    // The same counters, as Prometheus series.
+    assert_eq!(
+        route_metric(&up, "dockhand_route_listening", "front"),
+        Some(1)
+    );
+    assert_eq!(
+        route_metric(&up, "dockhand_route_backends", "front"),
+        Some(1)
+    );
+    assert!(
+        route_metric(&up, "dockhand_route_received_bytes_total", "front").is_some_and(|n| n > 0)
+    );
+    assert!(route_metric(&up, "dockhand_route_sent_bytes_total", "front").is_some_and(|n| n > 0));
 
     // The backend is recreated (new spec): the same listener reaches the new container.
     env.write("web.yaml", &web("web", "second", ""));
@@ -183,6 +205,11 @@ fn a_route_without_a_ready_backend_refuses_at_once() {
         started.elapsed() < Duration::from_secs(1),
         "not refused at once"
     );
+    assert_eq!(
+        route_metric(&up, "dockhand_route_backends", "front"),
+        Some(0)
+    );
+    assert!(route_metric(&up, "dockhand_route_dropped_total", "front").is_some_and(|n| n >= 1));
     up.stop();
 }
 

@@ -178,6 +178,11 @@ impl<R: Runtime> Reconciler<R> {
         &self.runtime
     }
 
+    /// The routes' proxy, when this reconciler serves them (`dockhand up`).
+    pub fn proxy(&self) -> Option<&std::sync::Arc<Proxy>> {
+        self.proxy.as_ref()
+    }
+
     /// Reads the store, merges the snapshot, lists the engine once and plans.
     async fn observe(
         &self,
