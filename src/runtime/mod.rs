@@ -1,7 +1,8 @@
 //! A narrow view of the container engine: exactly the calls the reconciler needs, no more.
 //!
 //! Keeping the surface small keeps the planner testable without an engine and makes the
-//! engine-facing cost of a pass obvious (a no-op pass is one `list`).
+//! engine-facing cost of a pass obvious (a no-op pass is one `list`). What people ask of a
+//! container (logs, exec) is a trait of its own, `Attach`, that the reconciler never sees.
 
 pub mod docker;
 pub mod fake;
