@@ -634,11 +634,7 @@ async fn route_exists<R: Runtime>(api: &Api<R>, name: &str) -> ApiResult<()> {
 }
 
 fn client_param(ip: &str) -> ApiResult<Ipv4Addr> {
-    ip.parse().map_err(|_| {
-        ApiError::bad(format!(
-            "invalid client address {ip:?}: expected an IPv4 address like 192.168.1.50"
-        ))
-    })
+    ClientRoute::parse_client(ip).map_err(ApiError::bad)
 }
 
 async fn list_clients<R: Runtime>(
@@ -680,22 +676,12 @@ async fn put_client<R: Runtime>(
     body: Bytes,
 ) -> ApiResult<Json<ClientRoute>> {
     route_exists(&api, &name).await?;
-    let client = client_param(&ip)?;
     let target: ClientTarget = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad(format!(
             "invalid body: {e}: expected {{\"server\": NAME, \"port\": PORT}}"
         ))
     })?;
-    check_dns_label(&target.server).map_err(|e| ApiError::bad(format!("server: {e}")))?;
-    if target.port == 0 {
-        return Err(ApiError::bad("port: expected 1-65535"));
-    }
-    let route = ClientRoute {
-        client,
-        server: target.server,
-        port: target.port,
-        updated_at: crate::lifecycle::rfc3339(crate::lifecycle::now_millis()),
-    };
+    let route = ClientRoute::new(&ip, &target.server, target.port).map_err(ApiError::bad)?;
     api.store
         .set_route_client(&api.instance, &name, &route)
         .await?;

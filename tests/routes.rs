@@ -307,6 +307,87 @@ fn per_client_routes_set_through_the_api_apply_live() {
 }
 
 #[test]
+fn per_client_routes_set_with_the_cli_on_the_state_file_apply_live() {
+    let Some(env) = Env::new("route-clients-cli") else {
+        return;
+    };
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    env.write("a.yaml", &web("lobby", "lobby", ""));
+    env.write("b.yaml", &web("skywars", "skywars", ""));
+    env.write("route.yaml", &route("game", listen, "lobby", 8080, ""));
+    let mut up = env.up(&["--resync", "1h"]);
+    eventually(WAIT, "lobby behind the route", || {
+        get(listen, Some("127.0.0.2")).ok().filter(|b| b == "lobby")
+    });
+    let stdout = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+
+    // Written to the state file by another process: the controller notices by itself.
+    let out = env.run("clients", &["set", "game", "127.0.0.2", "skywars:8080"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out), "route/game: 127.0.0.2 -> skywars:8080\n");
+    eventually(WAIT, "127.0.0.2 sent to skywars", || {
+        get(listen, Some("127.0.0.2"))
+            .ok()
+            .filter(|b| b == "skywars")
+    });
+    assert_eq!(get(listen, Some("127.0.0.1")).expect("from .1"), "lobby");
+
+    // The same table, listed through the controller's API.
+    let api = up.api_url();
+    let out = env.run("clients", &["list", "game", "--server", &api]);
+    assert!(out.status.success(), "{}", text(&out));
+    let table = stdout(&out);
+    assert!(table.starts_with("CLIENT"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("127.0.0.2") && l.contains("skywars:8080")),
+        "{table}"
+    );
+
+    // Bad input and unknown routes: exit 1 with the reason.
+    for (args, why) in [
+        (
+            &["set", "game", "not-an-ip", "skywars:8080"][..],
+            "invalid client address",
+        ),
+        (
+            &["set", "game", "127.0.0.3", "skywars"][..],
+            "expected SERVER:PORT",
+        ),
+        (
+            &["set", "nope", "127.0.0.3", "skywars:8080"][..],
+            "route/nope not found",
+        ),
+        (
+            &["delete", "game", "127.0.0.9"][..],
+            "has no route for client",
+        ),
+    ] {
+        let out = env.run("clients", args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(why),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+
+    // Deleted through the API from the CLI: back to the route's own target.
+    let out = env.run(
+        "clients",
+        &["delete", "game", "127.0.0.2", "--server", &api],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    eventually(WAIT, "127.0.0.2 back at the lobby", || {
+        get(listen, Some("127.0.0.2")).ok().filter(|b| b == "lobby")
+    });
+    let out = env.run("clients", &["list", "game"]);
+    assert_eq!(stdout(&out), "no client routes\n", "{}", text(&out));
+    up.stop();
+}
+
+#[test]
 fn udp_through_a_route_gets_replies() {
     let Some(env) = Env::new("route-udp") else {
         return;

@@ -6,6 +6,7 @@
 //! locked by another controller).
 
 mod apply;
+mod clients;
 mod db;
 mod delete;
 mod describe;
@@ -66,6 +67,9 @@ enum Command {
     Apply(apply::ApplyArgs),
     /// Delete an object that was applied (files and table rows are removed at their source).
     Delete(delete::DeleteArgs),
+    /// A route's per-client routes: `clients list ROUTE`, `set ROUTE CLIENT SERVER:PORT`,
+    /// `delete ROUTE CLIENT`.
+    Clients(clients::ClientsArgs),
     /// Print a shell completion script: `source <(dockhand completion bash)`.
     Completion(CompletionArgs),
     /// Print the JSON Schema of dockhand manifests (for editors' YAML language servers).
@@ -260,6 +264,7 @@ pub fn main() -> ExitCode {
             Command::Db(a) => db::run(a).await,
             Command::Apply(a) => apply::run(a).await,
             Command::Delete(a) => delete::run(a).await,
+            Command::Clients(a) => clients::run(a).await,
             Command::Completion(a) => {
                 use clap::CommandFactory;
                 let mut cmd = Cli::command();

@@ -10,10 +10,10 @@ use serde_json::Value;
 #[derive(Args, Debug, Clone)]
 pub struct RemoteArgs {
     /// A controller's API, like http://10.0.0.5:7700; without it the local state file is used.
-    #[arg(long, env = "DOCKHAND_SERVER")]
+    #[arg(long, env = "DOCKHAND_SERVER", global = true)]
     pub server: Option<String>,
     /// A file holding the API's bearer token.
-    #[arg(long, env = "DOCKHAND_TOKEN_FILE")]
+    #[arg(long, env = "DOCKHAND_TOKEN_FILE", global = true)]
     pub token_file: Option<PathBuf>,
 }
 

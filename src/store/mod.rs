@@ -824,13 +824,37 @@ impl Store {
 }
 
 /// A runtime per-client route: this client address goes to a server's port.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientRoute {
     pub client: std::net::Ipv4Addr,
     pub server: String,
     pub port: u16,
     pub updated_at: String,
+}
+
+impl ClientRoute {
+    /// A route for `client` to `server`'s `port`, stamped now; the API and the CLI check their
+    /// input here alike.
+    pub fn new(client: &str, server: &str, port: u16) -> Result<Self, String> {
+        let client = Self::parse_client(client)?;
+        crate::manifest::check_dns_label(server).map_err(|e| format!("server: {e}"))?;
+        if port == 0 {
+            return Err("port: expected 1-65535".into());
+        }
+        Ok(Self {
+            client,
+            server: server.to_owned(),
+            port,
+            updated_at: crate::lifecycle::rfc3339(crate::lifecycle::now_millis()),
+        })
+    }
+
+    pub fn parse_client(client: &str) -> Result<std::net::Ipv4Addr, String> {
+        client.parse().map_err(|_| {
+            format!("invalid client address {client:?}: expected an IPv4 address like 192.168.1.50")
+        })
+    }
 }
 
 /// RFC 7386 JSON merge patch.
@@ -1034,6 +1058,16 @@ mod tests {
         assert_eq!(v1, v0 + 1, "an unchanged put writes nothing");
         assert!(store.delete_applied("i", &key).await.expect("delete"));
         assert_eq!(watch.source_version().await.expect("v"), v1 + 1);
+        // Per-client routes written by another process must wake `up` too.
+        let r = ClientRoute::new("10.0.0.7", "web", 8080).expect("valid");
+        store.set_route_client("i", "game", &r).await.expect("set");
+        assert_eq!(watch.source_version().await.expect("v"), v1 + 2);
+        let ip = r.client;
+        assert!(store
+            .delete_route_client("i", "game", ip)
+            .await
+            .expect("delete"));
+        assert_eq!(watch.source_version().await.expect("v"), v1 + 3);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1072,6 +1106,24 @@ mod tests {
             t.await
                 .expect("joins")
                 .expect("no transaction fails as locked");
+        }
+    }
+
+    #[test]
+    fn client_routes_check_address_server_and_port() {
+        let r = ClientRoute::new("192.168.1.50", "skywars-1", 5520).expect("valid");
+        assert_eq!(
+            (r.client.to_string(), r.port),
+            ("192.168.1.50".into(), 5520)
+        );
+        for (client, server, port, why) in [
+            ("192.168.1", "web", 80, "invalid client address"),
+            ("::1", "web", 80, "invalid client address"),
+            ("10.0.0.1", "Web_1", 80, "server:"),
+            ("10.0.0.1", "web", 0, "port: expected 1-65535"),
+        ] {
+            let e = ClientRoute::new(client, server, port).expect_err(client);
+            assert!(e.contains(why), "{e}");
         }
     }
 
