@@ -24,7 +24,8 @@ use serde_json::json;
 
 use crate::apply::{self, kind_of, ApplyError};
 use crate::controller::Signals;
-use crate::manifest::{check_dns_label, Kind, ManifestError, ObjectKey};
+use crate::manifest::replicas::check_object_name;
+use crate::manifest::{Kind, ManifestError, ObjectKey};
 use crate::reconcile::Reconciler;
 use crate::runtime::{Attach, Output, Runtime, RuntimeError};
 use crate::source::Sources;
@@ -248,8 +249,9 @@ fn kind_param(s: &str) -> ApiResult<Kind> {
     })
 }
 
+/// An object's name, or a replica's (`web.2`).
 fn name_param(s: &str) -> ApiResult<String> {
-    check_dns_label(s).map_err(ApiError::bad)?;
+    check_object_name(s).map_err(ApiError::bad)?;
     Ok(s.to_owned())
 }
 

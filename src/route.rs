@@ -24,8 +24,10 @@ const SPLICE_BUFFER: usize = 256 * 1024;
 #[derive(Default)]
 struct Shared {
     spec: RwLock<Option<RouteSpec>>,
-    /// Server name → address of its ready container.
-    backends: RwLock<HashMap<String, Ipv4Addr>>,
+    /// Server name → addresses of its ready containers (one per ready replica).
+    backends: RwLock<HashMap<String, Vec<Ipv4Addr>>>,
+    /// Turns through a replicated server's addresses, one connection or session at a time.
+    next: std::sync::atomic::AtomicUsize,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     active: AtomicU64,
@@ -46,7 +48,11 @@ impl Shared {
         };
         let spec = Self::read(&self.spec);
         let target = spec.as_ref()?.target_for(client);
-        let ip = *Self::read(&self.backends).get(&target.server.0)?;
+        let backends = Self::read(&self.backends);
+        let ips = backends
+            .get(&target.server.0)
+            .filter(|ips| !ips.is_empty())?;
+        let ip = ips[self.next.fetch_add(1, Ordering::Relaxed) % ips.len()];
         Some(SocketAddr::from((ip, target.port.0)))
     }
 }
@@ -64,7 +70,7 @@ impl Listener {
     fn state(&self) -> RouteState {
         let mut backends: Vec<String> = Shared::read(&self.shared.backends)
             .iter()
-            .map(|(s, ip)| format!("{s}={ip}"))
+            .flat_map(|(s, ips)| ips.iter().map(move |ip| format!("{s}={ip}")))
             .collect();
         backends.sort();
         RouteState {
@@ -134,11 +140,11 @@ impl Proxy {
     }
 
     /// Makes the listeners match `routes` (starting, keeping or closing them) and points them at
-    /// `backends` (server name → ready container address). Returns each route's state.
+    /// `backends` (server name → its ready containers' addresses). Returns each route's state.
     pub async fn sync(
         &self,
         routes: &[(String, RouteSpec)],
-        backends: &HashMap<String, Ipv4Addr>,
+        backends: &HashMap<String, Vec<Ipv4Addr>>,
     ) -> HashMap<String, RouteState> {
         // Which listeners must be (re)started, decided under the lock, bound outside it.
         let mut to_start = Vec::new();
@@ -204,9 +210,9 @@ impl Proxy {
                 std::iter::once(spec.to.server.0.as_str())
                     .chain(spec.rules.iter().map(|r| r.to.server.0.as_str()))
                     .collect();
-            let mine: HashMap<String, Ipv4Addr> = targets
+            let mine: HashMap<String, Vec<Ipv4Addr>> = targets
                 .iter()
-                .filter_map(|t| Some((t.to_string(), *backends.get(*t)?)))
+                .filter_map(|t| Some((t.to_string(), backends.get(*t)?.clone())))
                 .collect();
             *l.shared
                 .backends
@@ -465,7 +471,7 @@ mod tests {
             "must be closed at once"
         );
         // With a backend: bytes go through and are counted.
-        let backends = HashMap::from([("echo".to_owned(), Ipv4Addr::LOCALHOST)]);
+        let backends = HashMap::from([("echo".to_owned(), vec![Ipv4Addr::LOCALHOST])]);
         proxy.sync(&routes, &backends).await;
         let mut c = TcpStream::connect(listen).await.expect("connect");
         c.write_all(b"ping").await.expect("write");
@@ -511,7 +517,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(proxy.sync(&routes, &HashMap::new()).await["u"].dropped, 1);
 
-        let backends = HashMap::from([("echo".to_owned(), Ipv4Addr::LOCALHOST)]);
+        let backends = HashMap::from([("echo".to_owned(), vec![Ipv4Addr::LOCALHOST])]);
         proxy.sync(&routes, &backends).await;
         client.send_to(b"hello", listen).await.expect("send");
         let mut buf = [0u8; 16];

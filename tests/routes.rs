@@ -188,6 +188,26 @@ fn tcp_through_a_route_reaches_an_http_server_and_follows_a_recreated_backend() 
 }
 
 #[test]
+fn a_route_to_a_replicated_server_spreads_connections_over_its_replicas() {
+    let Some(env) = Env::new("route-replicas") else {
+        return;
+    };
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    // Each replica's page is its own hostname (the container's short id).
+    env.write("web.yaml", &web("web", "$(hostname)", "  replicas: 3\n"));
+    env.write("route.yaml", &route("front", listen, "web", 8080, ""));
+    let mut up = env.up(&["--resync", "1h"]);
+    eventually(WAIT, "three backends", || {
+        route_metric(&up, "dockhand_route_backends", "front").filter(|n| *n == 3)
+    });
+    let pages: std::collections::BTreeSet<String> = (0..9)
+        .map(|_| get(listen, None).expect("a page through the route"))
+        .collect();
+    assert_eq!(pages.len(), 3, "every replica answers: {pages:?}");
+    up.stop();
+}
+
+#[test]
 fn a_route_without_a_ready_backend_refuses_at_once() {
     let Some(env) = Env::new("route-refuse") else {
         return;

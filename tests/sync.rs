@@ -421,3 +421,95 @@ fn a_name_taken_by_a_stranger_is_invalid_and_the_stranger_is_untouched() {
     );
     docker(&["rm", "-f", &stranger]);
 }
+
+#[test]
+fn replicas_scale_up_and_down_without_recreating_the_ones_that_stay() {
+    let Some(env) = Env::new("replicas") else {
+        return;
+    };
+    let ids = |names: &[&str]| -> Vec<String> {
+        names
+            .iter()
+            .map(|n| {
+                let c = env.container(n).unwrap_or_else(|| panic!("{n} missing"));
+                assert!(c.running(), "{n} is {}", c.state);
+                assert_eq!(c.label("dockhand.name").as_deref(), Some(*n));
+                c.id
+            })
+            .collect()
+    };
+    let replicated = |n: u32| {
+        server(
+            "web",
+            &format!("  replicas: {n}\n  ports: [{{container: 8080}}]\n"),
+        )
+    };
+
+    env.write("web.yaml", &replicated(3));
+    env.sync();
+    let three = ids(&["web", "web.1", "web.2"]);
+    let out = env.run("get", &["servers"]);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    for name in ["server/web ", "server/web.1 ", "server/web.2 "] {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains("Ready")),
+            "{name}: {table}"
+        );
+    }
+    // Each replica publishes its container port on a host port of its own.
+    let ports: std::collections::BTreeSet<String> = ["web", "web.1", "web.2"]
+        .iter()
+        .map(|n| env.object(n).expect("stored")["status"]["ports"][0]["host"].to_string())
+        .collect();
+    assert_eq!(ports.len(), 3, "{ports:?}");
+
+    // Down to 2: only the surplus goes.
+    env.write("web.yaml", &replicated(2));
+    env.sync();
+    assert_eq!(ids(&["web", "web.1"]), three[..2]);
+    assert!(env.container("web.2").is_none());
+    assert!(env.object("web.2").is_none(), "its object is gone too");
+
+    // Up to 4: the two that stay are untouched.
+    env.write("web.yaml", &replicated(4));
+    env.sync();
+    let four = ids(&["web", "web.1", "web.2", "web.3"]);
+    assert_eq!(four[..2], three[..2]);
+
+    // One replica removed behind dockhand's back is the only one recreated.
+    docker(&["rm", "-f", &format!("dh_{}_server_web.2", env.instance)]);
+    env.sync();
+    let again = ids(&["web", "web.1", "web.2", "web.3"]);
+    assert_eq!((&again[..2], &again[3]), (&four[..2], &four[3]));
+    assert_ne!(again[2], four[2]);
+
+    // Per replica on the command line: describe, and a clear error for a bad name.
+    let out = env.run("describe", &["server", "web.3"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = env.run("describe", &["server", "web.03"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("replica"),
+        "{}",
+        text(&out)
+    );
+
+    // A fixed host port cannot be shared: the file is refused and nothing changes.
+    env.write(
+        "web.yaml",
+        &server(
+            "web",
+            "  replicas: 2\n  ports: [{container: 8080, host: 18999}]\n",
+        ),
+    );
+    let out = env.run("sync", &["--timeout", "20s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("web.yaml") && text(&out).contains("spec.ports[0].host"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(ids(&["web", "web.1", "web.2", "web.3"]), again);
+}

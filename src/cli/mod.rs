@@ -27,6 +27,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::labels::DEFAULT_INSTANCE;
 use crate::lifecycle::BackoffPolicy;
+use crate::manifest::replicas::check_object_name;
 use crate::manifest::{check_dns_label, Kind, ManifestError, ObjectKey};
 use crate::reconcile::{Options, Reconciler};
 use crate::runtime::{DockerRuntime, Output};
@@ -123,7 +124,7 @@ pub(crate) fn object_ref(s: &str) -> anyhow::Result<ObjectKey> {
         ),
         None => (Kind::Server, s),
     };
-    check_dns_label(name).map_err(|e| anyhow::anyhow!(e))?;
+    check_object_name(name).map_err(|e| anyhow::anyhow!(e))?;
     Ok(ObjectKey::new(kind, name))
 }
 
@@ -132,7 +133,7 @@ pub(crate) fn object_key(kind: &str, name: &str) -> anyhow::Result<ObjectKey> {
     let kind = crate::apply::kind_of(kind).ok_or_else(|| {
         anyhow::anyhow!("unknown kind {kind:?}: expected server, database, network or route")
     })?;
-    check_dns_label(name).map_err(|e| anyhow::anyhow!(e))?;
+    check_object_name(name).map_err(|e| anyhow::anyhow!(e))?;
     Ok(ObjectKey::new(kind, name))
 }
 

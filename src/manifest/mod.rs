@@ -9,6 +9,7 @@ pub mod graph;
 pub mod network;
 pub mod parse;
 pub mod quantity;
+pub mod replicas;
 pub mod schema;
 pub mod server;
 
@@ -158,9 +159,21 @@ impl Object {
             labels: &'a BTreeMap<String, String>,
             spec: &'a Spec,
         }
+        // How many replicas run is not part of what a container is: scaling recreates nothing.
+        let unscaled;
+        let spec = match &self.spec {
+            Spec::Server(s) if s.replicas.is_some() => {
+                unscaled = Spec::Server(server::ServerSpec {
+                    replicas: None,
+                    ..s.clone()
+                });
+                &unscaled
+            }
+            other => other,
+        };
         let json = serde_json::to_vec(&Hashed {
             labels: &self.labels,
-            spec: &self.spec,
+            spec,
         })
         .unwrap_or_default();
         short_hash(&json)

@@ -48,6 +48,11 @@ pub struct ServerSpec {
     pub ip: Option<std::net::Ipv4Addr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<Update>,
+    /// Containers that run this spec alike (default 1, at most 64). Replica 0 is named after the
+    /// server and the others `NAME.1`, `NAME.2`…, so scaling never renames or recreates one.
+    #[schemars(range(min = 1, max = 64))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
     /// How long the engine waits after SIGTERM before SIGKILL when stopping (default 10s).
     #[schemars(with = "Option<crate::manifest::schema::DurationText>")]
     #[serde(
@@ -62,7 +67,15 @@ fn is_default<T: Default + PartialEq>(t: &T) -> bool {
     *t == T::default()
 }
 
+/// The most replicas a server may ask for.
+pub const MAX_REPLICAS: u32 = 64;
+
 impl ServerSpec {
+    /// How many containers run this spec.
+    pub fn replica_count(&self) -> u32 {
+        self.replicas.unwrap_or(1)
+    }
+
     /// Whether a spec change starts the new container before the old one stops.
     pub fn start_first(&self) -> bool {
         self.update
@@ -74,6 +87,32 @@ impl ServerSpec {
     pub fn check(&self) -> Result<(), (String, String)> {
         if self.ip.is_some() && self.network.is_none() {
             return Err(("spec.ip".into(), "a static ip needs a network".into()));
+        }
+        let replicas = self.replica_count();
+        if !(1..=MAX_REPLICAS).contains(&replicas) {
+            return Err((
+                "spec.replicas".into(),
+                format!(
+                    "expected 1 to {MAX_REPLICAS}, found {replicas} (to stop a server, remove it)"
+                ),
+            ));
+        }
+        if replicas > 1 {
+            if self.ip.is_some() {
+                return Err((
+                    "spec.replicas".into(),
+                    format!("{replicas} replicas cannot share one static ip: remove spec.ip"),
+                ));
+            }
+            if let Some(i) = self.ports.iter().position(|p| p.host.0 != 0) {
+                return Err((
+                    format!("spec.ports[{i}].host"),
+                    format!(
+                        "{replicas} replicas cannot all publish host port {}: omit host for a port the engine picks per replica, or put a Route in front",
+                        self.ports[i].host.0
+                    ),
+                ));
+            }
         }
         if self.start_first() {
             if self.ip.is_some() {

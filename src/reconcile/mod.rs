@@ -277,7 +277,12 @@ impl<R: Runtime> Reconciler<R> {
                     .find_map(|c| c.ip)
             };
             if let Some(ip) = ready.or_else(fallback) {
-                backends.insert(key.name.clone(), ip);
+                // Every replica of a server serves the routes that target it.
+                let server = crate::manifest::replicas::replica_of(&key.name);
+                backends
+                    .entry(server.to_owned())
+                    .or_insert_with(Vec::new)
+                    .push(ip);
             }
         }
         proxy.sync(&routes, &backends).await
@@ -606,6 +611,7 @@ impl<R: Runtime> Reconciler<R> {
     ) -> (Vec<Desired>, HashMap<ObjectKey, ContainerSpec>) {
         let mut wanted = Vec::with_capacity(objects.len());
         let mut specs = HashMap::with_capacity(objects.len());
+        let replicas = crate::manifest::replicas::further_replicas(objects);
         for o in objects {
             let hash = o.spec_hash();
             let key = o.key();
@@ -663,13 +669,19 @@ impl<R: Runtime> Reconciler<R> {
                         }
                         specs.insert(key.clone(), c);
                     }
+                    // Depending on a replicated server means on every replica of it.
                     let mut deps: Vec<Dep> = s
                         .depends_on
                         .iter()
-                        .map(|d| Dep {
-                            key: d.key(),
-                            condition: d.condition,
-                            restart: d.restart,
+                        .flat_map(|d| {
+                            let key = d.key();
+                            crate::manifest::replicas::dependency_keys(&key, &replicas)
+                                .map(|key| Dep {
+                                    key,
+                                    condition: d.condition,
+                                    restart: d.restart,
+                                })
+                                .collect::<Vec<_>>()
                         })
                         .collect();
                     // Taking values from a database implies depending on it (at least Started).

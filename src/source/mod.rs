@@ -136,7 +136,7 @@ pub fn assemble(parts: Vec<(Origin, Part)>) -> Snapshot {
         files.remove(&e.file);
     }
     snap.errors.extend(graph_errors);
-    snap.objects = files.into_values().flatten().collect();
+    snap.objects = crate::manifest::replicas::expand(files.into_values().flatten().collect());
     snap
 }
 
