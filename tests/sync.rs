@@ -485,6 +485,27 @@ fn replicas_scale_up_and_down_without_recreating_the_ones_that_stay() {
     assert_eq!((&again[..2], &again[3]), (&four[..2], &four[3]));
     assert_ne!(again[2], four[2]);
 
+    // A spec change rolls through every replica (one at a time: the planner's unit tests),
+    // and sync waits until the last one is on the new spec.
+    env.write(
+        "web.yaml",
+        &server(
+            "web",
+            "  replicas: 4\n  ports: [{container: 8080}]\n  env: {V: '2'}\n",
+        ),
+    );
+    let out = env.sync();
+    let log = String::from_utf8_lossy(&out.stdout).into_owned();
+    for n in ["web", "web.1", "web.2", "web.3"] {
+        assert!(
+            log.contains(&format!("recreate server/{n} (spec changed): done")),
+            "{n}: {log}"
+        );
+    }
+    let rolled = ids(&["web", "web.1", "web.2", "web.3"]);
+    assert!(rolled.iter().all(|id| !again.contains(id)), "{log}");
+    let again = rolled;
+
     // Per replica on the command line: describe, and a clear error for a bad name.
     let out = env.run("describe", &["server", "web.3"]);
     assert!(out.status.success(), "{}", text(&out));

@@ -8,8 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::lifecycle::{rfc3339, BackoffPolicy, Lifecycle, Millis};
+use crate::manifest::replicas::replica_of;
 use crate::manifest::server::{Condition, RestartPolicy};
-use crate::manifest::ObjectKey;
+use crate::manifest::{Kind, ObjectKey};
 use crate::runtime::{Health, Observed, State};
 
 /// A readiness check dockhand runs itself, and what to do when it never passes.
@@ -311,6 +312,8 @@ pub fn plan(desired: &[Desired], observed: &[Observed], opts: PlanOptions) -> Pl
 
     let mut p = Plan::default();
     let mut candidates_by_key: BTreeMap<ObjectKey, Option<Action>> = BTreeMap::new();
+    // Objects whose spec change this pass would roll out, with the old container if it serves.
+    let mut updates: BTreeMap<ObjectKey, Option<Observed>> = BTreeMap::new();
     for d in desired {
         let mut candidates = by_key.remove(&d.key).unwrap_or_default();
         // Keep the best container: matching spec first, then running, then the name order.
@@ -345,9 +348,22 @@ pub fn plan(desired: &[Desired], observed: &[Observed], opts: PlanOptions) -> Pl
                 volume: None,
             });
         }
+        let old = candidates.iter().find(|o| !matches(o));
+        let update = match &action {
+            Some(Action::Recreate { .. }) => keep.is_some_and(|k| !matches(k)),
+            Some(Action::Create { .. }) => d.start_first && old.is_some(),
+            _ => false,
+        };
+        if update {
+            updates.insert(
+                d.key.clone(),
+                old.filter(|o| serving(o)).map(|o| (*o).clone()),
+            );
+        }
         p.verdicts.insert(d.key.clone(), verdict);
         candidates_by_key.insert(d.key.clone(), action);
     }
+    roll(desired, &updates, &mut candidates_by_key, &mut p, &opts);
     // Dependencies: nothing starts before what it depends on meets its condition, and a
     // running object restarts when a `restart: true` dependency ran anew.
     let runs: BTreeMap<ObjectKey, String> = p
@@ -446,6 +462,72 @@ pub fn plan(desired: &[Desired], observed: &[Observed], opts: PlanOptions) -> Pl
         });
     }
     p
+}
+
+/// Whether a container is doing its job: running, and healthy if it has a health check.
+fn serving(o: &Observed) -> bool {
+    o.state == State::Running && matches!(o.health, None | Some(Health::Healthy))
+}
+
+/// Rolling updates: a replicated server's spec change replaces one serving replica at a time,
+/// the next only once no other replica is on its way up, so the server never loses more than
+/// one replica to an update. Replicas that do not serve anyway are replaced at once, and a new
+/// spec that never gets Ready halts the rollout with the rest still on the old one.
+fn roll(
+    desired: &[Desired],
+    updates: &BTreeMap<ObjectKey, Option<Observed>>,
+    actions: &mut BTreeMap<ObjectKey, Option<Action>>,
+    p: &mut Plan,
+    opts: &PlanOptions,
+) {
+    if updates.is_empty() {
+        return;
+    }
+    let mut groups: BTreeMap<&str, Vec<&ObjectKey>> = BTreeMap::new();
+    for d in desired.iter().filter(|d| d.key.kind == Kind::Server) {
+        groups
+            .entry(replica_of(&d.key.name))
+            .or_default()
+            .push(&d.key);
+    }
+    for members in groups.values().filter(|m| m.len() > 1) {
+        let mut members = members.clone();
+        members.sort_by_key(|k| replica_index(&k.name));
+        // A replica on its way up (created, starting, or new and not Ready yet) comes first.
+        let coming_up = members.iter().find(|k| {
+            !updates.contains_key(**k)
+                && p.verdicts
+                    .get(**k)
+                    .is_some_and(|v| !matches!(v.phase, Phase::Ready | Phase::Completed))
+        });
+        let mut next: Option<&ObjectKey> = coming_up.copied();
+        for k in &members {
+            let Some(Some(old)) = updates.get(*k) else {
+                continue;
+            };
+            let Some(first) = next else {
+                next = Some(k);
+                continue;
+            };
+            actions.insert((*k).clone(), None);
+            if let Some(v) = p.verdicts.get_mut(*k) {
+                v.phase = Phase::Running;
+                v.container = Some(old.clone());
+                v.message = Some(format!(
+                    "rolling update: on the old spec until {first} is Ready"
+                ));
+            }
+            let at = opts.now + RECHECK_MILLIS;
+            p.recheck_at = Some(p.recheck_at.map_or(at, |r| r.min(at)));
+        }
+    }
+}
+
+/// A replica's index: 0 for the server's own name.
+fn replica_index(name: &str) -> u32 {
+    name.rsplit_once('.')
+        .and_then(|(_, i)| i.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Identifies one run of an object: its container and how often dockhand restarted it.
@@ -874,6 +956,116 @@ mod tests {
             id: id.into(),
             restart,
         }
+    }
+
+    fn three(hash: &str) -> Vec<Desired> {
+        ["web", "web.1", "web.2"]
+            .iter()
+            .map(|n| want(n, hash))
+            .collect()
+    }
+
+    fn updated(p: &Plan) -> Vec<String> {
+        p.actions
+            .iter()
+            .filter(|a| matches!(a, Action::Recreate { .. } | Action::Create { .. }))
+            .filter_map(|a| a.key().map(|k| k.name.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_rolling_update_replaces_one_serving_replica_at_a_time() {
+        let old = |id: &str, n: &str| seen(id, n, "h1", State::Running);
+        let p = plan(
+            &three("h2"),
+            &[old("a", "web"), old("b", "web.1"), old("c", "web.2")],
+            opts(false),
+        );
+        assert_eq!(updated(&p), ["web"]);
+        let held = &p.verdicts[&key("web.2")];
+        assert_eq!(held.phase, Phase::Running, "not settled: sync keeps going");
+        assert_eq!(held.container.as_ref().map(|c| c.id.as_str()), Some("c"));
+        assert!(
+            held.message
+                .as_deref()
+                .is_some_and(|m| m.contains("until server/web is Ready")),
+            "{held:?}"
+        );
+        assert_eq!(p.recheck_at, Some(NOW + RECHECK_MILLIS));
+
+        // The first is up on the new spec and Ready: the next one goes.
+        let p = plan(
+            &three("h2"),
+            &[
+                seen("a2", "web", "h2", State::Running),
+                old("b", "web.1"),
+                old("c", "web.2"),
+            ],
+            opts(false),
+        );
+        assert_eq!(updated(&p), ["web.1"]);
+
+        // While the updated one is not Ready yet, no other serving replica is touched.
+        let starting = healthy(seen("a2", "web", "h2", State::Running), Health::Starting);
+        let p = plan(
+            &three("h2"),
+            &[starting, old("b", "web.1"), old("c", "web.2")],
+            opts(false),
+        );
+        assert!(updated(&p).is_empty(), "{:?}", p.actions);
+    }
+
+    #[test]
+    fn replicas_that_do_not_serve_are_replaced_at_once() {
+        let p = plan(
+            &three("h2"),
+            &[
+                seen("a", "web", "h1", State::Running),
+                seen("b", "web.1", "h1", exited(1)),
+                healthy(seen("c", "web.2", "h1", State::Running), Health::Unhealthy),
+            ],
+            opts(false),
+        );
+        assert_eq!(updated(&p), ["web", "web.1", "web.2"]);
+    }
+
+    #[test]
+    fn a_start_first_rollout_is_one_replica_at_a_time_too() {
+        let desired: Vec<Desired> = three("h2")
+            .into_iter()
+            .map(|mut d| {
+                d.start_first = true;
+                d
+            })
+            .collect();
+        let p = plan(
+            &desired,
+            &[
+                seen("a", "web", "h1", State::Running),
+                seen("b", "web.1", "h1", State::Running),
+                seen("c", "web.2", "h1", State::Running),
+            ],
+            opts(false),
+        );
+        assert_eq!(updated(&p), ["web"]);
+        assert!(
+            !p.actions.iter().any(|a| matches!(a, Action::Remove { .. })),
+            "old containers keep serving: {:?}",
+            p.actions
+        );
+    }
+
+    #[test]
+    fn servers_that_are_not_replicas_of_one_another_update_together() {
+        let p = plan(
+            &[want("web", "h2"), want("api", "a2")],
+            &[
+                seen("a", "web", "h1", State::Running),
+                seen("b", "api", "a1", State::Running),
+            ],
+            opts(false),
+        );
+        assert_eq!(updated(&p), ["web", "api"]);
     }
 
     #[test]
