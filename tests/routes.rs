@@ -264,20 +264,27 @@ fn rules_send_clients_from_different_sources_to_different_backends() {
     up.stop();
 }
 
+/// Route `game` to server `lobby`, with server `skywars` beside it, under `up`; returns once
+/// the lobby answers through the route.
+fn game_in_front_of_lobby_and_skywars(env: &Env) -> (SocketAddr, Controller) {
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    env.write("a.yaml", &web("lobby", "lobby", ""));
+    env.write("b.yaml", &web("skywars", "skywars", ""));
+    env.write("route.yaml", &route("game", listen, "lobby", 8080, ""));
+    let up = env.up(&["--resync", "1h"]);
+    eventually(WAIT, "lobby behind the route", || {
+        get(listen, Some("127.0.0.2")).ok().filter(|b| b == "lobby")
+    });
+    (listen, up)
+}
+
 #[test]
 fn per_client_routes_set_through_the_api_apply_live() {
     let Some(env) = Env::new("route-clients") else {
         return;
     };
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    env.write("a.yaml", &web("lobby", "lobby", ""));
-    env.write("b.yaml", &web("skywars", "skywars", ""));
-    env.write("route.yaml", &route("game", listen, "lobby", 8080, ""));
-    let mut up = env.up(&["--resync", "1h"]);
+    let (listen, mut up) = game_in_front_of_lobby_and_skywars(&env);
     let api = format!("{}/api/v1/routes/game/clients", up.api_url());
-    eventually(WAIT, "lobby behind the route", || {
-        get(listen, Some("127.0.0.2")).ok().filter(|b| b == "lobby")
-    });
     // Peel's set: this client address now goes to skywars; others still reach the lobby.
     let body = r#"{"server": "skywars", "port": 8080}"#;
     let r = common::http("PUT", &format!("{api}/127.0.0.2"), None, Some(body));
@@ -331,14 +338,7 @@ fn per_client_routes_set_with_the_cli_on_the_state_file_apply_live() {
     let Some(env) = Env::new("route-clients-cli") else {
         return;
     };
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    env.write("a.yaml", &web("lobby", "lobby", ""));
-    env.write("b.yaml", &web("skywars", "skywars", ""));
-    env.write("route.yaml", &route("game", listen, "lobby", 8080, ""));
-    let mut up = env.up(&["--resync", "1h"]);
-    eventually(WAIT, "lobby behind the route", || {
-        get(listen, Some("127.0.0.2")).ok().filter(|b| b == "lobby")
-    });
+    let (listen, mut up) = game_in_front_of_lobby_and_skywars(&env);
     let stdout = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
 
     // Written to the state file by another process: the controller notices by itself.
