@@ -23,6 +23,11 @@ pub fn replica_of(name: &str) -> &str {
     split(name).map_or(name, |(base, _)| base)
 }
 
+/// A replica's index: 0 for the server's own name.
+pub fn replica_index(name: &str) -> u32 {
+    split(name).map_or(0, |(_, i)| i)
+}
+
 fn split(name: &str) -> Option<(&str, u32)> {
     let (base, index) = name.rsplit_once('.')?;
     let digits = !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit());
@@ -138,6 +143,7 @@ mod tests {
         assert_eq!(replica_of("web.2"), "web");
         assert_eq!(replica_of("web"), "web");
         assert_eq!(replica_of("web.02"), "web.02");
+        assert_eq!((replica_index("web"), replica_index("web.12")), (0, 12));
         for ok in ["web", "web.1", "web-2.10"] {
             assert!(check_object_name(ok).is_ok(), "{ok}");
         }

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::lifecycle::{rfc3339, BackoffPolicy, Lifecycle, Millis};
-use crate::manifest::replicas::replica_of;
+use crate::manifest::replicas::{replica_index, replica_of};
 use crate::manifest::server::{Condition, RestartPolicy};
 use crate::manifest::{Kind, ObjectKey};
 use crate::runtime::{Health, Observed, State};
@@ -521,13 +521,6 @@ fn roll(
             p.recheck_at = Some(p.recheck_at.map_or(at, |r| r.min(at)));
         }
     }
-}
-
-/// A replica's index: 0 for the server's own name.
-fn replica_index(name: &str) -> u32 {
-    name.rsplit_once('.')
-        .and_then(|(_, i)| i.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Identifies one run of an object: its container and how often dockhand restarted it.
