@@ -5,11 +5,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use dockhand::engine::{Observed, State};
 use dockhand::lifecycle::{BackoffPolicy, Lifecycle};
 use dockhand::manifest::server::{Condition, RestartPolicy};
 use dockhand::manifest::{Kind, ObjectKey};
 use dockhand::reconcile::{plan, Dep, Desired, PlanOptions};
-use dockhand::runtime::{Observed, State};
 
 const N: usize = 100_000;
 const NOW: i64 = 1_700_000_000_000;

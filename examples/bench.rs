@@ -729,10 +729,10 @@ mod idle {
     use super::*;
     use dockhand::api::{self, Api};
     use dockhand::controller::{Controller, Signals};
+    use dockhand::engine::fake::FakeRuntime;
+    use dockhand::engine::Runtime;
     use dockhand::lifecycle::BackoffPolicy;
     use dockhand::reconcile::{Options, Reconciler};
-    use dockhand::runtime::fake::FakeRuntime;
-    use dockhand::runtime::Runtime;
     use dockhand::source::Sources;
     use dockhand::store::Store;
 
@@ -880,7 +880,7 @@ mod idle {
                     .list("idle")
                     .await?
                     .iter()
-                    .filter(|c| c.state == dockhand::runtime::State::Running)
+                    .filter(|c| c.state == dockhand::engine::State::Running)
                     .count();
                 if running == n && signals.is_ready() {
                     break;

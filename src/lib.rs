@@ -1,23 +1,43 @@
-//! dockhand: desired state in YAML, a pure planner, and an executor that makes the Docker engine match.
+//! dockhand: desired state in YAML, a pure planner, and an executor that makes the Docker engine
+//! match.
 //!
-//! The tree mirrors the data flow of one reconcile pass: `source` reads manifests into `manifest`
-//! objects, `store` keeps them (and the last good spec of a broken file) in SQLite, `runtime`
-//! observes the engine, `reconcile` plans and executes, and `controller` keeps doing that.
+//! # Layout
+//!
+//! The modules are listed in the order data flows through one reconcile pass; each depends only
+//! on the ones listed after it.
+//!
+//! - `cli`: one file per verb; `main.rs` only wires.
+//! - `api`: the HTTP face of `up`, one file per resource.
+//! - `view`: objects as users see them (get, describe, the API) and selectors.
+//! - `controller`: keeps a host converged (watchers, triggers, backoff, metrics).
+//! - `reconcile`: one pass: observe → plan → execute → record; the only place that sequences I/O.
+//! - `kinds`: what each kind means to the engine (containers, networks, probes, statuses).
+//! - `plan`: the pure planner `plan(desired, observed) -> actions`; no I/O, no async.
+//! - `source`: where desired state comes from (directory, manifests table, the API's objects).
+//! - `store`: the SQLite state file, one file per table family.
+//! - `engine`: a narrow trait over the container engine, its Docker and in-memory implementations,
+//!   and the label schema that marks what dockhand owns.
+//! - `proxy`: the Routes' data plane (TCP splice, UDP sessions).
+//! - `manifest`: the contract: kinds, specs, status and phases, validated while parsing.
+//! - `lifecycle`: the run history of an object and the process clock.
+
+pub mod cli;
 
 pub mod api;
-pub mod apply;
-pub mod cli;
+pub mod view;
+
 pub mod controller;
-pub mod database;
-pub mod labels;
-pub mod lifecycle;
-pub mod manifest;
-pub mod metrics;
-pub mod network;
 pub mod reconcile;
-pub mod route;
-pub mod runtime;
-pub mod server;
+
+pub mod kinds;
+pub mod plan;
+
 pub mod source;
 pub mod store;
-pub mod view;
+
+pub mod engine;
+pub mod proxy;
+
+pub mod manifest;
+
+pub mod lifecycle;

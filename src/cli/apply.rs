@@ -8,8 +8,8 @@ use clap::Args;
 
 use super::remote::{RemoteArgs, RemoteError};
 use super::{open_store, StateArgs};
-use crate::apply::{self, ApplyError};
 use crate::manifest::{ManifestError, Object};
+use crate::source::applied::{self as apply, ApplyError};
 use crate::source::{directory, Sources};
 
 #[derive(Args, Debug)]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::{open_store, StateArgs};
-use crate::database::Connection;
+use crate::kinds::database::Connection;
 use crate::manifest::Spec;
 
 #[derive(Args, Debug)]

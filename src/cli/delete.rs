@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::remote::{RemoteArgs, RemoteError};
 use super::{open_store, StateArgs};
-use crate::apply::{self, ApplyError};
+use crate::source::applied::{self as apply, ApplyError};
 use crate::source::Sources;
 
 #[derive(Args, Debug)]

@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::remote::{object_path, Remote, RemoteArgs};
 use super::{container_of, object_ref, print_output, InstanceArg};
-use crate::runtime::{Attach, DockerRuntime};
+use crate::engine::{Attach, DockerRuntime};
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {

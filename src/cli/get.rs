@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::remote::{encode, RemoteArgs};
 use super::{open_store, StateArgs};
-use crate::apply::kind_of;
 use crate::manifest::Kind;
+use crate::source::applied::kind_of;
 use crate::view::{self, Selector};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

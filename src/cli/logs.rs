@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::remote::{object_path, RemoteArgs};
 use super::{container_of, object_ref, print_output, InstanceArg};
-use crate::runtime::{Attach, DockerRuntime};
+use crate::engine::{Attach, DockerRuntime};
 
 #[derive(Args, Debug)]
 pub struct LogsArgs {

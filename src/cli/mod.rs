@@ -25,12 +25,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::labels::DEFAULT_INSTANCE;
+use crate::engine::labels::DEFAULT_INSTANCE;
+use crate::engine::{DockerRuntime, Output};
 use crate::lifecycle::BackoffPolicy;
 use crate::manifest::replicas::check_object_name;
 use crate::manifest::{check_dns_label, Kind, ManifestError, ObjectKey};
 use crate::reconcile::{Options, Reconciler};
-use crate::runtime::{DockerRuntime, Output};
 use crate::store::Store;
 
 #[derive(Parser, Debug)]
@@ -130,7 +130,7 @@ pub(crate) fn object_ref(s: &str) -> anyhow::Result<ObjectKey> {
 
 /// `KIND NAME` as the verbs take them: a kind in any of its forms and a DNS-label name.
 pub(crate) fn object_key(kind: &str, name: &str) -> anyhow::Result<ObjectKey> {
-    let kind = crate::apply::kind_of(kind).ok_or_else(|| {
+    let kind = crate::source::applied::kind_of(kind).ok_or_else(|| {
         anyhow::anyhow!("unknown kind {kind:?}: expected server, database, network or route")
     })?;
     check_object_name(name).map_err(|e| anyhow::anyhow!(e))?;
@@ -141,7 +141,7 @@ pub(crate) fn object_key(kind: &str, name: &str) -> anyhow::Result<ObjectKey> {
 pub(crate) async fn print_output(
     mut stream: futures_util::stream::BoxStream<
         'static,
-        Result<Output, crate::runtime::RuntimeError>,
+        Result<Output, crate::engine::RuntimeError>,
     >,
 ) -> anyhow::Result<()> {
     use futures_util::StreamExt;
@@ -164,7 +164,7 @@ pub(crate) async fn print_output(
 
 /// The container that serves an object of this instance.
 pub(crate) fn container_of(instance: &str, key: &ObjectKey) -> String {
-    crate::labels::container_name(instance, key.kind, &key.name)
+    crate::engine::labels::container_name(instance, key.kind, &key.name)
 }
 
 /// Flags shared by the verbs that reconcile.

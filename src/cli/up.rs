@@ -9,8 +9,8 @@ use clap::Args;
 use super::{open_store, parse_duration, ReconcileArgs};
 use crate::api::{self, Api};
 use crate::controller::{lock_state, Backoff, Controller, Signals};
+use crate::engine::DockerRuntime;
 use crate::reconcile::Reconciler;
-use crate::runtime::DockerRuntime;
 
 #[derive(Args, Debug)]
 pub struct UpArgs {
@@ -119,7 +119,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         "dockhand controller started"
     );
     let reconciler = Arc::new(
-        Reconciler::new(runtime, store, c.options()).with_proxy(crate::route::Proxy::new()),
+        Reconciler::new(runtime, store, c.options()).with_proxy(crate::proxy::Proxy::new()),
     );
     let _ = engine.set(reconciler.clone());
     Controller {

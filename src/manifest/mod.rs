@@ -12,6 +12,7 @@ pub mod quantity;
 pub mod replicas;
 pub mod schema;
 pub mod server;
+pub mod status;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,6 +23,7 @@ use sha2::{Digest, Sha256};
 pub use database::DatabaseSpec;
 pub use parse::{parse_str, ManifestError};
 pub use server::ServerSpec;
+pub use status::Phase;
 
 /// The only API version this build understands.
 pub const API_VERSION: &str = "dockhand/v1";
@@ -251,6 +253,9 @@ impl<'de> Deserialize<'de> for ScalarString {
     }
 }
 
+/// Prefix reserved for dockhand's own labels on the engine; user labels may not use it.
+pub const RESERVED_PREFIX: &str = "dockhand.";
+
 /// A user label key; `dockhand.` is reserved for dockhand's own labels.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
@@ -264,7 +269,7 @@ impl<'de> Deserialize<'de> for LabelKey {
                 "invalid label key {s:?}: expected a non-empty key without spaces or '='"
             )));
         }
-        if s.starts_with(crate::labels::RESERVED_PREFIX) {
+        if s.starts_with(RESERVED_PREFIX) {
             return Err(serde::de::Error::custom(format!(
                 "label key {s:?} uses the reserved prefix \"dockhand.\""
             )));

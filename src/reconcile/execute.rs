@@ -7,10 +7,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use futures_util::stream::{self, StreamExt};
 
-use super::plan::Action;
+use crate::engine::{ContainerSpec, Runtime, RuntimeError};
 use crate::manifest::server::PullPolicy;
 use crate::manifest::ObjectKey;
-use crate::runtime::{ContainerSpec, Runtime, RuntimeError};
+use crate::plan::Action;
 
 /// What happened to one action.
 #[derive(Debug)]

@@ -4,25 +4,24 @@
 //! crashed pass left half done, the next pass finds and finishes.
 
 pub mod execute;
-pub mod plan;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::database;
+use crate::engine::{ContainerSpec, Observed, Runtime, RuntimeError};
+use crate::kinds::database;
+use crate::kinds::network::{self, NetworkPlan};
 use crate::lifecycle::{now_millis, BackoffPolicy, Lifecycle, Millis};
 use crate::manifest::network::RouteSpec;
 use crate::manifest::server::OnUnhealthy;
 use crate::manifest::server::{Condition, DbKey, RestartPolicy};
 use crate::manifest::{Kind, ManifestError, Object, ObjectKey, Spec};
-use crate::network::{self, NetworkPlan};
-use crate::route::{Proxy, RouteState};
-use crate::runtime::{ContainerSpec, Observed, Runtime, RuntimeError};
+pub use crate::plan::{
+    plan, Action, Dep, Desired, Phase, Plan, PlanOptions, Readiness, RemoveReason, Verdict,
+};
+use crate::proxy::{Proxy, RouteState};
 use crate::source::{merge, Origin, Snapshot};
 use crate::store::{DatabaseSecret, NewEvent, Status, Store, StoreError, StoredObject};
 pub use execute::Outcome;
-pub use plan::{
-    plan, Action, Dep, Desired, Phase, Plan, PlanOptions, Readiness, RemoveReason, Verdict,
-};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -272,7 +271,7 @@ impl<R: Runtime> Reconciler<R> {
                 observed
                     .iter()
                     .filter(|c| {
-                        c.key.as_ref() == Some(key) && c.state == crate::runtime::State::Running
+                        c.key.as_ref() == Some(key) && c.state == crate::engine::State::Running
                     })
                     .find_map(|c| c.ip)
             };
@@ -383,7 +382,7 @@ impl<R: Runtime> Reconciler<R> {
             };
             let key = o.key();
             let c = observed.iter().find(|c| {
-                c.key.as_ref() == Some(&key) && c.state == crate::runtime::State::Running
+                c.key.as_ref() == Some(&key) && c.state == crate::engine::State::Running
             })?;
             let verified = statuses
                 .get(&key)
@@ -497,7 +496,7 @@ impl<R: Runtime> Reconciler<R> {
             &self.runtime,
             plan.actions.clone(),
             &specs,
-            &crate::server::owner_labels(instance),
+            &crate::kinds::server::owner_labels(instance),
             self.options.parallel,
         )
         .await;
@@ -629,8 +628,12 @@ impl<R: Runtime> Reconciler<R> {
                             _ => None,
                         })?;
                         let secret = secrets.get(name)?;
-                        let conn =
-                            database::Connection::new(crate::server::HOST_ALIAS, obj, spec, secret);
+                        let conn = database::Connection::new(
+                            crate::kinds::server::HOST_ALIAS,
+                            obj,
+                            spec,
+                            secret,
+                        );
                         Some(match part {
                             DbKey::Url => conn.url(Some(&secret.password)),
                             DbKey::Host => conn.host,
@@ -654,9 +657,13 @@ impl<R: Runtime> Reconciler<R> {
                         }
                         crate::manifest::short_hash(material.as_bytes())
                     };
-                    if let Some(mut c) =
-                        crate::server::container_spec(&self.options.instance, o, s, &hash, &lookup)
-                    {
+                    if let Some(mut c) = crate::kinds::server::container_spec(
+                        &self.options.instance,
+                        o,
+                        s,
+                        &hash,
+                        &lookup,
+                    ) {
                         if let Some(net) = &s.network {
                             c.network = Some(
                                 networks
@@ -901,7 +908,7 @@ fn network_statuses(
         .iter()
         .filter(|o| matches!(o.spec, Spec::Network(_)))
         .map(|o| {
-            let engine = crate::labels::network_name(instance, &o.name);
+            let engine = crate::engine::labels::network_name(instance, &o.name);
             let failure = results
                 .iter()
                 .find_map(|(what, r)| r.as_ref().err().filter(|_| what.ends_with(&engine)));
@@ -988,7 +995,7 @@ fn outcome_events(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::fake::FakeRuntime;
+    use crate::engine::fake::FakeRuntime;
     use crate::source::directory;
 
     #[tokio::test]

@@ -7,6 +7,7 @@
 //! then keeps, from the store, the last good objects of every broken file, so an invalid or
 //! unreadable file can never be read as "these objects were deleted".
 
+pub mod applied;
 pub mod directory;
 pub mod table;
 

@@ -11,9 +11,9 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use crate::engine::PublishedPort;
 use crate::lifecycle::Lifecycle;
 use crate::manifest::{Kind, ManifestError, Object, ObjectKey};
-use crate::runtime::PublishedPort;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

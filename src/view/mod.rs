@@ -108,14 +108,14 @@ pub fn connection(
     secrets: &[(String, DatabaseSecret)],
     instance: &str,
     show_secrets: bool,
-) -> Option<(crate::database::Connection, String, Option<String>)> {
+) -> Option<(crate::kinds::database::Connection, String, Option<String>)> {
     let Spec::Database(d) = &object.spec else {
         return None;
     };
     let (_, secret) = secrets
         .iter()
         .find(|(i, s)| i == instance && s.name == object.name)?;
-    let conn = crate::database::Connection::new("127.0.0.1", object, d, secret);
+    let conn = crate::kinds::database::Connection::new("127.0.0.1", object, d, secret);
     let password = show_secrets.then(|| secret.password.clone());
     let url = conn.url(password.as_deref());
     Some((conn, url, password))

@@ -17,8 +17,7 @@ pub const SPEC_HASH: &str = "dockhand.spec-hash";
 pub const DEPENDS_ON: &str = "dockhand.depends-on";
 /// A data volume to remove together with the container (a Database with deletionPolicy Delete).
 pub const DELETE_VOLUME: &str = "dockhand.delete-volume";
-/// Prefix reserved for dockhand's own labels; user labels may not use it.
-pub const RESERVED_PREFIX: &str = "dockhand.";
+pub use crate::manifest::RESERVED_PREFIX;
 
 /// The instance used when neither `--instance` nor `DOCKHAND_INSTANCE` is given.
 pub const DEFAULT_INSTANCE: &str = "default";

@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 use super::{
     ContainerSpec, EngineEvent, NetworkConfig, NetworkInfo, Observed, Runtime, RuntimeError, State,
 };
-use crate::labels;
+use crate::engine::labels;
 use crate::manifest::server::PullPolicy;
 
 #[derive(Clone, Debug)]

@@ -7,9 +7,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::labels;
+use crate::engine::labels;
+use crate::engine::{NetworkConfig, NetworkInfo, Observed, Runtime, RuntimeError};
 use crate::manifest::{Object, Spec};
-use crate::runtime::{NetworkConfig, NetworkInfo, Observed, Runtime, RuntimeError};
 
 /// Spec hash of a network dockhand creates only because a server names it.
 const AUTO: &str = "auto";
@@ -60,7 +60,7 @@ pub async fn plan<R: Runtime>(
     let mut wanted: BTreeMap<String, NetworkConfig> = BTreeMap::new();
     let mut plan = NetworkPlan::default();
     let owner = |hash: &str| {
-        let mut l = crate::server::owner_labels(instance);
+        let mut l = crate::kinds::server::owner_labels(instance);
         l.insert(labels::SPEC_HASH.into(), hash.into());
         l
     };

@@ -6,6 +6,7 @@
 
 pub mod docker;
 pub mod fake;
+pub mod labels;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -6,11 +6,11 @@ use std::io::Read;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use crate::labels;
+use crate::engine::labels;
+use crate::engine::{ContainerSpec, Mount, PortBinding};
 use crate::manifest::database::{DatabaseSpec, DeletionPolicy};
 use crate::manifest::server::{engine_limits, Protocol, PullPolicy};
 use crate::manifest::{Kind, Object};
-use crate::runtime::{ContainerSpec, Mount, PortBinding};
 use crate::store::DatabaseSecret;
 
 /// Host ports dockhand picks from when a manifest leaves the port open.
@@ -120,7 +120,7 @@ pub fn container_spec(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    container_labels.extend(crate::server::owner_labels(instance));
+    container_labels.extend(crate::kinds::server::owner_labels(instance));
     container_labels.insert(labels::KIND.into(), Kind::Database.label().into());
     container_labels.insert(labels::NAME.into(), object.name.clone());
     container_labels.insert(labels::SPEC_HASH.into(), spec_hash.into());

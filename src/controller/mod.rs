@@ -6,6 +6,8 @@
 //! second, no polling), and a periodic resync as the safety net. Only one pass runs at a time;
 //! a pass that changed something is followed at once by a confirming pass.
 
+pub mod metrics;
+
 use std::fs::File;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -17,10 +19,10 @@ use futures_util::StreamExt;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::controller::metrics::Metrics;
+use crate::engine::Runtime;
 use crate::lifecycle::now_millis;
-use crate::metrics::Metrics;
 use crate::reconcile::{ReconcileError, Reconciler};
-use crate::runtime::Runtime;
 use crate::source::{directory, table, Snapshot, Sources};
 
 #[derive(Debug, thiserror::Error)]
@@ -374,7 +376,7 @@ mod tests {
     /// for a full pass. Runs entirely in memory, so the paused clock is exact.
     #[tokio::test(start_paused = true)]
     async fn event_stream_reconnects_with_backoff() {
-        use crate::runtime::fake::FakeRuntime;
+        use crate::engine::fake::FakeRuntime;
         let runtime = FakeRuntime::new();
         let wake = Arc::new(Notify::new());
         let task = tokio::spawn(watch_engine(runtime.clone(), "t".into(), wake.clone()));
@@ -395,12 +397,12 @@ mod tests {
     /// the engine's listing catches up with the event; then the controller stays asleep.
     #[tokio::test(start_paused = true)]
     async fn a_drift_event_wakes_now_and_at_each_recheck() {
-        use crate::runtime::fake::FakeRuntime;
-        use crate::runtime::{ContainerSpec, Runtime};
+        use crate::engine::fake::FakeRuntime;
+        use crate::engine::{ContainerSpec, Runtime};
         let runtime = FakeRuntime::new();
         let spec = ContainerSpec {
             name: "dh_t_server_web".into(),
-            labels: crate::server::owner_labels("t"),
+            labels: crate::kinds::server::owner_labels("t"),
             ..ContainerSpec::default()
         };
         let id = runtime.create(&spec).await.expect("create");

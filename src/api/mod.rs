@@ -22,12 +22,12 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::apply::{self, kind_of, ApplyError};
 use crate::controller::Signals;
+use crate::engine::{Attach, Output, Runtime, RuntimeError};
 use crate::manifest::replicas::check_object_name;
 use crate::manifest::{Kind, ManifestError, ObjectKey};
 use crate::reconcile::Reconciler;
-use crate::runtime::{Attach, Output, Runtime, RuntimeError};
+use crate::source::applied::{self as apply, kind_of, ApplyError};
 use crate::source::Sources;
 use crate::store::{ClientRoute, Store, StoreError};
 use crate::view::{self, Selector};
@@ -215,7 +215,7 @@ async fn metrics<R: Runtime>(State(api): State<Arc<Api<R>>>) -> Response {
         if let Ok(list) = rt.list(&api.instance).await {
             let running = list
                 .into_iter()
-                .filter(|c| c.state == crate::runtime::State::Running)
+                .filter(|c| c.state == crate::engine::State::Running)
                 .filter_map(|c| Some((c.key?, c.id)));
             containers = futures_util::stream::iter(running)
                 .map(|(key, id)| async move {
@@ -513,7 +513,7 @@ async fn container<'a, R: Runtime>(
     }
     require(api, &key).await?;
     let rt = engine(api)?.runtime();
-    let canonical = crate::labels::container_name(&api.instance, key.kind, &key.name);
+    let canonical = crate::engine::labels::container_name(&api.instance, key.kind, &key.name);
     let mine: Vec<_> = rt
         .list(&api.instance)
         .await?

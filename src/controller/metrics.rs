@@ -9,9 +9,9 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::engine::ContainerStats;
+use crate::proxy::RouteState;
 use crate::reconcile::PassReport;
-use crate::route::RouteState;
-use crate::runtime::ContainerStats;
 
 /// Upper bounds (seconds) of the pass duration histogram's buckets.
 const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];

@@ -18,7 +18,7 @@ use super::{
     ContainerSpec, ContainerStats, EngineEvent, Health, NetworkConfig, NetworkInfo, Observed,
     PublishedPort, Runtime, RuntimeError, State,
 };
-use crate::labels;
+use crate::engine::labels;
 use crate::manifest::server::{Protocol, PullPolicy};
 
 /// A connection to the engine named by `DOCKER_HOST` (or the default socket).

@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
-use crate::labels;
+use crate::engine::labels;
+use crate::engine::{ContainerSpec, Healthcheck, Mount, PortBinding};
 use crate::manifest::server::{engine_limits, DbKey, EnvValue, ServerSpec, VolumeType};
 use crate::manifest::{Kind, Object};
-use crate::runtime::{ContainerSpec, Healthcheck, Mount, PortBinding};
 
 /// Resolves `fromDatabase` values: the named database's part, or `None` while it has none yet.
 pub type DbLookup<'a> = dyn Fn(&str, DbKey) -> Option<String> + 'a;

@@ -1,0 +1,70 @@
+//! Where an object stands, as the CLI, the API and the state file name it.
+//!
+//! The phase is part of the contract: the planner decides it, the store keeps it typed, and
+//! every face (get, describe, sync, the API) reads the same enum.
+
+/// Where an object stands. The set is part of the CLI and API contract.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub enum Phase {
+    /// No container yet.
+    Pending,
+    /// Waiting for dependencies to meet their conditions.
+    Blocked,
+    /// Just created or started; not yet seen running.
+    Creating,
+    /// Running, not yet healthy.
+    Running,
+    /// Healthy, or running with no health check.
+    Ready,
+    Unhealthy,
+    /// Finished with exit code 0 and not to be run again while the spec is unchanged.
+    Completed,
+    /// An action failed, a `Never` run exited non-zero, or `maxRestarts` was reached.
+    Failed,
+    /// Exited and waiting for its backoff delay before the next restart.
+    CrashLoopBackOff,
+    /// Its container name is taken by a container this instance does not own.
+    Invalid,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Blocked => "Blocked",
+            Phase::Creating => "Creating",
+            Phase::Running => "Running",
+            Phase::Ready => "Ready",
+            Phase::Unhealthy => "Unhealthy",
+            Phase::Completed => "Completed",
+            Phase::Failed => "Failed",
+            Phase::CrashLoopBackOff => "CrashLoopBackOff",
+            Phase::Invalid => "Invalid",
+        }
+    }
+
+    /// Whether nothing more will happen to the object without a change or a failure:
+    /// `sync` waits until every object is settled.
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            Phase::Ready | Phase::Completed | Phase::Failed | Phase::Invalid
+        )
+    }
+
+    /// Whether dependents waiting for `Started` may go ahead.
+    pub fn can_satisfy_started(self) -> bool {
+        matches!(
+            self,
+            Phase::Running | Phase::Ready | Phase::Unhealthy | Phase::Completed
+        )
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,400 @@
+//! The per-object state machine: the phase an object is in, its run history, and at most one
+//! action, before rollouts and dependencies have their say.
+
+use std::collections::BTreeMap;
+
+use super::rollout::serving;
+use super::types::Readiness;
+use super::types::{
+    Action, Desired, Plan, PlanOptions, RemoveReason, Transition, Verdict, RECHECK_MILLIS,
+};
+use crate::engine::{Health, Observed, State};
+use crate::lifecycle::{rfc3339, Lifecycle, Millis};
+use crate::manifest::{ObjectKey, Phase};
+
+/// Decides every desired object on its own, among the containers that carry its key: the one
+/// to keep, the duplicates to remove, and which objects a spec change would update (with the
+/// old container if it still serves).
+#[allow(clippy::type_complexity)]
+pub(super) fn plan_objects(
+    desired: &[Desired],
+    mut by_key: BTreeMap<&ObjectKey, Vec<&Observed>>,
+    opts: &PlanOptions,
+    p: &mut Plan,
+) -> (
+    BTreeMap<ObjectKey, Option<Action>>,
+    BTreeMap<ObjectKey, Option<Observed>>,
+) {
+    let mut actions: BTreeMap<ObjectKey, Option<Action>> = BTreeMap::new();
+    // Objects whose spec change this pass would roll out, with the old container if it serves.
+    let mut updates: BTreeMap<ObjectKey, Option<Observed>> = BTreeMap::new();
+    for d in desired {
+        let mut candidates = by_key.remove(&d.key).unwrap_or_default();
+        // Keep the best container: matching spec first, then running, then the name order.
+        candidates.sort_by_key(|o| {
+            (
+                o.spec_hash.as_deref() != Some(d.spec_hash.as_str()),
+                o.state != State::Running,
+                o.name.clone(),
+            )
+        });
+        let matches = |o: &Observed| o.spec_hash.as_deref() == Some(d.spec_hash.as_str());
+        // StartFirst: only a container of the current spec counts; older ones keep serving
+        // until it is Ready, then go.
+        let keep = if d.start_first {
+            candidates.iter().find(|o| matches(o)).copied()
+        } else {
+            candidates.first().copied()
+        };
+        let (verdict, action) = plan_object(d, keep, opts, p);
+        for o in candidates
+            .iter()
+            .filter(|o| Some(o.id.as_str()) != keep.map(|k| k.id.as_str()))
+        {
+            if d.start_first && !matches(o) && verdict.phase != Phase::Ready {
+                continue;
+            }
+            p.actions.push(Action::Remove {
+                id: o.id.clone(),
+                name: o.name.clone(),
+                key: Some(d.key.clone()),
+                reason: RemoveReason::Duplicate,
+                volume: None,
+            });
+        }
+        let old = candidates.iter().find(|o| !matches(o));
+        let update = match &action {
+            Some(Action::Recreate { .. }) => keep.is_some_and(|k| !matches(k)),
+            Some(Action::Create { .. }) => d.start_first && old.is_some(),
+            _ => false,
+        };
+        if update {
+            updates.insert(
+                d.key.clone(),
+                old.filter(|o| serving(o)).map(|o| (*o).clone()),
+            );
+        }
+        p.verdicts.insert(d.key.clone(), verdict);
+        actions.insert(d.key.clone(), action);
+    }
+    (actions, updates)
+}
+
+/// Decides one object: the phase it is in and at most one action, before dependencies gate it.
+pub(super) fn plan_object(
+    d: &Desired,
+    current: Option<&Observed>,
+    opts: &PlanOptions,
+    p: &mut Plan,
+) -> (Verdict, Option<Action>) {
+    let mut lc = d.lifecycle.clone();
+    let finished_here = lc.finished_hash.as_deref() == Some(d.spec_hash.as_str());
+    let verdict = |phase, message, lc| Verdict::new(phase, message, lc, current);
+    let Some(c) = current else {
+        if finished_here {
+            // A finished job whose container was removed is not run again.
+            return (
+                verdict(finished_phase(&lc), finished_message(&lc), lc),
+                None,
+            );
+        }
+        if let Some(at) = lc.next_retry_at.filter(|at| *at > opts.now) {
+            let message = format!("creating it again at {}", rfc3339(at));
+            return (verdict(Phase::CrashLoopBackOff, Some(message), lc), None);
+        }
+        return (
+            verdict(Phase::Pending, None, lc),
+            Some(Action::Create { key: d.key.clone() }),
+        );
+    };
+    if c.spec_hash.as_deref() != Some(d.spec_hash.as_str()) || c.state == State::Dead {
+        let action = Action::Recreate {
+            key: d.key.clone(),
+            old: c.id.clone(),
+        };
+        return (verdict(Phase::Creating, None, lc), Some(action));
+    }
+    match &c.state {
+        State::Running | State::Paused | State::Restarting => {
+            let ran = lc.started_at.map_or(0, |s| opts.now - s);
+            if lc.crash_streak > 0 && ran >= opts.backoff.reset_after.as_millis() as Millis {
+                lc.crash_streak = 0;
+            }
+            let health = c.health.map(Health::as_str);
+            if health != lc.health.as_deref() {
+                if let Some(h @ ("healthy" | "unhealthy")) = health {
+                    p.transitions.push(Transition {
+                        key: d.key.clone(),
+                        reason: if h == "healthy" {
+                            "healthy"
+                        } else {
+                            "unhealthy"
+                        },
+                        message: format!("{} is {h}", d.key),
+                    });
+                }
+                lc.health = health.map(str::to_owned);
+            }
+            let paused = (c.state == State::Paused).then(|| "paused".to_owned());
+            if let Some(r) = &d.readiness {
+                return plan_readiness(d, r, c, lc, opts, p);
+            }
+            match c.health {
+                None | Some(Health::Healthy) => {
+                    lc.next_retry_at = None;
+                    (verdict(Phase::Ready, paused, lc), None)
+                }
+                Some(Health::Starting) => {
+                    lc.next_retry_at = None;
+                    (
+                        verdict(Phase::Running, Some("health: starting".into()), lc),
+                        None,
+                    )
+                }
+                Some(Health::Unhealthy) if d.restart_unhealthy && !gave_up(d, &lc) => {
+                    // Unhealthy restarts back off like crashes, so a probe that can never pass
+                    // does not restart the container as fast as the engine allows.
+                    let at = match lc.next_retry_at {
+                        Some(at) => at,
+                        None => schedule_restart(d, &mut lc, opts, p, "was unhealthy"),
+                    };
+                    if at <= opts.now {
+                        let action = Action::Restart {
+                            key: d.key.clone(),
+                            id: c.id.clone(),
+                            reason: "unhealthy".into(),
+                        };
+                        (
+                            verdict(Phase::Unhealthy, Some("unhealthy; restarting".into()), lc),
+                            Some(action),
+                        )
+                    } else {
+                        let message = format!(
+                            "unhealthy; restart {} at {}",
+                            lc.restart_count + 1,
+                            rfc3339(at)
+                        );
+                        (verdict(Phase::Unhealthy, Some(message), lc), None)
+                    }
+                }
+                Some(Health::Unhealthy) => {
+                    let message = if d.restart_unhealthy {
+                        format!(
+                            "unhealthy; gave up after {} restarts (maxRestarts)",
+                            lc.restart_count
+                        )
+                    } else {
+                        "unhealthy (onUnhealthy: None)".to_owned()
+                    };
+                    (verdict(Phase::Unhealthy, Some(message), lc), None)
+                }
+            }
+        }
+        State::Created => {
+            let action = Action::Start {
+                key: d.key.clone(),
+                id: c.id.clone(),
+                restart: false,
+            };
+            (verdict(Phase::Creating, None, lc), Some(action))
+        }
+        State::Removing | State::Dead => (verdict(Phase::Pending, None, lc), None),
+        State::Exited { code } => {
+            if lc.exit_is_new() {
+                account_exit(d, &mut lc, *code, opts, p);
+            }
+            lc.health = None;
+            if lc.finished_hash.as_deref() == Some(d.spec_hash.as_str()) {
+                return (
+                    verdict(finished_phase(&lc), finished_message(&lc), lc),
+                    None,
+                );
+            }
+            if gave_up(d, &lc) {
+                let message = format!("gave up after {} restarts (maxRestarts)", lc.restart_count);
+                return (verdict(Phase::Failed, Some(message), lc), None);
+            }
+            match lc.next_retry_at {
+                Some(at) if at > opts.now => {
+                    let message = format!(
+                        "exited with code {}; restart {} at {}",
+                        code.map_or("?".to_owned(), |c| c.to_string()),
+                        lc.restart_count + 1,
+                        rfc3339(at)
+                    );
+                    (verdict(Phase::CrashLoopBackOff, Some(message), lc), None)
+                }
+                _ => {
+                    let action = Action::Start {
+                        key: d.key.clone(),
+                        id: c.id.clone(),
+                        restart: true,
+                    };
+                    (verdict(Phase::Creating, None, lc), Some(action))
+                }
+            }
+        }
+    }
+}
+
+/// A running container of a kind that dockhand proves ready itself.
+fn plan_readiness(
+    d: &Desired,
+    r: &Readiness,
+    c: &Observed,
+    mut lc: Lifecycle,
+    opts: &PlanOptions,
+    p: &mut Plan,
+) -> (Verdict, Option<Action>) {
+    let verdict = |phase, message, lc| Verdict::new(phase, message, lc, Some(c));
+    if r.ready {
+        if lc.ready_for.as_deref() != Some(c.id.as_str()) {
+            p.transitions.push(Transition {
+                key: d.key.clone(),
+                reason: "ready",
+                message: format!("{} accepted a login", d.key),
+            });
+            lc.ready_for = Some(c.id.clone());
+        }
+        lc.next_retry_at = None;
+        return (verdict(Phase::Ready, None, lc), None);
+    }
+    let waited = lc.started_at.map_or(0, |s| opts.now - s);
+    if waited >= r.timeout.as_millis() as Millis {
+        let reason = format!("not ready after {}", humantime::format_duration(r.timeout));
+        p.transitions.push(Transition {
+            key: d.key.clone(),
+            reason: "not-ready",
+            message: format!(
+                "{} {reason}; removing its container{}",
+                d.key,
+                if r.disposable_volume.is_some() {
+                    " and its never-initialised volume"
+                } else {
+                    ""
+                }
+            ),
+        });
+        schedule_restart(d, &mut lc, opts, p, "failed to become ready");
+        let action = Action::Abandon {
+            key: d.key.clone(),
+            id: c.id.clone(),
+            reason,
+            volume: r.disposable_volume.clone(),
+        };
+        return (
+            verdict(
+                Phase::Failed,
+                Some("not ready in time; retrying".into()),
+                lc,
+            ),
+            Some(action),
+        );
+    }
+    let next = opts.now + RECHECK_MILLIS;
+    p.recheck_at = Some(p.recheck_at.map_or(next, |t| t.min(next)));
+    (
+        verdict(
+            Phase::Running,
+            Some("waiting for it to accept a login".into()),
+            lc,
+        ),
+        None,
+    )
+}
+
+fn gave_up(d: &Desired, lc: &Lifecycle) -> bool {
+    d.max_restarts.is_some_and(|m| lc.restart_count >= m)
+}
+
+/// Records an exit once: a finished job, a give-up, or the backoff before the next restart.
+fn account_exit(
+    d: &Desired,
+    lc: &mut Lifecycle,
+    code: Option<i64>,
+    opts: &PlanOptions,
+    p: &mut Plan,
+) {
+    lc.exit_seen_for = lc.started_at;
+    lc.last_exit_code = code;
+    let shown = code.map_or("?".to_owned(), |c| c.to_string());
+    let mut note = |reason, message| {
+        p.transitions.push(Transition {
+            key: d.key.clone(),
+            reason,
+            message,
+        })
+    };
+    note("died", format!("{} exited with code {shown}", d.key));
+    if !d.restart.restarts_after(code) {
+        lc.finished_hash = Some(d.spec_hash.clone());
+        lc.next_retry_at = None;
+        if code == Some(0) {
+            note("completed", format!("{} completed", d.key));
+        } else {
+            note(
+                "failed",
+                format!(
+                    "{} failed with exit code {shown}; restartPolicy Never",
+                    d.key
+                ),
+            );
+        }
+        return;
+    }
+    if gave_up(d, lc) {
+        note(
+            "failed",
+            format!("{} gave up after {} restarts", d.key, lc.restart_count),
+        );
+        return;
+    }
+    schedule_restart(d, lc, opts, p, "crashed");
+}
+
+/// Sets the time of the next restart after a failure (an exit or unhealthiness) and returns
+/// it: at once after a long good run, otherwise after the backoff for the current streak.
+fn schedule_restart(
+    d: &Desired,
+    lc: &mut Lifecycle,
+    opts: &PlanOptions,
+    p: &mut Plan,
+    what: &str,
+) -> Millis {
+    let ran = lc.started_at.map_or(Millis::MAX, |s| opts.now - s);
+    if ran >= opts.backoff.reset_after.as_millis() as Millis {
+        lc.crash_streak = 0;
+    }
+    let delay = opts.backoff.delay(lc.crash_streak);
+    lc.crash_streak = lc.crash_streak.saturating_add(1);
+    let at = opts.now + delay.as_millis() as Millis;
+    lc.next_retry_at = Some(at);
+    if !delay.is_zero() {
+        p.transitions.push(Transition {
+            key: d.key.clone(),
+            reason: "backoff",
+            message: format!(
+                "{} {what} {} times in a row; restarting in {}",
+                d.key,
+                lc.crash_streak,
+                humantime::format_duration(delay)
+            ),
+        });
+    }
+    at
+}
+
+fn finished_phase(lc: &Lifecycle) -> Phase {
+    if lc.last_exit_code == Some(0) {
+        Phase::Completed
+    } else {
+        Phase::Failed
+    }
+}
+
+fn finished_message(lc: &Lifecycle) -> Option<String> {
+    Some(match lc.last_exit_code {
+        Some(c) => format!("exited with code {c}; not run again until its spec changes"),
+        None => "exited; not run again until its spec changes".to_owned(),
+    })
+}

@@ -1,0 +1,901 @@
+use super::types::RECHECK_MILLIS;
+use super::*;
+use crate::engine::{Health, State};
+use crate::lifecycle::{BackoffPolicy, Lifecycle, Millis};
+use crate::manifest::server::{Condition, RestartPolicy};
+use crate::manifest::Kind;
+use proptest::prelude::*;
+use std::time::Duration;
+
+const NOW: Millis = 1_000_000_000;
+
+fn key(n: &str) -> ObjectKey {
+    ObjectKey::new(Kind::Server, n)
+}
+
+fn want(n: &str, hash: &str) -> Desired {
+    Desired {
+        key: key(n),
+        spec_hash: hash.into(),
+        restart: RestartPolicy::Always,
+        max_restarts: None,
+        restart_unhealthy: true,
+        readiness: None,
+        start_first: false,
+        deps: Vec::new(),
+        lifecycle: Lifecycle::started(NOW - 1_000),
+    }
+}
+
+fn dep(n: &str, condition: Condition, restart: bool) -> Dep {
+    Dep {
+        key: key(n),
+        condition,
+        restart,
+    }
+}
+
+fn healthy(mut o: Observed, h: Health) -> Observed {
+    o.health = Some(h);
+    o
+}
+
+fn opts(allow_empty: bool) -> PlanOptions {
+    PlanOptions {
+        allow_empty,
+        backoff: BackoffPolicy {
+            base: Duration::from_secs(10),
+            cap: Duration::from_secs(40),
+            reset_after: Duration::from_secs(600),
+        },
+        now: NOW,
+    }
+}
+
+fn seen(id: &str, n: &str, hash: &str, state: State) -> Observed {
+    Observed {
+        id: id.into(),
+        name: format!("dh_t_server_{n}"),
+        key: Some(key(n)),
+        spec_hash: Some(hash.into()),
+        state,
+        ports: vec![],
+        health: None,
+        depends_on: vec![],
+        delete_volume: None,
+        ip: None,
+    }
+}
+
+fn exited(code: i64) -> State {
+    State::Exited { code: Some(code) }
+}
+
+fn start(n: &str, id: &str, restart: bool) -> Action {
+    Action::Start {
+        key: key(n),
+        id: id.into(),
+        restart,
+    }
+}
+
+fn three(hash: &str) -> Vec<Desired> {
+    ["web", "web.1", "web.2"]
+        .iter()
+        .map(|n| want(n, hash))
+        .collect()
+}
+
+fn updated(p: &Plan) -> Vec<String> {
+    p.actions
+        .iter()
+        .filter(|a| matches!(a, Action::Recreate { .. } | Action::Create { .. }))
+        .filter_map(|a| a.key().map(|k| k.name.clone()))
+        .collect()
+}
+
+#[test]
+fn a_rolling_update_replaces_one_serving_replica_at_a_time() {
+    let old = |id: &str, n: &str| seen(id, n, "h1", State::Running);
+    let p = plan(
+        &three("h2"),
+        &[old("a", "web"), old("b", "web.1"), old("c", "web.2")],
+        opts(false),
+    );
+    assert_eq!(updated(&p), ["web"]);
+    let held = &p.verdicts[&key("web.2")];
+    assert_eq!(held.phase, Phase::Running, "not settled: sync keeps going");
+    assert_eq!(held.container.as_ref().map(|c| c.id.as_str()), Some("c"));
+    assert!(
+        held.message
+            .as_deref()
+            .is_some_and(|m| m.contains("until server/web is Ready")),
+        "{held:?}"
+    );
+    assert_eq!(p.recheck_at, Some(NOW + RECHECK_MILLIS));
+
+    // The first is up on the new spec and Ready: the next one goes.
+    let p = plan(
+        &three("h2"),
+        &[
+            seen("a2", "web", "h2", State::Running),
+            old("b", "web.1"),
+            old("c", "web.2"),
+        ],
+        opts(false),
+    );
+    assert_eq!(updated(&p), ["web.1"]);
+
+    // While the updated one is not Ready yet, no other serving replica is touched.
+    let starting = healthy(seen("a2", "web", "h2", State::Running), Health::Starting);
+    let p = plan(
+        &three("h2"),
+        &[starting, old("b", "web.1"), old("c", "web.2")],
+        opts(false),
+    );
+    assert!(updated(&p).is_empty(), "{:?}", p.actions);
+}
+
+#[test]
+fn replicas_that_do_not_serve_are_replaced_at_once() {
+    let p = plan(
+        &three("h2"),
+        &[
+            seen("a", "web", "h1", State::Running),
+            seen("b", "web.1", "h1", exited(1)),
+            healthy(seen("c", "web.2", "h1", State::Running), Health::Unhealthy),
+        ],
+        opts(false),
+    );
+    assert_eq!(updated(&p), ["web", "web.1", "web.2"]);
+}
+
+#[test]
+fn a_start_first_rollout_is_one_replica_at_a_time_too() {
+    let desired: Vec<Desired> = three("h2")
+        .into_iter()
+        .map(|mut d| {
+            d.start_first = true;
+            d
+        })
+        .collect();
+    let p = plan(
+        &desired,
+        &[
+            seen("a", "web", "h1", State::Running),
+            seen("b", "web.1", "h1", State::Running),
+            seen("c", "web.2", "h1", State::Running),
+        ],
+        opts(false),
+    );
+    assert_eq!(updated(&p), ["web"]);
+    assert!(
+        !p.actions.iter().any(|a| matches!(a, Action::Remove { .. })),
+        "old containers keep serving: {:?}",
+        p.actions
+    );
+}
+
+#[test]
+fn servers_that_are_not_replicas_of_one_another_update_together() {
+    let p = plan(
+        &[want("web", "h2"), want("api", "a2")],
+        &[
+            seen("a", "web", "h1", State::Running),
+            seen("b", "api", "a1", State::Running),
+        ],
+        opts(false),
+    );
+    assert_eq!(updated(&p), ["web", "api"]);
+}
+
+#[test]
+fn missing_container_is_created() {
+    let p = plan(&[want("web", "h1")], &[], opts(false));
+    assert_eq!(p.actions, [Action::Create { key: key("web") }]);
+    assert_eq!(p.verdicts[&key("web")].phase, Phase::Pending);
+}
+
+#[test]
+fn unchanged_running_container_gets_no_action() {
+    let p = plan(
+        &[want("web", "h1")],
+        &[seen("c1", "web", "h1", State::Running)],
+        opts(false),
+    );
+    assert!(p.is_empty());
+    assert_eq!(p.verdicts[&key("web")].phase, Phase::Ready);
+}
+
+#[test]
+fn changed_spec_recreates_only_that_object() {
+    let p = plan(
+        &[want("web", "h2"), want("api", "a1")],
+        &[
+            seen("c1", "web", "h1", State::Running),
+            seen("c2", "api", "a1", State::Running),
+        ],
+        opts(false),
+    );
+    assert_eq!(
+        p.actions,
+        [Action::Recreate {
+            key: key("web"),
+            old: "c1".into()
+        }]
+    );
+}
+
+#[test]
+fn exited_container_is_restarted_per_restart_policy() {
+    let with = |restart| Desired {
+        restart,
+        ..want("web", "h1")
+    };
+    let obs = |code| [seen("c1", "web", "h1", exited(code))];
+    let restart = [start("web", "c1", true)];
+    assert_eq!(
+        plan(&[with(RestartPolicy::Always)], &obs(0), opts(false)).actions,
+        restart
+    );
+    assert_eq!(
+        plan(&[with(RestartPolicy::OnFailure)], &obs(1), opts(false)).actions,
+        restart
+    );
+    assert!(plan(&[with(RestartPolicy::OnFailure)], &obs(0), opts(false)).is_empty());
+    assert!(plan(&[with(RestartPolicy::Never)], &obs(1), opts(false)).is_empty());
+}
+
+#[test]
+fn created_but_never_started_container_is_started() {
+    let p = plan(
+        &[want("web", "h1")],
+        &[seen("c1", "web", "h1", State::Created)],
+        opts(false),
+    );
+    assert_eq!(p.actions, [start("web", "c1", false)]);
+}
+
+#[test]
+fn dead_container_is_recreated() {
+    let p = plan(
+        &[want("web", "h1")],
+        &[seen("c1", "web", "h1", State::Dead)],
+        opts(false),
+    );
+    assert_eq!(
+        p.actions,
+        [Action::Recreate {
+            key: key("web"),
+            old: "c1".into()
+        }]
+    );
+}
+
+#[test]
+fn orphan_is_removed() {
+    let p = plan(
+        &[want("web", "h1")],
+        &[
+            seen("c1", "web", "h1", State::Running),
+            seen("c2", "old", "h", State::Running),
+        ],
+        opts(false),
+    );
+    assert!(
+        matches!(&p.actions[..], [Action::Remove { id, reason: RemoveReason::Orphan, .. }] if id == "c2")
+    );
+}
+
+#[test]
+fn container_with_incomplete_labels_is_an_orphan() {
+    let mut o = seen("c9", "x", "h", State::Running);
+    o.key = None;
+    let p = plan(
+        &[want("web", "h1")],
+        &[seen("c1", "web", "h1", State::Running), o],
+        opts(false),
+    );
+    assert!(matches!(&p.actions[..], [Action::Remove { id, .. }] if id == "c9"));
+}
+
+#[test]
+fn duplicates_keep_the_matching_running_one() {
+    let p = plan(
+        &[want("web", "h1")],
+        &[
+            seen("old", "web", "h0", State::Running),
+            seen("good", "web", "h1", State::Running),
+        ],
+        opts(false),
+    );
+    assert!(
+        matches!(&p.actions[..], [Action::Remove { id, reason: RemoveReason::Duplicate, .. }] if id == "old")
+    );
+}
+
+#[test]
+fn empty_desired_state_prunes_nothing_without_allow_empty() {
+    let obs = [seen("c1", "web", "h1", State::Running)];
+    let p = plan(&[], &obs, opts(false));
+    assert!(p.is_empty());
+    assert_eq!(p.prune_refused, ["dh_t_server_web"]);
+    let p = plan(&[], &obs, opts(true));
+    assert_eq!(p.actions.len(), 1);
+    assert!(p.prune_refused.is_empty());
+}
+
+#[test]
+fn first_crash_restarts_at_once_and_is_recorded_once() {
+    let d = want("web", "h1");
+    let p = plan(
+        std::slice::from_ref(&d),
+        &[seen("c1", "web", "h1", exited(3))],
+        opts(false),
+    );
+    assert_eq!(p.actions, [start("web", "c1", true)]);
+    let v = &p.verdicts[&key("web")];
+    assert_eq!(v.lifecycle.last_exit_code, Some(3));
+    assert_eq!(v.lifecycle.crash_streak, 1);
+    let reasons: Vec<_> = p.transitions.iter().map(|t| t.reason).collect();
+    assert_eq!(reasons, ["died"]);
+
+    // Planning again from the recorded lifecycle does not count the same exit twice.
+    let again = Desired {
+        lifecycle: v.lifecycle.clone(),
+        ..d
+    };
+    let p = plan(&[again], &[seen("c1", "web", "h1", exited(3))], opts(false));
+    assert!(p.transitions.is_empty());
+    assert_eq!(p.verdicts[&key("web")].lifecycle.crash_streak, 1);
+}
+
+#[test]
+fn quick_crashes_back_off_doubling_to_the_cap() {
+    let mut lc = Lifecycle::started(NOW - 1_000);
+    let mut delays = Vec::new();
+    for run in 0..5i64 {
+        let d = Desired {
+            lifecycle: lc.clone(),
+            ..want("web", "h1")
+        };
+        let p = plan(&[d], &[seen("c1", "web", "h1", exited(1))], opts(false));
+        let v = &p.verdicts[&key("web")];
+        let delay = v.lifecycle.next_retry_at.map(|t| (t - NOW) / 1000);
+        delays.push(delay);
+        if delay == Some(0) {
+            assert_eq!(p.actions, [start("web", "c1", true)], "run {run}");
+        } else {
+            assert!(p.is_empty(), "run {run}: must wait");
+            assert_eq!(v.phase, Phase::CrashLoopBackOff);
+            assert!(v
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("exited with code 1")));
+            assert_eq!(p.next_retry(), v.lifecycle.next_retry_at);
+        }
+        // The executor's restart: count it, and the container dies again one second later.
+        lc = v.lifecycle.clone();
+        lc.restart_count += 1;
+        lc.started_at = Some(NOW - 999 + run);
+        lc.next_retry_at = None;
+    }
+    assert_eq!(delays, [Some(0), Some(10), Some(20), Some(40), Some(40)]);
+}
+
+#[test]
+fn backoff_expires_into_a_restart() {
+    let mut lc = Lifecycle::started(NOW - 1_000);
+    lc.exit_seen_for = lc.started_at;
+    lc.crash_streak = 2;
+    lc.next_retry_at = Some(NOW);
+    let d = Desired {
+        lifecycle: lc,
+        ..want("web", "h1")
+    };
+    let p = plan(&[d], &[seen("c1", "web", "h1", exited(1))], opts(false));
+    assert_eq!(p.actions, [start("web", "c1", true)]);
+}
+
+#[test]
+fn a_long_good_run_resets_the_crash_streak() {
+    let mut lc = Lifecycle::started(NOW - 601_000);
+    lc.crash_streak = 4;
+    let d = Desired {
+        lifecycle: lc,
+        ..want("web", "h1")
+    };
+    let p = plan(&[d], &[seen("c1", "web", "h1", exited(1))], opts(false));
+    assert_eq!(p.actions, [start("web", "c1", true)], "restarts at once");
+    assert_eq!(p.verdicts[&key("web")].lifecycle.crash_streak, 1);
+}
+
+#[test]
+fn max_restarts_gives_up_with_failed() {
+    let mut lc = Lifecycle::started(NOW - 1_000);
+    lc.restart_count = 2;
+    let d = Desired {
+        lifecycle: lc,
+        max_restarts: Some(2),
+        ..want("web", "h1")
+    };
+    let p = plan(&[d], &[seen("c1", "web", "h1", exited(1))], opts(false));
+    assert!(p.is_empty());
+    let v = &p.verdicts[&key("web")];
+    assert_eq!(v.phase, Phase::Failed);
+    assert!(v
+        .message
+        .as_deref()
+        .is_some_and(|m| m.contains("gave up after 2 restarts")));
+    assert!(p.transitions.iter().any(|t| t.reason == "failed"));
+}
+
+#[test]
+fn completed_job_is_not_rerun_even_when_its_container_is_gone() {
+    let d = Desired {
+        restart: RestartPolicy::OnFailure,
+        ..want("job", "h1")
+    };
+    let p = plan(
+        std::slice::from_ref(&d),
+        &[seen("c1", "job", "h1", exited(0))],
+        opts(false),
+    );
+    assert!(p.is_empty());
+    let v = &p.verdicts[&key("job")];
+    assert_eq!(v.phase, Phase::Completed);
+    assert!(p.transitions.iter().any(|t| t.reason == "completed"));
+
+    let done = Desired {
+        lifecycle: v.lifecycle.clone(),
+        ..d.clone()
+    };
+    let p = plan(std::slice::from_ref(&done), &[], opts(false));
+    assert!(p.is_empty(), "a completed job must not be created again");
+    assert_eq!(p.verdicts[&key("job")].phase, Phase::Completed);
+
+    // A new spec runs again.
+    let changed = Desired {
+        spec_hash: "h2".into(),
+        ..done
+    };
+    assert_eq!(
+        plan(&[changed], &[], opts(false)).actions,
+        [Action::Create { key: key("job") }]
+    );
+}
+
+#[test]
+fn never_with_a_non_zero_exit_is_failed() {
+    let d = Desired {
+        restart: RestartPolicy::Never,
+        ..want("job", "h1")
+    };
+    let p = plan(&[d], &[seen("c1", "job", "h1", exited(2))], opts(false));
+    assert!(p.is_empty());
+    assert_eq!(p.verdicts[&key("job")].phase, Phase::Failed);
+}
+
+#[test]
+fn dependents_wait_blocked_until_conditions_hold() {
+    let api = Desired {
+        deps: vec![dep("db", Condition::Healthy, false)],
+        ..want("api", "a1")
+    };
+    let db = want("db", "d1");
+    // db is still starting: api is blocked, db is left alone.
+    let obs = [healthy(
+        seen("c1", "db", "d1", State::Running),
+        Health::Starting,
+    )];
+    let p = plan(&[api.clone(), db.clone()], &obs, opts(false));
+    assert!(p.is_empty(), "{:?}", p.actions);
+    let v = &p.verdicts[&key("api")];
+    assert_eq!(v.phase, Phase::Blocked);
+    assert_eq!(
+        v.message.as_deref(),
+        Some("waiting for server/db to be healthy (it is Running)")
+    );
+    assert_eq!(p.verdicts[&key("db")].phase, Phase::Running);
+    assert!(p.transitions.iter().any(|t| t.reason == "blocked"));
+    // Healthy: api is created.
+    let obs = [healthy(
+        seen("c1", "db", "d1", State::Running),
+        Health::Healthy,
+    )];
+    let p = plan(&[api, db], &obs, opts(false));
+    assert_eq!(p.actions, [Action::Create { key: key("api") }]);
+}
+
+#[test]
+fn a_missing_dependency_blocks_only_its_dependents() {
+    let web = Desired {
+        deps: vec![dep("ghost", Condition::Started, false)],
+        ..want("web", "w")
+    };
+    let p = plan(&[web, want("other", "o")], &[], opts(false));
+    assert_eq!(p.actions, [Action::Create { key: key("other") }]);
+    let v = &p.verdicts[&key("web")];
+    assert_eq!(v.phase, Phase::Blocked);
+    assert!(v
+        .message
+        .as_deref()
+        .is_some_and(|m| m.contains("server/ghost to be started (it is not defined)")));
+}
+
+#[test]
+fn completed_condition_waits_for_exit_zero() {
+    let api = Desired {
+        deps: vec![dep("job", Condition::Completed, false)],
+        ..want("api", "a")
+    };
+    let job = Desired {
+        restart: RestartPolicy::OnFailure,
+        ..want("job", "j")
+    };
+    let running = [seen("c1", "job", "j", State::Running)];
+    assert!(plan(&[api.clone(), job.clone()], &running, opts(false)).is_empty());
+    let done = [seen("c1", "job", "j", exited(0))];
+    let p = plan(&[api, job], &done, opts(false));
+    assert_eq!(p.actions, [Action::Create { key: key("api") }]);
+}
+
+#[test]
+fn a_running_dependent_stays_up_when_its_dependency_stops() {
+    let web = Desired {
+        deps: vec![dep("api", Condition::Started, false)],
+        ..want("web", "w")
+    };
+    let obs = [
+        seen("c1", "api", "a", exited(1)),
+        seen("c2", "web", "w", State::Running),
+    ];
+    let p = plan(&[web, want("api", "a")], &obs, opts(false));
+    assert_eq!(p.actions, [start("api", "c1", true)]);
+    assert_eq!(p.verdicts[&key("web")].phase, Phase::Ready);
+}
+
+#[test]
+fn unhealthy_container_is_restarted_unless_told_not_to() {
+    let obs = [healthy(
+        seen("c1", "web", "h1", State::Running),
+        Health::Unhealthy,
+    )];
+    let p = plan(&[want("web", "h1")], &obs, opts(false));
+    assert!(
+        matches!(&p.actions[..], [Action::Restart { id, reason, .. }] if id == "c1" && reason == "unhealthy")
+    );
+    assert_eq!(p.verdicts[&key("web")].phase, Phase::Unhealthy);
+    assert!(p.transitions.iter().any(|t| t.reason == "unhealthy"));
+    let keep = Desired {
+        restart_unhealthy: false,
+        ..want("web", "h1")
+    };
+    let p = plan(&[keep], &obs, opts(false));
+    assert!(p.is_empty());
+    assert_eq!(p.verdicts[&key("web")].phase, Phase::Unhealthy);
+}
+
+#[test]
+fn repeated_unhealthiness_backs_off_like_crashes() {
+    let obs = [healthy(
+        seen("c1", "web", "h1", State::Running),
+        Health::Unhealthy,
+    )];
+    let mut lc = Lifecycle::started(NOW - 1_000);
+    lc.crash_streak = 1;
+    let d = Desired {
+        lifecycle: lc,
+        ..want("web", "h1")
+    };
+    let p = plan(&[d], &obs, opts(false));
+    assert!(p.is_empty(), "must wait before restarting again");
+    let v = &p.verdicts[&key("web")];
+    assert_eq!(v.phase, Phase::Unhealthy);
+    assert_eq!(v.lifecycle.next_retry_at, Some(NOW + 10_000));
+    assert_eq!(p.next_retry(), Some(NOW + 10_000));
+    assert!(p.transitions.iter().any(|t| t.reason == "backoff"));
+}
+
+#[test]
+fn health_transitions_are_noted_once() {
+    let obs = [healthy(
+        seen("c1", "web", "h1", State::Running),
+        Health::Healthy,
+    )];
+    let p = plan(&[want("web", "h1")], &obs, opts(false));
+    assert_eq!(
+        p.transitions
+            .iter()
+            .filter(|t| t.reason == "healthy")
+            .count(),
+        1
+    );
+    let again = Desired {
+        lifecycle: p.verdicts[&key("web")].lifecycle.clone(),
+        ..want("web", "h1")
+    };
+    assert!(plan(&[again], &obs, opts(false)).transitions.is_empty());
+}
+
+#[test]
+fn restart_true_dependents_restart_when_their_dependency_runs_anew() {
+    let web = Desired {
+        deps: vec![dep("db", Condition::Started, true)],
+        ..want("web", "w")
+    };
+    let obs = [
+        seen("d1", "db", "d", State::Running),
+        seen("w1", "web", "w", State::Running),
+    ];
+    // First sight: the dependency's run is adopted, nothing restarts.
+    let p = plan(&[web.clone(), want("db", "d")], &obs, opts(false));
+    assert!(p.is_empty());
+    let lc = p.verdicts[&key("web")].lifecycle.clone();
+    assert_eq!(
+        lc.dep_runs.get("server/db").map(String::as_str),
+        Some("d1:0")
+    );
+    // The dependency was recreated (new container): the dependent restarts.
+    let web = Desired {
+        lifecycle: lc,
+        ..web
+    };
+    let obs = [
+        seen("d2", "db", "d", State::Running),
+        seen("w1", "web", "w", State::Running),
+    ];
+    let p = plan(&[web, want("db", "d")], &obs, opts(false));
+    assert!(
+        matches!(&p.actions[..], [Action::Restart { id, .. }] if id == "w1"),
+        "{:?}",
+        p.actions
+    );
+    assert_eq!(
+        p.verdicts[&key("web")]
+            .dep_runs
+            .get("server/db")
+            .map(String::as_str),
+        Some("d2:0")
+    );
+}
+
+#[test]
+fn orphans_are_removed_dependents_first() {
+    let mut web = seen("w1", "web", "w", State::Running);
+    web.depends_on = vec![key("api")];
+    let api = seen("a1", "api", "a", State::Running);
+    let p = plan(
+        &[want("keep", "k")],
+        &[web, api.clone(), seen("k1", "keep", "k", State::Running)],
+        opts(false),
+    );
+    assert!(
+        matches!(&p.actions[..], [Action::Remove { id, .. }] if id == "w1"),
+        "{:?}",
+        p.actions
+    );
+    let p = plan(
+        &[want("keep", "k")],
+        &[api, seen("k1", "keep", "k", State::Running)],
+        opts(false),
+    );
+    assert!(matches!(&p.actions[..], [Action::Remove { id, .. }] if id == "a1"));
+}
+
+fn database(n: &str, ready: bool) -> Desired {
+    Desired {
+        readiness: Some(Readiness {
+            ready,
+            timeout: Duration::from_secs(30),
+            disposable_volume: Some(format!("{n}-data")),
+        }),
+        ..want(n, "d1")
+    }
+}
+
+#[test]
+fn a_database_is_ready_only_once_a_login_worked() {
+    let obs = [seen("c1", "db", "d1", State::Running)];
+    let p = plan(&[database("db", false)], &obs, opts(false));
+    assert!(p.is_empty());
+    let v = &p.verdicts[&key("db")];
+    assert_eq!(v.phase, Phase::Running);
+    assert_eq!(p.recheck_at, Some(NOW + RECHECK_MILLIS), "looks again soon");
+    assert_eq!(p.wake_at(), Some(NOW + RECHECK_MILLIS));
+    let p = plan(&[database("db", true)], &obs, opts(false));
+    let v = &p.verdicts[&key("db")];
+    assert_eq!(v.phase, Phase::Ready);
+    assert_eq!(v.lifecycle.ready_for.as_deref(), Some("c1"));
+    assert!(p.transitions.iter().any(|t| t.reason == "ready"));
+}
+
+#[test]
+fn a_database_never_ready_in_time_is_abandoned_then_retried_after_backoff() {
+    let mut d = database("db", false);
+    d.lifecycle = Lifecycle::started(NOW - 31_000);
+    d.lifecycle.crash_streak = 1;
+    let p = plan(&[d], &[seen("c1", "db", "d1", State::Running)], opts(false));
+    assert!(
+        matches!(&p.actions[..], [Action::Abandon { id, volume: Some(v), .. }] if id == "c1" && v == "db-data"),
+        "{:?}",
+        p.actions
+    );
+    assert!(p.transitions.iter().any(|t| t.reason == "not-ready"));
+    // Gone: it is created again only after its backoff.
+    let lc = p.verdicts[&key("db")].lifecycle.clone();
+    let waiting = Desired {
+        lifecycle: lc.clone(),
+        ..database("db", false)
+    };
+    let p = plan(&[waiting], &[], opts(false));
+    assert!(p.is_empty(), "{:?}", p.actions);
+    assert_eq!(p.verdicts[&key("db")].phase, Phase::CrashLoopBackOff);
+    let later = PlanOptions {
+        now: lc.next_retry_at.unwrap_or(NOW),
+        ..opts(false)
+    };
+    let d = Desired {
+        lifecycle: lc,
+        ..database("db", false)
+    };
+    assert_eq!(
+        plan(&[d], &[], later).actions,
+        [Action::Create { key: key("db") }]
+    );
+}
+
+#[test]
+fn a_database_proven_ready_satisfies_healthy() {
+    let app = Desired {
+        deps: vec![Dep {
+            key: key("db"),
+            condition: Condition::Healthy,
+            restart: false,
+        }],
+        ..want("app", "a")
+    };
+    let obs = [seen("c1", "db", "d1", State::Running)];
+    let p = plan(&[app.clone(), database("db", false)], &obs, opts(false));
+    assert_eq!(p.verdicts[&key("app")].phase, Phase::Blocked);
+    let p = plan(&[app, database("db", true)], &obs, opts(false));
+    assert_eq!(p.actions, [Action::Create { key: key("app") }]);
+}
+
+#[test]
+fn start_first_keeps_the_old_container_until_the_new_one_is_ready() {
+    let d = Desired {
+        start_first: true,
+        ..want("web", "h2")
+    };
+    let old = seen("old", "web", "h1", State::Running);
+    // No container of the new spec: create one beside the old.
+    let p = plan(
+        std::slice::from_ref(&d),
+        std::slice::from_ref(&old),
+        opts(false),
+    );
+    assert_eq!(p.actions, [Action::Create { key: key("web") }]);
+    // The new one is starting (health not passed yet): both stay.
+    let new = healthy(seen("new", "web", "h2", State::Running), Health::Starting);
+    let p = plan(std::slice::from_ref(&d), &[old.clone(), new], opts(false));
+    assert!(p.is_empty(), "{:?}", p.actions);
+    // Ready: the old one goes.
+    let new = healthy(seen("new", "web", "h2", State::Running), Health::Healthy);
+    let p = plan(&[d], &[old, new], opts(false));
+    assert!(
+        matches!(&p.actions[..], [Action::Remove { id, reason: RemoveReason::Duplicate, .. }] if id == "old"),
+        "{:?}",
+        p.actions
+    );
+}
+
+#[test]
+fn an_orphan_takes_its_delete_volume_with_it() {
+    let mut o = seen("c1", "old", "h", State::Running);
+    o.delete_volume = Some("dh_t_old-data".into());
+    let p = plan(
+        &[want("keep", "k")],
+        &[o, seen("k1", "keep", "k", State::Running)],
+        opts(false),
+    );
+    assert!(
+        matches!(&p.actions[..], [Action::Remove { volume: Some(v), .. }] if v == "dh_t_old-data")
+    );
+}
+
+/// Applies a plan the way a perfect engine would.
+fn apply(observed: &[Observed], plan: &Plan, desired: &[Desired]) -> Vec<Observed> {
+    let mut out: Vec<Observed> = observed.to_vec();
+    let hash_of = |k: &ObjectKey| {
+        desired
+            .iter()
+            .find(|d| &d.key == k)
+            .map(|d| d.spec_hash.clone())
+    };
+    let mut next = 0;
+    for a in &plan.actions {
+        match a {
+            Action::Create { key } | Action::Recreate { key, .. } => {
+                if let Action::Recreate { old, .. } = a {
+                    out.retain(|o| &o.id != old);
+                }
+                next += 1;
+                let hash = hash_of(key).unwrap_or_default();
+                out.push(seen(
+                    &format!("new{next}"),
+                    &key.name,
+                    &hash,
+                    State::Running,
+                ));
+            }
+            Action::Start { id, .. } | Action::Restart { id, .. } => {
+                for o in out.iter_mut().filter(|o| &o.id == id) {
+                    o.state = State::Running;
+                }
+            }
+            Action::Remove { id, .. } | Action::Abandon { id, .. } => out.retain(|o| &o.id != id),
+        }
+    }
+    out
+}
+
+fn arb_state() -> impl Strategy<Value = State> {
+    prop_oneof![
+        Just(State::Running),
+        Just(State::Created),
+        Just(State::Dead),
+        Just(State::Paused),
+        (0i64..3).prop_map(|c| State::Exited { code: Some(c) }),
+    ]
+}
+
+fn arb_policy() -> impl Strategy<Value = RestartPolicy> {
+    prop_oneof![
+        Just(RestartPolicy::Always),
+        Just(RestartPolicy::OnFailure),
+        Just(RestartPolicy::Never)
+    ]
+}
+
+proptest! {
+    #[test]
+    fn applying_the_plan_yields_exactly_the_desired_set(
+        names in proptest::collection::btree_map("[a-e]", (0u8..3, arb_policy()), 0..5),
+        obs in proptest::collection::vec(("[a-g]", 0u8..3, arb_state()), 0..8),
+        allow_empty in any::<bool>(),
+    ) {
+        let desired: Vec<Desired> = names.iter().map(|(n, (h, r))| Desired {
+            restart: *r,
+            ..want(n, &format!("h{h}"))
+        }).collect();
+        let observed: Vec<Observed> = obs.iter().enumerate()
+            .map(|(i, (n, h, s))| seen(&format!("c{i}"), n, &format!("h{h}"), s.clone()))
+            .collect();
+        let p = plan(&desired, &observed, opts(allow_empty));
+        let after = apply(&observed, &p, &desired);
+
+        if desired.is_empty() && !allow_empty {
+            // The guard: nothing removed at all.
+            prop_assert_eq!(after.len(), observed.len());
+            return Ok(());
+        }
+        let keys: BTreeSet<_> = after.iter().filter_map(|o| o.key.clone()).collect();
+        let want: BTreeSet<_> = desired.iter().map(|d| d.key.clone()).collect();
+        prop_assert_eq!(&keys, &want);
+        prop_assert_eq!(after.len(), desired.len(), "one container per object");
+        for d in &desired {
+            let o = after.iter().find(|o| o.key.as_ref() == Some(&d.key)).expect("present");
+            prop_assert_eq!(o.spec_hash.as_deref(), Some(d.spec_hash.as_str()));
+            if let State::Exited { code } = o.state {
+                prop_assert!(!d.restart.restarts_after(code), "left exited against its policy");
+            }
+        }
+        // Converged in one step: planning again, with the recorded lifecycles, finds nothing to do.
+        let recorded: Vec<Desired> = desired.iter().map(|d| Desired {
+            lifecycle: p.verdicts[&d.key].lifecycle.clone(),
+            ..d.clone()
+        }).collect();
+        prop_assert!(plan(&recorded, &after, opts(allow_empty)).is_empty());
+    }
+}
