@@ -729,8 +729,8 @@ mod idle {
     use super::*;
     use dockhand::api::{self, Api};
     use dockhand::controller::{Controller, Signals};
-    use dockhand::engine::fake::FakeRuntime;
-    use dockhand::engine::Runtime;
+    use dockhand::engine::fake::FakeEngine;
+    use dockhand::engine::Engine;
     use dockhand::lifecycle::BackoffPolicy;
     use dockhand::reconcile::{Options, Reconciler};
     use dockhand::source::Sources;
@@ -806,7 +806,7 @@ mod idle {
         t(u.ru_utime) + t(u.ru_stime)
     }
 
-    /// The measured child: a controller as `dockhand up` wires it, on FakeRuntime.
+    /// The measured child: a controller as `dockhand up` wires it, on FakeEngine.
     pub fn inner(n: usize) -> Result<(), Error> {
         dockhand::cli::tune_process();
         let idle_secs: u64 = std::env::var("BENCH_IDLE_SECS")
@@ -835,7 +835,7 @@ mod idle {
             s.write_servers(n)?;
             let state = dir.join("state.db");
             let store = Store::open(&state).await?;
-            let runtime = FakeRuntime::new();
+            let runtime = FakeEngine::new();
             let sources = Sources {
                 dir: Some(s.manifests()),
                 store: store.clone(),
@@ -850,15 +850,15 @@ mod idle {
                 backoff: BackoffPolicy::default(),
             };
             let reconciler = Arc::new(Reconciler::new(runtime.clone(), store.clone(), options));
-            let engine = Arc::new(std::sync::OnceLock::new());
-            let _ = engine.set(reconciler.clone());
+            let cell = Arc::new(std::sync::OnceLock::new());
+            let _ = cell.set(reconciler.clone());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let api_state = Arc::new(Api {
                 store: store.clone(),
                 sources: sources.clone(),
                 instance: s.instance.clone(),
                 signals: signals.clone(),
-                engine,
+                reconciler: cell,
                 token: None,
             });
             tokio::spawn(api::serve(listener, api_state, std::future::pending()));

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::controller::Signals;
-use crate::engine::{Attach, Output, Runtime, RuntimeError};
+use crate::engine::{Attach, Engine, EngineError, Output};
 use crate::manifest::replicas::check_object_name;
 use crate::manifest::{Kind, ManifestError, ObjectKey};
 use crate::reconcile::Reconciler;
@@ -50,7 +50,7 @@ pub enum ApiError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Engine(#[from] RuntimeError),
+    Engine(#[from] EngineError),
 }
 
 impl ApiError {
@@ -121,13 +121,13 @@ pub struct Api<R> {
     pub instance: String,
     pub signals: Signals,
     /// Set once the engine is reachable: metrics, logs, exec and the plan go through it.
-    pub engine: Arc<OnceLock<Arc<Reconciler<R>>>>,
+    pub reconciler: Arc<OnceLock<Arc<Reconciler<R>>>>,
     /// Every endpoint but `/healthz` requires `Authorization: Bearer <token>` when set.
     pub token: Option<String>,
 }
 
 /// The API's routes.
-pub fn router<R: Runtime + Attach + Clone>(api: Arc<Api<R>>) -> Router {
+pub fn router<R: Engine + Attach + Clone>(api: Arc<Api<R>>) -> Router {
     Router::new()
         .route("/readyz", get(readyz::<R>))
         .route("/metrics", get(metrics::<R>))
@@ -158,7 +158,7 @@ pub fn router<R: Runtime + Attach + Clone>(api: Arc<Api<R>>) -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.
-pub async fn serve<R: Runtime + Attach + Clone>(
+pub async fn serve<R: Engine + Attach + Clone>(
     listener: tokio::net::TcpListener,
     api: Arc<Api<R>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -173,7 +173,7 @@ pub fn needs_token(addr: &SocketAddr) -> bool {
     !addr.ip().is_loopback()
 }
 
-async fn auth<R: Runtime>(State(api): State<Arc<Api<R>>>, req: Request, next: Next) -> Response {
+async fn auth<R: Engine>(State(api): State<Arc<Api<R>>>, req: Request, next: Next) -> Response {
     if let Some(token) = &api.token {
         let given = req
             .headers()
@@ -193,7 +193,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn readyz<R: Runtime>(State(api): State<Arc<Api<R>>>) -> ApiResult<Json<serde_json::Value>> {
+async fn readyz<R: Engine>(State(api): State<Arc<Api<R>>>) -> ApiResult<Json<serde_json::Value>> {
     if api.signals.is_ready() {
         Ok(Json(json!({"status": "ready"})))
     } else {
@@ -203,15 +203,15 @@ async fn readyz<R: Runtime>(State(api): State<Arc<Api<R>>>) -> ApiResult<Json<se
     }
 }
 
-async fn metrics<R: Runtime>(State(api): State<Arc<Api<R>>>) -> Response {
+async fn metrics<R: Engine>(State(api): State<Arc<Api<R>>>) -> Response {
     let mut containers = Vec::new();
     let routes = api
-        .engine
+        .reconciler
         .get()
         .and_then(|r| r.proxy())
         .map(|p| p.states())
         .unwrap_or_default();
-    if let Some(rt) = api.engine.get().map(|r| r.runtime()) {
+    if let Some(rt) = api.reconciler.get().map(|r| r.engine()) {
         if let Ok(list) = rt.list(&api.instance).await {
             let running = list
                 .into_iter()
@@ -255,7 +255,7 @@ fn name_param(s: &str) -> ApiResult<String> {
     Ok(s.to_owned())
 }
 
-async fn list<R: Runtime>(
+async fn list<R: Engine>(
     State(api): State<Arc<Api<R>>>,
     Path(kind): Path<String>,
     Query(params): Query<HashMap<String, String>>,
@@ -287,7 +287,7 @@ async fn list<R: Runtime>(
     Ok(Json(view::items(&api.store, &api.instance, &q).await?))
 }
 
-async fn read<R: Runtime>(
+async fn read<R: Engine>(
     State(api): State<Arc<Api<R>>>,
     Path((kind, name)): Path<(String, String)>,
 ) -> ApiResult<Json<view::Item>> {
@@ -309,7 +309,7 @@ fn text(body: &Bytes) -> ApiResult<&str> {
     std::str::from_utf8(body).map_err(|e| ApiError::bad(format!("the body is not UTF-8: {e}")))
 }
 
-async fn put<R: Runtime>(
+async fn put<R: Engine>(
     State(api): State<Arc<Api<R>>>,
     Path((kind, name)): Path<(String, String)>,
     body: Bytes,
@@ -357,7 +357,7 @@ async fn put<R: Runtime>(
         .into_response())
 }
 
-async fn delete<R: Runtime>(
+async fn delete<R: Engine>(
     State(api): State<Arc<Api<R>>>,
     Path((kind, name)): Path<(String, String)>,
 ) -> ApiResult<Json<serde_json::Value>> {
@@ -369,7 +369,7 @@ async fn delete<R: Runtime>(
     ))
 }
 
-async fn patch_report<R: Runtime>(
+async fn patch_report<R: Engine>(
     State(api): State<Arc<Api<R>>>,
     Path(name): Path<String>,
     body: Bytes,
@@ -404,7 +404,7 @@ fn default_limit() -> i64 {
     100
 }
 
-async fn events<R: Runtime>(
+async fn events<R: Engine>(
     State(api): State<Arc<Api<R>>>,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
@@ -443,7 +443,7 @@ async fn events<R: Runtime>(
 }
 
 /// The backlog, then every new event as it is appended.
-fn async_stream<R: Runtime>(
+fn async_stream<R: Engine>(
     api: Arc<Api<R>>,
     key: Option<ObjectKey>,
     last: i64,
@@ -481,26 +481,26 @@ fn async_stream<R: Runtime>(
 }
 
 /// The reconciler, once the engine is reachable.
-fn engine<R: Runtime>(api: &Api<R>) -> ApiResult<&Reconciler<R>> {
-    api.engine
+fn reconciler<R: Engine>(api: &Api<R>) -> ApiResult<&Reconciler<R>> {
+    api.reconciler
         .get()
         .map(|r| r.as_ref())
         .ok_or_else(|| ApiError::Unavailable("the engine is not reachable yet".into()))
 }
 
 /// What a sync would do now: the controller's own dry run against the engine.
-async fn plan<R: Runtime>(State(api): State<Arc<Api<R>>>) -> ApiResult<Json<view::PlanView>> {
-    let rec = engine(&api)?;
+async fn plan<R: Engine>(State(api): State<Arc<Api<R>>>) -> ApiResult<Json<view::PlanView>> {
+    let rec = reconciler(&api)?;
     let snapshot = api.sources.load().await?;
     let report = rec.dry_run(&snapshot).await.map_err(|e| match e {
         crate::reconcile::ReconcileError::Store(e) => ApiError::Store(e),
-        crate::reconcile::ReconcileError::Runtime(e) => ApiError::Engine(e),
+        crate::reconcile::ReconcileError::Engine(e) => ApiError::Engine(e),
     })?;
     Ok(Json(view::PlanView::new(&report)))
 }
 
 /// The engine and the id of the container serving a server or database the store holds.
-async fn container<'a, R: Runtime>(
+async fn container<'a, R: Engine>(
     api: &'a Api<R>,
     kind: &str,
     name: &str,
@@ -512,7 +512,7 @@ async fn container<'a, R: Runtime>(
         )));
     }
     require(api, &key).await?;
-    let rt = engine(api)?.runtime();
+    let rt = reconciler(api)?.engine();
     let canonical = crate::engine::labels::container_name(&api.instance, key.kind, &key.name);
     let mine: Vec<_> = rt
         .list(&api.instance)
@@ -537,7 +537,7 @@ struct LogsQuery {
 }
 
 /// A container's output as plain text (stdout and stderr interleaved, as `kubectl logs`).
-async fn logs<R: Runtime + Attach>(
+async fn logs<R: Engine + Attach>(
     State(api): State<Arc<Api<R>>>,
     Path((kind, name)): Path<(String, String)>,
     query: Result<Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
@@ -567,7 +567,7 @@ struct ExecRequest {
 
 /// Runs a command in a container and streams its output as JSON lines: `{"stdout": B64}`,
 /// `{"stderr": B64}`, then `{"exitCode": N}` (or `{"error": TEXT}`).
-async fn exec<R: Runtime + Attach + Clone>(
+async fn exec<R: Engine + Attach + Clone>(
     State(api): State<Arc<Api<R>>>,
     Path((kind, name)): Path<(String, String)>,
     body: Bytes,
@@ -622,7 +622,7 @@ async fn exec<R: Runtime + Attach + Clone>(
 }
 
 /// An object the store holds, or 404.
-async fn require<R: Runtime>(api: &Api<R>, key: &ObjectKey) -> ApiResult<()> {
+async fn require<R: Engine>(api: &Api<R>, key: &ObjectKey) -> ApiResult<()> {
     if api.store.has_object(&api.instance, key).await? {
         Ok(())
     } else {
@@ -631,7 +631,7 @@ async fn require<R: Runtime>(api: &Api<R>, key: &ObjectKey) -> ApiResult<()> {
 }
 
 /// A route that exists, or 404.
-async fn route_exists<R: Runtime>(api: &Api<R>, name: &str) -> ApiResult<()> {
+async fn route_exists<R: Engine>(api: &Api<R>, name: &str) -> ApiResult<()> {
     require(api, &ObjectKey::new(Kind::Route, name_param(name)?)).await
 }
 
@@ -639,7 +639,7 @@ fn client_param(ip: &str) -> ApiResult<Ipv4Addr> {
     ClientRoute::parse_client(ip).map_err(ApiError::bad)
 }
 
-async fn list_clients<R: Runtime>(
+async fn list_clients<R: Engine>(
     State(api): State<Arc<Api<R>>>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Vec<ClientRoute>>> {
@@ -648,7 +648,7 @@ async fn list_clients<R: Runtime>(
     Ok(Json(all.remove(&name).unwrap_or_default()))
 }
 
-async fn get_client<R: Runtime>(
+async fn get_client<R: Engine>(
     State(api): State<Arc<Api<R>>>,
     Path((name, ip)): Path<(String, String)>,
 ) -> ApiResult<Json<ClientRoute>> {
@@ -672,7 +672,7 @@ struct ClientTarget {
     port: u16,
 }
 
-async fn put_client<R: Runtime>(
+async fn put_client<R: Engine>(
     State(api): State<Arc<Api<R>>>,
     Path((name, ip)): Path<(String, String)>,
     body: Bytes,
@@ -691,7 +691,7 @@ async fn put_client<R: Runtime>(
     Ok(Json(route))
 }
 
-async fn delete_client<R: Runtime>(
+async fn delete_client<R: Engine>(
     State(api): State<Arc<Api<R>>>,
     Path((name, ip)): Path<(String, String)>,
 ) -> ApiResult<Json<serde_json::Value>> {

@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::remote::{object_path, Remote, RemoteArgs};
 use super::{container_of, object_ref, print_output, InstanceArg};
-use crate::engine::{Attach, DockerRuntime};
+use crate::engine::{Attach, DockerEngine};
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
@@ -37,7 +37,7 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     if let Some(remote) = args.remote.client()? {
         return run_remote(&remote, &args, &key).await;
     }
-    let runtime = DockerRuntime::connect().await?;
+    let runtime = DockerEngine::connect().await?;
     let container = container_of(&args.instance.instance, &key);
     let tty = args.tty && terminal::is_terminal(libc::STDIN_FILENO);
     let session = runtime
@@ -123,7 +123,7 @@ async fn run_remote(
 }
 
 /// Sends the terminal's size now and whenever the window changes.
-fn follow_window_size(runtime: &DockerRuntime, exec_id: &str) {
+fn follow_window_size(runtime: &DockerEngine, exec_id: &str) {
     let (runtime, exec_id) = (runtime.clone(), exec_id.to_owned());
     tokio::spawn(async move {
         let mut winch =

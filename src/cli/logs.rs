@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::remote::{object_path, RemoteArgs};
 use super::{container_of, object_ref, print_output, InstanceArg};
-use crate::engine::{Attach, DockerRuntime};
+use crate::engine::{Attach, DockerEngine};
 
 #[derive(Args, Debug)]
 pub struct LogsArgs {
@@ -35,7 +35,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
         remote.copy_to_stdout(resp).await?;
         return Ok(ExitCode::SUCCESS);
     }
-    let runtime = DockerRuntime::connect().await?;
+    let runtime = DockerEngine::connect().await?;
     let container = container_of(&args.instance.instance, &key);
     print_output(runtime.logs(&container, args.follow, args.tail)).await?;
     Ok(ExitCode::SUCCESS)

@@ -26,7 +26,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::engine::labels::DEFAULT_INSTANCE;
-use crate::engine::{DockerRuntime, Output};
+use crate::engine::{DockerEngine, Output};
 use crate::lifecycle::BackoffPolicy;
 use crate::manifest::replicas::check_object_name;
 use crate::manifest::{check_dns_label, Kind, ManifestError, ObjectKey};
@@ -141,7 +141,7 @@ pub(crate) fn object_key(kind: &str, name: &str) -> anyhow::Result<ObjectKey> {
 pub(crate) async fn print_output(
     mut stream: futures_util::stream::BoxStream<
         'static,
-        Result<Output, crate::engine::RuntimeError>,
+        Result<Output, crate::engine::EngineError>,
     >,
 ) -> anyhow::Result<()> {
     use futures_util::StreamExt;
@@ -306,9 +306,9 @@ pub(crate) async fn open_store(path: &Path) -> anyhow::Result<Store> {
 /// A reconciler on the engine, and the sources it reads.
 pub(crate) async fn reconciler(
     args: &ReconcileArgs,
-) -> anyhow::Result<(Reconciler<DockerRuntime>, crate::source::Sources)> {
+) -> anyhow::Result<(Reconciler<DockerEngine>, crate::source::Sources)> {
     let store = open_store(&args.state.state).await?;
-    let runtime = DockerRuntime::connect().await?;
+    let runtime = DockerEngine::connect().await?;
     let sources = args.sources(store.clone());
     Ok((Reconciler::new(runtime, store, args.options()), sources))
 }

@@ -9,7 +9,7 @@ use clap::Args;
 use super::{open_store, parse_duration, ReconcileArgs};
 use crate::api::{self, Api};
 use crate::controller::{lock_state, Backoff, Controller, Signals};
-use crate::engine::DockerRuntime;
+use crate::engine::DockerEngine;
 use crate::reconcile::Reconciler;
 
 #[derive(Args, Debug)]
@@ -61,7 +61,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let token = args.token_file.as_deref().map(read_token).transpose()?;
     let sources = c.sources(store.clone());
     let signals = Signals::default();
-    let engine = Arc::new(std::sync::OnceLock::new());
+    let reconciler_cell = Arc::new(std::sync::OnceLock::new());
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     if let ApiAddr::At(addr) = args.api {
         if api::needs_token(&addr) && token.is_none() {
@@ -78,7 +78,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             sources: sources.clone(),
             instance: c.state.instance.clone(),
             signals: signals.clone(),
-            engine: engine.clone(),
+            reconciler: reconciler_cell.clone(),
             token,
         });
         tokio::spawn(async move {
@@ -99,7 +99,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let runtime = loop {
         tokio::select! {
             _ = &mut shutdown => return Ok(ExitCode::SUCCESS),
-            r = DockerRuntime::connect() => match r {
+            r = DockerEngine::connect() => match r {
                 Ok(rt) => break rt,
                 Err(e) => {
                     let delay = backoff.next_delay();
@@ -121,7 +121,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let reconciler = Arc::new(
         Reconciler::new(runtime, store, c.options()).with_proxy(crate::proxy::Proxy::new()),
     );
-    let _ = engine.set(reconciler.clone());
+    let _ = reconciler_cell.set(reconciler.clone());
     Controller {
         reconciler,
         sources,

@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::controller::metrics::Metrics;
-use crate::engine::Runtime;
+use crate::engine::Engine;
 use crate::lifecycle::now_millis;
 use crate::reconcile::{ReconcileError, Reconciler};
 use crate::source::{directory, table, Snapshot, Sources};
@@ -147,7 +147,7 @@ pub struct Controller<R> {
 /// How often the source tables' watch asks `PRAGMA data_version`.
 const TABLE_WATCH: Duration = Duration::from_millis(250);
 
-impl<R: Runtime + Clone> Controller<R> {
+impl<R: Engine + Clone> Controller<R> {
     /// Runs until `shutdown` resolves. Workloads are left running.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let signals = self.signals.clone();
@@ -171,7 +171,7 @@ impl<R: Runtime + Clone> Controller<R> {
         };
 
         let events = tokio::spawn(watch_engine(
-            self.reconciler.runtime().clone(),
+            self.reconciler.engine().clone(),
             self.instance.clone(),
             wake.clone(),
         ));
@@ -302,7 +302,7 @@ const EVENT_RECHECKS: [Duration; 5] = [
 /// Follows the engine's container events for this instance, resubscribing with backoff when the
 /// stream ends (engine restarted or gone), and asking for a full pass after every reconnect.
 /// Each burst of drift events wakes a pass at once and again at `EVENT_RECHECKS`.
-async fn watch_engine<R: Runtime>(runtime: R, instance: String, wake: Arc<Notify>) {
+async fn watch_engine<R: Engine>(runtime: R, instance: String, wake: Arc<Notify>) {
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     // The burst's start and how many rechecks are done.
     let mut burst: Option<(Instant, usize)> = None;
@@ -376,8 +376,8 @@ mod tests {
     /// for a full pass. Runs entirely in memory, so the paused clock is exact.
     #[tokio::test(start_paused = true)]
     async fn event_stream_reconnects_with_backoff() {
-        use crate::engine::fake::FakeRuntime;
-        let runtime = FakeRuntime::new();
+        use crate::engine::fake::FakeEngine;
+        let runtime = FakeEngine::new();
         let wake = Arc::new(Notify::new());
         let task = tokio::spawn(watch_engine(runtime.clone(), "t".into(), wake.clone()));
         let start = Instant::now();
@@ -397,9 +397,9 @@ mod tests {
     /// the engine's listing catches up with the event; then the controller stays asleep.
     #[tokio::test(start_paused = true)]
     async fn a_drift_event_wakes_now_and_at_each_recheck() {
-        use crate::engine::fake::FakeRuntime;
-        use crate::engine::{ContainerSpec, Runtime};
-        let runtime = FakeRuntime::new();
+        use crate::engine::fake::FakeEngine;
+        use crate::engine::{ContainerSpec, Engine};
+        let runtime = FakeEngine::new();
         let spec = ContainerSpec {
             name: "dh_t_server_web".into(),
             labels: crate::kinds::server::owner_labels("t"),

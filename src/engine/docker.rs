@@ -1,4 +1,4 @@
-//! The Docker engine behind the `Runtime` trait, through bollard.
+//! The Docker engine behind the `Engine` trait, through bollard.
 
 use std::collections::HashMap;
 
@@ -15,21 +15,21 @@ use bollard::Docker;
 use futures_util::stream::{BoxStream, StreamExt};
 
 use super::{
-    ContainerSpec, ContainerStats, EngineEvent, Health, NetworkConfig, NetworkInfo, Observed,
-    PublishedPort, Runtime, RuntimeError, State,
+    ContainerSpec, ContainerStats, Engine, EngineError, EngineEvent, Health, NetworkConfig,
+    NetworkInfo, Observed, PublishedPort, State,
 };
 use crate::engine::labels;
 use crate::manifest::server::{Protocol, PullPolicy};
 
 /// A connection to the engine named by `DOCKER_HOST` (or the default socket).
 #[derive(Clone)]
-pub struct DockerRuntime {
+pub struct DockerEngine {
     docker: Docker,
 }
 
-impl DockerRuntime {
+impl DockerEngine {
     /// Connects and agrees on an API version with the engine (old engines refuse newer clients).
-    pub async fn connect() -> Result<Self, RuntimeError> {
+    pub async fn connect() -> Result<Self, EngineError> {
         let docker = Docker::connect_with_defaults().map_err(unavailable)?;
         let docker = docker.negotiate_version().await.map_err(unavailable)?;
         Ok(Self { docker })
@@ -55,18 +55,18 @@ fn output(o: bollard::container::LogOutput) -> Option<Output> {
 /// A command running in a container, attached.
 pub struct ExecSession {
     pub id: String,
-    pub output: BoxStream<'static, Result<Output, RuntimeError>>,
+    pub output: BoxStream<'static, Result<Output, EngineError>>,
     pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
 }
 
-impl super::Attach for DockerRuntime {
+impl super::Attach for DockerEngine {
     /// A container's output; with `follow`, until the container stops.
     fn logs(
         &self,
         container: &str,
         follow: bool,
         tail: Option<u64>,
-    ) -> BoxStream<'static, Result<Output, RuntimeError>> {
+    ) -> BoxStream<'static, Result<Output, EngineError>> {
         let opts = bollard::query_parameters::LogsOptions {
             follow,
             stdout: true,
@@ -94,7 +94,7 @@ impl super::Attach for DockerRuntime {
         cmd: Vec<String>,
         tty: bool,
         stdin: bool,
-    ) -> Result<ExecSession, RuntimeError> {
+    ) -> Result<ExecSession, EngineError> {
         let config = bollard::models::ExecConfig {
             attach_stdin: Some(stdin),
             attach_stdout: Some(true),
@@ -130,7 +130,7 @@ impl super::Attach for DockerRuntime {
                     input,
                 })
             }
-            Ok(bollard::exec::StartExecResults::Detached) => Err(RuntimeError::Engine {
+            Ok(bollard::exec::StartExecResults::Detached) => Err(EngineError::Engine {
                 op: "exec in",
                 target: container.to_owned(),
                 message: "the engine did not attach".into(),
@@ -140,7 +140,7 @@ impl super::Attach for DockerRuntime {
     }
 
     /// The exit code of a finished exec.
-    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, RuntimeError> {
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, EngineError> {
         let r = self
             .docker
             .inspect_exec(exec_id)
@@ -151,14 +151,14 @@ impl super::Attach for DockerRuntime {
 }
 
 /// A terminal's size for `exec -t`; the reconciler never needs it.
-impl DockerRuntime {
+impl DockerEngine {
     /// Tells the engine the terminal's size.
     pub async fn resize_exec(
         &self,
         exec_id: &str,
         width: u16,
         height: u16,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<(), EngineError> {
         self.docker
             .resize_exec(
                 exec_id,
@@ -172,8 +172,8 @@ impl DockerRuntime {
     }
 }
 
-fn unavailable(e: BollardError) -> RuntimeError {
-    RuntimeError::Unavailable {
+fn unavailable(e: BollardError) -> EngineError {
+    EngineError::Unavailable {
         message: e.to_string(),
     }
 }
@@ -189,9 +189,9 @@ fn server_error(e: &BollardError) -> Option<(u16, &str)> {
     }
 }
 
-fn engine(op: &'static str, target: &str, e: BollardError) -> RuntimeError {
+fn engine(op: &'static str, target: &str, e: BollardError) -> EngineError {
     match server_error(&e) {
-        Some((_, message)) => RuntimeError::Engine {
+        Some((_, message)) => EngineError::Engine {
             op,
             target: target.to_owned(),
             message: message.to_owned(),
@@ -245,8 +245,8 @@ fn split_reference(image: &str) -> (String, Option<String>) {
     }
 }
 
-impl DockerRuntime {
-    async fn pull(&self, image: &str) -> Result<(), RuntimeError> {
+impl DockerEngine {
+    async fn pull(&self, image: &str) -> Result<(), EngineError> {
         let (from_image, tag) = split_reference(image);
         let opts = CreateImageOptions {
             from_image: Some(from_image),
@@ -257,7 +257,7 @@ impl DockerRuntime {
         while let Some(item) = stream.next().await {
             if let Err(e) = item {
                 return Err(match server_error(&e) {
-                    Some((_, m)) => RuntimeError::ImageMissing {
+                    Some((_, m)) => EngineError::ImageMissing {
                         image: image.to_owned(),
                         reason: format!("pulling it failed: {m}"),
                     },
@@ -269,8 +269,8 @@ impl DockerRuntime {
     }
 }
 
-impl Runtime for DockerRuntime {
-    async fn list(&self, instance: &str) -> Result<Vec<Observed>, RuntimeError> {
+impl Engine for DockerEngine {
+    async fn list(&self, instance: &str) -> Result<Vec<Observed>, EngineError> {
         let filters = HashMap::from([("label".to_owned(), labels::instance_filters(instance))]);
         let opts = ListContainersOptions {
             all: true,
@@ -346,14 +346,14 @@ impl Runtime for DockerRuntime {
             .collect())
     }
 
-    async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<(), RuntimeError> {
+    async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<(), EngineError> {
         if policy == PullPolicy::Always {
             return self.pull(image).await;
         }
         match self.docker.inspect_image(image).await {
             Ok(_) => Ok(()),
             Err(e) if server_error(&e).map(|s| s.0) == Some(404) => match policy {
-                PullPolicy::Never => Err(RuntimeError::ImageMissing {
+                PullPolicy::Never => Err(EngineError::ImageMissing {
                     image: image.to_owned(),
                     reason: "pullPolicy is Never".into(),
                 }),
@@ -367,14 +367,14 @@ impl Runtime for DockerRuntime {
         &self,
         name: &str,
         labels: &HashMap<String, String>,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<(), EngineError> {
         match self.docker.inspect_volume(name).await {
             Ok(v) => {
                 let owner = v.labels.get(labels::INSTANCE);
                 return if owner.is_some() && owner == labels.get(labels::INSTANCE) {
                     Ok(())
                 } else {
-                    Err(RuntimeError::VolumeConflict {
+                    Err(EngineError::VolumeConflict {
                         name: name.to_owned(),
                     })
                 };
@@ -394,7 +394,7 @@ impl Runtime for DockerRuntime {
         Ok(())
     }
 
-    async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError> {
+    async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
         match self
             .docker
             .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
@@ -406,7 +406,7 @@ impl Runtime for DockerRuntime {
         }
     }
 
-    async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
         let mut port_bindings = HashMap::new();
         let mut exposed = Vec::new();
         for p in &spec.ports {
@@ -495,7 +495,7 @@ impl Runtime for DockerRuntime {
         match self.docker.create_container(Some(opts), body).await {
             Ok(r) => Ok(r.id),
             Err(e) if server_error(&e).map(|s| s.0) == Some(409) => {
-                Err(RuntimeError::NameConflict {
+                Err(EngineError::NameConflict {
                     name: spec.name.clone(),
                 })
             }
@@ -503,7 +503,7 @@ impl Runtime for DockerRuntime {
         }
     }
 
-    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+    async fn start(&self, id: &str) -> Result<(), EngineError> {
         match self.docker.start_container(id, None).await {
             Ok(()) => Ok(()),
             Err(e) if server_error(&e).map(|s| s.0) == Some(304) => Ok(()),
@@ -511,7 +511,7 @@ impl Runtime for DockerRuntime {
         }
     }
 
-    async fn restart(&self, id: &str) -> Result<(), RuntimeError> {
+    async fn restart(&self, id: &str) -> Result<(), EngineError> {
         self.docker
             .restart_container(
                 id,
@@ -521,7 +521,7 @@ impl Runtime for DockerRuntime {
             .map_err(|e| engine("restart container", id, e))
     }
 
-    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+    async fn remove(&self, id: &str) -> Result<(), EngineError> {
         let gone = |e: &BollardError| matches!(server_error(e).map(|s| s.0), Some(404));
         match self
             .docker
@@ -546,7 +546,7 @@ impl Runtime for DockerRuntime {
         }
     }
 
-    async fn list_networks(&self, instance: &str) -> Result<Vec<NetworkInfo>, RuntimeError> {
+    async fn list_networks(&self, instance: &str) -> Result<Vec<NetworkInfo>, EngineError> {
         let filters = HashMap::from([("label".to_owned(), labels::instance_filters(instance))]);
         let opts = bollard::query_parameters::ListNetworksOptions {
             filters: Some(filters),
@@ -570,7 +570,7 @@ impl Runtime for DockerRuntime {
             .collect())
     }
 
-    async fn network_exists(&self, name: &str) -> Result<bool, RuntimeError> {
+    async fn network_exists(&self, name: &str) -> Result<bool, EngineError> {
         match self.docker.inspect_network(name, None).await {
             Ok(_) => Ok(true),
             Err(e) if server_error(&e).map(|s| s.0) == Some(404) => Ok(false),
@@ -578,7 +578,7 @@ impl Runtime for DockerRuntime {
         }
     }
 
-    async fn create_network(&self, config: &NetworkConfig) -> Result<(), RuntimeError> {
+    async fn create_network(&self, config: &NetworkConfig) -> Result<(), EngineError> {
         let ipam = config.subnet.as_ref().map(|subnet| bollard::models::Ipam {
             config: Some(vec![bollard::models::IpamConfig {
                 subnet: Some(subnet.clone()),
@@ -600,7 +600,7 @@ impl Runtime for DockerRuntime {
         }
     }
 
-    async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
+    async fn remove_network(&self, name: &str) -> Result<(), EngineError> {
         match self.docker.remove_network(name).await {
             Ok(()) => Ok(()),
             Err(e) if server_error(&e).map(|s| s.0) == Some(404) => Ok(()),
@@ -608,7 +608,7 @@ impl Runtime for DockerRuntime {
         }
     }
 
-    async fn network_containers(&self, name: &str) -> Result<Vec<String>, RuntimeError> {
+    async fn network_containers(&self, name: &str) -> Result<Vec<String>, EngineError> {
         let n = self
             .docker
             .inspect_network(name, None)
@@ -622,7 +622,7 @@ impl Runtime for DockerRuntime {
         name: &str,
         container: &str,
         ip: Option<std::net::Ipv4Addr>,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<(), EngineError> {
         let req = bollard::models::NetworkConnectRequest {
             container: container.to_owned(),
             endpoint_config: Some(endpoint(ip)),
@@ -633,7 +633,7 @@ impl Runtime for DockerRuntime {
             .map_err(|e| engine("connect to network", name, e))
     }
 
-    async fn disconnect_network(&self, name: &str, container: &str) -> Result<(), RuntimeError> {
+    async fn disconnect_network(&self, name: &str, container: &str) -> Result<(), EngineError> {
         let req = bollard::models::NetworkDisconnectRequest {
             container: container.to_owned(),
             force: Some(true),
@@ -645,7 +645,7 @@ impl Runtime for DockerRuntime {
         }
     }
 
-    async fn stats(&self, id: &str) -> Result<Option<ContainerStats>, RuntimeError> {
+    async fn stats(&self, id: &str) -> Result<Option<ContainerStats>, EngineError> {
         let opts = bollard::query_parameters::StatsOptions {
             stream: false,
             one_shot: true,
@@ -687,7 +687,7 @@ impl Runtime for DockerRuntime {
         }))
     }
 
-    fn events(&self, instance: &str) -> BoxStream<'static, Result<EngineEvent, RuntimeError>> {
+    fn events(&self, instance: &str) -> BoxStream<'static, Result<EngineEvent, EngineError>> {
         let label = labels::instance_filters(instance);
         let filters = HashMap::from([
             ("type".to_owned(), vec!["container".to_owned()]),

@@ -1,4 +1,4 @@
-//! An in-memory engine behind the `Runtime` trait, for tests and measurements of everything
+//! An in-memory engine behind the `Engine` trait, for tests and measurements of everything
 //! above it (planner, store, controller) without Docker. Not a substitute for the engine tests.
 
 use std::collections::{BTreeMap, HashMap};
@@ -8,7 +8,7 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use tokio::sync::broadcast;
 
 use super::{
-    ContainerSpec, EngineEvent, NetworkConfig, NetworkInfo, Observed, Runtime, RuntimeError, State,
+    ContainerSpec, Engine, EngineError, EngineEvent, NetworkConfig, NetworkInfo, Observed, State,
 };
 use crate::engine::labels;
 use crate::manifest::server::PullPolicy;
@@ -28,18 +28,18 @@ struct Inner {
 
 /// Containers live in a map and run once started.
 #[derive(Clone)]
-pub struct FakeRuntime {
+pub struct FakeEngine {
     inner: Arc<Mutex<Inner>>,
     events: Arc<Mutex<broadcast::Sender<EngineEvent>>>,
 }
 
-impl Default for FakeRuntime {
+impl Default for FakeEngine {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl FakeRuntime {
+impl FakeEngine {
     pub fn new() -> Self {
         Self {
             inner: Arc::default(),
@@ -74,8 +74,8 @@ impl FakeRuntime {
         });
     }
 
-    fn missing(id: &str) -> RuntimeError {
-        RuntimeError::Engine {
+    fn missing(id: &str) -> EngineError {
+        EngineError::Engine {
             op: "find container",
             target: id.to_owned(),
             message: "no such container".into(),
@@ -83,8 +83,8 @@ impl FakeRuntime {
     }
 }
 
-impl Runtime for FakeRuntime {
-    async fn list(&self, instance: &str) -> Result<Vec<Observed>, RuntimeError> {
+impl Engine for FakeEngine {
+    async fn list(&self, instance: &str) -> Result<Vec<Observed>, EngineError> {
         let inner = self.lock();
         Ok(inner
             .containers
@@ -105,7 +105,7 @@ impl Runtime for FakeRuntime {
             .collect())
     }
 
-    async fn ensure_image(&self, _image: &str, _policy: PullPolicy) -> Result<(), RuntimeError> {
+    async fn ensure_image(&self, _image: &str, _policy: PullPolicy) -> Result<(), EngineError> {
         Ok(())
     }
 
@@ -113,18 +113,18 @@ impl Runtime for FakeRuntime {
         &self,
         _name: &str,
         _labels: &HashMap<String, String>,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<(), EngineError> {
         Ok(())
     }
 
-    async fn remove_volume(&self, _name: &str) -> Result<(), RuntimeError> {
+    async fn remove_volume(&self, _name: &str) -> Result<(), EngineError> {
         Ok(())
     }
 
-    async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
         let mut inner = self.lock();
         if inner.containers.values().any(|c| c.name == spec.name) {
-            return Err(RuntimeError::NameConflict {
+            return Err(EngineError::NameConflict {
                 name: spec.name.clone(),
             });
         }
@@ -141,7 +141,7 @@ impl Runtime for FakeRuntime {
         Ok(id)
     }
 
-    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+    async fn start(&self, id: &str) -> Result<(), EngineError> {
         let c = {
             let mut inner = self.lock();
             let c = inner
@@ -155,11 +155,11 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
-    async fn restart(&self, id: &str) -> Result<(), RuntimeError> {
+    async fn restart(&self, id: &str) -> Result<(), EngineError> {
         self.start(id).await
     }
 
-    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+    async fn remove(&self, id: &str) -> Result<(), EngineError> {
         let removed = self.lock().containers.remove(id);
         if let Some(c) = removed {
             self.emit(id, "destroy", &c);
@@ -167,23 +167,23 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
-    async fn list_networks(&self, _instance: &str) -> Result<Vec<NetworkInfo>, RuntimeError> {
+    async fn list_networks(&self, _instance: &str) -> Result<Vec<NetworkInfo>, EngineError> {
         Ok(Vec::new())
     }
 
-    async fn network_exists(&self, _name: &str) -> Result<bool, RuntimeError> {
+    async fn network_exists(&self, _name: &str) -> Result<bool, EngineError> {
         Ok(false)
     }
 
-    async fn create_network(&self, _config: &NetworkConfig) -> Result<(), RuntimeError> {
+    async fn create_network(&self, _config: &NetworkConfig) -> Result<(), EngineError> {
         Ok(())
     }
 
-    async fn remove_network(&self, _name: &str) -> Result<(), RuntimeError> {
+    async fn remove_network(&self, _name: &str) -> Result<(), EngineError> {
         Ok(())
     }
 
-    async fn network_containers(&self, _name: &str) -> Result<Vec<String>, RuntimeError> {
+    async fn network_containers(&self, _name: &str) -> Result<Vec<String>, EngineError> {
         Ok(Vec::new())
     }
 
@@ -192,15 +192,15 @@ impl Runtime for FakeRuntime {
         _name: &str,
         _container: &str,
         _ip: Option<std::net::Ipv4Addr>,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<(), EngineError> {
         Ok(())
     }
 
-    async fn disconnect_network(&self, _name: &str, _container: &str) -> Result<(), RuntimeError> {
+    async fn disconnect_network(&self, _name: &str, _container: &str) -> Result<(), EngineError> {
         Ok(())
     }
 
-    fn events(&self, _instance: &str) -> BoxStream<'static, Result<EngineEvent, RuntimeError>> {
+    fn events(&self, _instance: &str) -> BoxStream<'static, Result<EngineEvent, EngineError>> {
         let rx = self
             .events
             .lock()
@@ -220,13 +220,13 @@ impl Runtime for FakeRuntime {
 }
 
 /// Fake containers produce no output and run no commands.
-impl super::Attach for FakeRuntime {
+impl super::Attach for FakeEngine {
     fn logs(
         &self,
         container: &str,
         _follow: bool,
         _tail: Option<u64>,
-    ) -> BoxStream<'static, Result<super::Output, RuntimeError>> {
+    ) -> BoxStream<'static, Result<super::Output, EngineError>> {
         stream::once(std::future::ready(Err(unsupported("logs of", container)))).boxed()
     }
 
@@ -236,17 +236,17 @@ impl super::Attach for FakeRuntime {
         _cmd: Vec<String>,
         _tty: bool,
         _stdin: bool,
-    ) -> Result<super::ExecSession, RuntimeError> {
+    ) -> Result<super::ExecSession, EngineError> {
         Err(unsupported("exec in", container))
     }
 
-    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, RuntimeError> {
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, EngineError> {
         Err(unsupported("inspect exec", exec_id))
     }
 }
 
-fn unsupported(op: &'static str, target: &str) -> RuntimeError {
-    RuntimeError::Engine {
+fn unsupported(op: &'static str, target: &str) -> EngineError {
+    EngineError::Engine {
         op,
         target: target.to_owned(),
         message: "the fake runtime runs no processes".into(),

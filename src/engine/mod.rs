@@ -16,11 +16,11 @@ use futures_util::stream::BoxStream;
 use crate::manifest::server::{Protocol, PullPolicy};
 use crate::manifest::ObjectKey;
 
-pub use docker::{DockerRuntime, ExecSession, Output};
+pub use docker::{DockerEngine, ExecSession, Output};
 
 /// What failed when talking to the engine.
 #[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
+pub enum EngineError {
     #[error("cannot reach the docker engine: {message}")]
     Unavailable { message: String },
     #[error("image {image} is not present and {reason}")]
@@ -39,10 +39,10 @@ pub enum RuntimeError {
     },
 }
 
-impl RuntimeError {
+impl EngineError {
     /// Whether retrying soon may help (the engine went away) rather than the input being wrong.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, RuntimeError::Unavailable { .. })
+        matches!(self, EngineError::Unavailable { .. })
     }
 }
 
@@ -194,19 +194,19 @@ pub struct ContainerStats {
 }
 
 /// The engine as the reconciler sees it. Implementations must be cheap to share.
-pub trait Runtime: Send + Sync + 'static {
+pub trait Engine: Send + Sync + 'static {
     /// All containers (running or not) that carry this instance's labels: one engine call.
     fn list(
         &self,
         instance: &str,
-    ) -> impl Future<Output = Result<Vec<Observed>, RuntimeError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Observed>, EngineError>> + Send;
 
     /// Makes the image available according to the pull policy.
     fn ensure_image(
         &self,
         image: &str,
         policy: PullPolicy,
-    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
 
     /// Creates a named volume with labels if it does not exist. An existing one is used only if
     /// it carries the same instance label; otherwise `VolumeConflict`.
@@ -214,78 +214,77 @@ pub trait Runtime: Send + Sync + 'static {
         &self,
         name: &str,
         labels: &HashMap<String, String>,
-    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
 
     /// Creates (does not start) a container; returns its id.
     fn create(
         &self,
         spec: &ContainerSpec,
-    ) -> impl Future<Output = Result<String, RuntimeError>> + Send;
+    ) -> impl Future<Output = Result<String, EngineError>> + Send;
 
     /// Starts a container; starting a running one is not an error.
-    fn start(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    fn start(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
 
     /// Restarts a container (stop with its own grace period, then start).
-    fn restart(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    fn restart(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
 
     /// Stops (with the container's own grace period) and removes a container, keeping its
     /// volumes. Removing a container that is already gone is not an error.
-    fn remove(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    fn remove(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
 
     /// Removes a named volume; one that is already gone is not an error.
-    fn remove_volume(&self, name: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    fn remove_volume(&self, name: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
 
     /// The networks this instance created.
     fn list_networks(
         &self,
         instance: &str,
-    ) -> impl Future<Output = Result<Vec<NetworkInfo>, RuntimeError>> + Send;
+    ) -> impl Future<Output = Result<Vec<NetworkInfo>, EngineError>> + Send;
 
     /// Whether a network of that name exists at all (anyone's).
-    fn network_exists(&self, name: &str)
-        -> impl Future<Output = Result<bool, RuntimeError>> + Send;
+    fn network_exists(&self, name: &str) -> impl Future<Output = Result<bool, EngineError>> + Send;
 
     fn create_network(
         &self,
         config: &NetworkConfig,
-    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
 
     /// Removes a network; one that is already gone is not an error.
-    fn remove_network(&self, name: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    fn remove_network(&self, name: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
 
     /// The ids of the containers attached to a network.
     fn network_containers(
         &self,
         name: &str,
-    ) -> impl Future<Output = Result<Vec<String>, RuntimeError>> + Send;
+    ) -> impl Future<Output = Result<Vec<String>, EngineError>> + Send;
 
     fn connect_network(
         &self,
         name: &str,
         container: &str,
         ip: Option<std::net::Ipv4Addr>,
-    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
 
     fn disconnect_network(
         &self,
         name: &str,
         container: &str,
-    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
 
     /// Container events for this instance, until the engine goes away.
-    fn events(&self, instance: &str) -> BoxStream<'static, Result<EngineEvent, RuntimeError>>;
+    fn events(&self, instance: &str) -> BoxStream<'static, Result<EngineEvent, EngineError>>;
 
     /// One sample of a running container's resource use; `None` where the engine has none.
     fn stats(
         &self,
         _id: &str,
-    ) -> impl Future<Output = Result<Option<ContainerStats>, RuntimeError>> + Send {
+    ) -> impl Future<Output = Result<Option<ContainerStats>, EngineError>> + Send {
         std::future::ready(Ok(None))
     }
 }
 
 /// What a person asks of a container (`logs`, `exec`), locally or through the API. Kept apart
-/// from `Runtime`: the reconciler never attaches to anything.
+/// from `Engine`: the reconciler never attaches to anything.
 pub trait Attach: Send + Sync + 'static {
     /// A container's output; with `follow`, until the container stops.
     fn logs(
@@ -293,7 +292,7 @@ pub trait Attach: Send + Sync + 'static {
         container: &str,
         follow: bool,
         tail: Option<u64>,
-    ) -> BoxStream<'static, Result<Output, RuntimeError>>;
+    ) -> BoxStream<'static, Result<Output, EngineError>>;
 
     /// Starts `cmd` in a running container, attached to its output (and input if `stdin`).
     fn exec(
@@ -302,11 +301,11 @@ pub trait Attach: Send + Sync + 'static {
         cmd: Vec<String>,
         tty: bool,
         stdin: bool,
-    ) -> impl Future<Output = Result<ExecSession, RuntimeError>> + Send;
+    ) -> impl Future<Output = Result<ExecSession, EngineError>> + Send;
 
     /// The exit code of a finished exec.
     fn exec_exit_code(
         &self,
         exec_id: &str,
-    ) -> impl Future<Output = Result<Option<i64>, RuntimeError>> + Send;
+    ) -> impl Future<Output = Result<Option<i64>, EngineError>> + Send;
 }

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::engine::labels;
-use crate::engine::{NetworkConfig, NetworkInfo, Observed, Runtime, RuntimeError};
+use crate::engine::{Engine, EngineError, NetworkConfig, NetworkInfo, Observed};
 use crate::manifest::{Object, Spec};
 
 /// Spec hash of a network dockhand creates only because a server names it.
@@ -52,11 +52,11 @@ impl NetworkPlan {
 
 /// Decides what to create, recreate and remove. Asks the engine only about names no manifest
 /// declares (to tell an existing network from one to create).
-pub async fn plan<R: Runtime>(
-    runtime: &R,
+pub async fn plan<R: Engine>(
+    engine: &R,
     instance: &str,
     desired: &[Object],
-) -> Result<NetworkPlan, RuntimeError> {
+) -> Result<NetworkPlan, EngineError> {
     let mut wanted: BTreeMap<String, NetworkConfig> = BTreeMap::new();
     let mut plan = NetworkPlan::default();
     let owner = |hash: &str| {
@@ -80,7 +80,7 @@ pub async fn plan<R: Runtime>(
             );
         }
     }
-    let ours: Vec<NetworkInfo> = runtime.list_networks(instance).await?;
+    let ours: Vec<NetworkInfo> = engine.list_networks(instance).await?;
     for o in desired {
         let Spec::Server(s) = &o.spec else { continue };
         let Some(net) = &s.network else { continue };
@@ -89,7 +89,7 @@ pub async fn plan<R: Runtime>(
         }
         let auto = labels::network_name(instance, &net.0);
         let is_ours = ours.iter().any(|n| n.name == auto);
-        if !is_ours && runtime.network_exists(&net.0).await? {
+        if !is_ours && engine.network_exists(&net.0).await? {
             plan.engine_names.insert(net.0.clone(), net.0.clone());
             continue;
         }
@@ -127,30 +127,30 @@ pub async fn plan<R: Runtime>(
 
 /// Creates and recreates (before containers are created). A recreated network gets back the
 /// containers it had, each with its static address.
-pub async fn apply_before<R: Runtime>(
-    runtime: &R,
+pub async fn apply_before<R: Engine>(
+    engine: &R,
     plan: &NetworkPlan,
     observed: &[Observed],
     ip_of: &(dyn Fn(&Observed) -> Option<std::net::Ipv4Addr> + Sync),
-) -> Vec<(String, Result<(), RuntimeError>)> {
+) -> Vec<(String, Result<(), EngineError>)> {
     let mut out = Vec::new();
     for config in &plan.create {
         out.push((
             format!("create network {}", config.name),
-            runtime.create_network(config).await,
+            engine.create_network(config).await,
         ));
     }
     for config in &plan.recreate {
         let result = async {
-            let attached = runtime.network_containers(&config.name).await?;
+            let attached = engine.network_containers(&config.name).await?;
             for id in &attached {
-                runtime.disconnect_network(&config.name, id).await?;
+                engine.disconnect_network(&config.name, id).await?;
             }
-            runtime.remove_network(&config.name).await?;
-            runtime.create_network(config).await?;
+            engine.remove_network(&config.name).await?;
+            engine.create_network(config).await?;
             for id in &attached {
                 let ip = observed.iter().find(|o| &o.id == id).and_then(ip_of);
-                runtime.connect_network(&config.name, id, ip).await?;
+                engine.connect_network(&config.name, id, ip).await?;
             }
             Ok(())
         }
@@ -162,15 +162,15 @@ pub async fn apply_before<R: Runtime>(
 
 /// Removes networks nothing needs (after their containers are gone; an error leaves them for
 /// the next pass).
-pub async fn apply_after<R: Runtime>(
-    runtime: &R,
+pub async fn apply_after<R: Engine>(
+    engine: &R,
     plan: &NetworkPlan,
-) -> Vec<(String, Result<(), RuntimeError>)> {
+) -> Vec<(String, Result<(), EngineError>)> {
     let mut out = Vec::new();
     for name in &plan.remove {
         out.push((
             format!("remove network {name}"),
-            runtime.remove_network(name).await,
+            engine.remove_network(name).await,
         ));
     }
     out

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use futures_util::stream::{self, StreamExt};
 
-use crate::engine::{ContainerSpec, Runtime, RuntimeError};
+use crate::engine::{ContainerSpec, Engine, EngineError};
 use crate::manifest::server::PullPolicy;
 use crate::manifest::ObjectKey;
 use crate::plan::Action;
@@ -17,11 +17,11 @@ use crate::plan::Action;
 pub struct Outcome {
     pub action: Action,
     /// The id of the container that now serves the object, for creates and recreates.
-    pub result: Result<Option<String>, RuntimeError>,
+    pub result: Result<Option<String>, EngineError>,
 }
 
 /// Runs `actions` with at most `parallel` engine operations at a time.
-pub async fn execute<R: Runtime>(
+pub async fn execute<R: Engine>(
     runtime: &R,
     actions: Vec<Action>,
     specs: &HashMap<ObjectKey, ContainerSpec>,
@@ -63,13 +63,13 @@ pub async fn execute<R: Runtime>(
         .await
 }
 
-async fn run<R: Runtime>(
+async fn run<R: Engine>(
     runtime: &R,
     action: &Action,
     specs: &HashMap<ObjectKey, ContainerSpec>,
     volume_labels: &HashMap<String, String>,
     images: &HashMap<String, Result<(), String>>,
-) -> Result<Option<String>, RuntimeError> {
+) -> Result<Option<String>, EngineError> {
     match action {
         Action::Start { id, .. } => runtime.start(id).await.map(|()| None),
         Action::Restart { id, .. } => runtime.restart(id).await.map(|()| None),
@@ -81,14 +81,14 @@ async fn run<R: Runtime>(
             Ok(None)
         }
         Action::Create { key } | Action::Recreate { key, .. } => {
-            let spec = specs.get(key).ok_or_else(|| RuntimeError::Engine {
+            let spec = specs.get(key).ok_or_else(|| EngineError::Engine {
                 op: "create container",
                 target: key.to_string(),
                 message: "no spec for object".into(),
             })?;
             if let Some(Err(e)) = images.get(&spec.image) {
                 // The message already says which image and why; keep the old container.
-                return Err(RuntimeError::Engine {
+                return Err(EngineError::Engine {
                     op: "prepare image",
                     target: spec.image.clone(),
                     message: e.clone(),

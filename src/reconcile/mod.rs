@@ -7,7 +7,7 @@ pub mod execute;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::engine::{ContainerSpec, Observed, Runtime, RuntimeError};
+use crate::engine::{ContainerSpec, Engine, EngineError, Observed};
 use crate::kinds::database;
 use crate::kinds::network::{self, NetworkPlan};
 use crate::lifecycle::{now_millis, BackoffPolicy, Lifecycle, Millis};
@@ -28,13 +28,13 @@ pub enum ReconcileError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Runtime(#[from] RuntimeError),
+    Engine(#[from] EngineError),
 }
 
 impl ReconcileError {
     /// Whether the engine was unreachable (retry with backoff) rather than something else failing.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, ReconcileError::Runtime(e) if e.is_unavailable())
+        matches!(self, ReconcileError::Engine(e) if e.is_unavailable())
     }
 }
 
@@ -50,7 +50,7 @@ pub struct Options {
     pub backoff: BackoffPolicy,
 }
 
-/// Runtime per-client routes go ahead of the manifest's rules: a manifest rule for exactly
+/// Engine per-client routes go ahead of the manifest's rules: a manifest rule for exactly
 /// that client address is replaced, wider rules stay (the /32 is more specific anyway).
 fn add_client_routes(
     routes: &mut [(String, RouteSpec)],
@@ -120,7 +120,7 @@ impl PassReport {
     }
 
     /// Actions that failed, with their errors.
-    pub fn failures(&self) -> impl Iterator<Item = (&Action, &RuntimeError)> {
+    pub fn failures(&self) -> impl Iterator<Item = (&Action, &EngineError)> {
         self.outcomes
             .iter()
             .filter_map(|o| o.result.as_ref().err().map(|e| (&o.action, e)))
@@ -128,7 +128,7 @@ impl PassReport {
 }
 
 pub struct Reconciler<R> {
-    runtime: R,
+    engine: R,
     store: Store,
     options: Options,
     /// What the empty-source guard held back last time, so the refusal is recorded once.
@@ -155,10 +155,10 @@ struct Observation {
     observed: Vec<Observed>,
 }
 
-impl<R: Runtime> Reconciler<R> {
-    pub fn new(runtime: R, store: Store, options: Options) -> Self {
+impl<R: Engine> Reconciler<R> {
+    pub fn new(engine: R, store: Store, options: Options) -> Self {
         Self {
-            runtime,
+            engine,
             store,
             options,
             last_refused: std::sync::Mutex::new(Vec::new()),
@@ -173,8 +173,8 @@ impl<R: Runtime> Reconciler<R> {
         self
     }
 
-    pub fn runtime(&self) -> &R {
-        &self.runtime
+    pub fn engine(&self) -> &R {
+        &self.engine
     }
 
     /// The routes' proxy, when this reconciler serves them (`dockhand up`).
@@ -200,7 +200,7 @@ impl<R: Runtime> Reconciler<R> {
         let desired = merge(snapshot, &stored);
         let allow_empty = self.options.allow_empty || only_applied(&stored);
         let secrets = self.database_secrets(&desired, dry_run).await?;
-        let observed = self.runtime.list(instance).await?;
+        let observed = self.engine.list(instance).await?;
         let ready = if dry_run {
             HashSet::new()
         } else {
@@ -298,7 +298,7 @@ impl<R: Runtime> Reconciler<R> {
         if !involved && !self.had_networks.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(NetworkPlan::default());
         }
-        let plan = network::plan(&self.runtime, &self.options.instance, desired).await?;
+        let plan = network::plan(&self.engine, &self.options.instance, desired).await?;
         let any = !plan.engine_names.is_empty() || !plan.is_empty();
         self.had_networks
             .store(any, std::sync::atomic::Ordering::Relaxed);
@@ -342,14 +342,14 @@ impl<R: Runtime> Reconciler<R> {
             if mine.contains_key(&o.name) || dry_run {
                 continue;
             }
-            let password = database::generate_password().map_err(|e| RuntimeError::Engine {
+            let password = database::generate_password().map_err(|e| EngineError::Engine {
                 op: "generate password for",
                 target: o.key().to_string(),
                 message: e.to_string(),
             })?;
             let port =
                 database::allocate_port(&taken, database::host_port_is_free).ok_or_else(|| {
-                    RuntimeError::Engine {
+                    EngineError::Engine {
                         op: "allocate a port for",
                         target: o.key().to_string(),
                         message: "every port in 5433-6000 is taken".into(),
@@ -489,11 +489,11 @@ impl<R: Runtime> Reconciler<R> {
                 })
         };
         let mut network_results =
-            network::apply_before(&self.runtime, &networks, &observed, &ip_of).await;
+            network::apply_before(&self.engine, &networks, &observed, &ip_of).await;
         // Routes switch to ready containers before anything is removed (StartFirst updates).
         let route_states = self.sync_routes(&desired, &plan, &observed).await;
         let outcomes = execute::execute(
-            &self.runtime,
+            &self.engine,
             plan.actions.clone(),
             &specs,
             &crate::kinds::server::owner_labels(instance),
@@ -501,7 +501,7 @@ impl<R: Runtime> Reconciler<R> {
         )
         .await;
 
-        network_results.extend(network::apply_after(&self.runtime, &networks).await);
+        network_results.extend(network::apply_after(&self.engine, &networks).await);
         for (what, result) in &network_results {
             let (reason, message) = match result {
                 Ok(()) => ("network", format!("{what}: done")),
@@ -789,7 +789,7 @@ fn statuses(
                         // own is never adopted or removed: Invalid until the conflict is resolved.
                         phase = if matches!(
                             e,
-                            RuntimeError::NameConflict { .. } | RuntimeError::VolumeConflict { .. }
+                            EngineError::NameConflict { .. } | EngineError::VolumeConflict { .. }
                         ) {
                             Phase::Invalid
                         } else {
@@ -901,7 +901,7 @@ fn route_statuses(
 fn network_statuses(
     desired: &[Object],
     instance: &str,
-    results: &[(String, Result<(), RuntimeError>)],
+    results: &[(String, Result<(), EngineError>)],
     generations: &HashMap<ObjectKey, i64>,
 ) -> Vec<Status> {
     desired
@@ -995,7 +995,7 @@ fn outcome_events(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::fake::FakeRuntime;
+    use crate::engine::fake::FakeEngine;
     use crate::source::directory;
 
     #[tokio::test]
@@ -1014,7 +1014,7 @@ mod tests {
             parallel: 4,
             backoff: BackoffPolicy::default(),
         };
-        let rec = Reconciler::new(FakeRuntime::new(), store.clone(), options);
+        let rec = Reconciler::new(FakeEngine::new(), store.clone(), options);
         let snapshot = directory::load(&manifests);
 
         let first = rec.pass(&snapshot).await.expect("pass");

@@ -751,7 +751,7 @@ impl Store {
         Ok(report)
     }
 
-    /// Runtime per-client routes of `instance`: route name → (client, target).
+    /// Engine per-client routes of `instance`: route name → (client, target).
     pub async fn route_clients(
         &self,
         instance: &str,
