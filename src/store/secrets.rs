@@ -1,0 +1,97 @@
+//! What dockhand generated for each managed database: password, port, whether it was
+//! initialised. The file is 0600 because of this table.
+
+use sqlx::Row;
+
+use super::{query, Store, StoreError};
+
+/// What dockhand generated for one managed database.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseSecret {
+    pub name: String,
+    pub password: String,
+    /// The host port allocated for it (used when its manifest leaves the port to dockhand).
+    pub port: u16,
+    pub initialized: bool,
+}
+
+impl std::fmt::Debug for DatabaseSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password never reaches logs, not even through a debug print.
+        f.debug_struct("DatabaseSecret")
+            .field("name", &self.name)
+            .field("port", &self.port)
+            .field("initialized", &self.initialized)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Every managed database's secret, across all instances (ports are allocated host-wide).
+    pub async fn database_secrets(&self) -> Result<Vec<(String, DatabaseSecret)>, StoreError> {
+        let rows = sqlx::query("SELECT instance, name, password, port, initialized FROM databases ORDER BY instance, name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query("databases"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    DatabaseSecret {
+                        name: r.get(1),
+                        password: r.get(2),
+                        port: r.get::<i64, _>(3) as u16,
+                        initialized: r.get::<i64, _>(4) != 0,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Records a new database's secret; an existing one is kept (its data uses that password).
+    pub async fn insert_database_secret(
+        &self,
+        instance: &str,
+        secret: &DatabaseSecret,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT OR IGNORE INTO databases (instance, name, password, port, initialized) VALUES (?, ?, ?, ?, ?)")
+            .bind(instance)
+            .bind(&secret.name)
+            .bind(&secret.password)
+            .bind(i64::from(secret.port))
+            .bind(i64::from(secret.initialized))
+            .execute(&self.pool)
+            .await
+            .map_err(query("insert database"))?;
+        Ok(())
+    }
+
+    pub async fn mark_database_initialized(
+        &self,
+        instance: &str,
+        name: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE databases SET initialized = 1 WHERE instance = ? AND name = ? AND initialized = 0")
+            .bind(instance)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(query("mark database initialized"))?;
+        Ok(())
+    }
+
+    pub async fn delete_database_secret(
+        &self,
+        instance: &str,
+        name: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM databases WHERE instance = ? AND name = ?")
+            .bind(instance)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(query("delete database"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,189 @@
+use super::*;
+use crate::manifest::{Kind, Object, ObjectKey};
+use crate::manifest::parse_str;
+
+fn objects(text: &str, file: &str) -> Vec<Object> {
+    parse_str(text, file, None).expect("parses")
+}
+
+async fn apply(store: &Store, desired: &[Object], prune: bool) -> ApplyReport {
+    let existing = store.objects("i").await.expect("reads");
+    store
+        .apply_desired("i", &existing, desired, &[], prune)
+        .await
+        .expect("applies")
+}
+
+const WEB: &str =
+    "apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: web}\nspec: {image: busybox}\n";
+
+#[tokio::test]
+async fn state_file_is_private_and_objects_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.db");
+    let store = Store::open(&path).await.expect("opens");
+    use std::os::unix::fs::PermissionsExt;
+    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&store.pool)
+        .await
+        .expect("journal mode");
+    assert_eq!(journal, "wal");
+    let mode = std::fs::metadata(&path)
+        .expect("exists")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let web = objects(WEB, "a.yaml");
+    let r = apply(&store, &web, true).await;
+    assert_eq!(r.changed.len(), 1);
+    let again = apply(&store, &web, true).await;
+    assert_eq!(
+        again,
+        ApplyReport::default(),
+        "a no-op apply changes nothing"
+    );
+    let changed = objects(&WEB.replace("busybox", "busybox:2"), "a.yaml");
+    let r = apply(&store, &changed, true).await;
+    assert_eq!(r.changed[0].1, 2, "generation bumps on a spec change");
+    assert_eq!(store.objects("other").await.expect("reads").len(), 0);
+}
+
+#[tokio::test]
+async fn concurrent_opens_of_a_new_state_file_all_succeed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("race.db");
+    let opens = (0..8).map(|_| {
+        let path = path.clone();
+        tokio::spawn(async move { Store::open(&path).await.map(|_| ()) })
+    });
+    for r in futures_util::future::join_all(opens).await {
+        r.expect("task").expect("open");
+    }
+}
+
+#[test]
+fn merge_patch_follows_rfc_7386() {
+    let mut r = serde_json::json!({"a": 1, "b": {"c": 2, "d": 3}});
+    merge_patch(
+        &mut r,
+        &serde_json::json!({"a": null, "b": {"c": 5, "d": null}, "e": [1]}),
+    );
+    assert_eq!(r, serde_json::json!({"b": {"c": 5}, "e": [1]}));
+}
+
+#[tokio::test]
+async fn source_writes_bump_the_version_and_status_writes_do_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("s.db");
+    let store = Store::open(&path).await.expect("opens");
+    let mut watch = VersionWatch::open(&path).await.expect("watch");
+    let v0 = watch.source_version().await.expect("version");
+    let d0 = watch.data_version().await.expect("data version");
+    store
+        .append_events(
+            "i",
+            &[NewEvent {
+                key: None,
+                reason: "x",
+                message: "y".into(),
+            }],
+        )
+        .await
+        .expect("event");
+    assert_ne!(
+        watch.data_version().await.expect("dv"),
+        d0,
+        "any commit moves data_version"
+    );
+    assert_eq!(
+        watch.source_version().await.expect("v"),
+        v0,
+        "an event is not a source change"
+    );
+    let key = ObjectKey::new(Kind::Server, "web");
+    assert!(store.put_applied("i", &key, WEB).await.expect("put"));
+    assert!(!store.put_applied("i", &key, WEB).await.expect("put again"));
+    let v1 = watch.source_version().await.expect("v");
+    assert_eq!(v1, v0 + 1, "an unchanged put writes nothing");
+    assert!(store.delete_applied("i", &key).await.expect("delete"));
+    assert_eq!(watch.source_version().await.expect("v"), v1 + 1);
+    // Per-client routes written by another process must wake `up` too.
+    let r = ClientRoute::new("10.0.0.7", "web", 8080).expect("valid");
+    store.set_route_client("i", "game", &r).await.expect("set");
+    assert_eq!(watch.source_version().await.expect("v"), v1 + 2);
+    let ip = r.client;
+    assert!(store
+        .delete_route_client("i", "game", ip)
+        .await
+        .expect("delete"));
+    assert_eq!(watch.source_version().await.expect("v"), v1 + 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_read_then_write_transactions_never_fail_as_locked() {
+    // A deferred transaction that reads and then writes cannot wait for another writer
+    // in WAL mode: SQLite answers SQLITE_BUSY at once. Every such transaction here must
+    // take the write lock up front so the busy timeout applies.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..40 {
+                let key = ObjectKey::new(Kind::Server, format!("s{}", n % 5));
+                let yaml = WEB.replace("busybox", &format!("busybox:{t}-{n}"));
+                store.put_applied("i", &key, &yaml).await?;
+                store
+                    .patch_report("i", &key, &serde_json::json!({ "n": n, "t": t }))
+                    .await?;
+                store
+                    .append_events(
+                        "i",
+                        &[NewEvent {
+                            key: Some(key.clone()),
+                            reason: "x",
+                            message: "y".into(),
+                        }],
+                    )
+                    .await?;
+            }
+            Ok::<_, StoreError>(())
+        }));
+    }
+    for t in tasks {
+        t.await
+            .expect("joins")
+            .expect("no transaction fails as locked");
+    }
+}
+
+#[test]
+fn client_routes_check_address_server_and_port() {
+    let r = ClientRoute::new("192.168.1.50", "skywars-1", 5520).expect("valid");
+    assert_eq!(
+        (r.client.to_string(), r.port),
+        ("192.168.1.50".into(), 5520)
+    );
+    for (client, server, port, why) in [
+        ("192.168.1", "web", 80, "invalid client address"),
+        ("::1", "web", 80, "invalid client address"),
+        ("10.0.0.1", "Web_1", 80, "server:"),
+        ("10.0.0.1", "web", 0, "port: expected 1-65535"),
+    ] {
+        let e = ClientRoute::new(client, server, port).expect_err(client);
+        assert!(e.contains(why), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn objects_are_deleted_only_when_pruning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("s.db")).await.expect("opens");
+    apply(&store, &objects(WEB, "a.yaml"), true).await;
+    let r = apply(&store, &[], false).await;
+    assert!(r.deleted.is_empty());
+    let r = apply(&store, &[], true).await;
+    assert_eq!(r.deleted.len(), 1);
+}
