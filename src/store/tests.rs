@@ -1,6 +1,6 @@
 use super::*;
-use crate::manifest::{Kind, Object, ObjectKey};
 use crate::manifest::parse_str;
+use crate::manifest::{Kind, Object, ObjectKey};
 
 fn objects(text: &str, file: &str) -> Vec<Object> {
     parse_str(text, file, None).expect("parses")

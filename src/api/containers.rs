@@ -1,0 +1,138 @@
+//! People's access to an object's container: logs and exec.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::engine::{Attach, Engine, Output};
+use crate::manifest::{Kind, ObjectKey};
+
+use super::{kind_param, name_param, reconciler, require, Api, ApiError, ApiResult};
+
+/// The engine and the id of the container serving a server or database the store holds.
+pub(super) async fn container<'a, R: Engine>(
+    api: &'a Api<R>,
+    kind: &str,
+    name: &str,
+) -> ApiResult<(&'a R, String)> {
+    let key = ObjectKey::new(kind_param(kind)?, name_param(name)?);
+    if !matches!(key.kind, Kind::Server | Kind::Database) {
+        return Err(ApiError::bad(format!(
+            "{key} has no container: expected a server or a database"
+        )));
+    }
+    require(api, &key).await?;
+    let rt = reconciler(api)?.engine();
+    let canonical = crate::engine::labels::container_name(&api.instance, key.kind, &key.name);
+    let mine: Vec<_> = rt
+        .list(&api.instance)
+        .await?
+        .into_iter()
+        .filter(|c| c.key.as_ref() == Some(&key))
+        .collect();
+    // During a start-first update two containers serve the object: prefer the named one.
+    mine.iter()
+        .find(|c| c.name == canonical)
+        .or(mine.first())
+        .map(|c| (rt, c.id.clone()))
+        .ok_or_else(|| ApiError::NotFound(format!("{key} has no container yet")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LogsQuery {
+    #[serde(default)]
+    follow: bool,
+    tail: Option<u64>,
+}
+
+/// A container's output as plain text (stdout and stderr interleaved, as `kubectl logs`).
+pub(super) async fn logs<R: Engine + Attach>(
+    State(api): State<Arc<Api<R>>>,
+    Path((kind, name)): Path<(String, String)>,
+    query: Result<Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = query.map_err(|e| ApiError::bad(e.body_text()))?;
+    let (rt, id) = container(&api, &kind, &name).await?;
+    let body = rt.logs(&id, q.follow, q.tail).map(|chunk| {
+        Ok::<_, std::convert::Infallible>(match chunk {
+            Ok(Output::Stdout(b) | Output::Stderr(b)) => Bytes::from(b),
+            Err(e) => Bytes::from(format!("\ndockhand: {e}\n")),
+        })
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExecRequest {
+    command: Vec<String>,
+    /// Standard input for the command, base64-encoded; without it the command reads nothing.
+    stdin: Option<String>,
+}
+
+/// Runs a command in a container and streams its output as JSON lines: `{"stdout": B64}`,
+/// `{"stderr": B64}`, then `{"exitCode": N}` (or `{"error": TEXT}`).
+pub(super) async fn exec<R: Engine + Attach + Clone>(
+    State(api): State<Arc<Api<R>>>,
+    Path((kind, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let req: ExecRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad(format!(
+            "invalid body: {e}: expected {{\"command\": [PROGRAM, ARG...], \"stdin\": BASE64}}"
+        ))
+    })?;
+    if req.command.is_empty() {
+        return Err(ApiError::bad(
+            "command: expected a program and its arguments",
+        ));
+    }
+    let stdin = req
+        .stdin
+        .map(|s| b64.decode(s))
+        .transpose()
+        .map_err(|e| ApiError::bad(format!("stdin: not base64: {e}")))?;
+    let (rt, id) = container(&api, &kind, &name).await?;
+    let rt = rt.clone();
+    let session = rt.exec(&id, req.command, false, stdin.is_some()).await?;
+    if let Some(input) = stdin {
+        let mut sink = session.input;
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = sink.write_all(&input).await;
+            let _ = sink.shutdown().await;
+        });
+    }
+    let line = |v: serde_json::Value| Bytes::from(format!("{v}\n"));
+    let frames = session.output.map(move |chunk| match chunk {
+        Ok(Output::Stdout(b)) => line(json!({"stdout": b64.encode(b)})),
+        Ok(Output::Stderr(b)) => line(json!({"stderr": b64.encode(b)})),
+        Err(e) => line(json!({"error": e.to_string()})),
+    });
+    let id = session.id;
+    let last = futures_util::stream::once(async move {
+        line(match rt.exec_exit_code(&id).await {
+            Ok(code) => json!({"exitCode": code.unwrap_or(0)}),
+            Err(e) => json!({"error": e.to_string()}),
+        })
+    });
+    let body = frames.chain(last).map(Ok::<_, std::convert::Infallible>);
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
+}

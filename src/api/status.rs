@@ -1,0 +1,81 @@
+//! The controller's own health, metrics and dry run.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::StreamExt;
+use serde_json::json;
+
+use crate::engine::Engine;
+use crate::view::{self};
+
+use super::{reconciler, Api, ApiError, ApiResult};
+
+/// Container stats requests in flight during one scrape.
+pub(super) const STATS_AT_ONCE: usize = 256;
+
+pub(super) async fn readyz<R: Engine>(
+    State(api): State<Arc<Api<R>>>,
+) -> ApiResult<Json<serde_json::Value>> {
+    if api.signals.is_ready() {
+        Ok(Json(json!({"status": "ready"})))
+    } else {
+        Err(ApiError::Unavailable(
+            "not ready: the engine is unreachable or the first pass has not finished".into(),
+        ))
+    }
+}
+
+pub(super) async fn metrics<R: Engine>(State(api): State<Arc<Api<R>>>) -> Response {
+    let mut containers = Vec::new();
+    let routes = api
+        .reconciler
+        .get()
+        .and_then(|r| r.proxy())
+        .map(|p| p.states())
+        .unwrap_or_default();
+    if let Some(rt) = api.reconciler.get().map(|r| r.engine()) {
+        if let Ok(list) = rt.list(&api.instance).await {
+            let running = list
+                .into_iter()
+                .filter(|c| c.state == crate::engine::State::Running)
+                .filter_map(|c| Some((c.key?, c.id)));
+            containers = futures_util::stream::iter(running)
+                .map(|(key, id)| async move {
+                    let stats = rt.stats(&id).await.ok().flatten()?;
+                    Some((key.kind.label().to_owned(), key.name, stats))
+                })
+                // The engine samples every container once a second and answers every request
+                // waiting for a sample at that tick: asking all at once keeps a scrape ~1 s.
+                .buffer_unordered(STATS_AT_ONCE)
+                .filter_map(|x| async move { x })
+                .collect()
+                .await;
+            containers.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        api.signals.metrics.render(&containers, &routes),
+    )
+        .into_response()
+}
+
+/// What a sync would do now: the controller's own dry run against the engine.
+pub(super) async fn plan<R: Engine>(
+    State(api): State<Arc<Api<R>>>,
+) -> ApiResult<Json<view::PlanView>> {
+    let rec = reconciler(&api)?;
+    let snapshot = api.sources.load().await?;
+    let report = rec.dry_run(&snapshot).await.map_err(|e| match e {
+        crate::reconcile::ReconcileError::Store(e) => ApiError::Store(e),
+        crate::reconcile::ReconcileError::Engine(e) => ApiError::Engine(e),
+    })?;
+    Ok(Json(view::PlanView::new(&report)))
+}
