@@ -48,7 +48,7 @@ pub async fn run(args: DbArgs) -> anyhow::Result<ExitCode> {
     };
     println!(
         "{}",
-        Connection::new("127.0.0.1", object, spec, secret).url(Some(&secret.password))
+        Connection::from_host(object, spec, secret).url(Some(&secret.password))
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -402,7 +402,7 @@ mod tests {
         let runtime = FakeEngine::new();
         let spec = ContainerSpec {
             name: "dh_t_server_web".into(),
-            labels: crate::kinds::server::owner_labels("t"),
+            labels: crate::engine::labels::owner_labels("t"),
             ..ContainerSpec::default()
         };
         let id = runtime.create(&spec).await.expect("create");

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::manifest::{Kind, ObjectKey};
+use crate::manifest::{Kind, Object, ObjectKey};
 
 pub const MANAGED: &str = "dockhand.managed";
 pub const INSTANCE: &str = "dockhand.instance";
@@ -43,6 +43,34 @@ pub fn network_name(instance: &str, name: &str) -> String {
 /// Label filters that select exactly this instance's objects on the engine.
 pub fn instance_filters(instance: &str) -> Vec<String> {
     vec![format!("{MANAGED}=true"), format!("{INSTANCE}={instance}")]
+}
+
+/// Labels on everything this instance creates (containers, volumes, networks).
+pub fn owner_labels(instance: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (MANAGED.to_owned(), "true".to_owned()),
+        (INSTANCE.to_owned(), instance.to_owned()),
+    ])
+}
+
+/// The labels of the container an object asks for: the user's labels, the owner labels, the
+/// object's kind and name, and the hash of the spec it was created from.
+pub fn for_object(instance: &str, object: &Object, spec_hash: &str) -> HashMap<String, String> {
+    let mut labels: HashMap<String, String> = object
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    labels.extend(owner_labels(instance));
+    labels.insert(KIND.into(), object.spec.kind().label().into());
+    labels.insert(NAME.into(), object.name.clone());
+    labels.insert(SPEC_HASH.into(), spec_hash.into());
+    labels
+}
+
+/// Whether labels carry this instance's mark.
+pub fn is_ours(labels: &HashMap<String, String>, instance: &str) -> bool {
+    labels.get(INSTANCE).map(String::as_str) == Some(instance)
 }
 
 /// The object a container's labels name, if they name one completely.

@@ -1,17 +1,22 @@
 //! `kind: Database`: a PostgreSQL container per project, with a generated password, a host port
 //! kept across recreations, a data volume that outlives it, and readiness proven by a real login.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Read;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use super::Context;
 use crate::engine::labels;
 use crate::engine::{ContainerSpec, Mount, PortBinding};
+use crate::engine::{EngineError, Observed, State};
+use crate::lifecycle::Lifecycle;
 use crate::manifest::database::{DatabaseSpec, DeletionPolicy};
+use crate::manifest::server::RestartPolicy;
 use crate::manifest::server::{engine_limits, Protocol, PullPolicy};
-use crate::manifest::{Kind, Object};
-use crate::store::DatabaseSecret;
+use crate::manifest::{Kind, Object, ObjectKey, Phase, Spec};
+use crate::plan::{Desired, Plan, Readiness};
+use crate::store::{DatabaseSecret, Status, Store, StoreError};
 
 /// Host ports dockhand picks from when a manifest leaves the port open.
 pub const PORT_RANGE: RangeInclusive<u16> = 5433..=6000;
@@ -94,6 +99,11 @@ impl Connection {
         }
     }
 
+    /// How this host reaches it: the published port on the loopback address.
+    pub fn from_host(object: &Object, spec: &DatabaseSpec, secret: &DatabaseSecret) -> Self {
+        Self::new("127.0.0.1", object, spec, secret)
+    }
+
     /// `postgres://user:PASSWORD@host:port/db`, with the password shown only when given.
     pub fn url(&self, password: Option<&str>) -> String {
         format!(
@@ -115,15 +125,7 @@ pub fn container_spec(
     spec_hash: &str,
     secret: &DatabaseSecret,
 ) -> ContainerSpec {
-    let mut container_labels: HashMap<String, String> = object
-        .labels
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    container_labels.extend(crate::kinds::server::owner_labels(instance));
-    container_labels.insert(labels::KIND.into(), Kind::Database.label().into());
-    container_labels.insert(labels::NAME.into(), object.name.clone());
-    container_labels.insert(labels::SPEC_HASH.into(), spec_hash.into());
+    let mut container_labels = labels::for_object(instance, object, spec_hash);
     let volume = volume_name(instance, &object.name);
     if spec.deletion_policy == DeletionPolicy::Delete {
         container_labels.insert(labels::DELETE_VOLUME.into(), volume.clone());
@@ -164,6 +166,158 @@ pub fn container_spec(
         network: None,
         ip: None,
     }
+}
+
+/// A Database as the planner sees it: always restarted, and ready only once dockhand logged in;
+/// the container is known once its secret is.
+pub fn desired(
+    o: &Object,
+    d: &DatabaseSpec,
+    ctx: &Context<'_>,
+    lifecycle: Lifecycle,
+) -> (Desired, Option<ContainerSpec>) {
+    let key = o.key();
+    let hash = o.spec_hash();
+    let secret = ctx.secrets.get(&o.name);
+    let container = secret.map(|secret| container_spec(ctx.instance, o, d, &hash, secret));
+    let never_initialised = secret.is_some_and(|s| !s.initialized);
+    let desired = Desired {
+        readiness: Some(Readiness {
+            ready: ctx.ready.contains(&key),
+            timeout: d.ready_timeout,
+            disposable_volume: never_initialised.then(|| volume_name(ctx.instance, &o.name)),
+        }),
+        key,
+        spec_hash: hash,
+        restart: RestartPolicy::Always,
+        max_restarts: None,
+        restart_unhealthy: false,
+        start_first: false,
+        deps: Vec::new(),
+        lifecycle,
+    };
+    (desired, container)
+}
+
+/// This instance's secrets among every instance's (`Store::database_secrets`), by name.
+pub fn secrets_of(
+    instance: &str,
+    all: &[(String, DatabaseSecret)],
+) -> HashMap<String, DatabaseSecret> {
+    all.iter()
+        .filter(|(i, _)| i == instance)
+        .map(|(_, s)| (s.name.clone(), s.clone()))
+        .collect()
+}
+
+/// Secrets for the desired databases that have none yet: a generated password, and a host port
+/// from `PORT_RANGE` that no other database of any instance holds, no manifest fixes, and
+/// nothing on the host listens on.
+pub fn new_secrets(
+    instance: &str,
+    all: &[(String, DatabaseSecret)],
+    desired: &[Object],
+) -> Result<Vec<DatabaseSecret>, EngineError> {
+    let mut taken: BTreeSet<u16> = all.iter().map(|(_, s)| s.port).collect();
+    for o in desired {
+        match &o.spec {
+            Spec::Database(d) if d.port.0 != 0 => {
+                taken.insert(d.port.0);
+            }
+            Spec::Server(s) => taken.extend(s.ports.iter().map(|p| p.host.0).filter(|p| *p != 0)),
+            Spec::Route(r) => {
+                taken.insert(r.listen.0.port());
+            }
+            Spec::Database(_) | Spec::Network(_) => {}
+        }
+    }
+    let mut out = Vec::new();
+    for o in desired
+        .iter()
+        .filter(|o| matches!(o.spec, Spec::Database(_)))
+    {
+        let known = all.iter().any(|(i, s)| i == instance && s.name == o.name);
+        if known {
+            continue;
+        }
+        let password = generate_password().map_err(|e| EngineError::Engine {
+            op: "generate password for",
+            target: o.key().to_string(),
+            message: e.to_string(),
+        })?;
+        let port = allocate_port(&taken, host_port_is_free).ok_or_else(|| EngineError::Engine {
+            op: "allocate a port for",
+            target: o.key().to_string(),
+            message: "every port in 5433-6000 is taken".into(),
+        })?;
+        taken.insert(port);
+        out.push(DatabaseSecret {
+            name: o.name.clone(),
+            password,
+            port,
+            initialized: false,
+        });
+    }
+    Ok(out)
+}
+
+/// Logs in to every running database not yet proven ready for its current container; returns
+/// the ones that are ready.
+pub async fn probe_all(
+    desired: &[Object],
+    observed: &[Observed],
+    statuses: &HashMap<ObjectKey, Status>,
+    secrets: &HashMap<String, DatabaseSecret>,
+) -> HashSet<ObjectKey> {
+    let probes = desired.iter().filter_map(|o| {
+        let Spec::Database(d) = &o.spec else {
+            return None;
+        };
+        let key = o.key();
+        let c = observed
+            .iter()
+            .find(|c| c.key.as_ref() == Some(&key) && c.state == State::Running)?;
+        let verified = statuses
+            .get(&key)
+            .and_then(|s| s.lifecycle.ready_for.as_deref())
+            == Some(c.id.as_str());
+        let secret = secrets.get(&o.name)?;
+        Some(async move {
+            if verified {
+                return Some(key);
+            }
+            let conn = Connection::from_host(o, d, secret);
+            probe(&conn, &secret.password).await.ok().map(|()| key)
+        })
+    });
+    futures_util::future::join_all(probes)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// A database that accepted a login holds data from now on; one removed with its volume
+/// (deletionPolicy Delete) gives up its secret.
+pub async fn record(
+    store: &Store,
+    instance: &str,
+    plan: &Plan,
+    removed_with_volume: &[ObjectKey],
+    secrets: &HashMap<String, DatabaseSecret>,
+) -> Result<(), StoreError> {
+    for (key, v) in &plan.verdicts {
+        let fresh = secrets.get(&key.name).is_some_and(|s| !s.initialized);
+        if key.kind == Kind::Database && fresh && v.phase == Phase::Ready {
+            store.mark_database_initialized(instance, &key.name).await?;
+        }
+    }
+    for key in removed_with_volume {
+        if key.kind == Kind::Database {
+            store.delete_database_secret(instance, &key.name).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Ready means: a real login with the generated credentials, and `SELECT 1`.

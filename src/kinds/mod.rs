@@ -1,7 +1,57 @@
 //! What each kind means to the engine: the containers and networks an object asks for, and how
 //! its engine-side state is read back. The manifest says what a user wants; these files say how
-//! the engine is made to hold it, one kind to a file.
+//! the engine is made to hold it, one kind to a file. The planner (`crate::plan`) sees only
+//! the `Desired` records made here.
 
 pub mod database;
 pub mod network;
+pub mod route;
 pub mod server;
+
+use std::collections::{HashMap, HashSet};
+
+use crate::engine::ContainerSpec;
+use crate::manifest::{Object, ObjectKey, Spec};
+use crate::plan::Desired;
+use crate::store::{DatabaseSecret, Status};
+
+use network::NetworkPlan;
+
+/// What a pass knows beyond the objects themselves when it turns them into planner input.
+pub struct Context<'a> {
+    pub instance: &'a str,
+    pub statuses: &'a HashMap<ObjectKey, Status>,
+    pub secrets: &'a HashMap<String, DatabaseSecret>,
+    /// Databases that accepted a login for their current container.
+    pub ready: &'a HashSet<ObjectKey>,
+    pub networks: &'a NetworkPlan,
+}
+
+/// The planner's input for every object that runs a container, and the container each asks
+/// for (absent while it cannot be built yet, e.g. a database value not known).
+pub fn desired(
+    objects: &[Object],
+    ctx: &Context<'_>,
+) -> (Vec<Desired>, HashMap<ObjectKey, ContainerSpec>) {
+    let mut wanted = Vec::with_capacity(objects.len());
+    let mut specs = HashMap::with_capacity(objects.len());
+    let replicas = crate::manifest::replicas::further_replicas(objects);
+    for o in objects {
+        let lifecycle = ctx
+            .statuses
+            .get(&o.key())
+            .map(|s| s.lifecycle.clone())
+            .unwrap_or_default();
+        let (d, spec) = match &o.spec {
+            Spec::Server(s) => server::desired(objects, o, s, &replicas, ctx, lifecycle),
+            Spec::Database(d) => database::desired(o, d, ctx, lifecycle),
+            // No containers of their own: networks are kept by `network`, routes by the proxy.
+            Spec::Network(_) | Spec::Route(_) => continue,
+        };
+        if let Some(spec) = spec {
+            specs.insert(d.key.clone(), spec);
+        }
+        wanted.push(d);
+    }
+    (wanted, specs)
+}

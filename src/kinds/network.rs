@@ -5,11 +5,12 @@
 //! network used as is (never removed), or else a plain bridge network dockhand creates and
 //! removes once nothing names it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::engine::labels;
 use crate::engine::{Engine, EngineError, NetworkConfig, NetworkInfo, Observed};
-use crate::manifest::{Object, Spec};
+use crate::manifest::{Object, ObjectKey, Phase, Spec};
+use crate::store::Status;
 
 /// Spec hash of a network dockhand creates only because a server names it.
 const AUTO: &str = "auto";
@@ -50,17 +51,60 @@ impl NetworkPlan {
     }
 }
 
-/// Decides what to create, recreate and remove. Asks the engine only about names no manifest
-/// declares (to tell an existing network from one to create).
-pub async fn plan<R: Engine>(
+/// What the engine holds of the networks a pass may touch.
+#[derive(Debug, Default)]
+pub struct ObservedNetworks {
+    /// This instance's networks.
+    pub ours: Vec<NetworkInfo>,
+    /// Names that servers use, no manifest declares, and that exist on the engine as
+    /// networks this instance does not own (used as they are).
+    pub existing: BTreeSet<String>,
+}
+
+/// Whether any desired object involves networks.
+pub fn involved(desired: &[Object]) -> bool {
+    desired.iter().any(|o| match &o.spec {
+        Spec::Network(_) => true,
+        Spec::Server(s) => s.network.is_some(),
+        _ => false,
+    })
+}
+
+/// Reads this instance's networks, and asks the engine only about names no manifest declares
+/// (to tell an existing network from one to create).
+pub async fn observe<R: Engine>(
     engine: &R,
     instance: &str,
     desired: &[Object],
-) -> Result<NetworkPlan, EngineError> {
+) -> Result<ObservedNetworks, EngineError> {
+    let declared: BTreeSet<&str> = desired
+        .iter()
+        .filter(|o| matches!(o.spec, Spec::Network(_)))
+        .map(|o| o.name.as_str())
+        .collect();
+    let ours: Vec<NetworkInfo> = engine.list_networks(instance).await?;
+    let (mut existing, mut asked) = (BTreeSet::new(), BTreeSet::new());
+    for o in desired {
+        let Spec::Server(s) = &o.spec else { continue };
+        let Some(net) = &s.network else { continue };
+        if declared.contains(net.0.as_str()) || !asked.insert(net.0.clone()) {
+            continue;
+        }
+        let auto = labels::network_name(instance, &net.0);
+        let is_ours = ours.iter().any(|n| n.name == auto);
+        if !is_ours && engine.network_exists(&net.0).await? {
+            existing.insert(net.0.clone());
+        }
+    }
+    Ok(ObservedNetworks { ours, existing })
+}
+
+/// Decides what to create, recreate and remove, from what `observe` saw.
+pub fn plan(instance: &str, desired: &[Object], observed: &ObservedNetworks) -> NetworkPlan {
     let mut wanted: BTreeMap<String, NetworkConfig> = BTreeMap::new();
     let mut plan = NetworkPlan::default();
     let owner = |hash: &str| {
-        let mut l = crate::kinds::server::owner_labels(instance);
+        let mut l = labels::owner_labels(instance);
         l.insert(labels::SPEC_HASH.into(), hash.into());
         l
     };
@@ -80,19 +124,17 @@ pub async fn plan<R: Engine>(
             );
         }
     }
-    let ours: Vec<NetworkInfo> = engine.list_networks(instance).await?;
     for o in desired {
         let Spec::Server(s) = &o.spec else { continue };
         let Some(net) = &s.network else { continue };
         if plan.engine_names.contains_key(&net.0) {
             continue;
         }
-        let auto = labels::network_name(instance, &net.0);
-        let is_ours = ours.iter().any(|n| n.name == auto);
-        if !is_ours && engine.network_exists(&net.0).await? {
+        if observed.existing.contains(&net.0) {
             plan.engine_names.insert(net.0.clone(), net.0.clone());
             continue;
         }
+        let auto = labels::network_name(instance, &net.0);
         plan.engine_names.insert(net.0.clone(), auto.clone());
         wanted.insert(
             auto.clone(),
@@ -106,7 +148,7 @@ pub async fn plan<R: Engine>(
         );
     }
     for (name, config) in &wanted {
-        match ours.iter().find(|n| &n.name == name) {
+        match observed.ours.iter().find(|n| &n.name == name) {
             None => plan.create.push(config.clone()),
             Some(n)
                 if n.spec_hash.as_deref()
@@ -117,17 +159,51 @@ pub async fn plan<R: Engine>(
             Some(_) => {}
         }
     }
-    plan.remove = ours
-        .into_iter()
-        .map(|n| n.name)
+    plan.remove = observed
+        .ours
+        .iter()
+        .map(|n| n.name.clone())
         .filter(|n| !wanted.contains_key(n))
         .collect();
-    Ok(plan)
+    plan
+}
+
+/// A declared network is Ready unless creating it failed this pass.
+pub fn statuses(
+    desired: &[Object],
+    instance: &str,
+    results: &[(String, Result<(), EngineError>)],
+    generations: &HashMap<ObjectKey, i64>,
+) -> Vec<Status> {
+    desired
+        .iter()
+        .filter(|o| matches!(o.spec, Spec::Network(_)))
+        .map(|o| {
+            let engine = labels::network_name(instance, &o.name);
+            let failure = results
+                .iter()
+                .find_map(|(what, r)| r.as_ref().err().filter(|_| what.ends_with(&engine)));
+            let mut st = Status::pending(o.key());
+            st.phase = if failure.is_some() {
+                Phase::Failed
+            } else {
+                Phase::Ready
+            }
+            .as_str()
+            .to_owned();
+            st.message = Some(match failure {
+                Some(e) => e.to_string(),
+                None => format!("engine network {engine}"),
+            });
+            st.observed_generation = generations.get(&o.key()).copied().unwrap_or(1);
+            st
+        })
+        .collect()
 }
 
 /// Creates and recreates (before containers are created). A recreated network gets back the
 /// containers it had, each with its static address.
-pub async fn apply_before<R: Engine>(
+pub async fn create<R: Engine>(
     engine: &R,
     plan: &NetworkPlan,
     observed: &[Observed],
@@ -162,7 +238,7 @@ pub async fn apply_before<R: Engine>(
 
 /// Removes networks nothing needs (after their containers are gone; an error leaves them for
 /// the next pass).
-pub async fn apply_after<R: Engine>(
+pub async fn remove_unused<R: Engine>(
     engine: &R,
     plan: &NetworkPlan,
 ) -> Vec<(String, Result<(), EngineError>)> {

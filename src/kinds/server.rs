@@ -1,11 +1,17 @@
 //! `kind: Server`: how a Server object becomes one container on the engine.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
+use super::{database, Context};
 use crate::engine::labels;
 use crate::engine::{ContainerSpec, Healthcheck, Mount, PortBinding};
-use crate::manifest::server::{engine_limits, DbKey, EnvValue, ServerSpec, VolumeType};
-use crate::manifest::{Kind, Object};
+use crate::lifecycle::Lifecycle;
+use crate::manifest::replicas::dependency_keys;
+use crate::manifest::server::{
+    engine_limits, Condition, DbKey, EnvValue, OnUnhealthy, ServerSpec, VolumeType,
+};
+use crate::manifest::{short_hash, Kind, Object, ObjectKey, Spec};
+use crate::plan::{Dep, Desired};
 
 /// Resolves `fromDatabase` values: the named database's part, or `None` while it has none yet.
 pub type DbLookup<'a> = dyn Fn(&str, DbKey) -> Option<String> + 'a;
@@ -31,15 +37,7 @@ pub fn container_spec(
         env.push(format!("{}={value}", k.0));
     }
     let uses_database = spec.env.values().any(|v| v.database().is_some());
-    let mut container_labels: HashMap<String, String> = object
-        .labels
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    container_labels.extend(owner_labels(instance));
-    container_labels.insert(labels::KIND.into(), Kind::Server.label().into());
-    container_labels.insert(labels::NAME.into(), object.name.clone());
-    container_labels.insert(labels::SPEC_HASH.into(), spec_hash.into());
+    let mut container_labels = labels::for_object(instance, object, spec_hash);
     if !spec.depends_on.is_empty() {
         let deps: Vec<String> = spec
             .depends_on
@@ -111,12 +109,99 @@ pub fn container_spec(
     })
 }
 
-/// Labels on everything this instance creates (containers and volumes).
-pub fn owner_labels(instance: &str) -> HashMap<String, String> {
-    HashMap::from([
-        (labels::MANAGED.to_owned(), "true".to_owned()),
-        (labels::INSTANCE.to_owned(), instance.to_owned()),
-    ])
+/// A Server as the planner sees it, and the container it asks for.
+///
+/// A server that takes values from databases is recreated when where they are changes (never
+/// because of the password, which stays the same), and depends on each (at least Started).
+/// Depending on a replicated server means depending on every replica of it.
+pub fn desired(
+    objects: &[Object],
+    o: &Object,
+    s: &ServerSpec,
+    replicas: &HashMap<&str, Vec<&str>>,
+    ctx: &Context<'_>,
+    lifecycle: Lifecycle,
+) -> (Desired, Option<ContainerSpec>) {
+    let key = o.key();
+    let databases: BTreeSet<&str> = s.env.values().filter_map(|v| v.database()).collect();
+    let lookup = |name: &str, part: DbKey| -> Option<String> {
+        let (obj, spec) = objects.iter().find_map(|x| match &x.spec {
+            Spec::Database(d) if x.name == name => Some((x, d)),
+            _ => None,
+        })?;
+        let secret = ctx.secrets.get(name)?;
+        let conn = database::Connection::new(HOST_ALIAS, obj, spec, secret);
+        Some(match part {
+            DbKey::Url => conn.url(Some(&secret.password)),
+            DbKey::Host => conn.host,
+            DbKey::Port => conn.port.to_string(),
+            DbKey::Database => conn.database,
+            DbKey::User => conn.user,
+            DbKey::Password => secret.password.clone(),
+        })
+    };
+    let mut hash = o.spec_hash();
+    if !databases.is_empty() {
+        for db in &databases {
+            for part in [DbKey::Host, DbKey::Port, DbKey::Database, DbKey::User] {
+                hash.push('|');
+                hash.push_str(&lookup(db, part).unwrap_or_default());
+            }
+        }
+        hash = short_hash(hash.as_bytes());
+    }
+    let container = container_spec(ctx.instance, o, s, &hash, &lookup).map(|mut c| {
+        if let Some(net) = &s.network {
+            c.network = Some(
+                ctx.networks
+                    .engine_names
+                    .get(&net.0)
+                    .cloned()
+                    .unwrap_or_else(|| net.0.clone()),
+            );
+            c.ip = s.ip;
+        }
+        c
+    });
+    let mut deps: Vec<Dep> = s
+        .depends_on
+        .iter()
+        .flat_map(|d| {
+            let key = d.key();
+            dependency_keys(&key, replicas)
+                .map(|key| Dep {
+                    key,
+                    condition: d.condition,
+                    restart: d.restart,
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for db in databases {
+        let db_key = ObjectKey::new(Kind::Database, db);
+        if !deps.iter().any(|d| d.key == db_key) {
+            deps.push(Dep {
+                key: db_key,
+                condition: Condition::Started,
+                restart: false,
+            });
+        }
+    }
+    let desired = Desired {
+        key,
+        spec_hash: hash,
+        restart: s.restart_policy,
+        max_restarts: s.max_restarts,
+        restart_unhealthy: s
+            .health_check
+            .as_ref()
+            .is_some_and(|h| h.on_unhealthy == OnUnhealthy::Restart),
+        readiness: None,
+        start_first: s.start_first(),
+        deps,
+        lifecycle,
+    };
+    (desired, container)
 }
 
 #[cfg(test)]

@@ -127,4 +127,18 @@ impl Store {
             })
             .collect())
     }
+
+    /// The statuses of `instance` by object (rows of kinds this build does not know are left
+    /// out).
+    pub async fn statuses_by_key(
+        &self,
+        instance: &str,
+    ) -> Result<HashMap<ObjectKey, Status>, StoreError> {
+        Ok(self
+            .statuses(instance)
+            .await?
+            .into_iter()
+            .filter_map(|s| Some((s.key.clone()?, s)))
+            .collect())
+    }
 }

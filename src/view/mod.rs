@@ -1,12 +1,12 @@
 //! Objects as users see them: spec, status, run history, report and connection, with the
 //! selectors that filter them. One shape for `get -o json`, the HTTP API and the remote CLI.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::lifecycle::rfc3339;
-use crate::manifest::{Kind, Object, ObjectKey, Spec};
+use crate::manifest::{Kind, Object, Spec};
 use crate::store::{DatabaseSecret, Status, Store, StoreError};
 
 /// What a sync would do: `dockhand diff` prints it, `GET /api/v1/plan` returns it.
@@ -115,7 +115,7 @@ pub fn connection(
     let (_, secret) = secrets
         .iter()
         .find(|(i, s)| i == instance && s.name == object.name)?;
-    let conn = crate::kinds::database::Connection::new("127.0.0.1", object, d, secret);
+    let conn = crate::kinds::database::Connection::from_host(object, d, secret);
     let password = show_secrets.then(|| secret.password.clone());
     let url = conn.url(password.as_deref());
     Some((conn, url, password))
@@ -249,12 +249,7 @@ pub struct Query {
 
 /// The objects of `instance` that match `q`, sorted by kind and name.
 pub async fn items(store: &Store, instance: &str, q: &Query) -> Result<Vec<Item>, StoreError> {
-    let statuses: HashMap<ObjectKey, Status> = store
-        .statuses(instance)
-        .await?
-        .into_iter()
-        .filter_map(|s| Some((s.key.clone()?, s)))
-        .collect();
+    let statuses = store.statuses_by_key(instance).await?;
     let secrets = store.database_secrets().await?;
     let mut reports = store.reports(instance).await?;
     let mut items: Vec<Item> = store

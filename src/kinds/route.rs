@@ -1,0 +1,128 @@
+//! `kind: Route`: what a route's proxy listens on and forwards to, and how its status reads.
+//!
+//! The proxy (`crate::proxy`) moves the bytes; this file decides which backends each route has
+//! after a pass, merges the runtime per-client routes into the manifest's rules, and turns what
+//! the proxy reports into statuses.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+
+use crate::engine::{Observed, State};
+use crate::manifest::network::{Cidr, RouteSpec, Rule, Target};
+use crate::manifest::replicas::replica_of;
+use crate::manifest::server::ContainerPort;
+use crate::manifest::{Kind, Name, Object, ObjectKey, Phase, Spec};
+use crate::plan::Plan;
+use crate::proxy::RouteState;
+use crate::store::{ClientRoute, NewEvent, Status};
+
+/// The routes among the desired objects, by name.
+pub fn routes(desired: &[Object]) -> Vec<(String, RouteSpec)> {
+    desired
+        .iter()
+        .filter_map(|o| match &o.spec {
+            Spec::Route(r) => Some((o.name.clone(), r.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runtime per-client routes go ahead of the manifest's rules: a manifest rule for exactly
+/// that client address is replaced, wider rules stay (the /32 is more specific anyway).
+pub fn add_client_routes(
+    routes: &mut [(String, RouteSpec)],
+    clients: &BTreeMap<String, Vec<ClientRoute>>,
+) {
+    for (name, spec) in routes.iter_mut() {
+        for c in clients.get(name).into_iter().flatten() {
+            let source = Cidr {
+                addr: c.client,
+                prefix: 32,
+            };
+            spec.rules.retain(|r| r.source != source);
+            spec.rules.push(Rule {
+                source,
+                to: Target {
+                    server: Name(c.server.clone()),
+                    port: ContainerPort(c.port),
+                },
+            });
+        }
+    }
+}
+
+/// Every server's backends: the address of each replica's Ready container, or while a
+/// StartFirst update is under way, of the old container that still runs.
+pub fn backends(plan: &Plan, observed: &[Observed]) -> HashMap<String, Vec<Ipv4Addr>> {
+    let mut backends: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+    for (key, v) in &plan.verdicts {
+        if key.kind != Kind::Server {
+            continue;
+        }
+        let ready = v
+            .container
+            .as_ref()
+            .filter(|_| v.phase == Phase::Ready)
+            .and_then(|c| c.ip);
+        let fallback = || {
+            observed
+                .iter()
+                .filter(|c| c.key.as_ref() == Some(key) && c.state == State::Running)
+                .find_map(|c| c.ip)
+        };
+        if let Some(ip) = ready.or_else(fallback) {
+            // Every replica of a server serves the routes that target it.
+            backends
+                .entry(replica_of(&key.name).to_owned())
+                .or_default()
+                .push(ip);
+        }
+    }
+    backends
+}
+
+/// A route is Ready while it listens and has a ready backend, Running while it listens with none,
+/// Invalid when it cannot listen, and Pending outside `dockhand up`. A route that just became
+/// Invalid gets an event.
+pub fn statuses(
+    desired: &[Object],
+    serving: bool,
+    states: &HashMap<String, RouteState>,
+    previous: &HashMap<ObjectKey, Status>,
+    generations: &HashMap<ObjectKey, i64>,
+) -> (Vec<Status>, Vec<NewEvent>) {
+    let mut events = Vec::new();
+    let statuses = desired
+        .iter()
+        .filter_map(|o| match &o.spec {
+            Spec::Route(r) => Some((o, r)),
+            _ => None,
+        })
+        .map(|(o, r)| {
+            let mut st = Status::pending(o.key());
+            st.observed_generation = generations.get(&o.key()).copied().unwrap_or(1);
+            let (phase, message) = match states.get(&o.name) {
+                _ if !serving => (Phase::Pending, "served by dockhand up".to_owned()),
+                None => (Phase::Pending, "not started".to_owned()),
+                Some(s) => match &s.listening {
+                    Err(e) => (Phase::Invalid, e.clone()),
+                    Ok(()) if s.backends.is_empty() => (Phase::Running, s.message(r)),
+                    Ok(()) => (Phase::Ready, s.message(r)),
+                },
+            };
+            if phase == Phase::Invalid
+                && previous.get(&o.key()).map(|p| p.phase.as_str()) != Some(Phase::Invalid.as_str())
+            {
+                events.push(NewEvent {
+                    key: Some(o.key()),
+                    reason: "invalid",
+                    message: message.clone(),
+                });
+            }
+            st.phase = phase.as_str().to_owned();
+            st.message = Some(message);
+            st
+        })
+        .collect();
+    (statuses, events)
+}

@@ -1,0 +1,137 @@
+//! The first step of a pass: read the store and the engine, then decide. Observing only reads;
+//! what a pass creates before planning (a new database's secret) is the `prepare` step, which a
+//! dry run skips.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+
+use super::{ReconcileError, Reconciler};
+use crate::engine::{ContainerSpec, Engine, Observed};
+use crate::kinds::network::{self, NetworkPlan, ObservedNetworks};
+use crate::kinds::{self, database};
+use crate::lifecycle::{now_millis, Millis};
+use crate::manifest::{Object, ObjectKey};
+use crate::plan::{plan, Plan, PlanOptions};
+use crate::source::{merge, Origin, Snapshot};
+use crate::store::{DatabaseSecret, Status, StoredObject};
+
+/// What a pass saw, and what it decided from that.
+pub(super) struct Observation {
+    /// Pruning to nothing is allowed: by the flag, or because every object was applied through
+    /// the API, whose deletions are explicit.
+    pub allow_empty: bool,
+    pub stored: Vec<StoredObject>,
+    pub statuses: HashMap<ObjectKey, Status>,
+    pub desired: Vec<Object>,
+    pub specs: HashMap<ObjectKey, ContainerSpec>,
+    pub plan: Plan,
+    pub now: Millis,
+    pub secrets: HashMap<String, DatabaseSecret>,
+    pub networks: NetworkPlan,
+    pub observed: Vec<Observed>,
+}
+
+impl<R: Engine> Reconciler<R> {
+    /// Reads the store, merges the snapshot, lists the engine once and plans. Outside a dry run
+    /// it first gives new databases their secrets.
+    pub(super) async fn observe(
+        &self,
+        snapshot: &Snapshot,
+        dry_run: bool,
+    ) -> Result<Observation, ReconcileError> {
+        let instance = &self.options.instance;
+        let stored = self.store.objects(instance).await?;
+        let statuses = self.store.statuses_by_key(instance).await?;
+        let desired = merge(snapshot, &stored);
+        let allow_empty = self.options.allow_empty || only_applied(&stored);
+        let all_secrets = self.store.database_secrets().await?;
+        let mut secrets = database::secrets_of(instance, &all_secrets);
+        if !dry_run {
+            self.prepare(&all_secrets, &desired, &mut secrets).await?;
+        }
+        let observed = self.engine.list(instance).await?;
+        let ready = if dry_run {
+            HashSet::new()
+        } else {
+            database::probe_all(&desired, &observed, &statuses, &secrets).await
+        };
+        let networks = network::plan(instance, &desired, &self.observe_networks(&desired).await?);
+        let ctx = kinds::Context {
+            instance,
+            statuses: &statuses,
+            secrets: &secrets,
+            ready: &ready,
+            networks: &networks,
+        };
+        let (wanted, specs) = kinds::desired(&desired, &ctx);
+        let now = now_millis();
+        let plan = plan(
+            &wanted,
+            &observed,
+            PlanOptions {
+                allow_empty,
+                backoff: self.options.backoff,
+                now,
+            },
+        );
+        Ok(Observation {
+            allow_empty,
+            stored,
+            statuses,
+            desired,
+            specs,
+            plan,
+            now,
+            secrets,
+            networks,
+            observed,
+        })
+    }
+
+    /// Creates and stores the secrets of databases seen for the first time.
+    async fn prepare(
+        &self,
+        all: &[(String, DatabaseSecret)],
+        desired: &[Object],
+        secrets: &mut HashMap<String, DatabaseSecret>,
+    ) -> Result<(), ReconcileError> {
+        let instance = &self.options.instance;
+        for secret in database::new_secrets(instance, all, desired)? {
+            self.store.insert_database_secret(instance, &secret).await?;
+            secrets.insert(secret.name.clone(), secret);
+        }
+        Ok(())
+    }
+
+    /// The engine's networks. Skips the engine while no manifest involves networks and none of
+    /// this instance's were seen last time, so such passes stay one container listing.
+    async fn observe_networks(
+        &self,
+        desired: &[Object],
+    ) -> Result<ObservedNetworks, ReconcileError> {
+        if !network::involved(desired) && !self.had_networks.load(Ordering::Relaxed) {
+            return Ok(ObservedNetworks::default());
+        }
+        let observed = network::observe(&self.engine, &self.options.instance, desired).await?;
+        let any = network::involved(desired) || !observed.ours.is_empty();
+        self.had_networks.store(any, Ordering::Relaxed);
+        Ok(observed)
+    }
+}
+
+/// Whether every stored object came from the API (so an empty desired state is explicit).
+fn only_applied(stored: &[StoredObject]) -> bool {
+    !stored.is_empty()
+        && stored
+            .iter()
+            .all(|s| Origin::of(&s.object.source) == Origin::Api)
+}
+
+/// Desired objects that only the hold on their unreadable source keeps.
+pub(super) fn held(desired: &[Object], snapshot: &Snapshot) -> Vec<ObjectKey> {
+    desired
+        .iter()
+        .filter(|o| snapshot.held.contains(&Origin::of(&o.source)))
+        .map(Object::key)
+        .collect()
+}
