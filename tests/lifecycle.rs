@@ -153,6 +153,44 @@ fn never_job_that_fails_is_failed_and_sync_says_so() {
 }
 
 #[test]
+fn logs_and_exec_find_a_start_first_servers_container_whose_name_carries_a_hash() {
+    let Some(env) = Env::new("exec-sf") else {
+        return;
+    };
+    env.write(
+        "a.yaml",
+        &shell(
+            "web",
+            "echo hello-from-web; sleep 600 & wait",
+            "  update: {order: StartFirst}\n",
+        ),
+    );
+    env.sync();
+    let prefix = format!("dh_{}_server_web-", env.instance);
+    let c = eventually(WAIT, "the hashed container", || {
+        env.containers()
+            .into_iter()
+            .find(|c| c.name.starts_with(&prefix) && c.state == "running")
+    });
+    assert!(
+        env.container("web").is_none(),
+        "no container has the plain name"
+    );
+
+    let out = env.run("logs", &["web"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello-from-web\n");
+
+    let out = env.run("exec", &["web", "--", "hostname"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        &c.id[..12],
+        "exec ran in the server's container"
+    );
+}
+
+#[test]
 fn exec_returns_the_commands_exit_code_and_output() {
     let Some(env) = Env::new("exec") else { return };
     env.write("a.yaml", &server("web", ""));

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::engine::{Attach, Engine, Output};
+use crate::engine::{serving_container, Attach, Engine, Output};
 use crate::manifest::{Kind, ObjectKey};
 
 use super::{kind_param, name_param, reconciler, require, Api, ApiError, ApiResult};
@@ -29,18 +29,9 @@ pub(super) async fn container<'a, R: Engine>(
     }
     require(api, &key).await?;
     let rt = reconciler(api)?.engine();
-    let canonical = crate::engine::labels::container_name(&api.instance, key.kind, &key.name);
-    let mine: Vec<_> = rt
-        .list(&api.instance)
+    serving_container(rt, &api.instance, &key)
         .await?
-        .into_iter()
-        .filter(|c| c.key.as_ref() == Some(&key))
-        .collect();
-    // During a start-first update two containers serve the object: prefer the named one.
-    mine.iter()
-        .find(|c| c.name == canonical)
-        .or(mine.first())
-        .map(|c| (rt, c.id.clone()))
+        .map(|c| (rt, c.id))
         .ok_or_else(|| ApiError::NotFound(format!("{key} has no container yet")))
 }
 

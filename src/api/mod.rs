@@ -28,7 +28,7 @@ use crate::engine::{Attach, Engine, EngineError};
 use crate::manifest::replicas::check_object_name;
 use crate::manifest::{Kind, ManifestError, ObjectKey};
 use crate::reconcile::Reconciler;
-use crate::source::applied::{kind_of, ApplyError};
+use crate::source::applied::ApplyError;
 use crate::source::Sources;
 use crate::store::{Store, StoreError};
 
@@ -197,11 +197,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn kind_param(s: &str) -> ApiResult<Kind> {
-    kind_of(s).ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "unknown kind {s:?}: expected servers, databases, networks or routes"
-        ))
-    })
+    Kind::parse_or_err(s).map_err(|e| ApiError::NotFound(e.to_string()))
 }
 
 /// An object's name, or a replica's (`web.2`).

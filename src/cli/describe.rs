@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::get::text;
 use super::remote::RemoteArgs;
 use super::{open_store, StateArgs};
+use crate::manifest::Phase;
 use crate::store::Event;
 use crate::view;
 
@@ -153,14 +154,21 @@ fn render(item: &Value, instance: Option<&str>, events: &[Event]) -> anyhow::Res
         field("Last error", e.to_owned());
     }
     let _ = writeln!(out, "Conditions:");
-    let phase = st["phase"].as_str().unwrap_or("Pending");
+    let phase: Phase = serde_json::from_value(st["phase"].clone()).unwrap_or(Phase::Pending);
     let has_health_check = match item["kind"].as_str() {
         Some("Server") => !item["spec"]["healthCheck"].is_null(),
         Some("Database") => true,
         _ => false,
     };
     let conditions = [
-        ("Ready", if phase == "Ready" { "True" } else { "False" }),
+        (
+            "Ready",
+            if phase == Phase::Ready {
+                "True"
+            } else {
+                "False"
+            },
+        ),
         (
             "Healthy",
             match (has_health_check, st["health"].as_str()) {
@@ -172,7 +180,11 @@ fn render(item: &Value, instance: Option<&str>, events: &[Event]) -> anyhow::Res
         ),
         (
             "DependenciesMet",
-            if phase == "Blocked" { "False" } else { "True" },
+            if phase == Phase::Blocked {
+                "False"
+            } else {
+                "True"
+            },
         ),
         (
             "ManifestValid",

@@ -9,7 +9,6 @@ use serde_json::Value;
 use super::remote::{encode, RemoteArgs};
 use super::{open_store, StateArgs};
 use crate::manifest::Kind;
-use crate::source::applied::kind_of;
 use crate::view::{self, Selector};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -47,11 +46,7 @@ pub struct GetArgs {
 pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
     let kind = match args.what.as_deref() {
         None => None,
-        Some(w) => Some(kind_of(w).ok_or_else(|| {
-            anyhow::anyhow!(
-                "unknown kind {w:?}: expected servers, databases, networks or routes (or one of them and a NAME)"
-            )
-        })?),
+        Some(w) => Some(Kind::parse_or_err(w)?),
     };
     let selector = match &args.selector {
         Some(s) => Selector::parse(s)?,

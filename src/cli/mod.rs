@@ -117,9 +117,7 @@ pub struct InstanceArg {
 pub(crate) fn object_ref(s: &str) -> anyhow::Result<ObjectKey> {
     let (kind, name) = match s.split_once('/') {
         Some((k, n)) => (
-            Kind::parse(k).ok_or_else(|| {
-                anyhow::anyhow!("unknown kind {k:?} in {s:?}: expected server/NAME")
-            })?,
+            Kind::parse_or_err(k).map_err(|e| anyhow::anyhow!("{e} (in {s:?})"))?,
             n,
         ),
         None => (Kind::Server, s),
@@ -130,9 +128,7 @@ pub(crate) fn object_ref(s: &str) -> anyhow::Result<ObjectKey> {
 
 /// `KIND NAME` as the verbs take them: a kind in any of its forms and a DNS-label name.
 pub(crate) fn object_key(kind: &str, name: &str) -> anyhow::Result<ObjectKey> {
-    let kind = crate::source::applied::kind_of(kind).ok_or_else(|| {
-        anyhow::anyhow!("unknown kind {kind:?}: expected server, database, network or route")
-    })?;
+    let kind = Kind::parse_or_err(kind)?;
     check_object_name(name).map_err(|e| anyhow::anyhow!(e))?;
     Ok(ObjectKey::new(kind, name))
 }
@@ -162,9 +158,16 @@ pub(crate) async fn print_output(
     Ok(())
 }
 
-/// The container that serves an object of this instance.
-pub(crate) fn container_of(instance: &str, key: &ObjectKey) -> String {
-    crate::engine::labels::container_name(instance, key.kind, &key.name)
+/// The id of the container that serves an object of this instance, as the API finds it.
+pub(crate) async fn container_of(
+    engine: &crate::engine::DockerEngine,
+    instance: &str,
+    key: &ObjectKey,
+) -> anyhow::Result<String> {
+    crate::engine::serving_container(engine, instance, key)
+        .await?
+        .map(|c| c.id)
+        .ok_or_else(|| anyhow::anyhow!("{key} has no container yet"))
 }
 
 /// Flags shared by the verbs that reconcile.

@@ -86,12 +86,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
             let unsettled: Vec<&crate::store::Status> = report
                 .statuses
                 .iter()
-                .filter(|st| {
-                    matches!(
-                        st.phase.as_str(),
-                        "Failed" | "CrashLoopBackOff" | "Blocked" | "Pending"
-                    )
-                })
+                .filter(|st| st.phase.is_held_up())
                 .collect();
             if report.settled() {
                 println!("converged: {} object(s) in {took}", report.desired.len());

@@ -52,7 +52,7 @@ impl Metrics {
         for s in &report.statuses {
             let kind = s.key.as_ref().map_or("", |k| k.kind.label());
             *m.phases
-                .entry((kind.to_owned(), s.phase.clone()))
+                .entry((kind.to_owned(), s.phase.as_str().to_owned()))
                 .or_default() += 1;
         }
     }

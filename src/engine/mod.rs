@@ -18,6 +18,31 @@ use crate::manifest::ObjectKey;
 
 pub use docker::{DockerEngine, ExecSession, Output};
 
+/// The container that serves `key`, from one listing of this instance: its canonically named
+/// container if there is one, else a running one (a StartFirst server's names carry a hash,
+/// and during an update two containers serve it), else any. The API and the CLI both ask this.
+pub async fn serving_container<E: Engine>(
+    engine: &E,
+    instance: &str,
+    key: &ObjectKey,
+) -> Result<Option<Observed>, EngineError> {
+    let canonical = labels::container_name(instance, key.kind, &key.name);
+    let mut mine: Vec<Observed> = engine
+        .list(instance)
+        .await?
+        .into_iter()
+        .filter(|c| c.key.as_ref() == Some(key))
+        .collect();
+    mine.sort_by_key(|c| {
+        (
+            c.name != canonical,
+            c.state != State::Running,
+            c.name.clone(),
+        )
+    });
+    Ok(mine.into_iter().next())
+}
+
 /// What failed when talking to the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

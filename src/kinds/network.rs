@@ -188,9 +188,7 @@ pub fn statuses(
                 Phase::Failed
             } else {
                 Phase::Ready
-            }
-            .as_str()
-            .to_owned();
+            };
             st.message = Some(match failure {
                 Some(e) => e.to_string(),
                 None => format!("engine network {engine}"),

@@ -111,7 +111,7 @@ pub fn statuses(
                 },
             };
             if phase == Phase::Invalid
-                && previous.get(&o.key()).map(|p| p.phase.as_str()) != Some(Phase::Invalid.as_str())
+                && previous.get(&o.key()).map(|p| p.phase) != Some(Phase::Invalid)
             {
                 events.push(NewEvent {
                     key: Some(o.key()),
@@ -119,7 +119,7 @@ pub fn statuses(
                     message: message.clone(),
                 });
             }
-            st.phase = phase.as_str().to_owned();
+            st.phase = phase;
             st.message = Some(message);
             st
         })

@@ -72,13 +72,32 @@ impl Kind {
         }
     }
 
-    /// Parses a manifest kind (`Server`) or a CLI/label form (`server`, `servers`).
+    /// Parses any form people and labels use: `Server`, `server`, `servers`, in any case.
     pub fn parse(s: &str) -> Option<Kind> {
+        let s = s.to_ascii_lowercase();
         Kind::ALL
             .into_iter()
-            .find(|k| s == k.as_str() || s == k.label() || s.strip_suffix('s') == Some(k.label()))
+            .find(|k| s == k.label() || s.strip_suffix('s') == Some(k.label()))
+    }
+
+    /// Like `parse`, with the one error message every face shows.
+    pub fn parse_or_err(s: &str) -> Result<Kind, UnknownKind> {
+        Kind::parse(s).ok_or_else(|| UnknownKind(s.to_owned()))
+    }
+
+    /// The kind a manifest names, spelt exactly as `as_str` writes it (`kind: Server`).
+    pub fn from_manifest(s: &str) -> Result<Kind, UnknownKind> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownKind(s.to_owned()))
     }
 }
+
+/// A kind name that is none of dockhand's: one message for manifests, the CLI and the API.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown kind {0:?}: expected one of Server, Database, Network, Route")]
+pub struct UnknownKind(pub String);
 
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -122,23 +122,9 @@ fn parse_document(
             ),
         ));
     }
-    let kind = match Kind::ALL
-        .into_iter()
-        .find(|k| k.as_str() == header.kind.value)
-    {
-        Some(k) => k,
-        None => {
-            let allowed: Vec<_> = Kind::ALL.iter().map(|k| k.as_str()).collect();
-            return Err(err_at(
-                &header.kind,
-                "kind",
-                format!(
-                    "unknown kind {:?}: expected one of {}",
-                    header.kind.value,
-                    allowed.join(", ")
-                ),
-            ));
-        }
+    let kind = match Kind::from_manifest(&header.kind.value) {
+        Ok(k) => k,
+        Err(e) => return Err(err_at(&header.kind, "kind", e.to_string())),
     };
     let (metadata, spec) = match kind {
         Kind::Server => {

@@ -654,17 +654,8 @@ impl<'de> Deserialize<'de> for Dependency {
             ) -> Result<Dependency, A::Error> {
                 let r =
                     RawDependency::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                let kind = super::Kind::ALL
-                    .into_iter()
-                    .find(|k| k.as_str() == r.kind.0)
-                    .ok_or_else(|| {
-                        let allowed: Vec<_> = super::Kind::ALL.iter().map(|k| k.as_str()).collect();
-                        serde::de::Error::custom(format!(
-                            "unknown kind {:?} in dependsOn: expected one of {}",
-                            r.kind.0,
-                            allowed.join(", ")
-                        ))
-                    })?;
+                let kind = super::Kind::from_manifest(&r.kind.0)
+                    .map_err(|e| serde::de::Error::custom(format!("dependsOn: {e}")))?;
                 Ok(Dependency {
                     kind,
                     name: r.name.0,

@@ -30,6 +30,24 @@ pub enum Phase {
 }
 
 impl Phase {
+    pub const ALL: [Phase; 10] = [
+        Phase::Pending,
+        Phase::Blocked,
+        Phase::Creating,
+        Phase::Running,
+        Phase::Ready,
+        Phase::Unhealthy,
+        Phase::Completed,
+        Phase::Failed,
+        Phase::CrashLoopBackOff,
+        Phase::Invalid,
+    ];
+
+    /// The phase named exactly as `as_str` writes it.
+    pub fn parse(s: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Pending => "Pending",
@@ -51,6 +69,15 @@ impl Phase {
         matches!(
             self,
             Phase::Ready | Phase::Completed | Phase::Failed | Phase::Invalid
+        )
+    }
+
+    /// Whether the object stopped short of running: failed, backing off, blocked, or never
+    /// started. `sync` names such objects when it exits.
+    pub fn is_held_up(self) -> bool {
+        matches!(
+            self,
+            Phase::Failed | Phase::CrashLoopBackOff | Phase::Blocked | Phase::Pending
         )
     }
 

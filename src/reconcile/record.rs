@@ -182,7 +182,7 @@ pub(super) fn statuses(
             }
             Status {
                 key: Some(key.clone()),
-                phase: phase.as_str().to_owned(),
+                phase,
                 container_id,
                 observed_generation,
                 message,

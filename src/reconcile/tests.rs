@@ -30,7 +30,7 @@ async fn a_pass_converges_and_the_next_one_does_nothing() {
         "{:?}",
         second.plan.actions
     );
-    assert!(second.statuses.iter().all(|s| s.phase == "Ready"));
+    assert!(second.statuses.iter().all(|s| s.phase == Phase::Ready));
     let events = store.events("t", None, None, 100).await.expect("events");
     let third = rec.pass(&snapshot).await.expect("pass");
     assert!(third.outcomes.is_empty());

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::manifest::{parse_str, Kind, ManifestError, Object, ObjectKey, API_VERSION};
+use crate::manifest::{parse_str, ManifestError, Object, ObjectKey, API_VERSION};
 use crate::source::{api_label, describe_source, Origin, Sources};
 use crate::store::StoreError;
 
@@ -159,9 +159,4 @@ pub async fn delete(sources: &Sources, key: &ObjectKey) -> Result<(), ApplyError
         }),
         None => Err(ApplyError::NotFound { key: key.clone() }),
     }
-}
-
-/// A kind named in a path or on the command line: `servers`, `server`, `Server`.
-pub fn kind_of(s: &str) -> Option<Kind> {
-    Kind::parse(s).or_else(|| Kind::parse(&s.to_lowercase()))
 }

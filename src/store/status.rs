@@ -7,7 +7,7 @@ use sqlx::Row;
 use super::{query, Store, StoreError};
 use crate::engine::PublishedPort;
 use crate::lifecycle::Lifecycle;
-use crate::manifest::{Kind, ObjectKey};
+use crate::manifest::{Kind, ObjectKey, Phase};
 
 /// Observed state of one object, as the last pass saw it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -15,7 +15,7 @@ use crate::manifest::{Kind, ObjectKey};
 pub struct Status {
     #[serde(skip)]
     pub key: Option<ObjectKey>,
-    pub phase: String,
+    pub phase: Phase,
     pub container_id: Option<String>,
     pub observed_generation: i64,
     pub message: Option<String>,
@@ -30,7 +30,7 @@ impl Status {
     pub fn pending(key: ObjectKey) -> Self {
         Status {
             key: Some(key),
-            phase: "Pending".into(),
+            phase: Phase::Pending,
             container_id: None,
             observed_generation: 0,
             message: None,
@@ -86,7 +86,7 @@ impl Store {
             .bind(instance)
             .bind(key.kind.label())
             .bind(&key.name)
-            .bind(&s.phase)
+            .bind(s.phase.as_str())
             .bind(&s.container_id)
             .bind(s.observed_generation)
             .bind(&s.message)
@@ -116,7 +116,8 @@ impl Store {
                 let ports: String = r.get(6);
                 Status {
                     key: Kind::parse(&kind).map(|k| ObjectKey::new(k, r.get::<String, _>(1))),
-                    phase: r.get(2),
+                    // A phase this build does not know reads as Pending: the next pass sets it.
+                    phase: Phase::parse(&r.get::<String, _>(2)).unwrap_or(Phase::Pending),
                     container_id: r.get(3),
                     observed_generation: r.get(4),
                     message: r.get(5),

@@ -268,7 +268,10 @@ pub async fn items(store: &Store, instance: &str, q: &Query) -> Result<Vec<Item>
                 .get(&key)
                 .cloned()
                 .unwrap_or_else(|| Status::pending(key));
-            if q.phase.as_deref().is_some_and(|p| p != status.phase) {
+            if q.phase
+                .as_deref()
+                .is_some_and(|p| p != status.phase.as_str())
+            {
                 return None;
             }
             let connection = connection(&s.object, &secrets, instance, q.show_secrets).map(
