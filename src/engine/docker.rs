@@ -287,7 +287,7 @@ impl Engine for DockerEngine {
             .filter_map(|c| {
                 let labels = c.labels.unwrap_or_default();
                 // The engine filtered already; this guards rule 3 against any filter mishap.
-                if labels.get(labels::INSTANCE).map(String::as_str) != Some(instance) {
+                if !labels::is_ours(&labels, instance) {
                     return None;
                 }
                 let state = match c.state {
@@ -320,28 +320,22 @@ impl Engine for DockerEngine {
                 // The engine lists IPv4 and IPv6 bindings separately.
                 ports.sort_by_key(|p| (p.container, p.protocol, p.host));
                 ports.dedup();
-                Some(Observed {
-                    id: c.id.unwrap_or_default(),
-                    name: c
-                        .names
-                        .and_then(|n| n.into_iter().next())
-                        .map(|n| n.trim_start_matches('/').to_owned())
-                        .unwrap_or_default(),
-                    key: labels::object_key(&labels),
-                    spec_hash: labels.get(labels::SPEC_HASH).cloned(),
-                    health: c.status.as_deref().and_then(health),
-                    depends_on: labels::depends_on(&labels),
-                    delete_volume: labels.get(labels::DELETE_VOLUME).cloned(),
-                    ip: c.network_settings.and_then(|n| n.networks).and_then(|n| {
-                        let mut nets: Vec<_> = n.into_iter().collect();
-                        nets.sort_by(|a, b| a.0.cmp(&b.0));
-                        nets.into_iter().find_map(|(_, e)| {
-                            e.ip_address.filter(|ip| !ip.is_empty())?.parse().ok()
-                        })
-                    }),
-                    state,
-                    ports,
-                })
+                let name = c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .map(|n| n.trim_start_matches('/').to_owned())
+                    .unwrap_or_default();
+                let mut observed =
+                    Observed::from_labels(c.id.unwrap_or_default(), name, state, &labels);
+                observed.ports = ports;
+                observed.health = c.status.as_deref().and_then(health);
+                observed.ip = c.network_settings.and_then(|n| n.networks).and_then(|n| {
+                    let mut nets: Vec<_> = n.into_iter().collect();
+                    nets.sort_by(|a, b| a.0.cmp(&b.0));
+                    nets.into_iter()
+                        .find_map(|(_, e)| e.ip_address.filter(|ip| !ip.is_empty())?.parse().ok())
+                });
+                Some(observed)
             })
             .collect())
     }
@@ -560,11 +554,9 @@ impl Engine for DockerEngine {
             .into_iter()
             .filter_map(|n| {
                 let labels = n.labels.unwrap_or_default();
-                (labels.get(labels::INSTANCE).map(String::as_str) == Some(instance)).then(|| {
-                    NetworkInfo {
-                        name: n.name.unwrap_or_default(),
-                        spec_hash: labels.get(labels::SPEC_HASH).cloned(),
-                    }
+                labels::is_ours(&labels, instance).then(|| NetworkInfo {
+                    name: n.name.unwrap_or_default(),
+                    spec_hash: labels.get(labels::SPEC_HASH).cloned(),
                 })
             })
             .collect())

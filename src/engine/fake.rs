@@ -89,18 +89,9 @@ impl Engine for FakeEngine {
         Ok(inner
             .containers
             .iter()
-            .filter(|(_, c)| c.labels.get(labels::INSTANCE).map(String::as_str) == Some(instance))
-            .map(|(id, c)| Observed {
-                id: id.clone(),
-                name: c.name.clone(),
-                key: labels::object_key(&c.labels),
-                spec_hash: c.labels.get(labels::SPEC_HASH).cloned(),
-                state: c.state.clone(),
-                ports: Vec::new(),
-                health: None,
-                depends_on: labels::depends_on(&c.labels),
-                delete_volume: c.labels.get(labels::DELETE_VOLUME).cloned(),
-                ip: None,
+            .filter(|(_, c)| labels::is_ours(&c.labels, instance))
+            .map(|(id, c)| {
+                Observed::from_labels(id.clone(), c.name.clone(), c.state.clone(), &c.labels)
             })
             .collect())
     }

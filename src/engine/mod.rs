@@ -128,6 +128,30 @@ pub struct Observed {
     pub ip: Option<std::net::Ipv4Addr>,
 }
 
+impl Observed {
+    /// What a container's labels say about it: its object, spec hash, dependencies and the
+    /// volume to remove with it. Ports, health and address are the listing's to fill in.
+    pub fn from_labels(
+        id: String,
+        name: String,
+        state: State,
+        container_labels: &HashMap<String, String>,
+    ) -> Observed {
+        Observed {
+            id,
+            name,
+            key: labels::object_key(container_labels),
+            spec_hash: container_labels.get(labels::SPEC_HASH).cloned(),
+            state,
+            ports: Vec::new(),
+            health: None,
+            depends_on: labels::depends_on(container_labels),
+            delete_volume: container_labels.get(labels::DELETE_VOLUME).cloned(),
+            ip: None,
+        }
+    }
+}
+
 /// A network this instance created, as one listing reports it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NetworkInfo {
