@@ -4,6 +4,7 @@
 //! engine-facing cost of a pass obvious (a no-op pass is one `list`). What people ask of a
 //! container (logs, exec) is a trait of its own, `Attach`, that the reconciler never sees.
 
+mod attach;
 pub mod docker;
 pub mod fake;
 pub mod labels;
@@ -16,7 +17,8 @@ use futures_util::stream::BoxStream;
 use crate::manifest::server::{Protocol, PullPolicy};
 use crate::manifest::ObjectKey;
 
-pub use docker::{DockerEngine, ExecSession, Output};
+pub use attach::{Attach, ExecSession, Output};
+pub use docker::DockerEngine;
 
 /// The container that serves `key`, from one listing of this instance: its canonically named
 /// container if there is one, else a running one (a StartFirst server's names carry a hash,
@@ -330,31 +332,4 @@ pub trait Engine: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<ContainerStats>, EngineError>> + Send {
         std::future::ready(Ok(None))
     }
-}
-
-/// What a person asks of a container (`logs`, `exec`), locally or through the API. Kept apart
-/// from `Engine`: the reconciler never attaches to anything.
-pub trait Attach: Send + Sync + 'static {
-    /// A container's output; with `follow`, until the container stops.
-    fn logs(
-        &self,
-        container: &str,
-        follow: bool,
-        tail: Option<u64>,
-    ) -> BoxStream<'static, Result<Output, EngineError>>;
-
-    /// Starts `cmd` in a running container, attached to its output (and input if `stdin`).
-    fn exec(
-        &self,
-        container: &str,
-        cmd: Vec<String>,
-        tty: bool,
-        stdin: bool,
-    ) -> impl Future<Output = Result<ExecSession, EngineError>> + Send;
-
-    /// The exit code of a finished exec.
-    fn exec_exit_code(
-        &self,
-        exec_id: &str,
-    ) -> impl Future<Output = Result<Option<i64>, EngineError>> + Send;
 }

@@ -1,0 +1,290 @@
+//! Translation between dockhand's engine types and bollard's models, so that each `Engine`
+//! method reads as one request and its reply.
+
+use std::collections::HashMap;
+
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, ContainerStatsResponse, ContainerSummary, ContainerSummaryStateEnum,
+    HostConfig, MountType, PortBinding as BPortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
+
+use crate::engine::{
+    labels, ContainerSpec, ContainerStats, EngineError, Health, Observed, PublishedPort, State,
+};
+use crate::manifest::server::Protocol;
+
+pub(super) fn unavailable(e: BollardError) -> EngineError {
+    EngineError::Unavailable {
+        message: e.to_string(),
+    }
+}
+
+/// Status code and message of an engine reply, or `None` for transport failures.
+pub(super) fn server_error(e: &BollardError) -> Option<(u16, &str)> {
+    match e {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => Some((*status_code, message)),
+        _ => None,
+    }
+}
+
+pub(super) fn engine(op: &'static str, target: &str, e: BollardError) -> EngineError {
+    match server_error(&e) {
+        Some((_, message)) => EngineError::Engine {
+            op,
+            target: target.to_owned(),
+            message: message.to_owned(),
+        },
+        None => unavailable(e),
+    }
+}
+
+/// `Up 5 seconds (healthy)` → healthy; no parenthesis → no healthcheck.
+fn health(status: &str) -> Option<Health> {
+    if status.contains("(healthy)") {
+        Some(Health::Healthy)
+    } else if status.contains("(unhealthy)") {
+        Some(Health::Unhealthy)
+    } else if status.contains("(health: starting)") {
+        Some(Health::Starting)
+    } else {
+        None
+    }
+}
+
+/// Endpoint settings with an optional static address.
+pub(super) fn endpoint(ip: Option<std::net::Ipv4Addr>) -> bollard::models::EndpointSettings {
+    bollard::models::EndpointSettings {
+        ipam_config: ip.map(|ip| bollard::models::EndpointIpamConfig {
+            ipv4_address: Some(ip.to_string()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// `Exited (137) 5 seconds ago` → 137.
+fn exit_code(status: &str) -> Option<i64> {
+    let rest = status.strip_prefix("Exited (")?;
+    rest[..rest.find(')')?].parse().ok()
+}
+
+/// `busybox` → (`busybox`, `latest`); a digest reference is pulled as is.
+pub(super) fn split_reference(image: &str) -> (String, Option<String>) {
+    if image.contains('@') {
+        return (image.to_owned(), None);
+    }
+    let last_segment = image.rsplit('/').next().unwrap_or(image);
+    match last_segment.rfind(':') {
+        Some(i) => {
+            let cut = image.len() - last_segment.len() + i;
+            (image[..cut].to_owned(), Some(image[cut + 1..].to_owned()))
+        }
+        None => (image.to_owned(), Some("latest".to_owned())),
+    }
+}
+
+/// One listed container as dockhand sees it; `None` when it is not this instance's.
+pub(super) fn observed(c: ContainerSummary, instance: &str) -> Option<Observed> {
+    let labels = c.labels.unwrap_or_default();
+    // The engine filtered already; this guards rule 3 against any filter mishap.
+    if !labels::is_ours(&labels, instance) {
+        return None;
+    }
+    let state = match c.state {
+        Some(ContainerSummaryStateEnum::RUNNING) => State::Running,
+        Some(ContainerSummaryStateEnum::PAUSED) => State::Paused,
+        Some(ContainerSummaryStateEnum::RESTARTING) => State::Restarting,
+        Some(ContainerSummaryStateEnum::EXITED) => State::Exited {
+            code: c.status.as_deref().and_then(exit_code),
+        },
+        Some(ContainerSummaryStateEnum::DEAD) => State::Dead,
+        Some(ContainerSummaryStateEnum::REMOVING) => State::Removing,
+        _ => State::Created,
+    };
+    let mut ports: Vec<PublishedPort> = c
+        .ports
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| {
+            let protocol = match p.typ.map(|t| t.to_string()).as_deref() {
+                Some("udp") => Protocol::Udp,
+                _ => Protocol::Tcp,
+            };
+            Some(PublishedPort {
+                container: p.private_port,
+                protocol,
+                host: p.public_port?,
+            })
+        })
+        .collect();
+    // The engine lists IPv4 and IPv6 bindings separately.
+    ports.sort_by_key(|p| (p.container, p.protocol, p.host));
+    ports.dedup();
+    let name = c
+        .names
+        .and_then(|n| n.into_iter().next())
+        .map(|n| n.trim_start_matches('/').to_owned())
+        .unwrap_or_default();
+    let mut observed = Observed::from_labels(c.id.unwrap_or_default(), name, state, &labels);
+    observed.ports = ports;
+    observed.health = c.status.as_deref().and_then(health);
+    observed.ip = c.network_settings.and_then(|n| n.networks).and_then(|n| {
+        let mut nets: Vec<_> = n.into_iter().collect();
+        nets.sort_by(|a, b| a.0.cmp(&b.0));
+        nets.into_iter()
+            .find_map(|(_, e)| e.ip_address.filter(|ip| !ip.is_empty())?.parse().ok())
+    });
+    Some(observed)
+}
+
+/// The engine's create request for a container spec.
+pub(super) fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    let mut port_bindings = HashMap::new();
+    let mut exposed = Vec::new();
+    for p in &spec.ports {
+        let key = format!("{}/{}", p.container, p.protocol.as_str());
+        exposed.push(key.clone());
+        // An empty host port asks the engine to pick one.
+        let host_port = if p.host == 0 {
+            String::new()
+        } else {
+            p.host.to_string()
+        };
+        port_bindings.insert(
+            key,
+            Some(vec![BPortBinding {
+                host_ip: None,
+                host_port: Some(host_port),
+            }]),
+        );
+    }
+    let mounts = spec
+        .mounts
+        .iter()
+        .map(|m| bollard::models::Mount {
+            target: Some(m.target.clone()),
+            source: Some(m.source.clone()),
+            typ: Some(if m.volume {
+                MountType::VOLUME
+            } else {
+                MountType::BIND
+            }),
+            read_only: Some(m.read_only),
+            ..Default::default()
+        })
+        .collect();
+    let body = ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: spec.command.clone(),
+        entrypoint: spec.entrypoint.clone(),
+        env: Some(spec.env.clone()),
+        working_dir: spec.working_dir.clone(),
+        user: spec.user.clone(),
+        labels: Some(spec.labels.clone()),
+        exposed_ports: Some(exposed),
+        stop_timeout: spec.stop_timeout,
+        stop_signal: spec.stop_signal.clone(),
+        healthcheck: spec
+            .healthcheck
+            .as_ref()
+            .map(|h| bollard::models::HealthConfig {
+                test: Some(h.test.clone()),
+                interval: Some(h.interval.as_nanos() as i64),
+                timeout: Some(h.timeout.as_nanos() as i64),
+                retries: Some(i64::from(h.retries)),
+                start_period: Some(h.start_period.as_nanos() as i64),
+                ..Default::default()
+            }),
+        host_config: Some(HostConfig {
+            port_bindings: Some(port_bindings),
+            mounts: Some(mounts),
+            memory: spec.memory,
+            nano_cpus: spec.nano_cpus,
+            extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
+            network_mode: spec.network.clone(),
+            // dockhand applies restart policies itself, so it sees and records every restart.
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::NO),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let body = ContainerCreateBody {
+        networking_config: spec
+            .network
+            .as_ref()
+            .map(|net| bollard::models::NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(net.clone(), endpoint(spec.ip))])),
+            }),
+        ..body
+    };
+    body
+}
+
+/// One stats sample, summed over block devices and networks.
+pub(super) fn stats(s: &ContainerStatsResponse) -> ContainerStats {
+    let blk = |op: &str| -> u64 {
+        s.blkio_stats
+            .as_ref()
+            .and_then(|b| b.io_service_bytes_recursive.as_ref())
+            .map(|v| {
+                v.iter()
+                    .filter(|e| e.op.as_deref().is_some_and(|o| o.eq_ignore_ascii_case(op)))
+                    .filter_map(|e| e.value)
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let nets = s.networks.as_ref();
+    let net = |f: fn(&bollard::models::ContainerNetworkStats) -> Option<u64>| -> u64 {
+        nets.map(|n| n.values().filter_map(f).sum()).unwrap_or(0)
+    };
+    ContainerStats {
+        cpu_ns: s
+            .cpu_stats
+            .as_ref()
+            .and_then(|c| c.cpu_usage.as_ref())
+            .and_then(|u| u.total_usage)
+            .unwrap_or(0),
+        memory: s.memory_stats.as_ref().and_then(|m| m.usage).unwrap_or(0),
+        memory_limit: s.memory_stats.as_ref().and_then(|m| m.limit).unwrap_or(0),
+        net_rx: net(|n| n.rx_bytes),
+        net_tx: net(|n| n.tx_bytes),
+        block_read: blk("read"),
+        block_write: blk("write"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_read_from_the_status_line() {
+        assert_eq!(exit_code("Exited (137) 5 seconds ago"), Some(137));
+        assert_eq!(exit_code("Up 3 minutes"), None);
+    }
+
+    #[test]
+    fn references_without_a_tag_pull_latest_only() {
+        assert_eq!(
+            split_reference("busybox"),
+            ("busybox".into(), Some("latest".into()))
+        );
+        assert_eq!(
+            split_reference("localhost:5000/a/b:1"),
+            ("localhost:5000/a/b".into(), Some("1".into()))
+        );
+        assert_eq!(
+            split_reference("localhost:5000/a"),
+            ("localhost:5000/a".into(), Some("latest".into()))
+        );
+        assert_eq!(split_reference("a@sha256:ff"), ("a@sha256:ff".into(), None));
+    }
+}

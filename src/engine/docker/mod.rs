@@ -1,0 +1,337 @@
+//! The Docker engine behind the `Engine` trait, through bollard: the calls here, the model
+//! translation in `convert`, attaching (`logs`, `exec`) in `attach`.
+
+mod attach;
+mod convert;
+
+use std::collections::HashMap;
+
+use bollard::errors::Error as BollardError;
+use bollard::models::VolumeCreateRequest;
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions,
+    RemoveContainerOptions, StopContainerOptions,
+};
+use bollard::Docker;
+use futures_util::stream::{BoxStream, StreamExt};
+
+use self::convert::{endpoint, engine, server_error, split_reference, unavailable};
+use super::{
+    ContainerSpec, ContainerStats, Engine, EngineError, EngineEvent, NetworkConfig, NetworkInfo,
+    Observed,
+};
+use crate::engine::labels;
+use crate::manifest::server::PullPolicy;
+
+/// A connection to the engine named by `DOCKER_HOST` (or the default socket).
+#[derive(Clone)]
+pub struct DockerEngine {
+    docker: Docker,
+}
+
+impl DockerEngine {
+    /// Connects and agrees on an API version with the engine (old engines refuse newer clients).
+    pub async fn connect() -> Result<Self, EngineError> {
+        let docker = Docker::connect_with_defaults().map_err(unavailable)?;
+        let docker = docker.negotiate_version().await.map_err(unavailable)?;
+        Ok(Self { docker })
+    }
+}
+
+impl DockerEngine {
+    async fn pull(&self, image: &str) -> Result<(), EngineError> {
+        let (from_image, tag) = split_reference(image);
+        let opts = CreateImageOptions {
+            from_image: Some(from_image),
+            tag,
+            ..Default::default()
+        };
+        let mut stream = self.docker.create_image(Some(opts), None, None);
+        while let Some(item) = stream.next().await {
+            if let Err(e) = item {
+                return Err(match server_error(&e) {
+                    Some((_, m)) => EngineError::ImageMissing {
+                        image: image.to_owned(),
+                        reason: format!("pulling it failed: {m}"),
+                    },
+                    None => unavailable(e),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Engine for DockerEngine {
+    async fn list(&self, instance: &str) -> Result<Vec<Observed>, EngineError> {
+        let filters = HashMap::from([("label".to_owned(), labels::instance_filters(instance))]);
+        let opts = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| engine("list", "containers", e))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| convert::observed(c, instance))
+            .collect())
+    }
+
+    async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<(), EngineError> {
+        if policy == PullPolicy::Always {
+            return self.pull(image).await;
+        }
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(()),
+            Err(e) if server_error(&e).map(|s| s.0) == Some(404) => match policy {
+                PullPolicy::Never => Err(EngineError::ImageMissing {
+                    image: image.to_owned(),
+                    reason: "pullPolicy is Never".into(),
+                }),
+                _ => self.pull(image).await,
+            },
+            Err(e) => Err(engine("inspect image", image, e)),
+        }
+    }
+
+    async fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<(), EngineError> {
+        match self.docker.inspect_volume(name).await {
+            Ok(v) => {
+                let owner = v.labels.get(labels::INSTANCE);
+                return if owner.is_some() && owner == labels.get(labels::INSTANCE) {
+                    Ok(())
+                } else {
+                    Err(EngineError::VolumeConflict {
+                        name: name.to_owned(),
+                    })
+                };
+            }
+            Err(e) if server_error(&e).map(|s| s.0) == Some(404) => {}
+            Err(e) => return Err(engine("inspect volume", name, e)),
+        }
+        let req = VolumeCreateRequest {
+            name: Some(name.to_owned()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(req)
+            .await
+            .map_err(|e| engine("create volume", name, e))?;
+        Ok(())
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
+        match self
+            .docker
+            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if server_error(&e).map(|s| s.0) == Some(404) => Ok(()),
+            Err(e) => Err(engine("remove volume", name, e)),
+        }
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+        let body = convert::create_body(spec);
+        let opts = CreateContainerOptions {
+            name: Some(spec.name.clone()),
+            ..Default::default()
+        };
+        match self.docker.create_container(Some(opts), body).await {
+            Ok(r) => Ok(r.id),
+            Err(e) if server_error(&e).map(|s| s.0) == Some(409) => {
+                Err(EngineError::NameConflict {
+                    name: spec.name.clone(),
+                })
+            }
+            Err(e) => Err(engine("create container", &spec.name, e)),
+        }
+    }
+
+    async fn start(&self, id: &str) -> Result<(), EngineError> {
+        match self.docker.start_container(id, None).await {
+            Ok(()) => Ok(()),
+            Err(e) if server_error(&e).map(|s| s.0) == Some(304) => Ok(()),
+            Err(e) => Err(engine("start container", id, e)),
+        }
+    }
+
+    async fn restart(&self, id: &str) -> Result<(), EngineError> {
+        self.docker
+            .restart_container(
+                id,
+                None::<bollard::query_parameters::RestartContainerOptions>,
+            )
+            .await
+            .map_err(|e| engine("restart container", id, e))
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), EngineError> {
+        let gone = |e: &BollardError| matches!(server_error(e).map(|s| s.0), Some(404));
+        match self
+            .docker
+            .stop_container(id, None::<StopContainerOptions>)
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if gone(&e) || server_error(&e).map(|s| s.0) == Some(304) => {}
+            Err(e) => return Err(engine("stop container", id, e)),
+        }
+        let opts = RemoveContainerOptions {
+            force: true,
+            v: false,
+            ..Default::default()
+        };
+        match self.docker.remove_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if gone(&e) => Ok(()),
+            // 409: removal already in progress.
+            Err(e) if server_error(&e).map(|s| s.0) == Some(409) => Ok(()),
+            Err(e) => Err(engine("remove container", id, e)),
+        }
+    }
+
+    async fn list_networks(&self, instance: &str) -> Result<Vec<NetworkInfo>, EngineError> {
+        let filters = HashMap::from([("label".to_owned(), labels::instance_filters(instance))]);
+        let opts = bollard::query_parameters::ListNetworksOptions {
+            filters: Some(filters),
+        };
+        let list = self
+            .docker
+            .list_networks(Some(opts))
+            .await
+            .map_err(|e| engine("list", "networks", e))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|n| {
+                let labels = n.labels.unwrap_or_default();
+                labels::is_ours(&labels, instance).then(|| NetworkInfo {
+                    name: n.name.unwrap_or_default(),
+                    spec_hash: labels.get(labels::SPEC_HASH).cloned(),
+                })
+            })
+            .collect())
+    }
+
+    async fn network_exists(&self, name: &str) -> Result<bool, EngineError> {
+        match self.docker.inspect_network(name, None).await {
+            Ok(_) => Ok(true),
+            Err(e) if server_error(&e).map(|s| s.0) == Some(404) => Ok(false),
+            Err(e) => Err(engine("inspect network", name, e)),
+        }
+    }
+
+    async fn create_network(&self, config: &NetworkConfig) -> Result<(), EngineError> {
+        let ipam = config.subnet.as_ref().map(|subnet| bollard::models::Ipam {
+            config: Some(vec![bollard::models::IpamConfig {
+                subnet: Some(subnet.clone()),
+                gateway: config.gateway.clone(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        let req = bollard::models::NetworkCreateRequest {
+            name: config.name.clone(),
+            driver: Some(config.driver.clone()),
+            ipam,
+            labels: Some(config.labels.clone()),
+            ..Default::default()
+        };
+        match self.docker.create_network(req).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(engine("create network", &config.name, e)),
+        }
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<(), EngineError> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if server_error(&e).map(|s| s.0) == Some(404) => Ok(()),
+            Err(e) => Err(engine("remove network", name, e)),
+        }
+    }
+
+    async fn network_containers(&self, name: &str) -> Result<Vec<String>, EngineError> {
+        let n = self
+            .docker
+            .inspect_network(name, None)
+            .await
+            .map_err(|e| engine("inspect network", name, e))?;
+        Ok(n.containers.unwrap_or_default().into_keys().collect())
+    }
+
+    async fn connect_network(
+        &self,
+        name: &str,
+        container: &str,
+        ip: Option<std::net::Ipv4Addr>,
+    ) -> Result<(), EngineError> {
+        let req = bollard::models::NetworkConnectRequest {
+            container: container.to_owned(),
+            endpoint_config: Some(endpoint(ip)),
+        };
+        self.docker
+            .connect_network(name, req)
+            .await
+            .map_err(|e| engine("connect to network", name, e))
+    }
+
+    async fn disconnect_network(&self, name: &str, container: &str) -> Result<(), EngineError> {
+        let req = bollard::models::NetworkDisconnectRequest {
+            container: container.to_owned(),
+            force: Some(true),
+        };
+        match self.docker.disconnect_network(name, req).await {
+            Ok(()) => Ok(()),
+            Err(e) if server_error(&e).map(|s| s.0) == Some(404) => Ok(()),
+            Err(e) => Err(engine("disconnect from network", name, e)),
+        }
+    }
+
+    async fn stats(&self, id: &str) -> Result<Option<ContainerStats>, EngineError> {
+        let opts = bollard::query_parameters::StatsOptions {
+            stream: false,
+            one_shot: true,
+        };
+        let mut stream = self.docker.stats(id, Some(opts));
+        let Some(sample) = stream.next().await else {
+            return Ok(None);
+        };
+        let s = sample.map_err(|e| engine("read stats of", id, e))?;
+        Ok(Some(convert::stats(&s)))
+    }
+
+    fn events(&self, instance: &str) -> BoxStream<'static, Result<EngineEvent, EngineError>> {
+        let label = labels::instance_filters(instance);
+        let filters = HashMap::from([
+            ("type".to_owned(), vec!["container".to_owned()]),
+            ("label".to_owned(), label),
+        ]);
+        let opts = EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        self.docker
+            .events(Some(opts))
+            .map(|r| {
+                let m = r.map_err(unavailable)?;
+                let actor = m.actor.unwrap_or_default();
+                Ok(EngineEvent {
+                    id: actor.id.unwrap_or_default(),
+                    action: m.action.unwrap_or_default(),
+                    key: labels::object_key(&actor.attributes.unwrap_or_default()),
+                })
+            })
+            .boxed()
+    }
+}
