@@ -7,7 +7,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use dockhand::engine::{Observed, State};
 use dockhand::lifecycle::{BackoffPolicy, Lifecycle};
-use dockhand::manifest::server::{Condition, RestartPolicy};
+use dockhand::manifest::depends::Condition;
+use dockhand::manifest::server::RestartPolicy;
 use dockhand::manifest::{Kind, ObjectKey};
 use dockhand::reconcile::{plan, Dep, Desired, PlanOptions};
 

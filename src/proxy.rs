@@ -13,8 +13,8 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinHandle;
 
+use crate::manifest::fields::Protocol;
 use crate::manifest::network::RouteSpec;
-use crate::manifest::server::Protocol;
 
 /// Bytes buffered per direction of a TCP splice. Measured on this project's 2-core machine:
 /// tokio's 8 KiB default moved 0.29x of a direct connection's throughput, 256 KiB 0.6-0.7x.
@@ -422,8 +422,8 @@ async fn relay_replies(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::fields::ContainerPort;
     use crate::manifest::network::{ListenAddr, Target};
-    use crate::manifest::server::ContainerPort;
     use crate::manifest::Name;
 
     fn spec(protocol: Protocol, listen: SocketAddr, port: u16) -> RouteSpec {

@@ -11,7 +11,7 @@ use super::{
     ContainerSpec, Engine, EngineError, EngineEvent, NetworkConfig, NetworkInfo, Observed, State,
 };
 use crate::engine::labels;
-use crate::manifest::server::PullPolicy;
+use crate::manifest::fields::PullPolicy;
 
 #[derive(Clone, Debug)]
 struct Container {

@@ -14,7 +14,7 @@ use std::future::Future;
 
 use futures_util::stream::BoxStream;
 
-use crate::manifest::server::{Protocol, PullPolicy};
+use crate::manifest::fields::{Protocol, PullPolicy};
 use crate::manifest::ObjectKey;
 
 pub use attach::{Attach, ExecSession, Output};

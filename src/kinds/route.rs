@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
 use crate::engine::{Observed, State};
+use crate::manifest::fields::ContainerPort;
 use crate::manifest::network::{Cidr, RouteSpec, Rule, Target};
 use crate::manifest::replicas::replica_of;
-use crate::manifest::server::ContainerPort;
 use crate::manifest::{Kind, Name, Object, ObjectKey, Phase, Spec};
 use crate::plan::Plan;
 use crate::proxy::RouteState;

@@ -6,10 +6,11 @@ use super::{database, Context};
 use crate::engine::labels;
 use crate::engine::{ContainerSpec, Healthcheck, Mount, PortBinding};
 use crate::lifecycle::Lifecycle;
+use crate::manifest::depends::Condition;
+use crate::manifest::fields::engine_limits;
+use crate::manifest::health::OnUnhealthy;
 use crate::manifest::replicas::dependency_keys;
-use crate::manifest::server::{
-    engine_limits, Condition, DbKey, EnvValue, OnUnhealthy, ServerSpec, VolumeType,
-};
+use crate::manifest::server::{DbKey, EnvValue, ServerSpec, VolumeType};
 use crate::manifest::{short_hash, Kind, Object, ObjectKey, Spec};
 use crate::plan::{Dep, Desired};
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::server::{HostPort, Image, Resources};
+use super::fields::{is_default, HostPort, Image, Resources};
 use super::ScalarString;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -36,10 +36,6 @@ pub struct DatabaseSpec {
         skip_serializing_if = "is_default_ready_timeout"
     )]
     pub ready_timeout: Duration,
-}
-
-fn is_default<T: Default + PartialEq>(t: &T) -> bool {
-    *t == T::default()
 }
 
 fn default_version() -> ScalarString {

@@ -6,11 +6,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::server::Condition;
+use super::depends::Condition;
 use super::{ManifestError, Object, ObjectKey, Spec};
 
 /// The dependencies an object declares.
-pub fn dependencies(o: &Object) -> &[super::server::Dependency] {
+pub fn dependencies(o: &Object) -> &[super::depends::Dependency] {
     match &o.spec {
         Spec::Server(s) => &s.depends_on,
         Spec::Database(_) | Spec::Network(_) | Spec::Route(_) => &[],

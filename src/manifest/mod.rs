@@ -5,7 +5,10 @@
 //! re-validate or guess where a value came from.
 
 pub mod database;
+pub mod depends;
+pub mod fields;
 pub mod graph;
+pub mod health;
 pub mod network;
 pub mod parse;
 pub mod quantity;

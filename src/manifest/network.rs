@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::server::{ContainerPort, Protocol};
+use super::fields::{ContainerPort, Protocol};
 use super::Name;
 
 /// An IPv4 network in CIDR form (`10.99.0.0/24`); a bare address is a /32.

@@ -8,9 +8,10 @@ use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Value};
 
 use super::database::{DatabaseSpec, Identifier};
+use super::fields::{AbsPath, ContainerPort, EnvName, HostPort, Image};
 use super::network::{Cidr, ListenAddr, NetworkSpec, RouteSpec};
 use super::quantity::{Cpus, Memory};
-use super::server::{AbsPath, ContainerPort, EnvName, HostPort, Image, ServerSpec};
+use super::server::ServerSpec;
 use super::{Kind, LabelKey, Name, ScalarString, API_VERSION};
 
 /// A duration written as text: `30s`, `2m`, `1h30m`.

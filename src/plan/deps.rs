@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::types::{Action, Dep, Desired, Plan, Transition, Verdict};
-use crate::manifest::server::Condition;
+use crate::manifest::depends::Condition;
 use crate::manifest::{ObjectKey, Phase};
 
 /// Holds back every start whose dependencies are unmet, and adds the restarts that

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use crate::engine::Observed;
 use crate::lifecycle::{BackoffPolicy, Lifecycle, Millis};
-use crate::manifest::server::{Condition, RestartPolicy};
+use crate::manifest::depends::Condition;
+use crate::manifest::server::RestartPolicy;
 use crate::manifest::{ObjectKey, Phase};
 
 /// A readiness check dockhand runs itself, and what to do when it never passes.

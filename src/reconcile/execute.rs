@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use futures_util::stream::{self, StreamExt};
 
 use crate::engine::{ContainerSpec, Engine, EngineError};
-use crate::manifest::server::PullPolicy;
+use crate::manifest::fields::PullPolicy;
 use crate::manifest::ObjectKey;
 use crate::plan::Action;
 

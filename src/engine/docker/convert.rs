@@ -12,7 +12,7 @@ use bollard::models::{
 use crate::engine::{
     labels, ContainerSpec, ContainerStats, EngineError, Health, Observed, PublishedPort, State,
 };
-use crate::manifest::server::Protocol;
+use crate::manifest::fields::Protocol;
 
 pub(super) fn unavailable(e: BollardError) -> EngineError {
     EngineError::Unavailable {

@@ -21,7 +21,7 @@ use super::{
     Observed,
 };
 use crate::engine::labels;
-use crate::manifest::server::PullPolicy;
+use crate::manifest::fields::PullPolicy;
 
 /// A connection to the engine named by `DOCKER_HOST` (or the default socket).
 #[derive(Clone)]
