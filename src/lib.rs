@@ -40,4 +40,5 @@ pub mod proxy;
 
 pub mod manifest;
 
+pub mod clock;
 pub mod lifecycle;

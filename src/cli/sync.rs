@@ -125,7 +125,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
             // Nothing to do but wait: for a backoff to end, or for something the engine reports
             // (a dependency turning healthy or completing). Poll gently until then.
             let wait = match report.plan.wake_at() {
-                Some(at) => (at - crate::lifecycle::now_millis()).clamp(0, 250),
+                Some(at) => (at - crate::clock::now_millis()).clamp(0, 250),
                 None => 250,
             };
             let wait = Duration::from_millis(wait as u64);

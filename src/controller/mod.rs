@@ -19,9 +19,9 @@ use futures_util::StreamExt;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::clock::now_millis;
 use crate::controller::metrics::Metrics;
 use crate::engine::Engine;
-use crate::lifecycle::now_millis;
 use crate::reconcile::{ReconcileError, Reconciler};
 use crate::source::{directory, table, Snapshot, Sources};
 

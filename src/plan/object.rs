@@ -8,8 +8,9 @@ use super::types::Readiness;
 use super::types::{
     Action, Desired, Plan, PlanOptions, RemoveReason, Transition, Verdict, RECHECK_MILLIS,
 };
+use crate::clock::{rfc3339, Millis};
 use crate::engine::{Health, Observed, State};
-use crate::lifecycle::{rfc3339, Lifecycle, Millis};
+use crate::lifecycle::Lifecycle;
 use crate::manifest::{ObjectKey, Phase};
 
 /// Decides every desired object on its own, among the containers that carry its key: the one

@@ -1,7 +1,8 @@
 use super::types::RECHECK_MILLIS;
 use super::*;
+use crate::clock::Millis;
 use crate::engine::{Health, State};
-use crate::lifecycle::{BackoffPolicy, Lifecycle, Millis};
+use crate::lifecycle::{BackoffPolicy, Lifecycle};
 use crate::manifest::depends::Condition;
 use crate::manifest::server::RestartPolicy;
 use crate::manifest::Kind;

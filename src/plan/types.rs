@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::clock::Millis;
 use crate::engine::Observed;
-use crate::lifecycle::{BackoffPolicy, Lifecycle, Millis};
+use crate::lifecycle::{BackoffPolicy, Lifecycle};
 use crate::manifest::depends::Condition;
 use crate::manifest::server::RestartPolicy;
 use crate::manifest::{ObjectKey, Phase};

@@ -6,10 +6,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 use super::{ReconcileError, Reconciler};
+use crate::clock::{now_millis, Millis};
 use crate::engine::{ContainerSpec, Engine, Observed};
 use crate::kinds::network::{self, NetworkPlan, ObservedNetworks};
 use crate::kinds::{self, database};
-use crate::lifecycle::{now_millis, Millis};
 use crate::manifest::{Object, ObjectKey};
 use crate::plan::{plan, Plan, PlanOptions};
 use crate::source::{merge, Origin, Snapshot};

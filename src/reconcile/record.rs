@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 
 use super::execute::Outcome;
+use crate::clock::Millis;
 use crate::engine::EngineError;
-use crate::lifecycle::{Lifecycle, Millis};
+use crate::lifecycle::Lifecycle;
 use crate::manifest::{ManifestError, Object, ObjectKey, Phase};
 use crate::plan::{Action, Plan};
 use crate::store::{ApplyReport, NewEvent, Status};

@@ -95,7 +95,7 @@ impl ClientRoute {
             client,
             server: server.to_owned(),
             port,
-            updated_at: crate::lifecycle::rfc3339(crate::lifecycle::now_millis()),
+            updated_at: crate::clock::rfc3339(crate::clock::now_millis()),
         })
     }
 

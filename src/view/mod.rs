@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::lifecycle::rfc3339;
+use crate::clock::rfc3339;
 use crate::manifest::{Kind, Object, Spec};
 use crate::store::{DatabaseSecret, Status, Store, StoreError};
 
