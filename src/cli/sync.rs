@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::{parse_duration, print_manifest_errors, reconciler, ReconcileArgs};
-use crate::controller::{lock_state, Backoff};
+use crate::controller::Backoff;
+use crate::store::lock_state;
 
 #[derive(Args, Debug)]
 pub struct SyncArgs {

@@ -8,9 +8,10 @@ use clap::Args;
 
 use super::{open_store, parse_duration, ReconcileArgs};
 use crate::api::{self, Api};
-use crate::controller::{lock_state, Backoff, Controller, Signals};
+use crate::controller::{Backoff, Controller, Signals};
 use crate::engine::DockerEngine;
 use crate::reconcile::Reconciler;
+use crate::store::lock_state;
 
 #[derive(Args, Debug)]
 pub struct UpArgs {

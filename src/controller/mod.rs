@@ -8,9 +8,8 @@
 
 pub mod metrics;
 
-use std::fs::File;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,49 +23,6 @@ use crate::controller::metrics::Metrics;
 use crate::engine::Engine;
 use crate::reconcile::{ReconcileError, Reconciler};
 use crate::source::{directory, table, Snapshot, Sources};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ControllerError {
-    #[error(
-        "another dockhand controller is already running on state file {state} (it holds {lock})"
-    )]
-    Locked { state: PathBuf, lock: PathBuf },
-    #[error("cannot lock state file {lock}: {source}")]
-    Lock {
-        lock: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-/// Held while a controller owns a state file; released when dropped (or the process dies).
-#[derive(Debug)]
-pub struct StateLock {
-    _file: File,
-}
-
-/// Takes the state file's controller lock (`<state>.lock`), refusing if another process has it.
-pub fn lock_state(state: &Path) -> Result<StateLock, ControllerError> {
-    let mut name = state.as_os_str().to_owned();
-    name.push(".lock");
-    let lock = PathBuf::from(name);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock)
-        .map_err(|source| ControllerError::Lock {
-            lock: lock.clone(),
-            source,
-        })?;
-    match file.try_lock() {
-        Ok(()) => Ok(StateLock { _file: file }),
-        Err(std::fs::TryLockError::WouldBlock) => Err(ControllerError::Locked {
-            state: state.to_owned(),
-            lock,
-        }),
-        Err(std::fs::TryLockError::Error(source)) => Err(ControllerError::Lock { lock, source }),
-    }
-}
 
 /// Exponential backoff between retries.
 #[derive(Debug, Clone)]
@@ -359,17 +315,6 @@ mod tests {
         assert_eq!(seq, [1, 2, 4, 5, 5]);
         b.reset();
         assert_eq!(b.next_delay(), Duration::from_secs(1));
-    }
-
-    #[test]
-    fn second_controller_on_the_same_state_file_is_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let state = dir.path().join("s.db");
-        let held = lock_state(&state).expect("first lock");
-        let err = lock_state(&state).expect_err("second lock must fail");
-        assert!(err.to_string().contains("already running"), "{err}");
-        drop(held);
-        lock_state(&state).expect("lock is free again");
     }
 
     /// The engine's event stream is resubscribed with a doubling delay, and every reconnect asks

@@ -11,6 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
 mod events;
+mod lock;
 mod objects;
 mod reports;
 mod route_clients;
@@ -19,6 +20,7 @@ mod sources;
 mod status;
 
 pub use events::{Event, NewEvent};
+pub use lock::{lock_state, LockError, StateLock};
 pub use objects::{ApplyReport, StoredObject};
 pub use reports::merge_patch;
 pub use route_clients::ClientRoute;
@@ -75,7 +77,7 @@ impl Store {
         // at a time: sqlx's SQLite migrator takes no lock, and the switch to WAL needs an
         // exclusive lock that SQLite's busy timeout cannot wait for.
         let lock_path = path.to_owned();
-        let guard = tokio::task::spawn_blocking(move || setup_lock(&lock_path))
+        let guard = tokio::task::spawn_blocking(move || lock::setup_lock(&lock_path))
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))
             .and_then(|r| r)
@@ -126,19 +128,6 @@ impl Store {
             .await
             .map_err(query("begin"))
     }
-}
-
-/// Blocks until this process alone may set up the state file; released when dropped.
-fn setup_lock(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".setup-lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(PathBuf::from(name))?;
-    file.lock()?;
-    Ok(file)
 }
 
 /// Creates the state file readable by its owner only; it will hold generated secrets.
