@@ -7,6 +7,7 @@
 
 mod apply;
 mod clients;
+mod common;
 mod db;
 mod delete;
 mod describe;
@@ -19,19 +20,15 @@ mod remote;
 mod sync;
 mod up;
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::engine::labels::DEFAULT_INSTANCE;
-use crate::engine::{DockerEngine, Output};
-use crate::lifecycle::BackoffPolicy;
-use crate::manifest::replicas::check_object_name;
-use crate::manifest::{check_dns_label, Kind, ManifestError, ObjectKey};
-use crate::reconcile::{Options, Reconciler};
-use crate::store::Store;
+pub(crate) use common::{
+    container_of, object_key, object_ref, open_store, parse_duration, print_manifest_errors,
+    print_output, read_token, reconciler, InstanceArg, ReconcileArgs, StateArgs,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -81,149 +78,6 @@ enum Command {
 pub struct CompletionArgs {
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
-}
-
-/// Where state lives and which instance this is.
-#[derive(Args, Debug, Clone)]
-pub struct StateArgs {
-    /// The SQLite state file.
-    #[arg(
-        long,
-        env = "DOCKHAND_STATE",
-        default_value = "./dockhand.db",
-        global = true
-    )]
-    pub state: PathBuf,
-    /// Name of this dockhand instance; it only ever touches containers labelled with it.
-    #[arg(
-        long,
-        env = "DOCKHAND_INSTANCE",
-        default_value = DEFAULT_INSTANCE,
-        value_parser = parse_instance,
-        global = true
-    )]
-    pub instance: String,
-}
-
-/// The instance alone, for verbs that talk to the engine but not the state file.
-#[derive(Args, Debug, Clone)]
-pub struct InstanceArg {
-    /// Name of this dockhand instance.
-    #[arg(long, env = "DOCKHAND_INSTANCE", default_value = DEFAULT_INSTANCE, value_parser = parse_instance)]
-    pub instance: String,
-}
-
-/// `server/NAME`, or a bare `NAME` meaning a server.
-pub(crate) fn object_ref(s: &str) -> anyhow::Result<ObjectKey> {
-    let (kind, name) = match s.split_once('/') {
-        Some((k, n)) => (
-            Kind::parse_or_err(k).map_err(|e| anyhow::anyhow!("{e} (in {s:?})"))?,
-            n,
-        ),
-        None => (Kind::Server, s),
-    };
-    check_object_name(name).map_err(|e| anyhow::anyhow!(e))?;
-    Ok(ObjectKey::new(kind, name))
-}
-
-/// `KIND NAME` as the verbs take them: a kind in any of its forms and a DNS-label name.
-pub(crate) fn object_key(kind: &str, name: &str) -> anyhow::Result<ObjectKey> {
-    let kind = Kind::parse_or_err(kind)?;
-    check_object_name(name).map_err(|e| anyhow::anyhow!(e))?;
-    Ok(ObjectKey::new(kind, name))
-}
-
-/// Copies a container's output to this process's stdout and stderr, as it arrives.
-pub(crate) async fn print_output(
-    mut stream: futures_util::stream::BoxStream<
-        'static,
-        Result<Output, crate::engine::EngineError>,
-    >,
-) -> anyhow::Result<()> {
-    use futures_util::StreamExt;
-    use std::io::Write;
-    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-    while let Some(chunk) = stream.next().await {
-        match chunk? {
-            Output::Stdout(b) => {
-                out.write_all(&b)?;
-                out.flush()?;
-            }
-            Output::Stderr(b) => {
-                err.write_all(&b)?;
-                err.flush()?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The id of the container that serves an object of this instance, as the API finds it.
-pub(crate) async fn container_of(
-    engine: &crate::engine::DockerEngine,
-    instance: &str,
-    key: &ObjectKey,
-) -> anyhow::Result<String> {
-    crate::engine::serving_container(engine, instance, key)
-        .await?
-        .map(|c| c.id)
-        .ok_or_else(|| anyhow::anyhow!("{key} has no container yet"))
-}
-
-/// Flags shared by the verbs that reconcile.
-#[derive(Args, Debug, Clone)]
-pub struct ReconcileArgs {
-    /// Directory of manifests, read recursively.
-    #[arg(long, env = "DOCKHAND_MANIFESTS", default_value = "./manifests")]
-    pub manifests: PathBuf,
-    #[command(flatten)]
-    pub state: StateArgs,
-    /// Allow pruning every container when the sources define no objects at all.
-    #[arg(long)]
-    pub allow_empty: bool,
-    /// At most this many engine operations at once.
-    #[arg(long, default_value_t = 8)]
-    pub parallel: usize,
-    /// First crash-loop backoff delay; it doubles with every quick crash.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub backoff_base: Duration,
-    /// Longest crash-loop backoff delay.
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
-    pub backoff_cap: Duration,
-}
-
-impl ReconcileArgs {
-    /// Every source of desired state: the directory and the state file's tables.
-    pub fn sources(&self, store: Store) -> crate::source::Sources {
-        crate::source::Sources {
-            dir: Some(self.manifests.clone()),
-            store,
-            instance: self.state.instance.clone(),
-            allow_empty: self.allow_empty,
-        }
-    }
-
-    pub fn options(&self) -> Options {
-        Options {
-            instance: self.state.instance.clone(),
-            allow_empty: self.allow_empty,
-            parallel: self.parallel,
-            backoff: BackoffPolicy {
-                base: self.backoff_base,
-                cap: self.backoff_cap,
-                ..BackoffPolicy::default()
-            },
-        }
-    }
-}
-
-fn parse_instance(s: &str) -> Result<String, String> {
-    check_dns_label(s).map(|()| s.to_owned())
-}
-
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("invalid duration {s:?}: {e} (expected e.g. 30s, 2m, 1h)"))
 }
 
 /// Process-wide settings of a long-running dockhand, made before any thread starts.
@@ -300,30 +154,4 @@ fn init_tracing() {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
-}
-
-pub(crate) async fn open_store(path: &Path) -> anyhow::Result<Store> {
-    Ok(Store::open(path).await?)
-}
-
-/// A reconciler on the engine, and the sources it reads.
-pub(crate) async fn reconciler(
-    args: &ReconcileArgs,
-) -> anyhow::Result<(Reconciler<DockerEngine>, crate::source::Sources)> {
-    let store = open_store(&args.state.state).await?;
-    let runtime = DockerEngine::connect().await?;
-    let sources = args.sources(store.clone());
-    Ok((Reconciler::new(runtime, store, args.options()), sources))
-}
-
-/// Prints the errors of the sources, each as `file:line:column: field: message`.
-pub(crate) fn print_manifest_errors(errors: &[ManifestError]) {
-    for e in errors {
-        eprintln!("invalid: {e}");
-    }
-    if !errors.is_empty() {
-        eprintln!(
-            "objects of invalid files keep their last good spec; nothing they defined is removed"
-        );
-    }
 }

@@ -25,7 +25,7 @@ impl RemoteArgs {
         let token = self
             .token_file
             .as_deref()
-            .map(super::up::read_token)
+            .map(super::read_token)
             .transpose()?;
         Ok(Some(Remote {
             base: server.trim_end_matches('/').to_owned(),

@@ -44,22 +44,15 @@ fn parse_api(s: &str) -> Result<ApiAddr, String> {
     })
 }
 
-/// Reads a token file: its content, without surrounding whitespace, must not be empty.
-pub fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
-    let token = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read token file {}: {e}", path.display()))?;
-    let token = token.trim().to_owned();
-    if token.is_empty() {
-        anyhow::bail!("token file {} is empty", path.display());
-    }
-    Ok(token)
-}
-
 pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let c = &args.common;
     let _lock = lock_state(&c.state.state)?;
     let store = open_store(&c.state.state).await?;
-    let token = args.token_file.as_deref().map(read_token).transpose()?;
+    let token = args
+        .token_file
+        .as_deref()
+        .map(super::read_token)
+        .transpose()?;
     let sources = c.sources(store.clone());
     let signals = Signals::default();
     let reconciler_cell = Arc::new(std::sync::OnceLock::new());
