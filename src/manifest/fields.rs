@@ -6,12 +6,12 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::quantity::{Cpus, Memory};
 use super::ScalarString;
 
-/// An image reference: non-empty, no whitespace.
 /// Serde's `skip_serializing_if` for fields left at their default.
 pub(super) fn is_default<T: Default + PartialEq>(t: &T) -> bool {
     *t == T::default()
 }
 
+/// An image reference: non-empty, no whitespace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Image(pub String);

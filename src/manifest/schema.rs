@@ -48,16 +48,19 @@ text_schema! {
     };
     LabelKey => "LabelKey", {
         "type": "string",
-        "pattern": "^([a-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+        "pattern": "^[^\\s=]+$",
+        "not": {"pattern": "^dockhand\\."},
+        "description": "a label key without spaces or '='; the prefix dockhand. is reserved"
     };
     Image => "Image", {
         "type": "string",
-        "minLength": 1,
+        "pattern": "^\\S+$",
         "description": "an image reference like busybox:1.36 or registry:5000/app@sha256:..."
     };
     EnvName => "EnvName", {
         "type": "string",
-        "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"
+        "pattern": "^[^=\\x00]+$",
+        "description": "an environment variable name: anything but '=' and NUL"
     };
     AbsPath => "AbsolutePath", {
         "type": "string",
@@ -94,8 +97,8 @@ text_schema! {
     };
     Identifier => "Identifier", {
         "type": "string",
-        "pattern": "^[a-z_][a-z0-9_]{0,62}$",
-        "description": "a PostgreSQL identifier"
+        "pattern": "^[A-Za-z][A-Za-z0-9_-]{0,62}$",
+        "description": "a PostgreSQL role or database name: a letter, then letters, digits, '_' or '-' (at most 63)"
     };
 }
 
@@ -117,6 +120,7 @@ pub fn json_schema() -> String {
         })
         .collect();
     let name = g.subschema_for::<Name>();
+    let label_key = g.subschema_for::<LabelKey>();
     let label_value = g.subschema_for::<ScalarString>();
     let defs = g.take_definitions(true);
     let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
@@ -146,7 +150,11 @@ pub fn json_schema() -> String {
                 "required": ["name"],
                 "properties": {
                     "name": name,
-                    "labels": {"type": "object", "additionalProperties": label_value}
+                    "labels": {
+                        "type": "object",
+                        "propertyNames": label_key,
+                        "additionalProperties": label_value
+                    }
                 }
             },
             "spec": {"type": "object"}
@@ -186,6 +194,96 @@ mod tests {
             "Duration",
         ] {
             assert!(defs.contains_key(name), "{name} missing");
+        }
+    }
+
+    /// What a text type's schema (its `pattern`, a `not` pattern, `minLength`) says of `s`.
+    fn schema_accepts<T: JsonSchema>(s: &str) -> bool {
+        let mut g = SchemaGenerator::default();
+        let def = serde_json::to_value(T::json_schema(&mut g)).unwrap_or_default();
+        let matches = |p: &Value| {
+            p.as_str().is_none_or(|p| {
+                regex::Regex::new(p)
+                    .unwrap_or_else(|e| panic!("bad pattern {p}: {e}"))
+                    .is_match(s)
+            })
+        };
+        let long_enough = def["minLength"]
+            .as_u64()
+            .is_none_or(|n| s.chars().count() as u64 >= n);
+        let excluded = def["not"].is_object() && matches(&def["not"]["pattern"]);
+        matches(&def["pattern"]) && !excluded && long_enough
+    }
+
+    /// The type's parser and its schema give the same verdict on `s`.
+    fn agrees<T: JsonSchema + serde::de::DeserializeOwned>(s: &str) -> Result<(), String> {
+        let parser = serde_json::from_value::<T>(Value::String(s.to_owned())).is_ok();
+        let schema = schema_accepts::<T>(s);
+        if parser == schema {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} {s:?}: schema says {schema}, parser says {parser}",
+                T::schema_name()
+            ))
+        }
+    }
+
+    fn agree(s: &str) -> Result<(), String> {
+        agrees::<Name>(s)?;
+        agrees::<LabelKey>(s)?;
+        agrees::<EnvName>(s)?;
+        agrees::<Identifier>(s)?;
+        agrees::<AbsPath>(s)?;
+        agrees::<Image>(s)
+    }
+
+    #[test]
+    fn text_schemas_agree_with_their_parsers_on_edge_cases() {
+        let cases = [
+            "",
+            "a",
+            "A",
+            "-a",
+            "a-",
+            "a_b",
+            "_a",
+            "1a",
+            "a.b",
+            "a/b",
+            "a=b",
+            "a b",
+            "a\tb",
+            "a\0b",
+            "dockhand.x",
+            "dockhandx",
+            "x.dockhand.y",
+            "/",
+            "/data",
+            "rel/path",
+            "PATH",
+            "my-var",
+            "9lives",
+            "busybox:1.36",
+            &"a".repeat(63),
+            &"a".repeat(64),
+            &"b".repeat(70),
+        ];
+        for s in cases {
+            agree(s).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn text_schemas_agree_with_their_parsers(
+            s in proptest::prop_oneof![
+                "[a-zA-Z0-9_./= \\-]{0,70}",
+                "(dockhand\\.)?[a-z0-9\\-]{0,65}",
+                "/?[a-zA-Z_][a-zA-Z0-9_\\-\u{0}]{0,8}",
+            ]
+        ) {
+            proptest::prop_assert!(agree(&s).is_ok(), "{}", agree(&s).err().unwrap_or_default());
         }
     }
 }
