@@ -1,0 +1,65 @@
+//! A small HTTP client for the API tests, and reading server-sent events.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// A response of the API: status, and the body as JSON (or as a JSON string when it is not).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: serde_json::Value,
+    pub text: String,
+}
+
+pub fn http_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    })
+}
+
+/// One HTTP request to the API, over a real connection.
+pub fn http(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> Reply {
+    http_runtime().block_on(async {
+        let client = reqwest::Client::new();
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = client.request(method, url).timeout(Duration::from_secs(20));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.body(b.to_owned());
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.clone()));
+        Reply { status, body, text }
+    })
+}
+
+/// Reads a server-sent event stream until `want` appears in it (or `within` passes); returns
+/// what was read.
+pub fn read_sse_until(url: &str, within: Duration, start: impl FnOnce(), want: &str) -> String {
+    http_runtime().block_on(async {
+        let mut resp = reqwest::Client::new()
+            .get(url)
+            .send()
+            .await
+            .expect("stream request");
+        assert_eq!(resp.status().as_u16(), 200);
+        start();
+        let mut seen = String::new();
+        let deadline = tokio::time::Instant::now() + within;
+        while !seen.contains(want) {
+            match tokio::time::timeout_at(deadline, resp.chunk()).await {
+                Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => break,
+            }
+        }
+        seen
+    })
+}
