@@ -15,10 +15,6 @@ fn inspect(id: &str, field: &str) -> String {
         .to_owned()
 }
 
-fn status(env: &Env, name: &str) -> Option<serde_json::Value> {
-    env.object(name).map(|o| o["status"].clone())
-}
-
 #[test]
 fn chain_starts_in_dependency_order_and_is_removed_in_reverse() {
     let Some(env) = Env::new("chain") else { return };
@@ -73,8 +69,11 @@ fn chain_starts_in_dependency_order_and_is_removed_in_reverse() {
         "worker started before web: {web_start} / {worker_start}"
     );
     assert_eq!(inspect(&api, ".State.Health.Status"), "healthy");
-    assert_eq!(status(&env, "job").expect("job")["phase"], "Completed");
-    let api_status = status(&env, "api").expect("api");
+    assert_eq!(
+        env.status_of("server", "job").expect("job")["phase"],
+        "Completed"
+    );
+    let api_status = env.status_of("server", "api").expect("api");
     assert_eq!(api_status["phase"], "Ready");
     assert_eq!(api_status["health"], "healthy");
 
@@ -140,14 +139,14 @@ fn a_health_check_that_starts_failing_gets_the_container_restarted() {
     );
     let mut up = env.up(&["--resync", "1h"]);
     let web = eventually(WAIT, "web to be ready", || {
-        let s = status(&env, "web")?;
+        let s = env.status_of("server", "web")?;
         (s["phase"] == "Ready")
             .then(|| env.container("web"))
             .flatten()
     });
     docker(&["exec", &web.id, "touch", "/tmp/broken"]);
     let s = eventually(WAIT, "a restart for health", || {
-        let s = status(&env, "web")?;
+        let s = env.status_of("server", "web")?;
         (s["restartCount"].as_u64()? >= 1 && s["phase"] == "Ready").then_some(s)
     });
     assert_eq!(
@@ -204,7 +203,10 @@ fn a_restart_true_dependent_restarts_when_its_dependency_is_recreated() {
         "app was not restarted:\n{}",
         text(&out)
     );
-    assert_eq!(status(&env, "app").expect("app")["restartCount"], 1);
+    assert_eq!(
+        env.status_of("server", "app").expect("app")["restartCount"],
+        1
+    );
     let events =
         String::from_utf8_lossy(&env.run("events", &["--for", "server/app"]).stdout).into_owned();
     assert!(events.contains("server/db ran anew"), "{events}");
@@ -228,12 +230,16 @@ fn the_example_app_converges_with_http_and_tcp_health_checks() {
     let out = env.run("sync", &["--timeout", "60s"]);
     assert!(out.status.success(), "{}", text(&out));
     for (name, phase) in [("migrate", "Completed"), ("api", "Ready"), ("web", "Ready")] {
-        assert_eq!(status(&env, name).expect(name)["phase"], phase, "{name}");
+        assert_eq!(
+            env.status_of("server", name).expect(name)["phase"],
+            phase,
+            "{name}"
+        );
     }
     let api = env.container("api").expect("api");
     assert_eq!(inspect(&api.id, ".State.Health.Status"), "healthy");
     // The page the job wrote is served on the port the engine picked.
-    let port = status(&env, "api").expect("api")["ports"][0]["host"]
+    let port = env.status_of("server", "api").expect("api")["ports"][0]["host"]
         .as_u64()
         .expect("port");
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port as u16)).expect("connect");

@@ -1,4 +1,4 @@
-//! Routes (TCP and UDP through `dockhand up`), networks and StartFirst updates, against the real
+//! Routes (TCP and UDP through `dockhand up`) and StartFirst updates behind them, against the real
 //! engine. Clients only ever connect to 127.0.0.x; the proxy reaches this run's own containers.
 
 mod common;
@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{docker, eventually, http, text, Controller, Env, IMAGE};
+use common::{eventually, http, text, Controller, Env, IMAGE};
 
 const WAIT: Duration = Duration::from_secs(40);
 
@@ -97,10 +97,6 @@ fn route_metric(up: &Controller, series: &str, route: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn status(env: &Env, kind: &str, name: &str) -> Option<serde_json::Value> {
-    env.object_of(kind, name).map(|o| o["status"].clone())
-}
-
 /// The UDP echo image: busybox plus a static echo server (busybox nc has no UDP).
 fn udp_echo_image() -> &'static str {
     static BUILT: OnceLock<()> = OnceLock::new();
@@ -151,7 +147,8 @@ fn tcp_through_a_route_reaches_an_http_server_and_follows_a_recreated_backend() 
     });
     assert_eq!(body, "first");
     let s = eventually(WAIT, "route status", || {
-        status(&env, "route", "front").filter(|s| s["phase"] == "Ready")
+        env.status_of("route", "front")
+            .filter(|s| s["phase"] == "Ready")
     });
     assert!(
         s["message"]
@@ -217,7 +214,8 @@ fn a_route_without_a_ready_backend_refuses_at_once() {
     env.write("other.yaml", &web("other", "x", ""));
     let mut up = env.up(&["--resync", "1h"]);
     eventually(WAIT, "the listener", || {
-        status(&env, "route", "front").filter(|s| s["phase"] == "Running")
+        env.status_of("route", "front")
+            .filter(|s| s["phase"] == "Running")
     });
     let started = Instant::now();
     assert!(get(listen, None).is_err());
@@ -253,7 +251,7 @@ fn rules_send_clients_from_different_sources_to_different_backends() {
     );
     let mut up = env.up(&["--resync", "1h"]);
     eventually(WAIT, "both backends", || {
-        status(&env, "route", "game").filter(|s| {
+        env.status_of("route", "game").filter(|s| {
             s["message"]
                 .as_str()
                 .is_some_and(|m| m.contains("skywars=") && m.contains("lobby="))
@@ -424,7 +422,8 @@ fn udp_through_a_route_gets_replies() {
     );
     let mut up = env.up(&["--resync", "1h"]);
     eventually(WAIT, "the route", || {
-        status(&env, "route", "game").filter(|s| s["phase"] == "Ready")
+        env.status_of("route", "game")
+            .filter(|s| s["phase"] == "Ready")
     });
     let client = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     client
@@ -438,7 +437,7 @@ fn udp_through_a_route_gets_replies() {
     });
     assert_eq!(reply, b"ping");
     let s = eventually(WAIT, "counted bytes", || {
-        status(&env, "route", "game").filter(|s| {
+        env.status_of("route", "game").filter(|s| {
             s["message"]
                 .as_str()
                 .is_some_and(|m| !m.contains(" 0 bytes in"))
@@ -451,84 +450,6 @@ fn udp_through_a_route_gets_replies() {
         "{s}"
     );
     up.stop();
-}
-
-#[test]
-fn static_ips_on_a_declared_network() {
-    let Some(env) = Env::new("net-static") else {
-        return;
-    };
-    // A subnet of its own per run; nothing is sent to it.
-    let third = 100 + (std::process::id() % 150);
-    env.write(
-        "net.yaml",
-        &format!("apiVersion: dockhand/v1\nkind: Network\nmetadata: {{name: banananet}}\nspec:\n  subnet: 10.213.{third}.0/24\n  gateway: 10.213.{third}.1\n"),
-    );
-    env.write(
-        "a.yaml",
-        &common::server(
-            "skywars",
-            &format!("  network: banananet\n  ip: 10.213.{third}.10\n"),
-        ),
-    );
-    let out = env.run("sync", &["--timeout", "60s"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let c = env.container("skywars").expect("container");
-    let net = format!("dh_{}_banananet", env.instance);
-    let ip = docker(&[
-        "inspect",
-        "-f",
-        &format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"),
-        &c.id,
-    ]);
-    assert_eq!(ip.trim(), format!("10.213.{third}.10"));
-    assert_eq!(
-        status(&env, "network", "banananet").expect("network")["phase"],
-        "Ready"
-    );
-    // Removing everything removes the network dockhand created.
-    env.remove("a.yaml");
-    env.remove("net.yaml");
-    let out = env.run("sync", &["--allow-empty", "--timeout", "60s"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        docker(&["network", "ls", "-q", "--filter", &format!("name=^{net}$")])
-            .trim()
-            .is_empty()
-    );
-}
-
-#[test]
-fn an_auto_created_network_is_removed_when_unused_and_a_foreign_one_is_kept() {
-    let Some(env) = Env::new("net-auto") else {
-        return;
-    };
-    let foreign = format!("{}-foreign", env.instance);
-    docker(&["network", "create", &foreign]);
-    env.write("a.yaml", &common::server("one", "  network: backstage\n"));
-    env.write(
-        "b.yaml",
-        &common::server("two", &format!("  network: {foreign}\n")),
-    );
-    env.sync();
-    let auto = format!("dh_{}_backstage", env.instance);
-    let exists = |n: &str| {
-        !docker(&["network", "ls", "-q", "--filter", &format!("name=^{n}$")])
-            .trim()
-            .is_empty()
-    };
-    assert!(exists(&auto), "the undeclared network was not created");
-    env.remove("a.yaml");
-    env.remove("b.yaml");
-    env.write("c.yaml", &common::server("three", ""));
-    env.sync();
-    env.sync();
-    assert!(!exists(&auto), "the auto-created network was not removed");
-    assert!(
-        exists(&foreign),
-        "a network dockhand did not create was removed"
-    );
-    docker(&["network", "rm", &foreign]);
 }
 
 #[test]
@@ -582,43 +503,4 @@ fn a_start_first_update_under_a_loop_of_requests_fails_none() {
         failed
     );
     up.stop();
-}
-
-#[test]
-fn a_network_spec_change_recreates_it_and_reattaches_its_containers() {
-    let Some(env) = Env::new("net-recreate") else {
-        return;
-    };
-    let third = 100 + (std::process::id() % 150);
-    let net = |sub: u32| {
-        format!("apiVersion: dockhand/v1\nkind: Network\nmetadata: {{name: lan}}\nspec:\n  subnet: 10.{sub}.{third}.0/24\n")
-    };
-    env.write("net.yaml", &net(214));
-    env.write("a.yaml", &common::server("member", "  network: lan\n"));
-    env.sync();
-    let before = env.container("member").expect("container");
-    env.write("net.yaml", &net(215));
-    let out = env.run("sync", &["--timeout", "60s"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("recreate network"),
-        "{}",
-        text(&out)
-    );
-    let after = env.container("member").expect("container");
-    assert_eq!(
-        after.id, before.id,
-        "the container is reattached, not recreated"
-    );
-    let name = format!("dh_{}_lan", env.instance);
-    let ip = docker(&[
-        "inspect",
-        "-f",
-        &format!("{{{{(index .NetworkSettings.Networks \"{name}\").IPAddress}}}}"),
-        &after.id,
-    ]);
-    assert!(
-        ip.trim().starts_with(&format!("10.215.{third}.")),
-        "not reattached: {ip:?}"
-    );
 }

@@ -102,6 +102,11 @@ impl Env {
         Some(v[0].clone())
     }
 
+    /// The `status` of an object, as `get -o json` shows it.
+    pub fn status_of(&self, kind: &str, name: &str) -> Option<serde_json::Value> {
+        self.object_of(kind, name).map(|o| o["status"].clone())
+    }
+
     /// This instance's containers, by name.
     pub fn containers(&self) -> Vec<Container> {
         containers_with_label(&format!("dockhand.instance={}", self.instance))
