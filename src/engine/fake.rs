@@ -74,6 +74,42 @@ impl FakeEngine {
         });
     }
 
+    /// Puts a container on the fake engine as someone else would (any labels), running.
+    pub fn insert(&self, name: &str, container_labels: HashMap<String, String>) -> String {
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        let id = format!("fake{:06}", inner.next_id);
+        let c = Container {
+            name: name.to_owned(),
+            labels: container_labels,
+            state: State::Running,
+        };
+        inner.containers.insert(id.clone(), c);
+        id
+    }
+
+    /// Ends a container's process with `code`, as a crash would.
+    pub fn exit(&self, id: &str, code: i64) {
+        let c = {
+            let mut inner = self.lock();
+            let Some(c) = inner.containers.get_mut(id) else {
+                return;
+            };
+            c.state = State::Exited { code: Some(code) };
+            c.clone()
+        };
+        self.emit(id, "die", &c);
+    }
+
+    /// Every container on the fake engine, whoever owns it: `(id, name, state)`, by id.
+    pub fn containers(&self) -> Vec<(String, String, State)> {
+        self.lock()
+            .containers
+            .iter()
+            .map(|(id, c)| (id.clone(), c.name.clone(), c.state.clone()))
+            .collect()
+    }
+
     fn missing(id: &str) -> EngineError {
         EngineError::Engine {
             op: "find container",

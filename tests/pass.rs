@@ -1,0 +1,261 @@
+//! The reconcile pass end to end without Docker: real manifests directory, real state file, the
+//! in-memory engine. Proves the pass's promises (converge, stay put, prune only what is ours and
+//! only when safe) in milliseconds; the engine tests prove the same against Docker.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use dockhand::engine::fake::FakeEngine;
+use dockhand::engine::labels;
+use dockhand::engine::State;
+use dockhand::lifecycle::BackoffPolicy;
+use dockhand::plan::Action;
+use dockhand::reconcile::{Options, PassReport, Reconciler};
+use dockhand::source::directory;
+use dockhand::store::Store;
+
+const INSTANCE: &str = "t";
+
+/// One test's manifests directory, state file and fake engine.
+struct World {
+    _dir: tempfile::TempDir,
+    manifests: PathBuf,
+    state: PathBuf,
+    engine: FakeEngine,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir_all(&manifests).expect("mkdir");
+        World {
+            state: dir.path().join("state.db"),
+            manifests,
+            _dir: dir,
+            engine: FakeEngine::new(),
+        }
+    }
+
+    fn write(&self, file: &str, text: &str) {
+        std::fs::write(self.manifests.join(file), text).expect("write manifest");
+    }
+
+    fn remove(&self, file: &str) {
+        std::fs::remove_file(self.manifests.join(file)).expect("remove manifest");
+    }
+
+    async fn reconciler(&self, allow_empty: bool) -> Reconciler<FakeEngine> {
+        let store = Store::open(&self.state).await.expect("state file");
+        let options = Options {
+            instance: INSTANCE.into(),
+            allow_empty,
+            parallel: 4,
+            backoff: BackoffPolicy::default(),
+        };
+        Reconciler::new(self.engine.clone(), store, options)
+    }
+
+    async fn pass(&self) -> PassReport {
+        let rec = self.reconciler(false).await;
+        rec.pass(&directory::load(&self.manifests))
+            .await
+            .expect("pass")
+    }
+
+    /// Passes until one finds nothing to do.
+    async fn converge(&self) -> PassReport {
+        for _ in 0..10 {
+            let report = self.pass().await;
+            if report.converged() {
+                return report;
+            }
+        }
+        panic!("no convergence in 10 passes");
+    }
+
+    /// This instance's container ids by name.
+    fn ours(&self) -> HashMap<String, String> {
+        let prefix = format!("dh_{INSTANCE}_");
+        self.engine
+            .containers()
+            .into_iter()
+            .filter(|(_, name, _)| name.starts_with(&prefix))
+            .map(|(id, name, _)| (name, id))
+            .collect()
+    }
+}
+
+fn server(name: &str, extra: &str) -> String {
+    format!("apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: {name}}}\nspec:\n  image: busybox\n{extra}")
+}
+
+fn container(name: &str) -> String {
+    format!("dh_{INSTANCE}_server_{name}")
+}
+
+fn actions_for<'a>(report: &'a PassReport, name: &str) -> Vec<&'a Action> {
+    report
+        .plan
+        .actions
+        .iter()
+        .filter(|a| a.key().is_some_and(|k| k.name == name))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_changed_spec_recreates_only_its_object() {
+    let w = World::new();
+    w.write("a.yaml", &server("a", ""));
+    w.write("b.yaml", &server("b", ""));
+    w.converge().await;
+    let before = w.ours();
+
+    w.write("a.yaml", &server("a", "  command: [sleep, '1']\n"));
+    let report = w.pass().await;
+    assert!(
+        matches!(actions_for(&report, "a")[..], [Action::Recreate { .. }]),
+        "{:?}",
+        report.plan.actions
+    );
+    assert!(actions_for(&report, "b").is_empty(), "b was touched");
+    w.converge().await;
+    let after = w.ours();
+    assert_ne!(after[&container("a")], before[&container("a")]);
+    assert_eq!(after[&container("b")], before[&container("b")]);
+}
+
+#[tokio::test]
+async fn an_orphan_is_removed_after_its_manifest_is_deleted() {
+    let w = World::new();
+    w.write("a.yaml", &server("a", ""));
+    w.write("b.yaml", &server("b", ""));
+    w.converge().await;
+    w.remove("b.yaml");
+    w.converge().await;
+    let names: Vec<String> = w.ours().into_keys().collect();
+    assert_eq!(names, [container("a")]);
+}
+
+#[tokio::test]
+async fn containers_of_other_instances_and_strangers_are_never_touched() {
+    let w = World::new();
+    let mut other = labels::owner_labels("other");
+    other.insert(labels::KIND.into(), "server".into());
+    other.insert(labels::NAME.into(), "a".into());
+    let theirs = w.engine.insert("dh_other_server_a", other);
+    let stranger = w.engine.insert("web", HashMap::new());
+    let before = w.engine.containers();
+
+    w.write("a.yaml", &server("a", ""));
+    w.converge().await;
+    w.remove("a.yaml");
+    let rec = w.reconciler(true).await;
+    rec.pass(&directory::load(&w.manifests))
+        .await
+        .expect("pass");
+
+    assert!(w.ours().is_empty(), "our own container was not pruned");
+    let after = w.engine.containers();
+    for id in [&theirs, &stranger] {
+        let find = |list: &[(String, String, State)]| list.iter().find(|c| &c.0 == id).cloned();
+        assert_eq!(find(&after), find(&before), "{id} was touched");
+    }
+}
+
+#[tokio::test]
+async fn a_manifest_that_fails_to_parse_removes_nothing() {
+    let w = World::new();
+    w.write("a.yaml", &server("a", ""));
+    w.write("b.yaml", &server("b", ""));
+    w.converge().await;
+    let before = w.ours();
+
+    w.write(
+        "b.yaml",
+        "apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: b}\nspec: [\n",
+    );
+    let report = w.pass().await;
+    assert!(
+        !report.errors.is_empty(),
+        "the broken file was not reported"
+    );
+    assert!(
+        report.converged(),
+        "a broken file changed the plan: {:?}",
+        report.plan.actions
+    );
+    assert_eq!(w.ours(), before);
+}
+
+#[tokio::test]
+async fn an_empty_source_prunes_only_with_allow_empty() {
+    let w = World::new();
+    w.write("a.yaml", &server("a", ""));
+    w.converge().await;
+    w.remove("a.yaml");
+    w.pass().await;
+    w.pass().await;
+    assert_eq!(w.ours().len(), 1, "an empty source pruned without opt-in");
+
+    let rec = w.reconciler(true).await;
+    rec.pass(&directory::load(&w.manifests))
+        .await
+        .expect("pass");
+    assert!(w.ours().is_empty(), "allowEmpty did not prune");
+}
+
+#[tokio::test]
+async fn a_container_that_dies_is_started_again_in_place() {
+    let w = World::new();
+    w.write("a.yaml", &server("a", ""));
+    w.converge().await;
+    let id = w.ours()[&container("a")].clone();
+
+    w.engine.exit(&id, 1);
+    let report = w.pass().await;
+    assert!(
+        matches!(
+            actions_for(&report, "a")[..],
+            [Action::Start { restart: true, .. }]
+        ),
+        "{:?}",
+        report.plan.actions
+    );
+    let state = w.engine.containers().into_iter().find(|c| c.0 == id);
+    assert_eq!(state.map(|c| c.2), Some(State::Running));
+}
+
+#[tokio::test]
+async fn a_dependent_is_created_only_once_its_dependency_runs() {
+    let w = World::new();
+    w.write("db.yaml", &server("db", ""));
+    w.write("web.yaml", &server("web", "  dependsOn: [db]\n"));
+    let first = w.pass().await;
+    let created: Vec<&str> = first
+        .plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::Create { .. }))
+        .filter_map(|a| a.key().map(|k| k.name.as_str()))
+        .collect();
+    assert_eq!(created, ["db"], "web did not wait for db");
+    w.converge().await;
+    assert_eq!(w.ours().len(), 2);
+}
+
+#[tokio::test]
+async fn a_dry_run_plans_without_touching_the_engine() {
+    let w = World::new();
+    w.write("a.yaml", &server("a", ""));
+    let rec = w.reconciler(false).await;
+    let report = rec
+        .dry_run(&directory::load(&w.manifests))
+        .await
+        .expect("dry run");
+    assert!(matches!(
+        actions_for(&report, "a")[..],
+        [Action::Create { .. }]
+    ));
+    assert!(w.engine.containers().is_empty());
+}
