@@ -901,3 +901,132 @@ proptest! {
         prop_assert!(plan(&recorded, &after, opts(allow_empty)).is_empty());
     }
 }
+
+fn arb_health() -> impl Strategy<Value = Option<Health>> {
+    prop_oneof![
+        Just(None),
+        Just(Some(Health::Starting)),
+        Just(Some(Health::Healthy)),
+        Just(Some(Health::Unhealthy)),
+    ]
+}
+
+fn arb_condition() -> impl Strategy<Value = Condition> {
+    prop_oneof![
+        Just(Condition::Started),
+        Just(Condition::Healthy),
+        Just(Condition::Completed)
+    ]
+}
+
+/// What the engine shows of one object: nothing, or one container on the current or an old
+/// spec, in some state and health.
+fn arb_seen() -> impl Strategy<Value = Option<(bool, State, Option<Health>)>> {
+    proptest::option::of((any::<bool>(), arb_state(), arb_health()))
+}
+
+fn observe(
+    n: &str,
+    i: usize,
+    hash: &str,
+    s: &Option<(bool, State, Option<Health>)>,
+) -> Option<Observed> {
+    let (current, state, health) = s.clone()?;
+    let hash = if current {
+        hash.to_owned()
+    } else {
+        format!("{hash}-old")
+    };
+    let mut o = seen(&format!("c{i}"), n, &hash, state);
+    o.health = health;
+    Some(o)
+}
+
+/// Whether a dependency's container, as observed before the plan, can meet `condition`: the
+/// planner may be stricter, never looser.
+fn could_meet(condition: Condition, o: Option<&Observed>, hash: &str) -> bool {
+    let Some(o) = o.filter(|o| o.spec_hash.as_deref() == Some(hash)) else {
+        return false;
+    };
+    match condition {
+        Condition::Started => !matches!(o.state, State::Created | State::Dead | State::Removing),
+        Condition::Healthy => o.state == State::Running && o.health == Some(Health::Healthy),
+        Condition::Completed => matches!(o.state, State::Exited { .. }),
+    }
+}
+
+proptest! {
+    /// Nothing is created or started before every dependency meets its condition.
+    #[test]
+    fn nothing_starts_before_its_dependencies_meet_their_conditions(
+        objects in proptest::collection::vec(
+            (arb_policy(), proptest::collection::vec((0usize..5, arb_condition(), any::<bool>()), 0..3), arb_seen()),
+            1..6,
+        ),
+    ) {
+        let names: Vec<String> = (0..objects.len()).map(|i| format!("s{i}")).collect();
+        let desired: Vec<Desired> = objects.iter().enumerate().map(|(i, (policy, deps, _))| Desired {
+            restart: *policy,
+            // Dependencies only on earlier objects: the graph is acyclic, as validation ensures.
+            deps: deps.iter().filter(|(j, _, _)| *j < i)
+                .map(|(j, c, r)| dep(&names[*j], *c, *r))
+                .collect(),
+            ..want(&names[i], "h")
+        }).collect();
+        let observed: Vec<Observed> = objects.iter().enumerate()
+            .filter_map(|(i, (_, _, s))| observe(&names[i], i, "h", s))
+            .collect();
+        let p = plan(&desired, &observed, opts(false));
+        for a in &p.actions {
+            if !matches!(a, Action::Create { .. } | Action::Recreate { .. } | Action::Start { .. }) {
+                continue;
+            }
+            let Some(k) = a.key() else { continue };
+            let d = desired.iter().find(|d| &d.key == k).expect("desired");
+            for dep in &d.deps {
+                let o = observed.iter().find(|o| o.key.as_ref() == Some(&dep.key));
+                prop_assert!(
+                    could_meet(dep.condition, o, "h"),
+                    "{a:?} although {} cannot be {:?} yet: {o:?}", dep.key, dep.condition
+                );
+            }
+        }
+    }
+
+    /// An update never takes more than one serving replica down, and none while another
+    /// replica is on its way up.
+    #[test]
+    fn a_rollout_never_takes_down_more_than_one_serving_replica(
+        replicas in proptest::collection::vec(arb_seen(), 2..5),
+        start_first in any::<bool>(),
+    ) {
+        let names: Vec<String> = (0..replicas.len())
+            .map(|i| if i == 0 { "web".into() } else { format!("web.{i}") })
+            .collect();
+        let desired: Vec<Desired> = names.iter()
+            .map(|n| Desired { start_first, ..want(n, "h") })
+            .collect();
+        let observed: Vec<Observed> = replicas.iter().enumerate()
+            .filter_map(|(i, s)| observe(&names[i], i, "h", s))
+            .collect();
+        let serving: BTreeSet<&str> = observed.iter()
+            .filter(|o| o.state == State::Running && matches!(o.health, None | Some(Health::Healthy)))
+            .map(|o| o.id.as_str())
+            .collect();
+        let p = plan(&desired, &observed, opts(false));
+        let down: BTreeSet<&str> = p.actions.iter().filter_map(|a| match a {
+            Action::Recreate { old, .. } if !start_first => Some(old.as_str()),
+            Action::Remove { id, .. } | Action::Abandon { id, .. } | Action::Restart { id, .. } => Some(id.as_str()),
+            _ => None,
+        }).filter(|id| serving.contains(id)).collect();
+        prop_assert!(down.len() <= 1, "{down:?} taken down at once: {:?}", p.actions);
+        let coming_up = names.iter().any(|n| {
+            let o = observed.iter().find(|o| o.key.as_ref().is_some_and(|k| &k.name == n));
+            o.is_none_or(|o| o.spec_hash.as_deref() == Some("h") && !serving.contains(o.id.as_str()))
+        });
+        prop_assert!(
+            !coming_up || down.is_empty(),
+            "{down:?} taken down while a replica is on its way up: {:?}", p.actions
+        );
+    }
+}
