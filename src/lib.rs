@@ -14,12 +14,13 @@
 //! - `kinds`: what each kind means to the engine (containers, networks, probes, statuses).
 //! - `plan`: the pure planner `plan(desired, observed) -> actions`; no I/O, no async.
 //! - `source`: where desired state comes from (directory, manifests table, the API's objects).
-//! - `store`: the SQLite state file, one file per table family.
-//! - `engine`: a narrow trait over the container engine, its Docker and in-memory implementations,
-//!   and the label schema that marks what dockhand owns.
+//! - `store`: the SQLite state file, one file per table family, and the locks beside it.
+//! - `engine`: a narrow trait over the container engine (and `Attach` for logs and exec), its
+//!   Docker and in-memory implementations, and the label schema that marks what dockhand owns.
 //! - `proxy`: the Routes' data plane (TCP splice, UDP sessions).
 //! - `manifest`: the contract: kinds, specs, status and phases, validated while parsing.
-//! - `lifecycle`: the run history of an object and the process clock.
+//! - `lifecycle`: the run history of an object (restarts, crash-loop backoff, completion).
+//! - `clock`: epoch milliseconds from a clock that never steps back.
 
 pub mod cli;
 
@@ -40,5 +41,6 @@ pub mod proxy;
 
 pub mod manifest;
 
-pub mod clock;
 pub mod lifecycle;
+
+pub mod clock;
