@@ -6,9 +6,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use super::print_invalid;
 use super::remote::{RemoteArgs, RemoteError};
 use super::{open_store, StateArgs};
-use crate::manifest::{ManifestError, Object};
+use crate::manifest::Object;
 use crate::source::applied::{self as apply, ApplyError};
 use crate::source::{directory, Sources};
 
@@ -51,12 +52,6 @@ fn inputs(files: &[PathBuf]) -> anyhow::Result<Vec<(String, String, Option<PathB
 
 fn abs_parent(p: &Path) -> Option<PathBuf> {
     std::fs::canonicalize(p).ok()?.parent().map(Path::to_owned)
-}
-
-fn print_invalid(errors: &[ManifestError]) {
-    for e in errors {
-        eprintln!("invalid: {e}");
-    }
 }
 
 pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {

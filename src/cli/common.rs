@@ -173,9 +173,7 @@ pub(crate) async fn reconciler(
 
 /// Prints the errors of the sources, each as `file:line:column: field: message`.
 pub(crate) fn print_manifest_errors(errors: &[ManifestError]) {
-    for e in errors {
-        eprintln!("invalid: {e}");
-    }
+    print_invalid(errors);
     if !errors.is_empty() {
         eprintln!(
             "objects of invalid files keep their last good spec; nothing they defined is removed"
@@ -191,4 +189,11 @@ pub fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
         anyhow::bail!("token file {} is empty", path.display());
     }
     Ok(token)
+}
+
+/// Prints each error as `invalid: <error>` (manifest errors read `file:line:column: field: ...`).
+pub(crate) fn print_invalid<E: std::fmt::Display>(errors: &[E]) {
+    for e in errors {
+        eprintln!("invalid: {e}");
+    }
 }

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::{open_store, StateArgs};
-use crate::kinds::database::Connection;
 use crate::manifest::Spec;
+use crate::view;
 
 #[derive(Args, Debug)]
 pub struct DbArgs {
@@ -31,24 +31,19 @@ pub async fn run(args: DbArgs) -> anyhow::Result<ExitCode> {
     let state = args.state;
     let store = open_store(&state.state).await?;
     let objects = store.objects(&state.instance).await?;
-    let Some((object, spec)) = objects.iter().find_map(|s| match &s.object.spec {
-        Spec::Database(d) if s.object.name == name => Some((&s.object, d)),
-        _ => None,
-    }) else {
+    let Some(object) = objects
+        .iter()
+        .map(|s| &s.object)
+        .find(|o| matches!(o.spec, Spec::Database(_)) && o.name == name)
+    else {
         eprintln!("error: database {name:?} not found");
         return Ok(ExitCode::from(1));
     };
     let secrets = store.database_secrets().await?;
-    let Some((_, secret)) = secrets
-        .iter()
-        .find(|(i, s)| *i == state.instance && s.name == name)
-    else {
+    let Some((_, url, _)) = view::connection(object, &secrets, &state.instance, true) else {
         eprintln!("error: database {name:?} has not been created yet (run dockhand sync or up)");
         return Ok(ExitCode::from(1));
     };
-    println!(
-        "{}",
-        Connection::from_host(object, spec, secret).url(Some(&secret.password))
-    );
+    println!("{url}");
     Ok(ExitCode::SUCCESS)
 }

@@ -12,7 +12,7 @@ use crate::manifest::Kind;
 use crate::view::{self, Selector};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
+pub enum Format {
     Table,
     Wide,
     Json,
@@ -33,7 +33,7 @@ pub struct GetArgs {
     #[arg(long)]
     pub phase: Option<String>,
     #[arg(short, long, value_enum, default_value = "table")]
-    pub output: Output,
+    pub output: Format,
     /// Include database passwords (in `connection.url` and `connection.password`).
     #[arg(long)]
     pub show_secrets: bool,
@@ -112,14 +112,12 @@ pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&items)?),
-        Output::Yaml => print!("{}", serde_saphyr::to_string(&items)?),
-        Output::Table => print_table(&items, false),
-        Output::Wide => print_table(&items, true),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&items)?),
+        Format::Yaml => print!("{}", serde_saphyr::to_string(&items)?),
+        Format::Table => print_table(&items, false),
+        Format::Wide => print_table(&items, true),
     }
-    for e in errors {
-        eprintln!("invalid: {e}");
-    }
+    super::print_invalid(&errors);
     Ok(ExitCode::SUCCESS)
 }
 
