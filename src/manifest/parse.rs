@@ -1,8 +1,9 @@
 //! Turning YAML text into objects, with errors that name file, line, column and field.
 //!
 //! A stream is split into documents first, so that the `kind` of each document can choose the
-//! spec type before the spec is read; every document is parsed from a copy of the text in which
-//! the other documents are blanked, so line numbers stay those of the file.
+//! spec type before the spec is read; each document is parsed from its own slice of the text and
+//! its positions are moved by the lines before it, so errors name positions in the file and the
+//! work stays linear in the input. Size and document count are capped before anything is parsed.
 
 use std::fmt;
 use std::path::Path;
@@ -70,6 +71,12 @@ struct Metadata {
     labels: std::collections::BTreeMap<LabelKey, ScalarString>,
 }
 
+/// The most bytes one manifest (a file, a table row, an API body) may hold.
+pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// The most `---` documents one manifest may hold.
+pub const MAX_DOCUMENTS: usize = 1000;
+
 /// Parses every document of one file. Any error makes the whole file invalid: a file is applied
 /// all or nothing, so a half-valid file can never delete the objects its broken half defined.
 ///
@@ -80,13 +87,43 @@ pub fn parse_str(
     file: &str,
     base_dir: Option<&Path>,
 ) -> Result<Vec<Object>, Vec<ManifestError>> {
+    let whole = |message: String| {
+        vec![ManifestError {
+            file: file.to_owned(),
+            line: 0,
+            column: 0,
+            field: String::new(),
+            message,
+        }]
+    };
+    if text.len() > MAX_MANIFEST_BYTES {
+        return Err(whole(format!(
+            "too large: {} bytes, at most {MAX_MANIFEST_BYTES} in one manifest",
+            text.len()
+        )));
+    }
+    let documents = split_documents(text);
+    if documents.len() > MAX_DOCUMENTS {
+        return Err(whole(format!(
+            "too many documents: {}, at most {MAX_DOCUMENTS} in one manifest",
+            documents.len()
+        )));
+    }
     let mut objects = Vec::new();
     let mut errors = Vec::new();
-    for doc in split_documents(text) {
-        match parse_document(&doc, file, base_dir) {
-            Ok(Some(o)) => objects.push(o),
+    for (offset, doc) in documents {
+        match parse_document(doc, file, base_dir) {
+            Ok(Some(mut o)) => {
+                o.line += offset;
+                objects.push(o);
+            }
             Ok(None) => {}
-            Err(e) => errors.push(e),
+            Err(mut e) => {
+                if e.line > 0 {
+                    e.line += offset;
+                }
+                errors.push(e);
+            }
         }
     }
     if errors.is_empty() {
@@ -261,35 +298,26 @@ fn is_blank_document(text: &str) -> bool {
     })
 }
 
-/// Splits a YAML stream at `---` lines. Each piece keeps the whole file's line count (other
-/// documents' lines are blank), so positions in errors are positions in the file.
-fn split_documents(text: &str) -> Vec<String> {
-    let lines: Vec<&str> = text.split('\n').collect();
-    let mut starts = vec![0];
-    for (i, l) in lines.iter().enumerate() {
+/// Splits a YAML stream at `---` lines into slices of the text, each with the number of lines
+/// before it, so that positions in errors can be made positions in the file. Linear in the text.
+fn split_documents(text: &str) -> Vec<(u64, &str)> {
+    let mut docs = Vec::new();
+    let (mut start, mut start_line, mut line, mut at) = (0usize, 0u64, 0u64, 0usize);
+    for l in text.split_inclusive('\n') {
         let is_marker = l.starts_with("---")
             && l[3..]
                 .chars()
                 .next()
-                .is_none_or(|c| c == ' ' || c == '\t' || c == '\r');
-        if is_marker && i > 0 {
-            starts.push(i);
+                .is_none_or(|c| c == ' ' || c == '\t' || c == '\r' || c == '\n');
+        if is_marker && at > 0 {
+            docs.push((start_line, &text[start..at]));
+            (start, start_line) = (at, line);
         }
+        at += l.len();
+        line += 1;
     }
-    starts.push(lines.len());
-    starts
-        .windows(2)
-        .map(|w| {
-            let mut doc = String::with_capacity(text.len());
-            for (i, l) in lines.iter().enumerate() {
-                if i >= w[0] && i < w[1] {
-                    doc.push_str(l);
-                }
-                doc.push('\n');
-            }
-            doc
-        })
-        .collect()
+    docs.push((start_line, &text[start..]));
+    docs
 }
 
 #[cfg(test)]
@@ -486,5 +514,66 @@ mod tests {
         let b: Object = serde_json::from_str(&json).expect("deserializes");
         assert_eq!(a, &b);
         assert_eq!(a.spec_hash(), b.spec_hash());
+    }
+
+    #[test]
+    fn a_manifest_of_only_markers_is_refused_without_exhausting_memory() {
+        // 128 KiB of `---` lines used to copy the file once per document and abort the process.
+        let text = "---\n".repeat(32 * 1024);
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0].message.contains("too many documents"),
+            "{}",
+            errs[0]
+        );
+        assert!(errs[0].to_string().starts_with("m.yaml: "), "{}", errs[0]);
+    }
+
+    #[test]
+    fn a_manifest_over_the_size_cap_is_refused() {
+        let text = format!("{WEB}#{}\n", "x".repeat(MAX_MANIFEST_BYTES));
+        let errs = errors(&text);
+        assert!(errs[0].message.contains("too large"), "{}", errs[0]);
+    }
+
+    #[test]
+    fn the_last_of_many_documents_reports_its_own_line() {
+        let docs: Vec<String> = (0..MAX_DOCUMENTS)
+            .map(|i| WEB.replace("name: web", &format!("name: web{i}")))
+            .collect();
+        let mut text = docs.join("---\n");
+        let objects = parse_str(&text, "m.yaml", None).expect("parses");
+        assert_eq!(objects.len(), MAX_DOCUMENTS);
+        assert_eq!(
+            objects[MAX_DOCUMENTS - 1].line,
+            7 * (MAX_DOCUMENTS as u64 - 1) + 4
+        );
+        text.push_str("---\napiVersion: dockhand/v1\nkind: Server\nmetadata: {name: x}\nspec: {image: a, prots: []}\n");
+        let errs = errors(&text);
+        assert!(
+            errs[0].message.contains("too many documents"),
+            "{}",
+            errs[0]
+        );
+        let one_too_many = docs[..MAX_DOCUMENTS - 1].join("---\n")
+            + "---\napiVersion: dockhand/v1\nkind: Server\nmetadata: {name: x}\nspec: {image: a, prots: []}\n";
+        let errs = errors(&one_too_many);
+        assert_eq!(
+            errs[0].line,
+            7 * (MAX_DOCUMENTS as u64 - 1) + 4,
+            "{}",
+            errs[0]
+        );
+    }
+
+    #[test]
+    fn an_alias_bomb_is_an_error_not_an_explosion() {
+        let mut text = String::from("apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: web}\nspec:\n  image: busybox\n  command: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let prev = format!("*a{}", i - 1);
+            text.push_str(&format!("  x{i}: &a{i} [{}]\n", vec![prev; 10].join(", ")));
+        }
+        assert!(parse_str(&text, "m.yaml", None).is_err());
     }
 }
