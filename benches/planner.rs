@@ -30,6 +30,7 @@ fn desired() -> Vec<Desired> {
             restart_unhealthy: false,
             readiness: None,
             start_first: false,
+            hold: None,
             deps: if i % 10 == 1 {
                 vec![Dep {
                     key: key(i - 1),

@@ -324,3 +324,62 @@ fn a_volume_this_instance_does_not_own_makes_it_invalid() {
     );
     docker(&["volume", "rm", &volume]);
 }
+
+#[test]
+fn a_lost_state_file_never_costs_a_databases_data() {
+    let Some(env) = env_with_postgres("db-lost-state") else {
+        return;
+    };
+    env.write("db.yaml", &database("orders", 5919, "  readyTimeout: 3s\n"));
+    let out = env.run("sync", &["--timeout", "90s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let before = url(&env, "orders");
+    query(
+        &before,
+        "CREATE TABLE t (x text); INSERT INTO t VALUES ('kept')",
+    )
+    .expect("write");
+    let password = before
+        .strip_prefix("postgres://orders:")
+        .and_then(|r| r.split('@').next())
+        .expect("password in url")
+        .to_owned();
+    let volume = format!("dh_{}_orders-data", env.instance);
+
+    // The state file is gone (deleted with its WAL): it no longer knows the password.
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = env.state.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+    env.run("sync", &["--timeout", "10s"]);
+    std::thread::sleep(Duration::from_secs(4));
+    env.run("sync", &["--timeout", "10s"]);
+    let status = env.status_of("database", "orders").expect("status");
+    assert_eq!(status["phase"], "Invalid", "{status}");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(message.contains("db adopt orders"), "{message}");
+    assert!(
+        !message.contains(&password),
+        "the message shows the password"
+    );
+    assert!(volume_exists(&volume), "the data volume was removed");
+
+    // Re-supplying the password brings the same data back.
+    let file = env.dir.path().join("password");
+    std::fs::write(&file, format!("{password}\n")).expect("write password file");
+    let out = env.run(
+        "db",
+        &[
+            "adopt",
+            "orders",
+            "--password-file",
+            &file.to_string_lossy(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = env.run("sync", &["--timeout", "90s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(url(&env, "orders"), before);
+    assert_eq!(query(&before, "SELECT x FROM t").expect("select"), "kept");
+}

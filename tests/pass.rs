@@ -259,3 +259,40 @@ async fn a_dry_run_plans_without_touching_the_engine() {
     ));
     assert!(w.engine.containers().is_empty());
 }
+
+#[tokio::test]
+async fn a_database_whose_volume_outlived_its_state_file_is_held_and_its_volume_kept() {
+    use dockhand::engine::Engine;
+    let w = World::new();
+    let volume = format!("dh_{INSTANCE}_orders-data");
+    w.engine
+        .ensure_volume(&volume, &labels::owner_labels(INSTANCE))
+        .await
+        .expect("volume");
+    w.write(
+        "db.yaml",
+        "apiVersion: dockhand/v1\nkind: Database\nmetadata: {name: orders}\nspec: {readyTimeout: 1s}\n",
+    );
+    for _ in 0..3 {
+        let report = w.pass().await;
+        assert!(report.plan.actions.is_empty(), "{:?}", report.plan.actions);
+        let status = report
+            .statuses
+            .iter()
+            .find(|s| s.key.as_ref().is_some_and(|k| k.name == "orders"));
+        let status = status.expect("status");
+        assert_eq!(status.phase, dockhand::manifest::Phase::Invalid);
+        assert!(status
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("db adopt orders"));
+    }
+    assert_eq!(w.engine.volumes(), [volume]);
+    assert!(w.engine.containers().is_empty());
+    let store = Store::open(&w.state).await.expect("state file");
+    assert!(
+        store.database_secrets().await.expect("secrets").is_empty(),
+        "a new password was made up"
+    );
+}

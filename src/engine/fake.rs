@@ -23,6 +23,7 @@ struct Container {
 #[derive(Default)]
 struct Inner {
     containers: BTreeMap<String, Container>,
+    volumes: BTreeMap<String, HashMap<String, String>>,
     next_id: u64,
 }
 
@@ -88,6 +89,11 @@ impl FakeEngine {
         id
     }
 
+    /// The named volumes on the fake engine.
+    pub fn volumes(&self) -> Vec<String> {
+        self.lock().volumes.keys().cloned().collect()
+    }
+
     /// Ends a container's process with `code`, as a crash would.
     pub fn exit(&self, id: &str, code: i64) {
         let c = {
@@ -138,13 +144,33 @@ impl Engine for FakeEngine {
 
     async fn ensure_volume(
         &self,
-        _name: &str,
-        _labels: &HashMap<String, String>,
+        name: &str,
+        volume_labels: &HashMap<String, String>,
     ) -> Result<(), EngineError> {
-        Ok(())
+        let mut inner = self.lock();
+        match inner.volumes.get(name) {
+            Some(l) if l.get(labels::INSTANCE) != volume_labels.get(labels::INSTANCE) => {
+                Err(EngineError::VolumeConflict {
+                    name: name.to_owned(),
+                })
+            }
+            Some(_) => Ok(()),
+            None => {
+                inner.volumes.insert(name.to_owned(), volume_labels.clone());
+                Ok(())
+            }
+        }
     }
 
-    async fn remove_volume(&self, _name: &str) -> Result<(), EngineError> {
+    async fn volume_labels(
+        &self,
+        name: &str,
+    ) -> Result<Option<HashMap<String, String>>, EngineError> {
+        Ok(self.lock().volumes.get(name).cloned())
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
+        self.lock().volumes.remove(name);
         Ok(())
     }
 

@@ -283,6 +283,12 @@ pub trait Engine: Send + Sync + 'static {
     /// volumes. Removing a container that is already gone is not an error.
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
 
+    /// The labels of a named volume, or `None` if there is no such volume (whoever owns it).
+    fn volume_labels(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<HashMap<String, String>>, EngineError>> + Send;
+
     /// Removes a named volume; one that is already gone is not an error.
     fn remove_volume(&self, name: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
 

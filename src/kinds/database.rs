@@ -181,6 +181,15 @@ pub fn desired(
     let secret = ctx.secrets.get(&o.name);
     let container = secret.map(|secret| container_spec(ctx.instance, o, d, &hash, secret));
     let never_initialised = secret.is_some_and(|s| !s.initialized);
+    let hold = (secret.is_none() && ctx.stranded.contains(&o.name)).then(|| {
+        let volume = volume_name(ctx.instance, &o.name);
+        format!(
+            "data volume {volume} exists but this state file holds no password for it (was the state file lost or replaced?); \
+             nothing is created or removed until you recover: `dockhand db adopt {name} --password-file FILE` with the password it was created with, \
+             or remove the volume yourself if its data is not needed",
+            name = o.name
+        )
+    });
     let desired = Desired {
         readiness: Some(Readiness {
             ready: ctx.ready.contains(&key),
@@ -193,10 +202,21 @@ pub fn desired(
         max_restarts: None,
         restart_unhealthy: false,
         start_first: false,
+        hold,
         deps: Vec::new(),
         lifecycle,
     };
     (desired, container)
+}
+
+/// The desired databases that have no secret yet.
+pub fn without_secret<'a>(
+    desired: &'a [Object],
+    secrets: &'a HashMap<String, DatabaseSecret>,
+) -> impl Iterator<Item = &'a Object> {
+    desired
+        .iter()
+        .filter(|o| matches!(o.spec, Spec::Database(_)) && !secrets.contains_key(&o.name))
 }
 
 /// This instance's secrets among every instance's (`Store::database_secrets`), by name.
@@ -212,11 +232,13 @@ pub fn secrets_of(
 
 /// Secrets for the desired databases that have none yet: a generated password, and a host port
 /// from `PORT_RANGE` that no other database of any instance holds, no manifest fixes, and
-/// nothing on the host listens on.
+/// nothing on the host listens on. None for the `stranded` ones, whose existing data a new
+/// password could not open.
 pub fn new_secrets(
     instance: &str,
     all: &[(String, DatabaseSecret)],
     desired: &[Object],
+    stranded: &HashSet<String>,
 ) -> Result<Vec<DatabaseSecret>, EngineError> {
     let mut taken: BTreeSet<u16> = all.iter().map(|(_, s)| s.port).collect();
     for o in desired {
@@ -237,7 +259,7 @@ pub fn new_secrets(
         .filter(|o| matches!(o.spec, Spec::Database(_)))
     {
         let known = all.iter().any(|(i, s)| i == instance && s.name == o.name);
-        if known {
+        if known || stranded.contains(&o.name) {
             continue;
         }
         let password = generate_password().map_err(|e| EngineError::Engine {

@@ -24,6 +24,8 @@ pub struct Context<'a> {
     pub secrets: &'a HashMap<String, DatabaseSecret>,
     /// Databases that accepted a login for their current container.
     pub ready: &'a HashSet<ObjectKey>,
+    /// Databases whose data volume exists although the state file has no secret for them.
+    pub stranded: &'a HashSet<String>,
     pub networks: &'a NetworkPlan,
 }
 

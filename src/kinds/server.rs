@@ -199,6 +199,7 @@ pub fn desired(
             .is_some_and(|h| h.on_unhealthy == OnUnhealthy::Restart),
         readiness: None,
         start_first: s.start_first(),
+        hold: None,
         deps,
         lifecycle,
     };

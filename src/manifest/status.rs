@@ -72,12 +72,16 @@ impl Phase {
         )
     }
 
-    /// Whether the object stopped short of running: failed, backing off, blocked, or never
-    /// started. `sync` names such objects when it exits.
+    /// Whether the object stopped short of running: failed, backing off, blocked, refused as
+    /// invalid, or never started. `sync` names such objects when it exits, and fails.
     pub fn is_held_up(self) -> bool {
         matches!(
             self,
-            Phase::Failed | Phase::CrashLoopBackOff | Phase::Blocked | Phase::Pending
+            Phase::Failed
+                | Phase::CrashLoopBackOff
+                | Phase::Blocked
+                | Phase::Pending
+                | Phase::Invalid
         )
     }
 

@@ -52,7 +52,8 @@ pub(super) fn plan_objects(
             .iter()
             .filter(|o| Some(o.id.as_str()) != keep.map(|k| k.id.as_str()))
         {
-            if d.start_first && !matches(o) && verdict.phase != Phase::Ready {
+            let held = d.hold.is_some();
+            if held || d.start_first && !matches(o) && verdict.phase != Phase::Ready {
                 continue;
             }
             p.actions.push(Action::Remove {
@@ -89,6 +90,12 @@ pub(super) fn plan_object(
     p: &mut Plan,
 ) -> (Verdict, Option<Action>) {
     let mut lc = d.lifecycle.clone();
+    if let Some(why) = &d.hold {
+        return (
+            Verdict::new(Phase::Invalid, Some(why.clone()), lc, current),
+            None,
+        );
+    }
     let finished_here = lc.finished_hash.as_deref() == Some(d.spec_hash.as_str());
     let verdict = |phase, message, lc| Verdict::new(phase, message, lc, current);
     let Some(c) = current else {

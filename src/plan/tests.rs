@@ -24,6 +24,7 @@ fn want(n: &str, hash: &str) -> Desired {
         restart_unhealthy: true,
         readiness: None,
         start_first: false,
+        hold: None,
         deps: Vec::new(),
         lifecycle: Lifecycle::started(NOW - 1_000),
     }
@@ -1029,4 +1030,27 @@ proptest! {
             "{down:?} taken down while a replica is on its way up: {:?}", p.actions
         );
     }
+}
+
+#[test]
+fn a_held_object_is_invalid_and_none_of_its_containers_is_touched() {
+    let d = Desired {
+        hold: Some("data volume exists".into()),
+        readiness: Some(Readiness {
+            ready: false,
+            timeout: Duration::from_secs(1),
+            disposable_volume: Some("v".into()),
+        }),
+        ..want("db", "h2")
+    };
+    let p = plan(
+        &[d],
+        &[
+            seen("a", "db", "h1", exited(1)),
+            seen("b", "db", "h2", State::Running),
+        ],
+        opts(false),
+    );
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    assert_eq!(p.verdicts[&key("db")].phase, Phase::Invalid);
 }

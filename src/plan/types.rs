@@ -45,6 +45,9 @@ pub struct Desired {
     /// A spec change creates the new container beside the old one (update.order StartFirst).
     pub start_first: bool,
     pub deps: Vec<Dep>,
+    /// The object may not be acted on (why, for its `Invalid` status): its containers, if any,
+    /// are left exactly as they are. A database whose data volume the state file forgot.
+    pub hold: Option<String>,
     /// The object's run history as last recorded.
     pub lifecycle: Lifecycle,
 }

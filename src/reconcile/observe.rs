@@ -46,8 +46,10 @@ impl<R: Engine> Reconciler<R> {
         let allow_empty = self.options.allow_empty || only_applied(&stored);
         let all_secrets = self.store.database_secrets().await?;
         let mut secrets = database::secrets_of(instance, &all_secrets);
+        let stranded = self.stranded_volumes(&desired, &secrets).await?;
         if !dry_run {
-            self.prepare(&all_secrets, &desired, &mut secrets).await?;
+            self.prepare(&all_secrets, &desired, &stranded, &mut secrets)
+                .await?;
         }
         let observed = self.engine.list(instance).await?;
         let ready = if dry_run {
@@ -61,6 +63,7 @@ impl<R: Engine> Reconciler<R> {
             statuses: &statuses,
             secrets: &secrets,
             ready: &ready,
+            stranded: &stranded,
             networks: &networks,
         };
         let (wanted, specs) = kinds::desired(&desired, &ctx);
@@ -88,15 +91,36 @@ impl<R: Engine> Reconciler<R> {
         })
     }
 
-    /// Creates and stores the secrets of databases seen for the first time.
+    /// Databases with no secret whose data volume (this instance's) exists anyway: the state
+    /// file that knew its password was lost or replaced. One volume lookup per such database,
+    /// none once it has a secret. A stranger's volume is left to `VolumeConflict`.
+    async fn stranded_volumes(
+        &self,
+        desired: &[Object],
+        secrets: &HashMap<String, DatabaseSecret>,
+    ) -> Result<HashSet<String>, ReconcileError> {
+        let mut stranded = HashSet::new();
+        for o in database::without_secret(desired, secrets) {
+            let volume = database::volume_name(&self.options.instance, &o.name);
+            let labels = self.engine.volume_labels(&volume).await?;
+            if labels.is_some_and(|l| crate::engine::labels::is_ours(&l, &self.options.instance)) {
+                stranded.insert(o.name.clone());
+            }
+        }
+        Ok(stranded)
+    }
+
+    /// Creates and stores the secrets of databases seen for the first time (never of one whose
+    /// data volume exists: a new password could not open it).
     async fn prepare(
         &self,
         all: &[(String, DatabaseSecret)],
         desired: &[Object],
+        stranded: &HashSet<String>,
         secrets: &mut HashMap<String, DatabaseSecret>,
     ) -> Result<(), ReconcileError> {
         let instance = &self.options.instance;
-        for secret in database::new_secrets(instance, all, desired)? {
+        for secret in database::new_secrets(instance, all, desired, stranded)? {
             self.store.insert_database_secret(instance, &secret).await?;
             secrets.insert(secret.name.clone(), secret);
         }

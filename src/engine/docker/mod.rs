@@ -129,6 +129,17 @@ impl Engine for DockerEngine {
         Ok(())
     }
 
+    async fn volume_labels(
+        &self,
+        name: &str,
+    ) -> Result<Option<HashMap<String, String>>, EngineError> {
+        match self.docker.inspect_volume(name).await {
+            Ok(v) => Ok(Some(v.labels)),
+            Err(e) if server_error(&e).map(|s| s.0) == Some(404) => Ok(None),
+            Err(e) => Err(engine("inspect volume", name, e)),
+        }
+    }
+
     async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
         match self
             .docker
