@@ -34,8 +34,14 @@ fn objects_are_applied_listed_selected_reported_and_deleted_over_http() {
     let up = env.up(&[]);
     let api = format!("{}/api/v1", up.api_url());
 
-    let put =
-        |name: &str, body: &str| http("PUT", &format!("{api}/servers/{name}"), None, Some(body));
+    let put = |name: &str, body: &str| {
+        http(
+            "PUT",
+            &format!("{api}/servers/{name}"),
+            Some(&env.api_token()),
+            Some(body),
+        )
+    };
     let r = put("web", &labelled("web", "mode: skywars, tier: prod"));
     assert_eq!(r.status, 201, "{r:?}");
     assert_eq!(r.body["result"], "created");
@@ -60,13 +66,25 @@ fn objects_are_applied_listed_selected_reported_and_deleted_over_http() {
         });
     }
     let web = eventually(WAIT, "web Ready over the API", || {
-        let r = http("GET", &format!("{api}/servers/web"), None, None);
+        let r = http(
+            "GET",
+            &format!("{api}/servers/web"),
+            Some(&env.api_token()),
+            None,
+        );
         (r.body["status"]["phase"] == "Ready").then_some(r.body)
     });
     assert_eq!(web["source"], "api:server/web");
     assert_eq!(web["labels"]["mode"], "skywars");
 
-    let list = |q: &str| http("GET", &format!("{api}/servers{q}"), None, None);
+    let list = |q: &str| {
+        http(
+            "GET",
+            &format!("{api}/servers{q}"),
+            Some(&env.api_token()),
+            None,
+        )
+    };
     assert_eq!(names(&list("").body), ["lobby", "web"]);
     assert_eq!(names(&list("?labelSelector=mode=skywars").body), ["web"]);
     assert_eq!(names(&list("?labelSelector=tier!%3Dtest").body), ["web"]);
@@ -89,7 +107,7 @@ fn objects_are_applied_listed_selected_reported_and_deleted_over_http() {
         http(
             "PATCH",
             &format!("{api}/servers/{name}/report"),
-            None,
+            Some(&env.api_token()),
             Some(body),
         )
     };
@@ -122,7 +140,13 @@ fn objects_are_applied_listed_selected_reported_and_deleted_over_http() {
     let r = report("web", r#"{"matches": null}"#);
     assert_eq!(r.body, serde_json::json!({"mode": "skywars", "players": 5}));
     assert_eq!(
-        http("GET", &format!("{api}/servers/web"), None, None).body["report"]["players"],
+        http(
+            "GET",
+            &format!("{api}/servers/web"),
+            Some(&env.api_token()),
+            None
+        )
+        .body["report"]["players"],
         5
     );
     assert_eq!(report("nope", "{}").status, 404);
@@ -146,13 +170,23 @@ fn objects_are_applied_listed_selected_reported_and_deleted_over_http() {
     let r = http(
         "PUT",
         &format!("{api}/servers/web"),
-        None,
+        Some(&env.api_token()),
         Some("\u{0}\u{1}"),
     );
     assert_eq!(r.status, 400);
-    let r = http("PUT", &format!("{api}/widgets/web"), None, Some(""));
+    let r = http(
+        "PUT",
+        &format!("{api}/widgets/web"),
+        Some(&env.api_token()),
+        Some(""),
+    );
     assert_eq!(r.status, 404);
-    let r = http("PUT", &format!("{api}/servers/Bad_Name"), None, Some(""));
+    let r = http(
+        "PUT",
+        &format!("{api}/servers/Bad_Name"),
+        Some(&env.api_token()),
+        Some(""),
+    );
     assert_eq!(r.status, 400);
 
     // An object a file defines belongs to the file.
@@ -168,20 +202,42 @@ fn objects_are_applied_listed_selected_reported_and_deleted_over_http() {
             .is_some_and(|m| m.contains("file.yaml")),
         "{r:?}"
     );
-    let r = http("DELETE", &format!("{api}/servers/filed"), None, None);
+    let r = http(
+        "DELETE",
+        &format!("{api}/servers/filed"),
+        Some(&env.api_token()),
+        None,
+    );
     assert_eq!(r.status, 409, "{r:?}");
 
-    let r = http("DELETE", &format!("{api}/servers/lobby"), None, None);
+    let r = http(
+        "DELETE",
+        &format!("{api}/servers/lobby"),
+        Some(&env.api_token()),
+        None,
+    );
     assert_eq!(r.status, 200, "{r:?}");
     eventually(WAIT, "lobby removed", || {
         env.container("lobby").is_none().then_some(())
     });
     assert_eq!(
-        http("DELETE", &format!("{api}/servers/lobby"), None, None).status,
+        http(
+            "DELETE",
+            &format!("{api}/servers/lobby"),
+            Some(&env.api_token()),
+            None
+        )
+        .status,
         404
     );
     assert_eq!(
-        http("GET", &format!("{api}/servers/lobby"), None, None).status,
+        http(
+            "GET",
+            &format!("{api}/servers/lobby"),
+            Some(&env.api_token()),
+            None
+        )
+        .status,
         404
     );
     assert!(env.container("web").is_some_and(|c| c.running()));
@@ -198,7 +254,7 @@ fn the_last_applied_object_can_be_deleted() {
     let r = http(
         "PUT",
         &format!("{api}/servers/solo"),
-        None,
+        Some(&env.api_token()),
         Some(&server("solo", "")),
     );
     assert_eq!(r.status, 201, "{r:?}");
@@ -207,7 +263,13 @@ fn the_last_applied_object_can_be_deleted() {
     });
     // An explicit delete is not an empty source: the container goes.
     assert_eq!(
-        http("DELETE", &format!("{api}/servers/solo"), None, None).status,
+        http(
+            "DELETE",
+            &format!("{api}/servers/solo"),
+            Some(&env.api_token()),
+            None
+        )
+        .status,
         200
     );
     eventually(WAIT, "solo removed", || {
@@ -343,14 +405,19 @@ fn logs_exec_and_diff_work_against_a_remote_controller() {
     let base = up.api_url();
     let remote = ["--server", base.as_str()];
     eventually(WAIT, "talker Ready", || {
-        let r = http("GET", &format!("{base}/api/v1/servers/talker"), None, None);
+        let r = http(
+            "GET",
+            &format!("{base}/api/v1/servers/talker"),
+            Some(&env.api_token()),
+            None,
+        );
         (r.body["status"]["phase"] == "Ready").then_some(())
     });
 
     let r = http(
         "GET",
         &format!("{base}/api/v1/servers/talker/logs?tail=5"),
-        None,
+        Some(&env.api_token()),
         None,
     );
     assert_eq!(r.status, 200, "{r:?}");
@@ -363,7 +430,12 @@ fn logs_exec_and_diff_work_against_a_remote_controller() {
         ("/api/v1/networks/talker/logs", 400),
         ("/api/v1/servers/talker/logs?since=1", 400),
     ] {
-        let r = http("GET", &format!("{base}{path}"), None, None);
+        let r = http(
+            "GET",
+            &format!("{base}{path}"),
+            Some(&env.api_token()),
+            None,
+        );
         assert_eq!(r.status, status, "{path}: {r:?}");
     }
 
@@ -403,13 +475,18 @@ fn logs_exec_and_diff_work_against_a_remote_controller() {
     let r = http(
         "POST",
         &format!("{base}/api/v1/servers/talker/exec"),
-        None,
+        Some(&env.api_token()),
         Some(r#"{"command": []}"#),
     );
     assert_eq!(r.status, 400, "{r:?}");
 
     // The controller's own dry run: nothing to do once converged.
-    let r = http("GET", &format!("{base}/api/v1/plan"), None, None);
+    let r = http(
+        "GET",
+        &format!("{base}/api/v1/plan"),
+        Some(&env.api_token()),
+        None,
+    );
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.body["actions"], serde_json::json!([]), "{r:?}");
     let out = env.run("diff", &[&remote[..]].concat());
@@ -427,12 +504,21 @@ fn the_event_stream_delivers_new_events() {
     let up = env.up(&[]);
     let base = up.api_url();
     eventually(WAIT, "ready", || {
-        (http("GET", &format!("{base}/readyz"), None, None).status == 200).then_some(())
+        (http(
+            "GET",
+            &format!("{base}/readyz"),
+            Some(&env.api_token()),
+            None,
+        )
+        .status
+            == 200)
+            .then_some(())
     });
     let file = env.dir.path().join("streamed.yaml");
     std::fs::write(&file, server("streamed", "")).expect("write");
     let seen = read_sse_until(
         &format!("{base}/api/v1/events?follow=true"),
+        &env.api_token(),
         WAIT,
         || {
             let r = env.run("apply", &["-f", file.to_str().expect("utf-8")]);
@@ -447,7 +533,7 @@ fn the_event_stream_delivers_new_events() {
     let r = http(
         "GET",
         &format!("{base}/api/v1/events?kind=server&name=streamed"),
-        None,
+        Some(&env.api_token()),
         None,
     );
     assert!(r.body.as_array().is_some_and(|a| !a.is_empty()), "{r:?}");
@@ -455,7 +541,7 @@ fn the_event_stream_delivers_new_events() {
         http(
             "GET",
             &format!("{base}/api/v1/events?follow=maybe"),
-            None,
+            Some(&env.api_token()),
             None
         )
         .status,
@@ -475,7 +561,12 @@ fn metrics_parse_as_prometheus_text() {
         env.container("web").filter(|c| c.running())
     });
     let body = eventually(WAIT, "container metrics", || {
-        let r = http("GET", &format!("{base}/metrics"), None, None);
+        let r = http(
+            "GET",
+            &format!("{base}/metrics"),
+            Some(&env.api_token()),
+            None,
+        );
         r.text
             .contains("dockhand_container_memory_bytes{kind=\"server\",name=\"web\"}")
             .then_some(r.text)
@@ -593,4 +684,57 @@ fn a_row_inserted_into_the_manifests_table_becomes_a_running_container() {
     });
     drop(up);
     let _ = docker(&["ps"]);
+}
+
+#[test]
+fn without_the_generated_token_nobody_may_change_or_exec_through_the_api() {
+    let Some(env) = Env::new("api-default-token") else {
+        return;
+    };
+    std::fs::create_dir_all(&env.manifests).expect("mkdir");
+    let up = env.up(&[]);
+    let base = up.api_url();
+    let token = up.api_token();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(env.token_file())
+        .expect("token file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the token file is private");
+    assert_eq!(token.len(), 32);
+
+    let body = server(
+        "intruder",
+        "  volumes:\n    - {type: bind, source: /, target: /host}\n",
+    );
+    let put = http(
+        "PUT",
+        &format!("{base}/api/v1/servers/intruder"),
+        None,
+        Some(&body),
+    );
+    assert_eq!(put.status, 401, "{put:?}");
+    let exec = http(
+        "POST",
+        &format!("{base}/api/v1/servers/any/exec"),
+        None,
+        Some(r#"{"command": ["cat", "/etc/shadow"]}"#),
+    );
+    assert_eq!(exec.status, 401, "{exec:?}");
+    let r = http(
+        "GET",
+        &format!("{base}/api/v1/servers"),
+        Some("guess"),
+        None,
+    );
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(
+        http("GET", &format!("{base}/healthz"), None, None).status,
+        200
+    );
+    assert!(env.container("intruder").is_none());
+
+    // The same user's CLI finds the token next to the state file by itself.
+    let r = env.run("get", &["servers", "-o", "json", "--server", &base]);
+    assert!(r.status.success(), "{}", text(&r));
 }

@@ -90,7 +90,13 @@ impl BoundClient {
 
 /// One of a route's series on the controller's `/metrics`.
 fn route_metric(up: &Controller, series: &str, route: &str) -> Option<u64> {
-    let text = http("GET", &format!("{}/metrics", up.api_url()), None, None).text;
+    let text = http(
+        "GET",
+        &format!("{}/metrics", up.api_url()),
+        Some(&up.api_token()),
+        None,
+    )
+    .text;
     let prefix = format!("{series}{{route=\"{route}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))
@@ -285,7 +291,12 @@ fn per_client_routes_set_through_the_api_apply_live() {
     let api = format!("{}/api/v1/routes/game/clients", up.api_url());
     // Peel's set: this client address now goes to skywars; others still reach the lobby.
     let body = r#"{"server": "skywars", "port": 8080}"#;
-    let r = common::http("PUT", &format!("{api}/127.0.0.2"), None, Some(body));
+    let r = common::http(
+        "PUT",
+        &format!("{api}/127.0.0.2"),
+        Some(&env.api_token()),
+        Some(body),
+    );
     assert_eq!(r.status, 200, "{r:?}");
     eventually(WAIT, "127.0.0.2 sent to skywars", || {
         get(listen, Some("127.0.0.2"))
@@ -294,38 +305,71 @@ fn per_client_routes_set_through_the_api_apply_live() {
     });
     assert_eq!(get(listen, Some("127.0.0.1")).expect("from .1"), "lobby");
     // List and read.
-    let r = common::http("GET", &api, None, None);
+    let r = common::http("GET", &api, Some(&env.api_token()), None);
     assert_eq!(r.body[0]["client"], "127.0.0.2", "{r:?}");
     assert_eq!(r.body[0]["server"], "skywars", "{r:?}");
-    let r = common::http("GET", &format!("{api}/127.0.0.2"), None, None);
+    let r = common::http(
+        "GET",
+        &format!("{api}/127.0.0.2"),
+        Some(&env.api_token()),
+        None,
+    );
     assert_eq!((r.status, r.body["port"].as_u64()), (200, Some(8080)));
     assert_eq!(
-        common::http("GET", &format!("{api}/127.0.0.9"), None, None).status,
+        common::http(
+            "GET",
+            &format!("{api}/127.0.0.9"),
+            Some(&env.api_token()),
+            None
+        )
+        .status,
         404
     );
     // Bad input is refused with a reason.
-    let r = common::http("PUT", &format!("{api}/not-an-ip"), None, Some(body));
+    let r = common::http(
+        "PUT",
+        &format!("{api}/not-an-ip"),
+        Some(&env.api_token()),
+        Some(body),
+    );
     assert_eq!(r.status, 400, "{r:?}");
     let r = common::http(
         "PUT",
         &format!("{api}/127.0.0.3"),
-        None,
+        Some(&env.api_token()),
         Some(r#"{"server": "x"}"#),
     );
     assert_eq!(r.status, 400, "{r:?}");
     let missing = api.replace("/game/", "/nope/");
     assert_eq!(
-        common::http("PUT", &format!("{missing}/127.0.0.3"), None, Some(body)).status,
+        common::http(
+            "PUT",
+            &format!("{missing}/127.0.0.3"),
+            Some(&env.api_token()),
+            Some(body)
+        )
+        .status,
         404
     );
     // Peel's delete: back to the route's own target.
-    let r = common::http("DELETE", &format!("{api}/127.0.0.2"), None, None);
+    let r = common::http(
+        "DELETE",
+        &format!("{api}/127.0.0.2"),
+        Some(&env.api_token()),
+        None,
+    );
     assert_eq!(r.status, 200, "{r:?}");
     eventually(WAIT, "127.0.0.2 back at the lobby", || {
         get(listen, Some("127.0.0.2")).ok().filter(|b| b == "lobby")
     });
     assert_eq!(
-        common::http("DELETE", &format!("{api}/127.0.0.2"), None, None).status,
+        common::http(
+            "DELETE",
+            &format!("{api}/127.0.0.2"),
+            Some(&env.api_token()),
+            None
+        )
+        .status,
         404
     );
     up.stop();

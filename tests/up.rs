@@ -185,7 +185,7 @@ fn a_controller_at_rest_runs_no_passes() {
     let up = env.up(&["--resync", "1h"]);
     let metrics = format!("{}/metrics", up.api_url());
     let passes = || {
-        let text = common::http("GET", &metrics, None, None).text;
+        let text = common::http("GET", &metrics, Some(&env.api_token()), None).text;
         text.lines()
             .find_map(|l| l.strip_prefix("dockhand_reconcile_pass_duration_seconds_count "))
             .and_then(|n| n.trim().parse::<u64>().ok())

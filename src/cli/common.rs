@@ -36,14 +36,6 @@ pub struct StateArgs {
     pub instance: String,
 }
 
-/// The instance alone, for verbs that talk to the engine but not the state file.
-#[derive(Args, Debug, Clone)]
-pub struct InstanceArg {
-    /// Name of this dockhand instance.
-    #[arg(long, env = "DOCKHAND_INSTANCE", default_value = DEFAULT_INSTANCE, value_parser = parse_instance)]
-    pub instance: String,
-}
-
 /// `server/NAME`, or a bare `NAME` meaning a server.
 pub(crate) fn object_ref(s: &str) -> anyhow::Result<ObjectKey> {
     let (kind, name) = match s.split_once('/') {
@@ -180,6 +172,54 @@ pub(crate) fn print_manifest_errors(errors: &[ManifestError]) {
         );
     }
 }
+
+/// Where `up` keeps the API token it generates when given none: `<state>.token`, mode 0600,
+/// so that exactly the users who may read the state file may use the API.
+pub fn default_token_path(state: &Path) -> PathBuf {
+    let mut name = state.as_os_str().to_owned();
+    name.push(".token");
+    PathBuf::from(name)
+}
+
+/// The API token of `up` without `--token-file`: read from `<state>.token`, or generated there
+/// (32 characters from the kernel's CSPRNG) on first start. A token file others could read is
+/// made private again.
+pub fn load_or_create_token(path: &Path) -> anyhow::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(mut file) => {
+            let token = crate::kinds::database::generate_password()
+                .map_err(|e| anyhow::anyhow!("cannot generate an API token: {e}"))?;
+            file.write_all(format!("{token}\n").as_bytes())
+                .map_err(|e| anyhow::anyhow!("cannot write token file {}: {e}", path.display()))?;
+            tracing::info!("api token generated in {}", path.display());
+            Ok(token)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mode = std::fs::metadata(path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    "token file {} was readable by others (mode {:o}); made it 0600",
+                    path.display(),
+                    mode & 0o777
+                );
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            read_token(path)
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot create token file {}: {e}",
+            path.display()
+        )),
+    }
+}
+
 /// Reads a token file: its content, without surrounding whitespace, must not be empty.
 pub fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
     let token = std::fs::read_to_string(path)

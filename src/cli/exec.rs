@@ -10,7 +10,7 @@ use clap::Args;
 use tokio::io::AsyncWriteExt;
 
 use super::remote::{object_path, Remote, RemoteArgs};
-use super::{container_of, object_ref, print_output, InstanceArg};
+use super::{container_of, object_ref, print_output, StateArgs};
 use crate::engine::{Attach, DockerEngine};
 
 #[derive(Args, Debug)]
@@ -24,7 +24,7 @@ pub struct ExecArgs {
     #[arg(short, long)]
     pub tty: bool,
     #[command(flatten)]
-    pub instance: InstanceArg,
+    pub state: StateArgs,
     #[command(flatten)]
     pub remote: RemoteArgs,
     /// The command and its arguments, after `--`.
@@ -34,11 +34,11 @@ pub struct ExecArgs {
 
 pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let key = object_ref(&args.name)?;
-    if let Some(remote) = args.remote.client()? {
+    if let Some(remote) = args.remote.client(Some(&args.state.state))? {
         return run_remote(&remote, &args, &key).await;
     }
     let runtime = DockerEngine::connect().await?;
-    let container = container_of(&runtime, &args.instance.instance, &key).await?;
+    let container = container_of(&runtime, &args.state.instance, &key).await?;
     let tty = args.tty && terminal::is_terminal(libc::STDIN_FILENO);
     let session = runtime
         .exec(&container, args.command, tty, args.interactive)

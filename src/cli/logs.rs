@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::remote::{object_path, RemoteArgs};
-use super::{container_of, object_ref, print_output, InstanceArg};
+use super::{container_of, object_ref, print_output, StateArgs};
 use crate::engine::{Attach, DockerEngine};
 
 #[derive(Args, Debug)]
@@ -19,14 +19,14 @@ pub struct LogsArgs {
     #[arg(long)]
     pub tail: Option<u64>,
     #[command(flatten)]
-    pub instance: InstanceArg,
+    pub state: StateArgs,
     #[command(flatten)]
     pub remote: RemoteArgs,
 }
 
 pub async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
     let key = object_ref(&args.name)?;
-    if let Some(remote) = args.remote.client()? {
+    if let Some(remote) = args.remote.client(Some(&args.state.state))? {
         let mut path = format!("{}/logs?follow={}", object_path(&key), args.follow);
         if let Some(n) = args.tail {
             path.push_str(&format!("&tail={n}"));
@@ -36,7 +36,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let runtime = DockerEngine::connect().await?;
-    let container = container_of(&runtime, &args.instance.instance, &key).await?;
+    let container = container_of(&runtime, &args.state.instance, &key).await?;
     print_output(runtime.logs(&container, args.follow, args.tail)).await?;
     Ok(ExitCode::SUCCESS)
 }

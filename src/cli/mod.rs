@@ -26,9 +26,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 pub(crate) use common::{
-    container_of, object_key, object_ref, open_store, parse_duration, print_invalid,
-    print_manifest_errors, print_output, read_token, reconciler, InstanceArg, ReconcileArgs,
-    StateArgs,
+    container_of, default_token_path, load_or_create_token, object_key, object_ref, open_store,
+    parse_duration, print_invalid, print_manifest_errors, print_output, read_token, reconciler,
+    ReconcileArgs, StateArgs,
 };
 
 #[derive(Parser, Debug)]

@@ -1,6 +1,6 @@
 //! The CLI's client for a remote controller's API (`--server URL --token-file FILE`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
@@ -12,26 +12,53 @@ pub struct RemoteArgs {
     /// A controller's API, like http://10.0.0.5:7700; without it the local state file is used.
     #[arg(long, env = "DOCKHAND_SERVER", global = true)]
     pub server: Option<String>,
-    /// A file holding the API's bearer token.
+    /// A file holding the API's bearer token. Without it, a controller on this host is asked
+    /// with the token its `up` generated next to the state file (`<state>.token`), if readable.
     #[arg(long, env = "DOCKHAND_TOKEN_FILE", global = true)]
     pub token_file: Option<PathBuf>,
 }
 
 impl RemoteArgs {
-    pub fn client(&self) -> anyhow::Result<Option<Remote>> {
+    /// A client for `--server`, or `None` to work on the local state file `state` (by default
+    /// `DOCKHAND_STATE` or `./dockhand.db`, for verbs without `--state`).
+    pub fn client(&self, state: Option<&Path>) -> anyhow::Result<Option<Remote>> {
         let Some(server) = &self.server else {
             return Ok(None);
         };
-        let token = self
-            .token_file
-            .as_deref()
-            .map(super::read_token)
-            .transpose()?;
+        let token = match &self.token_file {
+            Some(path) => Some(super::read_token(path)?),
+            // The local token is never sent to another host.
+            None if is_loopback(server) => {
+                let default_state = std::env::var_os("DOCKHAND_STATE")
+                    .map_or_else(|| PathBuf::from("./dockhand.db"), PathBuf::from);
+                let path = super::default_token_path(state.unwrap_or(&default_state));
+                path.exists()
+                    .then(|| super::read_token(&path))
+                    .transpose()?
+            }
+            None => None,
+        };
         Ok(Some(Remote {
             base: server.trim_end_matches('/').to_owned(),
             token,
             http: reqwest::Client::new(),
         }))
+    }
+}
+
+/// Whether a server URL names this host (loopback).
+fn is_loopback(server: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(server) else {
+        return false;
+    };
+    match url.host_str() {
+        Some("localhost") => true,
+        Some(h) => h
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
     }
 }
 

@@ -24,7 +24,8 @@ pub struct UpArgs {
     /// needs --token-file.
     #[arg(long, env = "DOCKHAND_API", default_value = "127.0.0.1:7700", value_parser = parse_api)]
     pub api: ApiAddr,
-    /// A file holding the bearer token every API request but /healthz must carry.
+    /// A file holding the bearer token every API request but /healthz must carry. Without it,
+    /// `up` generates one into `<state>.token` (mode 0600), where the CLI finds it.
     #[arg(long, env = "DOCKHAND_TOKEN_FILE")]
     pub token_file: Option<std::path::PathBuf>,
 }
@@ -48,17 +49,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let c = &args.common;
     let _lock = lock_state(&c.state.state)?;
     let store = open_store(&c.state.state).await?;
-    let token = args
-        .token_file
-        .as_deref()
-        .map(super::read_token)
-        .transpose()?;
+    let token = match &args.token_file {
+        Some(path) => Some(super::read_token(path)?),
+        None if matches!(args.api, ApiAddr::At(_)) => Some(super::load_or_create_token(
+            &super::default_token_path(&c.state.state),
+        )?),
+        None => None,
+    };
     let sources = c.sources(store.clone());
     let signals = Signals::default();
     let reconciler_cell = Arc::new(std::sync::OnceLock::new());
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     if let ApiAddr::At(addr) = args.api {
-        if api::needs_token(&addr) && token.is_none() {
+        if api::needs_token(&addr) && args.token_file.is_none() {
             anyhow::bail!(
                 "--api {addr} is reachable from other hosts: pass --token-file, or listen on 127.0.0.1"
             );

@@ -21,6 +21,15 @@ pub fn http_runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// A token file's content, trimmed; waits briefly for `up` to have written it.
+pub fn read_token(path: &std::path::Path) -> String {
+    super::eventually(Duration::from_secs(20), "the api token file", || {
+        let t = std::fs::read_to_string(path).ok()?;
+        let t = t.trim().to_owned();
+        (!t.is_empty()).then_some(t)
+    })
+}
+
 /// One HTTP request to the API, over a real connection.
 pub fn http(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> Reply {
     http_runtime().block_on(async {
@@ -43,10 +52,17 @@ pub fn http(method: &str, url: &str, token: Option<&str>, body: Option<&str>) ->
 
 /// Reads a server-sent event stream until `want` appears in it (or `within` passes); returns
 /// what was read.
-pub fn read_sse_until(url: &str, within: Duration, start: impl FnOnce(), want: &str) -> String {
+pub fn read_sse_until(
+    url: &str,
+    token: &str,
+    within: Duration,
+    start: impl FnOnce(),
+    want: &str,
+) -> String {
     http_runtime().block_on(async {
         let mut resp = reqwest::Client::new()
             .get(url)
+            .bearer_auth(token)
             .send()
             .await
             .expect("stream request");
