@@ -848,6 +848,8 @@ mod idle {
                 allow_empty: false,
                 parallel: PARALLEL,
                 backoff: BackoffPolicy::default(),
+                host_policy: Default::default(),
+                manifests: Some(s.manifests()),
             };
             let reconciler = Arc::new(Reconciler::new(runtime.clone(), store.clone(), options));
             let cell = Arc::new(std::sync::OnceLock::new());

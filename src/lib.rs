@@ -11,6 +11,7 @@
 //! - `view`: objects as users see them (get, describe, the API) and selectors.
 //! - `controller`: keeps a host converged (watchers, triggers, backoff, metrics).
 //! - `reconcile`: one pass: observe → plan → execute → record; the only place that sequences I/O.
+//! - `policy`: what a manifest may take from the host (paths, the engine socket, its network).
 //! - `kinds`: what each kind means to the engine (containers, networks, probes, statuses).
 //! - `plan`: the pure planner `plan(desired, observed) -> actions`; no I/O, no async.
 //! - `source`: where desired state comes from (directory, manifests table, the API's objects).
@@ -29,6 +30,8 @@ pub mod view;
 
 pub mod controller;
 pub mod reconcile;
+
+pub mod policy;
 
 pub mod kinds;
 pub mod plan;

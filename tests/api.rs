@@ -737,4 +737,19 @@ fn without_the_generated_token_nobody_may_change_or_exec_through_the_api() {
     // The same user's CLI finds the token next to the state file by itself.
     let r = env.run("get", &["servers", "-o", "json", "--server", &base]);
     assert!(r.status.success(), "{}", text(&r));
+
+    // Even with the token, the host policy refuses a bind of the host's root.
+    let url = format!("{base}/api/v1/servers/intruder");
+    let put = http("PUT", &url, Some(&token), Some(&body));
+    assert_eq!(put.status, 201, "{put:?}");
+    let status = eventually(WAIT, "intruder Invalid", || {
+        let r = http("GET", &url, Some(&token), None);
+        (r.body["status"]["phase"] == "Invalid").then_some(r.body["status"].clone())
+    });
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(message.contains("--allow-host-path"), "{message}");
+    assert!(
+        env.container("intruder").is_none(),
+        "the container was created"
+    );
 }

@@ -52,6 +52,8 @@ impl World {
             allow_empty,
             parallel: 4,
             backoff: BackoffPolicy::default(),
+            host_policy: Default::default(),
+            manifests: Some(self.manifests.clone()),
         };
         Reconciler::new(self.engine.clone(), store, options)
     }
@@ -295,4 +297,27 @@ async fn a_database_whose_volume_outlived_its_state_file_is_held_and_its_volume_
         store.database_secrets().await.expect("secrets").is_empty(),
         "a new password was made up"
     );
+}
+
+#[tokio::test]
+async fn a_server_binding_the_host_root_is_invalid_and_never_created() {
+    let w = World::new();
+    w.write(
+        "a.yaml",
+        &server(
+            "a",
+            "  volumes:\n    - {type: bind, source: /, target: /host}\n",
+        ),
+    );
+    let report = w.pass().await;
+    assert!(report.plan.actions.is_empty(), "{:?}", report.plan.actions);
+    let status = report
+        .statuses
+        .iter()
+        .find(|s| s.key.as_ref().is_some_and(|k| k.name == "a"))
+        .expect("status");
+    assert_eq!(status.phase, dockhand::manifest::Phase::Invalid);
+    let message = status.message.as_deref().unwrap_or_default();
+    assert!(message.contains("--allow-host-path"), "{message}");
+    assert!(w.engine.containers().is_empty());
 }

@@ -11,6 +11,7 @@ use crate::engine::{DockerEngine, Output};
 use crate::lifecycle::BackoffPolicy;
 use crate::manifest::replicas::check_object_name;
 use crate::manifest::{check_dns_label, Kind, ManifestError, ObjectKey};
+use crate::policy::HostPolicy;
 use crate::reconcile::{Options, Reconciler};
 use crate::store::Store;
 
@@ -113,6 +114,21 @@ pub struct ReconcileArgs {
     /// Longest crash-loop backoff delay.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub backoff_cap: Duration,
+    /// Host policy: allow bind mounts of host paths under PREFIX (repeatable). Without it,
+    /// manifests may bind only files inside the manifests directory.
+    #[arg(
+        long = "allow-host-path",
+        value_name = "PREFIX",
+        env = "DOCKHAND_ALLOW_HOST_PATH",
+        value_delimiter = ','
+    )]
+    pub allow_host_paths: Vec<PathBuf>,
+    /// Host policy: allow bind mounts that expose the engine's socket (root on the host).
+    #[arg(long, env = "DOCKHAND_ALLOW_ENGINE_SOCKET")]
+    pub allow_engine_socket: bool,
+    /// Host policy: allow `network: host` (the host's network stack).
+    #[arg(long, env = "DOCKHAND_ALLOW_HOST_NETWORK")]
+    pub allow_host_network: bool,
 }
 
 impl ReconcileArgs {
@@ -136,6 +152,12 @@ impl ReconcileArgs {
                 cap: self.backoff_cap,
                 ..BackoffPolicy::default()
             },
+            host_policy: HostPolicy {
+                host_paths: self.allow_host_paths.clone(),
+                engine_socket: self.allow_engine_socket,
+                host_network: self.allow_host_network,
+            },
+            manifests: Some(self.manifests.clone()),
         }
     }
 }

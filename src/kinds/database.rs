@@ -181,15 +181,6 @@ pub fn desired(
     let secret = ctx.secrets.get(&o.name);
     let container = secret.map(|secret| container_spec(ctx.instance, o, d, &hash, secret));
     let never_initialised = secret.is_some_and(|s| !s.initialized);
-    let hold = (secret.is_none() && ctx.stranded.contains(&o.name)).then(|| {
-        let volume = volume_name(ctx.instance, &o.name);
-        format!(
-            "data volume {volume} exists but this state file holds no password for it (was the state file lost or replaced?); \
-             nothing is created or removed until you recover: `dockhand db adopt {name} --password-file FILE` with the password it was created with, \
-             or remove the volume yourself if its data is not needed",
-            name = o.name
-        )
-    });
     let desired = Desired {
         readiness: Some(Readiness {
             ready: ctx.ready.contains(&key),
@@ -202,11 +193,21 @@ pub fn desired(
         max_restarts: None,
         restart_unhealthy: false,
         start_first: false,
-        hold,
+        hold: None,
         deps: Vec::new(),
         lifecycle,
     };
     (desired, container)
+}
+
+/// Why a database whose data volume outlived its state file is held, and how to recover.
+pub fn stranded_message(instance: &str, name: &str) -> String {
+    let volume = volume_name(instance, name);
+    format!(
+        "data volume {volume} exists but this state file holds no password for it (was the state file lost or replaced?); \
+         nothing is created or removed until you recover: `dockhand db adopt {name} --password-file FILE` with the password it was created with, \
+         or remove the volume yourself if its data is not needed"
+    )
 }
 
 /// The desired databases that have no secret yet.

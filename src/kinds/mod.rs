@@ -24,8 +24,8 @@ pub struct Context<'a> {
     pub secrets: &'a HashMap<String, DatabaseSecret>,
     /// Databases that accepted a login for their current container.
     pub ready: &'a HashSet<ObjectKey>,
-    /// Databases whose data volume exists although the state file has no secret for them.
-    pub stranded: &'a HashSet<String>,
+    /// Objects that may not be acted on, and why (their status is `Invalid`).
+    pub refused: &'a HashMap<ObjectKey, String>,
     pub networks: &'a NetworkPlan,
 }
 
@@ -44,12 +44,13 @@ pub fn desired(
             .get(&o.key())
             .map(|s| s.lifecycle.clone())
             .unwrap_or_default();
-        let (d, spec) = match &o.spec {
+        let (mut d, spec) = match &o.spec {
             Spec::Server(s) => server::desired(objects, o, s, &replicas, ctx, lifecycle),
             Spec::Database(d) => database::desired(o, d, ctx, lifecycle),
             // No containers of their own: networks are kept by `network`, routes by the proxy.
             Spec::Network(_) | Spec::Route(_) => continue,
         };
+        d.hold = ctx.refused.get(&d.key).cloned();
         if let Some(spec) = spec {
             specs.insert(d.key.clone(), spec);
         }

@@ -50,6 +50,10 @@ pub struct Options {
     pub parallel: usize,
     /// Crash-loop backoff for restarts.
     pub backoff: BackoffPolicy,
+    /// What manifests may take from the host.
+    pub host_policy: crate::policy::HostPolicy,
+    /// The watched manifests directory, inside which its manifests may bind files.
+    pub manifests: Option<std::path::PathBuf>,
 }
 
 /// What one pass saw and did.

@@ -57,13 +57,14 @@ impl<R: Engine> Reconciler<R> {
         } else {
             database::probe_all(&desired, &observed, &statuses, &secrets).await
         };
+        let refused = self.refusals(&desired, &stranded);
         let networks = network::plan(instance, &desired, &self.observe_networks(&desired).await?);
         let ctx = kinds::Context {
             instance,
             statuses: &statuses,
             secrets: &secrets,
             ready: &ready,
-            stranded: &stranded,
+            refused: &refused,
             networks: &networks,
         };
         let (wanted, specs) = kinds::desired(&desired, &ctx);
@@ -89,6 +90,28 @@ impl<R: Engine> Reconciler<R> {
             networks,
             observed,
         })
+    }
+
+    /// The objects that may not be acted on, and why: refused by the host policy, or a
+    /// database whose data volume outlived its state file.
+    fn refusals(
+        &self,
+        desired: &[Object],
+        stranded: &HashSet<String>,
+    ) -> HashMap<ObjectKey, String> {
+        let manifests = self.options.manifests.as_deref();
+        desired
+            .iter()
+            .filter_map(|o| {
+                let why = match &o.spec {
+                    crate::manifest::Spec::Database(_) if stranded.contains(&o.name) => {
+                        Some(database::stranded_message(&self.options.instance, &o.name))
+                    }
+                    _ => self.options.host_policy.refusal(o, manifests),
+                };
+                Some((o.key(), why?))
+            })
+            .collect()
     }
 
     /// Databases with no secret whose data volume (this instance's) exists anyway: the state

@@ -17,6 +17,8 @@ async fn a_pass_converges_and_the_next_one_does_nothing() {
         allow_empty: false,
         parallel: 4,
         backoff: BackoffPolicy::default(),
+        host_policy: Default::default(),
+        manifests: Some(manifests.clone()),
     };
     let rec = Reconciler::new(FakeEngine::new(), store.clone(), options);
     let snapshot = directory::load(&manifests);
