@@ -850,6 +850,7 @@ mod idle {
                 backoff: BackoffPolicy::default(),
                 host_policy: Default::default(),
                 manifests: Some(s.manifests()),
+                prune_delay: std::time::Duration::ZERO,
             };
             let reconciler = Arc::new(Reconciler::new(runtime.clone(), store.clone(), options));
             let cell = Arc::new(std::sync::OnceLock::new());

@@ -20,6 +20,7 @@ const INSTANCE: &str = "t";
 struct World {
     _dir: tempfile::TempDir,
     manifests: PathBuf,
+    prune_delay: std::time::Duration,
     state: PathBuf,
     engine: FakeEngine,
 }
@@ -34,6 +35,7 @@ impl World {
             manifests,
             _dir: dir,
             engine: FakeEngine::new(),
+            prune_delay: std::time::Duration::ZERO,
         }
     }
 
@@ -52,6 +54,7 @@ impl World {
             allow_empty,
             parallel: 4,
             backoff: BackoffPolicy::default(),
+            prune_delay: self.prune_delay,
             host_policy: Default::default(),
             manifests: Some(self.manifests.clone()),
         };
@@ -320,4 +323,139 @@ async fn a_server_binding_the_host_root_is_invalid_and_never_created() {
     let message = status.message.as_deref().unwrap_or_default();
     assert!(message.contains("--allow-host-path"), "{message}");
     assert!(w.engine.containers().is_empty());
+}
+
+fn two_servers() -> String {
+    format!("{}---\n{}", server("web", ""), server("api", ""))
+}
+
+/// What a file can look like while it is rewritten, replaced or broken in place.
+/// A way to break a file, by name.
+type Breakage = (&'static str, Box<dyn Fn()>);
+
+fn mid_rewrite(w: &World) -> Vec<Breakage> {
+    let path = w.manifests.join("a.yaml");
+    let reset = {
+        let path = path.clone();
+        move || {
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_dir(&path);
+        }
+    };
+    let with = |what: &'static str, f: Box<dyn Fn(&std::path::Path)>| -> Breakage {
+        let path = path.clone();
+        let reset = reset.clone();
+        (
+            what,
+            Box::new(move || {
+                reset();
+                f(&path);
+            }),
+        )
+    };
+    vec![
+        with("empty", Box::new(|p| std::fs::write(p, "").expect("write"))),
+        with(
+            "only a comment",
+            Box::new(|p| std::fs::write(p, "# soon\n").expect("write")),
+        ),
+        with(
+            "cut at ---",
+            Box::new(|p| std::fs::write(p, server("web", "") + "---\n").expect("write")),
+        ),
+        with(
+            "CR line ends",
+            Box::new(|p| std::fs::write(p, two_servers().replace('\n', "\r")).expect("write")),
+        ),
+        with(
+            "a directory",
+            Box::new(|p| std::fs::create_dir(p).expect("mkdir")),
+        ),
+        with(
+            "a dangling link",
+            Box::new(|p| std::os::unix::fs::symlink("/nonexistent/x.yaml", p).expect("symlink")),
+        ),
+        with(
+            "a FIFO",
+            Box::new(|p| {
+                let ok = std::process::Command::new("mkfifo")
+                    .arg(p)
+                    .status()
+                    .expect("mkfifo");
+                assert!(ok.success());
+            }),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn a_file_rewritten_in_place_removes_nothing() {
+    let mut w = World::new();
+    w.prune_delay = std::time::Duration::from_secs(3600);
+    let rec = w.reconciler(false).await;
+    w.write("a.yaml", &two_servers());
+    for _ in 0..5 {
+        rec.pass(&directory::load(&w.manifests))
+            .await
+            .expect("pass");
+    }
+    let before = w.ours();
+    assert_eq!(before.len(), 2);
+    for (what, make) in mid_rewrite(&w) {
+        make();
+        let report = rec
+            .pass(&directory::load(&w.manifests))
+            .await
+            .expect("pass");
+        let removes: Vec<_> = report
+            .plan
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::Remove { .. }))
+            .collect();
+        assert!(removes.is_empty(), "{what}: {removes:?}");
+        assert_eq!(w.ours(), before, "{what}");
+    }
+}
+
+#[tokio::test]
+async fn an_object_gone_longer_than_the_prune_delay_is_removed_and_one_back_sooner_is_not() {
+    let mut w = World::new();
+    w.prune_delay = std::time::Duration::from_millis(300);
+    let rec = w.reconciler(false).await;
+    w.write("a.yaml", &server("a", ""));
+    w.write("b.yaml", &server("b", ""));
+    w.write("c.yaml", &server("c", ""));
+    for _ in 0..5 {
+        rec.pass(&directory::load(&w.manifests))
+            .await
+            .expect("pass");
+    }
+    w.remove("b.yaml");
+    w.remove("c.yaml");
+    let report = rec
+        .pass(&directory::load(&w.manifests))
+        .await
+        .expect("pass");
+    assert!(report.plan.actions.is_empty(), "{:?}", report.plan.actions);
+    assert_eq!(report.pending_prunes.len(), 2);
+    assert!(!report.settled(), "sync must wait for the prune delay");
+    w.write("c.yaml", &server("c", ""));
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    let report = rec
+        .pass(&directory::load(&w.manifests))
+        .await
+        .expect("pass");
+    assert!(
+        matches!(actions_for(&report, "b")[..], [Action::Remove { .. }]),
+        "{:?}",
+        report.plan.actions
+    );
+    assert!(actions_for(&report, "c").is_empty(), "c came back in time");
+    rec.pass(&directory::load(&w.manifests))
+        .await
+        .expect("pass");
+    let mut names: Vec<String> = w.ours().into_keys().collect();
+    names.sort();
+    assert_eq!(names, [container("a"), container("c")]);
 }

@@ -114,6 +114,10 @@ pub struct ReconcileArgs {
     /// Longest crash-loop backoff delay.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub backoff_cap: Duration,
+    /// How long an object must be gone from its file or table row before its containers are
+    /// removed (a file being rewritten removes nothing); API deletions act at once.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub prune_delay: Duration,
     /// Host policy: allow bind mounts of host paths under PREFIX (repeatable). Without it,
     /// manifests may bind only files inside the manifests directory.
     #[arg(
@@ -158,6 +162,7 @@ impl ReconcileArgs {
                 host_network: self.allow_host_network,
             },
             manifests: Some(self.manifests.clone()),
+            prune_delay: self.prune_delay,
         }
     }
 }

@@ -125,7 +125,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
         } else if report.converged() {
             // Nothing to do but wait: for a backoff to end, or for something the engine reports
             // (a dependency turning healthy or completing). Poll gently until then.
-            let wait = match report.plan.wake_at() {
+            let wait = match report.wake_at() {
                 Some(at) => (at - crate::clock::now_millis()).clamp(0, 250),
                 None => 250,
             };

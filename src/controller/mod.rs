@@ -208,7 +208,7 @@ impl<R: Engine + Clone> Controller<R> {
                         retry_at = Some(retry_at.map_or(when, |r| r.min(when)));
                     }
                     // Wake when the first crash-loop backoff ends.
-                    if let Some(at) = report.plan.wake_at() {
+                    if let Some(at) = report.wake_at() {
                         let wait = Duration::from_millis((at - now_millis()).max(0) as u64);
                         let when = Instant::now() + wait;
                         retry_at = Some(retry_at.map_or(when, |r| r.min(when)));

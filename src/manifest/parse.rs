@@ -102,6 +102,14 @@ pub fn parse_str(
             text.len()
         )));
     }
+    // Windows (`\r\n`) and old Mac (`\r`) line ends read as `\n`, so markers and lines are seen.
+    let normalized;
+    let text = if text.contains('\r') {
+        normalized = text.replace("\r\n", "\n").replace('\r', "\n");
+        normalized.as_str()
+    } else {
+        text
+    };
     let documents = split_documents(text);
     if documents.len() > MAX_DOCUMENTS {
         return Err(whole(format!(
@@ -575,5 +583,15 @@ mod tests {
             text.push_str(&format!("  x{i}: &a{i} [{}]\n", vec![prev; 10].join(", ")));
         }
         assert!(parse_str(&text, "m.yaml", None).is_err());
+    }
+
+    #[test]
+    fn carriage_return_line_ends_parse_like_newlines() {
+        let two = format!("{WEB}---\n{}", WEB.replace("web", "api"));
+        for text in [two.replace('\n', "\r\n"), two.replace('\n', "\r")] {
+            let objs = parse_str(&text, "m.yaml", None).expect("parses");
+            assert_eq!(objs.len(), 2);
+            assert_eq!(objs[1].line, 11);
+        }
     }
 }

@@ -951,7 +951,11 @@ fn could_meet(condition: Condition, o: Option<&Observed>, hash: &str) -> bool {
     };
     match condition {
         Condition::Started => !matches!(o.state, State::Created | State::Dead | State::Removing),
-        Condition::Healthy => o.state == State::Running && o.health == Some(Health::Healthy),
+        // The planner counts a paused or restarting container as up, like a running one.
+        Condition::Healthy => {
+            matches!(o.state, State::Running | State::Paused | State::Restarting)
+                && o.health == Some(Health::Healthy)
+        }
         Condition::Completed => matches!(o.state, State::Exited { .. }),
     }
 }

@@ -54,6 +54,9 @@ pub struct Options {
     pub host_policy: crate::policy::HostPolicy,
     /// The watched manifests directory, inside which its manifests may bind files.
     pub manifests: Option<std::path::PathBuf>,
+    /// How long an object must have been gone from its file or row before its containers are
+    /// removed; if it comes back sooner (a file rewritten in place), nothing is removed.
+    pub prune_delay: std::time::Duration,
 }
 
 /// What one pass saw and did.
@@ -70,6 +73,8 @@ pub struct PassReport {
     pub outcomes: Vec<Outcome>,
     /// Every desired object's status as this pass recorded it.
     pub statuses: Vec<Status>,
+    /// Objects gone from their file or row that are kept until their prune delay ends.
+    pub pending_prunes: Vec<(ObjectKey, crate::clock::Millis)>,
 }
 
 impl PassReport {
@@ -78,9 +83,19 @@ impl PassReport {
         self.plan.is_empty()
     }
 
-    /// Converged, and every object settled (none waiting for a backoff or dependencies).
+    /// Converged, and every object settled (none waiting for a backoff, dependencies or the
+    /// prune delay).
     pub fn settled(&self) -> bool {
-        self.converged() && self.plan.verdicts.values().all(|v| v.phase.is_settled())
+        self.converged()
+            && self.pending_prunes.is_empty()
+            && self.plan.verdicts.values().all(|v| v.phase.is_settled())
+    }
+
+    /// When a pass should look again on its own: a backoff ends, a readiness recheck, or a
+    /// prune delay runs out.
+    pub fn wake_at(&self) -> Option<crate::clock::Millis> {
+        let prunes = self.pending_prunes.iter().map(|(_, at)| *at);
+        self.plan.wake_at().into_iter().chain(prunes).min()
     }
 
     /// Actions that failed, with their errors.
@@ -97,6 +112,8 @@ pub struct Reconciler<R> {
     options: Options,
     /// What the empty-source guard held back last time, so the refusal is recorded once.
     last_refused: std::sync::Mutex<Vec<String>>,
+    /// When each object was first seen gone from its file or row (for the prune delay).
+    vanished: std::sync::Mutex<HashMap<ObjectKey, crate::clock::Millis>>,
     /// Whether this instance may have networks to keep; until it has none, passes list them.
     had_networks: std::sync::atomic::AtomicBool,
     /// The routes' data plane, when this reconciler runs inside `dockhand up`.
@@ -110,6 +127,7 @@ impl<R: Engine> Reconciler<R> {
             store,
             options,
             last_refused: std::sync::Mutex::new(Vec::new()),
+            vanished: std::sync::Mutex::new(HashMap::new()),
             had_networks: std::sync::atomic::AtomicBool::new(true),
             proxy: None,
         }
@@ -136,10 +154,11 @@ impl<R: Engine> Reconciler<R> {
         Ok(PassReport {
             held: held(&o.desired, snapshot),
             desired: o.desired,
-            errors: snapshot.errors.clone(),
+            errors: o.errors,
             missing_source: snapshot.missing,
             network_actions: o.networks.describe(),
             plan: o.plan,
+            pending_prunes: o.pending_prunes,
             ..PassReport::default()
         })
     }
@@ -150,6 +169,8 @@ impl<R: Engine> Reconciler<R> {
         let Observation {
             allow_empty,
             stored,
+            errors,
+            pending_prunes,
             statuses: previous,
             desired,
             specs,
@@ -162,14 +183,14 @@ impl<R: Engine> Reconciler<R> {
         let prune = !desired.is_empty() || allow_empty;
         let applied = self
             .store
-            .apply_desired(instance, &stored, &desired, &snapshot.errors, prune)
+            .apply_desired(instance, &stored, &desired, &errors, prune)
             .await?;
         let mut events = {
             let mut last = self
                 .last_refused
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            record::pass_events(&snapshot.errors, &applied, &plan, &mut last)
+            record::pass_events(&errors, &applied, &plan, &mut last)
         };
 
         // Execute: networks first, then routes switch to ready containers before anything is
@@ -206,7 +227,7 @@ impl<R: Engine> Reconciler<R> {
             .map(|s| (s.object.key(), s.generation))
             .collect();
         generations.extend(applied.changed.iter().cloned());
-        let last_errors = record::first_errors(&desired, &snapshot.errors);
+        let last_errors = record::first_errors(&desired, &errors);
         let mut statuses = record::statuses(&plan, &outcomes, &generations, &last_errors, now);
         statuses.extend(network::statuses(
             &desired,
@@ -234,7 +255,7 @@ impl<R: Engine> Reconciler<R> {
         Ok(PassReport {
             held: held(&desired, snapshot),
             desired,
-            errors: snapshot.errors.clone(),
+            errors,
             missing_source: snapshot.missing,
             network_actions: network_results
                 .iter()
@@ -246,6 +267,7 @@ impl<R: Engine> Reconciler<R> {
             plan,
             outcomes,
             statuses,
+            pending_prunes,
         })
     }
 

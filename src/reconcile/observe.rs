@@ -10,9 +10,10 @@ use crate::clock::{now_millis, Millis};
 use crate::engine::{ContainerSpec, Engine, Observed};
 use crate::kinds::network::{self, NetworkPlan, ObservedNetworks};
 use crate::kinds::{self, database};
+use crate::manifest::ManifestError;
 use crate::manifest::{Object, ObjectKey};
 use crate::plan::{plan, Plan, PlanOptions};
-use crate::source::{merge, Origin, Snapshot};
+use crate::source::{emptied_errors, merge, Origin, Snapshot};
 use crate::store::{DatabaseSecret, Status, StoredObject};
 
 /// What a pass saw, and what it decided from that.
@@ -21,6 +22,10 @@ pub(super) struct Observation {
     /// the API, whose deletions are explicit.
     pub allow_empty: bool,
     pub stored: Vec<StoredObject>,
+    /// The sources' errors, with those of files that define nothing now but did before.
+    pub errors: Vec<ManifestError>,
+    /// Objects gone from their file or row, kept until the prune delay ends.
+    pub pending_prunes: Vec<(ObjectKey, Millis)>,
     pub statuses: HashMap<ObjectKey, Status>,
     pub desired: Vec<Object>,
     pub specs: HashMap<ObjectKey, ContainerSpec>,
@@ -42,7 +47,22 @@ impl<R: Engine> Reconciler<R> {
         let instance = &self.options.instance;
         let stored = self.store.objects(instance).await?;
         let statuses = self.store.statuses_by_key(instance).await?;
-        let desired = merge(snapshot, &stored);
+        let emptied = emptied_errors(snapshot, &stored);
+        let desired = if emptied.is_empty() {
+            merge(snapshot, &stored)
+        } else {
+            let mut held = snapshot.clone();
+            held.errors.extend(emptied.iter().cloned());
+            merge(&held, &stored)
+        };
+        let mut errors = snapshot.errors.clone();
+        errors.extend(emptied);
+        let now = now_millis();
+        let (desired, pending_prunes) = if dry_run {
+            (desired, Vec::new())
+        } else {
+            self.delay_prunes(desired, &stored, now)
+        };
         let allow_empty = self.options.allow_empty || only_applied(&stored);
         let all_secrets = self.store.database_secrets().await?;
         let mut secrets = database::secrets_of(instance, &all_secrets);
@@ -68,7 +88,6 @@ impl<R: Engine> Reconciler<R> {
             networks: &networks,
         };
         let (wanted, specs) = kinds::desired(&desired, &ctx);
-        let now = now_millis();
         let plan = plan(
             &wanted,
             &observed,
@@ -81,6 +100,8 @@ impl<R: Engine> Reconciler<R> {
         Ok(Observation {
             allow_empty,
             stored,
+            errors,
+            pending_prunes,
             statuses,
             desired,
             specs,
@@ -90,6 +111,40 @@ impl<R: Engine> Reconciler<R> {
             networks,
             observed,
         })
+    }
+
+    /// Keeps the stored objects that vanished from their file or row less than the prune delay
+    /// ago, so a file caught mid-rewrite removes nothing. API deletions are explicit and act
+    /// at once.
+    fn delay_prunes(
+        &self,
+        mut desired: Vec<Object>,
+        stored: &[StoredObject],
+        now: Millis,
+    ) -> (Vec<Object>, Vec<(ObjectKey, Millis)>) {
+        let delay = self.options.prune_delay.as_millis() as Millis;
+        let present: HashSet<ObjectKey> = desired.iter().map(Object::key).collect();
+        let mut vanished = self
+            .vanished
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut pending = Vec::new();
+        let mut still_gone = HashSet::new();
+        for s in stored {
+            let key = s.object.key();
+            if present.contains(&key) || Origin::of(&s.object.source) == Origin::Api {
+                continue;
+            }
+            let since = *vanished.entry(key.clone()).or_insert(now);
+            still_gone.insert(key.clone());
+            if now < since + delay {
+                pending.push((key, since + delay));
+                desired.push(s.object.clone());
+            }
+        }
+        vanished.retain(|k, _| still_gone.contains(k));
+        desired.sort_by_key(Object::key);
+        (desired, pending)
     }
 
     /// The objects that may not be acted on, and why: refused by the host policy, or a

@@ -50,9 +50,18 @@ pub fn read(dir: &Path) -> Part {
             .unwrap_or(&path)
             .to_string_lossy()
             .into_owned();
+        if !path.is_file() {
+            // A FIFO, a directory or a dangling or looping link under a manifest's name defines
+            // nothing, and what it defined before is held (see `emptied_errors`).
+            part.emptied.insert(label);
+            continue;
+        }
         match read_bounded(&path) {
             Ok(text) => {
                 let parsed = parse_str(&text, &label, path.parent());
+                if parsed.as_ref().is_ok_and(Vec::is_empty) {
+                    part.emptied.insert(label.clone());
+                }
                 part.add(label, parsed);
             }
             Err(e) => part.errors.push(io_error(label, &e)),
@@ -98,7 +107,10 @@ pub fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         // symlinked files are read like files.
         if entry.file_type()?.is_dir() {
             collect(&path, out)?;
-        } else if is_manifest_name(&name) && path.is_file() {
+        }
+        // Whatever has a manifest's name is listed, files or not, so that one that cannot be
+        // read as a file is not taken as gone.
+        if is_manifest_name(&name) {
             out.push(path);
         }
     }

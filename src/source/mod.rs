@@ -57,6 +57,8 @@ pub struct Part {
     pub complete: bool,
     /// Set when the source itself does not exist.
     pub missing: bool,
+    /// Files that parsed but define no objects (empty, only comments, cut off mid-write).
+    pub emptied: BTreeSet<String>,
 }
 
 impl Part {
@@ -87,6 +89,8 @@ pub struct Snapshot {
     pub held: BTreeSet<Origin>,
     /// Set when the manifests directory does not exist.
     pub missing: bool,
+    /// Files that parsed but define no objects: if they defined some before, those are held.
+    pub emptied: BTreeSet<String>,
 }
 
 /// Runs the checks that span files and sources: the same object twice, dependency cycles,
@@ -99,6 +103,7 @@ pub fn assemble(parts: Vec<(Origin, Part)>) -> Snapshot {
             snap.held.insert(origin);
         }
         snap.missing |= part.missing && origin == Origin::Directory;
+        snap.emptied.extend(part.emptied);
         snap.errors.extend(part.errors);
         files.extend(part.files);
     }
@@ -139,6 +144,34 @@ pub fn assemble(parts: Vec<(Origin, Part)>) -> Snapshot {
     snap.errors.extend(graph_errors);
     snap.objects = crate::manifest::replicas::expand(files.into_values().flatten().collect());
     snap
+}
+
+/// Errors for the files that define nothing now although they defined objects before (a file
+/// being rewritten in place, emptied, cut off): they are held like invalid files, so a file is
+/// never read as "these objects were deleted" while it is being written. Deleting the file
+/// removes its objects.
+pub fn emptied_errors(snapshot: &Snapshot, stored: &[StoredObject]) -> Vec<ManifestError> {
+    snapshot
+        .emptied
+        .iter()
+        .filter_map(|file| {
+            let had: Vec<String> = stored
+                .iter()
+                .filter(|s| &s.object.source == file)
+                .map(|s| s.object.key().to_string())
+                .collect();
+            (!had.is_empty()).then(|| ManifestError {
+                file: file.clone(),
+                line: 0,
+                column: 0,
+                field: String::new(),
+                message: format!(
+                    "defines no objects now (empty, cut off, or not a regular file) but defined {} before; they are kept (delete the file to remove them)",
+                    had.join(", ")
+                ),
+            })
+        })
+        .collect()
 }
 
 /// Desired objects: the snapshot's, plus the stored last good version of every object whose
