@@ -58,6 +58,7 @@ fn observed() -> Vec<Observed> {
             depends_on: Vec::new(),
             delete_volume: None,
             ip: None,
+            state_id: None,
         })
         .collect()
 }

@@ -851,6 +851,7 @@ mod idle {
                 host_policy: Default::default(),
                 manifests: Some(s.manifests()),
                 prune_delay: std::time::Duration::ZERO,
+                take_over: false,
             };
             let reconciler = Arc::new(Reconciler::new(runtime.clone(), store.clone(), options));
             let cell = Arc::new(std::sync::OnceLock::new());

@@ -21,6 +21,7 @@ struct World {
     _dir: tempfile::TempDir,
     manifests: PathBuf,
     prune_delay: std::time::Duration,
+    take_over: bool,
     state: PathBuf,
     engine: FakeEngine,
 }
@@ -36,6 +37,7 @@ impl World {
             _dir: dir,
             engine: FakeEngine::new(),
             prune_delay: std::time::Duration::ZERO,
+            take_over: false,
         }
     }
 
@@ -55,6 +57,7 @@ impl World {
             parallel: 4,
             backoff: BackoffPolicy::default(),
             prune_delay: self.prune_delay,
+            take_over: self.take_over,
             host_policy: Default::default(),
             manifests: Some(self.manifests.clone()),
         };
@@ -458,4 +461,47 @@ async fn an_object_gone_longer_than_the_prune_delay_is_removed_and_one_back_soon
     let mut names: Vec<String> = w.ours().into_keys().collect();
     names.sort();
     assert_eq!(names, [container("a"), container("c")]);
+}
+
+#[tokio::test]
+async fn two_state_files_on_one_instance_never_remove_or_replace_each_others_containers() {
+    let a = World::new();
+    let mut b = World::new();
+    b.engine = a.engine.clone();
+    a.write("web.yaml", &server("web", ""));
+    a.converge().await;
+    let web = a.ours()[&container("web")].clone();
+
+    // b knows nothing of web: it is not b's orphan to remove.
+    b.write("other.yaml", &server("other", ""));
+    b.converge().await;
+    assert_eq!(b.ours().get(&container("web")), Some(&web));
+    // b wants web with another spec: it is held, not replaced.
+    b.write("web.yaml", &server("web", "  command: [sleep, '2']\n"));
+    let report = b.converge().await;
+    assert_eq!(b.ours()[&container("web")], web, "b replaced a's container");
+    let status = report
+        .statuses
+        .iter()
+        .find(|s| s.key.as_ref().is_some_and(|k| k.name == "web"))
+        .expect("status");
+    assert_eq!(status.phase, dockhand::manifest::Phase::Invalid);
+    assert!(
+        status
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("--take-over"),
+        "{status:?}"
+    );
+
+    // An explicit takeover replaces it, and then a leaves b's container alone in turn.
+    b.take_over = true;
+    b.converge().await;
+    let taken = b.ours()[&container("web")].clone();
+    assert_ne!(taken, web);
+    b.take_over = false;
+    b.converge().await;
+    a.converge().await;
+    assert_eq!(a.ours()[&container("web")], taken, "a fought back");
 }

@@ -534,3 +534,53 @@ fn replicas_scale_up_and_down_without_recreating_the_ones_that_stay() {
     );
     assert_eq!(ids(&["web", "web.1", "web.2", "web.3"]), again);
 }
+
+#[test]
+fn a_second_state_file_on_the_same_instance_never_replaces_or_removes_its_containers() {
+    let Some(env) = Env::new("two-states") else {
+        return;
+    };
+    env.write("web.yaml", &server("web", ""));
+    env.sync();
+    let first = env.container("web").expect("web").id;
+
+    // Another controller of the same instance, with a state file of its own.
+    let other_state = env.dir.path().join("other.db");
+    let empty = env.dir.path().join("empty");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let other = |manifests: &std::path::Path, extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dockhand"))
+            .arg("sync")
+            .arg("--manifests")
+            .arg(manifests)
+            .arg("--state")
+            .arg(&other_state)
+            .args([
+                "--instance",
+                &env.instance,
+                "--timeout",
+                "30s",
+                "--prune-delay",
+                "0s",
+            ])
+            .args(extra)
+            .output()
+            .expect("run dockhand")
+    };
+    let out = other(&env.manifests, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("--take-over"), "{}", text(&out));
+    assert_eq!(env.container("web").expect("web").id, first, "replaced");
+    let out = other(&empty, &["--allow-empty"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(env.container("web").expect("web").id, first, "removed");
+
+    let out = other(&env.manifests, &["--take-over"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let taken = env.container("web").expect("web").id;
+    assert_ne!(taken, first, "not taken over");
+    // Now the first controller leaves the other's container alone in turn.
+    let out = env.run("sync", &["--timeout", "30s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(env.container("web").expect("web").id, taken, "fought back");
+}

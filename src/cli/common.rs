@@ -118,6 +118,10 @@ pub struct ReconcileArgs {
     /// removed (a file being rewritten removes nothing); API deletions act at once.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub prune_delay: Duration,
+    /// Replace this instance's containers that another state file's controller created (after
+    /// moving the controller to a new state file). Without it they are left alone.
+    #[arg(long)]
+    pub take_over: bool,
     /// Host policy: allow bind mounts of host paths under PREFIX (repeatable). Without it,
     /// manifests may bind only files inside the manifests directory.
     #[arg(
@@ -163,6 +167,7 @@ impl ReconcileArgs {
             },
             manifests: Some(self.manifests.clone()),
             prune_delay: self.prune_delay,
+            take_over: self.take_over,
         }
     }
 }
@@ -221,7 +226,7 @@ pub fn load_or_create_token(path: &Path) -> anyhow::Result<String> {
         .open(path)
     {
         Ok(mut file) => {
-            let token = crate::kinds::database::generate_password()
+            let token = crate::store::generate_secret()
                 .map_err(|e| anyhow::anyhow!("cannot generate an API token: {e}"))?;
             file.write_all(format!("{token}\n").as_bytes())
                 .map_err(|e| anyhow::anyhow!("cannot write token file {}: {e}", path.display()))?;

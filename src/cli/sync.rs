@@ -74,6 +74,13 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
                 );
             }
             print_manifest_errors(&report.errors);
+            if !report.foreign.is_empty() {
+                eprintln!(
+                    "left alone {} container(s) that another dockhand controller of this instance created (a different state file): {} (pass --take-over to replace them)",
+                    report.foreign.len(),
+                    report.foreign.join(", ")
+                );
+            }
             if !report.plan.prune_refused.is_empty() {
                 eprintln!(
                     "refused to prune {} container(s) because the sources define no objects: {} (pass --allow-empty to remove them)",

@@ -15,6 +15,9 @@ pub const SPEC_HASH: &str = "dockhand.spec-hash";
 /// The objects a container's object depends on (`server/a,server/b`), so that orphans can be
 /// removed dependents first even after their manifests are gone.
 pub const DEPENDS_ON: &str = "dockhand.depends-on";
+/// The identity of the state file whose controller created the container. A controller leaves
+/// containers of another identity alone (two state files on one instance never fight).
+pub const STATE_ID: &str = "dockhand.state-id";
 /// A data volume to remove together with the container (a Database with deletionPolicy Delete).
 pub const DELETE_VOLUME: &str = "dockhand.delete-volume";
 pub use crate::manifest::RESERVED_PREFIX;
@@ -53,9 +56,15 @@ pub fn owner_labels(instance: &str) -> HashMap<String, String> {
     ])
 }
 
-/// The labels of the container an object asks for: the user's labels, the owner labels, the
-/// object's kind and name, and the hash of the spec it was created from.
-pub fn for_object(instance: &str, object: &Object, spec_hash: &str) -> HashMap<String, String> {
+/// The labels of the container an object asks for: the user's labels, the owner labels (with
+/// the state file's identity), the object's kind and name, and the hash of the spec it was
+/// created from.
+pub fn for_object(
+    instance: &str,
+    state_id: &str,
+    object: &Object,
+    spec_hash: &str,
+) -> HashMap<String, String> {
     let mut labels: HashMap<String, String> = object
         .labels
         .iter()
@@ -65,6 +74,7 @@ pub fn for_object(instance: &str, object: &Object, spec_hash: &str) -> HashMap<S
     labels.insert(KIND.into(), object.spec.kind().label().into());
     labels.insert(NAME.into(), object.name.clone());
     labels.insert(SPEC_HASH.into(), spec_hash.into());
+    labels.insert(STATE_ID.into(), state_id.into());
     labels
 }
 

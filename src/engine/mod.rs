@@ -128,6 +128,9 @@ pub struct Observed {
     pub delete_volume: Option<String>,
     /// Its address on its (first) network, for routes.
     pub ip: Option<std::net::Ipv4Addr>,
+    /// The identity of the state file whose controller created it; `None` for containers
+    /// made before dockhand labelled them so (adopted as this controller's own).
+    pub state_id: Option<String>,
 }
 
 impl Observed {
@@ -150,6 +153,7 @@ impl Observed {
             depends_on: labels::depends_on(container_labels),
             delete_volume: container_labels.get(labels::DELETE_VOLUME).cloned(),
             ip: None,
+            state_id: container_labels.get(labels::STATE_ID).cloned(),
         }
     }
 }

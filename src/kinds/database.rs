@@ -2,7 +2,6 @@
 //! kept across recreations, a data volume that outlives it, and readiness proven by a real login.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::io::Read;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
@@ -16,31 +15,13 @@ use crate::manifest::fields::{engine_limits, Protocol, PullPolicy};
 use crate::manifest::server::RestartPolicy;
 use crate::manifest::{Kind, Object, ObjectKey, Phase, Spec};
 use crate::plan::{Desired, Plan, Readiness};
-use crate::store::{DatabaseSecret, Status, Store, StoreError};
+use crate::store::{generate_secret, DatabaseSecret, Status, Store, StoreError};
 
 /// Host ports dockhand picks from when a manifest leaves the port open.
 pub const PORT_RANGE: RangeInclusive<u16> = 5433..=6000;
 
 /// Where the data lives in images that follow the official postgres contract.
 pub const DATA_DIR: &str = "/var/lib/postgresql/data";
-
-/// A password from the kernel's CSPRNG: 32 characters of [A-Za-z0-9] (about 190 bits).
-pub fn generate_password() -> std::io::Result<String> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut urandom = std::fs::File::open("/dev/urandom")?;
-    let mut out = String::with_capacity(32);
-    let mut buf = [0u8; 64];
-    while out.len() < 32 {
-        urandom.read_exact(&mut buf)?;
-        // Rejection sampling keeps every character equally likely.
-        for b in buf {
-            if (b as usize) < 256 - 256 % ALPHABET.len() && out.len() < 32 {
-                out.push(ALPHABET[b as usize % ALPHABET.len()] as char);
-            }
-        }
-    }
-    Ok(out)
-}
 
 /// The first port in `PORT_RANGE` that is neither `taken` nor in use on the host.
 pub fn allocate_port(taken: &BTreeSet<u16>, is_free: impl Fn(u16) -> bool) -> Option<u16> {
@@ -120,12 +101,13 @@ impl Connection {
 /// The PostgreSQL container a Database object asks for.
 pub fn container_spec(
     instance: &str,
+    state_id: &str,
     object: &Object,
     spec: &DatabaseSpec,
     spec_hash: &str,
     secret: &DatabaseSecret,
 ) -> ContainerSpec {
-    let mut container_labels = labels::for_object(instance, object, spec_hash);
+    let mut container_labels = labels::for_object(instance, state_id, object, spec_hash);
     let volume = volume_name(instance, &object.name);
     if spec.deletion_policy == DeletionPolicy::Delete {
         container_labels.insert(labels::DELETE_VOLUME.into(), volume.clone());
@@ -179,7 +161,8 @@ pub fn desired(
     let key = o.key();
     let hash = o.spec_hash();
     let secret = ctx.secrets.get(&o.name);
-    let container = secret.map(|secret| container_spec(ctx.instance, o, d, &hash, secret));
+    let container =
+        secret.map(|secret| container_spec(ctx.instance, ctx.state_id, o, d, &hash, secret));
     let never_initialised = secret.is_some_and(|s| !s.initialized);
     let desired = Desired {
         readiness: Some(Readiness {
@@ -263,7 +246,7 @@ pub fn new_secrets(
         if known || stranded.contains(&o.name) {
             continue;
         }
-        let password = generate_password().map_err(|e| EngineError::Engine {
+        let password = generate_secret().map_err(|e| EngineError::Engine {
             op: "generate password for",
             target: o.key().to_string(),
             message: e.to_string(),
@@ -374,8 +357,8 @@ mod tests {
 
     #[test]
     fn passwords_are_long_random_and_url_safe() {
-        let a = generate_password().expect("urandom");
-        let b = generate_password().expect("urandom");
+        let a = generate_secret().expect("urandom");
+        let b = generate_secret().expect("urandom");
         assert_eq!(a.len(), 32);
         assert_ne!(a, b);
         assert!(a.bytes().all(|c| c.is_ascii_alphanumeric()));

@@ -20,6 +20,8 @@ use network::NetworkPlan;
 /// What a pass knows beyond the objects themselves when it turns them into planner input.
 pub struct Context<'a> {
     pub instance: &'a str,
+    /// The state file's identity, carried by every container as `dockhand.state-id`.
+    pub state_id: &'a str,
     pub statuses: &'a HashMap<ObjectKey, Status>,
     pub secrets: &'a HashMap<String, DatabaseSecret>,
     /// Databases that accepted a login for their current container.

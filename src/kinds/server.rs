@@ -24,6 +24,7 @@ pub const HOST_ALIAS: &str = "host.docker.internal";
 /// hash; `None` while a `fromDatabase` value cannot be resolved yet.
 pub fn container_spec(
     instance: &str,
+    state_id: &str,
     object: &Object,
     spec: &ServerSpec,
     spec_hash: &str,
@@ -38,7 +39,7 @@ pub fn container_spec(
         env.push(format!("{}={value}", k.0));
     }
     let uses_database = spec.env.values().any(|v| v.database().is_some());
-    let mut container_labels = labels::for_object(instance, object, spec_hash);
+    let mut container_labels = labels::for_object(instance, state_id, object, spec_hash);
     if !spec.depends_on.is_empty() {
         let deps: Vec<String> = spec
             .depends_on
@@ -151,19 +152,20 @@ pub fn desired(
         }
         hash = short_hash(hash.as_bytes());
     }
-    let container = container_spec(ctx.instance, o, s, &hash, &lookup).map(|mut c| {
-        if let Some(net) = &s.network {
-            c.network = Some(
-                ctx.networks
-                    .engine_names
-                    .get(&net.0)
-                    .cloned()
-                    .unwrap_or_else(|| net.0.clone()),
-            );
-            c.ip = s.ip;
-        }
-        c
-    });
+    let container =
+        container_spec(ctx.instance, ctx.state_id, o, s, &hash, &lookup).map(|mut c| {
+            if let Some(net) = &s.network {
+                c.network = Some(
+                    ctx.networks
+                        .engine_names
+                        .get(&net.0)
+                        .cloned()
+                        .unwrap_or_else(|| net.0.clone()),
+                );
+                c.ip = s.ip;
+            }
+            c
+        });
     let mut deps: Vec<Dep> = s
         .depends_on
         .iter()
@@ -218,7 +220,8 @@ mod tests {
         let Spec::Server(spec) = &obj.spec else {
             panic!("a server")
         };
-        let c = container_spec("prod", obj, spec, "abc", &|_, _| None).expect("no database values");
+        let c = container_spec("prod", "id", obj, spec, "abc", &|_, _| None)
+            .expect("no database values");
         assert_eq!(c.name, "dh_prod_server_web");
         for (k, v) in [
             ("dockhand.managed", "true"),

@@ -67,6 +67,7 @@ fn seen(id: &str, n: &str, hash: &str, state: State) -> Observed {
         depends_on: vec![],
         delete_volume: None,
         ip: None,
+        state_id: None,
     }
 }
 

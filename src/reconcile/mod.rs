@@ -54,6 +54,8 @@ pub struct Options {
     pub host_policy: crate::policy::HostPolicy,
     /// The watched manifests directory, inside which its manifests may bind files.
     pub manifests: Option<std::path::PathBuf>,
+    /// Claim (recreate) this instance's containers that another state file's controller made.
+    pub take_over: bool,
     /// How long an object must have been gone from its file or row before its containers are
     /// removed; if it comes back sooner (a file rewritten in place), nothing is removed.
     pub prune_delay: std::time::Duration,
@@ -75,6 +77,8 @@ pub struct PassReport {
     pub statuses: Vec<Status>,
     /// Objects gone from their file or row that are kept until their prune delay ends.
     pub pending_prunes: Vec<(ObjectKey, crate::clock::Millis)>,
+    /// Names of this instance's containers that another state file's controller created.
+    pub foreign: Vec<String>,
 }
 
 impl PassReport {
@@ -159,6 +163,7 @@ impl<R: Engine> Reconciler<R> {
             network_actions: o.networks.describe(),
             plan: o.plan,
             pending_prunes: o.pending_prunes,
+            foreign: o.foreign.iter().map(|c| c.name.clone()).collect(),
             ..PassReport::default()
         })
     }
@@ -171,6 +176,7 @@ impl<R: Engine> Reconciler<R> {
             stored,
             errors,
             pending_prunes,
+            foreign,
             statuses: previous,
             desired,
             specs,
@@ -268,6 +274,7 @@ impl<R: Engine> Reconciler<R> {
             outcomes,
             statuses,
             pending_prunes,
+            foreign: foreign.iter().map(|c| c.name.clone()).collect(),
         })
     }
 

@@ -26,6 +26,8 @@ pub(super) struct Observation {
     pub errors: Vec<ManifestError>,
     /// Objects gone from their file or row, kept until the prune delay ends.
     pub pending_prunes: Vec<(ObjectKey, Millis)>,
+    /// This instance's containers that another state file's controller created (left alone).
+    pub foreign: Vec<Observed>,
     pub statuses: HashMap<ObjectKey, Status>,
     pub desired: Vec<Object>,
     pub specs: HashMap<ObjectKey, ContainerSpec>,
@@ -71,16 +73,21 @@ impl<R: Engine> Reconciler<R> {
             self.prepare(&all_secrets, &desired, &stranded, &mut secrets)
                 .await?;
         }
-        let observed = self.engine.list(instance).await?;
+        let (observed, foreign) = claim(
+            self.engine.list(instance).await?,
+            self.store.identity(),
+            self.options.take_over,
+        );
         let ready = if dry_run {
             HashSet::new()
         } else {
             database::probe_all(&desired, &observed, &statuses, &secrets).await
         };
-        let refused = self.refusals(&desired, &stranded);
+        let refused = self.refusals(&desired, &stranded, &foreign);
         let networks = network::plan(instance, &desired, &self.observe_networks(&desired).await?);
         let ctx = kinds::Context {
             instance,
+            state_id: self.store.identity(),
             statuses: &statuses,
             secrets: &secrets,
             ready: &ready,
@@ -102,6 +109,7 @@ impl<R: Engine> Reconciler<R> {
             stored,
             errors,
             pending_prunes,
+            foreign,
             statuses,
             desired,
             specs,
@@ -153,12 +161,18 @@ impl<R: Engine> Reconciler<R> {
         &self,
         desired: &[Object],
         stranded: &HashSet<String>,
+        foreign: &[Observed],
     ) -> HashMap<ObjectKey, String> {
         let manifests = self.options.manifests.as_deref();
         desired
             .iter()
             .filter_map(|o| {
+                let key = o.key();
+                let theirs = foreign.iter().find(|c| c.key.as_ref() == Some(&key));
                 let why = match &o.spec {
+                    _ if theirs.is_some() => {
+                        theirs.map(|c| foreign_message(c, &self.options.instance))
+                    }
                     crate::manifest::Spec::Database(_) if stranded.contains(&o.name) => {
                         Some(database::stranded_message(&self.options.instance, &o.name))
                     }
@@ -219,6 +233,35 @@ impl<R: Engine> Reconciler<R> {
         self.had_networks.store(any, Ordering::Relaxed);
         Ok(observed)
     }
+}
+
+/// Splits the listing into the containers this controller may act on and those another state
+/// file's controller created. With `take_over`, those are claimed: their spec hash is dropped,
+/// so they are recreated under this state file's identity (or removed, if not desired).
+/// Containers from before the identity label are this controller's.
+fn claim(
+    observed: Vec<Observed>,
+    identity: &str,
+    take_over: bool,
+) -> (Vec<Observed>, Vec<Observed>) {
+    let (mut ours, mut foreign): (Vec<Observed>, Vec<Observed>) = observed
+        .into_iter()
+        .partition(|o| o.state_id.as_deref().is_none_or(|id| id == identity));
+    if take_over {
+        for mut o in foreign.drain(..) {
+            o.spec_hash = None;
+            ours.push(o);
+        }
+    }
+    (ours, foreign)
+}
+
+/// Why an object whose container another controller created is held.
+fn foreign_message(c: &Observed, instance: &str) -> String {
+    format!(
+        "its container {} was created by another dockhand controller of instance {instance:?} (a different state file); it is left alone: stop that controller, or pass --take-over to replace its containers with this one's",
+        c.name
+    )
 }
 
 /// Whether every stored object came from the API (so an empty desired state is explicit).

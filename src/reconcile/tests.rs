@@ -20,6 +20,7 @@ async fn a_pass_converges_and_the_next_one_does_nothing() {
         host_policy: Default::default(),
         manifests: Some(manifests.clone()),
         prune_delay: std::time::Duration::ZERO,
+        take_over: false,
     };
     let rec = Reconciler::new(FakeEngine::new(), store.clone(), options);
     let snapshot = directory::load(&manifests);

@@ -24,7 +24,7 @@ pub use lock::{lock_state, LockError, StateLock};
 pub use objects::{ApplyReport, StoredObject};
 pub use reports::merge_patch;
 pub use route_clients::ClientRoute;
-pub use secrets::DatabaseSecret;
+pub use secrets::{generate_secret, DatabaseSecret};
 pub use sources::VersionWatch;
 pub use status::Status;
 
@@ -55,6 +55,8 @@ fn query(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// This state file's identity (see `identity`).
+    identity: std::sync::Arc<str>,
     /// Woken after events are appended, for followers in this process (the API's stream).
     appended: std::sync::Arc<tokio::sync::Notify>,
 }
@@ -67,6 +69,12 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (creating with mode 0600 if needed) and migrates the state file.
+    /// This state file's identity: random, made once. Containers carry it as
+    /// `dockhand.state-id`; a controller leaves containers of another identity alone.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let create_err = |source| StoreError::Create {
             path: path.to_owned(),
@@ -108,9 +116,27 @@ impl Store {
                 .map_err(query("switch to WAL"))?;
         }
         sqlx::migrate!("./migrations").run(&pool).await?;
+        let fresh = secrets::generate_secret().map_err(create_err)?;
+        sqlx::query("INSERT OR IGNORE INTO meta (key, value) VALUES ('identity', ?)")
+            .bind(&fresh)
+            .execute(&pool)
+            .await
+            .map_err(query("record identity"))?;
+        let identity: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'identity'")
+            .fetch_one(&pool)
+            .await
+            .map_err(query("read identity"))?;
+        // A state file (and its WAL) made by an older dockhand, or by hand, may be readable by
+        // others: it holds passwords, so it is made private.
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            make_private(Path::new(&name)).map_err(create_err)?;
+        }
         drop(guard);
         Ok(Self {
             pool,
+            identity: identity.into(),
             appended: std::sync::Arc::new(tokio::sync::Notify::new()),
         })
     }
@@ -130,8 +156,22 @@ impl Store {
     }
 }
 
+/// Takes group and other permissions away from an existing file.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+            let mode = m.permissions().mode() & 0o700;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Creates the state file readable by its owner only; it will hold generated secrets.
-fn create_private(path: &Path) -> std::io::Result<()> {
+pub(super) fn create_private(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;

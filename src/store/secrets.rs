@@ -26,6 +26,26 @@ impl std::fmt::Debug for DatabaseSecret {
     }
 }
 
+/// A secret from the kernel's CSPRNG: 32 characters of [A-Za-z0-9] (about 190 bits), for
+/// database passwords, API tokens and the state file's identity.
+pub fn generate_secret() -> std::io::Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    use std::io::Read;
+    let mut urandom = std::fs::File::open("/dev/urandom")?;
+    let mut out = String::with_capacity(32);
+    let mut buf = [0u8; 64];
+    while out.len() < 32 {
+        urandom.read_exact(&mut buf)?;
+        // Rejection sampling keeps every character equally likely.
+        for b in buf {
+            if (b as usize) < 256 - 256 % ALPHABET.len() && out.len() < 32 {
+                out.push(ALPHABET[b as usize % ALPHABET.len()] as char);
+            }
+        }
+    }
+    Ok(out)
+}
+
 impl Store {
     /// Every managed database's secret, across all instances (ports are allocated host-wide).
     pub async fn database_secrets(&self) -> Result<Vec<(String, DatabaseSecret)>, StoreError> {

@@ -187,3 +187,35 @@ async fn objects_are_deleted_only_when_pruning() {
     let r = apply(&store, &[], true).await;
     assert_eq!(r.deleted.len(), 1);
 }
+
+#[tokio::test]
+async fn a_state_file_others_could_read_is_made_private_with_its_wal() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("s.db");
+    drop(Store::open(&path).await.expect("open"));
+    for suffix in ["", "-wal", "-shm"] {
+        let p = dir.path().join(format!("s.db{suffix}"));
+        if p.exists() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+    }
+    let store = Store::open(&path).await.expect("reopen");
+    for suffix in ["", "-wal", "-shm"] {
+        let p = dir.path().join(format!("s.db{suffix}"));
+        if let Ok(m) = std::fs::metadata(&p) {
+            assert_eq!(
+                m.permissions().mode() & 0o077,
+                0,
+                "s.db{suffix} is readable by others"
+            );
+        }
+    }
+    assert_eq!(store.identity().len(), 32);
+    let again = Store::open(&path).await.expect("third open");
+    assert_eq!(
+        again.identity(),
+        store.identity(),
+        "the identity is made once"
+    );
+}
