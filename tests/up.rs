@@ -209,3 +209,38 @@ fn a_controller_at_rest_runs_no_passes() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(passes(), last, "an idle controller ran passes");
 }
+
+#[test]
+fn a_wedged_engine_fails_sync_and_diff_in_time_instead_of_hanging_them() {
+    let Some(env) = Env::new("engine-hang") else {
+        return;
+    };
+    env.write("a.yaml", &server("web", ""));
+    let mut engine = FlakyEngine::new(env.dir.path().join("engine.sock"));
+    engine.hang();
+    let host = format!("unix://{}", engine.path.display());
+    for (verb, args) in [("sync", &["--timeout", "5s"][..]), ("diff", &[][..])] {
+        let mut cmd = env.command(verb);
+        cmd.args(args)
+            .env("DOCKER_HOST", &host)
+            .env("DOCKHAND_ENGINE_TIMEOUT", "2")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                break Some(s);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let out = child.wait_with_output().expect("output");
+        let status = status.unwrap_or_else(|| panic!("{verb} hung on a wedged engine"));
+        assert_eq!(status.code(), Some(2), "{verb}: {}", common::text(&out));
+    }
+    engine.cut();
+}

@@ -34,7 +34,16 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
 
     loop {
         let snapshot = sources.load().await?;
-        let report = rec.pass(&snapshot).await?;
+        // A pass that the engine keeps waiting (calls have deadlines, but several add up) ends
+        // with --timeout all the same.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(report) = tokio::time::timeout(left, rec.pass(&snapshot)).await else {
+            anyhow::bail!(
+                "not converged after {}: the engine did not answer in time",
+                humantime::format_duration(args.timeout)
+            );
+        };
+        let report = report?;
         progress.clear();
         for a in &report.network_actions {
             println!("{a}");

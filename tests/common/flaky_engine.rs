@@ -77,6 +77,29 @@ impl FlakyEngine {
         self.running = Some((stop, handle));
     }
 
+    /// Accepts connections and never answers, as a wedged engine does.
+    pub fn hang(&mut self) {
+        use std::io::ErrorKind;
+        use std::os::unix::net::UnixListener;
+        self.cut();
+        let listener = UnixListener::bind(&self.path).expect("bind proxy socket");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stop2, conns) = (stop.clone(), self.conns.clone());
+        let handle = std::thread::spawn(move || {
+            while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => conns.lock().expect("lock").push(client),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        self.running = Some((stop, handle));
+    }
+
     /// Stops accepting and breaks every open connection, as an engine going away does.
     pub fn cut(&mut self) {
         if let Some((stop, handle)) = self.running.take() {

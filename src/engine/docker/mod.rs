@@ -5,6 +5,7 @@ mod attach;
 mod convert;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
 use bollard::models::VolumeCreateRequest;
@@ -23,18 +24,36 @@ use super::{
 use crate::engine::labels;
 use crate::manifest::fields::PullPolicy;
 
+/// How long the engine may take to answer a call (`DOCKHAND_ENGINE_TIMEOUT`, in seconds). An
+/// engine that does not answer in time is unavailable: the call fails instead of hanging the
+/// pass (this engine version can wedge under churn).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The deadline of the calls that wait for a container to stop or an image to arrive.
+const SLOW_DEADLINE: Duration = Duration::from_secs(600);
+
 /// A connection to the engine named by `DOCKER_HOST` (or the default socket).
 #[derive(Clone)]
 pub struct DockerEngine {
+    /// For every call but the slow ones; answers within `DEFAULT_DEADLINE`.
     docker: Docker,
+    /// For stopping, restarting and pulling, which wait on containers and registries.
+    slow: Docker,
 }
 
 impl DockerEngine {
     /// Connects and agrees on an API version with the engine (old engines refuse newer clients).
     pub async fn connect() -> Result<Self, EngineError> {
-        let docker = Docker::connect_with_defaults().map_err(unavailable)?;
+        let deadline = std::env::var("DOCKHAND_ENGINE_TIMEOUT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map_or(DEFAULT_DEADLINE, Duration::from_secs);
+        let docker = Docker::connect_with_defaults()
+            .map_err(unavailable)?
+            .with_timeout(deadline);
         let docker = docker.negotiate_version().await.map_err(unavailable)?;
-        Ok(Self { docker })
+        let slow = docker.clone().with_timeout(SLOW_DEADLINE.max(deadline));
+        Ok(Self { docker, slow })
     }
 }
 
@@ -46,7 +65,7 @@ impl DockerEngine {
             tag,
             ..Default::default()
         };
-        let mut stream = self.docker.create_image(Some(opts), None, None);
+        let mut stream = self.slow.create_image(Some(opts), None, None);
         while let Some(item) = stream.next().await {
             if let Err(e) = item {
                 return Err(match server_error(&e) {
@@ -178,7 +197,7 @@ impl Engine for DockerEngine {
     }
 
     async fn restart(&self, id: &str) -> Result<(), EngineError> {
-        self.docker
+        self.slow
             .restart_container(
                 id,
                 None::<bollard::query_parameters::RestartContainerOptions>,
@@ -190,7 +209,7 @@ impl Engine for DockerEngine {
     async fn remove(&self, id: &str) -> Result<(), EngineError> {
         let gone = |e: &BollardError| matches!(server_error(e).map(|s| s.0), Some(404));
         match self
-            .docker
+            .slow
             .stop_container(id, None::<StopContainerOptions>)
             .await
         {
