@@ -753,3 +753,68 @@ fn without_the_generated_token_nobody_may_change_or_exec_through_the_api() {
         "the container was created"
     );
 }
+
+#[test]
+fn idle_connections_and_big_bodies_never_starve_the_controller() {
+    let Some(env) = Env::new("api-limits") else {
+        return;
+    };
+    env.write("a.yaml", &server("web", ""));
+    let up = env.up(&["--resync", "1h"]);
+    let base = up.api_url();
+    let token = up.api_token();
+    let web = eventually(WAIT, "web running", || {
+        env.container("web").filter(|c| c.running())
+    });
+
+    // Hundreds of connections that never send a request.
+    let addr = base.trim_start_matches("http://").to_owned();
+    let idle: Vec<std::net::TcpStream> = (0..300)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    assert!(idle.len() > 200, "only {} connections", idle.len());
+    // Drift is still repaired meanwhile.
+    docker(&["kill", &web.id]);
+    eventually(WAIT, "web repaired while the API is flooded", || {
+        env.container("web")
+            .filter(|c| c.running() && c.id == web.id)
+    });
+    // The server closes a connection that sends no request within the header timeout.
+    let mut first = idle[0].try_clone().expect("clone");
+    first
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut buf = [0u8; 16];
+    let read = std::io::Read::read(&mut first, &mut buf);
+    assert!(
+        matches!(read, Ok(0))
+            || matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "an idle connection was kept: {read:?}"
+    );
+    drop(idle);
+    eventually(WAIT, "the API to answer after the flood", || {
+        (http("GET", &format!("{base}/healthz"), None, None).status == 200).then_some(())
+    });
+
+    let url = format!("{base}/api/v1/servers/web/report");
+    let big = format!("{{\"x\": \"{}\"}}", "a".repeat(1024 * 1024));
+    let r = http("PATCH", &url, Some(&token), Some(&big));
+    assert_eq!(r.status, 413, "{r:?}");
+    let mut last = 0;
+    for i in 0..20 {
+        let part = format!("{{\"k{i}\": \"{}\"}}", "b".repeat(30 * 1024));
+        last = http("PATCH", &url, Some(&token), Some(&part)).status;
+        if last == 413 {
+            break;
+        }
+    }
+    assert_eq!(last, 413, "a report grew past its cap");
+    let huge = "#".repeat(5 * 1024 * 1024);
+    let r = http(
+        "PUT",
+        &format!("{base}/api/v1/servers/x"),
+        Some(&token),
+        Some(&huge),
+    );
+    assert_eq!(r.status, 413, "{:?}", r.status);
+}

@@ -51,7 +51,13 @@ pub(super) async fn logs<R: Engine + Attach>(
 ) -> ApiResult<Response> {
     let Query(q) = query.map_err(|e| ApiError::bad(e.body_text()))?;
     let (rt, id) = container(&api, &kind, &name).await?;
-    let body = rt.logs(&id, q.follow, q.tail).map(|chunk| {
+    let place = if q.follow {
+        Some(super::follower()?)
+    } else {
+        None
+    };
+    let body = rt.logs(&id, q.follow, q.tail).map(move |chunk| {
+        let _held = &place;
         Ok::<_, std::convert::Infallible>(match chunk {
             Ok(Output::Stdout(b) | Output::Stderr(b)) => Bytes::from(b),
             Err(e) => Bytes::from(format!("\ndockhand: {e}\n")),

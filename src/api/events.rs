@@ -64,7 +64,11 @@ pub(super) async fn events<R: Engine>(
             .last()
             .map_or(0, |e| e.id);
     }
-    let stream = async_stream(api.clone(), key, last, backlog);
+    let place = super::follower()?;
+    let stream = async_stream(api.clone(), key, last, backlog).map(move |e| {
+        let _held = &place;
+        e
+    });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())

@@ -25,6 +25,7 @@ use serde_json::json;
 
 use crate::controller::Signals;
 use crate::engine::{Attach, Engine, EngineError};
+use crate::manifest::parse::MAX_MANIFEST_BYTES;
 use crate::manifest::replicas::check_object_name;
 use crate::manifest::{Kind, ManifestError, ObjectKey};
 use crate::reconcile::Reconciler;
@@ -53,6 +54,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    TooLarge(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -93,6 +96,10 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::Store(StoreError::ReportTooLarge { .. }) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+            }
             ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Engine(e) if e.is_unavailable() => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
@@ -157,18 +164,70 @@ pub fn router<R: Engine + Attach + Clone>(api: Arc<Api<R>>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), auth::<R>))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_MANIFEST_BYTES))
         .with_state(api)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// The most streams (`follow` of events or logs) served at once; each holds a connection.
+pub const MAX_FOLLOWERS: usize = 16;
+
+static FOLLOWERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_FOLLOWERS);
+
+/// A place among the followers, held as long as the stream runs; refused when all are taken.
+fn follower() -> ApiResult<tokio::sync::SemaphorePermit<'static>> {
+    FOLLOWERS.try_acquire().map_err(|_| {
+        ApiError::Unavailable(format!(
+            "{MAX_FOLLOWERS} streams are followed already; try again later"
+        ))
+    })
+}
+
+/// The most connections the API serves at once; more wait in the kernel's backlog.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// How long a client may take to send a request's headers (also the idle time allowed between
+/// requests on a kept-alive connection).
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves the API on `listener` until `shutdown` resolves. Bounded so that clients can never
+/// starve the controller of descriptors or time: at most `MAX_CONNECTIONS` at once, headers
+/// within `HEADER_TIMEOUT`, bodies of at most one manifest's size.
 pub async fn serve<R: Engine + Attach + Clone>(
     listener: tokio::net::TcpListener,
     api: Arc<Api<R>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(api))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = router(api);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
+            () = &mut shutdown => return Ok(()),
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, say: wait a little instead of spinning.
+                    tracing::warn!("api: cannot accept a connection: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(64 * 1024);
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = http.serve_connection(io, service).with_upgrades().await;
+        });
+    }
 }
 
 /// Whether an address may be served without a token: loopback only.

@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::engine::Engine;
 use crate::manifest::{Kind, ManifestError, ObjectKey};
 use crate::source::applied::{self as apply};
+use crate::store::MAX_REPORT_BYTES;
 use crate::view::{self, Selector};
 
 use super::{kind_param, name_param, require, text, Api, ApiError, ApiResult};
@@ -133,6 +134,11 @@ pub(super) async fn patch_report<R: Engine>(
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
     let key = ObjectKey::new(Kind::Server, name_param(&name)?);
+    if body.len() > MAX_REPORT_BYTES {
+        return Err(ApiError::TooLarge(format!(
+            "a report body holds at most {MAX_REPORT_BYTES} bytes"
+        )));
+    }
     let patch: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad(format!("the body is not JSON: {e}")))?;
     if !patch.is_object() {

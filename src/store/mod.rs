@@ -22,7 +22,7 @@ mod status;
 pub use events::{Event, NewEvent};
 pub use lock::{lock_state, LockError, StateLock};
 pub use objects::{ApplyReport, StoredObject};
-pub use reports::merge_patch;
+pub use reports::{merge_patch, MAX_REPORT_BYTES};
 pub use route_clients::ClientRoute;
 pub use secrets::{generate_secret, DatabaseSecret};
 pub use sources::VersionWatch;
@@ -44,6 +44,8 @@ pub enum StoreError {
         op: &'static str,
         source: sqlx::Error,
     },
+    #[error("the report would be {size} bytes; at most {limit} are kept per object")]
+    ReportTooLarge { size: usize, limit: usize },
     #[error("state file holds an unreadable {what}: {message}")]
     Corrupt { what: &'static str, message: String },
 }

@@ -5,6 +5,9 @@ use std::collections::HashMap;
 use super::{query, Store, StoreError};
 use crate::manifest::{Kind, ObjectKey};
 
+/// The most a workload's report may hold, as JSON.
+pub const MAX_REPORT_BYTES: usize = 64 * 1024;
+
 impl Store {
     /// Every report of `instance`'s objects, by object.
     pub async fn reports(
@@ -48,6 +51,13 @@ impl Store {
             .and_then(|o| serde_json::from_str(&o).ok())
             .unwrap_or_else(|| serde_json::json!({}));
         merge_patch(&mut report, patch);
+        let size = report.to_string().len();
+        if size > MAX_REPORT_BYTES {
+            return Err(StoreError::ReportTooLarge {
+                size,
+                limit: MAX_REPORT_BYTES,
+            });
+        }
         sqlx::query(
             "INSERT INTO reports (instance, kind, name, report) VALUES (?, ?, ?, ?)
              ON CONFLICT (instance, kind, name) DO UPDATE SET report = excluded.report,
