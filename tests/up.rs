@@ -244,3 +244,35 @@ fn a_wedged_engine_fails_sync_and_diff_in_time_instead_of_hanging_them() {
     }
     engine.cut();
 }
+
+#[test]
+fn deleting_the_state_file_under_up_stops_it_with_an_error_instead_of_failing_forever() {
+    let Some(env) = Env::new("state-deleted") else {
+        return;
+    };
+    env.write("a.yaml", &server("web", ""));
+    let mut up = env.up(&["--resync", "1s"]);
+    eventually(WAIT, "web running", || {
+        env.container("web").filter(|c| c.running())
+    });
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = env.state.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+    let status = up.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(2), "{}", up.output());
+    assert!(
+        up.output().contains("deleted or replaced"),
+        "{}",
+        up.output()
+    );
+    assert!(
+        !env.state.exists(),
+        "an empty state file was created in its place"
+    );
+    assert!(
+        env.container("web").is_some_and(|c| c.running()),
+        "workloads keep running"
+    );
+}

@@ -119,7 +119,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         Reconciler::new(runtime, store, c.options()).with_proxy(crate::proxy::Proxy::new()),
     );
     let _ = reconciler_cell.set(reconciler.clone());
-    Controller {
+    let result = Controller {
         reconciler,
         sources,
         state: c.state.state.clone(),
@@ -130,6 +130,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     .run(shutdown)
     .await;
     let _ = stop_api.send(());
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(2));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

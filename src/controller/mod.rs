@@ -105,7 +105,9 @@ const TABLE_WATCH: Duration = Duration::from_millis(250);
 
 impl<R: Engine + Clone> Controller<R> {
     /// Runs until `shutdown` resolves. Workloads are left running.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    /// Runs until `shutdown`, or until a pass fails in a way no retry can mend (the state file
+    /// was deleted or replaced), which is returned.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ReconcileError> {
         let signals = self.signals.clone();
         let wake = signals.wake.clone();
         let dirty = signals.dirty.clone();
@@ -148,6 +150,7 @@ impl<R: Engine + Clone> Controller<R> {
         let mut snapshot = Snapshot::default();
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         let mut retry_at: Option<Instant> = None;
+        let mut fatal = None;
         wake.notify_one();
         loop {
             let retry = async {
@@ -216,8 +219,11 @@ impl<R: Engine + Clone> Controller<R> {
                 }
                 Err(e) => {
                     signals.metrics.pass_failed(took, e.is_unavailable());
-                    if e.is_unavailable() {
-                        signals.ready.store(false, Ordering::SeqCst);
+                    // Not ready while passes fail, whatever the cause.
+                    signals.ready.store(false, Ordering::SeqCst);
+                    if e.is_fatal() {
+                        fatal = Some(e);
+                        break;
                     }
                     let delay = backoff.next_delay();
                     log_pass_error(&e, delay);
@@ -229,6 +235,7 @@ impl<R: Engine + Clone> Controller<R> {
         resync.abort();
         tables.abort();
         tracing::info!("controller stopped; workloads keep running");
+        fatal.map_or(Ok(()), Err)
     }
 }
 

@@ -38,6 +38,11 @@ impl ReconcileError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, ReconcileError::Engine(e) if e.is_unavailable())
     }
+
+    /// Whether retrying cannot help: the state file is gone from under the process.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, ReconcileError::Store(StoreError::Vanished { .. }))
+    }
 }
 
 /// Settings of a reconciler.
@@ -170,6 +175,7 @@ impl<R: Engine> Reconciler<R> {
 
     /// One full pass. Returns after the planned actions ran; call again to confirm convergence.
     pub async fn pass(&self, snapshot: &Snapshot) -> Result<PassReport, ReconcileError> {
+        self.store.check_file()?;
         let instance = &self.options.instance;
         let Observation {
             allow_empty,

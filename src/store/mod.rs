@@ -44,6 +44,8 @@ pub enum StoreError {
         op: &'static str,
         source: sqlx::Error,
     },
+    #[error("state file {path} was deleted or replaced while in use; the controller stops rather than run on a file no one else sees")]
+    Vanished { path: PathBuf },
     #[error("the report would be {size} bytes; at most {limit} are kept per object")]
     ReportTooLarge { size: usize, limit: usize },
     #[error("state file holds an unreadable {what}: {message}")]
@@ -59,6 +61,9 @@ pub struct Store {
     pool: SqlitePool,
     /// This state file's identity (see `identity`).
     identity: std::sync::Arc<str>,
+    /// Its path and the file it named when opened (device, inode), to notice it vanish.
+    path: PathBuf,
+    file_id: Option<(u64, u64)>,
     /// Woken after events are appended, for followers in this process (the API's stream).
     appended: std::sync::Arc<tokio::sync::Notify>,
 }
@@ -75,6 +80,17 @@ impl Store {
     /// `dockhand.state-id`; a controller leaves containers of another identity alone.
     pub fn identity(&self) -> &str {
         &self.identity
+    }
+
+    /// Fails if the state file was deleted or replaced since it was opened: this process would
+    /// go on writing to a file no other process can see.
+    pub fn check_file(&self) -> Result<(), StoreError> {
+        if self.file_id.is_some() && file_id(&self.path) != self.file_id {
+            return Err(StoreError::Vanished {
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
     }
 
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
@@ -99,7 +115,9 @@ impl Store {
         let opts = SqliteConnectOptions::from_str("sqlite://")
             .map_err(open_err)?
             .filename(path)
-            .create_if_missing(true)
+            // Created above, private; a pool connection made later must never create it anew
+            // (0644, empty) after someone deleted it.
+            .create_if_missing(false)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
@@ -139,6 +157,8 @@ impl Store {
         Ok(Self {
             pool,
             identity: identity.into(),
+            path: path.to_owned(),
+            file_id: file_id(path),
             appended: std::sync::Arc::new(tokio::sync::Notify::new()),
         })
     }
@@ -156,6 +176,12 @@ impl Store {
             .await
             .map_err(query("begin"))
     }
+}
+
+/// The device and inode a path names now, if it exists.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Takes group and other permissions away from an existing file.
