@@ -284,18 +284,66 @@ fn deserialize<'de, T: Deserialize<'de>>(text: &'de str, file: &str) -> Result<T
             Some(i) if line > 0 => raw[..i].to_owned(),
             _ => raw,
         };
+        let message = shorten_quotes(&message);
         ManifestError {
             file: file.to_owned(),
             line,
             column,
-            // `Spanned` fields add a `.value` step that is not in the user's document.
+            // `Spanned` fields add a `.value` step that is not in the user's document. A path
+            // is made of the file's keys: only a glimpse of it is kept, like quotes.
             field: match field.as_str() {
                 "." => String::new(),
-                f => f.strip_suffix(".value").unwrap_or(f).to_owned(),
+                f => shorten_quotes(&format!("\"{}\"", f.strip_suffix(".value").unwrap_or(f)))
+                    .trim_matches('"')
+                    .to_owned(),
             },
             message,
         }
     })
+}
+
+/// The longest excerpt of a manifest an error quotes.
+const MAX_QUOTE: usize = 32;
+
+/// Cuts every quoted excerpt of the input in a message to `MAX_QUOTE` characters and escapes
+/// control characters, so an error never carries more than a glimpse of a file's content.
+fn shorten_quotes(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(512));
+    let mut quoted: Option<usize> = None;
+    let mut quote = '"';
+    for c in message.chars() {
+        match (c, quoted) {
+            ('"' | '`', None) => {
+                quoted = Some(0);
+                quote = c;
+                out.push(c);
+            }
+            (_, Some(_)) if c == quote => {
+                quoted = None;
+                out.push(c);
+            }
+            (_, Some(n)) if n == MAX_QUOTE => {
+                out.push('…');
+                quoted = Some(n + 1);
+            }
+            (_, Some(n)) if n > MAX_QUOTE => {}
+            (_, Some(n)) => {
+                push_escaped(&mut out, c);
+                quoted = Some(n + 1);
+            }
+            (_, None) => push_escaped(&mut out, c),
+        }
+    }
+    out
+}
+
+/// Pushes `c`, or its escape if it is a control character (a terminal sequence, say).
+fn push_escaped(out: &mut String, c: char) {
+    if c.is_control() {
+        out.extend(c.escape_default());
+    } else {
+        out.push(c);
+    }
 }
 
 /// Whether a document holds nothing but blank lines, comments and markers.
@@ -593,5 +641,20 @@ mod tests {
             assert_eq!(objs.len(), 2);
             assert_eq!(objs[1].line, 11);
         }
+    }
+
+    #[test]
+    fn errors_quote_no_more_than_a_glimpse_of_the_file() {
+        let secret = format!("root:${}:19000:0:99999:7:::", "x".repeat(80));
+        let errs = errors(&format!("{secret}\n"));
+        let text = errs[0].to_string();
+        assert!(!text.contains(&"x".repeat(40)), "{text}");
+        let errs = errors(&format!(
+            "{WEB}  user: [\"a\u{1b}[31m{}\"]\n",
+            "y".repeat(60)
+        ));
+        let text = errs[0].to_string();
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(!text.contains(&"y".repeat(40)), "{text}");
     }
 }

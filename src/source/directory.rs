@@ -50,6 +50,19 @@ pub fn read(dir: &Path) -> Part {
             .unwrap_or(&path)
             .to_string_lossy()
             .into_owned();
+        // A link may point anywhere; only files inside the directory are read, so a manifest
+        // linked to /etc/shadow cannot have its content quoted back in an error.
+        let inside = std::fs::canonicalize(&path).map_or(true, |real| real.starts_with(&base));
+        if !inside {
+            part.errors.push(ManifestError {
+                file: label,
+                line: 0,
+                column: 0,
+                field: String::new(),
+                message: "links to a file outside the manifests directory; not read".into(),
+            });
+            continue;
+        }
         if !path.is_file() {
             // A FIFO, a directory or a dangling or looping link under a manifest's name defines
             // nothing, and what it defined before is held (see `emptied_errors`).
@@ -197,18 +210,40 @@ mod tests {
     }
 
     #[test]
-    fn symlink_loops_do_not_hang_and_linked_files_are_read() {
+    fn symlink_loops_do_not_hang_and_links_inside_the_directory_are_read() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("real.yml"), WEB).expect("write");
         std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).expect("symlink");
-        let other = tempfile::tempdir().expect("tempdir");
-        std::fs::write(other.path().join("api.yaml"), WEB.replace("web", "api")).expect("write");
-        std::os::unix::fs::symlink(other.path().join("api.yaml"), dir.path().join("api.yaml"))
-            .expect("symlink");
+        std::fs::create_dir(dir.path().join("shared")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("shared").join("api.txt"),
+            WEB.replace("web", "api"),
+        )
+        .expect("write");
+        std::os::unix::fs::symlink(
+            dir.path().join("shared").join("api.txt"),
+            dir.path().join("api.yaml"),
+        )
+        .expect("symlink");
         let snap = load(dir.path());
         assert_eq!(snap.errors, []);
         let names: Vec<_> = snap.objects.iter().map(|o| o.name.as_str()).collect();
         assert_eq!(names, ["api", "web"]);
+    }
+
+    #[test]
+    fn a_link_out_of_the_directory_is_not_read_and_nothing_of_it_is_quoted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let other = tempfile::tempdir().expect("tempdir");
+        let secret = other.path().join("shadow");
+        std::fs::write(&secret, "root:$6$verysecrethash:19000:0:99999:7:::\n").expect("write");
+        std::os::unix::fs::symlink(&secret, dir.path().join("evil.yaml")).expect("symlink");
+        let snap = load(dir.path());
+        assert_eq!(snap.objects, []);
+        assert_eq!(snap.errors.len(), 1, "{:?}", snap.errors);
+        let e = snap.errors[0].to_string();
+        assert!(e.contains("outside the manifests directory"), "{e}");
+        assert!(!e.contains("secrethash"), "{e}");
     }
 
     #[test]
