@@ -20,7 +20,16 @@ pub async fn read_rows(store: &Store, instance: &str) -> Result<Part, StoreError
     };
     for (name, yaml) in store.manifest_rows(instance).await? {
         let label = format!("{TABLE_PREFIX}{name}");
-        let parsed = parse_str(&yaml, &label, None);
+        let parsed = match yaml {
+            Ok(yaml) => parse_str(&yaml, &label, None),
+            Err(what) => Err(vec![ManifestError {
+                file: label.clone(),
+                line: 0,
+                column: 0,
+                field: "yaml".into(),
+                message: what,
+            }]),
+        };
         part.add(label, parsed);
     }
     Ok(part)

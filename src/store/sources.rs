@@ -12,12 +12,34 @@ use crate::manifest::ObjectKey;
 
 impl Store {
     /// Rows of the `manifests` table for `instance`: (name, yaml).
-    pub async fn manifest_rows(&self, instance: &str) -> Result<Vec<(String, String)>, StoreError> {
-        sqlx::query_as("SELECT name, yaml FROM manifests WHERE instance = ? ORDER BY name")
-            .bind(instance)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query("manifests"))
+    /// The `manifests` rows of `instance`: (name, yaml). Any program may write the table, so a
+    /// row whose `yaml` is not text, or is larger than a manifest may be, reads as `Err` with
+    /// what it holds instead, and never spoils the other rows.
+    pub async fn manifest_rows(
+        &self,
+        instance: &str,
+    ) -> Result<Vec<(String, Result<String, String>)>, StoreError> {
+        let rows: Vec<(String, Option<String>, String, i64)> = sqlx::query_as(
+            "SELECT CASE WHEN typeof(name) = 'text' THEN name ELSE quote(name) END,
+                    CASE WHEN typeof(yaml) = 'text' AND length(CAST(yaml AS BLOB)) <= ? THEN yaml END,
+                    typeof(yaml), length(CAST(yaml AS BLOB))
+             FROM manifests WHERE instance = ? ORDER BY name",
+        )
+        .bind(crate::manifest::parse::MAX_MANIFEST_BYTES as i64)
+        .bind(instance)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("manifests"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, yaml, kind, len)| {
+                let yaml = yaml.ok_or_else(|| match kind.as_str() {
+                    "text" => format!("yaml is {len} bytes, more than a manifest may hold"),
+                    other => format!("yaml is {other}, expected text"),
+                });
+                (name, yaml)
+            })
+            .collect())
     }
 
     /// Objects applied through the API: (kind, name, yaml).

@@ -219,3 +219,49 @@ async fn a_state_file_others_could_read_is_made_private_with_its_wal() {
         "the identity is made once"
     );
 }
+
+#[tokio::test]
+async fn a_manifests_row_that_is_not_text_spoils_only_itself_and_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("s.db")).await.expect("open");
+    let good =
+        "apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: web}\nspec: {image: busybox}\n";
+    for (name, sql) in [
+        (
+            "good",
+            "INSERT INTO manifests (instance, name, yaml) VALUES ('default', ?, ?)",
+        ),
+        (
+            "blob",
+            "INSERT INTO manifests (instance, name, yaml) VALUES ('default', ?, X'00ff')",
+        ),
+        (
+            "number",
+            "INSERT INTO manifests (instance, name, yaml) VALUES ('default', ?, 42)",
+        ),
+    ] {
+        let mut q = sqlx::query(sql).bind(name);
+        if name == "good" {
+            q = q.bind(good);
+        }
+        q.execute(&store.pool).await.expect("insert");
+    }
+    let part = crate::source::table::read_rows(&store, "default")
+        .await
+        .expect("the table stays readable");
+    assert_eq!(part.files.len(), 1, "{:?}", part.files.keys());
+    let errors: Vec<String> = part.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("table:blob") && e.contains("blob")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("table:number") && e.contains("integer")),
+        "{errors:?}"
+    );
+}
