@@ -135,11 +135,16 @@ impl<R: Engine + Clone> Controller<R> {
         ));
         let resync = {
             let (wake, dirty, every) = (wake.clone(), dirty.clone(), self.resync);
+            let store = self.sources.store.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval_at(Instant::now() + every, every);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
+                    // Keep the WAL from growing under churn (see `Store::checkpoint`).
+                    if let Err(e) = store.checkpoint().await {
+                        tracing::debug!("{e}");
+                    }
                     dirty.store(true, Ordering::SeqCst);
                     wake.notify_one();
                 }

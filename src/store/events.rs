@@ -26,6 +26,10 @@ pub struct NewEvent {
     pub message: String,
 }
 
+/// How many of an instance's newest events the state file keeps; older ones are pruned as new
+/// ones are appended, so the log cannot grow without bound.
+pub const EVENT_RETENTION: i64 = 10_000;
+
 impl Store {
     pub async fn append_events(
         &self,
@@ -49,6 +53,16 @@ impl Store {
             .await
             .map_err(query("append event"))?;
         }
+        // Retention: the newest EVENT_RETENTION events of the instance are kept.
+        sqlx::query(
+            "DELETE FROM events WHERE instance = ? AND id <= (SELECT max(id) FROM events WHERE instance = ?) - ?",
+        )
+        .bind(instance)
+        .bind(instance)
+        .bind(EVENT_RETENTION)
+        .execute(&mut *tx)
+        .await
+        .map_err(query("prune events"))?;
         tx.commit().await.map_err(query("commit"))?;
         self.appended.notify_waiters();
         Ok(())

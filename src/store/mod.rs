@@ -82,6 +82,17 @@ impl Store {
         &self.identity
     }
 
+    /// Gives the write-ahead log back to the main file and truncates it, so churn cannot grow
+    /// the WAL without bound. Cheap when there is nothing to do; the controller calls it on
+    /// every resync.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await
+            .map_err(query("checkpoint"))?;
+        Ok(())
+    }
+
     /// Fails if the state file was deleted or replaced since it was opened: this process would
     /// go on writing to a file no other process can see.
     pub fn check_file(&self) -> Result<(), StoreError> {

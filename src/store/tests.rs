@@ -263,3 +263,25 @@ async fn a_manifests_row_that_is_not_text_spoils_only_itself_and_is_named() {
         "{errors:?}"
     );
 }
+
+#[tokio::test]
+async fn the_event_log_keeps_only_the_newest_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("s.db")).await.expect("open");
+    let batch: Vec<NewEvent> = (0..1000)
+        .map(|i| NewEvent {
+            key: None,
+            reason: "test",
+            message: format!("event {i}"),
+        })
+        .collect();
+    for _ in 0..(events::EVENT_RETENTION / 1000 + 2) {
+        store.append_events("i", &batch).await.expect("append");
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE instance = 'i'")
+        .fetch_one(&store.pool)
+        .await
+        .expect("count");
+    assert_eq!(count, events::EVENT_RETENTION);
+    store.checkpoint().await.expect("checkpoint");
+}
