@@ -505,3 +505,80 @@ async fn two_state_files_on_one_instance_never_remove_or_replace_each_others_con
     a.converge().await;
     assert_eq!(a.ours()[&container("web")], taken, "a fought back");
 }
+
+/// What invalid input looks like: random bytes, or a valid manifest cut, spliced or garbled.
+fn mangled() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let base = server("x", "  ports: [{container: 80}]\n  env: {A: \"1\"}\n");
+    let (b1, b2) = (base.clone(), base.clone());
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..600)
+            .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+        // The base is ASCII: every index is a character boundary.
+        (0..base.len()).prop_map(move |at| b1[..at].to_owned()),
+        (0..base.len(), 0usize..12, "[ -~\n\r\t]{0,8}").prop_map(move |(at, len, ins)| {
+            let end = (at + len).min(b2.len());
+            format!("{}{ins}{}", &b2[..at], &b2[end..])
+        }),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+
+    /// Bytes and mutations through every source (a file, a table row, an API body) never panic
+    /// and never remove a container: what they defined stays until a clean removal.
+    #[test]
+    fn mangled_input_through_every_source_never_deletes_anything(text in mangled()) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let mut w = World::new();
+            w.prune_delay = std::time::Duration::from_secs(3600);
+            let rec = w.reconciler(false).await;
+            let pool = sqlx::SqlitePool::connect_with(
+                sqlx::sqlite::SqliteConnectOptions::new().filename(&w.state),
+            )
+            .await
+            .expect("pool");
+            let row = |yaml: String| {
+                let pool = pool.clone();
+                async move {
+                    sqlx::query("INSERT OR REPLACE INTO manifests (instance, name, yaml) VALUES (?, 'r', ?)")
+                        .bind(INSTANCE)
+                        .bind(yaml)
+                        .execute(&pool)
+                        .await
+                        .expect("row");
+                }
+            };
+            let sources = dockhand::source::Sources {
+                dir: Some(w.manifests.clone()),
+                store: Store::open(&w.state).await.expect("store"),
+                instance: INSTANCE.into(),
+                allow_empty: false,
+            };
+            w.write("x.yaml", &server("x", ""));
+            row(server("r", "")).await;
+            for _ in 0..4 {
+                rec.pass(&sources.load().await.expect("load")).await.expect("pass");
+            }
+            let before = w.ours();
+            assert_eq!(before.len(), 2);
+
+            w.write("x.yaml", &text);
+            row(text.clone()).await;
+            let _ = dockhand::source::applied::parse(&text, "api:server/x", None);
+            let report = rec.pass(&sources.load().await.expect("load")).await.expect("pass");
+            let removes: Vec<_> = report
+                .plan
+                .actions
+                .iter()
+                .filter(|a| matches!(a, Action::Remove { .. }))
+                .collect();
+            assert!(removes.is_empty(), "{text:?}: {removes:?}");
+            for name in [container("x"), container("r")] {
+                assert!(w.ours().contains_key(&name), "{text:?}: {name} is gone");
+            }
+        });
+    }
+}
