@@ -111,6 +111,15 @@ fn actions_for<'a>(report: &'a PassReport, name: &str) -> Vec<&'a Action> {
         .collect()
 }
 
+/// The status a pass recorded for the server or database `name`.
+fn status_of<'a>(report: &'a PassReport, name: &str) -> &'a dockhand::store::Status {
+    report
+        .statuses
+        .iter()
+        .find(|s| s.key.as_ref().is_some_and(|k| k.name == name))
+        .expect("status")
+}
+
 #[tokio::test]
 async fn a_changed_spec_recreates_only_its_object() {
     let w = World::new();
@@ -284,11 +293,7 @@ async fn a_database_whose_volume_outlived_its_state_file_is_held_and_its_volume_
     for _ in 0..3 {
         let report = w.pass().await;
         assert!(report.plan.actions.is_empty(), "{:?}", report.plan.actions);
-        let status = report
-            .statuses
-            .iter()
-            .find(|s| s.key.as_ref().is_some_and(|k| k.name == "orders"));
-        let status = status.expect("status");
+        let status = status_of(&report, "orders");
         assert_eq!(status.phase, dockhand::manifest::Phase::Invalid);
         assert!(status
             .message
@@ -317,11 +322,7 @@ async fn a_server_binding_the_host_root_is_invalid_and_never_created() {
     );
     let report = w.pass().await;
     assert!(report.plan.actions.is_empty(), "{:?}", report.plan.actions);
-    let status = report
-        .statuses
-        .iter()
-        .find(|s| s.key.as_ref().is_some_and(|k| k.name == "a"))
-        .expect("status");
+    let status = status_of(&report, "a");
     assert_eq!(status.phase, dockhand::manifest::Phase::Invalid);
     let message = status.message.as_deref().unwrap_or_default();
     assert!(message.contains("--allow-host-path"), "{message}");
@@ -480,11 +481,7 @@ async fn two_state_files_on_one_instance_never_remove_or_replace_each_others_con
     b.write("web.yaml", &server("web", "  command: [sleep, '2']\n"));
     let report = b.converge().await;
     assert_eq!(b.ours()[&container("web")], web, "b replaced a's container");
-    let status = report
-        .statuses
-        .iter()
-        .find(|s| s.key.as_ref().is_some_and(|k| k.name == "web"))
-        .expect("status");
+    let status = status_of(&report, "web");
     assert_eq!(status.phase, dockhand::manifest::Phase::Invalid);
     assert!(
         status

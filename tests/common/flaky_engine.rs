@@ -31,14 +31,25 @@ impl FlakyEngine {
         }
     }
 
+    /// A fresh non-blocking listener at `path`, and the flag that stops its thread.
+    fn listen(
+        &self,
+    ) -> (
+        std::os::unix::net::UnixListener,
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        let _ = std::fs::remove_file(&self.path);
+        let listener =
+            std::os::unix::net::UnixListener::bind(&self.path).expect("bind proxy socket");
+        listener.set_nonblocking(true).expect("nonblocking");
+        (listener, Default::default())
+    }
+
     /// Starts forwarding connections to the real engine.
     pub fn restore(&mut self) {
         use std::io::ErrorKind;
-        use std::os::unix::net::{UnixListener, UnixStream};
-        let _ = std::fs::remove_file(&self.path);
-        let listener = UnixListener::bind(&self.path).expect("bind proxy socket");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        use std::os::unix::net::UnixStream;
+        let (listener, stop) = self.listen();
         let (stop2, conns) = (stop.clone(), self.conns.clone());
         let handle = std::thread::spawn(move || {
             while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
@@ -80,11 +91,8 @@ impl FlakyEngine {
     /// Accepts connections and never answers, as a wedged engine does.
     pub fn hang(&mut self) {
         use std::io::ErrorKind;
-        use std::os::unix::net::UnixListener;
         self.cut();
-        let listener = UnixListener::bind(&self.path).expect("bind proxy socket");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (listener, stop) = self.listen();
         let (stop2, conns) = (stop.clone(), self.conns.clone());
         let handle = std::thread::spawn(move || {
             while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
