@@ -276,3 +276,44 @@ fn deleting_the_state_file_under_up_stops_it_with_an_error_instead_of_failing_fo
         "workloads keep running"
     );
 }
+
+#[test]
+fn a_long_write_lock_held_by_another_program_does_not_stop_drift_repair() {
+    let Some(env) = Env::new("state-locked") else {
+        return;
+    };
+    env.write("a.yaml", &server("web", ""));
+    let _up = env.up(&["--resync", "1h"]);
+    let web = eventually(WAIT, "web running", || {
+        env.container("web").filter(|c| c.running())
+    });
+    let rt = common::http_runtime();
+    // Another program takes the write lock and keeps it.
+    let mut conn = rt.block_on(async {
+        use sqlx::Connection;
+        let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&env.state);
+        let mut c = sqlx::SqliteConnection::connect_with(&opts)
+            .await
+            .expect("connect");
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut c)
+            .await
+            .expect("lock");
+        c
+    });
+    docker(&["kill", &web.id]);
+    eventually(
+        Duration::from_secs(60),
+        "web repaired under the lock",
+        || {
+            env.container("web")
+                .filter(|c| c.running() && c.id == web.id)
+        },
+    );
+    rt.block_on(async {
+        sqlx::query("ROLLBACK")
+            .execute(&mut conn)
+            .await
+            .expect("unlock");
+    });
+}

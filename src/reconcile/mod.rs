@@ -193,10 +193,22 @@ impl<R: Engine> Reconciler<R> {
             observed,
         } = self.observe(snapshot, false).await?;
         let prune = !desired.is_empty() || allow_empty;
-        let applied = self
+        // Another program holding the state file's write lock must not stop drift repair: the
+        // pass acts on what it read, and records once it can write again.
+        let mut store_busy = false;
+        let applied = match self
             .store
             .apply_desired(instance, &stored, &desired, &errors, prune)
-            .await?;
+            .await
+        {
+            Ok(applied) => applied,
+            Err(e) if e.is_busy() => {
+                tracing::warn!("{e}; acting on what was read, recording at a later pass");
+                store_busy = true;
+                crate::store::ApplyReport::default()
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut events = {
             let mut last = self
                 .last_refused
@@ -256,13 +268,15 @@ impl<R: Engine> Reconciler<R> {
         );
         statuses.extend(route_statuses);
         events.extend(route_events);
-        self.store
-            .record_status(instance, &previous, &statuses)
-            .await?;
-        let removed = record::removed_with_volume(&outcomes);
-        database::record(&self.store, instance, &plan, &removed, &secrets).await?;
-        events.extend(record::outcome_events(&outcomes, &previous, &statuses));
-        self.store.append_events(instance, &events).await?;
+        if !store_busy {
+            self.store
+                .record_status(instance, &previous, &statuses)
+                .await?;
+            let removed = record::removed_with_volume(&outcomes);
+            database::record(&self.store, instance, &plan, &removed, &secrets).await?;
+            events.extend(record::outcome_events(&outcomes, &previous, &statuses));
+            self.store.append_events(instance, &events).await?;
+        }
 
         Ok(PassReport {
             held: held(&desired, snapshot),

@@ -74,6 +74,23 @@ impl std::fmt::Debug for Store {
     }
 }
 
+impl StoreError {
+    /// Whether another connection held the state file's lock past the busy timeout (another
+    /// program writing the manifests table in one long transaction, say).
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Query {
+                source: sqlx::Error::Database(e),
+                ..
+            } => {
+                matches!(e.code().as_deref(), Some("5" | "6" | "261" | "517"))
+                    || e.message().contains("database is locked")
+            }
+            _ => false,
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating with mode 0600 if needed) and migrates the state file.
     /// This state file's identity: random, made once. Containers carry it as
