@@ -330,7 +330,10 @@ fn a_lost_state_file_never_costs_a_databases_data() {
     let Some(env) = env_with_postgres("db-lost-state") else {
         return;
     };
-    env.write("db.yaml", &database("orders", 5919, "  readyTimeout: 3s\n"));
+    env.write(
+        "db.yaml",
+        &database("orders", 5919, "  readyTimeout: 60s\n"),
+    );
     let out = env.run("sync", &["--timeout", "90s"]);
     assert!(out.status.success(), "{}", text(&out));
     let before = url(&env, "orders");
@@ -346,6 +349,8 @@ fn a_lost_state_file_never_costs_a_databases_data() {
         .to_owned();
     let volume = format!("dh_{}_orders-data", env.instance);
 
+    // A short readyTimeout from now on: waiting past it must not dispose of anything.
+    env.write("db.yaml", &database("orders", 5919, "  readyTimeout: 3s\n"));
     // The state file is gone (deleted with its WAL): it no longer knows the password.
     for suffix in ["", "-wal", "-shm"] {
         let mut p = env.state.clone().into_os_string();
@@ -378,6 +383,10 @@ fn a_lost_state_file_never_costs_a_databases_data() {
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
+    env.write(
+        "db.yaml",
+        &database("orders", 5919, "  readyTimeout: 60s\n"),
+    );
     let out = env.run("sync", &["--timeout", "90s"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(url(&env, "orders"), before);
