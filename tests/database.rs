@@ -387,7 +387,10 @@ fn a_lost_state_file_never_costs_a_databases_data() {
         "db.yaml",
         &database("orders", 5919, "  readyTimeout: 60s\n"),
     );
+    // Its container was made under the lost state file's identity: claimed explicitly.
     let out = env.run("sync", &["--timeout", "90s"]);
+    assert!(text(&out).contains("--take-over"), "{}", text(&out));
+    let out = env.run("sync", &["--timeout", "90s", "--take-over"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(url(&env, "orders"), before);
     assert_eq!(query(&before, "SELECT x FROM t").expect("select"), "kept");

@@ -170,11 +170,20 @@ impl<R: Engine> Reconciler<R> {
                 let key = o.key();
                 let theirs = foreign.iter().find(|c| c.key.as_ref() == Some(&key));
                 let why = match &o.spec {
+                    // The data comes first: a lost state file also left its containers
+                    // under the old identity, which --take-over claims once recovered.
+                    crate::manifest::Spec::Database(_) if stranded.contains(&o.name) => {
+                        let mut m = database::stranded_message(&self.options.instance, &o.name);
+                        if let Some(c) = theirs {
+                            m.push_str(&format!(
+                                "; its container {} was made under the lost state file: pass --take-over once the password is adopted",
+                                c.name
+                            ));
+                        }
+                        Some(m)
+                    }
                     _ if theirs.is_some() => {
                         theirs.map(|c| foreign_message(c, &self.options.instance))
-                    }
-                    crate::manifest::Spec::Database(_) if stranded.contains(&o.name) => {
-                        Some(database::stranded_message(&self.options.instance, &o.name))
                     }
                     _ => self.options.host_policy.refusal(o, manifests),
                 };
