@@ -150,6 +150,19 @@ impl Store {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A connection whose transaction could not be ended (a commit and its rollback
+            // failing on a full disk) is closed, not handed to the next writer, which would
+            // fail for good with "non-zero transaction depth".
+            .after_release(|conn, _| {
+                use sqlx::Connection;
+                let healthy = !conn.is_in_transaction();
+                Box::pin(async move { Ok(healthy) })
+            })
+            .before_acquire(|conn, _| {
+                use sqlx::Connection;
+                let healthy = !conn.is_in_transaction();
+                Box::pin(async move { Ok(healthy) })
+            })
             .connect_with(opts)
             .await
             .map_err(open_err)?;

@@ -285,3 +285,50 @@ async fn the_event_log_keeps_only_the_newest_events() {
     assert_eq!(count, events::EVENT_RETENTION);
     store.checkpoint().await.expect("checkpoint");
 }
+
+#[tokio::test]
+async fn a_full_disk_does_not_break_the_state_file_for_good() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("s.db")).await.expect("open");
+    let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+        .fetch_one(&store.pool)
+        .await
+        .expect("page count");
+    // Every pooled connection sees a database that cannot grow: SQLITE_FULL.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut c = store.pool.acquire().await.expect("acquire");
+        sqlx::query(&format!("PRAGMA max_page_count = {}", pages + 1))
+            .execute(&mut *c)
+            .await
+            .expect("limit");
+        held.push(c);
+    }
+    drop(held);
+    let big: Vec<NewEvent> = (0..200)
+        .map(|i| NewEvent {
+            key: None,
+            reason: "test",
+            message: format!("{i} {}", "x".repeat(4000)),
+        })
+        .collect();
+    let full = store.append_events("i", &big).await;
+    assert!(full.is_err(), "the write should have hit the page limit");
+    // Room again: every connection may grow (a stuck one would refuse every write from now on).
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut c = store.pool.acquire().await.expect("acquire");
+        sqlx::query("PRAGMA max_page_count = 1073741823")
+            .execute(&mut *c)
+            .await
+            .expect("unlimit");
+        held.push(c);
+    }
+    drop(held);
+    for _ in 0..8 {
+        store
+            .append_events("i", &big[..2])
+            .await
+            .expect("writes work again after the disk had room");
+    }
+}
