@@ -317,3 +317,34 @@ fn a_long_write_lock_held_by_another_program_does_not_stop_drift_repair() {
             .expect("unlock");
     });
 }
+
+#[test]
+fn an_engine_restart_under_up_is_healed() {
+    let Some(env) = Env::new("engine-restart") else {
+        return;
+    };
+    let engine = common::PrivateEngine::start(env.dir.path(), common::IMAGE);
+    env.write("a.yaml", &server("web", ""));
+    let host = format!("unix://{}", engine.socket.display());
+    let _up = env.up_with_env(&["--resync", "1h"], &[("DOCKER_HOST", host.as_str())]);
+    let name = format!("dh_{}_server_web", env.instance);
+    let running = || {
+        let out = engine.docker(&[
+            "ps",
+            "--filter",
+            &format!("name=^{name}$"),
+            "--format",
+            "{{.ID}}",
+        ]);
+        let id = out.trim().to_owned();
+        (!id.is_empty()).then_some(id)
+    };
+    eventually(WAIT, "web running on the private engine", running);
+    // The engine restarts: its containers stop (no live restore), the event stream ends.
+    engine.restart();
+    eventually(
+        Duration::from_secs(60),
+        "web running again after the restart",
+        running,
+    );
+}

@@ -8,7 +8,11 @@ mod env;
 mod flaky_engine;
 mod http_client;
 mod manifests;
+mod private_engine;
 
 // Each test binary uses a different part of the harness.
 #[allow(unused_imports)]
-pub use {controller::*, docker_cli::*, env::*, flaky_engine::*, http_client::*, manifests::*};
+pub use {
+    controller::*, docker_cli::*, env::*, flaky_engine::*, http_client::*, manifests::*,
+    private_engine::*,
+};
