@@ -818,3 +818,27 @@ fn idle_connections_and_big_bodies_never_starve_the_controller() {
     );
     assert_eq!(r.status, 413, "{:?}", r.status);
 }
+
+#[test]
+fn a_body_that_drips_in_is_cut_off() {
+    let Some(env) = Env::new("api-slow-body") else {
+        return;
+    };
+    std::fs::create_dir_all(&env.manifests).expect("mkdir");
+    let up = env.up(&[]);
+    let base = up.api_url();
+    let token = up.api_token();
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(base.trim_start_matches("http://")).expect("connect");
+    write!(
+        s,
+        "PUT /api/v1/servers/slow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 1000\r\n\r\napiVersion"
+    )
+    .expect("send");
+    s.set_read_timeout(Some(Duration::from_secs(40)))
+        .expect("timeout");
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("did not arrive"), "{reply}");
+}

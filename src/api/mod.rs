@@ -161,6 +161,8 @@ pub fn router<R: Engine + Attach + Clone>(api: Arc<Api<R>>) -> Router {
             "/api/v1/{kind}/{name}",
             get(read::<R>).put(put::<R>).delete(delete::<R>),
         )
+        // Layers run last-added first: the token is checked before any body is read.
+        .route_layer(axum::middleware::from_fn(read_body_in_time))
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), auth::<R>))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
@@ -248,6 +250,28 @@ async fn auth<R: Engine>(State(api): State<Arc<Api<R>>>, req: Request, next: Nex
         }
     }
     next.run(req).await
+}
+
+/// How long a client may take to send a request's body.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads the whole body (at most one manifest's size) within `BODY_TIMEOUT`, so a client that
+/// drips its body cannot hold a connection and a handler for long.
+async fn read_body_in_time(req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let read = axum::body::to_bytes(body, MAX_MANIFEST_BYTES);
+    match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(Ok(bytes)) => next.run(Request::from_parts(parts, bytes.into())).await,
+        Ok(Err(_)) => ApiError::TooLarge(format!(
+            "a request body holds at most {MAX_MANIFEST_BYTES} bytes"
+        ))
+        .into_response(),
+        Err(_) => ApiError::bad(format!(
+            "the request body did not arrive within {}s",
+            BODY_TIMEOUT.as_secs()
+        ))
+        .into_response(),
+    }
 }
 
 /// Compares without an early exit, so timing does not reveal how much of a token matched.

@@ -26,9 +26,19 @@ pub struct NewEvent {
     pub message: String,
 }
 
-/// How many of an instance's newest events the state file keeps; older ones are pruned as new
-/// ones are appended, so the log cannot grow without bound.
+/// How many of an instance's newest events the state file keeps by default
+/// (`DOCKHAND_EVENT_RETENTION` sets another number); older ones are pruned as new ones are
+/// appended, so the log cannot grow without bound.
 pub const EVENT_RETENTION: i64 = 10_000;
+
+/// The retention in effect: `DOCKHAND_EVENT_RETENTION`, or `EVENT_RETENTION`.
+pub(super) fn retention() -> i64 {
+    std::env::var("DOCKHAND_EVENT_RETENTION")
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(EVENT_RETENTION)
+}
 
 impl Store {
     pub async fn append_events(
@@ -59,7 +69,7 @@ impl Store {
         )
         .bind(instance)
         .bind(instance)
-        .bind(EVENT_RETENTION)
+        .bind(retention())
         .execute(&mut *tx)
         .await
         .map_err(query("prune events"))?;
