@@ -1,0 +1,287 @@
+use super::*;
+
+const WEB: &str =
+    "apiVersion: dockhand/v1\nkind: Server\nmetadata:\n  name: web\nspec:\n  image: busybox\n";
+
+fn errors(text: &str) -> Vec<ManifestError> {
+    parse_str(text, "m.yaml", None).expect_err("should fail")
+}
+
+#[test]
+fn a_minimal_server_parses() {
+    let objs = parse_str(WEB, "m.yaml", None).expect("parses");
+    assert_eq!(objs.len(), 1);
+    assert_eq!(objs[0].name, "web");
+    assert_eq!(objs[0].line, 4);
+}
+
+#[test]
+fn several_documents_keep_their_own_lines() {
+    let text = format!("# leading comment\n{WEB}---\n{}", WEB.replace("web", "api"));
+    let objs = parse_str(&text, "m.yaml", None).expect("parses");
+    assert_eq!(
+        objs.iter()
+            .map(|o| (o.name.as_str(), o.line))
+            .collect::<Vec<_>>(),
+        [("web", 5), ("api", 12)]
+    );
+}
+
+#[test]
+fn unknown_field_names_line_column_field_and_allowed_fields() {
+    let text = format!("{WEB}  ports:\n    - {{container: 80, hots: 1}}\n");
+    let e = &errors(&text)[0];
+    assert_eq!((e.line, e.column), (8, 23));
+    assert_eq!(e.field, "spec.ports[0].hots");
+    assert!(
+        e.message.contains("expected one of container, host"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn unknown_kind_lists_the_allowed_kinds() {
+    let e = &errors("apiVersion: dockhand/v1\nkind: Pod\nmetadata: {name: a}\nspec: {}\n")[0];
+    assert_eq!((e.line, e.column, e.field.as_str()), (2, 7, "kind"));
+    assert!(
+        e.message.contains("expected one of Server"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn wrong_api_version_is_rejected() {
+    let e = &errors("apiVersion: v2\nkind: Server\nmetadata: {name: a}\nspec: {}\n")[0];
+    assert_eq!((e.line, e.field.as_str()), (1, "apiVersion"));
+}
+
+#[test]
+fn bad_values_are_reported_where_they_stand() {
+    let cases = [
+        (
+            "  ports:\n    - container: 99999\n",
+            8,
+            "spec.ports[0].container",
+            "1 to 65535",
+        ),
+        (
+            "  resources: {memory: lots}\n",
+            7,
+            "spec.resources.memory",
+            "256m",
+        ),
+        (
+            "  restartPolicy: Sometimes\n",
+            7,
+            "spec.restartPolicy",
+            "Always",
+        ),
+        (
+            "  volumes:\n    - {type: volume, source: /etc, target: /x}\n",
+            8,
+            "spec.volumes[0]",
+            "volume name",
+        ),
+        ("  workingDir: srv\n", 7, "spec.workingDir", "absolute"),
+    ];
+    for (extra, line, field, hint) in cases {
+        let e = &errors(&format!("{WEB}{extra}"))[0];
+        assert_eq!((e.line, e.field.as_str()), (line, field), "{e}");
+        assert!(e.message.contains(hint), "{e}");
+    }
+}
+
+#[test]
+fn bad_name_is_reported_on_its_line() {
+    let e = &errors(&WEB.replace("name: web", "name: Web_1"))[0];
+    assert_eq!(
+        (e.line, e.column, e.field.as_str()),
+        (4, 9, "metadata.name")
+    );
+    assert!(e.message.contains("DNS label"));
+}
+
+#[test]
+fn syntax_errors_have_positions() {
+    let e = &errors("apiVersion: dockhand/v1\nkind: Server\nmetadata:\n  name: [web\n")[0];
+    assert!(e.line >= 4, "{e}");
+}
+
+#[test]
+fn one_bad_document_makes_the_file_invalid() {
+    let text = format!("{WEB}---\n{}", WEB.replace("busybox", "a b"));
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].line, 13);
+}
+
+#[test]
+fn relative_bind_sources_resolve_against_the_manifest_directory() {
+    let text =
+        format!("{WEB}  volumes:\n    - {{type: bind, source: ./www/../site, target: /www}}\n");
+    let objs = parse_str(&text, "m.yaml", Some(Path::new("/srv/manifests"))).expect("parses");
+    let Spec::Server(s) = &objs[0].spec else {
+        panic!("a server")
+    };
+    assert_eq!(s.volumes[0].source, "/srv/manifests/site");
+    assert!(parse_str(&text, "m.yaml", None).is_err());
+}
+
+#[test]
+fn databases_and_from_database_values_parse_and_are_checked() {
+    let text = "apiVersion: dockhand/v1\nkind: Database\nmetadata: {name: orders}\nspec: {deletionPolicy: Delete, readyTimeout: 5s}\n---\napiVersion: dockhand/v1\nkind: Server\nmetadata: {name: api}\nspec:\n  image: x\n  env: {URL: {fromDatabase: orders}, PORT: {fromDatabase: orders, key: port}, MODE: 1}\n";
+    let objs = parse_str(text, "m.yaml", None).expect("parses");
+    let Spec::Database(d) = &objs[0].spec else {
+        panic!("a database")
+    };
+    assert_eq!(d.image(), "postgres:16");
+    assert_eq!(
+        d.deletion_policy,
+        crate::manifest::database::DeletionPolicy::Delete
+    );
+    let Spec::Server(s) = &objs[1].spec else {
+        panic!("a server")
+    };
+    assert_eq!(s.env.values().filter_map(|v| v.database()).count(), 2);
+
+    let bad = |spec: &str| {
+        parse_str(
+            &format!(
+                "apiVersion: dockhand/v1\nkind: Database\nmetadata: {{name: db}}\nspec: {spec}\n"
+            ),
+            "m.yaml",
+            None,
+        )
+        .expect_err("invalid")[0]
+            .clone()
+    };
+    let e = bad("{user: '1st'}");
+    assert_eq!(e.field, "spec.user");
+    let e = bad("{deletionPolicy: Never}");
+    assert!(e.message.contains("Retain"), "{e}");
+    let e = bad("{engine: mysql}");
+    assert!(e.message.contains("postgres"), "{e}");
+    let e = &parse_str("apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: a}\nspec: {image: x, env: {U: {fromDatabase: db, key: secret}}}\n", "m.yaml", None).expect_err("bad key")[0];
+    assert!(e.message.contains("url"), "{e}");
+}
+
+#[test]
+fn empty_documents_and_comments_are_skipped() {
+    assert!(parse_str("# nothing\n---\n---\n", "m.yaml", None)
+        .expect("parses")
+        .is_empty());
+}
+
+#[test]
+fn reserved_label_prefix_is_rejected() {
+    let e = &errors(&WEB.replace("name: web", "name: web\n  labels: {dockhand.kind: x}"))[0];
+    assert!(e.message.contains("reserved"), "{e}");
+}
+
+#[test]
+fn spec_hash_ignores_source_but_not_labels() {
+    let a = &parse_str(WEB, "a.yaml", None).expect("parses")[0];
+    let mut b = a.clone();
+    b.source = "b.yaml".into();
+    assert_eq!(a.spec_hash(), b.spec_hash());
+    b.labels.insert("tier".into(), "x".into());
+    assert_ne!(a.spec_hash(), b.spec_hash());
+}
+
+#[test]
+fn stored_json_round_trips_to_the_same_hash() {
+    let text = format!("{WEB}  resources: {{memory: 64m, cpus: 500m}}\n  ports: [{{container: 80}}]\n  env: {{A: 1}}\n  stopGracePeriod: 2s\n");
+    let a = &parse_str(&text, "a.yaml", None).expect("parses")[0];
+    let json = serde_json::to_string(a).expect("serializes");
+    let b: Object = serde_json::from_str(&json).expect("deserializes");
+    assert_eq!(a, &b);
+    assert_eq!(a.spec_hash(), b.spec_hash());
+}
+
+#[test]
+fn a_manifest_of_only_markers_is_refused_without_exhausting_memory() {
+    // 128 KiB of `---` lines used to copy the file once per document and abort the process.
+    let text = "---\n".repeat(32 * 1024);
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].message.contains("too many documents"),
+        "{}",
+        errs[0]
+    );
+    assert!(errs[0].to_string().starts_with("m.yaml: "), "{}", errs[0]);
+}
+
+#[test]
+fn a_manifest_over_the_size_cap_is_refused() {
+    let text = format!("{WEB}#{}\n", "x".repeat(MAX_MANIFEST_BYTES));
+    let errs = errors(&text);
+    assert!(errs[0].message.contains("too large"), "{}", errs[0]);
+}
+
+#[test]
+fn the_last_of_many_documents_reports_its_own_line() {
+    let docs: Vec<String> = (0..MAX_DOCUMENTS)
+        .map(|i| WEB.replace("name: web", &format!("name: web{i}")))
+        .collect();
+    let mut text = docs.join("---\n");
+    let objects = parse_str(&text, "m.yaml", None).expect("parses");
+    assert_eq!(objects.len(), MAX_DOCUMENTS);
+    assert_eq!(
+        objects[MAX_DOCUMENTS - 1].line,
+        7 * (MAX_DOCUMENTS as u64 - 1) + 4
+    );
+    text.push_str("---\napiVersion: dockhand/v1\nkind: Server\nmetadata: {name: x}\nspec: {image: a, prots: []}\n");
+    let errs = errors(&text);
+    assert!(
+        errs[0].message.contains("too many documents"),
+        "{}",
+        errs[0]
+    );
+    let one_too_many = docs[..MAX_DOCUMENTS - 1].join("---\n")
+        + "---\napiVersion: dockhand/v1\nkind: Server\nmetadata: {name: x}\nspec: {image: a, prots: []}\n";
+    let errs = errors(&one_too_many);
+    assert_eq!(
+        errs[0].line,
+        7 * (MAX_DOCUMENTS as u64 - 1) + 4,
+        "{}",
+        errs[0]
+    );
+}
+
+#[test]
+fn an_alias_bomb_is_an_error_not_an_explosion() {
+    let mut text = String::from("apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: web}\nspec:\n  image: busybox\n  command: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        let prev = format!("*a{}", i - 1);
+        text.push_str(&format!("  x{i}: &a{i} [{}]\n", vec![prev; 10].join(", ")));
+    }
+    assert!(parse_str(&text, "m.yaml", None).is_err());
+}
+
+#[test]
+fn carriage_return_line_ends_parse_like_newlines() {
+    let two = format!("{WEB}---\n{}", WEB.replace("web", "api"));
+    for text in [two.replace('\n', "\r\n"), two.replace('\n', "\r")] {
+        let objs = parse_str(&text, "m.yaml", None).expect("parses");
+        assert_eq!(objs.len(), 2);
+        assert_eq!(objs[1].line, 11);
+    }
+}
+
+#[test]
+fn errors_quote_no_more_than_a_glimpse_of_the_file() {
+    let secret = format!("root:${}:19000:0:99999:7:::", "x".repeat(80));
+    let errs = errors(&format!("{secret}\n"));
+    let text = errs[0].to_string();
+    assert!(!text.contains(&"x".repeat(40)), "{text}");
+    let errs = errors(&format!(
+        "{WEB}  user: [\"a\u{1b}[31m{}\"]\n",
+        "y".repeat(60)
+    ));
+    let text = errs[0].to_string();
+    assert!(!text.contains('\u{1b}'), "{text}");
+    assert!(!text.contains(&"y".repeat(40)), "{text}");
+}
