@@ -8,7 +8,7 @@
 //! capability. A refused object is `Invalid` with a message naming the flag; nothing of it is
 //! created, and containers it already has are left alone.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use crate::manifest::server::VolumeType;
 use crate::manifest::{Object, Spec};
@@ -46,6 +46,9 @@ impl HostPolicy {
                 "spec.network: host shares the host's network stack; refused by the host policy (allowed only with --allow-host-network)".into(),
             );
         }
+        if !spec.volumes.iter().any(|v| v.kind == VolumeType::Bind) {
+            return None;
+        }
         let inside = match (Origin::of(&object.source), manifests) {
             (Origin::Directory, Some(dir)) => Some(resolve(dir)),
             _ => None,
@@ -80,14 +83,25 @@ impl HostPolicy {
 /// Whether binding `source` would put an engine socket inside the container: it is a socket
 /// or a directory above one.
 fn exposes_engine_socket(source: &Path) -> bool {
-    let from_env = std::env::var("DOCKER_HOST")
-        .ok()
-        .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from));
-    ENGINE_SOCKETS
+    engine_sockets()
         .iter()
-        .map(PathBuf::from)
-        .chain(from_env)
-        .any(|socket| resolve(&socket).starts_with(source) || socket.starts_with(source))
+        .any(|socket| socket.starts_with(source))
+}
+
+/// The engine sockets, as written and with links resolved; looked up once per process.
+fn engine_sockets() -> &'static [PathBuf] {
+    static SOCKETS: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+    SOCKETS.get_or_init(|| {
+        let from_env = std::env::var("DOCKER_HOST")
+            .ok()
+            .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from));
+        ENGINE_SOCKETS
+            .iter()
+            .map(PathBuf::from)
+            .chain(from_env)
+            .flat_map(|socket| [resolve(&socket), socket])
+            .collect()
+    })
 }
 
 /// The path with every symlink resolved, as far as it exists; the rest is joined lexically
@@ -111,17 +125,7 @@ fn resolve(path: &Path) -> PathBuf {
     for part in rest.iter().rev() {
         out.push(part);
     }
-    let mut clean = PathBuf::new();
-    for c in out.components() {
-        match c {
-            Component::ParentDir => {
-                clean.pop();
-            }
-            Component::CurDir => {}
-            other => clean.push(other),
-        }
-    }
-    clean
+    crate::manifest::parse::lexical(&out)
 }
 
 #[cfg(test)]

@@ -69,7 +69,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         print_invalid(&errors);
         return Ok(ExitCode::from(1));
     }
-    if let Some(remote) = args.remote.client(Some(&args.state.state))? {
+    if let Some(remote) = args.remote.client(&args.state.state)? {
         for o in &objects {
             let key = o.key();
             let path = super::remote::object_path(&key);

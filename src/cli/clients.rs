@@ -42,7 +42,7 @@ pub async fn run(args: ClientsArgs) -> anyhow::Result<ExitCode> {
     };
     check_dns_label(route).map_err(|e| anyhow::anyhow!(e))?;
     let key = ObjectKey::new(Kind::Route, route.as_str());
-    let result = match args.remote.client(Some(&args.state.state))? {
+    let result = match args.remote.client(&args.state.state)? {
         Some(remote) => remotely(&remote, &key, &args.verb).await,
         None => {
             let store = open_store(&args.state.state).await?;

@@ -218,7 +218,7 @@ pub fn default_token_path(state: &Path) -> PathBuf {
 /// made private again.
 pub fn load_or_create_token(path: &Path) -> anyhow::Result<String> {
     use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -234,14 +234,14 @@ pub fn load_or_create_token(path: &Path) -> anyhow::Result<String> {
             Ok(token)
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let mode = std::fs::metadata(path)?.permissions().mode();
-            if mode & 0o077 != 0 {
+            let made_private = crate::store::make_private(path).map_err(|e| {
+                anyhow::anyhow!("cannot make token file {} private: {e}", path.display())
+            })?;
+            if made_private {
                 tracing::warn!(
-                    "token file {} was readable by others (mode {:o}); made it 0600",
-                    path.display(),
-                    mode & 0o777
+                    "token file {} was readable by others; made it private",
+                    path.display()
                 );
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
             }
             read_token(path)
         }

@@ -24,7 +24,7 @@ pub struct DeleteArgs {
 
 pub async fn run(args: DeleteArgs) -> anyhow::Result<ExitCode> {
     let key = super::object_key(&args.kind, &args.name)?;
-    if let Some(remote) = args.remote.client(Some(&args.state.state))? {
+    if let Some(remote) = args.remote.client(&args.state.state)? {
         let path = super::remote::object_path(&key);
         return match remote.send(reqwest::Method::DELETE, &path, None).await {
             Ok(_) => {

@@ -36,43 +36,42 @@ pub async fn run(args: DescribeArgs) -> anyhow::Result<ExitCode> {
     let key = super::object_key(&args.kind, &args.name)?;
     let kind = key.kind;
     let instance = &args.state.instance;
-    let (item, events): (Option<Value>, Vec<Event>) =
-        match args.remote.client(Some(&args.state.state))? {
-            Some(remote) => {
-                if args.show_secrets {
-                    anyhow::bail!("--show-secrets works on the local state file only");
-                }
-                let path = super::remote::object_path(&key);
-                let item = match remote.json(&path).await {
-                    Ok(v) => Some(v),
-                    Err(e) if super::remote::is_not_found(&e) => None,
-                    Err(e) => return Err(e),
-                };
-                let events = remote
-                    .json(&format!(
-                        "/api/v1/events?kind={}&name={}&limit={}",
-                        kind.label(),
-                        key.name,
-                        args.events
-                    ))
-                    .await?;
-                (item, serde_json::from_value(events)?)
+    let (item, events): (Option<Value>, Vec<Event>) = match args.remote.client(&args.state.state)? {
+        Some(remote) => {
+            if args.show_secrets {
+                anyhow::bail!("--show-secrets works on the local state file only");
             }
-            None => {
-                let store = open_store(&args.state.state).await?;
-                let q = view::Query {
-                    kind: Some(kind),
-                    name: Some(key.name.clone()),
-                    show_secrets: args.show_secrets,
-                    ..view::Query::default()
-                };
-                let item = view::items(&store, instance, &q).await?.into_iter().next();
-                let events = store
-                    .events(instance, Some(&key), None, args.events)
-                    .await?;
-                (item.map(serde_json::to_value).transpose()?, events)
-            }
-        };
+            let path = super::remote::object_path(&key);
+            let item = match remote.json(&path).await {
+                Ok(v) => Some(v),
+                Err(e) if super::remote::is_not_found(&e) => None,
+                Err(e) => return Err(e),
+            };
+            let events = remote
+                .json(&format!(
+                    "/api/v1/events?kind={}&name={}&limit={}",
+                    kind.label(),
+                    key.name,
+                    args.events
+                ))
+                .await?;
+            (item, serde_json::from_value(events)?)
+        }
+        None => {
+            let store = open_store(&args.state.state).await?;
+            let q = view::Query {
+                kind: Some(kind),
+                name: Some(key.name.clone()),
+                show_secrets: args.show_secrets,
+                ..view::Query::default()
+            };
+            let item = view::items(&store, instance, &q).await?.into_iter().next();
+            let events = store
+                .events(instance, Some(&key), None, args.events)
+                .await?;
+            (item.map(serde_json::to_value).transpose()?, events)
+        }
+    };
     let Some(item) = item else {
         eprintln!("error: {key} not found");
         return Ok(ExitCode::from(1));

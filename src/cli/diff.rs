@@ -17,7 +17,7 @@ pub struct DiffArgs {
 }
 
 pub async fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
-    let plan: PlanView = match args.remote.client(Some(&args.common.state.state))? {
+    let plan: PlanView = match args.remote.client(&args.common.state.state)? {
         Some(remote) => serde_json::from_value(remote.json("/api/v1/plan").await?)?,
         None => {
             let (rec, sources) = reconciler(&args.common).await?;

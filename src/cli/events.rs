@@ -29,7 +29,7 @@ pub struct EventsArgs {
 
 pub async fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
     let key = args.object.as_deref().map(object_ref).transpose()?;
-    if let Some(remote) = args.remote.client(Some(&args.state.state))? {
+    if let Some(remote) = args.remote.client(&args.state.state)? {
         return remote_events(&remote, key.as_ref(), args.limit, args.follow).await;
     }
     let store = open_store(&args.state.state).await?;

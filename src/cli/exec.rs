@@ -34,7 +34,7 @@ pub struct ExecArgs {
 
 pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let key = object_ref(&args.name)?;
-    if let Some(remote) = args.remote.client(Some(&args.state.state))? {
+    if let Some(remote) = args.remote.client(&args.state.state)? {
         return run_remote(&remote, &args, &key).await;
     }
     let runtime = DockerEngine::connect().await?;

@@ -52,58 +52,57 @@ pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
         Some(s) => Selector::parse(s)?,
         None => Selector::default(),
     };
-    let (items, errors): (Vec<Value>, Vec<String>) =
-        match args.remote.client(Some(&args.state.state))? {
-            Some(remote) => {
-                if args.show_secrets {
-                    anyhow::bail!("--show-secrets works on the local state file only");
-                }
-                let mut items = Vec::new();
-                for k in kind.map_or(Kind::ALL.to_vec(), |k| vec![k]) {
-                    let path = super::remote::kind_path(k);
-                    match &args.name {
-                        Some(n) => match remote.json(&format!("{path}/{n}")).await {
-                            Ok(v) => items.push(v),
-                            Err(e) if super::remote::is_not_found(&e) => {}
-                            Err(e) => return Err(e),
-                        },
-                        None => {
-                            let mut q = Vec::new();
-                            if let Some(s) = &args.selector {
-                                q.push(format!("labelSelector={}", encode(s)));
-                            }
-                            if let Some(p) = &args.phase {
-                                q.push(format!("phase={}", encode(p)));
-                            }
-                            let url = format!("{path}?{}", q.join("&"));
-                            if let Value::Array(a) = remote.json(&url).await? {
-                                items.extend(a);
-                            }
+    let (items, errors): (Vec<Value>, Vec<String>) = match args.remote.client(&args.state.state)? {
+        Some(remote) => {
+            if args.show_secrets {
+                anyhow::bail!("--show-secrets works on the local state file only");
+            }
+            let mut items = Vec::new();
+            for k in kind.map_or(Kind::ALL.to_vec(), |k| vec![k]) {
+                let path = super::remote::kind_path(k);
+                match &args.name {
+                    Some(n) => match remote.json(&format!("{path}/{n}")).await {
+                        Ok(v) => items.push(v),
+                        Err(e) if super::remote::is_not_found(&e) => {}
+                        Err(e) => return Err(e),
+                    },
+                    None => {
+                        let mut q = Vec::new();
+                        if let Some(s) = &args.selector {
+                            q.push(format!("labelSelector={}", encode(s)));
+                        }
+                        if let Some(p) = &args.phase {
+                            q.push(format!("phase={}", encode(p)));
+                        }
+                        let url = format!("{path}?{}", q.join("&"));
+                        if let Value::Array(a) = remote.json(&url).await? {
+                            items.extend(a);
                         }
                     }
                 }
-                (items, Vec::new())
             }
-            None => {
-                let store = open_store(&args.state.state).await?;
-                let q = view::Query {
-                    kind,
-                    name: args.name.clone(),
-                    selector,
-                    phase: args.phase.clone(),
-                    show_secrets: args.show_secrets,
-                };
-                let items = view::items(&store, &args.state.instance, &q).await?;
-                let errors = store.source_errors(&args.state.instance).await?;
-                (
-                    items
-                        .iter()
-                        .map(serde_json::to_value)
-                        .collect::<Result<_, _>>()?,
-                    errors.iter().map(ToString::to_string).collect(),
-                )
-            }
-        };
+            (items, Vec::new())
+        }
+        None => {
+            let store = open_store(&args.state.state).await?;
+            let q = view::Query {
+                kind,
+                name: args.name.clone(),
+                selector,
+                phase: args.phase.clone(),
+                show_secrets: args.show_secrets,
+            };
+            let items = view::items(&store, &args.state.instance, &q).await?;
+            let errors = store.source_errors(&args.state.instance).await?;
+            (
+                items
+                    .iter()
+                    .map(serde_json::to_value)
+                    .collect::<Result<_, _>>()?,
+                errors.iter().map(ToString::to_string).collect(),
+            )
+        }
+    };
 
     if let (Some(name), true) = (&args.name, items.is_empty()) {
         eprintln!(

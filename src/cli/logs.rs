@@ -26,7 +26,7 @@ pub struct LogsArgs {
 
 pub async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
     let key = object_ref(&args.name)?;
-    if let Some(remote) = args.remote.client(Some(&args.state.state))? {
+    if let Some(remote) = args.remote.client(&args.state.state)? {
         let mut path = format!("{}/logs?follow={}", object_path(&key), args.follow);
         if let Some(n) = args.tail {
             path.push_str(&format!("&tail={n}"));

@@ -19,9 +19,9 @@ pub struct RemoteArgs {
 }
 
 impl RemoteArgs {
-    /// A client for `--server`, or `None` to work on the local state file `state` (by default
-    /// `DOCKHAND_STATE` or `./dockhand.db`, for verbs without `--state`).
-    pub fn client(&self, state: Option<&Path>) -> anyhow::Result<Option<Remote>> {
+    /// A client for `--server`, or `None` to work on the local state file `state` (beside
+    /// which `up` keeps its generated token).
+    pub fn client(&self, state: &Path) -> anyhow::Result<Option<Remote>> {
         let Some(server) = &self.server else {
             return Ok(None);
         };
@@ -29,9 +29,7 @@ impl RemoteArgs {
             Some(path) => Some(super::read_token(path)?),
             // The local token is never sent to another host.
             None if is_loopback(server) => {
-                let default_state = std::env::var_os("DOCKHAND_STATE")
-                    .map_or_else(|| PathBuf::from("./dockhand.db"), PathBuf::from);
-                let path = super::default_token_path(state.unwrap_or(&default_state));
+                let path = super::default_token_path(state);
                 path.exists()
                     .then(|| super::read_token(&path))
                     .transpose()?

@@ -27,6 +27,14 @@ struct Inner {
     next_id: u64,
 }
 
+impl Inner {
+    /// A container id never used before.
+    fn new_id(&mut self) -> String {
+        self.next_id += 1;
+        format!("fake{:06}", self.next_id)
+    }
+}
+
 /// Containers live in a map and run once started.
 #[derive(Clone)]
 pub struct FakeEngine {
@@ -78,8 +86,7 @@ impl FakeEngine {
     /// Puts a container on the fake engine as someone else would (any labels), running.
     pub fn insert(&self, name: &str, container_labels: HashMap<String, String>) -> String {
         let mut inner = self.lock();
-        inner.next_id += 1;
-        let id = format!("fake{:06}", inner.next_id);
+        let id = inner.new_id();
         let c = Container {
             name: name.to_owned(),
             labels: container_labels,
@@ -181,8 +188,7 @@ impl Engine for FakeEngine {
                 name: spec.name.clone(),
             });
         }
-        inner.next_id += 1;
-        let id = format!("fake{:06}", inner.next_id);
+        let id = inner.new_id();
         inner.containers.insert(
             id.clone(),
             Container {

@@ -49,16 +49,9 @@ impl<R: Engine> Reconciler<R> {
         let instance = &self.options.instance;
         let stored = self.store.objects(instance).await?;
         let statuses = self.store.statuses_by_key(instance).await?;
-        let emptied = emptied_errors(snapshot, &stored);
-        let desired = if emptied.is_empty() {
-            merge(snapshot, &stored)
-        } else {
-            let mut held = snapshot.clone();
-            held.errors.extend(emptied.iter().cloned());
-            merge(&held, &stored)
-        };
+        let desired = merge(snapshot, &stored);
         let mut errors = snapshot.errors.clone();
-        errors.extend(emptied);
+        errors.extend(emptied_errors(snapshot, &stored));
         let now = now_millis();
         let (desired, pending_prunes) = if dry_run {
             (desired, Vec::new())

@@ -175,7 +175,8 @@ pub fn emptied_errors(snapshot: &Snapshot, stored: &[StoredObject]) -> Vec<Manif
 }
 
 /// Desired objects: the snapshot's, plus the stored last good version of every object whose
-/// file is broken now (or of every object of a source that could not be read completely).
+/// file is broken now or defines nothing now (see `emptied_errors`), or of every object of a
+/// source that could not be read completely.
 pub fn merge(snapshot: &Snapshot, stored: &[StoredObject]) -> Vec<Object> {
     let broken: BTreeSet<&str> = snapshot.errors.iter().map(|e| e.file.as_str()).collect();
     let defined: HashSet<_> = snapshot.objects.iter().map(Object::key).collect();
@@ -186,6 +187,7 @@ pub fn merge(snapshot: &Snapshot, stored: &[StoredObject]) -> Vec<Object> {
             .filter(|s| {
                 snapshot.held.contains(&Origin::of(&s.object.source))
                     || broken.contains(s.object.source.as_str())
+                    || snapshot.emptied.contains(&s.object.source)
             })
             .filter(|s| !defined.contains(&s.object.key()))
             .map(|s| s.object.clone()),

@@ -225,16 +225,18 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
-/// Takes group and other permissions away from an existing file.
-fn make_private(path: &Path) -> std::io::Result<()> {
+/// Takes group and other permissions away from an existing file (a missing one is fine);
+/// says whether it had to.
+pub fn make_private(path: &Path) -> std::io::Result<bool> {
     use std::os::unix::fs::PermissionsExt;
     match std::fs::metadata(path) {
         Ok(m) if m.permissions().mode() & 0o077 != 0 => {
             let mode = m.permissions().mode() & 0o700;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+            Ok(true)
         }
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     }
 }

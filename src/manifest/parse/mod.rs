@@ -235,7 +235,7 @@ fn resolve_binds(spec: &mut ServerSpec, base_dir: Option<&Path>) -> Result<(), (
         match base_dir {
             Some(dir) => {
                 let joined = dir.join(&v.source);
-                v.source = normalize(&joined);
+                v.source = lexical(&joined).to_string_lossy().into_owned();
             }
             None => {
                 return Err((
@@ -251,8 +251,9 @@ fn resolve_binds(spec: &mut ServerSpec, base_dir: Option<&Path>) -> Result<(), (
     Ok(())
 }
 
-/// Lexically removes `.` and `..` so that equal paths hash equally.
-fn normalize(p: &Path) -> String {
+/// Lexically removes `.` and `..`, so that equal paths hash equally (and the host policy
+/// compares where a path really leads).
+pub(crate) fn lexical(p: &Path) -> std::path::PathBuf {
     let mut out = std::path::PathBuf::new();
     for c in p.components() {
         match c {
@@ -263,7 +264,7 @@ fn normalize(p: &Path) -> String {
             other => out.push(other.as_os_str()),
         }
     }
-    out.to_string_lossy().into_owned()
+    out
 }
 
 fn deserialize<'de, T: Deserialize<'de>>(text: &'de str, file: &str) -> Result<T, ManifestError> {
@@ -293,9 +294,7 @@ fn deserialize<'de, T: Deserialize<'de>>(text: &'de str, file: &str) -> Result<T
             // is made of the file's keys: only a glimpse of it is kept, like quotes.
             field: match field.as_str() {
                 "." => String::new(),
-                f => shorten_quotes(&format!("\"{}\"", f.strip_suffix(".value").unwrap_or(f)))
-                    .trim_matches('"')
-                    .to_owned(),
+                f => glimpse(f.strip_suffix(".value").unwrap_or(f)),
             },
             message,
         }
@@ -305,34 +304,42 @@ fn deserialize<'de, T: Deserialize<'de>>(text: &'de str, file: &str) -> Result<T
 /// The longest excerpt of a manifest an error quotes.
 const MAX_QUOTE: usize = 32;
 
-/// Cuts every quoted excerpt of the input in a message to `MAX_QUOTE` characters and escapes
-/// control characters, so an error never carries more than a glimpse of a file's content.
+/// Cuts every quoted excerpt of the input in a message (`"..."` or `` `...` ``) to a glimpse,
+/// so an error never carries more than a glimpse of a file's content.
 fn shorten_quotes(message: &str) -> String {
     let mut out = String::with_capacity(message.len().min(512));
-    let mut quoted: Option<usize> = None;
-    let mut quote = '"';
+    let mut quoted: Option<(char, String)> = None;
     for c in message.chars() {
-        match (c, quoted) {
-            ('"' | '`', None) => {
-                quoted = Some(0);
-                quote = c;
+        match &mut quoted {
+            None if c == '"' || c == '`' => {
+                out.push(c);
+                quoted = Some((c, String::new()));
+            }
+            None => push_escaped(&mut out, c),
+            Some((q, _)) if c == *q => {
+                if let Some((_, inner)) = quoted.take() {
+                    out.push_str(&glimpse(&inner));
+                }
                 out.push(c);
             }
-            (_, Some(_)) if c == quote => {
-                quoted = None;
-                out.push(c);
-            }
-            (_, Some(n)) if n == MAX_QUOTE => {
-                out.push('…');
-                quoted = Some(n + 1);
-            }
-            (_, Some(n)) if n > MAX_QUOTE => {}
-            (_, Some(n)) => {
-                push_escaped(&mut out, c);
-                quoted = Some(n + 1);
-            }
-            (_, None) => push_escaped(&mut out, c),
+            Some((_, inner)) => inner.push(c),
         }
+    }
+    if let Some((_, inner)) = quoted {
+        out.push_str(&glimpse(&inner));
+    }
+    out
+}
+
+/// At most `MAX_QUOTE` characters of `text` (then `…`), control characters escaped.
+fn glimpse(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == MAX_QUOTE {
+            out.push('…');
+            break;
+        }
+        push_escaped(&mut out, c);
     }
     out
 }
