@@ -64,29 +64,28 @@ fn default_dep_kind() -> DepKind {
     DepKind("Server".into())
 }
 
+impl super::scalar::MapForm for RawDependency {
+    const EXPECTING: &'static str = "a server name, or {kind, name, condition, restart}";
+    fn from_map<'de, A: serde::de::MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        RawDependency::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+    }
+}
+
 impl<'de> Deserialize<'de> for Dependency {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Dependency;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a server name, or {kind, name, condition, restart}")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Dependency, E> {
-                super::check_dns_label(v).map_err(E::custom)?;
+        use super::scalar::ScalarOrMap;
+        match ScalarOrMap::<RawDependency>::deserialize(d)? {
+            // `dependsOn: [y]` names a server `y`, not a boolean.
+            ScalarOrMap::Scalar(name) => {
+                super::check_dns_label(&name).map_err(serde::de::Error::custom)?;
                 Ok(Dependency {
                     kind: super::Kind::Server,
-                    name: v.to_owned(),
+                    name,
                     condition: Condition::Started,
                     restart: false,
                 })
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> Result<Dependency, A::Error> {
-                let r =
-                    RawDependency::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+            ScalarOrMap::Map(r) => {
                 let kind = super::Kind::from_manifest(&r.kind.0)
                     .map_err(|e| serde::de::Error::custom(format!("dependsOn: {e}")))?;
                 Ok(Dependency {
@@ -97,7 +96,6 @@ impl<'de> Deserialize<'de> for Dependency {
                 })
             }
         }
-        d.deserialize_any(V)
     }
 }
 

@@ -13,6 +13,7 @@ pub mod network;
 pub mod parse;
 pub mod quantity;
 pub mod replicas;
+pub(crate) mod scalar;
 pub mod schema;
 pub mod server;
 pub mod status;
@@ -242,36 +243,15 @@ impl<'de> Deserialize<'de> for Name {
     }
 }
 
-/// A string that YAML may also write as a number or a boolean (`user: 1000`, `PORT: 8080`).
+/// A string that YAML may also write as a number or a boolean (`user: 1000`, `PORT: 8080`),
+/// kept exactly as written (`no`, `1.10`, `010`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct ScalarString(pub String);
 
 impl<'de> Deserialize<'de> for ScalarString {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = ScalarString;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string, number or boolean")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ScalarString, E> {
-                Ok(ScalarString(v.to_owned()))
-            }
-            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<ScalarString, E> {
-                Ok(ScalarString(v.to_string()))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ScalarString, E> {
-                Ok(ScalarString(v.to_string()))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ScalarString, E> {
-                Ok(ScalarString(v.to_string()))
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<ScalarString, E> {
-                Ok(ScalarString(v.to_string()))
-            }
-        }
-        d.deserialize_any(V)
+        scalar::exact(d).map(ScalarString)
     }
 }
 

@@ -286,40 +286,23 @@ struct RawFromDatabase {
     key: DbKey,
 }
 
+impl super::scalar::MapForm for RawFromDatabase {
+    const EXPECTING: &'static str = "a string, number or boolean, or {fromDatabase: NAME, key: url|host|port|database|user|password}";
+    fn from_map<'de, A: serde::de::MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        RawFromDatabase::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+    }
+}
+
 impl<'de> Deserialize<'de> for EnvValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = EnvValue;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string, number or boolean, or {fromDatabase: NAME, key: url|host|port|database|user|password}")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<EnvValue, E> {
-                Ok(EnvValue::Literal(ScalarString(v.to_owned())))
-            }
-            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<EnvValue, E> {
-                Ok(EnvValue::Literal(ScalarString(v.to_string())))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<EnvValue, E> {
-                Ok(EnvValue::Literal(ScalarString(v.to_string())))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<EnvValue, E> {
-                Ok(EnvValue::Literal(ScalarString(v.to_string())))
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<EnvValue, E> {
-                Ok(EnvValue::Literal(ScalarString(v.to_string())))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<EnvValue, A::Error> {
-                let r = RawFromDatabase::deserialize(
-                    serde::de::value::MapAccessDeserializer::new(map),
-                )?;
-                Ok(EnvValue::FromDatabase {
-                    from_database: r.from_database.0,
-                    key: r.key,
-                })
-            }
-        }
-        d.deserialize_any(V)
+        use super::scalar::ScalarOrMap;
+        Ok(match ScalarOrMap::<RawFromDatabase>::deserialize(d)? {
+            ScalarOrMap::Scalar(s) => EnvValue::Literal(ScalarString(s)),
+            ScalarOrMap::Map(r) => EnvValue::FromDatabase {
+                from_database: r.from_database.0,
+                key: r.key,
+            },
+        })
     }
 }
 

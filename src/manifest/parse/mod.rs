@@ -269,10 +269,16 @@ pub(crate) fn lexical(p: &Path) -> std::path::PathBuf {
 
 fn deserialize<'de, T: Deserialize<'de>>(text: &'de str, file: &str) -> Result<T, ManifestError> {
     let mut field = String::new();
-    let result = serde_saphyr::with_deserializer_from_str(text, |de| {
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            field = e.path().to_string();
-            e.into_inner()
+    let result = super::scalar::with_source(text, || {
+        // `.inf` and `.nan` reach the scalars' visitors (which keep their text) instead of
+        // failing the whole document.
+        let mut options = serde_saphyr::Options::default();
+        options.non_finite_float_policy = serde_saphyr::NonFiniteFloatPolicy::PassThrough;
+        serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                field = e.path().to_string();
+                e.into_inner()
+            })
         })
     });
     result.map_err(|e| {

@@ -285,3 +285,53 @@ fn errors_quote_no_more_than_a_glimpse_of_the_file() {
     assert!(!text.contains('\u{1b}'), "{text}");
     assert!(!text.contains(&"y".repeat(40)), "{text}");
 }
+
+#[test]
+fn scalars_keep_exactly_the_text_written() {
+    let text = format!(
+        "{WEB}  user: 0100\n  env:\n    COUNTRY: no\n    VERSION: 1.10\n    MODE: 010\n    ON: on\n    BIG: 1e3\n    HEX: 0x1F\n    NEG: -0.50\n    FLOW: {{a: 1}}\n    QUOTED: \"1.10\"\n    INF: .inf\n  dependsOn: [y, n]\n"
+    );
+    let text = text.replace("FLOW: {a: 1}", "TILDE: ~x");
+    let objs = parse_str(&text, "m.yaml", None).expect("parses");
+    let Spec::Server(s) = &objs[0].spec else {
+        panic!("a server")
+    };
+    let env: Vec<(String, String)> = s
+        .env
+        .iter()
+        .map(|(k, v)| match v {
+            crate::manifest::server::EnvValue::Literal(l) => (k.0.clone(), l.0.clone()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    for (k, v) in [
+        ("COUNTRY", "no"),
+        ("VERSION", "1.10"),
+        ("MODE", "010"),
+        ("ON", "on"),
+        ("BIG", "1e3"),
+        ("HEX", "0x1F"),
+        ("NEG", "-0.50"),
+        ("QUOTED", "1.10"),
+        ("INF", ".inf"),
+        ("TILDE", "~x"),
+    ] {
+        assert!(env.contains(&(k.into(), v.into())), "{k}: {env:?}");
+    }
+    assert_eq!(s.user.as_ref().map(|u| u.0.as_str()), Some("0100"));
+    let names: Vec<&str> = s.depends_on.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["y", "n"]);
+}
+
+#[test]
+fn label_values_and_flow_env_keep_their_text() {
+    let text = "apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: web, labels: {tier: off, v: 2.0}}\nspec: {image: busybox, env: {A: yes, B: 1.50}}\n";
+    let objs = parse_str(text, "m.yaml", None).expect("parses");
+    assert_eq!(objs[0].labels.get("tier").map(String::as_str), Some("off"));
+    assert_eq!(objs[0].labels.get("v").map(String::as_str), Some("2.0"));
+    let Spec::Server(s) = &objs[0].spec else {
+        panic!("a server")
+    };
+    let json = serde_json::to_string(&s.env).expect("json");
+    assert_eq!(json, r#"{"A":"yes","B":"1.50"}"#);
+}
