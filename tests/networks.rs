@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{docker, text, Env};
 
 #[test]
@@ -119,5 +121,143 @@ fn a_network_spec_change_recreates_it_and_reattaches_its_containers() {
     assert!(
         ip.trim().starts_with(&format!("10.215.{third}.")),
         "not reattached: {ip:?}"
+    );
+}
+
+/// A tiny HTTP server in Perl (the PostgreSQL image has Perl, not busybox) answering the
+/// contents of /tmp/answer.
+/// No single quotes: the shell gets it in single quotes.
+const PERL_HTTPD: &str = r#"use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalPort => 8080, Listen => 5, ReuseAddr => 1) or die; while (my $c = $s->accept) { my $l = <$c>; open my $f, "<", "/tmp/answer"; my $a = join "", <$f>; print $c "HTTP/1.0 200 OK\r\nContent-Length: " . length($a) . "\r\n\r\n$a"; close $c }"#;
+
+#[test]
+fn servers_and_a_database_find_each_other_by_name_on_the_default_network() {
+    let Some(env) = Env::new("net-names") else {
+        return;
+    };
+    common::postgres_image();
+    env.write(
+        "db.yaml",
+        &format!("apiVersion: dockhand/v1\nkind: Database\nmetadata: {{name: store}}\nspec:\n  image: {}\n  port: 5923\n", common::POSTGRES_IMAGE),
+    );
+    // `api` logs into the database by name, then serves who it logged in as.
+    let api_script = format!(
+        "until psql \"$DATABASE_URL\" -tAc 'select current_user' > /tmp/answer; do sleep 1; done; exec perl -e '{PERL_HTTPD}'"
+    );
+    env.write(
+        "api.yaml",
+        &format!(
+            "apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: api}}\nspec:\n  image: {}\n  entrypoint: [sh, -c, {api_script:?}]\n  env:\n    DATABASE_URL: {{fromDatabase: store}}\n    PGHOST: {{fromDatabase: store, key: host}}\n    PGPORT: {{fromDatabase: store, key: port}}\n  aliases: [backend]\n  dependsOn: [{{kind: Database, name: store, condition: Healthy}}]\n",
+            common::POSTGRES_IMAGE
+        ),
+    );
+    env.write("web.yaml", &common::server("web", ""));
+    env.write("worker.yaml", &common::server("worker", "  replicas: 2\n"));
+    let out = env.run("sync", &["--timeout", "120s"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let api = env.container("api").expect("api");
+    assert_eq!(
+        docker(&["exec", &api.id, "sh", "-c", "echo $PGHOST:$PGPORT"]).trim(),
+        "store:5432",
+        "a database on a shared network is reached by name on its own port"
+    );
+    let web = env.container("web").expect("web");
+    let fetched = common::eventually(Duration::from_secs(60), "web to fetch from api", || {
+        let got = docker(&["exec", &web.id, "wget", "-qO-", "http://api:8080/"]);
+        (got.trim() == "store").then_some(got)
+    });
+    assert_eq!(fetched.trim(), "store");
+    let by_alias = docker(&["exec", &web.id, "wget", "-qO-", "http://backend:8080/"]);
+    assert_eq!(by_alias.trim(), "store", "an alias answers too");
+
+    // A replicated server's name resolves to every replica.
+    let replicas: Vec<String> = ["worker", "worker.1"]
+        .iter()
+        .map(|n| {
+            let c = env.container(n).expect("replica");
+            let net = format!("dh_{}_default", env.instance);
+            docker(&[
+                "inspect",
+                "-f",
+                &format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"),
+                &c.id,
+            ])
+            .trim()
+            .to_owned()
+        })
+        .collect();
+    let lookup = docker(&["exec", &web.id, "nslookup", "worker"]);
+    for ip in &replicas {
+        assert!(
+            !ip.is_empty() && lookup.contains(ip.as_str()),
+            "{ip} not in {lookup}"
+        );
+    }
+
+    // Nothing left: the default network goes with the last object.
+    for f in ["db.yaml", "api.yaml", "web.yaml", "worker.yaml"] {
+        env.remove(f);
+    }
+    let out = env.run("sync", &["--timeout", "60s", "--allow-empty"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let left = docker(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("name=^dh_{}_default$", env.instance),
+    ]);
+    assert!(left.trim().is_empty(), "default network left behind");
+}
+
+#[test]
+fn a_server_joins_several_networks_with_an_address_and_aliases_on_each() {
+    let Some(env) = Env::new("net-multi") else {
+        return;
+    };
+    let third = 100 + (std::process::id() % 150);
+    env.write(
+        "net.yaml",
+        &format!("apiVersion: dockhand/v1\nkind: Network\nmetadata: {{name: back}}\nspec:\n  subnet: 10.216.{third}.0/24\n"),
+    );
+    env.write(
+        "a.yaml",
+        &common::server(
+            "gateway",
+            &format!("  networks:\n    - front\n    - {{name: back, ip: 10.216.{third}.7, aliases: [gw]}}\n"),
+        ),
+    );
+    env.write("b.yaml", &common::server("client", "  networks: [back]\n"));
+    env.write("c.yaml", &common::server("outsider", ""));
+    let out = env.run("sync", &["--timeout", "60s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let gw = env.container("gateway").expect("gateway");
+    let nets = docker(&[
+        "inspect",
+        "-f",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}} {{end}}",
+        &gw.id,
+    ]);
+    assert!(
+        nets.contains(&format!("dh_{}_front=", env.instance)),
+        "{nets}"
+    );
+    assert!(
+        nets.contains(&format!("dh_{}_back=10.216.{third}.7", env.instance)),
+        "{nets}"
+    );
+    let client = env.container("client").expect("client");
+    let found = docker(&["exec", &client.id, "nslookup", "gw"]);
+    assert!(found.contains(&format!("10.216.{third}.7")), "{found}");
+    // `outsider` is on the default network only: it does not see `gateway` by name.
+    let outsider = env.container("outsider").expect("outsider");
+    let out = std::process::Command::new("docker")
+        .args(["exec", &outsider.id, "nslookup", "client"])
+        .output()
+        .expect("docker exec");
+    assert!(
+        !out.status.success() || String::from_utf8_lossy(&out.stdout).contains("can't find"),
+        "{}",
+        text(&out)
     );
 }

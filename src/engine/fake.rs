@@ -24,6 +24,8 @@ struct Container {
 struct Inner {
     containers: BTreeMap<String, Container>,
     volumes: BTreeMap<String, HashMap<String, String>>,
+    /// Network name → its labels.
+    networks: BTreeMap<String, HashMap<String, String>>,
     next_id: u64,
 }
 
@@ -226,19 +228,32 @@ impl Engine for FakeEngine {
         Ok(())
     }
 
-    async fn list_networks(&self, _instance: &str) -> Result<Vec<NetworkInfo>, EngineError> {
-        Ok(Vec::new())
+    async fn list_networks(&self, instance: &str) -> Result<Vec<NetworkInfo>, EngineError> {
+        Ok(self
+            .lock()
+            .networks
+            .iter()
+            .filter(|(_, l)| labels::is_ours(l, instance))
+            .map(|(name, l)| NetworkInfo {
+                name: name.clone(),
+                spec_hash: l.get(labels::SPEC_HASH).cloned(),
+            })
+            .collect())
     }
 
-    async fn network_exists(&self, _name: &str) -> Result<bool, EngineError> {
-        Ok(false)
+    async fn network_exists(&self, name: &str) -> Result<bool, EngineError> {
+        Ok(self.lock().networks.contains_key(name))
     }
 
-    async fn create_network(&self, _config: &NetworkConfig) -> Result<(), EngineError> {
+    async fn create_network(&self, config: &NetworkConfig) -> Result<(), EngineError> {
+        self.lock()
+            .networks
+            .insert(config.name.clone(), config.labels.clone());
         Ok(())
     }
 
-    async fn remove_network(&self, _name: &str) -> Result<(), EngineError> {
+    async fn remove_network(&self, name: &str) -> Result<(), EngineError> {
+        self.lock().networks.remove(name);
         Ok(())
     }
 
@@ -248,9 +263,8 @@ impl Engine for FakeEngine {
 
     async fn connect_network(
         &self,
-        _name: &str,
         _container: &str,
-        _ip: Option<std::net::Ipv4Addr>,
+        _endpoint: &crate::engine::Endpoint,
     ) -> Result<(), EngineError> {
         Ok(())
     }

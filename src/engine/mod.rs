@@ -197,9 +197,18 @@ pub struct ContainerSpec {
     pub stop_signal: Option<String>,
     /// `host:address` entries for /etc/hosts (`host-gateway` is the engine's host).
     pub extra_hosts: Vec<String>,
-    /// The engine network to attach to, and a static address on it.
-    pub network: Option<String>,
+    /// `host` or `none` instead of networks.
+    pub network_mode: Option<String>,
+    /// The engine networks to join, the first at creation and the others before it starts.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// A container on one engine network: a static address and the names it answers to there.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Endpoint {
+    pub network: String,
     pub ip: Option<std::net::Ipv4Addr>,
+    pub aliases: Vec<String>,
 }
 
 /// The engine's healthcheck for a container.
@@ -319,11 +328,11 @@ pub trait Engine: Send + Sync + 'static {
         name: &str,
     ) -> impl Future<Output = Result<Vec<String>, EngineError>> + Send;
 
+    /// Joins a container to `endpoint.network` with its address and aliases.
     fn connect_network(
         &self,
-        name: &str,
         container: &str,
-        ip: Option<std::net::Ipv4Addr>,
+        endpoint: &Endpoint,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
 
     fn disconnect_network(

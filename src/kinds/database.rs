@@ -12,13 +12,16 @@ use crate::engine::{EngineError, Observed, State};
 use crate::lifecycle::Lifecycle;
 use crate::manifest::database::{DatabaseSpec, DeletionPolicy};
 use crate::manifest::fields::{engine_limits, Protocol, PullPolicy};
-use crate::manifest::server::RestartPolicy;
+use crate::manifest::server::{Join, Joins, RestartPolicy};
 use crate::manifest::{Kind, Object, ObjectKey, Phase, Spec};
 use crate::plan::{Desired, Plan, Readiness};
 use crate::store::{generate_secret, DatabaseSecret, Status, Store, StoreError};
 
 /// Host ports dockhand picks from when a manifest leaves the port open.
 pub const PORT_RANGE: RangeInclusive<u16> = 5433..=6000;
+
+/// The port PostgreSQL listens on inside its container.
+pub const CONTAINER_PORT: u16 = 5432;
 
 /// Where the data lives in images that follow the official postgres contract.
 pub const DATA_DIR: &str = "/var/lib/postgresql/data";
@@ -80,6 +83,15 @@ impl Connection {
         }
     }
 
+    /// How containers on a network it joins reach it: by its name, on PostgreSQL's own port.
+    pub fn on_network(object: &Object, spec: &DatabaseSpec, secret: &DatabaseSecret) -> Self {
+        Self {
+            host: object.name.clone(),
+            port: CONTAINER_PORT,
+            ..Self::new("", object, spec, secret)
+        }
+    }
+
     /// How this host reaches it: the published port on the loopback address.
     pub fn from_host(object: &Object, spec: &DatabaseSpec, secret: &DatabaseSecret) -> Self {
         Self::new("127.0.0.1", object, spec, secret)
@@ -127,7 +139,7 @@ pub fn container_spec(
         working_dir: None,
         user: None,
         ports: vec![PortBinding {
-            container: 5432,
+            container: CONTAINER_PORT,
             host: port(spec, secret),
             protocol: Protocol::Tcp,
         }],
@@ -145,8 +157,8 @@ pub fn container_spec(
         // PostgreSQL's fast shutdown; SIGTERM would wait for every client to leave.
         stop_signal: Some("SIGINT".into()),
         extra_hosts: Vec::new(),
-        network: None,
-        ip: None,
+        network_mode: None,
+        endpoints: Vec::new(),
     }
 }
 
@@ -161,8 +173,21 @@ pub fn desired(
     let key = o.key();
     let hash = o.spec_hash();
     let secret = ctx.secrets.get(&o.name);
-    let container =
-        secret.map(|secret| container_spec(ctx.instance, ctx.state_id, o, d, &hash, secret));
+    let joins = Joins::Networks(
+        d.joined_networks()
+            .into_iter()
+            .map(|network| Join {
+                network,
+                ip: None,
+                aliases: vec![o.name.clone()],
+            })
+            .collect(),
+    );
+    let container = secret.map(|secret| {
+        let mut c = container_spec(ctx.instance, ctx.state_id, o, d, &hash, secret);
+        (c.network_mode, c.endpoints) = ctx.networks.endpoints(&joins);
+        c
+    });
     let never_initialised = secret.is_some_and(|s| !s.initialized);
     let desired = Desired {
         readiness: Some(Readiness {

@@ -3,12 +3,14 @@
 //! A declared network is `dh_<instance>_<name>`, recreated (with its containers reattached)
 //! when its spec changes. A name a server uses but no manifest declares is an existing engine
 //! network used as is (never removed), or else a plain bridge network dockhand creates and
-//! removes once nothing names it.
+//! removes once nothing names it. Every object that names no network joins `default`, the
+//! instance's own (like Compose's project network), so servers find each other by name.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::engine::labels;
-use crate::engine::{Engine, EngineError, NetworkConfig, NetworkInfo, Observed};
+use crate::engine::{Endpoint, Engine, EngineError, NetworkConfig, NetworkInfo, Observed};
+use crate::manifest::server::{Joins, DEFAULT_NETWORK};
 use crate::manifest::{Object, ObjectKey, Phase, Spec};
 use crate::store::Status;
 
@@ -49,6 +51,45 @@ impl NetworkPlan {
     pub fn is_empty(&self) -> bool {
         self.create.is_empty() && self.recreate.is_empty() && self.remove.is_empty()
     }
+
+    /// The network mode and engine endpoints for what an object joins.
+    pub fn endpoints(&self, joins: &Joins) -> (Option<String>, Vec<Endpoint>) {
+        match joins {
+            Joins::Mode(mode) => (Some(mode.clone()), Vec::new()),
+            Joins::Networks(nets) => (
+                None,
+                nets.iter()
+                    .map(|j| Endpoint {
+                        network: self
+                            .engine_names
+                            .get(&j.network)
+                            .cloned()
+                            .unwrap_or_else(|| j.network.clone()),
+                        ip: j.ip,
+                        aliases: j.aliases.clone(),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// The networks the servers and databases join, by manifest name.
+fn joined(desired: &[Object]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for o in desired {
+        match &o.spec {
+            Spec::Server(s) => out.extend(
+                s.joins(&o.name)
+                    .networks()
+                    .iter()
+                    .map(|j| j.network.clone()),
+            ),
+            Spec::Database(d) => out.extend(d.joined_networks()),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// What the engine holds of the networks a pass may touch.
@@ -61,12 +102,12 @@ pub struct ObservedNetworks {
     pub existing: BTreeSet<String>,
 }
 
-/// Whether any desired object involves networks.
+/// Whether any desired object involves networks (every container joins one, but `host`/`none`).
 pub fn involved(desired: &[Object]) -> bool {
     desired.iter().any(|o| match &o.spec {
-        Spec::Network(_) => true,
-        Spec::Server(s) => s.network.is_some(),
-        _ => false,
+        Spec::Network(_) | Spec::Database(_) => true,
+        Spec::Server(s) => !s.joins(&o.name).networks().is_empty(),
+        Spec::Route(_) => false,
     })
 }
 
@@ -83,17 +124,16 @@ pub async fn observe<R: Engine>(
         .map(|o| o.name.as_str())
         .collect();
     let ours: Vec<NetworkInfo> = engine.list_networks(instance).await?;
-    let (mut existing, mut asked) = (BTreeSet::new(), BTreeSet::new());
-    for o in desired {
-        let Spec::Server(s) = &o.spec else { continue };
-        let Some(net) = &s.network else { continue };
-        if declared.contains(net.0.as_str()) || !asked.insert(net.0.clone()) {
+    let mut existing = BTreeSet::new();
+    for net in joined(desired) {
+        // `default` is always the instance's own.
+        if declared.contains(net.as_str()) || net == DEFAULT_NETWORK {
             continue;
         }
-        let auto = labels::network_name(instance, &net.0);
+        let auto = labels::network_name(instance, &net);
         let is_ours = ours.iter().any(|n| n.name == auto);
-        if !is_ours && engine.network_exists(&net.0).await? {
-            existing.insert(net.0.clone());
+        if !is_ours && engine.network_exists(&net).await? {
+            existing.insert(net);
         }
     }
     Ok(ObservedNetworks { ours, existing })
@@ -124,18 +164,16 @@ pub fn plan(instance: &str, desired: &[Object], observed: &ObservedNetworks) -> 
             );
         }
     }
-    for o in desired {
-        let Spec::Server(s) = &o.spec else { continue };
-        let Some(net) = &s.network else { continue };
-        if plan.engine_names.contains_key(&net.0) {
+    for net in joined(desired) {
+        if plan.engine_names.contains_key(&net) {
             continue;
         }
-        if observed.existing.contains(&net.0) {
-            plan.engine_names.insert(net.0.clone(), net.0.clone());
+        if observed.existing.contains(&net) {
+            plan.engine_names.insert(net.clone(), net);
             continue;
         }
-        let auto = labels::network_name(instance, &net.0);
-        plan.engine_names.insert(net.0.clone(), auto.clone());
+        let auto = labels::network_name(instance, &net);
+        plan.engine_names.insert(net, auto.clone());
         wanted.insert(
             auto.clone(),
             NetworkConfig {
@@ -200,12 +238,12 @@ pub fn statuses(
 }
 
 /// Creates and recreates (before containers are created). A recreated network gets back the
-/// containers it had, each with its static address.
+/// containers it had, each with its static address and aliases there.
 pub async fn create<R: Engine>(
     engine: &R,
     plan: &NetworkPlan,
     observed: &[Observed],
-    ip_of: &(dyn Fn(&Observed) -> Option<std::net::Ipv4Addr> + Sync),
+    endpoint_of: &(dyn Fn(&Observed, &str) -> Option<Endpoint> + Sync),
 ) -> Vec<(String, Result<(), EngineError>)> {
     let mut out = Vec::new();
     for config in &plan.create {
@@ -223,8 +261,15 @@ pub async fn create<R: Engine>(
             engine.remove_network(&config.name).await?;
             engine.create_network(config).await?;
             for id in &attached {
-                let ip = observed.iter().find(|o| &o.id == id).and_then(ip_of);
-                engine.connect_network(&config.name, id, ip).await?;
+                let endpoint = observed
+                    .iter()
+                    .find(|o| &o.id == id)
+                    .and_then(|o| endpoint_of(o, &config.name))
+                    .unwrap_or_else(|| Endpoint {
+                        network: config.name.clone(),
+                        ..Endpoint::default()
+                    });
+                engine.connect_network(id, &endpoint).await?;
             }
             Ok(())
         }

@@ -9,8 +9,8 @@ use crate::lifecycle::Lifecycle;
 use crate::manifest::depends::Condition;
 use crate::manifest::fields::engine_limits;
 use crate::manifest::health::OnUnhealthy;
-use crate::manifest::replicas::dependency_keys;
-use crate::manifest::server::{DbKey, EnvValue, ServerSpec, VolumeType};
+use crate::manifest::replicas::{dependency_keys, replica_of};
+use crate::manifest::server::{DbKey, EnvValue, Joins, ServerSpec, VolumeType};
 use crate::manifest::{short_hash, Kind, Object, ObjectKey, Spec};
 use crate::plan::{Dep, Desired};
 
@@ -94,8 +94,8 @@ pub fn container_spec(
         stop_timeout: spec.stop_grace_period.map(|d| d.as_secs().max(1) as i64),
         labels: container_labels,
         stop_signal: None,
-        network: None,
-        ip: None,
+        network_mode: None,
+        endpoints: Vec::new(),
         extra_hosts: if uses_database {
             vec![format!("{HOST_ALIAS}:host-gateway")]
         } else {
@@ -126,13 +126,29 @@ pub fn desired(
 ) -> (Desired, Option<ContainerSpec>) {
     let key = o.key();
     let databases: BTreeSet<&str> = s.env.values().filter_map(|v| v.database()).collect();
+    let base = replica_of(&o.name);
+    let mut joins = s.joins(base);
+    if let Joins::Networks(nets) = &mut joins {
+        for j in nets.iter_mut().filter(|_| o.name != base) {
+            j.aliases.push(o.name.clone());
+        }
+    }
     let lookup = |name: &str, part: DbKey| -> Option<String> {
         let (obj, spec) = objects.iter().find_map(|x| match &x.spec {
             Spec::Database(d) if x.name == name => Some((x, d)),
             _ => None,
         })?;
         let secret = ctx.secrets.get(name)?;
-        let conn = database::Connection::new(HOST_ALIAS, obj, spec, secret);
+        // On a network they share, by name and PostgreSQL's own port; else through the host.
+        let shared = spec
+            .joined_networks()
+            .iter()
+            .any(|n| joins.networks().iter().any(|j| &j.network == n));
+        let conn = if shared {
+            database::Connection::on_network(obj, spec, secret)
+        } else {
+            database::Connection::new(HOST_ALIAS, obj, spec, secret)
+        };
         Some(match part {
             DbKey::Url => conn.url(Some(&secret.password)),
             DbKey::Host => conn.host,
@@ -154,16 +170,7 @@ pub fn desired(
     }
     let container =
         container_spec(ctx.instance, ctx.state_id, o, s, &hash, &lookup).map(|mut c| {
-            if let Some(net) = &s.network {
-                c.network = Some(
-                    ctx.networks
-                        .engine_names
-                        .get(&net.0)
-                        .cloned()
-                        .unwrap_or_else(|| net.0.clone()),
-                );
-                c.ip = s.ip;
-            }
+            (c.network_mode, c.endpoints) = ctx.networks.endpoints(&joins);
             c
         });
     let mut deps: Vec<Dep> = s

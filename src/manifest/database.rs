@@ -36,6 +36,10 @@ pub struct DatabaseSpec {
         skip_serializing_if = "is_default_ready_timeout"
     )]
     pub ready_timeout: Duration,
+    /// Networks it joins, answering to its name on each (default: the instance's default
+    /// network). Servers on one of them reach it by name on port 5432.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<super::Name>,
 }
 
 fn default_version() -> ScalarString {
@@ -51,6 +55,34 @@ fn is_default_ready_timeout(d: &Duration) -> bool {
 }
 
 impl DatabaseSpec {
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, n) in self.networks.iter().enumerate() {
+            if n.0 == super::server::NETWORK_HOST || n.0 == super::server::NETWORK_NONE {
+                return Err((
+                    format!("spec.networks[{i}]"),
+                    format!("a database joins networks, not the network mode {}", n.0),
+                ));
+            }
+            if !seen.insert(n.0.as_str()) {
+                return Err((
+                    format!("spec.networks[{i}]"),
+                    format!("network {} is listed twice", n.0),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The networks it joins, by manifest name.
+    pub fn joined_networks(&self) -> Vec<String> {
+        if self.networks.is_empty() {
+            vec![super::server::DEFAULT_NETWORK.to_owned()]
+        } else {
+            self.networks.iter().map(|n| n.0.clone()).collect()
+        }
+    }
+
     pub fn image(&self) -> String {
         match &self.image {
             Some(i) => i.0.clone(),

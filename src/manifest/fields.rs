@@ -45,6 +45,40 @@ impl<'de> Deserialize<'de> for EnvName {
     }
 }
 
+/// A host name: dot-separated labels of letters, digits and '-' (case kept), at most 253
+/// characters. Network aliases, `hostname` and `extraHosts` names.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Hostname(pub String);
+
+impl Hostname {
+    pub fn check(s: &str) -> Result<(), String> {
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if !s.is_empty() && s.len() <= 253 && s.split('.').all(label_ok) {
+            Ok(())
+        } else {
+            Err(format!(
+                "invalid host name {s:?}: expected labels of letters, digits and '-' separated by dots"
+            ))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Hostname {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = super::scalar::exact(d)?;
+        Hostname::check(&s).map_err(serde::de::Error::custom)?;
+        Ok(Hostname(s))
+    }
+}
+
 /// An absolute path inside the container.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(transparent)]

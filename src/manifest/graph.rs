@@ -136,51 +136,45 @@ fn check_addresses(
     by_key: &BTreeMap<ObjectKey, &Object>,
 ) -> Vec<ManifestError> {
     let mut errors = Vec::new();
-    let mut held: BTreeMap<(String, std::net::Ipv4Addr), &Object> = BTreeMap::new();
+    let mut held: BTreeMap<(String, std::net::Ipv4Addr), (&Object, String)> = BTreeMap::new();
     for o in objects {
         let Spec::Server(s) = &o.spec else { continue };
-        let (Some(net), Some(ip)) = (&s.network, s.ip) else {
-            continue;
-        };
-        let declared = by_key.get(&ObjectKey::new(super::Kind::Network, net.0.clone()));
-        let subnet = declared.and_then(|n| match &n.spec {
-            Spec::Network(n) => n.subnet.map(|sub| (sub, n.gateway)),
-            _ => None,
-        });
-        let problem = match subnet {
-            None => Some(format!(
-                "ip {ip} needs network {} to be declared (kind: Network) with a subnet",
-                net.0
-            )),
-            Some((sub, _)) if !sub.contains(ip) || sub.is_reserved(ip) => Some(format!(
-                "ip {ip} does not lie in network {}'s subnet {sub}",
-                net.0
-            )),
-            Some((_, Some(g))) if g == ip => {
-                Some(format!("ip {ip} is network {}'s gateway", net.0))
+        for (field, net, ip) in s.static_ips() {
+            let declared = by_key.get(&ObjectKey::new(super::Kind::Network, net.to_owned()));
+            let subnet = declared.and_then(|n| match &n.spec {
+                Spec::Network(n) => n.subnet.map(|sub| (sub, n.gateway)),
+                _ => None,
+            });
+            let problem = match subnet {
+                None => Some(format!(
+                    "ip {ip} needs network {net} to be declared (kind: Network) with a subnet"
+                )),
+                Some((sub, _)) if !sub.contains(ip) || sub.is_reserved(ip) => Some(format!(
+                    "ip {ip} does not lie in network {net}'s subnet {sub}"
+                )),
+                Some((_, Some(g))) if g == ip => {
+                    Some(format!("ip {ip} is network {net}'s gateway"))
+                }
+                _ => None,
+            };
+            if let Some(message) = problem {
+                errors.push(error(o, field, message));
+                continue;
             }
-            _ => None,
-        };
-        if let Some(message) = problem {
-            errors.push(error(o, "spec.ip".into(), message));
-            continue;
-        }
-        match held.get(&(net.0.clone(), ip)) {
-            Some(other) => {
-                let message = format!(
-                    "ip {ip} on network {} is also held by {}",
-                    net.0,
-                    other.key()
-                );
-                errors.push(error(o, "spec.ip".into(), message));
-                errors.push(error(
-                    other,
-                    "spec.ip".into(),
-                    format!("ip {ip} on network {} is also held by {}", net.0, o.key()),
-                ));
-            }
-            None => {
-                held.insert((net.0.clone(), ip), o);
+            match held.get(&(net.to_owned(), ip)) {
+                Some((other, other_field)) => {
+                    let message =
+                        format!("ip {ip} on network {net} is also held by {}", other.key());
+                    errors.push(error(o, field.clone(), message));
+                    errors.push(error(
+                        other,
+                        other_field.clone(),
+                        format!("ip {ip} on network {net} is also held by {}", o.key()),
+                    ));
+                }
+                None => {
+                    held.insert((net.to_owned(), ip), (o, field));
+                }
             }
         }
     }

@@ -8,7 +8,7 @@ use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Value};
 
 use super::database::{DatabaseSpec, Identifier};
-use super::fields::{AbsPath, ContainerPort, EnvName, HostPort, Image};
+use super::fields::{AbsPath, ContainerPort, EnvName, HostPort, Hostname, Image};
 use super::network::{Cidr, ListenAddr, NetworkSpec, RouteSpec};
 use super::quantity::{Cpus, Memory};
 use super::server::ServerSpec;
@@ -61,6 +61,12 @@ text_schema! {
         "type": "string",
         "pattern": "^[^=\\x00]+$",
         "description": "an environment variable name: anything but '=' and NUL"
+    };
+    Hostname => "Hostname", {
+        "type": "string",
+        "pattern": "^[A-Za-z0-9_]([-A-Za-z0-9_]*[A-Za-z0-9_])?(\\.[A-Za-z0-9_]([-A-Za-z0-9_]*[A-Za-z0-9_])?)*$",
+        "maxLength": 253,
+        "description": "a host name: labels of letters, digits and '-' separated by dots"
     };
     AbsPath => "AbsolutePath", {
         "type": "string",

@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::depends::Dependency;
-use super::fields::{is_default, AbsPath, EnvName, Image, PortSpec, PullPolicy, Resources};
+use super::fields::{
+    is_default, AbsPath, EnvName, Hostname, Image, PortSpec, PullPolicy, Resources,
+};
 use super::health::HealthCheck;
 use super::ScalarString;
 
@@ -41,13 +43,21 @@ pub struct ServerSpec {
     pub health_check: Option<HealthCheck>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Dependency>,
-    /// A network by name: one a Network manifest declares, an existing engine network, or a
-    /// plain bridge network dockhand creates for it.
+    /// The one network to join, by name: one a Network manifest declares, an existing engine
+    /// network, or a plain bridge network dockhand creates for it; `host` shares the host's
+    /// network stack (host policy), `none` has no network. Without `network` and `networks`, the
+    /// instance's default network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<super::Name>,
     /// A static address on `network`; it must lie in the declared network's subnet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<std::net::Ipv4Addr>,
+    /// Several networks to join (instead of `network`), each with its own address and aliases.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<NetworkJoin>,
+    /// More names the server answers to on every network it joins (its own name always).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<Hostname>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<Update>,
     /// Containers that run this spec alike (default 1, at most 64). Replica 0 is named after the
@@ -81,10 +91,105 @@ impl ServerSpec {
             .is_some_and(|u| u.order == UpdateOrder::StartFirst)
     }
 
+    /// The networks this server joins, with the names it answers to on each (`name` first).
+    pub fn joins(&self, name: &str) -> Joins {
+        let aliases = |extra: &[Hostname]| -> Vec<String> {
+            let mut out = vec![name.to_owned()];
+            for a in self.aliases.iter().chain(extra) {
+                if !out.contains(&a.0) {
+                    out.push(a.0.clone());
+                }
+            }
+            out
+        };
+        match &self.network {
+            Some(n) if n.0 == NETWORK_HOST || n.0 == NETWORK_NONE => Joins::Mode(n.0.clone()),
+            Some(n) => Joins::Networks(vec![Join {
+                network: n.0.clone(),
+                ip: self.ip,
+                aliases: aliases(&[]),
+            }]),
+            None if self.networks.is_empty() => Joins::Networks(vec![Join {
+                network: DEFAULT_NETWORK.into(),
+                ip: None,
+                aliases: aliases(&[]),
+            }]),
+            None => Joins::Networks(
+                self.networks
+                    .iter()
+                    .map(|j| Join {
+                        network: j.name.0.clone(),
+                        ip: j.ip,
+                        aliases: aliases(&j.aliases),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The addresses this server asks for, with the field that asks.
+    pub fn static_ips(&self) -> Vec<(String, &str, std::net::Ipv4Addr)> {
+        let mut out = Vec::new();
+        if let (Some(net), Some(ip)) = (&self.network, self.ip) {
+            out.push(("spec.ip".to_owned(), net.0.as_str(), ip));
+        }
+        for (i, j) in self.networks.iter().enumerate() {
+            if let Some(ip) = j.ip {
+                out.push((format!("spec.networks[{i}].ip"), j.name.0.as_str(), ip));
+            }
+        }
+        out
+    }
+
     /// Checks that need more than one field; runs after the fields themselves parsed.
     pub fn check(&self) -> Result<(), (String, String)> {
         if self.ip.is_some() && self.network.is_none() {
-            return Err(("spec.ip".into(), "a static ip needs a network".into()));
+            return Err((
+                "spec.ip".into(),
+                "a static ip needs a network (or use networks: [{name, ip}])".into(),
+            ));
+        }
+        if self.network.is_some() && !self.networks.is_empty() {
+            return Err((
+                "spec.networks".into(),
+                "use either network or networks, not both".into(),
+            ));
+        }
+        let mode = self
+            .network
+            .as_ref()
+            .filter(|n| n.0 == NETWORK_HOST || n.0 == NETWORK_NONE);
+        if let Some(mode) = mode {
+            if self.ip.is_some() {
+                return Err((
+                    "spec.ip".into(),
+                    format!("network: {} has no addresses to choose", mode.0),
+                ));
+            }
+            if !self.aliases.is_empty() {
+                return Err((
+                    "spec.aliases".into(),
+                    format!("network: {} has no names to answer to", mode.0),
+                ));
+            }
+        }
+        let mut joined = std::collections::BTreeSet::new();
+        for (i, j) in self.networks.iter().enumerate() {
+            if j.name.0 == NETWORK_HOST || j.name.0 == NETWORK_NONE {
+                return Err((
+                    format!("spec.networks[{i}].name"),
+                    format!(
+                        "{} is a network mode: write network: {}",
+                        j.name.0, j.name.0
+                    ),
+                ));
+            }
+            if !joined.insert(j.name.0.as_str()) {
+                return Err((
+                    format!("spec.networks[{i}].name"),
+                    format!("network {} is listed twice", j.name.0),
+                ));
+            }
         }
         let replicas = self.replica_count();
         if !(1..=MAX_REPLICAS).contains(&replicas) {
@@ -96,7 +201,7 @@ impl ServerSpec {
             ));
         }
         if replicas > 1 {
-            if self.ip.is_some() {
+            if self.ip.is_some() || self.networks.iter().any(|j| j.ip.is_some()) {
                 return Err((
                     "spec.replicas".into(),
                     format!("{replicas} replicas cannot share one static ip: remove spec.ip"),
@@ -113,7 +218,7 @@ impl ServerSpec {
             }
         }
         if self.start_first() {
-            if self.ip.is_some() {
+            if self.ip.is_some() || self.networks.iter().any(|j| j.ip.is_some()) {
                 return Err((
                     "spec.update.order".into(),
                     "StartFirst cannot keep a static ip: two containers would hold it at once"
@@ -150,6 +255,102 @@ impl ServerSpec {
             }
         }
         Ok(())
+    }
+}
+
+/// The network every object joins unless it names others: `dh_<instance>_default`.
+pub const DEFAULT_NETWORK: &str = "default";
+/// `network: host`: the host's network stack.
+pub const NETWORK_HOST: &str = "host";
+/// `network: none`: no network at all.
+pub const NETWORK_NONE: &str = "none";
+
+/// Where a container's network comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Joins {
+    /// `host` or `none`: a network mode, no networks joined.
+    Mode(String),
+    Networks(Vec<Join>),
+}
+
+impl Joins {
+    /// The networks joined (none for a mode).
+    pub fn networks(&self) -> &[Join] {
+        match self {
+            Joins::Mode(_) => &[],
+            Joins::Networks(n) => n,
+        }
+    }
+}
+
+/// One network joined: its manifest name, a static address, and the names answered to there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Join {
+    pub network: String,
+    pub ip: Option<std::net::Ipv4Addr>,
+    pub aliases: Vec<String>,
+}
+
+/// One entry of `networks`: `back`, or `{name: back, ip: 10.0.0.5, aliases: [db-primary]}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkJoin {
+    pub name: super::Name,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<std::net::Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<Hostname>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawNetworkJoin {
+    name: super::Name,
+    #[serde(default)]
+    ip: Option<std::net::Ipv4Addr>,
+    #[serde(default)]
+    aliases: Vec<Hostname>,
+}
+
+impl super::scalar::MapForm for RawNetworkJoin {
+    const EXPECTING: &'static str = "a network name, or {name, ip, aliases}";
+    fn from_map<'de, A: serde::de::MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        RawNetworkJoin::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+    }
+}
+
+impl schemars::JsonSchema for NetworkJoin {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "NetworkJoin".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let name = g.subschema_for::<super::Name>();
+        let full = g.subschema_for::<RawNetworkJoin>();
+        schemars::json_schema!({
+            "description": "a network's name, or {name, ip, aliases}",
+            "anyOf": [name, full]
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for NetworkJoin {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use super::scalar::ScalarOrMap;
+        Ok(match ScalarOrMap::<RawNetworkJoin>::deserialize(d)? {
+            ScalarOrMap::Scalar(name) => {
+                super::check_dns_label(&name).map_err(serde::de::Error::custom)?;
+                NetworkJoin {
+                    name: super::Name(name),
+                    ip: None,
+                    aliases: Vec::new(),
+                }
+            }
+            ScalarOrMap::Map(r) => NetworkJoin {
+                name: r.name,
+                ip: r.ip,
+                aliases: r.aliases,
+            },
+        })
     }
 }
 

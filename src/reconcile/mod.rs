@@ -219,17 +219,15 @@ impl<R: Engine> Reconciler<R> {
 
         // Execute: networks first, then routes switch to ready containers before anything is
         // removed (StartFirst updates), then the containers, then unused networks go.
-        let ip_of = |o: &Observed| {
-            let key = o.key.as_ref()?;
-            desired
+        let endpoint_of = |o: &Observed, network: &str| {
+            let spec = specs.get(o.key.as_ref()?)?;
+            spec.endpoints
                 .iter()
-                .find(|d| &d.key() == key)
-                .and_then(|d| match &d.spec {
-                    crate::manifest::Spec::Server(s) => s.ip,
-                    _ => None,
-                })
+                .find(|e| e.network == network)
+                .cloned()
         };
-        let mut network_results = network::create(&self.engine, &networks, &observed, &ip_of).await;
+        let mut network_results =
+            network::create(&self.engine, &networks, &observed, &endpoint_of).await;
         let route_states = self.sync_routes(&desired, &plan, &observed).await;
         let outcomes = execute::execute(
             &self.engine,

@@ -10,7 +10,8 @@ use bollard::models::{
 };
 
 use crate::engine::{
-    labels, ContainerSpec, ContainerStats, EngineError, Health, Observed, PublishedPort, State,
+    labels, ContainerSpec, ContainerStats, Endpoint, EngineError, Health, Observed, PublishedPort,
+    State,
 };
 use crate::manifest::fields::Protocol;
 
@@ -55,13 +56,14 @@ fn health(status: &str) -> Option<Health> {
     }
 }
 
-/// Endpoint settings with an optional static address.
-pub(super) fn endpoint(ip: Option<std::net::Ipv4Addr>) -> bollard::models::EndpointSettings {
+/// Endpoint settings: an optional static address and the names answered to.
+pub(super) fn endpoint(e: &Endpoint) -> bollard::models::EndpointSettings {
     bollard::models::EndpointSettings {
-        ipam_config: ip.map(|ip| bollard::models::EndpointIpamConfig {
+        ipam_config: e.ip.map(|ip| bollard::models::EndpointIpamConfig {
             ipv4_address: Some(ip.to_string()),
             ..Default::default()
         }),
+        aliases: (!e.aliases.is_empty()).then(|| e.aliases.clone()),
         ..Default::default()
     }
 }
@@ -205,7 +207,10 @@ pub(super) fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             memory: spec.memory,
             nano_cpus: spec.nano_cpus,
             extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
-            network_mode: spec.network.clone(),
+            network_mode: spec
+                .network_mode
+                .clone()
+                .or_else(|| spec.endpoints.first().map(|e| e.network.clone())),
             // dockhand applies restart policies itself, so it sees and records every restart.
             restart_policy: Some(RestartPolicy {
                 name: Some(RestartPolicyNameEnum::NO),
@@ -215,12 +220,13 @@ pub(super) fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         }),
         ..Default::default()
     };
+    // One network at creation (engines before API 1.44 take no more); `create` joins the rest.
     let body = ContainerCreateBody {
         networking_config: spec
-            .network
-            .as_ref()
-            .map(|net| bollard::models::NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(net.clone(), endpoint(spec.ip))])),
+            .endpoints
+            .first()
+            .map(|e| bollard::models::NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(e.network.clone(), endpoint(e))])),
             }),
         ..body
     };

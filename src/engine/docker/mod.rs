@@ -18,8 +18,8 @@ use futures_util::stream::{BoxStream, StreamExt};
 
 use self::convert::{endpoint, engine, server_error, split_reference, unavailable};
 use super::{
-    ContainerSpec, ContainerStats, Engine, EngineError, EngineEvent, NetworkConfig, NetworkInfo,
-    Observed,
+    ContainerSpec, ContainerStats, Endpoint, Engine, EngineError, EngineEvent, NetworkConfig,
+    NetworkInfo, Observed,
 };
 use crate::engine::labels;
 use crate::manifest::fields::PullPolicy;
@@ -177,15 +177,23 @@ impl Engine for DockerEngine {
             name: Some(spec.name.clone()),
             ..Default::default()
         };
-        match self.docker.create_container(Some(opts), body).await {
-            Ok(r) => Ok(r.id),
+        let id = match self.docker.create_container(Some(opts), body).await {
+            Ok(r) => r.id,
             Err(e) if server_error(&e).map(|s| s.0) == Some(409) => {
-                Err(EngineError::NameConflict {
+                return Err(EngineError::NameConflict {
                     name: spec.name.clone(),
                 })
             }
-            Err(e) => Err(engine("create container", &spec.name, e)),
+            Err(e) => return Err(engine("create container", &spec.name, e)),
+        };
+        // A container left on fewer networks than its spec would look converged: remove it.
+        for e in spec.endpoints.iter().skip(1) {
+            if let Err(err) = self.connect_network(&id, e).await {
+                let _ = self.remove(&id).await;
+                return Err(err);
+            }
         }
+        Ok(id)
     }
 
     async fn start(&self, id: &str) -> Result<(), EngineError> {
@@ -300,20 +308,15 @@ impl Engine for DockerEngine {
         Ok(n.containers.unwrap_or_default().into_keys().collect())
     }
 
-    async fn connect_network(
-        &self,
-        name: &str,
-        container: &str,
-        ip: Option<std::net::Ipv4Addr>,
-    ) -> Result<(), EngineError> {
+    async fn connect_network(&self, container: &str, e: &Endpoint) -> Result<(), EngineError> {
         let req = bollard::models::NetworkConnectRequest {
             container: container.to_owned(),
-            endpoint_config: Some(endpoint(ip)),
+            endpoint_config: Some(endpoint(e)),
         };
         self.docker
-            .connect_network(name, req)
+            .connect_network(&e.network, req)
             .await
-            .map_err(|e| engine("connect to network", name, e))
+            .map_err(|err| engine("connect to network", &e.network, err))
     }
 
     async fn disconnect_network(&self, name: &str, container: &str) -> Result<(), EngineError> {

@@ -182,6 +182,9 @@ fn parse_document(
         }
         Kind::Database => {
             let doc: Document<super::DatabaseSpec> = deserialize(text, file)?;
+            doc.spec
+                .check()
+                .map_err(at_name(file, &doc.metadata.name))?;
             (doc.metadata, Spec::Database(doc.spec))
         }
         Kind::Network => {
