@@ -12,7 +12,7 @@ use crate::engine::{EngineError, Observed, State};
 use crate::lifecycle::Lifecycle;
 use crate::manifest::database::{DatabaseSpec, DeletionPolicy};
 use crate::manifest::fields::{engine_limits, Protocol, PullPolicy};
-use crate::manifest::server::{Join, Joins, RestartPolicy};
+use crate::manifest::server::RestartPolicy;
 use crate::manifest::{Kind, Object, ObjectKey, Phase, Spec};
 use crate::plan::{Desired, Plan, Readiness};
 use crate::store::{generate_secret, DatabaseSecret, Status, Store, StoreError};
@@ -173,16 +173,7 @@ pub fn desired(
     let key = o.key();
     let hash = o.spec_hash();
     let secret = ctx.secrets.get(&o.name);
-    let joins = Joins::Networks(
-        d.joined_networks()
-            .into_iter()
-            .map(|network| Join {
-                network,
-                ip: None,
-                aliases: vec![o.name.clone()],
-            })
-            .collect(),
-    );
+    let joins = d.joins(&o.name);
     let container = secret.map(|secret| {
         let mut c = container_spec(ctx.instance, ctx.state_id, o, d, &hash, secret);
         (c.network_mode, c.endpoints) = ctx.networks.endpoints(&joins);

@@ -78,16 +78,12 @@ impl NetworkPlan {
 fn joined(desired: &[Object]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for o in desired {
-        match &o.spec {
-            Spec::Server(s) => out.extend(
-                s.joins(&o.name)
-                    .networks()
-                    .iter()
-                    .map(|j| j.network.clone()),
-            ),
-            Spec::Database(d) => out.extend(d.joined_networks()),
-            _ => {}
-        }
+        let joins = match &o.spec {
+            Spec::Server(s) => s.joins(&o.name),
+            Spec::Database(d) => d.joins(&o.name),
+            Spec::Network(_) | Spec::Route(_) => continue,
+        };
+        out.extend(joins.networks().iter().map(|j| j.network.clone()));
     }
     out
 }

@@ -9,8 +9,8 @@ use crate::lifecycle::Lifecycle;
 use crate::manifest::depends::Condition;
 use crate::manifest::fields::engine_limits;
 use crate::manifest::health::OnUnhealthy;
-use crate::manifest::replicas::{dependency_keys, replica_of};
-use crate::manifest::server::{DbKey, EnvValue, Joins, ServerSpec, VolumeType};
+use crate::manifest::replicas::dependency_keys;
+use crate::manifest::server::{DbKey, EnvValue, ServerSpec, VolumeType};
 use crate::manifest::{short_hash, Kind, Object, ObjectKey, Spec};
 use crate::plan::{Dep, Desired};
 
@@ -126,13 +126,7 @@ pub fn desired(
 ) -> (Desired, Option<ContainerSpec>) {
     let key = o.key();
     let databases: BTreeSet<&str> = s.env.values().filter_map(|v| v.database()).collect();
-    let base = replica_of(&o.name);
-    let mut joins = s.joins(base);
-    if let Joins::Networks(nets) = &mut joins {
-        for j in nets.iter_mut().filter(|_| o.name != base) {
-            j.aliases.push(o.name.clone());
-        }
-    }
+    let joins = s.joins(&o.name);
     let lookup = |name: &str, part: DbKey| -> Option<String> {
         let (obj, spec) = objects.iter().find_map(|x| match &x.spec {
             Spec::Database(d) if x.name == name => Some((x, d)),
@@ -141,9 +135,10 @@ pub fn desired(
         let secret = ctx.secrets.get(name)?;
         // On a network they share, by name and PostgreSQL's own port; else through the host.
         let shared = spec
-            .joined_networks()
+            .joins(&obj.name)
+            .networks()
             .iter()
-            .any(|n| joins.networks().iter().any(|j| &j.network == n));
+            .any(|d| joins.networks().iter().any(|j| j.network == d.network));
         let conn = if shared {
             database::Connection::on_network(obj, spec, secret)
         } else {

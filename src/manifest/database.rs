@@ -74,13 +74,24 @@ impl DatabaseSpec {
         Ok(())
     }
 
-    /// The networks it joins, by manifest name.
-    pub fn joined_networks(&self) -> Vec<String> {
-        if self.networks.is_empty() {
+    /// The networks the database `name` joins (default: the default network), answering to
+    /// its name on each.
+    pub fn joins(&self, name: &str) -> super::server::Joins {
+        let networks: Vec<String> = if self.networks.is_empty() {
             vec![super::server::DEFAULT_NETWORK.to_owned()]
         } else {
             self.networks.iter().map(|n| n.0.clone()).collect()
-        }
+        };
+        super::server::Joins::Networks(
+            networks
+                .into_iter()
+                .map(|network| super::server::Join {
+                    network,
+                    ip: None,
+                    aliases: vec![name.to_owned()],
+                })
+                .collect(),
+        )
     }
 
     pub fn image(&self) -> String {

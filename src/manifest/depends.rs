@@ -66,9 +66,6 @@ fn default_dep_kind() -> DepKind {
 
 impl super::scalar::MapForm for RawDependency {
     const EXPECTING: &'static str = "a server name, or {kind, name, condition, restart}";
-    fn from_map<'de, A: serde::de::MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        RawDependency::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-    }
 }
 
 impl<'de> Deserialize<'de> for Dependency {

@@ -35,10 +35,10 @@ fn written_at(loc: &Location) -> Option<String> {
     })
 }
 
-/// The mapping form a scalar-or-mapping value may take instead, with what the whole expects.
-pub(crate) trait MapForm: Sized {
+/// The mapping form a scalar-or-mapping value may take instead (read by its own
+/// `Deserialize`), with what the whole expects.
+pub(crate) trait MapForm {
     const EXPECTING: &'static str;
-    fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
 }
 
 /// No mapping form: only scalars are accepted.
@@ -46,7 +46,10 @@ pub(crate) enum NoMap {}
 
 impl MapForm for NoMap {
     const EXPECTING: &'static str = "a string, number or boolean";
-    fn from_map<'de, A: MapAccess<'de>>(_: A) -> Result<Self, A::Error> {
+}
+
+impl<'de> Deserialize<'de> for NoMap {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
         Err(de::Error::invalid_type(
             de::Unexpected::Map,
             &Self::EXPECTING,
@@ -67,10 +70,10 @@ enum Read<M> {
     Map(M),
 }
 
-impl<'de, M: MapForm> Deserialize<'de> for Read<M> {
+impl<'de, M: MapForm + Deserialize<'de>> Deserialize<'de> for Read<M> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V<M>(PhantomData<M>);
-        impl<'de, M: MapForm> Visitor<'de> for V<M> {
+        impl<'de, M: MapForm + Deserialize<'de>> Visitor<'de> for V<M> {
             type Value = Read<M>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str(M::EXPECTING)
@@ -91,14 +94,14 @@ impl<'de, M: MapForm> Deserialize<'de> for Read<M> {
                 Ok(Read::Typed(v.to_string()))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Read<M>, A::Error> {
-                M::from_map(map).map(Read::Map)
+                M::deserialize(de::value::MapAccessDeserializer::new(map)).map(Read::Map)
             }
         }
         d.deserialize_any(V(PhantomData))
     }
 }
 
-impl<'de, M: MapForm> Deserialize<'de> for ScalarOrMap<M> {
+impl<'de, M: MapForm + Deserialize<'de>> Deserialize<'de> for ScalarOrMap<M> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let read = Spanned::<Read<M>>::deserialize(d)?;
         Ok(match read.value {

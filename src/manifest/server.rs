@@ -91,10 +91,15 @@ impl ServerSpec {
             .is_some_and(|u| u.order == UpdateOrder::StartFirst)
     }
 
-    /// The networks this server joins, with the names it answers to on each (`name` first).
+    /// The networks the object `name` (a replica's name included) joins, with the names it
+    /// answers to on each: the server's name first, then the replica's own.
     pub fn joins(&self, name: &str) -> Joins {
+        let base = super::replicas::replica_of(name);
         let aliases = |extra: &[Hostname]| -> Vec<String> {
-            let mut out = vec![name.to_owned()];
+            let mut out = vec![base.to_owned()];
+            if name != base {
+                out.push(name.to_owned());
+            }
             for a in self.aliases.iter().chain(extra) {
                 if !out.contains(&a.0) {
                     out.push(a.0.clone());
@@ -314,9 +319,6 @@ struct RawNetworkJoin {
 
 impl super::scalar::MapForm for RawNetworkJoin {
     const EXPECTING: &'static str = "a network name, or {name, ip, aliases}";
-    fn from_map<'de, A: serde::de::MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        RawNetworkJoin::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-    }
 }
 
 impl schemars::JsonSchema for NetworkJoin {
@@ -489,9 +491,6 @@ struct RawFromDatabase {
 
 impl super::scalar::MapForm for RawFromDatabase {
     const EXPECTING: &'static str = "a string, number or boolean, or {fromDatabase: NAME, key: url|host|port|database|user|password}";
-    fn from_map<'de, A: serde::de::MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        RawFromDatabase::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-    }
 }
 
 impl<'de> Deserialize<'de> for EnvValue {
