@@ -261,3 +261,52 @@ fn a_server_joins_several_networks_with_an_address_and_aliases_on_each() {
         text(&out)
     );
 }
+
+/// Engine networks named `name`, by id.
+fn networks_named(name: &str) -> Vec<String> {
+    docker(&["network", "ls", "-q", "--filter", &format!("name=^{name}$")])
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn same_named_default_networks_left_by_a_killed_create_are_reduced_to_one() {
+    let Some(env) = Env::new("net-dup") else {
+        return;
+    };
+    let name = format!("dh_{}_default", env.instance);
+    // Concurrent creates race past the engine's name check; that is how a create the engine
+    // finished after its client was killed, and the next run's create, leave two.
+    let instance = format!("dockhand.instance={}", env.instance);
+    for _ in 0..5 {
+        let racers: Vec<_> = (0..4)
+            .map(|_| {
+                std::process::Command::new("docker")
+                    .args(["network", "create", "--label", "dockhand.managed=true"])
+                    .args(["--label", &instance, "--label", "dockhand.spec-hash=auto"])
+                    .arg(&name)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("docker network create")
+            })
+            .collect();
+        for mut r in racers {
+            let _ = r.wait();
+        }
+        if networks_named(&name).len() > 1 {
+            break;
+        }
+    }
+    assert!(
+        networks_named(&name).len() > 1,
+        "no duplicate to start from"
+    );
+    env.write("a.yaml", &common::server("web", ""));
+    let out = env.run("sync", &["--timeout", "60s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("duplicate"), "{}", text(&out));
+    assert_eq!(networks_named(&name).len(), 1);
+    assert!(env.container("web").expect("container").running());
+}

@@ -235,8 +235,10 @@ impl Engine for FakeEngine {
             .iter()
             .filter(|(_, l)| labels::is_ours(l, instance))
             .map(|(name, l)| NetworkInfo {
+                id: name.clone(),
                 name: name.clone(),
                 spec_hash: l.get(labels::SPEC_HASH).cloned(),
+                created: String::new(),
             })
             .collect())
     }

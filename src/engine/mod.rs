@@ -161,8 +161,11 @@ impl Observed {
 /// A network this instance created, as one listing reports it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NetworkInfo {
+    pub id: String,
     pub name: String,
     pub spec_hash: Option<String>,
+    /// When the engine created it (RFC 3339), to keep the oldest of same-named networks.
+    pub created: String,
 }
 
 /// A network to create.

@@ -25,16 +25,39 @@ pub struct NetworkPlan {
     pub create: Vec<NetworkConfig>,
     pub recreate: Vec<NetworkConfig>,
     /// Networks of this instance nothing needs any more (removed once no container uses them).
-    pub remove: Vec<String>,
+    pub remove: Vec<NetworkInfo>,
+    /// Same-named networks of this instance (a create the engine finished after its client was
+    /// killed, then made again): all but the oldest go, their containers moved to it, since
+    /// the engine refuses to start a container on an ambiguous name.
+    pub duplicates: Vec<Duplicate>,
+}
+
+/// Networks that share an engine name; `keep` is the oldest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Duplicate {
+    pub name: String,
+    pub keep: String,
+    pub extra: Vec<String>,
 }
 
 impl NetworkPlan {
     pub fn describe(&self) -> Vec<String> {
         let mut out: Vec<String> = self
-            .create
+            .duplicates
             .iter()
-            .map(|n| format!("create network {}", n.name))
+            .map(|d| {
+                format!(
+                    "remove {} duplicate(s) of network {} (same name)",
+                    d.extra.len(),
+                    d.name
+                )
+            })
             .collect();
+        out.extend(
+            self.create
+                .iter()
+                .map(|n| format!("create network {}", n.name)),
+        );
         out.extend(
             self.recreate
                 .iter()
@@ -43,13 +66,16 @@ impl NetworkPlan {
         out.extend(
             self.remove
                 .iter()
-                .map(|n| format!("remove network {n} (unused)")),
+                .map(|n| format!("remove network {} (unused)", n.name)),
         );
         out
     }
 
     pub fn is_empty(&self) -> bool {
-        self.create.is_empty() && self.recreate.is_empty() && self.remove.is_empty()
+        self.create.is_empty()
+            && self.recreate.is_empty()
+            && self.remove.is_empty()
+            && self.duplicates.is_empty()
     }
 
     /// The network mode and engine endpoints for what an object joins.
@@ -181,8 +207,23 @@ pub fn plan(instance: &str, desired: &[Object], observed: &ObservedNetworks) -> 
             },
         );
     }
+    // One network per engine name: the oldest (then the smallest id) stands for the name.
+    let mut by_name: BTreeMap<&str, Vec<&NetworkInfo>> = BTreeMap::new();
+    for n in &observed.ours {
+        by_name.entry(n.name.as_str()).or_default().push(n);
+    }
+    for same in by_name.values_mut() {
+        same.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
+        if same.len() > 1 && wanted.contains_key(same[0].name.as_str()) {
+            plan.duplicates.push(Duplicate {
+                name: same[0].name.clone(),
+                keep: same[0].id.clone(),
+                extra: same[1..].iter().map(|n| n.id.clone()).collect(),
+            });
+        }
+    }
     for (name, config) in &wanted {
-        match observed.ours.iter().find(|n| &n.name == name) {
+        match by_name.get(name.as_str()).and_then(|same| same.first()) {
             None => plan.create.push(config.clone()),
             Some(n)
                 if n.spec_hash.as_deref()
@@ -196,8 +237,8 @@ pub fn plan(instance: &str, desired: &[Object], observed: &ObservedNetworks) -> 
     plan.remove = observed
         .ours
         .iter()
-        .map(|n| n.name.clone())
-        .filter(|n| !wanted.contains_key(n))
+        .filter(|n| !wanted.contains_key(&n.name))
+        .cloned()
         .collect();
     plan
 }
@@ -242,6 +283,26 @@ pub async fn create<R: Engine>(
     endpoint_of: &(dyn Fn(&Observed, &str) -> Option<Endpoint> + Sync),
 ) -> Vec<(String, Result<(), EngineError>)> {
     let mut out = Vec::new();
+    for d in &plan.duplicates {
+        let result = async {
+            let kept = engine.network_containers(&d.keep).await?;
+            for extra in &d.extra {
+                let attached = engine.network_containers(extra).await?;
+                for id in &attached {
+                    engine.disconnect_network(extra, id).await?;
+                }
+                engine.remove_network(extra).await?;
+                for id in attached.iter().filter(|id| !kept.contains(id)) {
+                    engine
+                        .connect_network(id, &endpoint(observed, endpoint_of, id, &d.name))
+                        .await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        out.push((format!("remove duplicates of network {}", d.name), result));
+    }
     for config in &plan.create {
         out.push((
             format!("create network {}", config.name),
@@ -257,15 +318,9 @@ pub async fn create<R: Engine>(
             engine.remove_network(&config.name).await?;
             engine.create_network(config).await?;
             for id in &attached {
-                let endpoint = observed
-                    .iter()
-                    .find(|o| &o.id == id)
-                    .and_then(|o| endpoint_of(o, &config.name))
-                    .unwrap_or_else(|| Endpoint {
-                        network: config.name.clone(),
-                        ..Endpoint::default()
-                    });
-                engine.connect_network(id, &endpoint).await?;
+                engine
+                    .connect_network(id, &endpoint(observed, endpoint_of, id, &config.name))
+                    .await?;
             }
             Ok(())
         }
@@ -275,6 +330,23 @@ pub async fn create<R: Engine>(
     out
 }
 
+/// The endpoint a container had on `network` (its address and aliases), to attach it again.
+fn endpoint(
+    observed: &[Observed],
+    endpoint_of: &(dyn Fn(&Observed, &str) -> Option<Endpoint> + Sync),
+    id: &str,
+    network: &str,
+) -> Endpoint {
+    observed
+        .iter()
+        .find(|o| o.id == id)
+        .and_then(|o| endpoint_of(o, network))
+        .unwrap_or_else(|| Endpoint {
+            network: network.to_owned(),
+            ..Endpoint::default()
+        })
+}
+
 /// Removes networks nothing needs (after their containers are gone; an error leaves them for
 /// the next pass).
 pub async fn remove_unused<R: Engine>(
@@ -282,11 +354,73 @@ pub async fn remove_unused<R: Engine>(
     plan: &NetworkPlan,
 ) -> Vec<(String, Result<(), EngineError>)> {
     let mut out = Vec::new();
-    for name in &plan.remove {
+    for n in &plan.remove {
+        // By id: a name may be shared by duplicates.
         out.push((
-            format!("remove network {name}"),
-            engine.remove_network(name).await,
+            format!("remove network {}", n.name),
+            engine.remove_network(&n.id).await,
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::parse_str;
+
+    fn server(name: &str) -> Object {
+        let text = format!(
+            "apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: {name}}}\nspec:\n  image: busybox\n"
+        );
+        parse_str(&text, &format!("{name}.yaml"), None)
+            .expect("parses")
+            .remove(0)
+    }
+
+    fn net(id: &str, name: &str, created: &str) -> NetworkInfo {
+        NetworkInfo {
+            id: id.into(),
+            name: name.into(),
+            spec_hash: Some(AUTO.into()),
+            created: created.into(),
+        }
+    }
+
+    #[test]
+    fn same_named_networks_are_reduced_to_the_oldest() {
+        let default = labels::network_name("t", DEFAULT_NETWORK);
+        let observed = ObservedNetworks {
+            ours: vec![
+                net("b2", &default, "2026-12-02T10:00:01Z"),
+                net("a1", &default, "2026-12-02T10:00:00Z"),
+                net("c3", &default, "2026-12-02T10:00:02Z"),
+            ],
+            existing: BTreeSet::new(),
+        };
+        let plan = plan("t", &[server("web")], &observed);
+        assert_eq!(
+            plan.duplicates,
+            vec![Duplicate {
+                name: default.clone(),
+                keep: "a1".into(),
+                extra: vec!["b2".into(), "c3".into()],
+            }]
+        );
+        assert!(plan.create.is_empty() && plan.recreate.is_empty() && plan.remove.is_empty());
+        assert!(!plan.is_empty());
+    }
+
+    #[test]
+    fn every_copy_of_an_unused_network_is_removed_by_id() {
+        let stale = labels::network_name("t", "old");
+        let observed = ObservedNetworks {
+            ours: vec![net("x", &stale, "1"), net("y", &stale, "2")],
+            existing: BTreeSet::new(),
+        };
+        let plan = plan("t", &[], &observed);
+        let ids: Vec<&str> = plan.remove.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["x", "y"]);
+        assert!(plan.duplicates.is_empty());
+    }
 }

@@ -254,8 +254,10 @@ impl Engine for DockerEngine {
             .filter_map(|n| {
                 let labels = n.labels.unwrap_or_default();
                 labels::is_ours(&labels, instance).then(|| NetworkInfo {
+                    id: n.id.unwrap_or_default(),
                     name: n.name.unwrap_or_default(),
                     spec_hash: labels.get(labels::SPEC_HASH).cloned(),
+                    created: n.created.unwrap_or_default(),
                 })
             })
             .collect())
