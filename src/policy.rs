@@ -3,13 +3,15 @@
 //! The engine socket is root, so whoever may write a manifest (a file, a table row, an API call)
 //! would otherwise be root on the host through a bind mount of `/` or of the socket, or through
 //! the host's network stack. By default a manifest gets none of that: bind sources must lie
-//! inside the manifests directory (after symlinks are resolved, so a relative path or a link
-//! cannot escape it), and everything else needs the operator's explicit opt-in, one flag per
-//! capability. A refused object is `Invalid` with a message naming the flag; nothing of it is
+//! (and env files) inside the manifests directory (after symlinks are resolved, so a relative
+//! path or a link cannot escape it), and everything else (privileged, devices, added
+//! capabilities, unconfined security options, the host's network) needs the operator's
+//! explicit opt-in, one flag per power. A refused object is `Invalid` with a message naming the flag; nothing of it is
 //! created, and containers it already has are left alone.
 
 use std::path::{Path, PathBuf};
 
+use crate::manifest::options::Capability;
 use crate::manifest::server::VolumeType;
 use crate::manifest::{Object, Spec};
 use crate::source::Origin;
@@ -26,17 +28,28 @@ const ENGINE_SOCKETS: &[&str] = &[
 /// What an operator allows manifests to take from the host. The default allows nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HostPolicy {
-    /// Bind sources under these paths are allowed (`--allow-host-path`).
+    /// Bind sources and env files under these paths are allowed (`--allow-host-path`).
     pub host_paths: Vec<PathBuf>,
     /// A bind source may expose the engine's socket (`--allow-engine-socket`).
     pub engine_socket: bool,
     /// A server may use the host's network stack, `network: host` (`--allow-host-network`).
     pub host_network: bool,
+    /// `privileged: true`: every capability and device (`--allow-privileged`).
+    pub privileged: bool,
+    /// Host devices under these paths may be given (`--allow-device`).
+    pub devices: Vec<PathBuf>,
+    /// Capabilities beyond the engine's defaults that `capAdd` may name (`--allow-capability`;
+    /// `ALL` allows any).
+    pub capabilities: Vec<String>,
+    /// `securityOpt` entries that lift seccomp, AppArmor, SELinux or masked paths
+    /// (`--allow-unconfined`).
+    pub unconfined: bool,
 }
 
 impl HostPolicy {
     /// Why `object` may not run under this policy, or `None` when it may. `manifests` is the
-    /// watched directory, inside which the directory source's bind sources are always allowed.
+    /// watched directory, inside which the directory source's bind sources and env files are
+    /// always allowed.
     pub fn refusal(&self, object: &Object, manifests: Option<&Path>) -> Option<String> {
         let Spec::Server(spec) = &object.spec else {
             return None;
@@ -46,18 +59,74 @@ impl HostPolicy {
                 "spec.network: host shares the host's network stack; refused by the host policy (allowed only with --allow-host-network)".into(),
             );
         }
-        if !spec.volumes.iter().any(|v| v.kind == VolumeType::Bind) {
+        if spec.privileged && !self.privileged {
+            return Some(
+                "spec.privileged: a privileged container is root on the host; refused by the host policy (allowed only with --allow-privileged)".into(),
+            );
+        }
+        for (i, d) in spec.devices.iter().enumerate() {
+            let host = resolve(Path::new(&d.host));
+            if !self.devices.iter().any(|p| host.starts_with(resolve(p))) {
+                return Some(format!(
+                    "spec.devices[{i}]: {} is a host device; refused by the host policy (allowed only under --allow-device PREFIX)",
+                    d.host
+                ));
+            }
+        }
+        let any_cap = self
+            .capabilities
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case("ALL"));
+        for (i, c) in spec.cap_add.iter().enumerate() {
+            let allowed = c.is_default()
+                || any_cap
+                || self
+                    .capabilities
+                    .iter()
+                    .any(|a| Capability(a.clone()).canonical() == c.canonical());
+            if !allowed {
+                return Some(format!(
+                    "spec.capAdd[{i}]: {} is beyond a default container's capabilities; refused by the host policy (allowed only with --allow-capability {})",
+                    c.0,
+                    c.canonical()
+                ));
+            }
+        }
+        if let Some((i, o)) = spec
+            .security_opt
+            .iter()
+            .enumerate()
+            .find(|(_, o)| o.unconfines())
+        {
+            if !self.unconfined {
+                return Some(format!(
+                    "spec.securityOpt[{i}]: {} lifts the container's confinement; refused by the host policy (allowed only with --allow-unconfined)",
+                    o.0
+                ));
+            }
+        }
+        let binds = spec
+            .volumes
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.kind == VolumeType::Bind)
+            .map(|(i, v)| (format!("spec.volumes[{i}].source"), v.source.as_str(), true));
+        let env_files = spec
+            .env_file
+            .0
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (format!("spec.envFile[{i}]"), f.0.as_str(), false));
+        let paths: Vec<(String, &str, bool)> = binds.chain(env_files).collect();
+        if paths.is_empty() {
             return None;
         }
         let inside = match (Origin::of(&object.source), manifests) {
             (Origin::Directory, Some(dir)) => Some(resolve(dir)),
             _ => None,
         };
-        for (i, v) in spec.volumes.iter().enumerate() {
-            if v.kind != VolumeType::Bind {
-                continue;
-            }
-            let source = resolve(Path::new(&v.source));
+        for (field, path, is_bind) in paths {
+            let source = resolve(Path::new(path));
             let in_manifests = inside.as_ref().is_some_and(|d| source.starts_with(d));
             let allowed = self
                 .host_paths
@@ -65,14 +134,12 @@ impl HostPolicy {
                 .any(|p| source.starts_with(resolve(p)));
             if !in_manifests && !allowed {
                 return Some(format!(
-                    "spec.volumes[{i}].source: {} is a host path outside the manifests directory; refused by the host policy (allowed only under --allow-host-path PREFIX)",
-                    v.source
+                    "{field}: {path} is a host path outside the manifests directory; refused by the host policy (allowed only under --allow-host-path PREFIX)"
                 ));
             }
-            if !self.engine_socket && exposes_engine_socket(&source) {
+            if is_bind && !self.engine_socket && exposes_engine_socket(&source) {
                 return Some(format!(
-                    "spec.volumes[{i}].source: {} exposes the engine socket; refused by the host policy (allowed only with --allow-engine-socket)",
-                    v.source
+                    "{field}: {path} exposes the engine socket; refused by the host policy (allowed only with --allow-engine-socket)"
                 ));
             }
         }
@@ -219,5 +286,56 @@ mod tests {
             ..HostPolicy::default()
         };
         assert_eq!(policy.refusal(&o, Some(dir.path())), None);
+    }
+
+    #[test]
+    fn privileged_devices_capabilities_and_unconfined_need_their_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cases = [
+            ("  privileged: true\n", "--allow-privileged"),
+            ("  devices: [/dev/fuse]\n", "--allow-device"),
+            ("  capAdd: [SYS_ADMIN]\n", "--allow-capability SYS_ADMIN"),
+            (
+                "  capAdd: [cap_net_admin]\n",
+                "--allow-capability NET_ADMIN",
+            ),
+            (
+                "  securityOpt: [seccomp=unconfined]\n",
+                "--allow-unconfined",
+            ),
+            (
+                "  securityOpt: ['apparmor:unconfined']\n",
+                "--allow-unconfined",
+            ),
+            ("  envFile: /etc/shadow\n", "--allow-host-path"),
+        ];
+        for (extra, flag) in cases {
+            let o = server(dir.path(), "    []\n", extra);
+            let why = HostPolicy::default().refusal(&o, Some(dir.path()));
+            assert!(
+                why.as_deref().is_some_and(|w| w.contains(flag)),
+                "{extra}: {why:?}"
+            );
+        }
+        let open = HostPolicy {
+            privileged: true,
+            devices: vec!["/dev/fuse".into()],
+            capabilities: vec!["sys_admin".into(), "CAP_NET_ADMIN".into()],
+            unconfined: true,
+            host_paths: vec!["/etc".into()],
+            ..HostPolicy::default()
+        };
+        for (extra, _) in cases {
+            let o = server(dir.path(), "    []\n", extra);
+            assert_eq!(open.refusal(&o, Some(dir.path())), None, "{extra}");
+        }
+    }
+
+    #[test]
+    fn what_a_default_container_has_needs_no_flag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let extra = "  capDrop: [ALL]\n  capAdd: [NET_BIND_SERVICE, CAP_CHOWN]\n  securityOpt: [no-new-privileges]\n  envFile: .env\n  readOnlyRootFilesystem: true\n";
+        let o = server(dir.path(), "    []\n", extra);
+        assert_eq!(HostPolicy::default().refusal(&o, Some(dir.path())), None);
     }
 }

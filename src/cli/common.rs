@@ -137,6 +137,30 @@ pub struct ReconcileArgs {
     /// Host policy: allow `network: host` (the host's network stack).
     #[arg(long, env = "DOCKHAND_ALLOW_HOST_NETWORK")]
     pub allow_host_network: bool,
+    /// Host policy: allow `privileged: true` (root on the host).
+    #[arg(long, env = "DOCKHAND_ALLOW_PRIVILEGED")]
+    pub allow_privileged: bool,
+    /// Host policy: allow `devices` under PREFIX, like /dev/fuse (repeatable).
+    #[arg(
+        long = "allow-device",
+        value_name = "PREFIX",
+        env = "DOCKHAND_ALLOW_DEVICE",
+        value_delimiter = ','
+    )]
+    pub allow_devices: Vec<PathBuf>,
+    /// Host policy: allow `capAdd` of CAP beyond a default container's, like NET_ADMIN
+    /// (repeatable; ALL allows any).
+    #[arg(
+        long = "allow-capability",
+        value_name = "CAP",
+        env = "DOCKHAND_ALLOW_CAPABILITY",
+        value_delimiter = ','
+    )]
+    pub allow_capabilities: Vec<String>,
+    /// Host policy: allow `securityOpt` entries that lift confinement (seccomp=unconfined,
+    /// apparmor=unconfined, label=disable, systempaths=unconfined).
+    #[arg(long, env = "DOCKHAND_ALLOW_UNCONFINED")]
+    pub allow_unconfined: bool,
 }
 
 impl ReconcileArgs {
@@ -164,6 +188,10 @@ impl ReconcileArgs {
                 host_paths: self.allow_host_paths.clone(),
                 engine_socket: self.allow_engine_socket,
                 host_network: self.allow_host_network,
+                privileged: self.allow_privileged,
+                devices: self.allow_devices.clone(),
+                capabilities: self.allow_capabilities.clone(),
+                unconfined: self.allow_unconfined,
             },
             manifests: Some(self.manifests.clone()),
             prune_delay: self.prune_delay,

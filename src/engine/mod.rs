@@ -204,6 +204,36 @@ pub struct ContainerSpec {
     pub network_mode: Option<String>,
     /// The engine networks to join, the first at creation and the others before it starts.
     pub endpoints: Vec<Endpoint>,
+    pub options: ContainerOptions,
+}
+
+/// The rest of what a container may be given (all off by default).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ContainerOptions {
+    pub hostname: Option<String>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub devices: Vec<Device>,
+    pub sysctls: HashMap<String, String>,
+    pub shm_size: Option<i64>,
+    /// Mount point → mount options.
+    pub tmpfs: HashMap<String, String>,
+    /// Name, soft and hard limit.
+    pub ulimits: Vec<(String, i64, i64)>,
+    pub init: bool,
+    pub read_only_root: bool,
+    pub security_opt: Vec<String>,
+    pub tty: bool,
+    pub stdin: bool,
+}
+
+/// A host device in the container.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Device {
+    pub host: String,
+    pub container: String,
+    pub permissions: String,
 }
 
 /// A container on one engine network: a static address and the names it answers to there.
@@ -228,6 +258,8 @@ pub struct Healthcheck {
 pub struct PortBinding {
     pub container: u16,
     pub host: u16,
+    /// The host address to publish on (every address when `None`).
+    pub host_ip: Option<String>,
     pub protocol: Protocol,
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::Context;
 use crate::engine::labels;
-use crate::engine::{ContainerSpec, Mount, PortBinding};
+use crate::engine::{ContainerOptions, ContainerSpec, Mount, PortBinding};
 use crate::engine::{EngineError, Observed, State};
 use crate::lifecycle::Lifecycle;
 use crate::manifest::database::{DatabaseSpec, DeletionPolicy};
@@ -141,6 +141,7 @@ pub fn container_spec(
         ports: vec![PortBinding {
             container: CONTAINER_PORT,
             host: port(spec, secret),
+            host_ip: None,
             protocol: Protocol::Tcp,
         }],
         mounts: vec![Mount {
@@ -159,6 +160,7 @@ pub fn container_spec(
         extra_hosts: Vec::new(),
         network_mode: None,
         endpoints: Vec::new(),
+        options: ContainerOptions::default(),
     }
 }
 

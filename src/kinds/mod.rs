@@ -4,6 +4,7 @@
 //! the `Desired` records made here.
 
 pub mod database;
+pub mod env_file;
 pub mod network;
 pub mod route;
 pub mod server;
@@ -29,6 +30,8 @@ pub struct Context<'a> {
     /// Objects that may not be acted on, and why (their status is `Invalid`).
     pub refused: &'a HashMap<ObjectKey, String>,
     pub networks: &'a NetworkPlan,
+    /// The servers' env files, by path (every one of a server that is not held back).
+    pub env_files: &'a HashMap<String, std::sync::Arc<env_file::Loaded>>,
 }
 
 /// The planner's input for every object that runs a container, and the container each asks

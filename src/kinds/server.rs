@@ -1,10 +1,10 @@
 //! `kind: Server`: how a Server object becomes one container on the engine.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::{database, Context};
 use crate::engine::labels;
-use crate::engine::{ContainerSpec, Healthcheck, Mount, PortBinding};
+use crate::engine::{ContainerOptions, ContainerSpec, Device, Healthcheck, Mount, PortBinding};
 use crate::lifecycle::Lifecycle;
 use crate::manifest::depends::Condition;
 use crate::manifest::fields::engine_limits;
@@ -16,6 +16,9 @@ use crate::plan::{Dep, Desired};
 
 /// Resolves `fromDatabase` values: the named database's part, or `None` while it has none yet.
 pub type DbLookup<'a> = dyn Fn(&str, DbKey) -> Option<String> + 'a;
+
+/// The env files' contents, by path.
+pub type EnvFiles<'a> = HashMap<String, std::sync::Arc<super::env_file::Loaded>>;
 
 /// The hostname containers reach the host's published database ports by.
 pub const HOST_ALIAS: &str = "host.docker.internal";
@@ -29,8 +32,23 @@ pub fn container_spec(
     spec: &ServerSpec,
     spec_hash: &str,
     lookup: &DbLookup<'_>,
+    env_files: &EnvFiles<'_>,
 ) -> Option<ContainerSpec> {
     let mut env = Vec::with_capacity(spec.env.len());
+    // Env files first, a later one over an earlier one; then `env` over them all.
+    let mut from_files: BTreeMap<&str, &str> = BTreeMap::new();
+    for f in &spec.env_file.0 {
+        for (k, v) in env_files
+            .get(&f.0)
+            .map(|l| l.vars.as_slice())
+            .unwrap_or_default()
+        {
+            if !spec.env.keys().any(|n| n.0 == *k) {
+                from_files.insert(k, v);
+            }
+        }
+    }
+    env.extend(from_files.iter().map(|(k, v)| format!("{k}={v}")));
     for (k, v) in &spec.env {
         let value = match v {
             EnvValue::Literal(s) => s.0.clone(),
@@ -73,6 +91,7 @@ pub fn container_spec(
             .map(|p| PortBinding {
                 container: p.container.0,
                 host: p.host.0,
+                host_ip: p.host_ip.map(|ip| ip.to_string()),
                 protocol: p.protocol,
             })
             .collect(),
@@ -93,14 +112,11 @@ pub fn container_spec(
         nano_cpus,
         stop_timeout: spec.stop_grace_period.map(|d| d.as_secs().max(1) as i64),
         labels: container_labels,
-        stop_signal: None,
+        stop_signal: spec.stop_signal.as_ref().map(|s| s.0.clone()),
         network_mode: None,
         endpoints: Vec::new(),
-        extra_hosts: if uses_database {
-            vec![format!("{HOST_ALIAS}:host-gateway")]
-        } else {
-            Vec::new()
-        },
+        extra_hosts: extra_hosts(spec, uses_database),
+        options: options(spec),
         healthcheck: spec.health_check.as_ref().map(|h| Healthcheck {
             test: h.probe.engine_test(h.timeout),
             interval: h.interval,
@@ -109,6 +125,59 @@ pub fn container_spec(
             start_period: h.start_period,
         }),
     })
+}
+
+/// `/etc/hosts` entries: the manifest's, and the host alias databases are reached by (unless
+/// the manifest points it elsewhere).
+fn extra_hosts(spec: &ServerSpec, uses_database: bool) -> Vec<String> {
+    let mut out: Vec<String> = spec
+        .extra_hosts
+        .iter()
+        .map(|(name, addr)| format!("{}:{}", name.0, addr.0))
+        .collect();
+    if uses_database && !spec.extra_hosts.keys().any(|h| h.0 == HOST_ALIAS) {
+        out.push(format!("{HOST_ALIAS}:host-gateway"));
+    }
+    out
+}
+
+fn options(spec: &ServerSpec) -> ContainerOptions {
+    ContainerOptions {
+        hostname: spec.hostname.as_ref().map(|h| h.0.clone()),
+        cap_add: spec.cap_add.iter().map(|c| c.0.clone()).collect(),
+        cap_drop: spec.cap_drop.iter().map(|c| c.0.clone()).collect(),
+        privileged: spec.privileged,
+        devices: spec
+            .devices
+            .iter()
+            .map(|d| Device {
+                host: d.host.clone(),
+                container: d.container.clone(),
+                permissions: d.permissions.clone(),
+            })
+            .collect(),
+        sysctls: spec
+            .sysctls
+            .iter()
+            .map(|(k, v)| (k.0.clone(), v.0.clone()))
+            .collect(),
+        shm_size: spec.shm_size.map(|s| s.0 as i64),
+        tmpfs: spec
+            .tmpfs
+            .iter()
+            .map(|t| (t.path.clone(), t.options.clone()))
+            .collect(),
+        ulimits: spec
+            .ulimits
+            .iter()
+            .map(|(k, u)| (k.0.clone(), u.soft, u.hard))
+            .collect(),
+        init: spec.init,
+        read_only_root: spec.read_only_root_filesystem,
+        security_opt: spec.security_opt.iter().map(|o| o.0.clone()).collect(),
+        tty: spec.tty,
+        stdin: spec.stdin,
+    }
 }
 
 /// A Server as the planner sees it, and the container it asks for.
@@ -154,20 +223,33 @@ pub fn desired(
         })
     };
     let mut hash = o.spec_hash();
-    if !databases.is_empty() {
+    if !databases.is_empty() || !s.env_file.is_empty() {
         for db in &databases {
             for part in [DbKey::Host, DbKey::Port, DbKey::Database, DbKey::User] {
                 hash.push('|');
                 hash.push_str(&lookup(db, part).unwrap_or_default());
             }
         }
+        // An edited env file recreates the container.
+        for f in &s.env_file.0 {
+            hash.push('|');
+            hash.push_str(ctx.env_files.get(&f.0).map_or("", |l| l.digest.as_str()));
+        }
         hash = short_hash(hash.as_bytes());
     }
-    let container =
-        container_spec(ctx.instance, ctx.state_id, o, s, &hash, &lookup).map(|mut c| {
-            (c.network_mode, c.endpoints) = ctx.networks.endpoints(&joins);
-            c
-        });
+    let container = container_spec(
+        ctx.instance,
+        ctx.state_id,
+        o,
+        s,
+        &hash,
+        &lookup,
+        ctx.env_files,
+    )
+    .map(|mut c| {
+        (c.network_mode, c.endpoints) = ctx.networks.endpoints(&joins);
+        c
+    });
     let mut deps: Vec<Dep> = s
         .depends_on
         .iter()
@@ -197,10 +279,11 @@ pub fn desired(
         spec_hash: hash,
         restart: s.restart_policy,
         max_restarts: s.max_restarts,
+        // An image's own HEALTHCHECK restarts it too, as a manifest's would by default.
         restart_unhealthy: s
             .health_check
             .as_ref()
-            .is_some_and(|h| h.on_unhealthy == OnUnhealthy::Restart),
+            .is_none_or(|h| h.on_unhealthy == OnUnhealthy::Restart && !h.is_disabled()),
         readiness: None,
         start_first: s.start_first(),
         hold: None,
@@ -222,8 +305,16 @@ mod tests {
         let Spec::Server(spec) = &obj.spec else {
             panic!("a server")
         };
-        let c = container_spec("prod", "id", obj, spec, "abc", &|_, _| None)
-            .expect("no database values");
+        let c = container_spec(
+            "prod",
+            "id",
+            obj,
+            spec,
+            "abc",
+            &|_, _| None,
+            &HashMap::new(),
+        )
+        .expect("no database values");
         assert_eq!(c.name, "dh_prod_server_web");
         for (k, v) in [
             ("dockhand.managed", "true"),

@@ -145,15 +145,127 @@ impl Protocol {
     }
 }
 
+/// A published port: `{container, host, hostIp, protocol}`, or Compose's short form
+/// `[HOST_IP:][HOST:]CONTAINER[/PROTOCOL]` (`127.0.0.1:8080:80`, `53:53/udp`, `80`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, try_from = "PortForm")]
 pub struct PortSpec {
     pub container: ContainerPort,
     /// 0 or omitted: the engine picks a free port, and the status shows it.
     #[serde(default, skip_serializing_if = "is_default")]
     pub host: HostPort,
+    /// The host address to publish on (default: every address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<std::net::IpAddr>,
     #[serde(default, skip_serializing_if = "is_default")]
     pub protocol: Protocol,
+}
+
+/// How a port is read: the short form, or the mapping (which is `PortSpec` itself).
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PortMap {
+    container: ContainerPort,
+    /// 0 or omitted: the engine picks a free port, and the status shows it.
+    #[serde(default)]
+    host: HostPort,
+    /// The host address to publish on (default: every address).
+    #[serde(default)]
+    host_ip: Option<std::net::IpAddr>,
+    #[serde(default)]
+    protocol: Protocol,
+}
+
+impl super::scalar::MapForm for PortMap {
+    const EXPECTING: &'static str =
+        "a port like 8080:80, 127.0.0.1:8080:80 or 53/udp, or {container, host, hostIp, protocol}";
+}
+
+struct PortForm(super::scalar::ScalarOrMap<PortMap>);
+
+impl schemars::JsonSchema for PortForm {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Port".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [
+                {
+                    "type": ["string", "integer"],
+                    "pattern": "^(([0-9.]+|\\[[0-9a-fA-F:]+\\]):)?([0-9]*:)?[0-9]+(/(tcp|udp))?$",
+                    "description": "[HOST_IP:][HOST:]CONTAINER[/tcp|udp], like 127.0.0.1:8080:80"
+                },
+                g.subschema_for::<PortMap>()
+            ]
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for PortForm {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        super::scalar::ScalarOrMap::deserialize(d).map(PortForm)
+    }
+}
+
+impl TryFrom<PortForm> for PortSpec {
+    type Error = String;
+
+    fn try_from(f: PortForm) -> Result<Self, String> {
+        match f.0 {
+            super::scalar::ScalarOrMap::Map(m) => Ok(PortSpec {
+                container: m.container,
+                host: m.host,
+                host_ip: m.host_ip,
+                protocol: m.protocol,
+            }),
+            super::scalar::ScalarOrMap::Scalar(s) => PortSpec::parse_short(&s),
+        }
+    }
+}
+
+impl PortSpec {
+    /// Compose's short form: `[HOST_IP:][HOST:]CONTAINER[/PROTOCOL]`, IPv6 in brackets.
+    pub fn parse_short(s: &str) -> Result<PortSpec, String> {
+        let bad = |why: &str| {
+            format!("invalid port {s:?}: {why} (expected [HOST_IP:][HOST:]CONTAINER[/tcp|udp], like 127.0.0.1:8080:80)")
+        };
+        let (rest, protocol) = match s.rsplit_once('/') {
+            Some((r, "tcp")) => (r, Protocol::Tcp),
+            Some((r, "udp")) => (r, Protocol::Udp),
+            Some(_) => return Err(bad("the protocol is tcp or udp")),
+            None => (s, Protocol::Tcp),
+        };
+        let (ip, ports) = if let Some(v6) = rest.strip_prefix('[') {
+            let (ip, after) = v6.split_once("]:").ok_or_else(|| bad("unclosed ["))?;
+            (Some(ip), after)
+        } else if rest.matches(':').count() == 2 {
+            let (ip, after) = rest.split_once(':').unwrap_or_default();
+            (Some(ip), after)
+        } else {
+            (None, rest)
+        };
+        let host_ip = ip
+            .map(|ip| ip.parse::<std::net::IpAddr>())
+            .transpose()
+            .map_err(|_| bad("the host address is not an IP address"))?;
+        let number = |p: &str| {
+            p.parse::<u16>()
+                .map_err(|_| bad("ports are numbers from 0 to 65535"))
+        };
+        let (host, container) = match ports.split_once(':') {
+            Some((h, c)) => (if h.is_empty() { 0 } else { number(h)? }, number(c)?),
+            None => (0, number(ports)?),
+        };
+        if container == 0 {
+            return Err(bad("the container port is 1 to 65535"));
+        }
+        Ok(PortSpec {
+            container: ContainerPort(container),
+            host: HostPort(host),
+            host_ip,
+            protocol,
+        })
+    }
 }
 
 /// A container port, 1 to 65535.

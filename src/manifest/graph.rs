@@ -1,10 +1,12 @@
-//! Checks across objects: dependency cycles, `Healthy` on a dependency with no health check, and
+//! Checks across objects: dependency cycles, `Healthy` on a dependency whose health check is
+//! switched off, and
 //! two servers publishing the same host port.
 //!
 //! Works on object keys, so any kind can depend on any other once it exists. A dependency that
 //! is not defined is no error: it blocks only the objects that need it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use super::depends::Condition;
 use super::{ManifestError, Object, ObjectKey, Spec};
@@ -17,18 +19,20 @@ pub fn dependencies(o: &Object) -> &[super::depends::Dependency] {
     }
 }
 
-/// Whether the object can become healthy: a Server with a health check, or any Database
-/// (healthy once dockhand connected to it).
-pub fn has_health_check(o: &Object) -> bool {
+/// Whether the object can become healthy: a Server whose health check is not switched off (an
+/// image's own HEALTHCHECK counts when the manifest has none), or any Database (healthy once
+/// dockhand connected to it).
+pub fn can_be_healthy(o: &Object) -> bool {
     match &o.spec {
-        Spec::Server(s) => s.health_check.is_some(),
+        Spec::Server(s) => !s.health_check.as_ref().is_some_and(|h| h.is_disabled()),
         Spec::Database(_) => true,
         Spec::Network(_) | Spec::Route(_) => false,
     }
 }
 
-/// Host ports an object publishes, with protocol and where in the spec they are.
-fn host_ports(o: &Object) -> Vec<(u16, &'static str, String)> {
+/// Host ports an object publishes, with protocol, host address (every one when `None`) and
+/// where in the spec they are.
+fn host_ports(o: &Object) -> Vec<(u16, &'static str, Option<IpAddr>, String)> {
     match &o.spec {
         Spec::Server(s) => s
             .ports
@@ -39,14 +43,18 @@ fn host_ports(o: &Object) -> Vec<(u16, &'static str, String)> {
                 (
                     p.host.0,
                     p.protocol.as_str(),
+                    p.host_ip,
                     format!("spec.ports[{i}].host"),
                 )
             })
             .collect(),
-        Spec::Database(d) if d.port.0 != 0 => vec![(d.port.0, "tcp", "spec.port".to_owned())],
+        Spec::Database(d) if d.port.0 != 0 => {
+            vec![(d.port.0, "tcp", None, "spec.port".to_owned())]
+        }
         Spec::Route(r) => vec![(
             r.listen.0.port(),
             r.protocol.as_str(),
+            Some(r.listen.0.ip()),
             "spec.listen".to_owned(),
         )],
         Spec::Database(_) | Spec::Network(_) => Vec::new(),
@@ -60,27 +68,33 @@ pub fn check(objects: &[Object]) -> Vec<ManifestError> {
     for o in objects {
         for (i, d) in dependencies(o).iter().enumerate() {
             if d.condition == Condition::Healthy
-                && by_key
-                    .get(&d.key())
-                    .is_some_and(|dep| !has_health_check(dep))
+                && by_key.get(&d.key()).is_some_and(|dep| !can_be_healthy(dep))
             {
                 errors.push(error(
                     o,
                     format!("spec.dependsOn[{i}]"),
                     format!(
-                        "condition Healthy needs a healthCheck on {}, which has none",
+                        "condition Healthy needs a health check on {}, whose healthCheck is disabled",
                         d.key()
                     ),
                 ));
             }
         }
     }
-    let mut ports: BTreeMap<(u16, &str), &Object> = BTreeMap::new();
+    type Slot<'s> = (u16, &'s str, Option<IpAddr>);
+    let mut ports: Vec<(Slot<'_>, &Object)> = Vec::new();
     for o in objects {
-        for (port, protocol, field) in host_ports(o) {
-            let slot = (port, protocol);
-            match ports.get(&slot) {
-                Some(other) if other.key() != o.key() => {
+        for (port, protocol, ip, field) in host_ports(o) {
+            // Two addresses clash when either is every address, or both are the same.
+            let clash = ports.iter().find(|((p, proto, other_ip), other)| {
+                (*p, *proto) == (port, protocol)
+                    && other.key() != o.key()
+                    && (ip.is_none_or(|a| a.is_unspecified())
+                        || other_ip.is_none_or(|a| a.is_unspecified())
+                        || *other_ip == ip)
+            });
+            match clash.map(|(_, other)| *other) {
+                Some(other) => {
                     let what = format!("host port {port}/{protocol}");
                     errors.push(error(
                         o,
@@ -103,9 +117,7 @@ pub fn check(objects: &[Object]) -> Vec<ManifestError> {
                         ),
                     ));
                 }
-                _ => {
-                    ports.insert(slot, o);
-                }
+                None => ports.push(((port, protocol, ip), o)),
             }
         }
     }
@@ -315,9 +327,9 @@ mod tests {
     }
 
     #[test]
-    fn healthy_needs_a_health_check() {
+    fn healthy_needs_a_health_check_that_is_not_disabled() {
         let objs = [
-            server("db", ""),
+            server("db", "  healthCheck: {disable: true}\n"),
             server("api", "  dependsOn: [{name: db, condition: Healthy}]\n"),
         ];
         let errs = check(&objs);
@@ -326,11 +338,14 @@ mod tests {
             (errs[0].file.as_str(), errs[0].field.as_str()),
             ("api.yaml", "spec.dependsOn[0]")
         );
-        let fixed = [
-            server("db", "  healthCheck: {tcp: {port: 5432}}\n"),
-            server("api", "  dependsOn: [{name: db, condition: Healthy}]\n"),
-        ];
-        assert!(check(&fixed).is_empty());
+        // A probe in the manifest, or none (the image's own HEALTHCHECK may count).
+        for hc in ["  healthCheck: {tcp: {port: 5432}}\n", ""] {
+            let fixed = [
+                server("db", hc),
+                server("api", "  dependsOn: [{name: db, condition: Healthy}]\n"),
+            ];
+            assert!(check(&fixed).is_empty(), "{hc}");
+        }
     }
 
     #[test]
@@ -354,6 +369,20 @@ mod tests {
             errs[0]
         );
         assert_eq!(errs[1].file, "a.yaml");
+    }
+
+    #[test]
+    fn one_host_port_on_two_addresses_is_fine_but_not_beside_every_address() {
+        let objs = [
+            server("a", "  ports: ['127.0.0.1:8080:80']\n"),
+            server("b", "  ports: ['127.0.0.2:8080:80']\n"),
+        ];
+        assert!(check(&objs).is_empty());
+        let objs = [
+            server("a", "  ports: ['127.0.0.1:8080:80']\n"),
+            server("b", "  ports: ['8080:80']\n"),
+        ];
+        assert_eq!(check(&objs).len(), 2);
     }
 
     fn object(kind: &str, name: &str, spec: &str) -> Object {

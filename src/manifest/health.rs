@@ -24,13 +24,15 @@ pub struct HealthCheck {
     pub on_unhealthy: OnUnhealthy,
 }
 
-/// The probe: a command in the container, an HTTP GET or a TCP connect to a container port.
+/// The probe: a command in the container, an HTTP GET or a TCP connect to a container port;
+/// or none at all, switching off the image's own HEALTHCHECK.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Probe {
     Exec(Vec<String>),
     Http { port: ContainerPort, path: String },
     Tcp { port: ContainerPort },
+    Disabled,
 }
 
 impl Probe {
@@ -53,7 +55,15 @@ impl Probe {
                 "CMD-SHELL".into(),
                 format!("nc -z -w {secs} 127.0.0.1 {p} 2>/dev/null || nc -w {secs} 127.0.0.1 {p} </dev/null", p = port.0),
             ],
+            Probe::Disabled => vec!["NONE".into()],
         }
+    }
+}
+
+impl HealthCheck {
+    /// Whether it switches health checking off (`disable: true`).
+    pub fn is_disabled(&self) -> bool {
+        self.probe == Probe::Disabled
     }
 }
 
@@ -77,6 +87,9 @@ struct RawHealthCheck {
     http: Option<RawHttp>,
     #[serde(default)]
     tcp: Option<RawTcp>,
+    /// `true` switches off the image's own HEALTHCHECK (and takes no probe).
+    #[serde(default)]
+    disable: bool,
     #[schemars(with = "crate::manifest::schema::DurationText")]
     #[serde(default = "default_interval", with = "humantime_serde")]
     interval: Duration,
@@ -148,9 +161,16 @@ impl TryFrom<RawHealthCheck> for HealthCheck {
         if let Some(t) = r.tcp {
             probes.push(Probe::Tcp { port: t.port });
         }
+        if r.disable {
+            probes.push(Probe::Disabled);
+        }
         probes.extend(r.probe);
         if probes.len() != 1 {
-            return Err("a healthCheck needs exactly one of exec, http or tcp".into());
+            return Err(if r.disable {
+                "healthCheck.disable: true takes no exec, http or tcp probe".into()
+            } else {
+                "a healthCheck needs exactly one of exec, http or tcp (or disable: true)".into()
+            });
         }
         if r.retries == 0 {
             return Err("healthCheck.retries must be at least 1".into());

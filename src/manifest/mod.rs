@@ -10,6 +10,7 @@ pub mod fields;
 pub mod graph;
 pub mod health;
 pub mod network;
+pub mod options;
 pub mod parse;
 pub mod quantity;
 pub mod replicas;

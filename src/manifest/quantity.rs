@@ -6,8 +6,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Memory(pub u64);
 
-/// Parses a memory quantity; suffixes are binary (k = 1024), as `docker run --memory` reads them.
-pub fn parse_memory(s: &str) -> Result<u64, String> {
+/// Parses a size in bytes; suffixes are binary (k = 1024), as `docker run --memory` reads them.
+pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim().to_ascii_lowercase();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -19,20 +19,46 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
         "m" | "mb" | "mi" | "mib" => 1 << 20,
         "g" | "gb" | "gi" | "gib" => 1 << 30,
         "t" | "tb" | "ti" | "tib" => 1 << 40,
-        _ => return Err(memory_error(s)),
+        _ => return Err(size_error("size", s)),
     };
-    let value: f64 = num.parse().map_err(|_| memory_error(s))?;
+    let value: f64 = num.parse().map_err(|_| size_error("size", s))?;
     let bytes = value * mult as f64;
-    if !bytes.is_finite() || bytes < 6.0 * 1024.0 * 1024.0 || bytes > u64::MAX as f64 {
-        return Err(format!(
-            "invalid memory {s:?}: the engine needs at least 6m (6 MiB)"
-        ));
+    if !bytes.is_finite() || bytes > i64::MAX as f64 {
+        return Err(size_error("size", s));
     }
     Ok(bytes as u64)
 }
 
-fn memory_error(s: &str) -> String {
-    format!("invalid memory {s:?}: expected a size like 256m, 1g, 512Mi or a number of bytes")
+/// Parses a memory limit: a size of at least 6 MiB, the engine's minimum.
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    let bytes = parse_size(s).map_err(|_| size_error("memory", s))?;
+    if bytes < 6 << 20 {
+        return Err(format!(
+            "invalid memory {s:?}: the engine needs at least 6m (6 MiB)"
+        ));
+    }
+    Ok(bytes)
+}
+
+fn size_error(what: &str, s: &str) -> String {
+    format!("invalid {what} {s:?}: expected a size like 256m, 1g, 512Mi or a number of bytes")
+}
+
+/// A size in bytes (`shmSize`), written like a memory limit but with no minimum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = crate::manifest::ScalarString::deserialize(d)?.0;
+        parse_size(&s).map(Size).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Size {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
 }
 
 impl<'de> Deserialize<'de> for Memory {

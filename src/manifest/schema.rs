@@ -10,7 +10,11 @@ use serde_json::{json, Value};
 use super::database::{DatabaseSpec, Identifier};
 use super::fields::{AbsPath, ContainerPort, EnvName, HostPort, Hostname, Image};
 use super::network::{Cidr, ListenAddr, NetworkSpec, RouteSpec};
-use super::quantity::{Cpus, Memory};
+use super::options::{
+    Capability, Device, EnvFile, HostAddress, HostKey, SecurityOpt, Signal, SysctlName, Tmpfs,
+    Ulimit, UlimitName, ULIMITS,
+};
+use super::quantity::{Cpus, Memory, Size};
 use super::server::ServerSpec;
 use super::{Kind, LabelKey, Name, ScalarString, API_VERSION};
 
@@ -89,6 +93,69 @@ text_schema! {
         "pattern": "^\\s*[0-9.]+\\s*([kKmMgGtT]([iI]?[bB]?)?|[bB])?\\s*$",
         "description": "bytes, or a size like 256m, 1g or 512Mi (binary units, at least 6m)"
     };
+    Size => "Size", {
+        "type": ["string", "integer"],
+        "pattern": "^\\s*[0-9.]+\\s*([kKmMgGtT]([iI]?[bB]?)?|[bB])?\\s*$",
+        "description": "bytes, or a size like 64m, 1g or 512Mi (binary units)"
+    };
+    HostKey => "HostKey", {
+        "type": "string",
+        "description": "a host name for /etc/hosts"
+    };
+    HostAddress => "HostAddress", {
+        "type": "string",
+        "description": "an IPv4 or IPv6 address, or host-gateway (the engine's host)"
+    };
+    Capability => "Capability", {
+        "type": "string",
+        "pattern": "^[A-Za-z][A-Za-z0-9_]*$",
+        "description": "a Linux capability like NET_ADMIN or CAP_SYS_PTRACE, or ALL"
+    };
+    Device => "Device", {
+        "type": "string",
+        "pattern": "^/dev(/[^:]*)?(:/[^:]+)?(:[rwm]{1,3})?$",
+        "description": "HOST[:CONTAINER[:PERMISSIONS]], like /dev/fuse or /dev/sda:/dev/xvda:r"
+    };
+    SysctlName => "Sysctl", {
+        "type": "string",
+        "pattern": "^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)+$",
+        "description": "a namespaced kernel parameter like net.core.somaxconn"
+    };
+    Tmpfs => "Tmpfs", {
+        "type": "string",
+        "pattern": "^/[^:]*(:\\S+)?$",
+        "description": "PATH[:OPTIONS], like /run or /run:size=64m,mode=1777"
+    };
+    Signal => "Signal", {
+        "type": ["string", "integer"],
+        "pattern": "^([A-Z][A-Z0-9+-]*|[0-9]+)$",
+        "description": "a signal like SIGTERM, SIGQUIT or SIGRTMIN+3, or its number"
+    };
+    SecurityOpt => "SecurityOpt", {
+        "type": "string",
+        "pattern": "^(no-new-privileges([:=](true|false))?|apparmor[:=].+|label[:=].+|seccomp[:=]unconfined|systempaths[:=]unconfined)$",
+        "description": "no-new-privileges, apparmor=PROFILE, label=LABEL, seccomp=unconfined or systempaths=unconfined"
+    };
+    EnvFile => "EnvFile", {
+        "type": "string",
+        "minLength": 1,
+        "description": "a file of KEY=VALUE lines, relative to the manifest"
+    };
+    Ulimit => "Ulimit", {
+        "anyOf": [
+            {"type": "integer", "minimum": -1},
+            {
+                "type": "object",
+                "properties": {
+                    "soft": {"type": "integer", "minimum": -1},
+                    "hard": {"type": "integer", "minimum": -1}
+                },
+                "required": ["soft", "hard"],
+                "additionalProperties": false
+            }
+        ],
+        "description": "one limit for soft and hard, or {soft, hard}; -1 is unlimited"
+    };
     Cpus => "Cpus", {
         "type": ["number", "string"],
         "description": "CPUs, like 0.5 or \"1.5\""
@@ -106,6 +173,15 @@ text_schema! {
         "pattern": "^[A-Za-z][A-Za-z0-9_-]{0,62}$",
         "description": "a PostgreSQL role or database name: a letter, then letters, digits, '_' or '-' (at most 63)"
     };
+}
+
+impl JsonSchema for UlimitName {
+    fn schema_name() -> Cow<'static, str> {
+        "UlimitName".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "enum": ULIMITS})
+    }
 }
 
 /// The whole manifest schema: header fields, then the spec that the kind selects.

@@ -10,6 +10,11 @@ use super::fields::{
     is_default, AbsPath, EnvName, Hostname, Image, PortSpec, PullPolicy, Resources,
 };
 use super::health::HealthCheck;
+use super::options::{
+    Capability, Device, EnvFile, HostAddress, HostKey, OneOrMany, SecurityOpt, Signal, SysctlName,
+    Tmpfs, Ulimit, UlimitName,
+};
+use super::quantity::Size;
 use super::ScalarString;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -73,6 +78,58 @@ pub struct ServerSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub stop_grace_period: Option<Duration>,
+    /// The signal that stops the container (the image's, else SIGTERM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<Signal>,
+    /// The container's own host name (default: its id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<Hostname>,
+    /// More `/etc/hosts` entries: name → address, or `host-gateway` for the engine's host.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_hosts: BTreeMap<HostKey, HostAddress>,
+    /// Files of `KEY=VALUE` lines (relative to the manifest) merged under `env`: a name in
+    /// `env` wins, and a later file wins over an earlier one. Their content counts in the spec.
+    #[schemars(with = "super::options::OneOrManyText")]
+    #[serde(default, skip_serializing_if = "OneOrMany::is_empty")]
+    pub env_file: OneOrMany<EnvFile>,
+    /// Capabilities beyond the engine's defaults (host policy: `--allow-capability`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<Capability>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<Capability>,
+    /// Every capability and every device: root on the host (host policy: `--allow-privileged`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub privileged: bool,
+    /// Host devices, `HOST[:CONTAINER[:rwm]]` (host policy: `--allow-device PREFIX`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<Device>,
+    /// Namespaced kernel parameters, like `net.core.somaxconn: 1024`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<SysctlName, ScalarString>,
+    /// The size of `/dev/shm` (the engine's default is 64m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<Size>,
+    /// In-memory file systems, `PATH[:OPTIONS]` like `/run:size=64m,mode=1777`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<Tmpfs>,
+    /// Resource limits by name (`nofile: 65536`, or `{soft, hard}`; -1 is unlimited).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ulimits: BTreeMap<UlimitName, Ulimit>,
+    /// Run an init process as PID 1 that reaps zombies and forwards signals.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub init: bool,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub read_only_root_filesystem: bool,
+    /// `no-new-privileges`, `apparmor=…`, `label=…`; the unconfined ones need the host policy's
+    /// `--allow-unconfined`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_opt: Vec<SecurityOpt>,
+    /// A terminal for the main process (`dockhand attach` then speaks to it).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub tty: bool,
+    /// Keep the main process's stdin open (for `dockhand attach`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub stdin: bool,
 }
 
 /// The most replicas a server may ask for.
@@ -239,7 +296,7 @@ impl ServerSpec {
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, p) in self.ports.iter().enumerate() {
-            if !seen.insert((p.container.0, p.protocol)) {
+            if !seen.insert((p.container.0, p.protocol, p.host_ip)) {
                 return Err((
                     format!("spec.ports[{i}]"),
                     format!(
@@ -250,6 +307,7 @@ impl ServerSpec {
                 ));
             }
         }
+        super::options::check(self)?;
         let mut targets = std::collections::BTreeSet::new();
         for (i, v) in self.volumes.iter().enumerate() {
             if !targets.insert(v.target.0.as_str()) {

@@ -115,5 +115,17 @@ fn unmet(dep: &Dep, v: Option<&Verdict>) -> Option<String> {
         }
         Condition::Completed => v.phase == Phase::Completed,
     };
-    (!met).then(|| format!("{} to be {want} (it is {})", dep.key, v.phase))
+    let no_check = dep.condition == Condition::Healthy
+        && v.phase == Phase::Ready
+        && v.container.as_ref().is_some_and(|c| c.health.is_none());
+    (!met).then(|| {
+        if no_check {
+            format!(
+                "{} to be healthy (it runs, but neither its manifest's healthCheck nor its image's HEALTHCHECK checks it)",
+                dep.key
+            )
+        } else {
+            format!("{} to be {want} (it is {})", dep.key, v.phase)
+        }
+    })
 }

@@ -1064,3 +1064,23 @@ fn a_held_object_is_invalid_and_none_of_its_containers_is_touched() {
     assert!(p.actions.is_empty(), "{:?}", p.actions);
     assert_eq!(p.verdicts[&key("db")].phase, Phase::Invalid);
 }
+
+#[test]
+fn a_healthy_dependency_that_nothing_checks_says_so() {
+    let api = Desired {
+        deps: vec![dep("db", Condition::Healthy, false)],
+        ..want("api", "a1")
+    };
+    // Running with no health status at all: neither manifest nor image checks it.
+    let obs = [seen("c1", "db", "d1", State::Running)];
+    let p = plan(&[api, want("db", "d1")], &obs, opts(false));
+    let v = &p.verdicts[&key("api")];
+    assert_eq!(v.phase, Phase::Blocked);
+    assert!(
+        v.message
+            .as_deref()
+            .is_some_and(|m| m.contains("image's HEALTHCHECK")),
+        "{:?}",
+        v.message
+    );
+}

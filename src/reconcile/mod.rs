@@ -127,6 +127,8 @@ pub struct Reconciler<R> {
     had_networks: std::sync::atomic::AtomicBool,
     /// The routes' data plane, when this reconciler runs inside `dockhand up`.
     proxy: Option<std::sync::Arc<Proxy>>,
+    /// Env files read before, re-read only when they change.
+    env_file_cache: crate::kinds::env_file::EnvFiles,
 }
 
 impl<R: Engine> Reconciler<R> {
@@ -139,6 +141,7 @@ impl<R: Engine> Reconciler<R> {
             vanished: std::sync::Mutex::new(HashMap::new()),
             had_networks: std::sync::atomic::AtomicBool::new(true),
             proxy: None,
+            env_file_cache: crate::kinds::env_file::EnvFiles::default(),
         }
     }
 

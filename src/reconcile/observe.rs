@@ -76,7 +76,8 @@ impl<R: Engine> Reconciler<R> {
         } else {
             database::probe_all(&desired, &observed, &statuses, &secrets).await
         };
-        let refused = self.refusals(&desired, &stranded, &foreign);
+        let mut refused = self.refusals(&desired, &stranded, &foreign);
+        let env_files = self.env_files(&desired, &mut refused);
         let networks = network::plan(instance, &desired, &self.observe_networks(&desired).await?);
         let ctx = kinds::Context {
             instance,
@@ -86,6 +87,7 @@ impl<R: Engine> Reconciler<R> {
             ready: &ready,
             refused: &refused,
             networks: &networks,
+            env_files: &env_files,
         };
         let (wanted, specs) = kinds::desired(&desired, &ctx);
         let plan = plan(
@@ -183,6 +185,39 @@ impl<R: Engine> Reconciler<R> {
                 Some((o.key(), why?))
             })
             .collect()
+    }
+
+    /// The env files of the servers the policy let be, read (again if changed); a server
+    /// whose file cannot be read or parsed is held back with why.
+    fn env_files(
+        &self,
+        desired: &[Object],
+        refused: &mut HashMap<ObjectKey, String>,
+    ) -> HashMap<String, std::sync::Arc<crate::kinds::env_file::Loaded>> {
+        let mut out = HashMap::new();
+        for o in desired {
+            let crate::manifest::Spec::Server(s) = &o.spec else {
+                continue;
+            };
+            if refused.contains_key(&o.key()) {
+                continue;
+            }
+            for (i, f) in s.env_file.0.iter().enumerate() {
+                if out.contains_key(&f.0) {
+                    continue;
+                }
+                match self.env_file_cache.load(std::path::Path::new(&f.0)) {
+                    Ok(loaded) => {
+                        out.insert(f.0.clone(), loaded);
+                    }
+                    Err(why) => {
+                        refused.insert(o.key(), format!("spec.envFile[{i}]: {why}"));
+                        break;
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Databases with no secret whose data volume (this instance's) exists anyway: the state

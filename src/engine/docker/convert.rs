@@ -156,14 +156,18 @@ pub(super) fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         } else {
             p.host.to_string()
         };
-        port_bindings.insert(
-            key,
-            Some(vec![BPortBinding {
-                host_ip: None,
+        // One container port may be published on several host addresses.
+        port_bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(BPortBinding {
+                host_ip: p.host_ip.clone(),
                 host_port: Some(host_port),
-            }]),
-        );
+            });
     }
+    exposed.sort();
+    exposed.dedup();
     let mounts = spec
         .mounts
         .iter()
@@ -179,8 +183,12 @@ pub(super) fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             ..Default::default()
         })
         .collect();
+    let o = &spec.options;
     let body = ContainerCreateBody {
         image: Some(spec.image.clone()),
+        hostname: o.hostname.clone(),
+        tty: Some(o.tty),
+        open_stdin: Some(o.stdin),
         cmd: spec.command.clone(),
         entrypoint: spec.entrypoint.clone(),
         env: Some(spec.env.clone()),
@@ -211,6 +219,35 @@ pub(super) fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
                 .network_mode
                 .clone()
                 .or_else(|| spec.endpoints.first().map(|e| e.network.clone())),
+            privileged: Some(o.privileged),
+            cap_add: (!o.cap_add.is_empty()).then(|| o.cap_add.clone()),
+            cap_drop: (!o.cap_drop.is_empty()).then(|| o.cap_drop.clone()),
+            devices: (!o.devices.is_empty()).then(|| {
+                o.devices
+                    .iter()
+                    .map(|d| bollard::models::DeviceMapping {
+                        path_on_host: Some(d.host.clone()),
+                        path_in_container: Some(d.container.clone()),
+                        cgroup_permissions: Some(d.permissions.clone()),
+                    })
+                    .collect()
+            }),
+            sysctls: (!o.sysctls.is_empty()).then(|| o.sysctls.clone()),
+            shm_size: o.shm_size,
+            tmpfs: (!o.tmpfs.is_empty()).then(|| o.tmpfs.clone()),
+            ulimits: (!o.ulimits.is_empty()).then(|| {
+                o.ulimits
+                    .iter()
+                    .map(|(name, soft, hard)| bollard::models::ResourcesUlimits {
+                        name: Some(name.clone()),
+                        soft: Some(*soft),
+                        hard: Some(*hard),
+                    })
+                    .collect()
+            }),
+            init: o.init.then_some(true),
+            readonly_rootfs: Some(o.read_only_root),
+            security_opt: (!o.security_opt.is_empty()).then(|| o.security_opt.clone()),
             // dockhand applies restart policies itself, so it sees and records every restart.
             restart_policy: Some(RestartPolicy {
                 name: Some(RestartPolicyNameEnum::NO),

@@ -229,27 +229,36 @@ fn at_name<'a>(
     }
 }
 
-/// Makes bind sources absolute, relative to the manifest's directory.
+/// Makes bind sources and env files absolute, relative to the manifest's directory.
 fn resolve_binds(spec: &mut ServerSpec, base_dir: Option<&Path>) -> Result<(), (String, String)> {
-    for (i, v) in spec.volumes.iter_mut().enumerate() {
-        if v.kind != VolumeType::Bind || Path::new(&v.source).is_absolute() {
-            continue;
+    let absolute = |path: &mut String, field: String, what: &str| {
+        if Path::new(path.as_str()).is_absolute() {
+            return Ok(());
         }
         match base_dir {
             Some(dir) => {
-                let joined = dir.join(&v.source);
-                v.source = lexical(&joined).to_string_lossy().into_owned();
+                *path = lexical(&dir.join(path.as_str()))
+                    .to_string_lossy()
+                    .into_owned();
+                Ok(())
             }
-            None => {
-                return Err((
-                    format!("spec.volumes[{i}].source"),
-                    format!(
-                        "bind source {:?} must be an absolute path in a source without a directory",
-                        v.source
-                    ),
-                ))
-            }
+            None => Err((
+                field,
+                format!("{what} {path:?} must be an absolute path in a source without a directory"),
+            )),
         }
+    };
+    for (i, v) in spec.volumes.iter_mut().enumerate() {
+        if v.kind == VolumeType::Bind {
+            absolute(
+                &mut v.source,
+                format!("spec.volumes[{i}].source"),
+                "bind source",
+            )?;
+        }
+    }
+    for (i, f) in spec.env_file.0.iter_mut().enumerate() {
+        absolute(&mut f.0, format!("spec.envFile[{i}]"), "env file")?;
     }
     Ok(())
 }
@@ -299,11 +308,15 @@ fn deserialize<'de, T: Deserialize<'de>>(text: &'de str, file: &str) -> Result<T
             file: file.to_owned(),
             line,
             column,
-            // `Spanned` fields add a `.value` step that is not in the user's document. A path
+            // `Spanned` fields add a `.value` step that is not in the user's document (at the
+            // end, or before the fields of a mapping form read through one). A path
             // is made of the file's keys: only a glimpse of it is kept, like quotes.
             field: match field.as_str() {
                 "." => String::new(),
-                f => glimpse(f.strip_suffix(".value").unwrap_or(f)),
+                f => {
+                    let f = f.replace(".value.", ".");
+                    glimpse(f.strip_suffix(".value").unwrap_or(&f))
+                }
             },
             message,
         }

@@ -335,3 +335,138 @@ fn label_values_and_flow_env_keep_their_text() {
     let json = serde_json::to_string(&s.env).expect("json");
     assert_eq!(json, r#"{"A":"yes","B":"1.50"}"#);
 }
+
+#[test]
+fn the_container_options_real_services_use_parse() {
+    let extra = "  hostname: web-1\n  extraHosts: {db.local: 10.0.0.5, host.docker.internal: host-gateway, v6: '::1'}\n  capAdd: [NET_ADMIN]\n  capDrop: [ALL]\n  privileged: true\n  devices: [/dev/fuse, '/dev/sda:/dev/xvda:r']\n  sysctls: {net.core.somaxconn: 1024}\n  shmSize: 256m\n  tmpfs: [/run, '/tmp:size=64m,mode=1777']\n  ulimits: {nofile: {soft: 1024, hard: 65536}, nproc: 512, core: -1}\n  init: true\n  stopSignal: SIGQUIT\n  readOnlyRootFilesystem: true\n  securityOpt: [no-new-privileges, 'apparmor=docker-default']\n  envFile: /srv/.env\n  tty: true\n  stdin: true\n  healthCheck: {disable: true}\n  ports: ['127.0.0.1:8080:80', '53:53/udp', 9000, '[::1]:8443:443', {container: 81, hostIp: 127.0.0.1}]\n";
+    let objs = parse_str(&format!("{WEB}{extra}"), "m.yaml", None).expect("parses");
+    let Spec::Server(s) = &objs[0].spec else {
+        panic!("a server")
+    };
+    assert_eq!(s.shm_size.map(|z| z.0), Some(256 << 20));
+    assert_eq!(s.ulimits.len(), 3);
+    assert_eq!(s.devices[1].permissions, "r");
+    assert_eq!(s.env_file.0[0].0, "/srv/.env");
+    assert!(s.health_check.as_ref().is_some_and(|h| h.is_disabled()));
+    let ports: Vec<(u16, u16, Option<String>, &str)> = s
+        .ports
+        .iter()
+        .map(|p| {
+            (
+                p.container.0,
+                p.host.0,
+                p.host_ip.map(|i| i.to_string()),
+                p.protocol.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            (80, 8080, Some("127.0.0.1".into()), "tcp"),
+            (53, 53, None, "udp"),
+            (9000, 0, None, "tcp"),
+            (443, 8443, Some("::1".into()), "tcp"),
+            (81, 0, Some("127.0.0.1".into()), "tcp"),
+        ]
+    );
+    // The stored form reads back the same.
+    let json = serde_json::to_value(s).expect("serializes");
+    let back: crate::manifest::ServerSpec = serde_json::from_value(json).expect("reads back");
+    assert_eq!(&back, s);
+}
+
+#[test]
+fn bad_container_options_name_their_field() {
+    let cases = [
+        (
+            "  extraHosts: {db: nowhere}\n",
+            "spec.extraHosts.db",
+            "host-gateway",
+        ),
+        ("  capAdd: ['NET ADMIN']\n", "spec.capAdd[0]", "NET_ADMIN"),
+        (
+            "  devices: [/etc/passwd]\n",
+            "spec.devices[0]",
+            "under /dev",
+        ),
+        (
+            "  devices: ['/dev/fuse:/dev/fuse:x']\n",
+            "spec.devices[0]",
+            "rwm",
+        ),
+        (
+            "  sysctls: {somaxconn: 1}\n",
+            "spec.sysctls.somaxconn",
+            "dotted",
+        ),
+        ("  shmSize: lots\n", "spec.shmSize", "256m"),
+        ("  tmpfs: [run]\n", "spec.tmpfs[0]", "absolute"),
+        ("  ulimits: {files: 1}\n", "spec.ulimits.files", "nofile"),
+        (
+            "  ulimits: {nofile: {soft: 10, hard: 5}}\n",
+            "spec.ulimits.nofile",
+            "soft no higher",
+        ),
+        (
+            "  ulimits: {nofile: many}\n",
+            "spec.ulimits.nofile",
+            "a number",
+        ),
+        ("  stopSignal: term\n", "spec.stopSignal", "SIGTERM"),
+        (
+            "  securityOpt: ['seccomp=/etc/profile.json']\n",
+            "spec.securityOpt[0]",
+            "not supported",
+        ),
+        (
+            "  securityOpt: [privileged]\n",
+            "spec.securityOpt[0]",
+            "no-new-privileges",
+        ),
+        ("  ports: ['8080:80:90:1']\n", "spec.ports[0]", "HOST_IP"),
+        (
+            "  ports: ['localhost:8080:80']\n",
+            "spec.ports[0]",
+            "IP address",
+        ),
+        ("  ports: ['80/sctp']\n", "spec.ports[0]", "tcp or udp"),
+        (
+            "  healthCheck: {disable: true, tcp: {port: 80}}\n",
+            "spec.healthCheck",
+            "takes no",
+        ),
+        (
+            "  tmpfs: [/data]\n  volumes: [{type: volume, source: d, target: /data}]\n",
+            "spec.tmpfs[0]",
+            "twice",
+        ),
+        (
+            "  network: host\n  hostname: x\n",
+            "spec.hostname",
+            "host's name",
+        ),
+    ];
+    for (extra, field, hint) in cases {
+        let e = &errors(&format!("{WEB}{extra}"))[0];
+        assert_eq!(e.field, field, "{extra}: {e}");
+        assert!(e.message.contains(hint), "{extra}: {e}");
+    }
+}
+
+#[test]
+fn a_relative_env_file_is_resolved_against_the_manifest_directory() {
+    let objs = parse_str(
+        &format!("{WEB}  envFile: [.env, ../shared/app.env]\n"),
+        "m.yaml",
+        Some(Path::new("/srv/app")),
+    )
+    .expect("parses");
+    let Spec::Server(s) = &objs[0].spec else {
+        panic!("a server")
+    };
+    let files: Vec<&str> = s.env_file.0.iter().map(|f| f.0.as_str()).collect();
+    assert_eq!(files, ["/srv/app/.env", "/srv/shared/app.env"]);
+    let e = &errors(&format!("{WEB}  envFile: .env\n"))[0];
+    assert_eq!(e.field, "spec.envFile[0]");
+}
