@@ -195,3 +195,52 @@ impl Drop for RemoveImage {
             .output();
     }
 }
+
+#[test]
+fn editing_a_read_only_config_file_recreates_only_the_servers_that_mount_it() {
+    let Some(env) = Env::new("opts-conf") else {
+        return;
+    };
+    env.write("conf/app.conf", "listen 80;\n");
+    env.write("conf/extra/more.conf", "gzip on;\n");
+    env.write("data/state", "1\n");
+    let bind = |source: &str, read_only: bool| {
+        format!(
+            "  volumes: [{{type: bind, source: {source}, target: /cfg, readOnly: {read_only}}}]\n"
+        )
+    };
+    env.write(
+        "file.yaml",
+        &common::server("file", &bind("./conf/app.conf", true)),
+    );
+    env.write(
+        "dir.yaml",
+        &common::server("dir", &bind("./conf/extra", true)),
+    );
+    env.write("data.yaml", &common::server("data", &bind("./data", false)));
+    env.write("plain.yaml", &common::server("plain", ""));
+    let sync = || {
+        let out = env.run("sync", &["--timeout", "60s"]);
+        assert!(out.status.success(), "{}", text(&out));
+        ["file", "dir", "data", "plain"].map(|n| env.container(n).expect("container").id)
+    };
+    let before = sync();
+    assert_eq!(sync(), before, "a no-op pass recreated something");
+    // The file one server mounts: that server alone.
+    env.write("conf/app.conf", "listen 8080;\n");
+    let after = sync();
+    assert_ne!(after[0], before[0], "file not recreated");
+    assert_eq!(after[1..], before[1..], "others recreated");
+    assert_eq!(exec(&after[0], "cat /cfg"), "listen 8080;");
+    // A file inside a mounted directory: that server alone.
+    env.write("conf/extra/more.conf", "gzip off;\n");
+    let again = sync();
+    assert_ne!(again[1], after[1], "dir not recreated");
+    assert_eq!(
+        [again[0].clone(), again[2].clone(), again[3].clone()],
+        [after[0].clone(), after[2].clone(), after[3].clone()]
+    );
+    // Data in a read-write bind is not config.
+    env.write("data/state", "2\n");
+    assert_eq!(sync(), again, "a read-write bind counted");
+}

@@ -3,6 +3,7 @@
 //! the engine is made to hold it, one kind to a file. The planner (`crate::plan`) sees only
 //! the `Desired` records made here.
 
+pub mod config_files;
 pub mod database;
 pub mod env_file;
 pub mod network;
@@ -30,8 +31,16 @@ pub struct Context<'a> {
     /// Objects that may not be acted on, and why (their status is `Invalid`).
     pub refused: &'a HashMap<ObjectKey, String>,
     pub networks: &'a NetworkPlan,
-    /// The servers' env files, by path (every one of a server that is not held back).
-    pub env_files: &'a HashMap<String, std::sync::Arc<env_file::Loaded>>,
+    /// The host files the servers' specs take in (every one of a server not held back).
+    pub files: &'a HostFiles,
+}
+
+/// What the servers read from the host at this pass, by path as the spec writes it.
+#[derive(Default)]
+pub struct HostFiles {
+    pub env: HashMap<String, std::sync::Arc<env_file::Loaded>>,
+    /// Digests of read-only bind sources.
+    pub config: HashMap<String, String>,
 }
 
 /// The planner's input for every object that runs a container, and the container each asks

@@ -223,7 +223,13 @@ pub fn desired(
         })
     };
     let mut hash = o.spec_hash();
-    if !databases.is_empty() || !s.env_file.is_empty() {
+    let configs: Vec<&str> = s
+        .volumes
+        .iter()
+        .filter(|v| v.kind == VolumeType::Bind && v.read_only)
+        .map(|v| v.source.as_str())
+        .collect();
+    if !databases.is_empty() || !s.env_file.is_empty() || !configs.is_empty() {
         for db in &databases {
             for part in [DbKey::Host, DbKey::Port, DbKey::Database, DbKey::User] {
                 hash.push('|');
@@ -233,7 +239,12 @@ pub fn desired(
         // An edited env file recreates the container.
         for f in &s.env_file.0 {
             hash.push('|');
-            hash.push_str(ctx.env_files.get(&f.0).map_or("", |l| l.digest.as_str()));
+            hash.push_str(ctx.files.env.get(&f.0).map_or("", |l| l.digest.as_str()));
+        }
+        // So does an edited config file that it mounts read-only.
+        for path in configs {
+            hash.push('|');
+            hash.push_str(ctx.files.config.get(path).map_or("", String::as_str));
         }
         hash = short_hash(hash.as_bytes());
     }
@@ -244,7 +255,7 @@ pub fn desired(
         s,
         &hash,
         &lookup,
-        ctx.env_files,
+        &ctx.files.env,
     )
     .map(|mut c| {
         (c.network_mode, c.endpoints) = ctx.networks.endpoints(&joins);

@@ -127,8 +127,9 @@ pub struct Reconciler<R> {
     had_networks: std::sync::atomic::AtomicBool,
     /// The routes' data plane, when this reconciler runs inside `dockhand up`.
     proxy: Option<std::sync::Arc<Proxy>>,
-    /// Env files read before, re-read only when they change.
+    /// Env files and config files read before, re-read only when they change.
     env_file_cache: crate::kinds::env_file::EnvFiles,
+    config_cache: crate::kinds::config_files::ConfigFiles,
 }
 
 impl<R: Engine> Reconciler<R> {
@@ -142,6 +143,7 @@ impl<R: Engine> Reconciler<R> {
             had_networks: std::sync::atomic::AtomicBool::new(true),
             proxy: None,
             env_file_cache: crate::kinds::env_file::EnvFiles::default(),
+            config_cache: crate::kinds::config_files::ConfigFiles::default(),
         }
     }
 

@@ -10,6 +10,7 @@ use crate::clock::{now_millis, Millis};
 use crate::engine::{ContainerSpec, Engine, Observed};
 use crate::kinds::network::{self, NetworkPlan, ObservedNetworks};
 use crate::kinds::{self, database};
+use crate::manifest::server::VolumeType;
 use crate::manifest::ManifestError;
 use crate::manifest::{Object, ObjectKey};
 use crate::plan::{plan, Plan, PlanOptions};
@@ -77,7 +78,7 @@ impl<R: Engine> Reconciler<R> {
             database::probe_all(&desired, &observed, &statuses, &secrets).await
         };
         let mut refused = self.refusals(&desired, &stranded, &foreign);
-        let env_files = self.env_files(&desired, &mut refused);
+        let files = self.host_files(&desired, &mut refused);
         let networks = network::plan(instance, &desired, &self.observe_networks(&desired).await?);
         let ctx = kinds::Context {
             instance,
@@ -87,7 +88,7 @@ impl<R: Engine> Reconciler<R> {
             ready: &ready,
             refused: &refused,
             networks: &networks,
-            env_files: &env_files,
+            files: &files,
         };
         let (wanted, specs) = kinds::desired(&desired, &ctx);
         let plan = plan(
@@ -187,14 +188,14 @@ impl<R: Engine> Reconciler<R> {
             .collect()
     }
 
-    /// The env files of the servers the policy let be, read (again if changed); a server
-    /// whose file cannot be read or parsed is held back with why.
-    fn env_files(
+    /// The env files and read-only bind sources of the servers the policy let be, read (again
+    /// if changed); a server with one that cannot be read or parsed is held back with why.
+    fn host_files(
         &self,
         desired: &[Object],
         refused: &mut HashMap<ObjectKey, String>,
-    ) -> HashMap<String, std::sync::Arc<crate::kinds::env_file::Loaded>> {
-        let mut out = HashMap::new();
+    ) -> kinds::HostFiles {
+        let mut out = kinds::HostFiles::default();
         for o in desired {
             let crate::manifest::Spec::Server(s) = &o.spec else {
                 continue;
@@ -202,19 +203,39 @@ impl<R: Engine> Reconciler<R> {
             if refused.contains_key(&o.key()) {
                 continue;
             }
-            for (i, f) in s.env_file.0.iter().enumerate() {
-                if out.contains_key(&f.0) {
-                    continue;
-                }
-                match self.env_file_cache.load(std::path::Path::new(&f.0)) {
-                    Ok(loaded) => {
-                        out.insert(f.0.clone(), loaded);
-                    }
-                    Err(why) => {
-                        refused.insert(o.key(), format!("spec.envFile[{i}]: {why}"));
-                        break;
-                    }
-                }
+            let env = s.env_file.0.iter().enumerate().map(|(i, f)| {
+                let loaded = match out.env.get(&f.0) {
+                    Some(_) => Ok(()),
+                    None => self
+                        .env_file_cache
+                        .load(std::path::Path::new(&f.0))
+                        .map(|l| {
+                            out.env.insert(f.0.clone(), l);
+                        }),
+                };
+                loaded.map_err(|why| format!("spec.envFile[{i}]: {why}"))
+            });
+            let failed = env.filter_map(Result::err).next();
+            let failed = failed.or_else(|| {
+                s.volumes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.kind == VolumeType::Bind && v.read_only)
+                    .find_map(|(i, v)| {
+                        if out.config.contains_key(&v.source) {
+                            return None;
+                        }
+                        match self.config_cache.digest(std::path::Path::new(&v.source)) {
+                            Ok(d) => {
+                                out.config.insert(v.source.clone(), d);
+                                None
+                            }
+                            Err(why) => Some(format!("spec.volumes[{i}].source: {why}")),
+                        }
+                    })
+            });
+            if let Some(why) = failed {
+                refused.insert(o.key(), why);
             }
         }
         out

@@ -1,0 +1,145 @@
+//! Config files are part of the spec: what a server bind-mounts read-only (`nginx.conf`, a
+//! directory of Grafana provisioning) is hashed into its spec hash, so an edit in the manifests
+//! repository recreates that server, and only that one, with no manifest change (a read-write
+//! bind is data, and never counts).
+//!
+//! A file's digest is cached by its size and modification time, so a no-op pass costs one
+//! `stat` per file. A directory is hashed by its files' paths and contents, in name order, up to
+//! `MAX_FILES` files and `MAX_BYTES` of content; past either cap the rest count by path, size and
+//! modification time only (so a big directory still changes its digest when a file does, but
+//! without being read whole at every change).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use crate::manifest::short_hash;
+
+/// The most files of one directory whose content is hashed.
+pub const MAX_FILES: usize = 1000;
+/// The most bytes of one directory's files whose content is hashed.
+pub const MAX_BYTES: u64 = 16 << 20;
+
+type Stamp = (u64, Option<SystemTime>);
+
+/// Digests of files read before, by path.
+#[derive(Default)]
+pub struct ConfigFiles {
+    seen: Mutex<HashMap<PathBuf, (Stamp, String)>>,
+}
+
+impl ConfigFiles {
+    /// The digest of a file, or of a directory's files, at `path`.
+    pub fn digest(&self, path: &Path) -> Result<String, String> {
+        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if !meta.is_dir() {
+            return self.file(path, &meta);
+        }
+        let mut files = Vec::new();
+        walk(path, &mut files).map_err(|e| format!("{}: {e}", path.display()))?;
+        files.sort();
+        let mut acc = String::new();
+        let mut budget = MAX_BYTES;
+        for (n, file) in files.iter().enumerate() {
+            let meta = std::fs::metadata(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let rel = file
+                .strip_prefix(path)
+                .unwrap_or(file)
+                .display()
+                .to_string();
+            let part = if n < MAX_FILES && meta.len() <= budget {
+                budget -= meta.len();
+                self.file(file, &meta)?
+            } else {
+                let (len, time) = stamp(&meta);
+                let nanos = time
+                    .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                format!("{len}@{nanos}")
+            };
+            acc.push_str(&rel);
+            acc.push('\0');
+            acc.push_str(&part);
+            acc.push('\n');
+        }
+        Ok(short_hash(acc.as_bytes()))
+    }
+
+    fn file(&self, path: &Path, meta: &std::fs::Metadata) -> Result<String, String> {
+        let stamp = stamp(meta);
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((s, digest)) = seen.get(path) {
+            if *s == stamp {
+                return Ok(digest.clone());
+            }
+        }
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let digest = short_hash(&bytes);
+        seen.insert(path.to_path_buf(), (stamp, digest.clone()));
+        Ok(digest)
+    }
+}
+
+fn stamp(meta: &std::fs::Metadata) -> Stamp {
+    (meta.len(), meta.modified().ok())
+}
+
+/// Every file below `dir` (links to files are read as files; linked directories are not
+/// followed, so a link to an ancestor cannot loop).
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let path = entry.path();
+        if kind.is_dir() {
+            walk(&path, out)?;
+        } else if kind.is_file() || (kind.is_symlink() && path.is_file()) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_files_digest_follows_its_content() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("nginx.conf");
+        std::fs::write(&f, "a").expect("write");
+        let files = ConfigFiles::default();
+        let one = files.digest(&f).expect("digest");
+        assert_eq!(files.digest(&f).expect("digest"), one);
+        std::fs::write(&f, "b").expect("write");
+        assert_ne!(files.digest(&f).expect("digest"), one);
+        std::fs::write(&f, "a").expect("write");
+        assert_eq!(
+            files.digest(&f).expect("digest"),
+            one,
+            "same content, same digest"
+        );
+    }
+
+    #[test]
+    fn a_directorys_digest_follows_its_files_names_and_contents() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        std::fs::write(dir.path().join("a.yaml"), "1").expect("write");
+        std::fs::write(dir.path().join("sub/b.yaml"), "2").expect("write");
+        let files = ConfigFiles::default();
+        let one = files.digest(dir.path()).expect("digest");
+        std::fs::write(dir.path().join("sub/b.yaml"), "3").expect("write");
+        let two = files.digest(dir.path()).expect("digest");
+        assert_ne!(one, two);
+        std::fs::rename(dir.path().join("a.yaml"), dir.path().join("c.yaml")).expect("mv");
+        assert_ne!(
+            files.digest(dir.path()).expect("digest"),
+            two,
+            "a rename counts"
+        );
+        assert!(files.digest(&dir.path().join("gone")).is_err());
+    }
+}
