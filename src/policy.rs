@@ -3,7 +3,7 @@
 //! The engine socket is root, so whoever may write a manifest (a file, a table row, an API call)
 //! would otherwise be root on the host through a bind mount of `/` or of the socket, or through
 //! the host's network stack. By default a manifest gets none of that: bind sources must lie
-//! (and env files) inside the manifests directory (after symlinks are resolved, so a relative
+//! (and env files, build contexts) inside the manifests directory (after symlinks are resolved, so a relative
 //! path or a link cannot escape it), and everything else (privileged, devices, added
 //! capabilities, unconfined security options, the host's network) needs the operator's
 //! explicit opt-in, one flag per power. A refused object is `Invalid` with a message naming the flag; nothing of it is
@@ -117,7 +117,12 @@ impl HostPolicy {
             .iter()
             .enumerate()
             .map(|(i, f)| (format!("spec.envFile[{i}]"), f.0.as_str(), false));
-        let paths: Vec<(String, &str, bool)> = binds.chain(env_files).collect();
+        // A build context is read by dockhand and sent to the engine whole.
+        let context = spec
+            .build
+            .iter()
+            .map(|b| ("spec.build.context".to_owned(), b.context.as_str(), false));
+        let paths: Vec<(String, &str, bool)> = binds.chain(env_files).chain(context).collect();
         if paths.is_empty() {
             return None;
         }
@@ -308,6 +313,7 @@ mod tests {
                 "--allow-unconfined",
             ),
             ("  envFile: /etc/shadow\n", "--allow-host-path"),
+            ("  build: /etc\n", "--allow-host-path"),
         ];
         for (extra, flag) in cases {
             let o = server(dir.path(), "    []\n", extra);

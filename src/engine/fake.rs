@@ -151,6 +151,10 @@ impl Engine for FakeEngine {
         Ok(())
     }
 
+    async fn ensure_built(&self, _spec: &super::BuildSpec) -> Result<(), EngineError> {
+        Ok(())
+    }
+
     async fn ensure_volume(
         &self,
         name: &str,

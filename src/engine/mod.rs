@@ -58,6 +58,8 @@ pub enum EngineError {
         "volume {name} exists but this instance does not own it; it is never adopted or removed"
     )]
     VolumeConflict { name: String },
+    #[error("building image {image} failed: {output}")]
+    BuildFailed { image: String, output: String },
     #[error("{op} {target}: {message}")]
     Engine {
         op: &'static str,
@@ -205,6 +207,39 @@ pub struct ContainerSpec {
     /// The engine networks to join, the first at creation and the others before it starts.
     pub endpoints: Vec<Endpoint>,
     pub options: ContainerOptions,
+    /// Build the image (tagged `image`) from source when the engine lacks it.
+    pub build: Option<BuildSpec>,
+}
+
+/// An image to build: the tag it gets and the context to send.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BuildSpec {
+    /// The tag, derived from a digest of everything the build sees.
+    pub tag: String,
+    pub context: std::path::PathBuf,
+    /// Relative to the context.
+    pub dockerfile: String,
+    pub args: HashMap<String, String>,
+    pub target: Option<String>,
+    /// The context's files after `.dockerignore`, relative to it.
+    pub files: std::sync::Arc<Vec<String>>,
+    /// One more name for the built image (the manifest's `image`).
+    pub also: Option<String>,
+    /// The owner labels the image carries, so it can be told apart (and cleaned up).
+    pub labels: HashMap<String, String>,
+}
+
+impl BuildSpec {
+    /// The context as the tar archive the engine's build API takes (links to files are sent as
+    /// the files).
+    pub fn archive(&self) -> std::io::Result<Vec<u8>> {
+        let mut tar = tar::Builder::new(Vec::new());
+        tar.follow_symlinks(true);
+        for f in self.files.iter() {
+            tar.append_path_with_name(self.context.join(f), f)?;
+        }
+        tar.into_inner()
+    }
 }
 
 /// The rest of what a container may be given (all off by default).
@@ -305,6 +340,12 @@ pub trait Engine: Send + Sync + 'static {
         &self,
         image: &str,
         policy: PullPolicy,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// Builds `spec.tag` unless the engine has it already (then tags it `spec.also` too).
+    fn ensure_built(
+        &self,
+        spec: &BuildSpec,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
 
     /// Creates a named volume with labels if it does not exist. An existing one is used only if

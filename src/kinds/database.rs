@@ -161,6 +161,7 @@ pub fn container_spec(
         network_mode: None,
         endpoints: Vec::new(),
         options: ContainerOptions::default(),
+        build: None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! the engine is made to hold it, one kind to a file. The planner (`crate::plan`) sees only
 //! the `Desired` records made here.
 
+pub mod build;
 pub mod config_files;
 pub mod database;
 pub mod env_file;
@@ -41,6 +42,8 @@ pub struct HostFiles {
     pub env: HashMap<String, std::sync::Arc<env_file::Loaded>>,
     /// Digests of read-only bind sources.
     pub config: HashMap<String, String>,
+    /// What to build, by server name (replicas share their server's).
+    pub builds: HashMap<String, crate::engine::BuildSpec>,
 }
 
 /// The planner's input for every object that runs a container, and the container each asks

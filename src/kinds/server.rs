@@ -18,7 +18,17 @@ use crate::plan::{Dep, Desired};
 pub type DbLookup<'a> = dyn Fn(&str, DbKey) -> Option<String> + 'a;
 
 /// The env files' contents, by path.
-pub type EnvFiles<'a> = HashMap<String, std::sync::Arc<super::env_file::Loaded>>;
+pub type EnvFiles = HashMap<String, std::sync::Arc<super::env_file::Loaded>>;
+
+/// What a container spec takes from outside its manifest.
+#[derive(Clone, Copy)]
+pub struct Inputs<'a> {
+    /// `fromDatabase` values.
+    pub lookup: &'a DbLookup<'a>,
+    pub env_files: &'a EnvFiles,
+    /// The image build, for a server with `build`.
+    pub build: Option<&'a crate::engine::BuildSpec>,
+}
 
 /// The hostname containers reach the host's published database ports by.
 pub const HOST_ALIAS: &str = "host.docker.internal";
@@ -31,9 +41,13 @@ pub fn container_spec(
     object: &Object,
     spec: &ServerSpec,
     spec_hash: &str,
-    lookup: &DbLookup<'_>,
-    env_files: &EnvFiles<'_>,
+    inputs: &Inputs<'_>,
 ) -> Option<ContainerSpec> {
+    let Inputs {
+        lookup,
+        env_files,
+        build,
+    } = *inputs;
     let mut env = Vec::with_capacity(spec.env.len());
     // Env files first, a later one over an earlier one; then `env` over them all.
     let mut from_files: BTreeMap<&str, &str> = BTreeMap::new();
@@ -78,8 +92,16 @@ pub fn container_spec(
         } else {
             labels::container_name(instance, Kind::Server, &object.name)
         },
-        image: spec.image.0.clone(),
-        pull_policy: spec.pull_policy,
+        image: match build {
+            Some(b) => b.tag.clone(),
+            None => spec.image.as_ref()?.0.clone(),
+        },
+        // A built image is never pulled: it exists only here.
+        pull_policy: if build.is_some() {
+            crate::manifest::fields::PullPolicy::Never
+        } else {
+            spec.pull_policy
+        },
         command: spec.command.clone(),
         entrypoint: spec.entrypoint.clone(),
         env,
@@ -117,6 +139,7 @@ pub fn container_spec(
         endpoints: Vec::new(),
         extra_hosts: extra_hosts(spec, uses_database),
         options: options(spec),
+        build: build.cloned(),
         healthcheck: spec.health_check.as_ref().map(|h| Healthcheck {
             test: h.probe.engine_test(h.timeout),
             interval: h.interval,
@@ -223,13 +246,18 @@ pub fn desired(
         })
     };
     let mut hash = o.spec_hash();
+    let build = s.build.as_ref().and_then(|_| {
+        ctx.files
+            .builds
+            .get(crate::manifest::replicas::replica_of(&o.name))
+    });
     let configs: Vec<&str> = s
         .volumes
         .iter()
         .filter(|v| v.kind == VolumeType::Bind && v.read_only)
         .map(|v| v.source.as_str())
         .collect();
-    if !databases.is_empty() || !s.env_file.is_empty() || !configs.is_empty() {
+    if !databases.is_empty() || !s.env_file.is_empty() || !configs.is_empty() || build.is_some() {
         for db in &databases {
             for part in [DbKey::Host, DbKey::Port, DbKey::Database, DbKey::User] {
                 hash.push('|');
@@ -240,6 +268,11 @@ pub fn desired(
         for f in &s.env_file.0 {
             hash.push('|');
             hash.push_str(ctx.files.env.get(&f.0).map_or("", |l| l.digest.as_str()));
+        }
+        // And a new build (its tag is the digest of its context).
+        if let Some(b) = &build {
+            hash.push('|');
+            hash.push_str(&b.tag);
         }
         // So does an edited config file that it mounts read-only.
         for path in configs {
@@ -254,8 +287,11 @@ pub fn desired(
         o,
         s,
         &hash,
-        &lookup,
-        &ctx.files.env,
+        &Inputs {
+            lookup: &lookup,
+            env_files: &ctx.files.env,
+            build,
+        },
     )
     .map(|mut c| {
         (c.network_mode, c.endpoints) = ctx.networks.endpoints(&joins);
@@ -322,8 +358,11 @@ mod tests {
             obj,
             spec,
             "abc",
-            &|_, _| None,
-            &HashMap::new(),
+            &Inputs {
+                lookup: &|_, _| None,
+                env_files: &HashMap::new(),
+                build: None,
+            },
         )
         .expect("no database values");
         assert_eq!(c.name, "dh_prod_server_web");

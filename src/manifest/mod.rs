@@ -4,6 +4,7 @@
 //! carries the file, line, column and field path the YAML parser saw; nothing downstream has to
 //! re-validate or guess where a value came from.
 
+pub mod build;
 pub mod database;
 pub mod depends;
 pub mod fields;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use super::build::Build;
 use super::depends::Dependency;
 use super::fields::{
     is_default, AbsPath, EnvName, Hostname, Image, PortSpec, PullPolicy, Resources,
@@ -19,8 +20,14 @@ use super::ScalarString;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("anyOf" = [{"required": ["image"]}, {"required": ["build"]}]))]
 pub struct ServerSpec {
-    pub image: Image,
+    /// The image to run; with `build`, the built image is also tagged with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Image>,
+    /// Build the image from source (instead of, or as, `image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Build>,
     #[serde(default, skip_serializing_if = "is_default")]
     pub pull_policy: PullPolicy,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,6 +212,12 @@ impl ServerSpec {
 
     /// Checks that need more than one field; runs after the fields themselves parsed.
     pub fn check(&self) -> Result<(), (String, String)> {
+        if self.image.is_none() && self.build.is_none() {
+            return Err((
+                "spec.image".into(),
+                "missing: a server needs an image, or a build to make one".into(),
+            ));
+        }
         if self.ip.is_some() && self.network.is_none() {
             return Err((
                 "spec.ip".into(),

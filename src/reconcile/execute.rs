@@ -1,13 +1,13 @@
 //! Carrying out a plan against the engine, independent actions in parallel.
 //!
-//! Images are made available before anything is removed, so a recreate whose new image cannot
-//! be had leaves the old container running.
+//! Images are made available (pulled, or built) before anything is removed, so a recreate whose
+//! new image cannot be had leaves the old container running.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use futures_util::stream::{self, StreamExt};
 
-use crate::engine::{ContainerSpec, Engine, EngineError};
+use crate::engine::{BuildSpec, ContainerSpec, Engine, EngineError};
 use crate::manifest::fields::PullPolicy;
 use crate::manifest::ObjectKey;
 use crate::plan::Action;
@@ -29,22 +29,22 @@ pub async fn execute<R: Engine>(
     parallel: usize,
 ) -> Vec<Outcome> {
     let parallel = parallel.max(1);
-    // One availability check per image, shared by every action that needs it.
-    let mut images: BTreeSet<(String, PullPolicy)> = BTreeSet::new();
+    // One availability check (or build) per image, shared by every action that needs it.
+    let mut images: BTreeMap<String, (PullPolicy, Option<BuildSpec>)> = BTreeMap::new();
     for a in &actions {
         if let Action::Create { key } | Action::Recreate { key, .. } = a {
             if let Some(s) = specs.get(key) {
-                images.insert((s.image.clone(), s.pull_policy));
+                images.insert(s.image.clone(), (s.pull_policy, s.build.clone()));
             }
         }
     }
     let image_results: HashMap<String, Result<(), String>> = stream::iter(images)
-        .map(|(image, policy)| async move {
-            let r = runtime
-                .ensure_image(&image, policy)
-                .await
-                .map_err(|e| e.to_string());
-            (image, r)
+        .map(|(image, (policy, build))| async move {
+            let r = match build {
+                Some(b) => runtime.ensure_built(&b).await,
+                None => runtime.ensure_image(&image, policy).await,
+            };
+            (image, r.map_err(|e| e.to_string()))
         })
         .buffer_unordered(parallel)
         .collect()

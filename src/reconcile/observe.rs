@@ -188,8 +188,9 @@ impl<R: Engine> Reconciler<R> {
             .collect()
     }
 
-    /// The env files and read-only bind sources of the servers the policy let be, read (again
-    /// if changed); a server with one that cannot be read or parsed is held back with why.
+    /// The env files, read-only bind sources and build contexts of the servers the policy let
+    /// be, read (again if changed); a server with one that cannot be read or parsed is held
+    /// back with why.
     fn host_files(
         &self,
         desired: &[Object],
@@ -233,6 +234,26 @@ impl<R: Engine> Reconciler<R> {
                             Err(why) => Some(format!("spec.volumes[{i}].source: {why}")),
                         }
                     })
+            });
+            let base = crate::manifest::replicas::replica_of(&o.name);
+            let failed = failed.or_else(|| match &s.build {
+                Some(b) if !out.builds.contains_key(base) => {
+                    let image = s.image.as_ref().map(|i| i.0.as_str());
+                    match kinds::build::prepare(
+                        &self.options.instance,
+                        base,
+                        b,
+                        image,
+                        &self.config_cache,
+                    ) {
+                        Ok(spec) => {
+                            out.builds.insert(base.to_owned(), spec);
+                            None
+                        }
+                        Err(why) => Some(format!("spec.build: {why}")),
+                    }
+                }
+                _ => None,
             });
             if let Some(why) = failed {
                 refused.insert(o.key(), why);

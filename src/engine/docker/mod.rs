@@ -31,6 +31,8 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The deadline of the calls that wait for a container to stop or an image to arrive.
 const SLOW_DEADLINE: Duration = Duration::from_secs(600);
+/// How many of a failed build's last output lines its error keeps.
+const BUILD_TAIL: usize = 8;
 
 /// A connection to the engine named by `DOCKER_HOST` (or the default socket).
 #[derive(Clone)]
@@ -115,6 +117,93 @@ impl Engine for DockerEngine {
             },
             Err(e) => Err(engine("inspect image", image, e)),
         }
+    }
+
+    async fn ensure_built(&self, spec: &super::BuildSpec) -> Result<(), EngineError> {
+        match self.docker.inspect_image(&spec.tag).await {
+            Ok(_) => return Ok(()),
+            Err(e) if server_error(&e).map(|s| s.0) == Some(404) => {}
+            Err(e) => return Err(engine("inspect image", &spec.tag, e)),
+        }
+        let build = spec.clone();
+        let tar = tokio::task::spawn_blocking(move || build.archive())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(|message| EngineError::Engine {
+                op: "archive build context",
+                target: spec.context.display().to_string(),
+                message,
+            })?;
+        let opts = bollard::query_parameters::BuildImageOptions {
+            dockerfile: spec.dockerfile.clone(),
+            t: Some(spec.tag.clone()),
+            buildargs: (!spec.args.is_empty()).then(|| spec.args.clone()),
+            target: spec.target.clone().unwrap_or_default(),
+            labels: Some(spec.labels.clone()),
+            rm: true,
+            forcerm: true,
+            ..Default::default()
+        };
+        let mut stream = self
+            .slow
+            .build_image(opts, None, Some(bollard::body_full(tar.into())));
+        // The build's own output, for the log; the last lines go into a failure.
+        let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+        let mut keep = |line: &str| {
+            for l in line.lines().filter(|l| !l.trim().is_empty()) {
+                tracing::info!(image = %spec.tag, "build: {l}");
+                if tail.len() == BUILD_TAIL {
+                    tail.pop_front();
+                }
+                tail.push_back(l.to_owned());
+            }
+        };
+        let failed = |tail: &std::collections::VecDeque<String>, last: &str| {
+            let mut lines: Vec<&str> = tail.iter().map(String::as_str).collect();
+            if !last.is_empty() {
+                lines.push(last);
+            }
+            EngineError::BuildFailed {
+                image: spec.tag.clone(),
+                output: lines.join(" | "),
+            }
+        };
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(line) = info.stream.as_deref() {
+                        keep(line);
+                    }
+                    if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                        return Err(failed(&tail, &err));
+                    }
+                }
+                // A step that failed arrives as a stream error; the engine refusing the
+                // request (a bad Dockerfile path, say) as a server error.
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    return Err(failed(&tail, &error))
+                }
+                Err(e) => {
+                    return Err(match server_error(&e) {
+                        Some((_, m)) => failed(&tail, m),
+                        None => unavailable(e),
+                    })
+                }
+            }
+        }
+        if let Some(image) = spec.also.as_deref() {
+            let (repo, tag) = split_reference(image);
+            let opts = bollard::query_parameters::TagImageOptions {
+                repo: Some(repo),
+                tag,
+            };
+            self.docker
+                .tag_image(&spec.tag, Some(opts))
+                .await
+                .map_err(|e| engine("tag image", image, e))?;
+        }
+        Ok(())
     }
 
     async fn ensure_volume(

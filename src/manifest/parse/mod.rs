@@ -229,7 +229,7 @@ fn at_name<'a>(
     }
 }
 
-/// Makes bind sources and env files absolute, relative to the manifest's directory.
+/// Makes bind sources, env files and build contexts absolute, relative to the manifest's directory.
 fn resolve_binds(spec: &mut ServerSpec, base_dir: Option<&Path>) -> Result<(), (String, String)> {
     let absolute = |path: &mut String, field: String, what: &str| {
         if Path::new(path.as_str()).is_absolute() {
@@ -256,6 +256,9 @@ fn resolve_binds(spec: &mut ServerSpec, base_dir: Option<&Path>) -> Result<(), (
                 "bind source",
             )?;
         }
+    }
+    if let Some(b) = spec.build.as_mut() {
+        absolute(&mut b.context, "spec.build.context".into(), "build context")?;
     }
     for (i, f) in spec.env_file.0.iter_mut().enumerate() {
         absolute(&mut f.0, format!("spec.envFile[{i}]"), "env file")?;

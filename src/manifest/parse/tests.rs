@@ -470,3 +470,37 @@ fn a_relative_env_file_is_resolved_against_the_manifest_directory() {
     let e = &errors(&format!("{WEB}  envFile: .env\n"))[0];
     assert_eq!(e.field, "spec.envFile[0]");
 }
+
+#[test]
+fn build_takes_a_context_or_the_full_form_and_needs_no_image() {
+    let text =
+        "apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: api}\nspec:\n  build: ./api\n";
+    let objs = parse_str(text, "m.yaml", Some(Path::new("/srv/app"))).expect("parses");
+    let Spec::Server(s) = &objs[0].spec else {
+        panic!("a server")
+    };
+    assert_eq!(
+        s.build.as_ref().map(|b| b.context.as_str()),
+        Some("/srv/app/api")
+    );
+    let full = text.replace(
+        "build: ./api",
+        "build: {context: ., dockerfile: docker/api.Dockerfile, args: {VERSION: 1.10}, target: prod}",
+    );
+    let objs = parse_str(&full, "m.yaml", Some(Path::new("/srv/app"))).expect("parses");
+    let Spec::Server(s) = &objs[0].spec else {
+        panic!("a server")
+    };
+    let b = s.build.as_ref().expect("build");
+    assert_eq!(b.args["VERSION"].0, "1.10");
+    assert_eq!(b.target.as_deref(), Some("prod"));
+    let e = &errors(&text.replace(
+        "build: ./api",
+        "build: {context: ., dockerfile: ../Dockerfile}",
+    ))[0];
+    assert!(e.message.contains("inside the context"), "{e}");
+    let e = &errors(&text.replace("  build: ./api\n", "  command: [sh]\n"))[0];
+    assert_eq!(e.field, "spec.image", "{e}");
+    let e = &errors(&text.replace("build: ./api", "build: {context: ., dockerfil: x}"))[0];
+    assert!(e.message.contains("unknown field"), "{e}");
+}
