@@ -244,3 +244,20 @@ fn editing_a_read_only_config_file_recreates_only_the_servers_that_mount_it() {
     env.write("data/state", "2\n");
     assert_eq!(sync(), again, "a read-write bind counted");
 }
+
+#[test]
+fn an_image_that_cannot_be_pulled_is_reported_as_the_pull_error() {
+    let Some(env) = Env::new("opts-pull") else {
+        return;
+    };
+    env.write(
+        "web.yaml",
+        "apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: web}\nspec:\n  image: dockhand.invalid/no-such-image:1\n",
+    );
+    let out = env.run("sync", &["--timeout", "30s"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let st = env.status_of("server", "web").expect("status");
+    let message = st["message"].as_str().unwrap_or_default();
+    assert!(message.contains("pulling it failed"), "{st}");
+    assert!(!message.contains("cannot reach the docker engine"), "{st}");
+}

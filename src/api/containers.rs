@@ -1,4 +1,4 @@
-//! People's access to an object's container: logs and exec.
+//! People's access to an object's container: logs, exec and attach.
 
 use std::sync::Arc;
 
@@ -132,4 +132,93 @@ pub(super) async fn exec<R: Engine + Attach + Clone>(
         axum::body::Body::from_stream(body),
     )
         .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct AttachQuery {
+    #[serde(default = "default_detach_keys")]
+    detach_keys: String,
+    #[serde(default = "yes")]
+    stdin: bool,
+}
+
+fn default_detach_keys() -> String {
+    "ctrl-p,ctrl-q".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Attaches to a container's main process over an HTTP upgrade (`Connection: Upgrade`,
+/// `Upgrade: tcp`): after `101 Switching Protocols` the connection carries the process's
+/// terminal both ways, raw, until it exits or the detach keys arrive.
+pub(super) async fn attach<R: Engine + Attach + Clone>(
+    State(api): State<Arc<Api<R>>>,
+    Path((kind, name)): Path<(String, String)>,
+    query: Result<Query<AttachQuery>, axum::extract::rejection::QueryRejection>,
+    mut req: axum::extract::Request,
+) -> ApiResult<Response> {
+    let Query(q) = query.map_err(|e| ApiError::bad(e.body_text()))?;
+    let wants_upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("tcp"));
+    if !wants_upgrade {
+        return Err(ApiError::bad(
+            "attach is an HTTP upgrade: send Connection: Upgrade and Upgrade: tcp",
+        ));
+    }
+    let (rt, id) = container(&api, &kind, &name).await?;
+    let place = super::follower()?;
+    let session = rt.attach(&id, q.stdin, &q.detach_keys).await?;
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let _held = place;
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let (mut from_client, mut to_client) =
+            tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
+        let mut input = session.input;
+        let pump_in = tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut from_client, &mut input).await;
+        });
+        let mut output = session.output;
+        use tokio::io::AsyncWriteExt;
+        while let Some(Ok(Output::Stdout(b) | Output::Stderr(b))) = output.next().await {
+            if to_client.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+        let _ = to_client.shutdown().await;
+        pump_in.abort();
+    });
+    Response::builder()
+        .status(axum::http::StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "tcp")
+        .body(axum::body::Body::empty())
+        .map_err(|e| ApiError::bad(e.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ResizeQuery {
+    w: u16,
+    h: u16,
+}
+
+/// Tells the engine the size of an attached client's terminal.
+pub(super) async fn resize<R: Engine + Attach + Clone>(
+    State(api): State<Arc<Api<R>>>,
+    Path((kind, name)): Path<(String, String)>,
+    query: Result<Query<ResizeQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = query.map_err(|e| ApiError::bad(e.body_text()))?;
+    let (rt, id) = container(&api, &kind, &name).await?;
+    rt.resize(&id, q.w, q.h).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }

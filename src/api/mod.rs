@@ -34,7 +34,7 @@ use crate::source::Sources;
 use crate::store::{Store, StoreError};
 
 use clients::{delete_client, get_client, list_clients, put_client};
-use containers::{exec, logs};
+use containers::{attach, exec, logs, resize};
 use events::events;
 use objects::{delete, list, patch_report, put, read};
 use status::{metrics, plan, readyz};
@@ -145,6 +145,14 @@ pub fn router<R: Engine + Attach + Clone>(api: Arc<Api<R>>) -> Router {
         .route("/api/v1/plan", get(plan::<R>))
         .route("/api/v1/{kind}/{name}/logs", get(logs::<R>))
         .route("/api/v1/{kind}/{name}/exec", axum::routing::post(exec::<R>))
+        .route(
+            "/api/v1/{kind}/{name}/attach",
+            axum::routing::post(attach::<R>),
+        )
+        .route(
+            "/api/v1/{kind}/{name}/attach/resize",
+            axum::routing::post(resize::<R>),
+        )
         .route(
             "/api/v1/servers/{name}/report",
             axum::routing::patch(patch_report::<R>),

@@ -10,7 +10,7 @@ use clap::Args;
 use tokio::io::AsyncWriteExt;
 
 use super::remote::{object_path, Remote, RemoteArgs};
-use super::{container_of, object_ref, print_output, StateArgs};
+use super::{container_of, object_ref, print_output, terminal, StateArgs};
 use crate::engine::{Attach, DockerEngine};
 
 #[derive(Args, Debug)]
@@ -50,7 +50,13 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         None
     };
     if tty {
-        follow_window_size(&runtime, &session.id);
+        let (rt, id) = (runtime.clone(), session.id.clone());
+        terminal::follow_window_size(move |w, h| {
+            let (rt, id) = (rt.clone(), id.clone());
+            async move {
+                let _ = rt.resize_exec(&id, w, h).await;
+            }
+        });
     }
     let stdin_task = args.interactive.then(|| {
         let mut input = session.input;
@@ -120,77 +126,4 @@ async fn run_remote(
     let code =
         code.ok_or_else(|| anyhow::anyhow!("the API ended the exec without an exit code"))?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
-}
-
-/// Sends the terminal's size now and whenever the window changes.
-fn follow_window_size(runtime: &DockerEngine, exec_id: &str) {
-    let (runtime, exec_id) = (runtime.clone(), exec_id.to_owned());
-    tokio::spawn(async move {
-        let mut winch =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()).ok();
-        loop {
-            if let Some((w, h)) = terminal::size(libc::STDOUT_FILENO) {
-                let _ = runtime.resize_exec(&exec_id, w, h).await;
-            }
-            match winch.as_mut() {
-                Some(s) => {
-                    if s.recv().await.is_none() {
-                        return;
-                    }
-                }
-                None => return,
-            }
-        }
-    });
-}
-
-/// The few terminal calls an interactive session needs.
-mod terminal {
-    /// Restores the terminal's settings when dropped.
-    pub struct RawMode {
-        fd: i32,
-        saved: libc::termios,
-    }
-
-    pub fn is_terminal(fd: i32) -> bool {
-        // SAFETY: isatty only inspects the descriptor.
-        unsafe { libc::isatty(fd) == 1 }
-    }
-
-    impl RawMode {
-        pub fn enable(fd: i32) -> Option<RawMode> {
-            // SAFETY: termios is plain data; tcgetattr fills it or fails, and we check which.
-            unsafe {
-                let mut saved: libc::termios = std::mem::zeroed();
-                if libc::tcgetattr(fd, &mut saved) != 0 {
-                    return None;
-                }
-                let mut raw = saved;
-                libc::cfmakeraw(&mut raw);
-                if libc::tcsetattr(fd, libc::TCSANOW, &raw) != 0 {
-                    return None;
-                }
-                Some(RawMode { fd, saved })
-            }
-        }
-    }
-
-    impl Drop for RawMode {
-        fn drop(&mut self) {
-            // SAFETY: restores settings read earlier from the same descriptor.
-            unsafe {
-                libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved);
-            }
-        }
-    }
-
-    /// Columns and rows of the terminal on `fd`.
-    pub fn size(fd: i32) -> Option<(u16, u16)> {
-        // SAFETY: winsize is plain data; TIOCGWINSZ fills it or fails, and we check which.
-        unsafe {
-            let mut ws: libc::winsize = std::mem::zeroed();
-            (libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_col > 0)
-                .then_some((ws.ws_col, ws.ws_row))
-        }
-    }
 }

@@ -6,6 +6,7 @@
 //! locked by another controller).
 
 mod apply;
+mod attach;
 mod clients;
 mod common;
 mod db;
@@ -18,6 +19,7 @@ mod get;
 mod logs;
 mod remote;
 mod sync;
+mod terminal;
 mod up;
 
 use std::process::ExitCode;
@@ -60,6 +62,9 @@ enum Command {
     Logs(logs::LogsArgs),
     /// Run a command in a server's container; exits with the command's exit code.
     Exec(exec::ExecArgs),
+    /// Attach to a server's main process (its terminal, with tty and stdin); detach with
+    /// ctrl-p,ctrl-q.
+    Attach(attach::AttachArgs),
     /// Managed databases: `db url NAME` prints the full connection URL.
     Db(db::DbArgs),
     /// Store objects from files, a directory or stdin as the API source; a controller applies them.
@@ -120,6 +125,7 @@ pub fn main() -> ExitCode {
             Command::Events(a) => events::run(a).await,
             Command::Logs(a) => logs::run(a).await,
             Command::Exec(a) => exec::run(a).await,
+            Command::Attach(a) => attach::run(a).await,
             Command::Db(a) => db::run(a).await,
             Command::Apply(a) => apply::run(a).await,
             Command::Delete(a) => delete::run(a).await,

@@ -69,6 +69,7 @@ pub struct RemoteError {
     pub details: Vec<crate::manifest::ManifestError>,
 }
 
+#[derive(Clone)]
 pub struct Remote {
     base: String,
     token: Option<String>,
@@ -113,6 +114,29 @@ impl Remote {
             details: serde_json::from_value(err["details"].clone()).unwrap_or_default(),
         }
         .into())
+    }
+
+    /// Asks for an HTTP upgrade (`Upgrade: tcp`) and returns the raw connection once granted.
+    pub async fn upgrade(&self, path: &str) -> anyhow::Result<reqwest::Upgraded> {
+        let resp = self
+            .request(reqwest::Method::POST, path)
+            .header("connection", "upgrade")
+            .header("upgrade", "tcp")
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))?;
+        if resp.status() != reqwest::StatusCode::SWITCHING_PROTOCOLS {
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            let err: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            anyhow::bail!(
+                "{}",
+                err["message"]
+                    .as_str()
+                    .map_or_else(|| format!("HTTP {status}: {text}"), str::to_owned)
+            );
+        }
+        Ok(resp.upgrade().await?)
     }
 
     /// Writes a streamed answer's body to standard output as it arrives.

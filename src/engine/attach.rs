@@ -1,4 +1,4 @@
-//! What a person asks of a container (`logs`, `exec`), locally or through the API. Kept apart
+//! What a person asks of a container (`logs`, `exec`, `attach`), locally or through the API. Kept apart
 //! from `Engine`: the reconciler never attaches to anything.
 
 use std::future::Future;
@@ -39,6 +39,24 @@ pub trait Attach: Send + Sync + 'static {
         tty: bool,
         stdin: bool,
     ) -> impl Future<Output = Result<ExecSession, EngineError>> + Send;
+
+    /// Attaches to a running container's own main process (its terminal, with `tty: true`):
+    /// its output from now on, and its input when `stdin`. The engine ends the session when it
+    /// reads `detach_keys` (like `ctrl-p,ctrl-q`) on the input, leaving the container running.
+    fn attach(
+        &self,
+        container: &str,
+        stdin: bool,
+        detach_keys: &str,
+    ) -> impl Future<Output = Result<ExecSession, EngineError>> + Send;
+
+    /// Tells the engine the size of the terminal attached to a container's main process.
+    fn resize(
+        &self,
+        container: &str,
+        width: u16,
+        height: u16,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
 
     /// The exit code of a finished exec.
     fn exec_exit_code(

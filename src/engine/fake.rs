@@ -319,6 +319,19 @@ impl super::Attach for FakeEngine {
         Err(unsupported("exec in", container))
     }
 
+    async fn attach(
+        &self,
+        container: &str,
+        _stdin: bool,
+        _detach_keys: &str,
+    ) -> Result<super::ExecSession, EngineError> {
+        Err(unsupported("attach to", container))
+    }
+
+    async fn resize(&self, container: &str, _w: u16, _h: u16) -> Result<(), EngineError> {
+        Err(unsupported("resize", container))
+    }
+
     async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, EngineError> {
         Err(unsupported("inspect exec", exec_id))
     }

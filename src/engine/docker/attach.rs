@@ -1,4 +1,4 @@
-//! `logs`, `exec` and terminal resizing on the Docker engine: what a person asks of a container.
+//! `logs`, `exec`, `attach` and terminal resizing on the Docker engine: what a person asks of a container.
 
 use futures_util::stream::{BoxStream, StreamExt};
 
@@ -93,6 +93,55 @@ impl Attach for DockerEngine {
             }),
             Err(e) => Err(engine("exec in", container, e)),
         }
+    }
+
+    async fn attach(
+        &self,
+        container: &str,
+        stdin: bool,
+        detach_keys: &str,
+    ) -> Result<ExecSession, EngineError> {
+        let opts = bollard::query_parameters::AttachContainerOptions {
+            stdin,
+            stdout: true,
+            stderr: true,
+            stream: true,
+            logs: false,
+            detach_keys: Some(detach_keys.to_owned()),
+        };
+        let attached = self
+            .docker
+            .attach_container(container, Some(opts))
+            .await
+            .map_err(|e| engine("attach to", container, e))?;
+        let target = container.to_owned();
+        let output = attached
+            .output
+            .filter_map(move |r| {
+                std::future::ready(match r {
+                    Ok(o) => output(o).map(Ok),
+                    Err(e) => Some(Err(engine("attach to", &target, e))),
+                })
+            })
+            .boxed();
+        Ok(ExecSession {
+            id: container.to_owned(),
+            output,
+            input: attached.input,
+        })
+    }
+
+    async fn resize(&self, container: &str, width: u16, height: u16) -> Result<(), EngineError> {
+        self.docker
+            .resize_container_tty(
+                container,
+                bollard::query_parameters::ResizeContainerTTYOptions {
+                    h: height.into(),
+                    w: width.into(),
+                },
+            )
+            .await
+            .map_err(|e| engine("resize", container, e))
     }
 
     /// The exit code of a finished exec.

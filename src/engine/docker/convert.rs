@@ -133,7 +133,16 @@ pub(super) fn observed(c: ContainerSummary, instance: &str) -> Option<Observed> 
         .unwrap_or_default();
     let mut observed = Observed::from_labels(c.id.unwrap_or_default(), name, state, &labels);
     observed.ports = ports;
-    observed.health = c.status.as_deref().and_then(health);
+    // The listing's own health field where the engine fills it (newer Docker), else the
+    // status text (`Up 5 seconds (healthy)`).
+    use bollard::models::ContainerSummaryHealthStatusEnum as H;
+    let listed = c.health.and_then(|h| h.status).and_then(|s| match s {
+        H::STARTING => Some(Health::Starting),
+        H::HEALTHY => Some(Health::Healthy),
+        H::UNHEALTHY => Some(Health::Unhealthy),
+        H::NONE | H::EMPTY => None,
+    });
+    observed.health = listed.or_else(|| c.status.as_deref().and_then(health));
     observed.ip = c.network_settings.and_then(|n| n.networks).and_then(|n| {
         let mut nets: Vec<_> = n.into_iter().collect();
         nets.sort_by(|a, b| a.0.cmp(&b.0));

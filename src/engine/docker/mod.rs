@@ -70,8 +70,14 @@ impl DockerEngine {
         let mut stream = self.slow.create_image(Some(opts), None, None);
         while let Some(item) = stream.next().await {
             if let Err(e) = item {
-                return Err(match server_error(&e) {
-                    Some((_, m)) => EngineError::ImageMissing {
+                // A registry's refusal arrives in the stream (Podman sends every pull error
+                // so): it is the image's problem, not an unreachable engine.
+                let refused = match &e {
+                    bollard::errors::Error::DockerStreamError { error } => Some(error.as_str()),
+                    _ => server_error(&e).map(|(_, m)| m),
+                };
+                return Err(match refused {
+                    Some(m) => EngineError::ImageMissing {
                         image: image.to_owned(),
                         reason: format!("pulling it failed: {m}"),
                     },
