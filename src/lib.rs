@@ -11,12 +11,14 @@
 //! - `view`: objects as users see them (get, describe, the API) and selectors.
 //! - `controller`: keeps a host converged (watchers, triggers, backoff, metrics).
 //! - `reconcile`: one pass: observe → plan → execute → record; the only place that sequences I/O.
-//! - `policy`: what a manifest may take from the host (paths, the engine socket, its network).
-//! - `kinds`: what each kind means to the engine (containers, networks, probes, statuses).
+//! - `policy`: what a manifest may take from the host (paths, the engine socket, its network,
+//!   privileges, devices, capabilities).
+//! - `kinds`: what each kind means to the engine (containers, networks, probes, statuses, and
+//!   the host files a spec takes in: env files, config files, build contexts).
 //! - `plan`: the pure planner `plan(desired, observed) -> actions`; no I/O, no async.
 //! - `source`: where desired state comes from (directory, manifests table, the API's objects).
 //! - `store`: the SQLite state file, one file per table family, and the locks beside it.
-//! - `engine`: a narrow trait over the container engine (and `Attach` for logs and exec), its
+//! - `engine`: a narrow trait over the container engine (and `Attach` for logs, exec, attach), its
 //!   Docker and in-memory implementations, and the label schema that marks what dockhand owns.
 //! - `proxy`: the Routes' data plane (TCP splice, UDP sessions).
 //! - `manifest`: the contract: kinds, specs, status and phases, validated while parsing.

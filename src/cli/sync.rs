@@ -185,6 +185,18 @@ impl Progress {
             .take(3)
             .map(|(k, v)| format!("{k} {}", v.phase.as_str()))
             .collect();
+        // Every object settled, but removals (of what no manifest names any more) remain.
+        let waiting = if waiting.is_empty() {
+            report
+                .plan
+                .actions
+                .iter()
+                .take(3)
+                .map(|a| a.describe())
+                .collect()
+        } else {
+            waiting
+        };
         if self.tty {
             const WIDTH: usize = 24;
             let filled = (settled * WIDTH).checked_div(total).unwrap_or(WIDTH);
