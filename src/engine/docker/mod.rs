@@ -3,6 +3,7 @@
 
 mod attach;
 mod convert;
+mod tolerant;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -41,6 +42,8 @@ pub struct DockerEngine {
     docker: Docker,
     /// For stopping, restarting and pulling, which wait on containers and registries.
     slow: Docker,
+    /// The deadline of `docker`'s calls, for the requests made beside bollard.
+    deadline: Duration,
 }
 
 impl DockerEngine {
@@ -55,7 +58,11 @@ impl DockerEngine {
             .with_timeout(deadline);
         let docker = docker.negotiate_version().await.map_err(unavailable)?;
         let slow = docker.clone().with_timeout(SLOW_DEADLINE.max(deadline));
-        Ok(Self { docker, slow })
+        Ok(Self {
+            docker,
+            slow,
+            deadline,
+        })
     }
 }
 
@@ -97,11 +104,33 @@ impl Engine for DockerEngine {
             filters: Some(filters),
             ..Default::default()
         };
-        let list = self
-            .docker
-            .list_containers(Some(opts))
-            .await
-            .map_err(|e| engine("list", "containers", e))?;
+        let list = match self.docker.list_containers(Some(opts)).await {
+            Ok(list) => list,
+            // A state the model does not know (a Docker-compatible engine's own): list again
+            // on the socket, reading unknown states as known ones.
+            Err(
+                e @ (bollard::errors::Error::JsonDataError { .. }
+                | bollard::errors::Error::JsonSerdeError { .. }),
+            ) => {
+                let Some(socket) = tolerant::socket() else {
+                    return Err(engine("list", "containers", e));
+                };
+                let version = self.docker.client_version().to_string();
+                tolerant::list(
+                    &socket,
+                    &version,
+                    &labels::instance_filters(instance),
+                    self.deadline,
+                )
+                .await
+                .map_err(|message| EngineError::Engine {
+                    op: "list",
+                    target: "containers".into(),
+                    message: format!("{e}; listing again tolerantly: {message}"),
+                })?
+            }
+            Err(e) => return Err(engine("list", "containers", e)),
+        };
         Ok(list
             .into_iter()
             .filter_map(|c| convert::observed(c, instance))
