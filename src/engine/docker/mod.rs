@@ -44,6 +44,8 @@ pub struct DockerEngine {
     slow: Docker,
     /// The deadline of `docker`'s calls, for the requests made beside bollard.
     deadline: Duration,
+    /// Podman's Docker API, whose listing carries no health.
+    podman: bool,
 }
 
 impl DockerEngine {
@@ -58,15 +60,45 @@ impl DockerEngine {
             .with_timeout(deadline);
         let docker = docker.negotiate_version().await.map_err(unavailable)?;
         let slow = docker.clone().with_timeout(SLOW_DEADLINE.max(deadline));
+        let podman = docker.version().await.ok().is_some_and(|v| {
+            v.components
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.name.to_ascii_lowercase().contains("podman"))
+        });
         Ok(Self {
             docker,
             slow,
             deadline,
+            podman,
         })
     }
 }
 
 impl DockerEngine {
+    /// Podman's listing says nothing of health: read it from each running container's
+    /// inspection (one call per running container, on Podman only). A container that cannot
+    /// be inspected keeps `None`, and the next pass asks again.
+    async fn podman_health(&self, observed: &mut [Observed]) {
+        use crate::engine::{Health, State};
+        use bollard::models::HealthStatusEnum as H;
+        for o in observed
+            .iter_mut()
+            .filter(|o| o.state == State::Running && o.health.is_none())
+        {
+            let Ok(c) = self.docker.inspect_container(&o.id, None).await else {
+                continue;
+            };
+            let status = c.state.and_then(|s| s.health).and_then(|h| h.status);
+            o.health = match status {
+                Some(H::STARTING) => Some(Health::Starting),
+                Some(H::HEALTHY) => Some(Health::Healthy),
+                Some(H::UNHEALTHY) => Some(Health::Unhealthy),
+                _ => None,
+            };
+        }
+    }
+
     async fn pull(&self, image: &str) -> Result<(), EngineError> {
         let (from_image, tag) = split_reference(image);
         let opts = CreateImageOptions {
@@ -131,10 +163,14 @@ impl Engine for DockerEngine {
             }
             Err(e) => return Err(engine("list", "containers", e)),
         };
-        Ok(list
+        let mut observed: Vec<Observed> = list
             .into_iter()
             .filter_map(|c| convert::observed(c, instance))
-            .collect())
+            .collect();
+        if self.podman {
+            self.podman_health(&mut observed).await;
+        }
+        Ok(observed)
     }
 
     async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<(), EngineError> {
