@@ -28,6 +28,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let (rec, sources) = reconciler(c).await?;
     let started = Instant::now();
     let deadline = started + args.timeout;
+    const LAST_PASS_GRACE: Duration = Duration::from_secs(5);
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
     let mut failures: HashMap<String, (u32, String)> = HashMap::new();
     let mut progress = Progress::new();
@@ -36,7 +37,11 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
         let snapshot = sources.load().await?;
         // A pass that the engine keeps waiting (calls have deadlines, but several add up) ends
         // with --timeout all the same.
-        let left = deadline.saturating_duration_since(Instant::now());
+        // The pass that starts at (or just before) the deadline still gets a few seconds, so
+        // that a sync that merely ran out of time reports what is pending, not a silent engine.
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(LAST_PASS_GRACE);
         let Ok(report) = tokio::time::timeout(left, rec.pass(&snapshot)).await else {
             anyhow::bail!(
                 "not converged after {}: the engine did not answer in time",

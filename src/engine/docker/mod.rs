@@ -86,8 +86,12 @@ impl DockerEngine {
             .iter_mut()
             .filter(|o| o.state == State::Running && o.health.is_none())
         {
-            let Ok(c) = self.docker.inspect_container(&o.id, None).await else {
-                continue;
+            let c = match self.docker.inspect_container(&o.id, None).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("health of {}: cannot inspect it: {e}", o.name);
+                    continue;
+                }
             };
             let status = c.state.and_then(|s| s.health).and_then(|h| h.status);
             o.health = match status {
