@@ -58,16 +58,17 @@ impl Podman {
             socket.exists().then_some(())
         });
         // The test image, from the machine's engine.
-        let saved = Command::new("docker")
+        let mut saved = Command::new("docker")
             .args(["image", "save", IMAGE])
             .stdout(Stdio::piped())
             .spawn()
             .expect("docker image save");
         let load = podman_in(root)
             .arg("load")
-            .stdin(saved.stdout.expect("stdout"))
+            .stdin(saved.stdout.take().expect("stdout"))
             .output()
             .expect("podman load");
+        assert!(saved.wait().expect("docker image save").success());
         assert!(load.status.success(), "{}", text(&load));
         Some(podman)
     }
