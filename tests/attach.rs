@@ -116,5 +116,26 @@ fn attach_through_the_api_needs_the_token_and_reaches_the_same_terminal() {
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("bearer token"), "{}", text(&out));
     assert!(env.container("term").is_some_and(|c| c.running()));
+    // The window's size reaches the container's terminal.
+    let token = up.api_token();
+    let r = common::http(
+        "POST",
+        &format!("{base}/api/v1/servers/term/attach/resize?w=123&h=45"),
+        Some(&token),
+        None,
+    );
+    assert_eq!(r.status, 204, "{r:?}");
+    let id = env.container("term").expect("container").id;
+    let size = common::docker(&["exec", &id, "sh", "-c", "stty size < /proc/1/fd/0"]);
+    assert_eq!(size.trim(), "45 123");
+    // Without the upgrade headers, attach says what it needs.
+    let r = common::http(
+        "POST",
+        &format!("{base}/api/v1/servers/term/attach"),
+        Some(&token),
+        None,
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.text.contains("Upgrade: tcp"), "{r:?}");
     up.stop();
 }
