@@ -80,6 +80,25 @@ fn a_server_built_from_source_is_rebuilt_and_rolled_when_its_context_changes() {
         "v2 runs",
         || { (exec(&c2.id, "cat /tmp/v") == "v2").then_some(true) }
     ));
+    // Earlier builds go once no container uses them: after a third build, the first is gone
+    // and only the one still running at that moment stays beside the new one.
+    let first_image = image.trim().to_owned();
+    env.write(
+        "api/app.sh",
+        "trap 'exit 0' TERM; echo v3 > /tmp/v; sleep 3600 & wait\n",
+    );
+    sync(true);
+    let c3 = env.container("api").expect("container");
+    assert_ne!(c3.id, c2.id);
+    let repo = format!("dh_{}_api", env.instance);
+    let tags = docker(&["images", "--format", "{{.Repository}}:{{.Tag}}", &repo]);
+    let tags: Vec<&str> = tags.split_whitespace().collect();
+    assert!(
+        !tags.contains(&first_image.as_str()),
+        "the first build stayed: {tags:?}"
+    );
+    assert_eq!(tags.len(), 2, "{tags:?}");
+    let c2 = c3;
     // A failed build: Failed with its output, and the running container stays.
     env.write(
         "api/Dockerfile",

@@ -103,6 +103,37 @@ impl DockerEngine {
         }
     }
 
+    /// Removes the server's earlier builds that no container uses (the engine refuses to
+    /// remove one in use, and the next build tries again), so a context edited a hundred times
+    /// leaves one image, not a hundred. Best effort: a failure only leaves an image behind.
+    async fn prune_builds(&self, current: &str) {
+        let Some((repo, _)) = current.rsplit_once(':') else {
+            return;
+        };
+        let filters = HashMap::from([("reference".to_owned(), vec![repo.to_owned()])]);
+        let opts = bollard::query_parameters::ListImagesOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let Ok(images) = self.docker.list_images(Some(opts)).await else {
+            return;
+        };
+        let prefix = format!("{repo}:");
+        for tag in images.iter().flat_map(|i| i.repo_tags.iter()) {
+            if tag.as_str() == current || !tag.starts_with(&prefix) {
+                continue;
+            }
+            let opts = bollard::query_parameters::RemoveImageOptions {
+                force: false,
+                noprune: false,
+                ..Default::default()
+            };
+            if let Err(e) = self.docker.remove_image(tag, Some(opts), None).await {
+                tracing::debug!("earlier build {tag} stays: {e}");
+            }
+        }
+    }
+
     async fn pull(&self, image: &str) -> Result<(), EngineError> {
         let (from_image, tag) = split_reference(image);
         let opts = CreateImageOptions {
@@ -278,6 +309,7 @@ impl Engine for DockerEngine {
                 .await
                 .map_err(|e| engine("tag image", image, e))?;
         }
+        self.prune_builds(&spec.tag).await;
         Ok(())
     }
 
