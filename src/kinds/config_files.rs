@@ -4,7 +4,7 @@
 //! bind is data, and never counts).
 //!
 //! A file's digest is cached by its size and modification time, so a no-op pass costs one
-//! `stat` per file. A directory is hashed by its files' paths and contents, in name order, up to
+//! `stat` per file; a file over `MAX_BYTES`, and a socket or device, count by size and time only. A directory is hashed by its files' paths and contents, in name order, up to
 //! `MAX_FILES` files and `MAX_BYTES` of content; past either cap the rest count by path, size and
 //! modification time only (so a big directory still changes its digest when a file does, but
 //! without being read whole at every change).
@@ -33,8 +33,13 @@ impl ConfigFiles {
     /// The digest of a file, or of a directory's files, at `path`.
     pub fn digest(&self, path: &Path) -> Result<String, String> {
         let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if !meta.is_dir() {
+        if meta.is_file() {
             return self.file(path, &meta);
+        }
+        if !meta.is_dir() {
+            // A socket or a device (the engine's socket, read-only, say) has no content to
+            // hash, and reading one would block or fail.
+            return Ok("special".into());
         }
         let mut files = Vec::new();
         walk(path, &mut files).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -52,11 +57,7 @@ impl ConfigFiles {
                 budget -= meta.len();
                 self.file(file, &meta)?
             } else {
-                let (len, time) = stamp(&meta);
-                let nanos = time
-                    .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_nanos());
-                format!("{len}@{nanos}")
+                by_stamp(stamp(&meta))
             };
             acc.push_str(&rel);
             acc.push('\0');
@@ -68,6 +69,11 @@ impl ConfigFiles {
 
     fn file(&self, path: &Path, meta: &std::fs::Metadata) -> Result<String, String> {
         let stamp = stamp(meta);
+        if meta.len() > MAX_BYTES {
+            // A big file (a model, a database dump mounted read-only) is not read at every
+            // change: its size and time stand for it.
+            return Ok(by_stamp(stamp));
+        }
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((s, digest)) = seen.get(path) {
             if *s == stamp {
@@ -83,6 +89,14 @@ impl ConfigFiles {
 
 fn stamp(meta: &std::fs::Metadata) -> Stamp {
     (meta.len(), meta.modified().ok())
+}
+
+/// A digest from a file's size and modification time alone.
+fn by_stamp((len, time): Stamp) -> String {
+    let nanos = time
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("{len}@{nanos}")
 }
 
 /// Every file below `dir` (links to files are read as files; linked directories are not
@@ -121,6 +135,16 @@ mod tests {
             one,
             "same content, same digest"
         );
+    }
+
+    #[test]
+    fn a_socket_has_a_digest_without_being_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("engine.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let files = ConfigFiles::default();
+        assert_eq!(files.digest(&path).expect("digest"), "special");
+        assert!(files.digest(Path::new("/dev/null")).is_ok());
     }
 
     #[test]
