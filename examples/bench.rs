@@ -308,7 +308,13 @@ impl Scratch {
     }
 
     fn clean(&self) -> Result<(), Error> {
-        remove_labelled(&format!("dockhand.instance={}", self.instance))?;
+        let label = format!("dockhand.instance={}", self.instance);
+        remove_labelled(&label)?;
+        // The instance's default network, once its containers are gone.
+        let nets = docker(&["network", "ls", "-q", "--filter", &format!("label={label}")])?;
+        for n in nets.split_whitespace() {
+            docker(&["network", "rm", n])?;
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
         Ok(())
     }

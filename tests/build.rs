@@ -11,6 +11,8 @@ struct RemoveBuilds(String);
 
 impl Drop for RemoveBuilds {
     fn drop(&mut self) {
+        // The containers first: an image a container uses cannot be removed.
+        common::remove_containers_of(&self.0);
         let label = format!("label=dockhand.instance={}", self.0);
         let ids = docker(&["images", "-q", "--filter", &label]);
         for id in ids.split_whitespace() {

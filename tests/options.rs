@@ -147,7 +147,7 @@ fn an_images_own_health_check_counts_for_healthy_and_disable_switches_it_off() {
         &image,
     ]);
     docker(&["rm", base.trim()]);
-    let _image = RemoveImage(image.clone());
+    let _image = RemoveImage(image.clone(), env.instance.clone());
     let with_image = |name: &str, extra: &str| {
         format!(
             "apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: {name}}}\nspec:\n  image: {image}\n  pullPolicy: Never\n  command: {SLEEPER}\n{extra}"
@@ -185,11 +185,13 @@ fn an_images_own_health_check_counts_for_healthy_and_disable_switches_it_off() {
     });
 }
 
-/// Removes a test's own image when the test ends, however it ends.
-struct RemoveImage(String);
+/// Removes a test's own image (and first the containers of its instance, which use it) when
+/// the test ends, however it ends.
+struct RemoveImage(String, String);
 
 impl Drop for RemoveImage {
     fn drop(&mut self) {
+        common::remove_containers_of(&self.1);
         let _ = std::process::Command::new("docker")
             .args(["rmi", "-f", &self.0])
             .output();

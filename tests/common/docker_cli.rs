@@ -112,3 +112,15 @@ pub fn docker(args: &[&str]) -> String {
         .expect("run docker");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Removes every container of a test's instance (and their anonymous volumes).
+pub fn remove_containers_of(instance: &str) {
+    let label = format!("label=dockhand.instance={instance}");
+    let ids = docker(&["ps", "-aq", "--filter", &label]);
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if !ids.is_empty() {
+        let mut args = vec!["rm", "-f", "-v"];
+        args.extend(ids);
+        docker(&args);
+    }
+}

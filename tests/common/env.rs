@@ -166,13 +166,7 @@ impl Env {
 
     fn cleanup(&self) {
         let label = format!("label=dockhand.instance={}", self.instance);
-        let ids = docker(&["ps", "-aq", "--filter", &label]);
-        let ids: Vec<&str> = ids.split_whitespace().collect();
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f", "-v"];
-            args.extend(ids);
-            docker(&args);
-        }
+        remove_containers_of(&self.instance);
         let vols = docker(&["volume", "ls", "-q", "--filter", &label]);
         for v in vols.split_whitespace() {
             docker(&["volume", "rm", "-f", v]);
