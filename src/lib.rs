@@ -17,6 +17,7 @@
 //!   the host files a spec takes in: env files, config files, build contexts).
 //! - `plan`: the pure planner `plan(desired, observed) -> actions`; no I/O, no async.
 //! - `source`: where desired state comes from (directory, manifests table, the API's objects).
+//! - `compose`: Compose projects translated to objects (interpolation so far).
 //! - `store`: the SQLite state file, one file per table family, and the locks beside it.
 //! - `engine`: a narrow trait over the container engine (and `Attach` for logs, exec, attach), its
 //!   Docker and in-memory implementations, and the label schema that marks what dockhand owns.
@@ -38,6 +39,7 @@ pub mod policy;
 pub mod kinds;
 pub mod plan;
 
+pub mod compose;
 pub mod source;
 pub mod store;
 
