@@ -164,9 +164,7 @@ fn exposes_engine_socket(source: &Path) -> bool {
 fn engine_sockets() -> &'static [PathBuf] {
     static SOCKETS: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
     SOCKETS.get_or_init(|| {
-        let from_env = std::env::var("DOCKER_HOST")
-            .ok()
-            .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from));
+        let from_env = crate::engine::docker::docker_host_socket().flatten();
         ENGINE_SOCKETS
             .iter()
             .map(PathBuf::from)

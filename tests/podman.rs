@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{eventually, text, Env, IMAGE, SLEEPER};
+use common::{eventually, text, Env, IMAGE};
 
 /// A Podman service that lives as long as the test.
 struct Podman {
@@ -138,8 +138,9 @@ fn the_core_of_a_reconcile_works_on_podmans_docker_api() {
     };
     let web = format!("dh_{}_server_web", env.instance);
     let server = |v: &str, extra: &str| {
-        format!(
-            "apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: web}}\nspec:\n  image: {IMAGE}\n  pullPolicy: Never\n  command: {SLEEPER}\n  network: none\n  env: {{V: \"{v}\"}}\n{extra}"
+        common::server(
+            "web",
+            &format!("  network: none\n  env: {{V: \"{v}\"}}\n{extra}"),
         )
     };
     // Created, and the dependent after it.

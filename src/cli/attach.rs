@@ -6,7 +6,6 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use tokio::io::AsyncWriteExt;
 
 use super::remote::{object_path, RemoteArgs};
 use super::{container_of, object_ref, print_output, terminal, StateArgs};
@@ -75,13 +74,8 @@ pub async fn run(args: AttachArgs) -> anyhow::Result<ExitCode> {
                 }
             });
         }
-        let (mut from, mut to) = tokio::io::split(upgraded);
-        let input = stdin.then(|| {
-            tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut to).await;
-                let _ = to.shutdown().await;
-            })
-        });
+        let (mut from, to) = tokio::io::split(upgraded);
+        let input = stdin.then(|| terminal::forward_stdin(to));
         tokio::io::copy(&mut from, &mut tokio::io::stdout()).await?;
         if let Some(t) = input {
             t.abort();
@@ -101,13 +95,7 @@ pub async fn run(args: AttachArgs) -> anyhow::Result<ExitCode> {
             }
         });
     }
-    let input = stdin.then(|| {
-        let mut input = session.input;
-        tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut input).await;
-            let _ = input.shutdown().await;
-        })
-    });
+    let input = stdin.then(|| terminal::forward_stdin(session.input));
     print_output(session.output).await?;
     if let Some(t) = input {
         t.abort();

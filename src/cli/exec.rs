@@ -7,7 +7,6 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use tokio::io::AsyncWriteExt;
 
 use super::remote::{object_path, Remote, RemoteArgs};
 use super::{container_of, object_ref, print_output, terminal, StateArgs};
@@ -58,14 +57,9 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
             }
         });
     }
-    let stdin_task = args.interactive.then(|| {
-        let mut input = session.input;
-        tokio::spawn(async move {
-            let mut stdin = tokio::io::stdin();
-            let _ = tokio::io::copy(&mut stdin, &mut input).await;
-            let _ = input.shutdown().await;
-        })
-    });
+    let stdin_task = args
+        .interactive
+        .then(|| terminal::forward_stdin(session.input));
     print_output(session.output).await?;
     if let Some(t) = stdin_task {
         t.abort();

@@ -74,3 +74,16 @@ where
         }
     });
 }
+
+/// Copies standard input to `input` until either ends, then closes `input` (the other side then
+/// sees end of input).
+pub fn forward_stdin<W>(mut input: W) -> tokio::task::JoinHandle<()>
+where
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut input).await;
+        let _ = input.shutdown().await;
+    })
+}

@@ -65,7 +65,7 @@ pub fn prepare(
     for f in &files {
         let path = context.join(f);
         let meta = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let digest = cache.digest(&path)?;
+        let digest = cache.file(&path, &meta)?;
         let exec = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0;
         acc.push_str(&format!("{f}\0{digest}\0{exec}\n"));
     }

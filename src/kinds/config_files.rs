@@ -21,12 +21,49 @@ pub const MAX_FILES: usize = 1000;
 /// The most bytes of one directory's files whose content is hashed.
 pub const MAX_BYTES: u64 = 16 << 20;
 
+/// A file's size and modification time when it was read.
 type Stamp = (u64, Option<SystemTime>);
+
+/// What was made of files read before, by path, kept while a file's size and modification time
+/// stay the same.
+pub struct StampCache<T> {
+    seen: Mutex<HashMap<PathBuf, (Stamp, T)>>,
+}
+
+impl<T> Default for StampCache<T> {
+    fn default() -> Self {
+        StampCache {
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<T: Clone> StampCache<T> {
+    /// The value made of the file at `path` (whose metadata is `meta`), made again by `make`
+    /// only when the file changed.
+    pub fn get(
+        &self,
+        path: &Path,
+        meta: &std::fs::Metadata,
+        make: impl FnOnce() -> Result<T, String>,
+    ) -> Result<T, String> {
+        let stamp = stamp(meta);
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((s, value)) = seen.get(path) {
+            if *s == stamp {
+                return Ok(value.clone());
+            }
+        }
+        let value = make()?;
+        seen.insert(path.to_path_buf(), (stamp, value.clone()));
+        Ok(value)
+    }
+}
 
 /// Digests of files read before, by path.
 #[derive(Default)]
 pub struct ConfigFiles {
-    seen: Mutex<HashMap<PathBuf, (Stamp, String)>>,
+    seen: StampCache<String>,
 }
 
 impl ConfigFiles {
@@ -67,23 +104,18 @@ impl ConfigFiles {
         Ok(short_hash(acc.as_bytes()))
     }
 
-    fn file(&self, path: &Path, meta: &std::fs::Metadata) -> Result<String, String> {
-        let stamp = stamp(meta);
+    /// The digest of the regular file at `path`, whose metadata the caller has already read.
+    pub fn file(&self, path: &Path, meta: &std::fs::Metadata) -> Result<String, String> {
         if meta.len() > MAX_BYTES {
             // A big file (a model, a database dump mounted read-only) is not read at every
             // change: its size and time stand for it.
-            return Ok(by_stamp(stamp));
+            return Ok(by_stamp(stamp(meta)));
         }
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((s, digest)) = seen.get(path) {
-            if *s == stamp {
-                return Ok(digest.clone());
-            }
-        }
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let digest = short_hash(&bytes);
-        seen.insert(path.to_path_buf(), (stamp, digest.clone()));
-        Ok(digest)
+        self.seen.get(path, meta, || {
+            std::fs::read(path)
+                .map(|bytes| short_hash(&bytes))
+                .map_err(|e| format!("{}: {e}", path.display()))
+        })
     }
 }
 

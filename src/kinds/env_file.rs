@@ -4,11 +4,10 @@
 //! hash (an edit recreates the container); an unreadable or malformed file holds the object
 //! back with the line at fault, leaving its running container alone.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::path::Path;
+use std::sync::Arc;
 
+use super::config_files::StampCache;
 use crate::manifest::short_hash;
 
 /// One file's variables, in file order, and the hash of its bytes.
@@ -18,13 +17,10 @@ pub struct Loaded {
     pub digest: String,
 }
 
-/// A file's size and modification time when it was read.
-type Stamp = (u64, Option<SystemTime>);
-
 /// Files read before, by path, with the stamp they had.
 #[derive(Default)]
 pub struct EnvFiles {
-    seen: Mutex<HashMap<PathBuf, (Stamp, Arc<Loaded>)>>,
+    seen: StampCache<Arc<Loaded>>,
 }
 
 impl EnvFiles {
@@ -34,24 +30,17 @@ impl EnvFiles {
         if !meta.is_file() {
             return Err(format!("{}: not a file", path.display()));
         }
-        let stamp: Stamp = (meta.len(), meta.modified().ok());
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((seen_stamp, loaded)) = seen.get(path) {
-            if *seen_stamp == stamp {
-                return Ok(loaded.clone());
-            }
-        }
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let text =
-            String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
-        let vars =
-            parse(&text).map_err(|(line, why)| format!("{} line {line}: {why}", path.display()))?;
-        let loaded = Arc::new(Loaded {
-            vars,
-            digest: short_hash(text.as_bytes()),
-        });
-        seen.insert(path.to_path_buf(), (stamp, loaded.clone()));
-        Ok(loaded)
+        self.seen.get(path, &meta, || {
+            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
+            let vars = parse(&text)
+                .map_err(|(line, why)| format!("{} line {line}: {why}", path.display()))?;
+            Ok(Arc::new(Loaded {
+                vars,
+                digest: short_hash(text.as_bytes()),
+            }))
+        })
     }
 }
 

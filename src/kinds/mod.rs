@@ -39,7 +39,7 @@ pub struct Context<'a> {
 /// What the servers read from the host at this pass, by path as the spec writes it.
 #[derive(Default)]
 pub struct HostFiles {
-    pub env: HashMap<String, std::sync::Arc<env_file::Loaded>>,
+    pub env: server::EnvFiles,
     /// Digests of read-only bind sources.
     pub config: HashMap<String, String>,
     /// What to build, by server name (replicas share their server's).

@@ -24,7 +24,8 @@ impl<'de> Deserialize<'de> for HostKey {
 }
 
 /// Where an `extraHosts` name points: an address, or `host-gateway` (the engine's host).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
 pub struct HostAddress(pub String);
 
 pub const HOST_GATEWAY: &str = "host-gateway";
@@ -42,14 +43,9 @@ impl<'de> Deserialize<'de> for HostAddress {
     }
 }
 
-impl Serialize for HostAddress {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
-
 /// A Linux capability, as `NET_ADMIN` or `CAP_NET_ADMIN` (any case), or `ALL`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
 pub struct Capability(pub String);
 
 /// The capabilities the engine grants every container unless dropped: adding one back (after
@@ -97,12 +93,6 @@ impl<'de> Deserialize<'de> for Capability {
                 "invalid capability {s:?}: expected a name like NET_ADMIN, CAP_SYS_PTRACE or ALL"
             )))
         }
-    }
-}
-
-impl Serialize for Capability {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
     }
 }
 

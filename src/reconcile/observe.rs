@@ -204,62 +204,48 @@ impl<R: Engine> Reconciler<R> {
             if refused.contains_key(&o.key()) {
                 continue;
             }
-            let env = s.env_file.0.iter().enumerate().map(|(i, f)| {
-                let loaded = match out.env.get(&f.0) {
-                    Some(_) => Ok(()),
-                    None => self
-                        .env_file_cache
-                        .load(std::path::Path::new(&f.0))
-                        .map(|l| {
-                            out.env.insert(f.0.clone(), l);
-                        }),
-                };
-                loaded.map_err(|why| format!("spec.envFile[{i}]: {why}"))
-            });
-            let failed = env.filter_map(Result::err).next();
-            let failed = failed.or_else(|| {
-                s.volumes
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, v)| v.kind == VolumeType::Bind && v.read_only)
-                    .find_map(|(i, v)| {
-                        if out.config.contains_key(&v.source) {
-                            return None;
-                        }
-                        match self.config_cache.digest(std::path::Path::new(&v.source)) {
-                            Ok(d) => {
-                                out.config.insert(v.source.clone(), d);
-                                None
-                            }
-                            Err(why) => Some(format!("spec.volumes[{i}].source: {why}")),
-                        }
-                    })
-            });
-            let base = crate::manifest::replicas::replica_of(&o.name);
-            let failed = failed.or_else(|| match &s.build {
-                Some(b) if !out.builds.contains_key(base) => {
-                    let image = s.image.as_ref().map(|i| i.0.as_str());
-                    match kinds::build::prepare(
-                        &self.options.instance,
-                        base,
-                        b,
-                        image,
-                        &self.config_cache,
-                    ) {
-                        Ok(spec) => {
-                            out.builds.insert(base.to_owned(), spec);
-                            None
-                        }
-                        Err(why) => Some(format!("spec.build: {why}")),
-                    }
-                }
-                _ => None,
-            });
-            if let Some(why) = failed {
+            if let Err(why) = self.server_files(&o.name, s, &mut out) {
                 refused.insert(o.key(), why);
             }
         }
         out
+    }
+
+    /// Reads what one server takes from the host into `out` (each path once per pass), or says
+    /// which field could not be read.
+    fn server_files(
+        &self,
+        name: &str,
+        s: &crate::manifest::ServerSpec,
+        out: &mut kinds::HostFiles,
+    ) -> Result<(), String> {
+        for (i, f) in s.env_file.0.iter().enumerate() {
+            if !out.env.contains_key(&f.0) {
+                let loaded = self
+                    .env_file_cache
+                    .load(std::path::Path::new(&f.0))
+                    .map_err(|why| format!("spec.envFile[{i}]: {why}"))?;
+                out.env.insert(f.0.clone(), loaded);
+            }
+        }
+        for (i, v) in s.volumes.iter().enumerate() {
+            if v.kind == VolumeType::Bind && v.read_only && !out.config.contains_key(&v.source) {
+                let digest = self
+                    .config_cache
+                    .digest(std::path::Path::new(&v.source))
+                    .map_err(|why| format!("spec.volumes[{i}].source: {why}"))?;
+                out.config.insert(v.source.clone(), digest);
+            }
+        }
+        let base = crate::manifest::replicas::replica_of(name);
+        if let Some(b) = s.build.as_ref().filter(|_| !out.builds.contains_key(base)) {
+            let image = s.image.as_ref().map(|i| i.0.as_str());
+            let spec =
+                kinds::build::prepare(&self.options.instance, base, b, image, &self.config_cache)
+                    .map_err(|why| format!("spec.build: {why}"))?;
+            out.builds.insert(base.to_owned(), spec);
+        }
+        Ok(())
     }
 
     /// Databases with no secret whose data volume (this instance's) exists anyway: the state

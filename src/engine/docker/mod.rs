@@ -5,6 +5,8 @@ mod attach;
 mod convert;
 mod tolerant;
 
+pub use tolerant::{docker_host_socket, percent_encode};
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -44,8 +46,9 @@ pub struct DockerEngine {
     slow: Docker,
     /// The deadline of `docker`'s calls, for the requests made beside bollard.
     deadline: Duration,
-    /// Podman's Docker API, whose listing carries no health.
-    podman: bool,
+    /// Whether this is Podman's Docker API, whose listing carries no health: asked once, by the
+    /// first listing (not at start-up, which every CLI verb pays).
+    podman: std::sync::Arc<tokio::sync::OnceCell<bool>>,
 }
 
 impl DockerEngine {
@@ -60,22 +63,33 @@ impl DockerEngine {
             .with_timeout(deadline);
         let docker = docker.negotiate_version().await.map_err(unavailable)?;
         let slow = docker.clone().with_timeout(SLOW_DEADLINE.max(deadline));
-        let podman = docker.version().await.ok().is_some_and(|v| {
-            v.components
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.name.to_ascii_lowercase().contains("podman"))
-        });
         Ok(Self {
             docker,
             slow,
             deadline,
-            podman,
+            podman: Default::default(),
         })
     }
 }
 
 impl DockerEngine {
+    /// Whether the engine's version names Podman among its components (a failed answer counts
+    /// as not Podman, and is asked again next time).
+    async fn is_podman(&self) -> bool {
+        let asked = self
+            .podman
+            .get_or_try_init(|| async {
+                self.docker.version().await.map(|v| {
+                    v.components
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.name.to_ascii_lowercase().contains("podman"))
+                })
+            })
+            .await;
+        asked.is_ok_and(|p| *p)
+    }
+
     /// Podman's listing says nothing of health: read it from each running container's
     /// inspection (one call per running container, on Podman only). A container that cannot
     /// be inspected keeps `None`, and the next pass asks again.
@@ -202,7 +216,7 @@ impl Engine for DockerEngine {
             .into_iter()
             .filter_map(|c| convert::observed(c, instance))
             .collect();
-        if self.podman {
+        if self.is_podman().await {
             self.podman_health(&mut observed).await;
         }
         Ok(observed)

@@ -26,12 +26,17 @@ const KNOWN: &[&str] = &[
     "stopping",
 ];
 
+/// What `DOCKER_HOST` says: `None` when it is unset, `Some(None)` when it names something other
+/// than a Unix socket (tcp, ssh), else the socket's path.
+pub fn docker_host_socket() -> Option<Option<PathBuf>> {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .map(|host| host.strip_prefix("unix://").map(PathBuf::from))
+}
+
 /// The Unix socket the engine listens on, as `DOCKER_HOST` (or the default) names it.
 pub(super) fn socket() -> Option<PathBuf> {
-    match std::env::var("DOCKER_HOST") {
-        Ok(host) => host.strip_prefix("unix://").map(PathBuf::from),
-        Err(_) => Some(PathBuf::from("/var/run/docker.sock")),
-    }
+    docker_host_socket().unwrap_or_else(|| Some(PathBuf::from("/var/run/docker.sock")))
 }
 
 /// Rewrites each container's unknown `State` to a known one.
@@ -102,7 +107,9 @@ async fn get(socket: &Path, path: &str) -> Result<Vec<u8>, String> {
     Ok(bytes.to_vec())
 }
 
-fn percent_encode(s: &str) -> String {
+/// Percent-encodes a query value: RFC 3986's unreserved characters stay, every other byte is
+/// `%XX` (for the engine's API here, and the controller's API in the CLI).
+pub fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
