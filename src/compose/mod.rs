@@ -1,5 +1,361 @@
-//! Compose files as a source of desired state (issue 14, in progress): the translation from a
-//! Compose project to dockhand objects, shared by the compose source and `dockhand convert`.
-//! So far: variable interpolation, as Compose does it.
+//! Compose files as a source of desired state, and `dockhand convert`: one translation from a
+//! Compose project to dockhand manifests serves both.
+//!
+//! A file is read in four steps, each naming file, line and key when it fails: its keys are
+//! sorted (`keys`: refused, warned, `x-`, typos), its values are read into a model that keeps
+//! every form Compose allows (`model`, interpolating `${VAR}` as it goes), `extends` are merged,
+//! and the project is translated (`translate`) into manifest documents that the manifest parser
+//! reads like any other. A file is applied all or nothing, like a manifest file.
 
+pub mod extends;
+pub mod forms;
 pub mod interpolate;
+pub mod keys;
+pub mod model;
+pub mod translate;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use crate::manifest::{parse_str, ManifestError, Object};
+pub use translate::{Doc, PROJECT_LABEL, SERVICE_LABEL};
+
+/// File names read as compose files in the manifests directory, in Compose's order of preference.
+pub const FILE_NAMES: [&str; 4] = [
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
+
+/// Override files, which Compose merges over the main file; dockhand refuses them rather than
+/// ignoring them.
+const OVERRIDE_NAMES: [&str; 4] = [
+    "compose.override.yaml",
+    "compose.override.yml",
+    "docker-compose.override.yaml",
+    "docker-compose.override.yml",
+];
+
+/// Whether a file of the manifests directory is a compose file (by its name).
+pub fn is_compose_name(name: &str) -> bool {
+    FILE_NAMES.contains(&name) || OVERRIDE_NAMES.contains(&name)
+}
+
+/// What a project is read with besides its file.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// `--profile`: services with these profiles are active too (`COMPOSE_PROFILES` adds more).
+    pub profiles: Vec<String>,
+}
+
+/// A project, translated.
+#[derive(Clone, Debug)]
+pub struct Project {
+    pub name: String,
+    pub docs: Vec<Doc>,
+    pub objects: Vec<Object>,
+    /// Keys accepted that change nothing at runtime, each once.
+    pub warnings: Vec<ManifestError>,
+}
+
+/// The most bytes a compose file (or its `.env`) may hold.
+const MAX_BYTES: usize = crate::manifest::parse::MAX_MANIFEST_BYTES;
+
+fn read(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > MAX_BYTES {
+        return Err(std::io::Error::other(format!(
+            "too large: more than {MAX_BYTES} bytes"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| std::io::Error::other("not UTF-8 text"))
+}
+
+fn whole(file: &str, message: String) -> ManifestError {
+    ManifestError {
+        file: file.to_owned(),
+        line: 0,
+        column: 0,
+        field: String::new(),
+        message,
+    }
+}
+
+/// The environment interpolation sees: the process's, then the project's `.env`.
+fn environment(dir: &Path, label_dir: &str) -> Result<BTreeMap<String, String>, ManifestError> {
+    let path = dir.join(".env");
+    let mut vars = BTreeMap::new();
+    if path.is_file() {
+        let label = if label_dir.is_empty() {
+            ".env".to_owned()
+        } else {
+            format!("{label_dir}/.env")
+        };
+        let text = read(&path).map_err(|e| whole(&label, format!("cannot read: {e}")))?;
+        let pairs =
+            crate::kinds::env_file::parse(&text).map_err(|(line, message)| ManifestError {
+                file: label,
+                line: line as u64,
+                column: 1,
+                field: String::new(),
+                message,
+            })?;
+        vars.extend(pairs);
+    }
+    Ok(vars)
+}
+
+/// A project name as Compose makes one: lowercase letters, digits, `_` and `-`.
+fn project_name(raw: &str) -> String {
+    raw.to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect::<String>()
+        .trim_start_matches(['_', '-'])
+        .to_owned()
+}
+
+/// Parses one compose file (its `.env` beside it) into a model, positions in `label`.
+fn parse_file(
+    text: &str,
+    label: &str,
+    lookup: model::Lookup,
+) -> Result<(model::File, keys::Found), Vec<ManifestError>> {
+    let found = keys::check(text);
+    if !found.errors.is_empty() {
+        return Err(found
+            .errors
+            .iter()
+            .map(|(path, at, message)| ManifestError {
+                file: label.to_owned(),
+                line: at.line,
+                column: at.column,
+                field: path.clone(),
+                message: message.clone(),
+            })
+            .collect());
+    }
+    let blank = text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.trim() == "---");
+    if blank {
+        return Ok((model::File::default(), found));
+    }
+    let file = model::with_vars(lookup, || {
+        crate::manifest::parse::deserialize::<model::File>(text, label)
+    })
+    .map_err(|e| vec![e])?;
+    Ok((file, found))
+}
+
+/// Reads the compose file at `path` (named `label` in messages and as the objects' source).
+pub fn load(path: &Path, label: &str, options: &Options) -> Result<Project, Vec<ManifestError>> {
+    let text = read(path).map_err(|e| vec![whole(label, format!("cannot read: {e}"))])?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if OVERRIDE_NAMES.contains(&name) {
+        return Err(vec![whole(
+            label,
+            "compose override files are not merged by dockhand: move its keys into the main compose file".into(),
+        )]);
+    }
+    let dir = path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let label_dir = Path::new(label)
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dotenv = environment(&dir, &label_dir).map_err(|e| vec![e])?;
+    let lookup: model::Lookup =
+        Rc::new(move |k: &str| std::env::var(k).ok().or_else(|| dotenv.get(k).cloned()));
+    let (file, found) = parse_file(&text, label, lookup.clone())?;
+    let at = |path: &str| locate(&found, path);
+    let err_at = |path: &str, message: String| {
+        let (line, column) = at(path);
+        ManifestError {
+            file: label.to_owned(),
+            line,
+            column,
+            field: path.to_owned(),
+            message,
+        }
+    };
+    let mut warnings: Vec<ManifestError> = found
+        .warnings
+        .iter()
+        .map(|(p, _, m)| err_at(p, m.clone()))
+        .collect();
+
+    // `extends`, with other files read relative to this one.
+    let services: BTreeMap<String, model::Service> = file
+        .services
+        .iter()
+        .map(|(k, s)| (k.0.clone(), s.value.clone()))
+        .collect();
+    let load_other = |other: &str, service: &str| -> Result<model::Service, String> {
+        let other_path = dir.join(other);
+        let text = read(&other_path).map_err(|e| format!("extends: cannot read {other}: {e}"))?;
+        let (f, _) = parse_file(&text, other, lookup.clone()).map_err(|errs| {
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        let theirs: BTreeMap<String, model::Service> = f
+            .services
+            .iter()
+            .map(|(k, s)| (k.0.clone(), s.value.clone()))
+            .collect();
+        if !theirs.contains_key(service) {
+            return Err(format!("extends: {other} has no service {service:?}"));
+        }
+        // Their own `extends` of a third file are not followed: one level across files.
+        let mut resolved = extends::resolve(&theirs, &|f, _| {
+            Err(format!(
+                "extends: {other} extends {f} in turn; dockhand follows one file"
+            ))
+        })
+        .map_err(|(_, e)| e)?;
+        let mut s = resolved.remove(service).unwrap_or_default();
+        if let Some(prefix) = Path::new(other).parent() {
+            extends::rebase(&mut s, prefix);
+        }
+        Ok(s)
+    };
+    let resolved = extends::resolve(&services, &load_other)
+        .map_err(|(svc, e)| vec![err_at(&format!("services.{svc}.extends"), e)])?;
+    let mut file = file;
+    for (k, s) in file.services.iter_mut() {
+        if let Some(r) = resolved.get(&k.0) {
+            s.value = r.clone();
+        }
+    }
+
+    let project = file
+        .name
+        .as_ref()
+        .map(|n| n.0.clone())
+        .or_else(|| lookup("COMPOSE_PROJECT_NAME"))
+        .unwrap_or_else(|| {
+            std::fs::canonicalize(&dir)
+                .unwrap_or_else(|_| dir.clone())
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+    let project = project_name(&project);
+    if project.is_empty() {
+        return Err(vec![err_at(
+            "name",
+            "the project needs a name: set name: at the top of the file".into(),
+        )]);
+    }
+    let mut profiles: BTreeSet<String> = options.profiles.iter().cloned().collect();
+    if let Some(p) = lookup("COMPOSE_PROFILES") {
+        profiles.extend(
+            p.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    let cx = translate::Context {
+        project: &project,
+        dir: &dir,
+        lookup: &*lookup,
+        profiles: &profiles,
+    };
+    let out = translate::translate(&file, &cx);
+    warnings.extend(
+        out.warnings
+            .iter()
+            .map(|p| err_at(&p.path, p.message.clone())),
+    );
+    let mut errors: Vec<ManifestError> = out
+        .errors
+        .iter()
+        .map(|p| err_at(&p.path, p.message.clone()))
+        .collect();
+    let mut objects = Vec::new();
+    for doc in &out.docs {
+        let text = match serde_saphyr::to_string(&doc.value) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(err_at(&doc.from, format!("cannot translate: {e}")));
+                continue;
+            }
+        };
+        match parse_str(&text, label, Some(&dir)) {
+            Ok(objs) => {
+                let line = at(&doc.from).0;
+                objects.extend(objs.into_iter().map(|mut o| {
+                    o.line = line;
+                    o
+                }));
+            }
+            Err(errs) => errors.extend(errs.into_iter().map(|e| {
+                let path = origin_of(doc, &e.field);
+                let (line, column) = at(&path);
+                ManifestError {
+                    file: label.to_owned(),
+                    line,
+                    column,
+                    field: path,
+                    message: if e.field.is_empty() {
+                        e.message
+                    } else {
+                        format!("{} (as dockhand's {})", e.message, e.field)
+                    },
+                }
+            })),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Project {
+        name: project,
+        docs: out.docs,
+        objects,
+        warnings,
+    })
+}
+
+/// The key of the file a translated field (`spec.ports[0].host`) came from.
+fn origin_of(doc: &Doc, field: &str) -> String {
+    let rest = field.strip_prefix("spec.").unwrap_or_default();
+    let top = rest.split(['.', '[']).next().unwrap_or_default();
+    if field.starts_with("metadata.labels") {
+        return format!("{}.labels", doc.from);
+    }
+    doc.origins
+        .get(top)
+        .cloned()
+        .unwrap_or_else(|| doc.from.clone())
+}
+
+/// The position of a key path, or of its nearest ancestor the key check saw.
+fn locate(found: &keys::Found, path: &str) -> (u64, u64) {
+    let mut p = path;
+    loop {
+        if let Some(at) = found.at.get(p) {
+            return (at.line, at.column);
+        }
+        match p.rfind('.') {
+            Some(i) => p = &p[..i],
+            None => return (0, 0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

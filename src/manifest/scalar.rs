@@ -25,7 +25,7 @@ pub(crate) fn with_source<R>(text: &str, f: impl FnOnce() -> R) -> R {
 }
 
 /// The text at `loc` in the document being parsed, if it is a single plain token.
-fn written_at(loc: &Location) -> Option<String> {
+pub(crate) fn written_at(loc: &Location) -> Option<String> {
     let span = loc.span();
     let (start, len) = (span.byte_offset()? as usize, span.byte_len()? as usize);
     SOURCE.with(|s| {

@@ -282,7 +282,10 @@ pub(crate) fn lexical(p: &Path) -> std::path::PathBuf {
     out
 }
 
-fn deserialize<'de, T: Deserialize<'de>>(text: &'de str, file: &str) -> Result<T, ManifestError> {
+pub(crate) fn deserialize<'de, T: Deserialize<'de>>(
+    text: &'de str,
+    file: &str,
+) -> Result<T, ManifestError> {
     let mut field = String::new();
     let result = super::scalar::with_source(text, || {
         // `.inf` and `.nan` reach the scalars' visitors (which keep their text) instead of

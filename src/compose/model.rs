@@ -1,0 +1,884 @@
+//! The Compose file as it is written: every form the specification allows for a key (a string
+//! or a list, a list or a mapping, short or long syntax), read with positions and with every
+//! string scalar interpolated in place. Nothing here decides what a key means for dockhand; the
+//! translation does.
+//!
+//! Untagged enums would buffer values and lose their positions, so the "one of several forms"
+//! types have visitors of their own.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::rc::Rc;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::interpolate::interpolate;
+
+/// Where `${VAR}` values come from.
+pub type Lookup = Rc<dyn Fn(&str) -> Option<String>>;
+
+thread_local! {
+    static VARS: RefCell<Option<Lookup>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `lookup` as the source of `${VAR}` values for every `Str` it reads.
+pub(crate) fn with_vars<R>(lookup: Lookup, f: impl FnOnce() -> R) -> R {
+    let previous = VARS.with(|v| v.replace(Some(lookup)));
+    let out = f();
+    VARS.with(|v| *v.borrow_mut() = previous);
+    out
+}
+
+fn interpolated<E: de::Error>(s: String) -> Result<String, E> {
+    if !s.contains('$') {
+        return Ok(s);
+    }
+    let lookup = VARS.with(|v| v.borrow().clone());
+    match lookup {
+        Some(l) => interpolate(&s, &*l).map_err(E::custom),
+        None => Ok(s),
+    }
+}
+
+/// A scalar's text as written (`no`, `010` stay text), before interpolation.
+enum Raw<T, M> {
+    Text(String),
+    Typed(String),
+    Seq(Vec<T>),
+    Map(M),
+}
+
+struct RawVisitor<T, M>(PhantomData<(T, M)>, &'static str);
+
+impl<'de, T: Deserialize<'de>, M: Deserialize<'de>> Visitor<'de> for RawVisitor<T, M> {
+    type Value = Raw<T, M>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.1)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Raw::Text(v.to_owned()))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Raw::Typed(v.to_string()))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Raw::Typed(v.to_string()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Raw::Typed(v.to_string()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Raw::Typed(v.to_string()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(x) = seq.next_element()? {
+            out.push(x);
+        }
+        Ok(Raw::Seq(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        M::deserialize(de::value::MapAccessDeserializer::new(map)).map(Raw::Map)
+    }
+}
+
+/// A value that may be a scalar (interpolated, as written), a sequence of `T` or a mapping `M`.
+/// `Never` in `T` or `M` refuses that form.
+pub enum Shape<T, M> {
+    Scalar(String),
+    Seq(Vec<T>),
+    Map(M),
+}
+
+/// `Raw` read through `Spanned` (which needs `Deserialize`), expecting what `EXPECT` says.
+struct RawOf<T, M>(Raw<T, M>);
+
+thread_local! {
+    static EXPECT: RefCell<&'static str> = const { RefCell::new("a value") };
+}
+
+impl<'de, T: Deserialize<'de>, M: Deserialize<'de>> Deserialize<'de> for RawOf<T, M> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let expecting = EXPECT.with(|e| *e.borrow());
+        d.deserialize_any(RawVisitor::<T, M>(PhantomData, expecting))
+            .map(RawOf)
+    }
+}
+
+/// Reads one of the forms `Shape` allows; `expecting` names them all for errors.
+fn shape<'de, D: Deserializer<'de>, T: Deserialize<'de>, M: Deserialize<'de>>(
+    d: D,
+    expecting: &'static str,
+) -> Result<Shape<T, M>, D::Error> {
+    let previous = EXPECT.with(|e| e.replace(expecting));
+    let raw = Spanned::<RawOf<T, M>>::deserialize(d);
+    EXPECT.with(|e| *e.borrow_mut() = previous);
+    let raw = raw?;
+    Ok(match raw.value.0 {
+        Raw::Text(t) => Shape::Scalar(interpolated(t)?),
+        Raw::Typed(shown) => {
+            Shape::Scalar(crate::manifest::scalar::written_at(&raw.referenced).unwrap_or(shown))
+        }
+        Raw::Seq(s) => Shape::Seq(s),
+        Raw::Map(m) => Shape::Map(m),
+    })
+}
+
+/// A form a key may not take.
+pub enum Never {}
+
+impl<'de> Deserialize<'de> for Never {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(wrong_form(EXPECT.with(|e| *e.borrow())))
+    }
+}
+
+fn wrong_form<E: de::Error>(expecting: &str) -> E {
+    E::custom(format!("expected {expecting}"))
+}
+
+/// A string scalar (numbers and booleans as written), interpolated.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Str(pub String);
+
+impl<'de> Deserialize<'de> for Str {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const E: &str = "a string, number or boolean";
+        match shape::<D, Never, Never>(d, E)? {
+            Shape::Scalar(s) => Ok(Str(s)),
+            _ => Err(wrong_form(E)),
+        }
+    }
+}
+
+/// A map key as written (not interpolated, as in Compose).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Key(pub String);
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::manifest::scalar::exact(d).map(Key)
+    }
+}
+
+/// A boolean, also written as a string (`"true"`, or `${FLAG}`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bool(pub bool);
+
+impl<'de> Deserialize<'de> for Bool {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Str::deserialize(d)?.0;
+        match s.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "y" => Ok(Bool(true)),
+            "false" | "no" | "off" | "n" => Ok(Bool(false)),
+            _ => Err(de::Error::custom(format!(
+                "invalid boolean {s:?}: expected true or false"
+            ))),
+        }
+    }
+}
+
+/// A whole number, also written as a string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Num(pub i64);
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Str::deserialize(d)?.0;
+        s.trim().parse().map(Num).map_err(|_| {
+            de::Error::custom(format!("invalid number {s:?}: expected a whole number"))
+        })
+    }
+}
+
+/// `command: echo hi` or `command: [echo, hi]`: a string is split like a shell would.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StrOrList {
+    One(String),
+    List(Vec<String>),
+}
+
+impl StrOrList {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            StrOrList::One(s) => vec![s],
+            StrOrList::List(l) => l,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StrOrList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const E: &str = "a string or a list of strings";
+        match shape::<D, Str, Never>(d, E)? {
+            Shape::Scalar(s) => Ok(StrOrList::One(s)),
+            Shape::Seq(l) => Ok(StrOrList::List(l.into_iter().map(|s| s.0).collect())),
+            Shape::Map(never) => match never {},
+        }
+    }
+}
+
+/// `environment`, `labels`, `sysctls`, `extra_hosts`, `build.args`: a list of `KEY=VALUE` (or
+/// `KEY`) or a mapping; a `None` value is "take it from the environment" (or unset).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListOrMap(pub Vec<(String, Option<String>)>);
+
+impl ListOrMap {
+    /// Splits a list entry at the first of `seps`.
+    fn from_list(items: Vec<Str>, seps: &[char]) -> Self {
+        ListOrMap(
+            items
+                .into_iter()
+                .map(|Str(s)| match s.find(seps) {
+                    Some(i) => (s[..i].to_owned(), Some(s[i + 1..].to_owned())),
+                    None => (s, None),
+                })
+                .collect(),
+        )
+    }
+}
+
+struct OptMap(Vec<(String, Option<String>)>);
+
+impl<'de> Deserialize<'de> for OptMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OptMap;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<OptMap, A::Error> {
+                let mut out = Vec::new();
+                while let Some(Key(k)) = m.next_key()? {
+                    let v: Option<Str> = m.next_value()?;
+                    out.push((k, v.map(|s| s.0)));
+                }
+                Ok(OptMap(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for ListOrMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const E: &str = "a list of KEY=VALUE strings or a mapping";
+        match shape::<D, Str, OptMap>(d, E)? {
+            Shape::Scalar(_) => Err(wrong_form(E)),
+            Shape::Seq(l) => Ok(ListOrMap::from_list(l, &['='])),
+            Shape::Map(m) => Ok(ListOrMap(m.0)),
+        }
+    }
+}
+
+/// `extra_hosts`: like `ListOrMap`, but a list entry is `host:ip` or `host=ip`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostList(pub Vec<(String, Option<String>)>);
+
+impl<'de> Deserialize<'de> for HostList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const E: &str = "a list of HOST:IP strings or a mapping";
+        match shape::<D, Str, OptMap>(d, E)? {
+            Shape::Scalar(_) => Err(wrong_form(E)),
+            Shape::Seq(l) => Ok(HostList(ListOrMap::from_list(l, &['=', ':']).0)),
+            Shape::Map(m) => Ok(HostList(m.0)),
+        }
+    }
+}
+
+/// A scalar short form, or the long form `M` (a mapping).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ShortOrLong<M> {
+    Short(String),
+    Long(M),
+}
+
+/// What each long form expects, for errors.
+pub trait LongForm {
+    const EXPECTING: &'static str;
+}
+
+impl<'de, M: LongForm + Deserialize<'de>> Deserialize<'de> for ShortOrLong<M> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match shape::<D, Never, M>(d, M::EXPECTING)? {
+            Shape::Scalar(s) => Ok(ShortOrLong::Short(s)),
+            Shape::Map(m) => Ok(ShortOrLong::Long(m)),
+            Shape::Seq(never) => match never.into_iter().next() {
+                Some(n) => match n {},
+                None => Err(wrong_form(M::EXPECTING)),
+            },
+        }
+    }
+}
+
+/// A list of names, or a mapping from name to the long form (`networks`, `depends_on`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedList<M>(pub Vec<(String, Option<M>)>);
+
+impl<M> Default for NamedList<M> {
+    fn default() -> Self {
+        NamedList(Vec::new())
+    }
+}
+
+struct NamedMap<M>(Vec<(String, Option<M>)>);
+
+impl<'de, M: Deserialize<'de>> Deserialize<'de> for NamedMap<M> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<M>(PhantomData<M>);
+        impl<'de, M: Deserialize<'de>> Visitor<'de> for V<M> {
+            type Value = NamedMap<M>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<NamedMap<M>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(Key(k)) = m.next_key()? {
+                    out.push((k, m.next_value()?));
+                }
+                Ok(NamedMap(out))
+            }
+        }
+        d.deserialize_map(V(PhantomData))
+    }
+}
+
+impl<'de, M: LongForm + Deserialize<'de>> Deserialize<'de> for NamedList<M> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match shape::<D, Str, NamedMap<M>>(d, M::EXPECTING)? {
+            Shape::Scalar(_) => Err(wrong_form(M::EXPECTING)),
+            Shape::Seq(l) => Ok(NamedList(l.into_iter().map(|s| (s.0, None)).collect())),
+            Shape::Map(m) => Ok(NamedList(m.0)),
+        }
+    }
+}
+
+/// A key Compose knows and dockhand does not honour: reading it fails, naming the key.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Refused;
+
+impl<'de> Deserialize<'de> for Refused {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        IgnoredAny::deserialize(d)?;
+        Err(de::Error::custom("not supported by dockhand"))
+    }
+}
+
+/// The whole file. Keys of services and of the top level are checked before this is read (see
+/// `keys`), so unknown ones never reach here; `x-` keys are skipped.
+#[derive(Deserialize, Default)]
+pub struct File {
+    #[serde(default)]
+    pub name: Option<Str>,
+    #[serde(default)]
+    pub services: BTreeMap<Key, Spanned<Service>>,
+    #[serde(default)]
+    pub networks: BTreeMap<Key, Option<Network>>,
+    #[serde(default)]
+    pub volumes: BTreeMap<Key, Option<Volume>>,
+    #[serde(default)]
+    pub secrets: BTreeMap<Key, FileObject>,
+    #[serde(default)]
+    pub configs: BTreeMap<Key, FileObject>,
+}
+
+/// One service, every key optional (so that `extends` can merge two).
+#[derive(Deserialize, Default, Clone)]
+pub struct Service {
+    pub image: Option<Str>,
+    pub build: Option<ShortOrLong<BuildLong>>,
+    pub command: Option<StrOrList>,
+    pub entrypoint: Option<StrOrList>,
+    pub environment: Option<ListOrMap>,
+    pub env_file: Option<EnvFiles>,
+    pub ports: Option<Vec<ShortOrLong<PortLong>>>,
+    pub expose: Option<Vec<Str>>,
+    pub volumes: Option<Vec<ShortOrLong<VolumeLong>>>,
+    pub networks: Option<NamedList<ServiceNetwork>>,
+    pub network_mode: Option<Str>,
+    pub depends_on: Option<NamedList<DependsLong>>,
+    pub healthcheck: Option<Healthcheck>,
+    pub restart: Option<Str>,
+    pub deploy: Option<Deploy>,
+    pub scale: Option<Num>,
+    pub labels: Option<ListOrMap>,
+    pub secrets: Option<Vec<ShortOrLong<FileRef>>>,
+    pub configs: Option<Vec<ShortOrLong<FileRef>>>,
+    pub profiles: Option<Vec<Str>>,
+    pub extends: Option<ShortOrLong<Extends>>,
+    pub container_name: Option<Str>,
+    pub hostname: Option<Str>,
+    pub user: Option<Str>,
+    pub working_dir: Option<Str>,
+    pub extra_hosts: Option<HostList>,
+    pub cap_add: Option<Vec<Str>>,
+    pub cap_drop: Option<Vec<Str>>,
+    pub privileged: Option<Bool>,
+    pub devices: Option<Vec<Str>>,
+    pub sysctls: Option<ListOrMap>,
+    pub shm_size: Option<Str>,
+    pub tmpfs: Option<StrOrList>,
+    pub ulimits: Option<BTreeMap<Key, ShortOrLong<UlimitLong>>>,
+    pub init: Option<Bool>,
+    pub stop_signal: Option<Str>,
+    pub stop_grace_period: Option<Str>,
+    pub read_only: Option<Bool>,
+    pub security_opt: Option<Vec<Str>>,
+    pub tty: Option<Bool>,
+    pub stdin_open: Option<Bool>,
+    pub mem_limit: Option<Str>,
+    pub cpus: Option<Str>,
+    pub pull_policy: Option<Str>,
+    /// Accepted with a warning (see `keys`); read only to compare with the host.
+    pub platform: Option<Str>,
+    /// `x-dockhand`: dockhand's own fields, in manifest form, over the translation.
+    #[serde(rename = "x-dockhand")]
+    pub x_dockhand: Option<Spanned<XDockhand>>,
+}
+
+/// `x-dockhand:` as written: kept as a mapping, checked when the manifest is read.
+#[derive(Clone, Debug, Default)]
+pub struct XDockhand(pub serde_json::Map<String, serde_json::Value>);
+
+impl<'de> Deserialize<'de> for XDockhand {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Object(m) => Ok(XDockhand(m)),
+            serde_json::Value::Null => Ok(XDockhand::default()),
+            _ => Err(de::Error::custom(
+                "expected a mapping of dockhand Server fields (update, onUnhealthy, maxRestarts…)",
+            )),
+        }
+    }
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BuildLong {
+    #[serde(default)]
+    pub context: Option<Str>,
+    #[serde(default)]
+    pub dockerfile: Option<Str>,
+    #[serde(default)]
+    pub args: Option<ListOrMap>,
+    #[serde(default)]
+    pub target: Option<Str>,
+    #[serde(default)]
+    pub labels: Option<ListOrMap>,
+    #[serde(default)]
+    pub dockerfile_inline: Option<Refused>,
+    #[serde(default)]
+    pub cache_from: Option<Refused>,
+    #[serde(default)]
+    pub cache_to: Option<Refused>,
+    #[serde(default)]
+    pub ssh: Option<Refused>,
+    #[serde(default)]
+    pub secrets: Option<Refused>,
+    #[serde(default)]
+    pub platforms: Option<Refused>,
+    #[serde(default)]
+    pub additional_contexts: Option<Refused>,
+    #[serde(default)]
+    pub network: Option<Refused>,
+    #[serde(default)]
+    pub extra_hosts: Option<Refused>,
+    #[serde(default)]
+    pub no_cache: Option<Refused>,
+    #[serde(default)]
+    pub pull: Option<Refused>,
+    #[serde(default)]
+    pub shm_size: Option<Refused>,
+    #[serde(default)]
+    pub tags: Option<Refused>,
+}
+
+impl LongForm for BuildLong {
+    const EXPECTING: &'static str = "a context directory, or {context, dockerfile, args, target}";
+}
+
+/// `env_file: .env`, a list of paths, or a list of `{path, required}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnvFiles(pub Vec<(String, bool)>);
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EnvFileLong {
+    pub path: Str,
+    #[serde(default)]
+    pub required: Option<Bool>,
+    #[serde(default)]
+    pub format: Option<Refused>,
+}
+
+impl LongForm for EnvFileLong {
+    const EXPECTING: &'static str = "a path, or {path, required}";
+}
+
+impl<'de> Deserialize<'de> for EnvFiles {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const E: &str = "a path or a list of paths (or of {path, required})";
+        match shape::<D, ShortOrLong<EnvFileLong>, Never>(d, E)? {
+            Shape::Scalar(s) => Ok(EnvFiles(vec![(s, true)])),
+            Shape::Seq(l) => Ok(EnvFiles(
+                l.into_iter()
+                    .map(|e| match e {
+                        ShortOrLong::Short(p) => (p, true),
+                        ShortOrLong::Long(l) => (l.path.0, l.required.is_none_or(|b| b.0)),
+                    })
+                    .collect(),
+            )),
+            Shape::Map(never) => match never {},
+        }
+    }
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PortLong {
+    pub target: Num,
+    #[serde(default)]
+    pub published: Option<Str>,
+    #[serde(default)]
+    pub host_ip: Option<Str>,
+    #[serde(default)]
+    pub protocol: Option<Str>,
+    /// `host` or `ingress`: one engine has no ingress mesh, so both publish on the host.
+    #[serde(default)]
+    pub mode: Option<Str>,
+    #[serde(default)]
+    pub name: Option<Str>,
+    #[serde(default)]
+    pub app_protocol: Option<Str>,
+}
+
+impl LongForm for PortLong {
+    const EXPECTING: &'static str =
+        "a port like 8080:80, or {target, published, host_ip, protocol}";
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeLong {
+    #[serde(rename = "type")]
+    pub kind: Str,
+    #[serde(default)]
+    pub source: Option<Str>,
+    pub target: Str,
+    #[serde(default)]
+    pub read_only: Option<Bool>,
+    #[serde(default)]
+    pub bind: Option<BindOptions>,
+    #[serde(default)]
+    pub volume: Option<VolumeOptions>,
+    #[serde(default)]
+    pub tmpfs: Option<TmpfsOptions>,
+    #[serde(default)]
+    pub consistency: Option<Str>,
+}
+
+impl LongForm for VolumeLong {
+    const EXPECTING: &'static str =
+        "a volume like data:/var/lib/data:ro, or {type, source, target, read_only}";
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BindOptions {
+    /// dockhand never creates a missing bind source: it is an error either way.
+    #[serde(default)]
+    pub create_host_path: Option<Bool>,
+    #[serde(default)]
+    pub propagation: Option<Refused>,
+    #[serde(default)]
+    pub selinux: Option<Refused>,
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeOptions {
+    #[serde(default)]
+    pub nocopy: Option<Refused>,
+    #[serde(default)]
+    pub subpath: Option<Refused>,
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TmpfsOptions {
+    #[serde(default)]
+    pub size: Option<Str>,
+    #[serde(default)]
+    pub mode: Option<Num>,
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceNetwork {
+    #[serde(default)]
+    pub aliases: Option<Vec<Str>>,
+    #[serde(default)]
+    pub ipv4_address: Option<Str>,
+    #[serde(default)]
+    pub ipv6_address: Option<Refused>,
+    #[serde(default)]
+    pub link_local_ips: Option<Refused>,
+    #[serde(default)]
+    pub mac_address: Option<Refused>,
+    #[serde(default)]
+    pub priority: Option<Refused>,
+    #[serde(default)]
+    pub driver_opts: Option<Refused>,
+}
+
+impl LongForm for ServiceNetwork {
+    const EXPECTING: &'static str =
+        "a list of network names, or a mapping of name to {aliases, ipv4_address}";
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DependsLong {
+    #[serde(default)]
+    pub condition: Option<Str>,
+    #[serde(default)]
+    pub restart: Option<Bool>,
+    #[serde(default)]
+    pub required: Option<Bool>,
+}
+
+impl LongForm for DependsLong {
+    const EXPECTING: &'static str =
+        "a list of service names, or a mapping of name to {condition, restart, required}";
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Healthcheck {
+    #[serde(default)]
+    pub test: Option<StrOrList>,
+    #[serde(default)]
+    pub interval: Option<Str>,
+    #[serde(default)]
+    pub timeout: Option<Str>,
+    #[serde(default)]
+    pub retries: Option<Num>,
+    #[serde(default)]
+    pub start_period: Option<Str>,
+    /// Only changes how often the probe runs while the container starts.
+    #[serde(default)]
+    pub start_interval: Option<Str>,
+    #[serde(default)]
+    pub disable: Option<Bool>,
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Deploy {
+    #[serde(default)]
+    pub replicas: Option<Num>,
+    #[serde(default)]
+    pub resources: Option<DeployResources>,
+    #[serde(default)]
+    pub restart_policy: Option<DeployRestart>,
+    #[serde(default)]
+    pub update_config: Option<UpdateConfig>,
+    /// `replicated` only; `global` is a cluster's.
+    #[serde(default)]
+    pub mode: Option<Str>,
+    #[serde(default)]
+    pub labels: Option<Refused>,
+    #[serde(default)]
+    pub placement: Option<Refused>,
+    #[serde(default)]
+    pub rollback_config: Option<Refused>,
+    #[serde(default)]
+    pub endpoint_mode: Option<Refused>,
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeployResources {
+    #[serde(default)]
+    pub limits: Option<Limits>,
+    /// What a scheduler reserves; one engine reserves nothing.
+    #[serde(default)]
+    pub reservations: Option<IgnoredSpan>,
+}
+
+/// A value that is read and dropped, with where it was, for a warning.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IgnoredSpan;
+
+impl<'de> Deserialize<'de> for IgnoredSpan {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        IgnoredAny::deserialize(d).map(|_| IgnoredSpan)
+    }
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default)]
+    pub cpus: Option<Str>,
+    #[serde(default)]
+    pub memory: Option<Str>,
+    #[serde(default)]
+    pub pids: Option<Refused>,
+    #[serde(default)]
+    pub devices: Option<Refused>,
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRestart {
+    #[serde(default)]
+    pub condition: Option<Str>,
+    #[serde(default)]
+    pub max_attempts: Option<Num>,
+    #[serde(default)]
+    pub delay: Option<Refused>,
+    #[serde(default)]
+    pub window: Option<Refused>,
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConfig {
+    #[serde(default)]
+    pub order: Option<Str>,
+    #[serde(default)]
+    pub parallelism: Option<IgnoredSpan>,
+    #[serde(default)]
+    pub delay: Option<IgnoredSpan>,
+    #[serde(default)]
+    pub failure_action: Option<Refused>,
+    #[serde(default)]
+    pub monitor: Option<Refused>,
+    #[serde(default)]
+    pub max_failure_ratio: Option<Refused>,
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileRef {
+    pub source: Str,
+    #[serde(default)]
+    pub target: Option<Str>,
+    #[serde(default)]
+    pub uid: Option<Refused>,
+    #[serde(default)]
+    pub gid: Option<Refused>,
+    #[serde(default)]
+    pub mode: Option<Refused>,
+}
+
+impl LongForm for FileRef {
+    const EXPECTING: &'static str = "a name, or {source, target}";
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Extends {
+    pub service: Str,
+    #[serde(default)]
+    pub file: Option<Str>,
+}
+
+impl LongForm for Extends {
+    const EXPECTING: &'static str = "a service name, or {service, file}";
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UlimitLong {
+    pub soft: Num,
+    pub hard: Num,
+}
+
+impl LongForm for UlimitLong {
+    const EXPECTING: &'static str = "a number, or {soft, hard}";
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    #[serde(default)]
+    pub driver: Option<Str>,
+    #[serde(default)]
+    pub ipam: Option<Ipam>,
+    #[serde(default)]
+    pub external: Option<Bool>,
+    #[serde(default)]
+    pub name: Option<Str>,
+    #[serde(default)]
+    pub internal: Option<Refused>,
+    #[serde(default)]
+    pub attachable: Option<IgnoredSpan>,
+    #[serde(default)]
+    pub enable_ipv6: Option<Refused>,
+    #[serde(default)]
+    pub driver_opts: Option<Refused>,
+    #[serde(default)]
+    pub labels: Option<IgnoredSpan>,
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Ipam {
+    #[serde(default)]
+    pub driver: Option<Str>,
+    #[serde(default)]
+    pub config: Option<Vec<IpamConfig>>,
+    #[serde(default)]
+    pub options: Option<Refused>,
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IpamConfig {
+    #[serde(default)]
+    pub subnet: Option<Str>,
+    #[serde(default)]
+    pub gateway: Option<Str>,
+    #[serde(default)]
+    pub ip_range: Option<Refused>,
+    #[serde(default)]
+    pub aux_addresses: Option<Refused>,
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Volume {
+    #[serde(default)]
+    pub driver: Option<Str>,
+    #[serde(default)]
+    pub external: Option<Refused>,
+    #[serde(default)]
+    pub name: Option<Refused>,
+    #[serde(default)]
+    pub driver_opts: Option<Refused>,
+    #[serde(default)]
+    pub labels: Option<IgnoredSpan>,
+}
+
+/// A top-level secret or config: dockhand mounts its file read-only.
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileObject {
+    #[serde(default)]
+    pub file: Option<Str>,
+    #[serde(default)]
+    pub environment: Option<Refused>,
+    #[serde(default)]
+    pub content: Option<Refused>,
+    #[serde(default)]
+    pub external: Option<Refused>,
+    #[serde(default)]
+    pub name: Option<Refused>,
+}

@@ -1,0 +1,297 @@
+//! The translation, end to end from text, without an engine.
+
+use super::*;
+use crate::manifest::server::{RestartPolicy, VolumeType};
+use crate::manifest::{Kind, Spec};
+
+const SHOP: &str = r#"
+name: shop
+x-common: &common
+  restart: unless-stopped
+services:
+  web:
+    <<: *common
+    image: dockhand/busybox:local
+    command: httpd -f -p 8080 -h /www
+    ports: ["127.0.0.1:${WEB_PORT:-8081}:8080", {target: 9000, published: "9001", protocol: udp}]
+    volumes:
+      - ./www:/www:ro
+      - type: volume
+        source: cache
+        target: /cache
+    networks: [front]
+    depends_on:
+      api: {condition: service_healthy, restart: true}
+    labels: {tier: web}
+  api:
+    build: {context: ./api, args: [VERSION=1.2]}
+    environment:
+      DB_HOST: db
+      GREETING: ${GREETING}
+    env_file: [api.env, {path: missing.env, required: false}]
+    healthcheck:
+      test: ["CMD-SHELL", "wget -q -O- http://127.0.0.1:8080/ || exit 1"]
+      interval: 1m30s
+      retries: 5
+    networks:
+      front:
+      back: {aliases: [backend]}
+    deploy:
+      replicas: 2
+      resources: {limits: {cpus: "0.5", memory: 64M}}
+      update_config: {order: start-first}
+    x-dockhand: {maxRestarts: 4}
+  db:
+    image: dockhand/postgres:15
+    secrets: [db_password]
+    volumes: [db_data:/var/lib/postgresql/data, /scratch]
+    networks: [back]
+    healthcheck: {test: pg_isready, timeout: 5s}
+    x-dockhand: {onUnhealthy: None}
+  job:
+    image: dockhand/busybox:local
+    profiles: [tools]
+    command: ["true"]
+volumes:
+  cache:
+  db_data:
+networks:
+  front:
+  back: {ipam: {config: [{subnet: 10.77.0.0/24}]}}
+secrets:
+  db_password: {file: ./secrets/db.txt}
+"#;
+
+fn project_dir(text: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("compose.yaml"), text).unwrap();
+    std::fs::write(dir.path().join("api.env"), "A=1\n").unwrap();
+    std::fs::write(dir.path().join(".env"), "GREETING=hello from .env\n").unwrap();
+    dir
+}
+
+fn load_text(text: &str, profiles: &[&str]) -> Result<Project, Vec<ManifestError>> {
+    let dir = project_dir(text);
+    let options = Options {
+        profiles: profiles.iter().map(|p| (*p).to_owned()).collect(),
+    };
+    load(
+        &dir.path().join("compose.yaml"),
+        "app/compose.yaml",
+        &options,
+    )
+}
+
+fn server<'a>(p: &'a Project, name: &str) -> &'a crate::manifest::ServerSpec {
+    p.objects
+        .iter()
+        .find_map(|o| match &o.spec {
+            Spec::Server(s) if o.name == name => Some(s),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no server {name}"))
+}
+
+#[test]
+fn a_project_of_four_services_becomes_servers_and_networks() {
+    let p = load_text(SHOP, &[]).unwrap();
+    assert_eq!(p.name, "shop");
+    let mut keys: Vec<String> = p.objects.iter().map(|o| o.key().to_string()).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "network/shop-back",
+            "network/shop-front",
+            "server/api",
+            "server/db",
+            "server/web"
+        ]
+    );
+    let web = server(&p, "web");
+    assert_eq!(
+        web.command.as_deref().unwrap(),
+        ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    );
+    assert_eq!(web.restart_policy, RestartPolicy::Always);
+    assert_eq!(web.ports.len(), 2);
+    assert_eq!(web.ports[0].host.0, 8081);
+    assert_eq!(web.ports[1].container.0, 9000);
+    assert_eq!(web.volumes[0].kind, VolumeType::Bind);
+    assert!(web.volumes[0].source.ends_with("/www") && web.volumes[0].read_only);
+    assert_eq!(web.volumes[1].source, "shop_cache");
+    assert_eq!(web.networks[0].name.0, "shop-front");
+    assert_eq!(web.depends_on[0].name, "api");
+    assert!(web.depends_on[0].restart);
+    let o = p.objects.iter().find(|o| o.name == "web").unwrap();
+    assert_eq!(o.labels["compose.project"], "shop");
+    assert_eq!(o.labels["tier"], "web");
+    assert_eq!(o.source, "app/compose.yaml");
+    assert_eq!(o.line, 6, "the object points at its service");
+
+    let api = server(&p, "api");
+    assert_eq!(api.replicas, Some(2));
+    assert!(api.start_first());
+    assert_eq!(api.max_restarts, Some(4));
+    assert_eq!(
+        api.restart_policy,
+        RestartPolicy::Never,
+        "Compose's default"
+    );
+    let greeting = api
+        .env
+        .iter()
+        .find(|(k, _)| k.0 == "GREETING")
+        .map(|(_, v)| v);
+    assert_eq!(
+        greeting,
+        Some(&crate::manifest::server::EnvValue::Literal(
+            crate::manifest::ScalarString("hello from .env".into())
+        ))
+    );
+    assert_eq!(
+        api.env_file.0.len(),
+        1,
+        "a missing optional env file is left out"
+    );
+    let b = api.build.as_ref().unwrap();
+    assert!(b.context.ends_with("/api"));
+    assert_eq!(b.args["VERSION"].0, "1.2");
+    let h = api.health_check.as_ref().unwrap();
+    assert_eq!(h.interval, std::time::Duration::from_secs(90));
+    assert_eq!(
+        h.timeout,
+        std::time::Duration::from_secs(30),
+        "Compose's default timeout"
+    );
+    assert_eq!(h.retries, 5);
+    assert_eq!(api.networks[1].aliases[0].0, "backend");
+    assert_eq!(api.resources.as_ref().unwrap().memory.unwrap().0, 64 << 20);
+
+    let db = server(&p, "db");
+    assert_eq!(db.volumes[2].target.0, "/run/secrets/db_password");
+    assert!(db.volumes[2].read_only);
+    assert_eq!(db.volumes[1].source, "shop_db_scratch");
+    assert_eq!(
+        db.health_check.as_ref().unwrap().on_unhealthy,
+        crate::manifest::health::OnUnhealthy::None
+    );
+    let back = p.objects.iter().find(|o| o.name == "shop-back").unwrap();
+    assert!(matches!(&back.spec, Spec::Network(n) if n.subnet.is_some()));
+}
+
+#[test]
+fn profiles_activate_their_services() {
+    let p = load_text(SHOP, &["tools"]).unwrap();
+    let job = server(&p, "job");
+    assert_eq!(job.command.as_deref().unwrap(), ["true"]);
+    let without = load_text(SHOP, &[]).unwrap();
+    assert!(!without
+        .objects
+        .iter()
+        .any(|o| o.key().kind == Kind::Server && o.name == "job"));
+}
+
+fn errors(text: &str) -> Vec<String> {
+    load_text(text, &[])
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn keys_dockhand_cannot_honour_are_errors_at_their_line() {
+    let e = errors("services:\n  web:\n    image: x\n    runtime: runc\n    imgae: y\n");
+    assert_eq!(
+        e,
+        [
+            "app/compose.yaml:4:5: services.web.runtime: not supported by dockhand",
+            "app/compose.yaml:5:5: services.web.imgae: unknown key of a Compose service",
+        ]
+    );
+    let e = errors("services:\n  web:\n    image: x\n    build: {context: ., ssh: [default]}\n");
+    assert!(
+        e[0].starts_with("app/compose.yaml:4:")
+            && e[0].contains("ssh")
+            && e[0].contains("not supported by dockhand"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn harmless_keys_are_warnings_listed_once() {
+    let p = load_text(
+        "version: '3.8'\nservices:\n  web:\n    image: dockhand/busybox:local\n    logging: {driver: json-file}\n    container_name: shop-web\n",
+        &[],
+    )
+    .unwrap();
+    let w: Vec<String> = p.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 3, "{w:?}");
+    assert!(w[0].starts_with("app/compose.yaml:1:1: version:"));
+    assert!(w[1].starts_with("app/compose.yaml:5:5: services.web.logging:"));
+    assert!(w[2].contains("container_name") && w[2].contains("shop-web"));
+    assert_eq!(server(&p, "web").aliases[0].0, "shop-web");
+}
+
+#[test]
+fn interpolation_errors_and_bad_values_name_their_line() {
+    let e = errors("services:\n  web:\n    image: ${IMAGE:?set IMAGE first}\n");
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("app/compose.yaml:3:") && e[0].contains("set IMAGE first"),
+        "{e:?}"
+    );
+    let e = errors("services:\n  web:\n    image: x\n    ports: ['80:80:80:80']\n");
+    assert!(
+        e[0].starts_with("app/compose.yaml:4:5: services.web.ports:"),
+        "{e:?}"
+    );
+    // A value only the manifest parser checks still points at the compose key.
+    let e = errors("services:\n  web:\n    image: x\n    hostname: 'not a host name'\n");
+    assert!(
+        e[0].starts_with("app/compose.yaml:4:5: services.web.hostname:"),
+        "{e:?}"
+    );
+    let e = errors("services:\n  web:\n    image: x\n    depends_on: [nope]\n");
+    assert!(
+        e[0].contains("\"nope\" is not a service of this file"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn extends_merge_a_base_service_of_this_file_and_of_another() {
+    let dir = project_dir(
+        "services:\n  base:\n    image: dockhand/busybox:local\n    environment: {A: '1', B: '2'}\n  web:\n    extends: base\n    environment: {B: '3'}\n  other:\n    extends: {file: common/base.yaml, service: tool}\n",
+    );
+    std::fs::create_dir(dir.path().join("common")).unwrap();
+    std::fs::write(
+        dir.path().join("common/base.yaml"),
+        "services:\n  tool:\n    image: dockhand/busybox:local\n    volumes: [./data:/data]\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("common/data")).unwrap();
+    let p = load(
+        &dir.path().join("compose.yaml"),
+        "compose.yaml",
+        &Options::default(),
+    )
+    .unwrap();
+    let web = server(&p, "web");
+    let env: Vec<(&str, &str)> = web
+        .env
+        .iter()
+        .map(|(k, v)| match v {
+            crate::manifest::server::EnvValue::Literal(s) => (k.0.as_str(), s.0.as_str()),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(env, [("A", "1"), ("B", "3")]);
+    let other = server(&p, "other");
+    assert!(
+        other.volumes[0].source.ends_with("/common/data"),
+        "{:?}",
+        other.volumes
+    );
+}
