@@ -847,6 +847,7 @@ mod idle {
                 store: store.clone(),
                 instance: s.instance.clone(),
                 allow_empty: false,
+                compose: Default::default(),
             };
             let signals = Signals::default();
             let options = Options {

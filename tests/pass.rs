@@ -553,6 +553,7 @@ proptest::proptest! {
                 store: Store::open(&w.state).await.expect("store"),
                 instance: INSTANCE.into(),
                 allow_empty: false,
+                compose: Default::default(),
             };
             w.write("x.yaml", &server("x", ""));
             row(server("r", "")).await;

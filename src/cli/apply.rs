@@ -101,6 +101,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         store,
         instance: args.state.instance.clone(),
         allow_empty: false,
+        compose: Default::default(),
     };
     match apply::apply(&sources, objects).await {
         Ok(changes) => {

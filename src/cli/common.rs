@@ -97,9 +97,17 @@ pub(crate) async fn container_of(
 /// Flags shared by the verbs that reconcile.
 #[derive(Args, Debug, Clone)]
 pub struct ReconcileArgs {
-    /// Directory of manifests, read recursively.
+    /// Directory of manifests, read recursively; `compose.yaml` (and the other names Compose
+    /// reads) in it are compose projects.
     #[arg(long, env = "DOCKHAND_MANIFESTS", default_value = "./manifests")]
     pub manifests: PathBuf,
+    /// A compose file to read as a project (repeatable); its directory may be bound from
+    /// like the manifests directory.
+    #[arg(long = "compose", value_name = "FILE")]
+    pub compose_files: Vec<PathBuf>,
+    /// Activate the compose services of this profile (repeatable; COMPOSE_PROFILES adds more).
+    #[arg(long = "profile", value_name = "NAME")]
+    pub profiles: Vec<String>,
     #[command(flatten)]
     pub state: StateArgs,
     /// Allow pruning every container when the sources define no objects at all.
@@ -171,6 +179,12 @@ impl ReconcileArgs {
             store,
             instance: self.state.instance.clone(),
             allow_empty: self.allow_empty,
+            compose: crate::source::directory::ComposeFiles {
+                files: self.compose_files.clone(),
+                options: crate::compose::Options {
+                    profiles: self.profiles.clone(),
+                },
+            },
         }
     }
 
@@ -185,7 +199,17 @@ impl ReconcileArgs {
                 ..BackoffPolicy::default()
             },
             host_policy: HostPolicy {
-                host_paths: self.allow_host_paths.clone(),
+                // A compose file named by the operator may bind its own project's files.
+                host_paths: self
+                    .allow_host_paths
+                    .iter()
+                    .cloned()
+                    .chain(self.compose_files.iter().map(|f| {
+                        let f = std::fs::canonicalize(f).unwrap_or_else(|_| f.clone());
+                        f.parent()
+                            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+                    }))
+                    .collect(),
                 engine_socket: self.allow_engine_socket,
                 host_network: self.allow_host_network,
                 privileged: self.allow_privileged,

@@ -45,6 +45,7 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<ExitCode> {
         store: open_store(&args.state.state).await?,
         instance: args.state.instance.clone(),
         allow_empty: false,
+        compose: Default::default(),
     };
     match apply::delete(&sources, &key).await {
         Ok(()) => {

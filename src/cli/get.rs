@@ -154,7 +154,18 @@ fn str_of(v: &Value) -> String {
 /// The table `get` prints: one row per object; `wide` adds health, generation, labels and
 /// the report.
 pub fn print_table(items: &[Value], wide: bool) {
-    let mut header = vec!["NAME", "PHASE", "RESTARTS"];
+    let project = |i: &Value| {
+        i["labels"][crate::compose::PROJECT_LABEL]
+            .as_str()
+            .map(str::to_owned)
+    };
+    // Objects of compose projects show their project, in a column of its own.
+    let projects = items.iter().any(|i| project(i).is_some());
+    let mut header = vec!["NAME"];
+    if projects {
+        header.push("PROJECT");
+    }
+    header.extend(["PHASE", "RESTARTS"]);
     if wide {
         header.push("HEALTH");
     }
@@ -168,11 +179,15 @@ pub fn print_table(items: &[Value], wide: bool) {
         .map(|i| {
             let st = &i["status"];
             let kind = i["kind"].as_str().and_then(Kind::parse);
-            let mut row = vec![
-                format!("{}/{}", kind.map_or("?", |k| k.label()), str_of(&i["name"])),
-                str_of(&st["phase"]),
-                str_of(&st["restartCount"]),
-            ];
+            let mut row = vec![format!(
+                "{}/{}",
+                kind.map_or("?", |k| k.label()),
+                str_of(&i["name"])
+            )];
+            if projects {
+                row.push(project(i).unwrap_or_else(|| "-".into()));
+            }
+            row.extend([str_of(&st["phase"]), str_of(&st["restartCount"])]);
             if wide {
                 row.push(str_of(&st["health"]));
             }

@@ -9,6 +9,7 @@ mod apply;
 mod attach;
 mod clients;
 mod common;
+mod convert;
 mod db;
 mod delete;
 mod describe;
@@ -74,6 +75,8 @@ enum Command {
     /// A route's per-client routes: `clients list ROUTE`, `set ROUTE CLIENT SERVER:PORT`,
     /// `delete ROUTE CLIENT`.
     Clients(clients::ClientsArgs),
+    /// Write the dockhand manifests a compose file translates to (what the compose source runs).
+    Convert(convert::ConvertArgs),
     /// Print a shell completion script: `source <(dockhand completion bash)`.
     Completion(CompletionArgs),
     /// Print the JSON Schema of dockhand manifests (for editors' YAML language servers).
@@ -130,6 +133,7 @@ pub fn main() -> ExitCode {
             Command::Apply(a) => apply::run(a).await,
             Command::Delete(a) => delete::run(a).await,
             Command::Clients(a) => clients::run(a).await,
+            Command::Convert(a) => convert::run(a).await,
             Command::Completion(a) => {
                 use clap::CommandFactory;
                 let mut cmd = Cli::command();

@@ -88,6 +88,9 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
                 );
             }
             print_manifest_errors(&report.errors);
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
             if !report.foreign.is_empty() {
                 eprintln!(
                     "left alone {} container(s) that another dockhand controller of this instance created (a different state file): {} (pass --take-over to replace them)",

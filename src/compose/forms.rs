@@ -153,6 +153,11 @@ pub fn short_volume(s: &str) -> Result<Mount, String> {
             "invalid volume {s:?}: the target {target:?} must be an absolute path in the container"
         ));
     }
+    if source == Some("") {
+        return Err(format!(
+            "invalid volume {s:?}: the source is empty (an unset variable?)"
+        ));
+    }
     let mut read_only = false;
     for m in mode
         .map(|m| m.split(',').collect::<Vec<_>>())

@@ -87,6 +87,8 @@ pub struct Found {
     pub warnings: Vec<(String, At, String)>,
     /// Where every key is, by its dotted path (`services.web.ports`), four levels deep.
     pub at: BTreeMap<String, At>,
+    /// Variables read while unset, once each (warnings, as Compose gives them).
+    pub unset: Vec<crate::manifest::ManifestError>,
 }
 
 /// The keys of a mapping, in order, each with the keys of its value when that is a mapping.

@@ -88,7 +88,11 @@ fn whole(file: &str, message: String) -> ManifestError {
 }
 
 /// The environment interpolation sees: the process's, then the project's `.env`.
-fn environment(dir: &Path, label_dir: &str) -> Result<BTreeMap<String, String>, ManifestError> {
+fn environment(
+    dir: &Path,
+    label_dir: &str,
+    compose_label: &str,
+) -> Result<BTreeMap<String, String>, ManifestError> {
     let path = dir.join(".env");
     let mut vars = BTreeMap::new();
     if path.is_file() {
@@ -97,15 +101,12 @@ fn environment(dir: &Path, label_dir: &str) -> Result<BTreeMap<String, String>, 
         } else {
             format!("{label_dir}/.env")
         };
-        let text = read(&path).map_err(|e| whole(&label, format!("cannot read: {e}")))?;
-        let pairs =
-            crate::kinds::env_file::parse(&text).map_err(|(line, message)| ManifestError {
-                file: label,
-                line: line as u64,
-                column: 1,
-                field: String::new(),
-                message,
-            })?;
+        let text =
+            read(&path).map_err(|e| whole(compose_label, format!("cannot read {label}: {e}")))?;
+        // Named as the compose file's error, so that its objects keep their last good spec.
+        let pairs = crate::kinds::env_file::parse(&text).map_err(|(line, message)| {
+            whole(compose_label, format!("{label}:{line}: {message}"))
+        })?;
         vars.extend(pairs);
     }
     Ok(vars)
@@ -147,11 +148,24 @@ fn parse_file(
     if blank {
         return Ok((model::File::default(), found));
     }
-    let file = model::with_vars(lookup, || {
-        crate::manifest::parse::deserialize::<model::File>(text, label)
-    })
-    .map_err(|e| vec![e])?;
-    Ok((file, found))
+    let (file, unset) = model::with_vars(lookup, || {
+        let file = crate::manifest::parse::deserialize::<model::File>(text, label);
+        (file, model::take_unset())
+    });
+    let mut found = found;
+    let mut seen = BTreeSet::new();
+    for (name, line, column) in unset {
+        if seen.insert(name.clone()) {
+            found.unset.push(ManifestError {
+                file: label.to_owned(),
+                line,
+                column,
+                field: String::new(),
+                message: format!("variable {name} is not set: it reads as an empty string"),
+            });
+        }
+    }
+    Ok((file.map_err(|e| vec![e])?, found))
 }
 
 /// Reads the compose file at `path` (named `label` in messages and as the objects' source).
@@ -174,7 +188,7 @@ pub fn load(path: &Path, label: &str, options: &Options) -> Result<Project, Vec<
         .parent()
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let dotenv = environment(&dir, &label_dir).map_err(|e| vec![e])?;
+    let dotenv = environment(&dir, &label_dir, label).map_err(|e| vec![e])?;
     let lookup: model::Lookup =
         Rc::new(move |k: &str| std::env::var(k).ok().or_else(|| dotenv.get(k).cloned()));
     let (file, found) = parse_file(&text, label, lookup.clone())?;
@@ -194,6 +208,7 @@ pub fn load(path: &Path, label: &str, options: &Options) -> Result<Project, Vec<
         .iter()
         .map(|(p, _, m)| err_at(p, m.clone()))
         .collect();
+    warnings.extend(found.unset.iter().cloned());
 
     // `extends`, with other files read relative to this one.
     let services: BTreeMap<String, model::Service> = file

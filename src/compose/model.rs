@@ -27,21 +27,57 @@ thread_local! {
 
 /// Runs `f` with `lookup` as the source of `${VAR}` values for every `Str` it reads.
 pub(crate) fn with_vars<R>(lookup: Lookup, f: impl FnOnce() -> R) -> R {
+    UNSET.with(|u| u.borrow_mut().clear());
     let previous = VARS.with(|v| v.replace(Some(lookup)));
     let out = f();
     VARS.with(|v| *v.borrow_mut() = previous);
     out
 }
 
-fn interpolated<E: de::Error>(s: String) -> Result<String, E> {
+thread_local! {
+    /// Variables read while unset, with where (line, column): Compose warns of each.
+    static UNSET: RefCell<Vec<(String, u64, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The unset variables `with_vars` read so far (and forgets them).
+pub(crate) fn take_unset() -> Vec<(String, u64, u64)> {
+    UNSET.with(|u| std::mem::take(&mut *u.borrow_mut()))
+}
+
+/// Whether `text` refers to `name` bare (`$NAME` or `${NAME}`), with no default to fall back on.
+fn bare_reference(text: &str, name: &str) -> bool {
+    text.contains(&format!("${{{name}}}"))
+        || text.match_indices(&format!("${name}")).any(|(i, m)| {
+            text[i + m.len()..]
+                .chars()
+                .next()
+                .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'))
+        })
+}
+
+fn interpolated<E: de::Error>(s: String, at: &serde_saphyr::Location) -> Result<String, E> {
     if !s.contains('$') {
         return Ok(s);
     }
     let lookup = VARS.with(|v| v.borrow().clone());
-    match lookup {
-        Some(l) => interpolate(&s, &*l).map_err(E::custom),
-        None => Ok(s),
+    let Some(l) = lookup else {
+        return Ok(s);
+    };
+    let missing = RefCell::new(Vec::new());
+    let noting = |name: &str| {
+        let v = l(name);
+        if v.is_none() {
+            missing.borrow_mut().push(name.to_owned());
+        }
+        v
+    };
+    let out = interpolate(&s, &noting).map_err(E::custom)?;
+    for name in missing.into_inner() {
+        if bare_reference(&s, &name) {
+            UNSET.with(|u| u.borrow_mut().push((name, at.line(), at.column())));
+        }
     }
+    Ok(out)
 }
 
 /// A scalar's text as written (`no`, `010` stay text), before interpolation.
@@ -119,7 +155,7 @@ fn shape<'de, D: Deserializer<'de>, T: Deserialize<'de>, M: Deserialize<'de>>(
     EXPECT.with(|e| *e.borrow_mut() = previous);
     let raw = raw?;
     Ok(match raw.value.0 {
-        Raw::Text(t) => Shape::Scalar(interpolated(t)?),
+        Raw::Text(t) => Shape::Scalar(interpolated(t, &raw.referenced)?),
         Raw::Typed(shown) => {
             Shape::Scalar(crate::manifest::scalar::written_at(&raw.referenced).unwrap_or(shown))
         }

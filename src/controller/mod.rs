@@ -155,6 +155,7 @@ impl<R: Engine + Clone> Controller<R> {
         let mut snapshot = Snapshot::default();
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         let mut retry_at: Option<Instant> = None;
+        let mut last_warnings: Vec<String> = Vec::new();
         let mut fatal = None;
         wake.notify_one();
         loop {
@@ -197,6 +198,15 @@ impl<R: Engine + Clone> Controller<R> {
                     }
                     for (a, e) in report.failures() {
                         tracing::warn!("{} failed: {e}", a.describe());
+                    }
+                    // Compose keys that change nothing: said once, and again only when they change.
+                    let warnings: Vec<String> =
+                        report.warnings.iter().map(ToString::to_string).collect();
+                    if warnings != last_warnings {
+                        for w in &warnings {
+                            tracing::warn!("{w}");
+                        }
+                        last_warnings = warnings;
                     }
                     if report.failures().next().is_some() {
                         retry_at = Some(Instant::now() + backoff.next_delay());

@@ -71,6 +71,8 @@ pub struct Options {
 pub struct PassReport {
     pub desired: Vec<Object>,
     pub errors: Vec<ManifestError>,
+    /// Keys of compose files accepted although they change nothing at runtime.
+    pub warnings: Vec<ManifestError>,
     pub missing_source: bool,
     /// Objects kept only because their source vanished or could not be read completely.
     pub held: Vec<ObjectKey>,
@@ -169,6 +171,7 @@ impl<R: Engine> Reconciler<R> {
             held: held(&o.desired, snapshot),
             desired: o.desired,
             errors: o.errors,
+            warnings: snapshot.warnings.clone(),
             missing_source: snapshot.missing,
             network_actions: o.networks.describe(),
             plan: o.plan,
@@ -285,6 +288,7 @@ impl<R: Engine> Reconciler<R> {
             held: held(&desired, snapshot),
             desired,
             errors,
+            warnings: snapshot.warnings.clone(),
             missing_source: snapshot.missing,
             network_actions: network_results
                 .iter()

@@ -27,12 +27,43 @@ pub fn load(dir: &Path) -> Snapshot {
     super::assemble(vec![(super::Origin::Directory, read(dir))])
 }
 
+/// Compose files beyond the directory's own, and what they are read with.
+#[derive(Clone, Debug, Default)]
+pub struct ComposeFiles {
+    /// `--compose FILE`: read wherever they are, labelled by their path as given.
+    pub files: Vec<PathBuf>,
+    pub options: crate::compose::Options,
+}
+
 /// Reads every manifest below `dir`. Never fails: problems become errors in the part.
 pub fn read(dir: &Path) -> Part {
+    read_with(dir, &ComposeFiles::default())
+}
+
+/// Reads one compose file into the part, as one file of objects.
+fn add_compose(part: &mut Part, path: &Path, label: String, options: &crate::compose::Options) {
+    match crate::compose::load(path, &label, options) {
+        Ok(project) => {
+            if project.objects.is_empty() {
+                part.emptied.insert(label.clone());
+            }
+            part.warnings.extend(project.warnings);
+            part.add(label, Ok(project.objects));
+        }
+        Err(errors) => part.add(label, Err(errors)),
+    }
+}
+
+/// Like `read`, with compose files named on the command line and compose options.
+pub fn read_with(dir: &Path, compose: &ComposeFiles) -> Part {
     let mut part = Part {
         complete: true,
         ..Part::default()
     };
+    for file in &compose.files {
+        let label = file.to_string_lossy().into_owned();
+        add_compose(&mut part, file, label, &compose.options);
+    }
     if !dir.exists() {
         part.missing = true;
         return part;
@@ -67,6 +98,14 @@ pub fn read(dir: &Path) -> Part {
             // A FIFO, a directory or a dangling or looping link under a manifest's name defines
             // nothing, and what it defined before is held (see `emptied_errors`).
             part.emptied.insert(label);
+            continue;
+        }
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if crate::compose::is_compose_name(name) {
+            add_compose(&mut part, &path, label, &compose.options);
             continue;
         }
         match read_bounded(&path) {

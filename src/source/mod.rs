@@ -59,6 +59,8 @@ pub struct Part {
     pub missing: bool,
     /// Files that parsed but define no objects (empty, only comments, cut off mid-write).
     pub emptied: BTreeSet<String>,
+    /// Keys of compose files accepted although they change nothing at runtime.
+    pub warnings: Vec<ManifestError>,
 }
 
 impl Part {
@@ -91,6 +93,8 @@ pub struct Snapshot {
     pub missing: bool,
     /// Files that parsed but define no objects: if they defined some before, those are held.
     pub emptied: BTreeSet<String>,
+    /// Keys of compose files accepted although they change nothing at runtime.
+    pub warnings: Vec<ManifestError>,
 }
 
 /// Runs the checks that span files and sources: the same object twice, dependency cycles,
@@ -105,6 +109,7 @@ pub fn assemble(parts: Vec<(Origin, Part)>) -> Snapshot {
         snap.missing |= part.missing && origin == Origin::Directory;
         snap.emptied.extend(part.emptied);
         snap.errors.extend(part.errors);
+        snap.warnings.extend(part.warnings);
         files.extend(part.files);
     }
     // The same object in two files is an error on both: neither copy is applied anew.
@@ -205,6 +210,8 @@ pub struct Sources {
     pub instance: String,
     /// A vanished directory's objects are removed too (otherwise they are held).
     pub allow_empty: bool,
+    /// Compose files named on the command line, and how compose files are read.
+    pub compose: directory::ComposeFiles,
 }
 
 impl Sources {
@@ -214,9 +221,11 @@ impl Sources {
         let mut parts = Vec::with_capacity(3);
         if let Some(dir) = self.dir.clone() {
             let allow_empty = self.allow_empty;
-            let mut part = tokio::task::spawn_blocking(move || directory::read(&dir))
-                .await
-                .unwrap_or_default();
+            let compose = self.compose.clone();
+            let mut part =
+                tokio::task::spawn_blocking(move || directory::read_with(&dir, &compose))
+                    .await
+                    .unwrap_or_default();
             // A directory that vanished (an unmounted volume, a failed checkout) is not a
             // deletion of everything it held.
             if part.missing && !allow_empty {
