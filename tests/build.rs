@@ -4,24 +4,7 @@
 
 mod common;
 
-use common::{docker, text, Env, IMAGE};
-
-/// Removes the images a test's builds made (they carry its instance's label).
-struct RemoveBuilds(String);
-
-impl Drop for RemoveBuilds {
-    fn drop(&mut self) {
-        // The containers first: an image a container uses cannot be removed.
-        common::remove_containers_of(&self.0);
-        let label = format!("label=dockhand.instance={}", self.0);
-        let ids = docker(&["images", "-q", "--filter", &label]);
-        for id in ids.split_whitespace() {
-            let _ = std::process::Command::new("docker")
-                .args(["rmi", "-f", id])
-                .output();
-        }
-    }
-}
+use common::{docker, text, Env, RemoveBuilds, IMAGE};
 
 #[test]
 fn a_server_built_from_source_is_rebuilt_and_rolled_when_its_context_changes() {

@@ -124,3 +124,18 @@ pub fn remove_containers_of(instance: &str) {
         docker(&args);
     }
 }
+
+/// Removes, when dropped, the images a test's builds made (they carry its instance's label).
+pub struct RemoveBuilds(pub String);
+
+impl Drop for RemoveBuilds {
+    fn drop(&mut self) {
+        // The containers first: an image a container uses cannot be removed.
+        remove_containers_of(&self.0);
+        let label = format!("label=dockhand.instance={}", self.0);
+        let ids = docker(&["images", "-q", "--filter", &label]);
+        for id in ids.split_whitespace() {
+            let _ = Command::new("docker").args(["rmi", "-f", id]).output();
+        }
+    }
+}
