@@ -165,7 +165,7 @@ fn a_compose_project_converges_is_edited_and_pruned_like_any_source() {
     let without_cache = good
         .replace("      cache:\n        condition: service_started\n", "")
         .replace(
-            "  cache:\n    <<: *busybox\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do echo PONG | nc -l -p 6379; done\"]\n    networks: [back]\n    restart: always\n\n",
+            "  cache:\n    <<: *busybox\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do echo PONG | nc -l -p 6379; done\"]\n    volumes: [/data]\n    networks: [back]\n    restart: always\n\n",
             "",
         );
     assert!(

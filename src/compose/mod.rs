@@ -309,7 +309,16 @@ pub fn load(path: &Path, label: &str, options: &Options) -> Result<Project, Vec<
                 continue;
             }
         };
-        match parse_str(&text, label, Some(&dir)) {
+        // A bind source that does not exist is this file's error too, at the key that named it.
+        let parsed = parse_str(&text, label, Some(&dir)).and_then(|objs| {
+            let missing = crate::source::missing_bind_sources(&objs);
+            if missing.is_empty() {
+                Ok(objs)
+            } else {
+                Err(missing)
+            }
+        });
+        match parsed {
             Ok(objs) => {
                 let line = at(&doc.from).0;
                 objects.extend(objs.into_iter().map(|mut o| {

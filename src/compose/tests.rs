@@ -67,6 +67,9 @@ fn project_dir(text: &str) -> tempfile::TempDir {
     std::fs::write(dir.path().join("compose.yaml"), text).unwrap();
     std::fs::write(dir.path().join("api.env"), "A=1\n").unwrap();
     std::fs::write(dir.path().join(".env"), "GREETING=hello from .env\n").unwrap();
+    std::fs::create_dir_all(dir.path().join("www")).unwrap();
+    std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
+    std::fs::write(dir.path().join("secrets/db.txt"), "pw\n").unwrap();
     dir
 }
 
@@ -293,5 +296,103 @@ fn extends_merge_a_base_service_of_this_file_and_of_another() {
         other.volumes[0].source.ends_with("/common/data"),
         "{:?}",
         other.volumes
+    );
+}
+
+#[test]
+fn compose_forms_translate_to_their_dockhand_fields() {
+    let p = load_text(
+        r#"
+services:
+  one:
+    image: dockhand/busybox:local
+    network_mode: none
+    restart: on-failure:3
+    healthcheck: {test: [NONE]}
+    tmpfs: /run
+    volumes: [{type: tmpfs, target: /cache, tmpfs: {size: 1m}}]
+    ulimits: {nofile: {soft: 1024, hard: 2048}, nproc: 64}
+    extra_hosts: ["printer:10.0.0.9"]
+    sysctls: [net.core.somaxconn=1024]
+    stop_grace_period: 1m30s
+    shm_size: 64m
+  two:
+    image: dockhand/busybox:local
+    ports: ["9090-9091:8080-8081/udp"]
+    deploy: {replicas: 0}
+"#,
+        &[],
+    )
+    .unwrap();
+    let one = server(&p, "one");
+    assert_eq!(one.network.as_ref().unwrap().0, "none");
+    assert_eq!(one.restart_policy, RestartPolicy::OnFailure);
+    assert_eq!(one.max_restarts, Some(3));
+    assert!(one.health_check.as_ref().unwrap().is_disabled());
+    assert_eq!(one.tmpfs.len(), 2);
+    assert_eq!(one.ulimits.len(), 2);
+    assert_eq!(one.extra_hosts.len(), 1);
+    assert_eq!(
+        one.stop_grace_period,
+        Some(std::time::Duration::from_secs(90))
+    );
+    assert_eq!(one.shm_size.unwrap().0, 64 << 20);
+    assert!(
+        !p.objects.iter().any(|o| o.name == "two"),
+        "replicas: 0 runs nothing"
+    );
+    assert!(p
+        .warnings
+        .iter()
+        .any(|w| w.field == "services.two.deploy.replicas"));
+}
+
+#[test]
+fn an_unset_variable_is_a_warning_at_its_line_and_reads_empty() {
+    let p = load_text(
+        "services:\n  web:\n    image: dockhand/busybox:local\n    environment:\n      A: \"x${DOCKHAND_TEST_SURELY_UNSET}y\"\n      B: ${DOCKHAND_TEST_SURELY_UNSET:-fallback}\n",
+        &[],
+    )
+    .unwrap();
+    let w: Vec<String> = p.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        w,
+        ["app/compose.yaml:5:10: variable DOCKHAND_TEST_SURELY_UNSET is not set: it reads as an empty string"],
+        "one warning, and none for the use with a default"
+    );
+    let env = &server(&p, "web").env;
+    let values: Vec<String> = env
+        .values()
+        .map(|v| match v {
+            crate::manifest::server::EnvValue::Literal(s) => s.0.clone(),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(values, ["xy", "fallback"]);
+}
+
+#[test]
+fn override_files_and_unsupported_forms_are_refused_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("compose.override.yaml");
+    std::fs::write(&path, "services: {}\n").unwrap();
+    let e = load(&path, "compose.override.yaml", &Options::default()).unwrap_err();
+    assert!(e[0].message.contains("override files are not merged"));
+    let e = errors("services:\n  web:\n    image: x\n    network_mode: service:db\n");
+    assert!(
+        e[0].starts_with("app/compose.yaml:4:5: services.web.network_mode:"),
+        "{e:?}"
+    );
+    let e = errors("services:\n  web:\n    image: x\n    platform: linux/s390x\n");
+    assert!(e[0].contains("not this host's platform"), "{e:?}");
+    let e = errors("services:\n  web:\n    image: x\n    x-dockhand: {maxRestarts: many}\n");
+    assert!(
+        e[0].starts_with("app/compose.yaml:4:5: services.web.x-dockhand:"),
+        "{e:?}"
+    );
+    let e = errors("include: [other.yaml]\nservices: {}\n");
+    assert!(
+        e[0].contains("include") && e[0].contains("not supported"),
+        "{e:?}"
     );
 }

@@ -657,6 +657,13 @@ impl Service1<'_> {
                     );
                     continue;
                 };
+                if !self.cx.dir.join(&file.0).exists() {
+                    self.errors.push(Problem {
+                        path: format!("{key}.{source}.file"),
+                        message: format!("{} does not exist on this host", file.0),
+                    });
+                    continue;
+                }
                 let target = match target {
                     Some(t) if t.starts_with('/') => t,
                     Some(t) => format!("{dir}{t}"),

@@ -280,7 +280,7 @@ pub fn describe_source(label: &str) -> String {
 
 /// Bind sources that do not exist on this host: the engine would refuse them at create time,
 /// without saying which manifest asked for them.
-fn missing_bind_sources(objects: &[Object]) -> Vec<ManifestError> {
+pub(crate) fn missing_bind_sources(objects: &[Object]) -> Vec<ManifestError> {
     let mut errors = Vec::new();
     for o in objects {
         let crate::manifest::Spec::Server(s) = &o.spec else {
