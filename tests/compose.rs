@@ -300,3 +300,28 @@ fn a_compose_file_outside_the_manifests_directory_is_read_with_its_profiles() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(container(&env, "tools").is_none());
 }
+
+#[test]
+fn up_follows_a_compose_file_outside_the_manifests_directory_as_it_is_edited() {
+    let Some(env) = Env::new("compose-up") else {
+        return;
+    };
+    let project = env.dir.path().join("watched");
+    std::fs::create_dir_all(project.join("www")).expect("mkdir");
+    let file = project.join("compose.yaml");
+    let one = "services:\n  solo:\n    image: dockhand/busybox:local\n    pull_policy: never\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n";
+    std::fs::write(&file, one).expect("write");
+    // A resync of an hour: only the watch on the project's directory can see the edit in time.
+    let mut up = env.up(&["--resync", "1h", "--compose", file.to_str().expect("utf-8")]);
+    common::eventually(Duration::from_secs(60), "solo to run", || {
+        container(&env, "solo").filter(|c| c.running())
+    });
+    let two = format!("{one}  duo:\n    image: dockhand/busybox:local\n    pull_policy: never\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n");
+    let tmp = project.join(".compose.yaml.tmp");
+    std::fs::write(&tmp, two).expect("write");
+    std::fs::rename(&tmp, &file).expect("rename");
+    common::eventually(Duration::from_secs(30), "duo from the edit to run", || {
+        container(&env, "duo").filter(|c| c.running())
+    });
+    up.stop();
+}

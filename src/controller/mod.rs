@@ -123,6 +123,32 @@ impl<R: Engine + Clone> Controller<R> {
                 }
             }
         });
+        // Compose files named on the command line: their project directories (with `.env`).
+        let mut projects: Vec<std::path::PathBuf> = self
+            .sources
+            .compose
+            .files
+            .iter()
+            .filter_map(|f| f.parent().map(|p| p.to_path_buf()))
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    ".".into()
+                } else {
+                    p
+                }
+            })
+            .collect();
+        projects.sort();
+        projects.dedup();
+        let _compose_watches: Vec<directory::Watch> = projects
+            .iter()
+            .filter_map(|dir| {
+                let s = signals.clone();
+                directory::watch(dir, Duration::from_millis(100), move || s.reload())
+                    .map_err(|e| tracing::warn!("{e}; changes will be seen at the next resync"))
+                    .ok()
+            })
+            .collect();
         let tables = {
             let s = signals.clone();
             table::watch(&self.state, TABLE_WATCH, move || s.reload())
