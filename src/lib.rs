@@ -17,7 +17,8 @@
 //!   the host files a spec takes in: env files, config files, build contexts).
 //! - `plan`: the pure planner `plan(desired, observed) -> actions`; no I/O, no async.
 //! - `source`: where desired state comes from (directory, manifests table, the API's objects).
-//! - `compose`: Compose projects translated to objects (interpolation so far).
+//! - `compose`: compose files read as they are and translated into manifests (for the
+//!   directory source and `convert`).
 //! - `store`: the SQLite state file, one file per table family, and the locks beside it.
 //! - `engine`: a narrow trait over the container engine (and `Attach` for logs, exec, attach), its
 //!   Docker and in-memory implementations, and the label schema that marks what dockhand owns.

@@ -104,7 +104,7 @@ fn environment(
         let text =
             read(&path).map_err(|e| whole(compose_label, format!("cannot read {label}: {e}")))?;
         // Named as the compose file's error, so that its objects keep their last good spec.
-        let pairs = crate::kinds::env_file::parse(&text).map_err(|(line, message)| {
+        let pairs = crate::manifest::env_text::parse(&text).map_err(|(line, message)| {
             whole(compose_label, format!("{label}:{line}: {message}"))
         })?;
         vars.extend(pairs);
@@ -311,7 +311,7 @@ pub fn load(path: &Path, label: &str, options: &Options) -> Result<Project, Vec<
         };
         // A bind source that does not exist is this file's error too, at the key that named it.
         let parsed = parse_str(&text, label, Some(&dir)).and_then(|objs| {
-            let missing = crate::source::missing_bind_sources(&objs);
+            let missing = crate::manifest::parse::missing_bind_sources(&objs);
             if missing.is_empty() {
                 Ok(objs)
             } else {

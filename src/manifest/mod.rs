@@ -7,6 +7,7 @@
 pub mod build;
 pub mod database;
 pub mod depends;
+pub mod env_text;
 pub mod fields;
 pub mod graph;
 pub mod health;

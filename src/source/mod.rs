@@ -12,7 +12,7 @@ pub mod directory;
 pub mod table;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::manifest::{ManifestError, Object, ObjectKey};
 use crate::store::{Store, StoreError, StoredObject};
@@ -68,7 +68,7 @@ impl Part {
     pub fn add(&mut self, label: String, parsed: Result<Vec<Object>, Vec<ManifestError>>) {
         match parsed {
             Ok(objs) => {
-                let missing = missing_bind_sources(&objs);
+                let missing = crate::manifest::parse::missing_bind_sources(&objs);
                 if missing.is_empty() {
                     self.files.insert(label, objs);
                 } else {
@@ -276,30 +276,6 @@ pub fn describe_source(label: &str) -> String {
         ),
         Origin::Api => "the API".to_owned(),
     }
-}
-
-/// Bind sources that do not exist on this host: the engine would refuse them at create time,
-/// without saying which manifest asked for them.
-pub(crate) fn missing_bind_sources(objects: &[Object]) -> Vec<ManifestError> {
-    let mut errors = Vec::new();
-    for o in objects {
-        let crate::manifest::Spec::Server(s) = &o.spec else {
-            continue;
-        };
-        for (i, v) in s.volumes.iter().enumerate() {
-            if v.kind == crate::manifest::server::VolumeType::Bind && !Path::new(&v.source).exists()
-            {
-                errors.push(ManifestError {
-                    file: o.source.clone(),
-                    line: o.line,
-                    column: 0,
-                    field: format!("spec.volumes[{i}].source"),
-                    message: format!("bind source {} does not exist on this host", v.source),
-                });
-            }
-        }
-    }
-    errors
 }
 
 #[cfg(test)]

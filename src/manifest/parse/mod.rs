@@ -266,6 +266,30 @@ fn resolve_binds(spec: &mut ServerSpec, base_dir: Option<&Path>) -> Result<(), (
     Ok(())
 }
 
+/// Bind sources that do not exist on this host: the engine would refuse them at create time,
+/// without saying which manifest asked for them.
+pub fn missing_bind_sources(objects: &[Object]) -> Vec<ManifestError> {
+    let mut errors = Vec::new();
+    for o in objects {
+        let crate::manifest::Spec::Server(s) = &o.spec else {
+            continue;
+        };
+        for (i, v) in s.volumes.iter().enumerate() {
+            if v.kind == crate::manifest::server::VolumeType::Bind && !Path::new(&v.source).exists()
+            {
+                errors.push(ManifestError {
+                    file: o.source.clone(),
+                    line: o.line,
+                    column: 0,
+                    field: format!("spec.volumes[{i}].source"),
+                    message: format!("bind source {} does not exist on this host", v.source),
+                });
+            }
+        }
+    }
+    errors
+}
+
 /// Lexically removes `.` and `..`, so that equal paths hash equally (and the host policy
 /// compares where a path really leads).
 pub(crate) fn lexical(p: &Path) -> std::path::PathBuf {
