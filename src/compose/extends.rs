@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::model::{ListOrMap, Service, ShortOrLong};
+use super::model::{ListOrMap, NamedList, Service, ShortOrLong};
 
 fn map(base: Option<ListOrMap>, over: Option<ListOrMap>) -> Option<ListOrMap> {
     match (base, over) {
@@ -25,6 +25,20 @@ fn list<T>(base: Option<Vec<T>>, over: Option<Vec<T>>) -> Option<Vec<T>> {
     match (base, over) {
         (Some(mut b), Some(o)) => {
             b.extend(o);
+            Some(b)
+        }
+        (b, o) => o.or(b),
+    }
+}
+
+/// Named entries (`networks`, `depends_on`): the extending service's win, by name.
+fn named<M>(base: Option<NamedList<M>>, over: Option<NamedList<M>>) -> Option<NamedList<M>> {
+    match (base, over) {
+        (Some(mut b), Some(o)) => {
+            for (k, v) in o.0 {
+                b.0.retain(|(bk, _)| *bk != k);
+                b.0.push((k, v));
+            }
             Some(b)
         }
         (b, o) => o.or(b),
@@ -55,26 +69,8 @@ pub fn merge(base: Service, over: Service) -> Service {
         }
         (b, o) => o.or(b),
     };
-    let networks = match (base.networks, over.networks) {
-        (Some(mut b), Some(o)) => {
-            for (k, v) in o.0 {
-                b.0.retain(|(bk, _)| *bk != k);
-                b.0.push((k, v));
-            }
-            Some(b)
-        }
-        (b, o) => o.or(b),
-    };
-    let depends_on = match (base.depends_on, over.depends_on) {
-        (Some(mut b), Some(o)) => {
-            for (k, v) in o.0 {
-                b.0.retain(|(bk, _)| *bk != k);
-                b.0.push((k, v));
-            }
-            Some(b)
-        }
-        (b, o) => o.or(b),
-    };
+    let networks = named(base.networks, over.networks);
+    let depends_on = named(base.depends_on, over.depends_on);
     let ulimits = match (base.ulimits, over.ulimits) {
         (Some(mut b), Some(o)) => {
             b.extend(o);

@@ -60,22 +60,7 @@ pub struct Project {
     pub warnings: Vec<ManifestError>,
 }
 
-/// The most bytes a compose file (or its `.env`) may hold.
-const MAX_BYTES: usize = crate::manifest::parse::MAX_MANIFEST_BYTES;
-
-fn read(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() > MAX_BYTES {
-        return Err(std::io::Error::other(format!(
-            "too large: more than {MAX_BYTES} bytes"
-        )));
-    }
-    String::from_utf8(bytes).map_err(|_| std::io::Error::other("not UTF-8 text"))
-}
+use crate::manifest::parse::read_bounded as read;
 
 fn whole(file: &str, message: String) -> ManifestError {
     ManifestError {

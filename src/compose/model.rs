@@ -409,7 +409,6 @@ impl<'de> Deserialize<'de> for Refused {
 /// `keys`), so unknown ones never reach here; `x-` keys are skipped.
 #[derive(Deserialize, Default)]
 pub struct File {
-    #[serde(default)]
     pub name: Option<Str>,
     #[serde(default)]
     pub services: BTreeMap<Key, Spanned<Service>>,
@@ -496,41 +495,23 @@ impl<'de> Deserialize<'de> for XDockhand {
 #[derive(Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BuildLong {
-    #[serde(default)]
     pub context: Option<Str>,
-    #[serde(default)]
     pub dockerfile: Option<Str>,
-    #[serde(default)]
     pub args: Option<ListOrMap>,
-    #[serde(default)]
     pub target: Option<Str>,
-    #[serde(default)]
     pub labels: Option<ListOrMap>,
-    #[serde(default)]
     pub dockerfile_inline: Option<Refused>,
-    #[serde(default)]
     pub cache_from: Option<Refused>,
-    #[serde(default)]
     pub cache_to: Option<Refused>,
-    #[serde(default)]
     pub ssh: Option<Refused>,
-    #[serde(default)]
     pub secrets: Option<Refused>,
-    #[serde(default)]
     pub platforms: Option<Refused>,
-    #[serde(default)]
     pub additional_contexts: Option<Refused>,
-    #[serde(default)]
     pub network: Option<Refused>,
-    #[serde(default)]
     pub extra_hosts: Option<Refused>,
-    #[serde(default)]
     pub no_cache: Option<Refused>,
-    #[serde(default)]
     pub pull: Option<Refused>,
-    #[serde(default)]
     pub shm_size: Option<Refused>,
-    #[serde(default)]
     pub tags: Option<Refused>,
 }
 
@@ -546,9 +527,7 @@ pub struct EnvFiles(pub Vec<(String, bool)>);
 #[serde(deny_unknown_fields)]
 pub struct EnvFileLong {
     pub path: Str,
-    #[serde(default)]
     pub required: Option<Bool>,
-    #[serde(default)]
     pub format: Option<Refused>,
 }
 
@@ -578,18 +557,12 @@ impl<'de> Deserialize<'de> for EnvFiles {
 #[serde(deny_unknown_fields)]
 pub struct PortLong {
     pub target: Num,
-    #[serde(default)]
     pub published: Option<Str>,
-    #[serde(default)]
     pub host_ip: Option<Str>,
-    #[serde(default)]
     pub protocol: Option<Str>,
     /// `host` or `ingress`: one engine has no ingress mesh, so both publish on the host.
-    #[serde(default)]
     pub mode: Option<Str>,
-    #[serde(default)]
     pub name: Option<Str>,
-    #[serde(default)]
     pub app_protocol: Option<Str>,
 }
 
@@ -603,18 +576,12 @@ impl LongForm for PortLong {
 pub struct VolumeLong {
     #[serde(rename = "type")]
     pub kind: Str,
-    #[serde(default)]
     pub source: Option<Str>,
     pub target: Str,
-    #[serde(default)]
     pub read_only: Option<Bool>,
-    #[serde(default)]
     pub bind: Option<BindOptions>,
-    #[serde(default)]
     pub volume: Option<VolumeOptions>,
-    #[serde(default)]
     pub tmpfs: Option<TmpfsOptions>,
-    #[serde(default)]
     pub consistency: Option<Str>,
 }
 
@@ -627,48 +594,34 @@ impl LongForm for VolumeLong {
 #[serde(deny_unknown_fields)]
 pub struct BindOptions {
     /// dockhand never creates a missing bind source: it is an error either way.
-    #[serde(default)]
     pub create_host_path: Option<Bool>,
-    #[serde(default)]
     pub propagation: Option<Refused>,
-    #[serde(default)]
     pub selinux: Option<Refused>,
 }
 
 #[derive(Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct VolumeOptions {
-    #[serde(default)]
     pub nocopy: Option<Refused>,
-    #[serde(default)]
     pub subpath: Option<Refused>,
 }
 
 #[derive(Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TmpfsOptions {
-    #[serde(default)]
     pub size: Option<Str>,
-    #[serde(default)]
     pub mode: Option<Num>,
 }
 
 #[derive(Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceNetwork {
-    #[serde(default)]
     pub aliases: Option<Vec<Str>>,
-    #[serde(default)]
     pub ipv4_address: Option<Str>,
-    #[serde(default)]
     pub ipv6_address: Option<Refused>,
-    #[serde(default)]
     pub link_local_ips: Option<Refused>,
-    #[serde(default)]
     pub mac_address: Option<Refused>,
-    #[serde(default)]
     pub priority: Option<Refused>,
-    #[serde(default)]
     pub driver_opts: Option<Refused>,
 }
 
@@ -680,11 +633,8 @@ impl LongForm for ServiceNetwork {
 #[derive(Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DependsLong {
-    #[serde(default)]
     pub condition: Option<Str>,
-    #[serde(default)]
     pub restart: Option<Bool>,
-    #[serde(default)]
     pub required: Option<Bool>,
 }
 
@@ -696,54 +646,36 @@ impl LongForm for DependsLong {
 #[derive(Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Healthcheck {
-    #[serde(default)]
     pub test: Option<StrOrList>,
-    #[serde(default)]
     pub interval: Option<Str>,
-    #[serde(default)]
     pub timeout: Option<Str>,
-    #[serde(default)]
     pub retries: Option<Num>,
-    #[serde(default)]
     pub start_period: Option<Str>,
     /// Only changes how often the probe runs while the container starts.
-    #[serde(default)]
     pub start_interval: Option<Str>,
-    #[serde(default)]
     pub disable: Option<Bool>,
 }
 
 #[derive(Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Deploy {
-    #[serde(default)]
     pub replicas: Option<Num>,
-    #[serde(default)]
     pub resources: Option<DeployResources>,
-    #[serde(default)]
     pub restart_policy: Option<DeployRestart>,
-    #[serde(default)]
     pub update_config: Option<UpdateConfig>,
     /// `replicated` only; `global` is a cluster's.
-    #[serde(default)]
     pub mode: Option<Str>,
-    #[serde(default)]
     pub labels: Option<Refused>,
-    #[serde(default)]
     pub placement: Option<Refused>,
-    #[serde(default)]
     pub rollback_config: Option<Refused>,
-    #[serde(default)]
     pub endpoint_mode: Option<Refused>,
 }
 
 #[derive(Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DeployResources {
-    #[serde(default)]
     pub limits: Option<Limits>,
     /// What a scheduler reserves; one engine reserves nothing.
-    #[serde(default)]
     pub reservations: Option<IgnoredSpan>,
 }
 
@@ -760,43 +692,29 @@ impl<'de> Deserialize<'de> for IgnoredSpan {
 #[derive(Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    #[serde(default)]
     pub cpus: Option<Str>,
-    #[serde(default)]
     pub memory: Option<Str>,
-    #[serde(default)]
     pub pids: Option<Refused>,
-    #[serde(default)]
     pub devices: Option<Refused>,
 }
 
 #[derive(Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DeployRestart {
-    #[serde(default)]
     pub condition: Option<Str>,
-    #[serde(default)]
     pub max_attempts: Option<Num>,
-    #[serde(default)]
     pub delay: Option<Refused>,
-    #[serde(default)]
     pub window: Option<Refused>,
 }
 
 #[derive(Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateConfig {
-    #[serde(default)]
     pub order: Option<Str>,
-    #[serde(default)]
     pub parallelism: Option<IgnoredSpan>,
-    #[serde(default)]
     pub delay: Option<IgnoredSpan>,
-    #[serde(default)]
     pub failure_action: Option<Refused>,
-    #[serde(default)]
     pub monitor: Option<Refused>,
-    #[serde(default)]
     pub max_failure_ratio: Option<Refused>,
 }
 
@@ -804,13 +722,9 @@ pub struct UpdateConfig {
 #[serde(deny_unknown_fields)]
 pub struct FileRef {
     pub source: Str,
-    #[serde(default)]
     pub target: Option<Str>,
-    #[serde(default)]
     pub uid: Option<Refused>,
-    #[serde(default)]
     pub gid: Option<Refused>,
-    #[serde(default)]
     pub mode: Option<Refused>,
 }
 
@@ -822,7 +736,6 @@ impl LongForm for FileRef {
 #[serde(deny_unknown_fields)]
 pub struct Extends {
     pub service: Str,
-    #[serde(default)]
     pub file: Option<Str>,
 }
 
@@ -844,62 +757,41 @@ impl LongForm for UlimitLong {
 #[derive(Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
-    #[serde(default)]
     pub driver: Option<Str>,
-    #[serde(default)]
     pub ipam: Option<Ipam>,
-    #[serde(default)]
     pub external: Option<Bool>,
-    #[serde(default)]
     pub name: Option<Str>,
-    #[serde(default)]
     pub internal: Option<Refused>,
-    #[serde(default)]
     pub attachable: Option<IgnoredSpan>,
-    #[serde(default)]
     pub enable_ipv6: Option<Refused>,
-    #[serde(default)]
     pub driver_opts: Option<Refused>,
-    #[serde(default)]
     pub labels: Option<IgnoredSpan>,
 }
 
 #[derive(Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Ipam {
-    #[serde(default)]
     pub driver: Option<Str>,
-    #[serde(default)]
     pub config: Option<Vec<IpamConfig>>,
-    #[serde(default)]
     pub options: Option<Refused>,
 }
 
 #[derive(Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct IpamConfig {
-    #[serde(default)]
     pub subnet: Option<Str>,
-    #[serde(default)]
     pub gateway: Option<Str>,
-    #[serde(default)]
     pub ip_range: Option<Refused>,
-    #[serde(default)]
     pub aux_addresses: Option<Refused>,
 }
 
 #[derive(Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Volume {
-    #[serde(default)]
     pub driver: Option<Str>,
-    #[serde(default)]
     pub external: Option<Refused>,
-    #[serde(default)]
     pub name: Option<Refused>,
-    #[serde(default)]
     pub driver_opts: Option<Refused>,
-    #[serde(default)]
     pub labels: Option<IgnoredSpan>,
 }
 
@@ -907,14 +799,9 @@ pub struct Volume {
 #[derive(Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileObject {
-    #[serde(default)]
     pub file: Option<Str>,
-    #[serde(default)]
     pub environment: Option<Refused>,
-    #[serde(default)]
     pub content: Option<Refused>,
-    #[serde(default)]
     pub external: Option<Refused>,
-    #[serde(default)]
     pub name: Option<Refused>,
 }

@@ -7,7 +7,6 @@ use notify_debouncer_full::notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
 
 use super::{Part, Snapshot};
-use crate::manifest::parse::MAX_MANIFEST_BYTES;
 use crate::manifest::{parse_str, ManifestError};
 
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +107,7 @@ pub fn read_with(dir: &Path, compose: &ComposeFiles) -> Part {
             add_compose(&mut part, &path, label, &compose.options);
             continue;
         }
-        match read_bounded(&path) {
+        match crate::manifest::parse::read_bounded(&path) {
             Ok(text) => {
                 let parsed = parse_str(&text, &label, path.parent());
                 if parsed.as_ref().is_ok_and(Vec::is_empty) {
@@ -120,21 +119,6 @@ pub fn read_with(dir: &Path, compose: &ComposeFiles) -> Part {
         }
     }
     part
-}
-
-/// Reads a manifest file, but never more than a manifest may hold.
-fn read_bounded(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_MANIFEST_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() > MAX_MANIFEST_BYTES {
-        return Err(std::io::Error::other(format!(
-            "too large: more than {MAX_MANIFEST_BYTES} bytes in one manifest"
-        )));
-    }
-    String::from_utf8(bytes).map_err(|_| std::io::Error::other("not UTF-8 text"))
 }
 
 fn io_error(file: String, e: &std::io::Error) -> ManifestError {

@@ -290,6 +290,21 @@ pub fn missing_bind_sources(objects: &[Object]) -> Vec<ManifestError> {
     errors
 }
 
+/// Reads a manifest file, but never more than a manifest may hold.
+pub fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_MANIFEST_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > MAX_MANIFEST_BYTES {
+        return Err(std::io::Error::other(format!(
+            "too large: more than {MAX_MANIFEST_BYTES} bytes in one manifest"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| std::io::Error::other("not UTF-8 text"))
+}
+
 /// Lexically removes `.` and `..`, so that equal paths hash equally (and the host policy
 /// compares where a path really leads).
 pub(crate) fn lexical(p: &Path) -> std::path::PathBuf {
