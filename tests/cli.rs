@@ -155,3 +155,97 @@ fn completion_scripts_and_the_schema_are_printed() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("schema is JSON");
     assert_eq!(v["properties"]["apiVersion"]["const"], "dockhand/v1");
 }
+
+#[test]
+fn reading_verbs_never_create_a_state_file_they_say_it_does_not_exist() {
+    let Some(env) = Env::new("cli-nostate") else {
+        return;
+    };
+    let missing = env.dir.path().join("mistyped.db");
+    let bin = env!("CARGO_BIN_EXE_dockhand");
+    let state = missing.to_str().expect("utf-8");
+    for args in [
+        &["get", "--state", state][..],
+        &["describe", "server", "web", "--state", state],
+        &["events", "--state", state],
+        &["db", "url", "orders", "--state", state],
+    ] {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("does not exist"),
+            "{args:?}: {}",
+            text(&out)
+        );
+        assert!(!missing.exists(), "{args:?} created the state file");
+    }
+    // diff plans against nothing, and creates nothing either.
+    env.write("a.yaml", &server("web", ""));
+    let out = std::process::Command::new(bin)
+        .args([
+            "diff",
+            "--instance",
+            &env.instance,
+            "--state",
+            state,
+            "--manifests",
+        ])
+        .arg(&env.manifests)
+        .output()
+        .expect("run diff");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stdout(&out).contains("create server/web"), "{}", text(&out));
+    assert!(!missing.exists(), "diff created the state file");
+}
+
+#[test]
+fn diff_on_an_invalid_manifest_lists_the_error_and_fails() {
+    let Some(env) = Env::new("cli-diff-invalid") else {
+        return;
+    };
+    env.write("a.yaml", &server("web", ""));
+    env.sync();
+    env.write("a.yaml", &server("web", "  bogus: 1\n"));
+    let out = env.run("diff", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("a.yaml") && text(&out).contains("bogus"),
+        "{}",
+        text(&out)
+    );
+    assert!(!stdout(&out).contains("no changes"), "{}", text(&out));
+}
+
+#[test]
+fn printing_verbs_end_quietly_when_their_reader_goes_away() {
+    let Some(env) = Env::new("cli-pipe") else {
+        return;
+    };
+    env.write("a.yaml", &server("web", ""));
+    env.sync();
+    for args in [
+        &["schema"][..],
+        &["completion", "bash"],
+        &["events"],
+        &["get"],
+    ] {
+        let mut cmd = env.command(args[0]);
+        if args[0] != "events" && args[0] != "get" {
+            cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dockhand"));
+            cmd.arg(args[0]);
+        }
+        cmd.args(&args[1..])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn");
+        // The reader is gone before the first write.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {err}");
+    }
+}

@@ -237,11 +237,31 @@ pub(crate) async fn open_store(path: &Path) -> anyhow::Result<Store> {
     Ok(Store::open(path).await?)
 }
 
+/// The state file for a verb that only reads it: one that does not exist is an error, never
+/// created (a mistyped `--state` must not answer "nothing here").
+pub(crate) async fn open_existing_store(path: &Path) -> anyhow::Result<Store> {
+    if !path.exists() {
+        anyhow::bail!(
+            "state file {} does not exist: no controller has run with it (check --state or DOCKHAND_STATE)",
+            path.display()
+        );
+    }
+    open_store(path).await
+}
+
 /// A reconciler on the engine, and the sources it reads.
 pub(crate) async fn reconciler(
     args: &ReconcileArgs,
 ) -> anyhow::Result<(Reconciler<DockerEngine>, crate::source::Sources)> {
     let store = open_store(&args.state.state).await?;
+    reconciler_on(args, store).await
+}
+
+/// A reconciler on the engine with `store` as its state.
+pub(crate) async fn reconciler_on(
+    args: &ReconcileArgs,
+    store: Store,
+) -> anyhow::Result<(Reconciler<DockerEngine>, crate::source::Sources)> {
     let runtime = DockerEngine::connect().await?;
     let sources = args.sources(store.clone());
     Ok((Reconciler::new(runtime, store, args.options()), sources))

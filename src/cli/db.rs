@@ -55,7 +55,7 @@ pub async fn run(args: DbArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn url(state: &StateArgs, name: &str) -> anyhow::Result<ExitCode> {
-    let store = open_store(&state.state).await?;
+    let store = super::common::open_existing_store(&state.state).await?;
     let objects = store.objects(&state.instance).await?;
     let Some((object, _)) = database(&objects, name) else {
         eprintln!("error: database {name:?} not found");

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::get::text;
 use super::remote::RemoteArgs;
-use super::{open_store, StateArgs};
+use super::{open_existing_store, StateArgs};
 use crate::manifest::Phase;
 use crate::store::Event;
 use crate::view;
@@ -58,7 +58,7 @@ pub async fn run(args: DescribeArgs) -> anyhow::Result<ExitCode> {
             (item, serde_json::from_value(events)?)
         }
         None => {
-            let store = open_store(&args.state.state).await?;
+            let store = open_existing_store(&args.state.state).await?;
             let q = view::Query {
                 kind: Some(kind),
                 name: Some(key.name.clone()),

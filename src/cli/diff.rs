@@ -19,6 +19,20 @@ pub struct DiffArgs {
 pub async fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
     let plan: PlanView = match args.remote.client(&args.common.state.state)? {
         Some(remote) => serde_json::from_value(remote.json("/api/v1/plan").await?)?,
+        None if !args.common.state.state.exists() => {
+            // No state file yet: plan against an empty one of our own, and create none.
+            let scratch =
+                std::env::temp_dir().join(format!("dockhand-diff-{}", std::process::id()));
+            let plan = async {
+                let store = crate::store::Store::open(&scratch.join("state.db")).await?;
+                let (rec, sources) = super::common::reconciler_on(&args.common, store).await?;
+                let snapshot = sources.load().await?;
+                anyhow::Ok(PlanView::new(&rec.dry_run(&snapshot).await?))
+            }
+            .await;
+            let _ = std::fs::remove_dir_all(&scratch);
+            plan?
+        }
         None => {
             let (rec, sources) = reconciler(&args.common).await?;
             let snapshot = sources.load().await?;
@@ -35,7 +49,11 @@ pub async fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
             plan.prune_refused.join(", ")
         );
     }
-    if plan.is_empty() {
+    // Invalid manifests are never "no changes": a CI check on `diff` must fail on them.
+    if !plan.errors.is_empty() {
+        eprintln!("{} manifest error(s)", plan.errors.len());
+        Ok(ExitCode::from(1))
+    } else if plan.is_empty() {
         println!("no changes");
         Ok(ExitCode::SUCCESS)
     } else {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::remote::{Remote, RemoteArgs};
-use super::{object_ref, open_store, StateArgs};
+use super::{object_ref, open_existing_store, StateArgs};
 use crate::manifest::ObjectKey;
 use crate::store::Event;
 
@@ -32,7 +32,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
     if let Some(remote) = args.remote.client(&args.state.state)? {
         return remote_events(&remote, key.as_ref(), args.limit, args.follow).await;
     }
-    let store = open_store(&args.state.state).await?;
+    let store = open_existing_store(&args.state.state).await?;
     let instance = &args.state.instance;
     let mut last = None;
     for e in store

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use serde_json::Value;
 
 use super::remote::{encode, RemoteArgs};
-use super::{open_store, StateArgs};
+use super::{open_existing_store, StateArgs};
 use crate::manifest::Kind;
 use crate::view::{self, Selector};
 
@@ -84,7 +84,7 @@ pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
             (items, Vec::new())
         }
         None => {
-            let store = open_store(&args.state.state).await?;
+            let store = open_existing_store(&args.state.state).await?;
             let q = view::Query {
                 kind,
                 name: args.name.clone(),

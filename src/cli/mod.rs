@@ -29,9 +29,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 pub(crate) use common::{
-    container_of, default_token_path, load_or_create_token, object_key, object_ref, open_store,
-    parse_duration, print_invalid, print_manifest_errors, print_output, read_token, reconciler,
-    ReconcileArgs, StateArgs,
+    container_of, default_token_path, load_or_create_token, object_key, object_ref,
+    open_existing_store, open_store, parse_duration, print_invalid, print_manifest_errors,
+    print_output, read_token, reconciler, ReconcileArgs, StateArgs,
 };
 
 #[derive(Parser, Debug)]
@@ -83,6 +83,31 @@ enum Command {
     Schema,
 }
 
+impl Command {
+    /// Verbs whose whole job is printing: a reader that goes away (`| head`) ends them quietly,
+    /// as it ends `cat`, instead of a panic on the failed write.
+    fn only_prints(&self) -> bool {
+        matches!(
+            self,
+            Command::Get(_)
+                | Command::Describe(_)
+                | Command::Events(_)
+                | Command::Completion(_)
+                | Command::Schema
+                | Command::Convert(_)
+        )
+    }
+}
+
+/// Restores the default action of SIGPIPE (Rust ignores it, so writes fail with EPIPE and
+/// `println!` panics).
+fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to its default, before other threads exist.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct CompletionArgs {
     #[arg(value_enum)]
@@ -106,6 +131,9 @@ pub fn tune_process() {
 pub fn main() -> ExitCode {
     tune_process();
     let cli = Cli::parse();
+    if cli.command.only_prints() {
+        default_sigpipe();
+    }
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
