@@ -249,3 +249,35 @@ fn printing_verbs_end_quietly_when_their_reader_goes_away() {
         assert_ne!(out.status.code(), Some(101), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn objects_are_named_kind_slash_name_everywhere_and_unknown_ones_are_not_found() {
+    let Some(env) = Env::new("cli-names") else {
+        return;
+    };
+    env.write("a.yaml", &server("web", ""));
+    env.sync();
+    let out = env.run("get", &["server/web", "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v[0]["name"], "web");
+    let out = env.run("describe", &["server/web"]);
+    assert!(
+        out.status.success() && stdout(&out).contains("web"),
+        "{}",
+        text(&out)
+    );
+    for verb in ["exec", "logs"] {
+        let mut args = vec!["nosuch"];
+        if verb == "exec" {
+            args.extend(["--", "true"]);
+        }
+        let out = env.run(verb, &args);
+        assert_eq!(out.status.code(), Some(2), "{verb}: {}", text(&out));
+        assert!(
+            text(&out).contains("server/nosuch not found"),
+            "{verb}: {}",
+            text(&out)
+        );
+    }
+}

@@ -83,7 +83,7 @@ pub async fn run(args: AttachArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let runtime = DockerEngine::connect().await?;
-    let container = container_of(&runtime, &args.state.instance, &key).await?;
+    let container = container_of(&runtime, &args.state, &key).await?;
     let session = runtime.attach(&container, stdin, &args.detach_keys).await?;
     let _raw = tty.then(|| terminal::RawMode::enable(libc::STDIN_FILENO));
     if tty {

@@ -85,13 +85,28 @@ pub(crate) async fn print_output(
 /// The id of the container that serves an object of this instance, as the API finds it.
 pub(crate) async fn container_of(
     engine: &crate::engine::DockerEngine,
-    instance: &str,
+    state: &StateArgs,
     key: &ObjectKey,
 ) -> anyhow::Result<String> {
-    crate::engine::serving_container(engine, instance, key)
-        .await?
-        .map(|c| c.id)
-        .ok_or_else(|| anyhow::anyhow!("{key} has no container yet"))
+    if let Some(c) = crate::engine::serving_container(engine, &state.instance, key).await? {
+        return Ok(c.id);
+    }
+    // No container: an object no source defines is "not found", not "not started yet".
+    if state.state.exists() {
+        let store = open_store(&state.state).await?;
+        let known = store
+            .objects(&state.instance)
+            .await?
+            .iter()
+            .any(|o| o.object.key() == *key);
+        if !known {
+            anyhow::bail!(
+                "{key} not found (no source of instance {} defines it)",
+                state.instance
+            );
+        }
+    }
+    anyhow::bail!("{key} has no container yet")
 }
 
 /// Flags shared by the verbs that reconcile.

@@ -16,10 +16,10 @@ use crate::view;
 
 #[derive(Args, Debug)]
 pub struct DescribeArgs {
-    /// The kind: `server`, `database`, `network` or `route`.
+    /// The kind (`server`, `database`, `network` or `route`), or `KIND/NAME` alone.
     pub kind: String,
-    /// The object's name.
-    pub name: String,
+    /// The object's name (unless the first argument is `KIND/NAME`).
+    pub name: Option<String>,
     /// Show a database's password in its connection URL.
     #[arg(long)]
     pub show_secrets: bool,
@@ -33,7 +33,12 @@ pub struct DescribeArgs {
 }
 
 pub async fn run(args: DescribeArgs) -> anyhow::Result<ExitCode> {
-    let key = super::object_key(&args.kind, &args.name)?;
+    let key = match (&args.name, args.kind.contains('/')) {
+        (Some(name), false) => super::object_key(&args.kind, name)?,
+        (None, true) => super::object_ref(&args.kind)?,
+        (Some(_), true) => anyhow::bail!("give KIND NAME or KIND/NAME, not both"),
+        (None, false) => anyhow::bail!("which {}? give KIND NAME or KIND/NAME", args.kind),
+    };
     let kind = key.kind;
     let instance = &args.state.instance;
     let (item, events): (Option<Value>, Vec<Event>) = match args.remote.client(&args.state.state)? {

@@ -37,7 +37,7 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         return run_remote(&remote, &args, &key).await;
     }
     let runtime = DockerEngine::connect().await?;
-    let container = container_of(&runtime, &args.state.instance, &key).await?;
+    let container = container_of(&runtime, &args.state, &key).await?;
     let tty = args.tty && terminal::is_terminal(libc::STDIN_FILENO);
     let session = runtime
         .exec(&container, args.command, tty, args.interactive)

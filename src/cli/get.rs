@@ -21,7 +21,8 @@ pub enum Format {
 
 #[derive(Args, Debug)]
 pub struct GetArgs {
-    /// What to list: a kind (`servers`, `databases`, `networks`, `routes`), all when omitted.
+    /// What to list: a kind (`servers`, `databases`, `networks`, `routes`), all when omitted;
+    /// or one object as `KIND/NAME`.
     pub what: Option<String>,
     /// One object's name.
     pub name: Option<String>,
@@ -43,7 +44,16 @@ pub struct GetArgs {
     pub remote: RemoteArgs,
 }
 
-pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(mut args: GetArgs) -> anyhow::Result<ExitCode> {
+    // `get server/web` is `get server web`.
+    if let Some(w) = args.what.clone().filter(|w| w.contains('/')) {
+        if args.name.is_some() {
+            anyhow::bail!("give KIND NAME or KIND/NAME, not both");
+        }
+        let key = super::object_ref(&w)?;
+        args.what = Some(key.kind.label().to_owned());
+        args.name = Some(key.name);
+    }
     let kind = match args.what.as_deref() {
         None => None,
         Some(w) => Some(Kind::parse_or_err(w)?),

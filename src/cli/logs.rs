@@ -36,7 +36,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let runtime = DockerEngine::connect().await?;
-    let container = container_of(&runtime, &args.state.instance, &key).await?;
+    let container = container_of(&runtime, &args.state, &key).await?;
     print_output(runtime.logs(&container, args.follow, args.tail)).await?;
     Ok(ExitCode::SUCCESS)
 }
