@@ -281,3 +281,33 @@ fn objects_are_named_kind_slash_name_everywhere_and_unknown_ones_are_not_found()
         );
     }
 }
+
+#[test]
+fn logs_off_a_terminal_are_plain_text_and_json_on_request() {
+    let Some(env) = Env::new("cli-logfmt") else {
+        return;
+    };
+    env.write("a.yaml", &server("web", ""));
+    let out = env
+        .command("sync")
+        .env("DOCKHAND_LOG", "debug")
+        .output()
+        .expect("sync");
+    assert!(out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("DEBUG"), "no log lines to check:\n{err}");
+    assert!(!err.contains('\u{1b}'), "colour codes in a pipe:\n{err}");
+    let out = env
+        .command("sync")
+        .args(["--log-format", "json"])
+        .env("DOCKHAND_LOG", "debug")
+        .output()
+        .expect("sync");
+    assert!(out.status.success(), "{}", text(&out));
+    let logs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("a JSON log line"))
+        .collect();
+    assert!(!logs.is_empty() && logs.iter().all(|l| l["level"].is_string()));
+}
