@@ -584,3 +584,27 @@ fn a_second_state_file_on_the_same_instance_never_replaces_or_removes_its_contai
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_eq!(env.container("web").expect("web").id, taken, "fought back");
 }
+
+#[test]
+fn progress_lines_always_name_what_sync_waits_for() {
+    let Some(env) = Env::new("progress") else {
+        return;
+    };
+    env.write("a.yaml", &server("one", ""));
+    env.write("b.yaml", &server("two", ""));
+    let first = env.sync();
+    env.remove("b.yaml");
+    // The removal waits out --prune-delay: the wait is named, never an empty list.
+    let second = env.sync();
+    for out in [&first, &second] {
+        let err = String::from_utf8_lossy(&out.stderr);
+        for line in err.lines().filter(|l| l.starts_with("progress:")) {
+            assert!(!line.trim_end().ends_with("waiting for"), "{line}\n{err}");
+        }
+    }
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("removal of server/two (--prune-delay)"),
+        "{err}"
+    );
+}

@@ -194,13 +194,24 @@ impl Progress {
             .map(|(k, v)| format!("{k} {}", v.phase.as_str()))
             .collect();
         // Every object settled, but removals (of what no manifest names any more) remain.
-        let waiting = if waiting.is_empty() {
+        let waiting: Vec<String> = if waiting.is_empty() {
             report
                 .plan
                 .actions
                 .iter()
                 .take(3)
                 .map(|a| a.describe())
+                .collect()
+        } else {
+            waiting
+        };
+        // And removals that wait out --prune-delay.
+        let waiting = if waiting.is_empty() {
+            report
+                .pending_prunes
+                .iter()
+                .take(3)
+                .map(|(k, _)| format!("removal of {k} (--prune-delay)"))
                 .collect()
         } else {
             waiting
@@ -216,10 +227,15 @@ impl Progress {
             );
             self.drawn = true;
         } else if self.last != Some((settled, total)) {
-            eprintln!(
-                "progress: {settled}/{total} settled; waiting for {}",
-                waiting.join(", ")
-            );
+            // Nothing named to wait for (a removal held by --prune-delay): no empty list.
+            if waiting.is_empty() {
+                eprintln!("progress: {settled}/{total} settled");
+            } else {
+                eprintln!(
+                    "progress: {settled}/{total} settled; waiting for {}",
+                    waiting.join(", ")
+                );
+            }
         }
         self.last = Some((settled, total));
     }
