@@ -425,6 +425,14 @@ fn per_client_routes_set_with_the_cli_on_the_state_file_apply_live() {
             &["delete", "game", "127.0.0.9"][..],
             "has no route for client",
         ),
+        (
+            &["set", "game", "127.0.0.3", "nosuch:8080"][..],
+            "server/nosuch not found",
+        ),
+        (
+            &["set", "game", "127.0.0.3", "nosuch:8080", "--server", &api][..],
+            "server/nosuch not found",
+        ),
     ] {
         let out = env.run("clients", args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));

@@ -69,6 +69,12 @@ pub(super) async fn put_client<R: Engine>(
         ))
     })?;
     let route = ClientRoute::new(&ip, &target.server, target.port).map_err(ApiError::bad)?;
+    let server = ObjectKey::new(Kind::Server, route.server.clone());
+    if !api.store.has_object(&api.instance, &server).await? {
+        return Err(ApiError::bad(format!(
+            "{server} not found: a client route targets a server of this instance"
+        )));
+    }
     api.store
         .set_route_client(&api.instance, &name, &route)
         .await?;

@@ -109,6 +109,13 @@ async fn locally(
             client, target: t, ..
         } => {
             let r = target(client, t)?;
+            let server = ObjectKey::new(crate::manifest::Kind::Server, r.server.clone());
+            if !store.has_object(instance, &server).await? {
+                return Err(Refused(format!(
+                    "{server} not found: a client route targets a server of this instance"
+                ))
+                .into());
+            }
             store.set_route_client(instance, &key.name, &r).await?;
             println!("{key}: {} -> {}:{}", r.client, r.server, r.port);
         }
