@@ -842,3 +842,38 @@ fn a_body_that_drips_in_is_cut_off() {
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
     assert!(reply.contains("did not arrive"), "{reply}");
 }
+
+#[test]
+fn a_report_is_cleared_when_its_container_is_replaced() {
+    let Some(env) = Env::new("api-report-clear") else {
+        return;
+    };
+    env.write("web.yaml", &server("web", ""));
+    let mut up = env.up(&[]);
+    let api = format!("{}/api/v1", up.api_url());
+    let token = up.api_token();
+    let web = eventually(WAIT, "web to run", || {
+        env.container("web").filter(|c| c.running())
+    });
+    let url = format!("{api}/servers/web/report");
+    let r = http(
+        "PATCH",
+        &url,
+        Some(&token),
+        Some(r#"{"match": "m1", "ready": true}"#),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let get = || http("GET", &format!("{api}/servers/web"), Some(&token), None).body;
+    assert_eq!(get()["report"]["match"], "m1");
+    // The container goes; the one that replaces it has not said anything yet.
+    docker(&["rm", "-f", &web.id]);
+    eventually(WAIT, "web replaced", || {
+        env.container("web")
+            .filter(|c| c.running() && c.id != web.id)
+    });
+    eventually(WAIT, "the old report to be gone", || {
+        let r = get()["report"].clone();
+        (r.is_null() || r == serde_json::json!({})).then_some(())
+    });
+    up.stop();
+}

@@ -74,6 +74,22 @@ impl Store {
         let mut tx = self.write().await?;
         for s in changed {
             let Some(key) = &s.key else { continue };
+            // A workload's report speaks for the container that wrote it: a replaced or
+            // restarted container starts with none (a game server's old match is not ready).
+            let replaced = current.get(key).is_some_and(|c| {
+                (c.container_id.is_some() && c.container_id != s.container_id)
+                    || (c.lifecycle.started_at.is_some()
+                        && c.lifecycle.started_at != s.lifecycle.started_at)
+            });
+            if replaced {
+                sqlx::query("DELETE FROM reports WHERE instance = ? AND kind = ? AND name = ?")
+                    .bind(instance)
+                    .bind(key.kind.label())
+                    .bind(&key.name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(query("clear report"))?;
+            }
             let ports = serde_json::to_string(&s.ports).unwrap_or_else(|_| "[]".into());
             sqlx::query(
                 "INSERT INTO status (instance, kind, name, phase, container_id, observed_generation, message, ports, lifecycle)
