@@ -608,3 +608,36 @@ fn progress_lines_always_name_what_sync_waits_for() {
         "{err}"
     );
 }
+
+#[test]
+fn a_taken_host_port_is_named_with_its_holder_once() {
+    let Some(env) = Env::new("port-taken") else {
+        return;
+    };
+    let holder = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+    let port = holder.local_addr().expect("addr").port();
+    env.write(
+        "a.yaml",
+        &server(
+            "web",
+            &format!("  ports: [{{container: 80, host: {port}}}]\n"),
+        ),
+    );
+    let out = env.run("sync", &["--timeout", "20s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    let expected = format!("host port {port}/tcp is already in use by process");
+    assert!(said.contains(&expected), "{said}");
+    assert!(
+        said.contains(&format!("(pid {})", std::process::id())),
+        "{said}"
+    );
+    // The same failure pass after pass is one event, not one per pass.
+    let events = env.run("events", &[]);
+    let n = String::from_utf8_lossy(&events.stdout)
+        .lines()
+        .filter(|l| l.contains(&expected))
+        .count();
+    assert_eq!(n, 1, "{}", text(&events));
+    drop(holder);
+}

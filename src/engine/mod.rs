@@ -60,6 +60,12 @@ pub enum EngineError {
     VolumeConflict { name: String },
     #[error("building image {image} failed: {output}")]
     BuildFailed { image: String, output: String },
+    #[error("host port {port}/{protocol} is already in use by {holder}: free it, or publish another host port (or none, and let the engine pick)")]
+    PortInUse {
+        port: u16,
+        protocol: &'static str,
+        holder: String,
+    },
     #[error("{op} {target}: {message}")]
     Engine {
         op: &'static str,

@@ -3,6 +3,7 @@
 
 mod attach;
 mod convert;
+mod ports;
 mod tolerant;
 
 pub use tolerant::{docker_host_socket, percent_encode};
@@ -410,7 +411,17 @@ impl Engine for DockerEngine {
         match self.docker.start_container(id, None).await {
             Ok(()) => Ok(()),
             Err(e) if server_error(&e).map(|s| s.0) == Some(304) => Ok(()),
-            Err(e) => Err(engine("start container", id, e)),
+            Err(e) => {
+                let taken = server_error(&e).and_then(|(_, m)| ports::conflict(m));
+                match taken {
+                    Some((port, protocol)) => Err(EngineError::PortInUse {
+                        port,
+                        protocol,
+                        holder: ports::holder(&self.docker, port, protocol).await,
+                    }),
+                    None => Err(engine("start container", id, e)),
+                }
+            }
         }
     }
 
