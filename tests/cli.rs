@@ -311,3 +311,46 @@ fn logs_off_a_terminal_are_plain_text_and_json_on_request() {
         .collect();
     assert!(!logs.is_empty() && logs.iter().all(|l| l["level"].is_string()));
 }
+
+#[test]
+fn validate_checks_files_offline_and_fails_on_errors() {
+    let bin = env!("CARGO_BIN_EXE_dockhand");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .args(args)
+            .env("DOCKER_HOST", "unix:///nonexistent.sock")
+            .output()
+            .expect("run validate")
+    };
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let out = run(&["validate", "-f", examples]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).starts_with("valid: "), "{}", text(&out));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).expect("write");
+        p.to_str().expect("utf-8").to_owned()
+    };
+    let a = write("a.yaml", &server("web", ""));
+    let b = write("b.yaml", &server("web", ""));
+    let out = run(&["validate", "-f", &a, "-f", &b]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("b.yaml") && text(&out).contains("web"),
+        "{}",
+        text(&out)
+    );
+    let compose = write(
+        "compose.yaml",
+        "services:\n  web:\n    image: x\n    runtime: runc\n",
+    );
+    let out = run(&["validate", "-f", &compose]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("compose.yaml:4:5: services.web.runtime"),
+        "{}",
+        text(&out)
+    );
+}

@@ -22,6 +22,7 @@ mod remote;
 mod sync;
 mod terminal;
 mod up;
+mod validate;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -91,6 +92,8 @@ enum Command {
     /// A route's per-client routes: `clients list ROUTE`, `set ROUTE CLIENT SERVER:PORT`,
     /// `delete ROUTE CLIENT`.
     Clients(clients::ClientsArgs),
+    /// Check manifests and compose files offline (no engine, no state file); exit 1 on errors.
+    Validate(validate::ValidateArgs),
     /// Write the dockhand manifests a compose file translates to (what the compose source runs).
     Convert(convert::ConvertArgs),
     /// Print a shell completion script: `source <(dockhand completion bash)`.
@@ -178,6 +181,7 @@ pub fn main() -> ExitCode {
             Command::Delete(a) => delete::run(a).await,
             Command::Clients(a) => clients::run(a).await,
             Command::Convert(a) => convert::run(a).await,
+            Command::Validate(a) => validate::run(a).await,
             Command::Completion(a) => {
                 use clap::CommandFactory;
                 let mut cmd = Cli::command();
