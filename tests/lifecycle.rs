@@ -265,6 +265,19 @@ fn logs_show_the_containers_output() {
         "{}",
         text(&out)
     );
+    // --since: a window back from now, or a time.
+    let since = |arg: &str| {
+        let mut cmd = env.command("logs");
+        cmd.args(["talker", "--since", arg]);
+        cmd.output().expect("logs --since")
+    };
+    assert!(String::from_utf8_lossy(&since("1h").stdout).contains("first"));
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let out = since("1s");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{}", text(&out));
+    assert!(String::from_utf8_lossy(&since("2000-01-01T00:00:00Z").stdout).contains("first"));
+    assert_eq!(since("yesterday-ish").status.code(), Some(2));
 }
 
 #[test]

@@ -41,6 +41,8 @@ pub(super) struct LogsQuery {
     #[serde(default)]
     follow: bool,
     tail: Option<u64>,
+    /// Only output from this time on: seconds since the epoch.
+    since: Option<i64>,
 }
 
 /// A container's output as plain text (stdout and stderr interleaved, as `kubectl logs`).
@@ -56,7 +58,7 @@ pub(super) async fn logs<R: Engine + Attach>(
     } else {
         None
     };
-    let body = rt.logs(&id, q.follow, q.tail).map(move |chunk| {
+    let body = rt.logs(&id, q.follow, q.tail, q.since).map(move |chunk| {
         let _held = &place;
         Ok::<_, std::convert::Infallible>(match chunk {
             Ok(Output::Stdout(b) | Output::Stderr(b)) => Bytes::from(b),

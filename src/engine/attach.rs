@@ -23,12 +23,14 @@ pub struct ExecSession {
 
 /// Attaching to containers, implemented by each engine.
 pub trait Attach: Send + Sync + 'static {
-    /// A container's output; with `follow`, until the container stops.
+    /// A container's output (only what it wrote from `since`, in seconds since the epoch,
+    /// when given); with `follow`, until the container stops.
     fn logs(
         &self,
         container: &str,
         follow: bool,
         tail: Option<u64>,
+        since: Option<i64>,
     ) -> BoxStream<'static, Result<Output, EngineError>>;
 
     /// Starts `cmd` in a running container, attached to its output (and input if `stdin`).

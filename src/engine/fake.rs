@@ -305,6 +305,7 @@ impl super::Attach for FakeEngine {
         container: &str,
         _follow: bool,
         _tail: Option<u64>,
+        _since: Option<i64>,
     ) -> BoxStream<'static, Result<super::Output, EngineError>> {
         stream::once(std::future::ready(Err(unsupported("logs of", container)))).boxed()
     }

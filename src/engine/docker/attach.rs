@@ -22,12 +22,14 @@ impl Attach for DockerEngine {
         container: &str,
         follow: bool,
         tail: Option<u64>,
+        since: Option<i64>,
     ) -> BoxStream<'static, Result<Output, EngineError>> {
         let opts = bollard::query_parameters::LogsOptions {
             follow,
             stdout: true,
             stderr: true,
             tail: tail.map_or_else(|| "all".to_owned(), |n| n.to_string()),
+            since: since.unwrap_or(0) as i32,
             ..Default::default()
         };
         let target = container.to_owned();
