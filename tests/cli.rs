@@ -354,3 +354,41 @@ fn validate_checks_files_offline_and_fails_on_errors() {
         text(&out)
     );
 }
+
+#[test]
+fn explain_documents_every_field_from_the_schema() {
+    let bin = env!("CARGO_BIN_EXE_dockhand");
+    let run = |path: &str| {
+        std::process::Command::new(bin)
+            .args(["explain", path])
+            .output()
+            .expect("run explain")
+    };
+    let out = run("server.spec.healthCheck");
+    assert!(out.status.success(), "{}", text(&out));
+    let said = stdout(&out);
+    for part in [
+        "TYPE:     HealthCheck",
+        "DESCRIPTION:",
+        "onUnhealthy",
+        "interval",
+    ] {
+        assert!(said.contains(part), "{part}: {said}");
+    }
+    // Every field of every kind's spec is explained.
+    let schema: serde_json::Value =
+        serde_json::from_str(&dockhand::manifest::schema::json_schema()).expect("schema");
+    for kind in ["Server", "Database", "Network", "Route"] {
+        let props = schema["$defs"][format!("{kind}Spec")]["properties"]
+            .as_object()
+            .expect("properties")
+            .clone();
+        for field in props.keys() {
+            let path = format!("{}.spec.{field}", kind.to_lowercase());
+            let out = run(&path);
+            assert!(out.status.success(), "{path}: {}", text(&out));
+        }
+    }
+    assert_eq!(run("server.spec.nope").status.code(), Some(1));
+    assert_eq!(run("pod.spec").status.code(), Some(2));
+}

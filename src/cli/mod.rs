@@ -16,6 +16,7 @@ mod describe;
 mod diff;
 mod events;
 mod exec;
+mod explain;
 mod get;
 mod logs;
 mod remote;
@@ -92,6 +93,8 @@ enum Command {
     /// A route's per-client routes: `clients list ROUTE`, `set ROUTE CLIENT SERVER:PORT`,
     /// `delete ROUTE CLIENT`.
     Clients(clients::ClientsArgs),
+    /// Document a kind or a field of it, from the schema: `explain server.spec.healthCheck`.
+    Explain(explain::ExplainArgs),
     /// Check manifests and compose files offline (no engine, no state file); exit 1 on errors.
     Validate(validate::ValidateArgs),
     /// Write the dockhand manifests a compose file translates to (what the compose source runs).
@@ -114,6 +117,7 @@ impl Command {
                 | Command::Completion(_)
                 | Command::Schema
                 | Command::Convert(_)
+                | Command::Explain(_)
         )
     }
 }
@@ -182,6 +186,7 @@ pub fn main() -> ExitCode {
             Command::Clients(a) => clients::run(a).await,
             Command::Convert(a) => convert::run(a).await,
             Command::Validate(a) => validate::run(a).await,
+            Command::Explain(a) => explain::run(a).await,
             Command::Completion(a) => {
                 use clap::CommandFactory;
                 let mut cmd = Cli::command();
