@@ -62,7 +62,7 @@ fn child<'a>(root: &'a Value, node: &'a Value, field: &str) -> Option<&'a Value>
 }
 
 /// A short type for a schema: `string`, `[PortSpec]`, `Duration`, `a | b`.
-fn type_of(root: &Value, node: &Value) -> String {
+fn type_of(node: &Value) -> String {
     if let Some(r) = node.get("$ref").and_then(Value::as_str) {
         return r.trim_start_matches("#/$defs/").to_owned();
     }
@@ -81,7 +81,7 @@ fn type_of(root: &Value, node: &Value) -> String {
             let parts: Vec<String> = vs
                 .iter()
                 .filter(|v| v.get("type") != Some(&Value::String("null".into())))
-                .map(|v| type_of(root, v))
+                .map(|v| type_of(v))
                 .collect();
             return parts.join(" | ");
         }
@@ -97,7 +97,7 @@ fn type_of(root: &Value, node: &Value) -> String {
         _ => "object".into(),
     };
     match (ty.as_str(), node.get("items")) {
-        ("array", Some(items)) => format!("[{}]", type_of(root, items)),
+        ("array", Some(items)) => format!("[{}]", type_of(items)),
         _ => ty,
     }
 }
@@ -154,7 +154,7 @@ pub async fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     println!("KIND:     {}", kind.as_str());
     if !walked.is_empty() {
         println!("FIELD:    {}", walked.join("."));
-        println!("TYPE:     {}", type_of(&root, node));
+        println!("TYPE:     {}", type_of(node));
     }
     if let Some(d) = description(&root, node) {
         println!("\nDESCRIPTION:\n{}", indent(&d));
@@ -173,7 +173,7 @@ pub async fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
             let first = description(&root, f)
                 .and_then(|d| d.lines().next().map(str::to_owned))
                 .unwrap_or_default();
-            fields.push((name.clone(), type_of(&root, f), first));
+            fields.push((name.clone(), type_of(f), first));
         }
     }
     if !fields.is_empty() {
