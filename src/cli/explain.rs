@@ -81,7 +81,7 @@ fn type_of(node: &Value) -> String {
             let parts: Vec<String> = vs
                 .iter()
                 .filter(|v| v.get("type") != Some(&Value::String("null".into())))
-                .map(|v| type_of(v))
+                .map(type_of)
                 .collect();
             return parts.join(" | ");
         }
