@@ -351,3 +351,43 @@ fn events_follow_prints_new_events() {
         "the followed log never showed the new event"
     );
 }
+
+#[test]
+fn wait_blocks_until_ready_completed_or_deleted_and_fails_fast_on_failure() {
+    let Some(env) = Env::new("wait") else { return };
+    env.write("web.yaml", &server("web", ""));
+    env.write(
+        "job.yaml",
+        &shell("job", "sleep 1; exit 0", "  restartPolicy: Never\n"),
+    );
+    env.write(
+        "bad.yaml",
+        &shell("bad", "exit 3", "  restartPolicy: Never\n"),
+    );
+    let mut up = env.up(&[]);
+    let wait = |args: &[&str]| env.run("wait", args);
+    let out = wait(&["web", "--for", "ready", "--timeout", "60s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "server/web Ready\n");
+    let out = wait(&["server/job", "--for", "completed", "--timeout", "60s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let started = std::time::Instant::now();
+    let out = wait(&["bad", "--for", "completed", "--timeout", "60s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("server/bad is Failed"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "did not fail fast"
+    );
+    env.remove("web.yaml");
+    let out = wait(&["web", "--for", "deleted", "--timeout", "60s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = wait(&["nosuch", "--for", "ready", "--timeout", "1s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("not defined"), "{}", text(&out));
+    up.stop();
+}

@@ -24,6 +24,7 @@ mod sync;
 mod terminal;
 mod up;
 mod validate;
+mod wait;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -93,6 +94,8 @@ enum Command {
     /// A route's per-client routes: `clients list ROUTE`, `set ROUTE CLIENT SERVER:PORT`,
     /// `delete ROUTE CLIENT`.
     Clients(clients::ClientsArgs),
+    /// Wait until an object is Ready, Completed or Deleted (exit 1 on timeout or failure).
+    Wait(wait::WaitArgs),
     /// Document a kind or a field of it, from the schema: `explain server.spec.healthCheck`.
     Explain(explain::ExplainArgs),
     /// Check manifests and compose files offline (no engine, no state file); exit 1 on errors.
@@ -187,6 +190,7 @@ pub fn main() -> ExitCode {
             Command::Convert(a) => convert::run(a).await,
             Command::Validate(a) => validate::run(a).await,
             Command::Explain(a) => explain::run(a).await,
+            Command::Wait(a) => wait::run(a).await,
             Command::Completion(a) => {
                 use clap::CommandFactory;
                 let mut cmd = Cli::command();
