@@ -392,3 +392,27 @@ fn explain_documents_every_field_from_the_schema() {
     assert_eq!(run("server.spec.nope").status.code(), Some(1));
     assert_eq!(run("pod.spec").status.code(), Some(2));
 }
+
+#[test]
+fn apply_dry_run_prints_the_plan_and_stores_nothing() {
+    let Some(env) = Env::new("cli-dry-run") else {
+        return;
+    };
+    env.write("a.yaml", &server("web", ""));
+    env.sync();
+    let input = env.dir.path().join("extra.yaml");
+    std::fs::write(&input, server("extra", "")).expect("write");
+    let input = input.to_str().expect("utf-8");
+    let out = env.run("apply", &["-f", input, "--dry-run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stdout(&out).contains("create server/extra"), "{}", text(&out));
+    assert!(!stdout(&out).contains("server/web"), "{}", text(&out));
+    assert_eq!(env.run("get", &["server", "extra"]).status.code(), Some(1));
+    assert!(env.container("extra").is_none());
+    // The same object as a file's: the conflict is shown, nothing stored.
+    let clash = env.dir.path().join("clash.yaml");
+    std::fs::write(&clash, server("web", "  env: {A: '1'}\n")).expect("write");
+    let out = env.run("apply", &["-f", clash.to_str().expect("utf-8"), "--dry-run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("a.yaml"), "{}", text(&out));
+}

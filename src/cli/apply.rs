@@ -18,6 +18,10 @@ pub struct ApplyArgs {
     /// A manifest file, a directory of them (read recursively), or `-` for standard input.
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
+    /// Print the plan this input would make (with the other sources, under the default host
+    /// policy) and store nothing; exit 0 only when it changes nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub state: StateArgs,
     #[command(flatten)]
@@ -68,6 +72,12 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         // All or nothing, like a file: nothing is applied while anything is invalid.
         print_invalid(&errors);
         return Ok(ExitCode::from(1));
+    }
+    if args.dry_run {
+        if args.remote.client(&args.state.state)?.is_some() {
+            anyhow::bail!("--dry-run plans against the local state file and engine; run it without --server on the controller's host");
+        }
+        return dry_run(&args, objects).await;
     }
     if let Some(remote) = args.remote.client(&args.state.state)? {
         for o in &objects {
@@ -121,4 +131,43 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The plan of the sources with `objects` applied, against the engine; nothing is stored (a
+/// missing state file is not created: the plan is then made against an empty one).
+async fn dry_run(args: &ApplyArgs, objects: Vec<Object>) -> anyhow::Result<ExitCode> {
+    let scratch = (!args.state.state.exists())
+        .then(|| std::env::temp_dir().join(format!("dockhand-dry-run-{}", std::process::id())));
+    let plan = async {
+        let path = scratch
+            .as_ref()
+            .map_or_else(|| args.state.state.clone(), |d| d.join("state.db"));
+        let store = crate::store::Store::open(&path).await?;
+        let sources = Sources {
+            dir: None,
+            store: store.clone(),
+            instance: args.state.instance.clone(),
+            allow_empty: false,
+            compose: Default::default(),
+        };
+        let options = crate::reconcile::Options {
+            instance: args.state.instance.clone(),
+            allow_empty: false,
+            parallel: 8,
+            backoff: Default::default(),
+            host_policy: Default::default(),
+            manifests: None,
+            take_over: false,
+            prune_delay: std::time::Duration::from_secs(3),
+        };
+        let engine = crate::engine::DockerEngine::connect().await?;
+        let rec = crate::reconcile::Reconciler::new(engine, store, options);
+        let snapshot = sources.load_with(objects).await?;
+        anyhow::Ok(crate::view::PlanView::new(&rec.dry_run(&snapshot).await?))
+    }
+    .await;
+    if let Some(d) = &scratch {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    Ok(super::diff::print_plan(&plan?))
 }

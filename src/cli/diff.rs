@@ -39,6 +39,11 @@ pub async fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
             PlanView::new(&rec.dry_run(&snapshot).await?)
         }
     };
+    Ok(print_plan(&plan))
+}
+
+/// Prints a plan as `diff` does; exit 0 only for nothing to do and no manifest error.
+pub(crate) fn print_plan(plan: &PlanView) -> ExitCode {
     print_manifest_errors(&plan.errors);
     for line in plan.networks.iter().chain(&plan.actions) {
         println!("{line}");
@@ -52,11 +57,11 @@ pub async fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
     // Invalid manifests are never "no changes": a CI check on `diff` must fail on them.
     if !plan.errors.is_empty() {
         eprintln!("{} manifest error(s)", plan.errors.len());
-        Ok(ExitCode::from(1))
+        ExitCode::from(1)
     } else if plan.is_empty() {
         println!("no changes");
-        Ok(ExitCode::SUCCESS)
+        ExitCode::SUCCESS
     } else {
-        Ok(ExitCode::from(1))
+        ExitCode::from(1)
     }
 }
