@@ -405,14 +405,21 @@ fn apply_dry_run_prints_the_plan_and_stores_nothing() {
     let input = input.to_str().expect("utf-8");
     let out = env.run("apply", &["-f", input, "--dry-run"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(stdout(&out).contains("create server/extra"), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("create server/extra"),
+        "{}",
+        text(&out)
+    );
     assert!(!stdout(&out).contains("server/web"), "{}", text(&out));
     assert_eq!(env.run("get", &["server", "extra"]).status.code(), Some(1));
     assert!(env.container("extra").is_none());
     // The same object as a file's: the conflict is shown, nothing stored.
     let clash = env.dir.path().join("clash.yaml");
     std::fs::write(&clash, server("web", "  env: {A: '1'}\n")).expect("write");
-    let out = env.run("apply", &["-f", clash.to_str().expect("utf-8"), "--dry-run"]);
+    let out = env.run(
+        "apply",
+        &["-f", clash.to_str().expect("utf-8"), "--dry-run"],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("a.yaml"), "{}", text(&out));
 }

@@ -641,3 +641,24 @@ fn a_taken_host_port_is_named_with_its_holder_once() {
     assert_eq!(n, 1, "{}", text(&events));
     drop(holder);
 }
+
+#[test]
+fn sync_says_converged_only_when_it_exits_zero_and_lists_every_reason_otherwise() {
+    let Some(env) = Env::new("sync-outcome") else {
+        return;
+    };
+    env.write("a.yaml", &server("web", ""));
+    let out = env.sync();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("converged: 1 object(s)"));
+    // An invalid file: everything runs, yet sync is not done.
+    env.write("b.yaml", &server("api", "  bogus: 1\n"));
+    let out = env.run("sync", &["--timeout", "30s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("converged:"),
+        "{said}"
+    );
+    assert!(said.contains("not converged after"), "{said}");
+    assert!(said.contains("1 manifest error(s)"), "{said}");
+}

@@ -113,8 +113,16 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
                 .iter()
                 .filter(|st| st.phase.is_held_up())
                 .collect();
-            if report.settled() {
+            let ok = report.settled()
+                && unsettled.is_empty()
+                && report.errors.is_empty()
+                && report.plan.prune_refused.is_empty()
+                && report.held.is_empty();
+            // "converged" is said only with exit 0; otherwise every reason is listed.
+            if ok {
                 println!("converged: {} object(s) in {took}", report.desired.len());
+            } else if report.settled() {
+                eprintln!("not converged after {took}:");
             } else {
                 eprintln!("not converged after {took}; still pending:");
                 for a in &report.plan.actions {
@@ -133,11 +141,15 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
                     st.message.as_deref().unwrap_or("")
                 );
             }
-            let ok = report.settled()
-                && unsettled.is_empty()
-                && report.errors.is_empty()
-                && report.plan.prune_refused.is_empty()
-                && report.held.is_empty();
+            if !report.errors.is_empty() {
+                eprintln!(
+                    "  {} manifest error(s) (above): their objects keep their last good spec",
+                    report.errors.len()
+                );
+            }
+            if !report.plan.prune_refused.is_empty() || !report.held.is_empty() {
+                eprintln!("  a prune was refused (above)");
+            }
             return Ok(if ok {
                 ExitCode::SUCCESS
             } else {
