@@ -140,6 +140,11 @@ pub(super) fn plan_object(
                         },
                         message: format!("{} is {h}", d.key),
                     });
+                    // Healthy again ends a streak: "unhealthy N times in a row" counts only
+                    // unhealthiness with no healthy spell between.
+                    if h == "healthy" {
+                        lc.crash_streak = 0;
+                    }
                 }
                 lc.health = health.map(str::to_owned);
             }

@@ -602,6 +602,39 @@ fn repeated_unhealthiness_backs_off_like_crashes() {
 }
 
 #[test]
+fn a_healthy_spell_ends_an_unhealthy_streak() {
+    let mut lc = Lifecycle::started(NOW - 1_000);
+    lc.crash_streak = 2;
+    lc.health = Some("unhealthy".into());
+    let d = Desired {
+        lifecycle: lc,
+        ..want("web", "h1")
+    };
+    let obs = [healthy(
+        seen("c1", "web", "h1", State::Running),
+        Health::Healthy,
+    )];
+    let p = plan(&[d], &obs, opts(false));
+    let lc = p.verdicts[&key("web")].lifecycle.clone();
+    assert_eq!(lc.crash_streak, 0, "healthy again, the streak is over");
+    // Unhealthy once more: the first of a new streak, restarted at once.
+    let d = Desired {
+        lifecycle: lc,
+        ..want("web", "h1")
+    };
+    let obs = [healthy(
+        seen("c1", "web", "h1", State::Running),
+        Health::Unhealthy,
+    )];
+    let p = plan(&[d], &obs, opts(false));
+    assert!(
+        matches!(&p.actions[..], [Action::Restart { .. }]),
+        "{:?}",
+        p.actions
+    );
+}
+
+#[test]
 fn health_transitions_are_noted_once() {
     let obs = [healthy(
         seen("c1", "web", "h1", State::Running),
