@@ -136,13 +136,8 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
 /// The plan of the sources with `objects` applied, against the engine; nothing is stored (a
 /// missing state file is not created: the plan is then made against an empty one).
 async fn dry_run(args: &ApplyArgs, objects: Vec<Object>) -> anyhow::Result<ExitCode> {
-    let scratch = (!args.state.state.exists())
-        .then(|| std::env::temp_dir().join(format!("dockhand-dry-run-{}", std::process::id())));
     let plan = async {
-        let path = scratch
-            .as_ref()
-            .map_or_else(|| args.state.state.clone(), |d| d.join("state.db"));
-        let store = crate::store::Store::open(&path).await?;
+        let (store, _scratch) = super::common::plan_store(&args.state.state, "dry-run").await?;
         let sources = Sources {
             dir: None,
             store: store.clone(),
@@ -166,8 +161,5 @@ async fn dry_run(args: &ApplyArgs, objects: Vec<Object>) -> anyhow::Result<ExitC
         anyhow::Ok(crate::view::PlanView::new(&rec.dry_run(&snapshot).await?))
     }
     .await;
-    if let Some(d) = &scratch {
-        let _ = std::fs::remove_dir_all(d);
-    }
     Ok(super::diff::print_plan(&plan?))
 }

@@ -272,6 +272,28 @@ pub(crate) async fn reconciler(
     reconciler_on(args, store).await
 }
 
+/// The state a plan reads without creating any: the state file, or (when it does not exist) an
+/// empty scratch one, whose directory the caller removes with `ScratchState`'s drop.
+pub(crate) async fn plan_store(path: &Path, verb: &str) -> anyhow::Result<(Store, ScratchState)> {
+    if path.exists() {
+        return Ok((open_store(path).await?, ScratchState(None)));
+    }
+    let dir = std::env::temp_dir().join(format!("dockhand-{verb}-{}", std::process::id()));
+    let scratch = ScratchState(Some(dir.clone()));
+    Ok((Store::open(&dir.join("state.db")).await?, scratch))
+}
+
+/// A scratch state directory, removed when dropped.
+pub(crate) struct ScratchState(Option<PathBuf>);
+
+impl Drop for ScratchState {
+    fn drop(&mut self) {
+        if let Some(d) = &self.0 {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
 /// A reconciler on the engine with `store` as its state.
 pub(crate) async fn reconciler_on(
     args: &ReconcileArgs,

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use super::common::plan_store;
 use super::remote::RemoteArgs;
-use super::{print_manifest_errors, reconciler, ReconcileArgs};
+use super::{print_manifest_errors, ReconcileArgs};
 use crate::view::PlanView;
 
 #[derive(Args, Debug)]
@@ -19,22 +20,10 @@ pub struct DiffArgs {
 pub async fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
     let plan: PlanView = match args.remote.client(&args.common.state.state)? {
         Some(remote) => serde_json::from_value(remote.json("/api/v1/plan").await?)?,
-        None if !args.common.state.state.exists() => {
-            // No state file yet: plan against an empty one of our own, and create none.
-            let scratch =
-                std::env::temp_dir().join(format!("dockhand-diff-{}", std::process::id()));
-            let plan = async {
-                let store = crate::store::Store::open(&scratch.join("state.db")).await?;
-                let (rec, sources) = super::common::reconciler_on(&args.common, store).await?;
-                let snapshot = sources.load().await?;
-                anyhow::Ok(PlanView::new(&rec.dry_run(&snapshot).await?))
-            }
-            .await;
-            let _ = std::fs::remove_dir_all(&scratch);
-            plan?
-        }
         None => {
-            let (rec, sources) = reconciler(&args.common).await?;
+            // Without a state file, the plan is made against an empty one, and none is made.
+            let (store, _scratch) = plan_store(&args.common.state.state, "diff").await?;
+            let (rec, sources) = super::common::reconciler_on(&args.common, store).await?;
             let snapshot = sources.load().await?;
             PlanView::new(&rec.dry_run(&snapshot).await?)
         }
