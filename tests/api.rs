@@ -428,7 +428,9 @@ fn logs_exec_and_diff_work_against_a_remote_controller() {
     for (path, status) in [
         ("/api/v1/servers/nobody/logs", 404),
         ("/api/v1/networks/talker/logs", 400),
-        ("/api/v1/servers/talker/logs?since=1", 400),
+        // An unknown parameter is refused (`since` is a known one now: see below).
+        ("/api/v1/servers/talker/logs?nonsense=1", 400),
+        ("/api/v1/servers/talker/logs?since=not-a-number", 400),
     ] {
         let r = http(
             "GET",
@@ -438,6 +440,27 @@ fn logs_exec_and_diff_work_against_a_remote_controller() {
         );
         assert_eq!(r.status, status, "{path}: {r:?}");
     }
+
+    // `since` in epoch seconds: nothing was written after a time to come.
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 3600;
+    let r = http(
+        "GET",
+        &format!("{base}/api/v1/servers/talker/logs?since={later}"),
+        Some(&env.api_token()),
+        None,
+    );
+    assert_eq!((r.status, r.text.as_str()), (200, ""), "{r:?}");
+    let r = http(
+        "GET",
+        &format!("{base}/api/v1/servers/talker/logs?since=1"),
+        Some(&env.api_token()),
+        None,
+    );
+    assert_eq!(r.text, "hello-from-talker\n", "{r:?}");
 
     // Standard input goes in whole; stdout, stderr and the exit code come back apart.
     let mut child = env
