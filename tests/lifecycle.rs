@@ -364,10 +364,20 @@ fn wait_blocks_until_ready_completed_or_deleted_and_fails_fast_on_failure() {
         "bad.yaml",
         &shell("bad", "exit 3", "  restartPolicy: Never\n"),
     );
+    // Waiting starts before the controller has made its state file.
+    let early = env
+        .command("wait")
+        .args(["web", "--for", "ready", "--timeout", "60s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn wait");
+    std::thread::sleep(Duration::from_millis(500));
     let mut up = env.up(&[]);
-    let wait = |args: &[&str]| env.run("wait", args);
-    let out = wait(&["web", "--for", "ready", "--timeout", "60s"]);
+    let out = early.wait_with_output().expect("wait");
     assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "server/web Ready\n");
+    let wait = |args: &[&str]| env.run("wait", args);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "server/web Ready\n");
     let out = wait(&["server/job", "--for", "completed", "--timeout", "60s"]);
     assert!(out.status.success(), "{}", text(&out));

@@ -40,11 +40,15 @@ const POLL: Duration = Duration::from_millis(250);
 pub async fn run(args: WaitArgs) -> anyhow::Result<ExitCode> {
     let key = object_ref(&args.name)?;
     let remote = args.remote.client(&args.state.state)?;
+    let deadline = Instant::now() + args.timeout;
+    // `up & wait web --for Ready`: the controller may not have made its state file yet.
+    while remote.is_none() && !args.state.state.exists() && Instant::now() < deadline {
+        tokio::time::sleep(POLL).await;
+    }
     let store = match remote {
         Some(_) => None,
         None => Some(open_existing_store(&args.state.state).await?),
     };
-    let deadline = Instant::now() + args.timeout;
     loop {
         let item: Option<Value> = match (&remote, &store) {
             (Some(r), _) => match r.json(&super::remote::object_path(&key)).await {
