@@ -202,6 +202,72 @@ fn reading_verbs_never_create_a_state_file_they_say_it_does_not_exist() {
 }
 
 #[test]
+fn global_flags_may_come_before_or_after_any_verb() {
+    let Some(env) = Env::new("cli-global") else {
+        return;
+    };
+    let missing = env.dir.path().join("elsewhere.db");
+    let state = missing.to_str().expect("utf-8");
+    let bin = env!("CARGO_BIN_EXE_dockhand");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .args(args)
+            .output()
+            .expect("run")
+    };
+    for args in [
+        &["--state", state, "--instance", &env.instance, "get"][..],
+        &["--state", state, "events"],
+        &[
+            "--instance",
+            &env.instance,
+            "--state",
+            state,
+            "describe",
+            "server/web",
+        ],
+        &[
+            "--log-format",
+            "json",
+            "--state",
+            state,
+            "get",
+            "server/web",
+        ],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(state), "{args:?}: {}", text(&out));
+    }
+    // Verbs that take no state file accept the flags all the same.
+    env.write("a.yaml", &server("web", ""));
+    let file = env.manifests.join("a.yaml");
+    let file = file.to_str().expect("utf-8");
+    for args in [
+        &["--state", state, "validate", "-f", file][..],
+        &["validate", "--instance", &env.instance, "-f", file],
+        &["--state", state, "schema"],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+    }
+    // logs and exec take them too: the answer is about the object, not the flags.
+    for args in [
+        &["logs", "--state", state, "--instance", &env.instance, "web"][..],
+        &["--state", state, "exec", "web", "--", "true"],
+    ] {
+        let out = run(args);
+        assert!(
+            !text(&out).contains("unexpected argument"),
+            "{args:?}: {}",
+            text(&out)
+        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+    }
+    assert!(!missing.exists(), "a reading verb created the state file");
+}
+
+#[test]
 fn diff_on_an_invalid_manifest_lists_the_error_and_fails() {
     let Some(env) = Env::new("cli-diff-invalid") else {
         return;

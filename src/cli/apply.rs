@@ -22,7 +22,7 @@ pub struct ApplyArgs {
     /// policy) and store nothing; exit 0 only when it changes nothing.
     #[arg(long)]
     pub dry_run: bool,
-    #[command(flatten)]
+    #[arg(skip)]
     pub state: StateArgs,
     #[command(flatten)]
     pub remote: RemoteArgs,

@@ -24,7 +24,7 @@ pub struct AttachArgs {
     /// Only watch the output; send nothing to the process.
     #[arg(long)]
     pub no_stdin: bool,
-    #[command(flatten)]
+    #[arg(skip)]
     pub state: StateArgs,
     #[command(flatten)]
     pub remote: RemoteArgs,

@@ -15,7 +15,7 @@ use crate::store::{ClientRoute, Store};
 pub struct ClientsArgs {
     #[command(subcommand)]
     pub verb: Verb,
-    #[command(flatten)]
+    #[arg(skip)]
     pub state: StateArgs,
     #[command(flatten)]
     pub remote: RemoteArgs,

@@ -37,6 +37,17 @@ pub struct StateArgs {
     pub instance: String,
 }
 
+impl Default for StateArgs {
+    /// The defaults the flags have; `main` replaces them with what was parsed (the flags are
+    /// the top-level command's, so they go before or after any verb).
+    fn default() -> Self {
+        Self {
+            state: PathBuf::from("./dockhand.db"),
+            instance: DEFAULT_INSTANCE.to_owned(),
+        }
+    }
+}
+
 /// `server/NAME`, or a bare `NAME` meaning a server.
 pub(crate) fn object_ref(s: &str) -> anyhow::Result<ObjectKey> {
     let (kind, name) = match s.split_once('/') {
@@ -123,7 +134,7 @@ pub struct ReconcileArgs {
     /// Activate the compose services of this profile (repeatable; COMPOSE_PROFILES adds more).
     #[arg(long = "profile", value_name = "NAME")]
     pub profiles: Vec<String>,
-    #[command(flatten)]
+    #[arg(skip)]
     pub state: StateArgs,
     /// Allow pruning every container when the sources define no objects at all.
     #[arg(long)]

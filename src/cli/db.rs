@@ -16,7 +16,7 @@ use crate::view;
 #[derive(Args, Debug)]
 pub struct DbArgs {
     /// `--state` and `--instance` are global, so they may stand before or after `url NAME`.
-    #[command(flatten)]
+    #[arg(skip)]
     pub state: StateArgs,
     #[command(subcommand)]
     pub command: DbCommand,

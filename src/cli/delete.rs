@@ -16,7 +16,7 @@ pub struct DeleteArgs {
     pub kind: String,
     /// The object's name.
     pub name: String,
-    #[command(flatten)]
+    #[arg(skip)]
     pub state: StateArgs,
     #[command(flatten)]
     pub remote: RemoteArgs,

@@ -26,7 +26,7 @@ pub struct DescribeArgs {
     /// How many recent events to show.
     #[arg(long, default_value_t = 15)]
     pub events: i64,
-    #[command(flatten)]
+    #[arg(skip)]
     pub state: StateArgs,
     #[command(flatten)]
     pub remote: RemoteArgs,

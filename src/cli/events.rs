@@ -21,7 +21,7 @@ pub struct EventsArgs {
     /// How many of the newest events to show first.
     #[arg(long, default_value_t = 50)]
     pub limit: i64,
-    #[command(flatten)]
+    #[arg(skip)]
     pub state: StateArgs,
     #[command(flatten)]
     pub remote: RemoteArgs,

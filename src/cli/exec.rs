@@ -22,7 +22,7 @@ pub struct ExecArgs {
     /// Allocate a terminal (with -i: an interactive session).
     #[arg(short, long)]
     pub tty: bool,
-    #[command(flatten)]
+    #[arg(skip)]
     pub state: StateArgs,
     #[command(flatten)]
     pub remote: RemoteArgs,

@@ -38,7 +38,7 @@ pub struct GetArgs {
     /// Include database passwords (in `connection.url` and `connection.password`).
     #[arg(long)]
     pub show_secrets: bool,
-    #[command(flatten)]
+    #[arg(skip)]
     pub state: StateArgs,
     #[command(flatten)]
     pub remote: RemoteArgs,

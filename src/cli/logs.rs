@@ -21,7 +21,7 @@ pub struct LogsArgs {
     /// Only output since this long ago (`10m`, `1h 30m`) or this time (`2026-12-01T10:00:00Z`).
     #[arg(long, value_parser = parse_since)]
     pub since: Option<i64>,
-    #[command(flatten)]
+    #[arg(skip)]
     pub state: StateArgs,
     #[command(flatten)]
     pub remote: RemoteArgs,

@@ -46,6 +46,8 @@ pub(crate) use common::{
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    state: StateArgs,
     /// How log lines are written to stderr: `text` (coloured on a terminal only) or `json`
     /// (one object per line, for log collectors).
     #[arg(
@@ -109,6 +111,33 @@ enum Command {
 }
 
 impl Command {
+    /// Hands the verb the state and instance flags, which belong to the top-level command so
+    /// that they may come before the verb as well as after it.
+    fn set_state(&mut self, state: StateArgs) {
+        let slot = match self {
+            Command::Up(a) => &mut a.common.state,
+            Command::Sync(a) => &mut a.common.state,
+            Command::Diff(a) => &mut a.common.state,
+            Command::Get(a) => &mut a.state,
+            Command::Describe(a) => &mut a.state,
+            Command::Events(a) => &mut a.state,
+            Command::Logs(a) => &mut a.state,
+            Command::Exec(a) => &mut a.state,
+            Command::Attach(a) => &mut a.state,
+            Command::Db(a) => &mut a.state,
+            Command::Apply(a) => &mut a.state,
+            Command::Delete(a) => &mut a.state,
+            Command::Clients(a) => &mut a.state,
+            Command::Wait(a) => &mut a.state,
+            Command::Explain(_)
+            | Command::Validate(_)
+            | Command::Convert(_)
+            | Command::Completion(_)
+            | Command::Schema => return,
+        };
+        *slot = state;
+    }
+
     /// Verbs whose whole job is printing: a reader that goes away (`| head`) ends them quietly,
     /// as it ends `cat`, instead of a panic on the failed write.
     fn only_prints(&self) -> bool {
@@ -156,7 +185,8 @@ pub fn tune_process() {
 
 pub fn main() -> ExitCode {
     tune_process();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    cli.command.set_state(cli.state.clone());
     if cli.command.only_prints() {
         default_sigpipe();
     }

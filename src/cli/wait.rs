@@ -28,7 +28,7 @@ pub struct WaitArgs {
     /// Give up (exit 1) after this long.
     #[arg(long, default_value = "2m", value_parser = parse_duration)]
     pub timeout: Duration,
-    #[command(flatten)]
+    #[arg(skip)]
     pub state: StateArgs,
     #[command(flatten)]
     pub remote: RemoteArgs,
