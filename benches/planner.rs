@@ -31,6 +31,7 @@ fn desired() -> Vec<Desired> {
             readiness: None,
             start_first: false,
             hold: None,
+            stopped: None,
             deps: if i % 10 == 1 {
                 vec![Dep {
                     key: key(i - 1),

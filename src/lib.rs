@@ -9,6 +9,8 @@
 //! - `cli`: one file per verb; `main.rs` only wires.
 //! - `api`: the HTTP face of `up`, one file per resource.
 //! - `view`: objects as users see them (get, describe, the API) and selectors.
+//! - `operate`: the operator's verbs (stop, start, restart, scale) as intents in the state
+//!   file, for the CLI and the API alike.
 //! - `controller`: keeps a host converged (watchers, triggers, backoff, metrics).
 //! - `reconcile`: one pass: observe → plan → execute → record; the only place that sequences I/O.
 //! - `policy`: what a manifest may take from the host (paths, the engine socket, its network,
@@ -31,6 +33,8 @@ pub mod cli;
 
 pub mod api;
 pub mod view;
+
+pub mod operate;
 
 pub mod controller;
 pub mod reconcile;

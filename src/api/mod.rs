@@ -9,6 +9,7 @@ mod clients;
 mod containers;
 mod events;
 mod objects;
+mod operate;
 mod status;
 
 use std::net::SocketAddr;
@@ -156,6 +157,16 @@ pub fn router<R: Engine + Attach + Clone>(api: Arc<Api<R>>) -> Router {
         .route(
             "/api/v1/servers/{name}/report",
             axum::routing::patch(patch_report::<R>),
+        )
+        .route("/api/v1/stop", axum::routing::post(operate::stop::<R>))
+        .route("/api/v1/start", axum::routing::post(operate::start::<R>))
+        .route(
+            "/api/v1/restart",
+            axum::routing::post(operate::restart::<R>),
+        )
+        .route(
+            "/api/v1/servers/{name}/scale",
+            axum::routing::post(operate::scale::<R>),
         )
         .route("/api/v1/routes/{name}/clients", get(list_clients::<R>))
         .route(

@@ -19,6 +19,7 @@ mod exec;
 mod explain;
 mod get;
 mod logs;
+mod operate;
 mod remote;
 mod sync;
 mod terminal;
@@ -96,6 +97,18 @@ enum Command {
     /// A route's per-client routes: `clients list ROUTE`, `set ROUTE CLIENT SERVER:PORT`,
     /// `delete ROUTE CLIENT`.
     Clients(clients::ClientsArgs),
+    /// Stop and remove what the instance runs (or the objects named, or selected), dependents
+    /// first; they stay stopped, through reloads, until `start`. Volumes stay unless `--volumes`.
+    Down(operate::DownArgs),
+    /// Stop objects (their containers are removed; they stay stopped until `start`).
+    Stop(operate::TargetArgs),
+    /// Start stopped objects again.
+    Start(operate::TargetArgs),
+    /// Replace objects' containers with the same spec, in their update order (StartFirst keeps
+    /// serving).
+    Restart(operate::TargetArgs),
+    /// Set a server's replicas (objects of the API source; others say which file to edit).
+    Scale(operate::ScaleArgs),
     /// Wait until an object is Ready, Completed or Deleted (exit 1 on timeout or failure).
     Wait(wait::WaitArgs),
     /// Document a kind or a field of it, from the schema: `explain server.spec.healthCheck`.
@@ -129,6 +142,9 @@ impl Command {
             Command::Delete(a) => &mut a.state,
             Command::Clients(a) => &mut a.state,
             Command::Wait(a) => &mut a.state,
+            Command::Down(a) => &mut a.state,
+            Command::Stop(a) | Command::Start(a) | Command::Restart(a) => &mut a.state,
+            Command::Scale(a) => &mut a.state,
             Command::Explain(_)
             | Command::Validate(_)
             | Command::Convert(_)
@@ -221,6 +237,11 @@ pub fn main() -> ExitCode {
             Command::Validate(a) => validate::run(a).await,
             Command::Explain(a) => explain::run(a).await,
             Command::Wait(a) => wait::run(a).await,
+            Command::Down(a) => operate::down(a).await,
+            Command::Stop(a) => operate::stop(a).await,
+            Command::Start(a) => operate::start(a).await,
+            Command::Restart(a) => operate::restart(a).await,
+            Command::Scale(a) => operate::scale(a).await,
             Command::Completion(a) => {
                 use clap::CommandFactory;
                 let mut cmd = Cli::command();

@@ -174,7 +174,7 @@ pub fn desired(
     lifecycle: Lifecycle,
 ) -> (Desired, Option<ContainerSpec>) {
     let key = o.key();
-    let hash = o.spec_hash();
+    let hash = ctx.with_restarts(&o.key(), o.spec_hash());
     let secret = ctx.secrets.get(&o.name);
     let joins = d.joins(&o.name);
     let container = secret.map(|secret| {
@@ -196,6 +196,7 @@ pub fn desired(
         restart_unhealthy: false,
         start_first: false,
         hold: None,
+        stopped: None,
         deps: Vec::new(),
         lifecycle,
     };

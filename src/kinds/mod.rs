@@ -14,9 +14,11 @@ pub mod server;
 use std::collections::{HashMap, HashSet};
 
 use crate::engine::ContainerSpec;
+use crate::manifest::replicas::replica_of;
+use crate::manifest::{short_hash, Kind};
 use crate::manifest::{Object, ObjectKey, Spec};
 use crate::plan::Desired;
-use crate::store::{DatabaseSecret, Status};
+use crate::store::{DatabaseSecret, Intent, Status};
 
 use network::NetworkPlan;
 
@@ -34,6 +36,36 @@ pub struct Context<'a> {
     pub networks: &'a NetworkPlan,
     /// The host files the servers' specs take in (every one of a server not held back).
     pub files: &'a HostFiles,
+    /// What operators asked beyond the manifests (stopped, restarted), by the key given.
+    pub intents: &'a HashMap<ObjectKey, Intent>,
+}
+
+impl Context<'_> {
+    /// An object's spec hash with its restarts in it: a restart is a rollout of the same spec,
+    /// so the restart's time joins the hash (and the names derived from it), and the
+    /// containers are replaced once, in the object's update order.
+    pub fn with_restarts(&self, key: &ObjectKey, hash: String) -> String {
+        let restarts: Vec<&str> = intents_of(self.intents, key)
+            .filter_map(|(_, i)| i.restarted_at.as_deref())
+            .collect();
+        if restarts.is_empty() {
+            return hash;
+        }
+        short_hash(format!("{hash}|restart:{}", restarts.join(",")).as_bytes())
+    }
+}
+
+/// The intents that apply to an object: its own, and for a replica its server's.
+fn intents_of<'a>(
+    intents: &'a HashMap<ObjectKey, Intent>,
+    key: &ObjectKey,
+) -> impl Iterator<Item = (ObjectKey, &'a Intent)> {
+    let base = (key.kind == Kind::Server && replica_of(&key.name) != key.name)
+        .then(|| ObjectKey::new(Kind::Server, replica_of(&key.name)));
+    [Some(key.clone()), base]
+        .into_iter()
+        .flatten()
+        .filter_map(|k| intents.get(&k).map(|i| (k, i)))
 }
 
 /// What the servers read from the host at this pass, by path as the spec writes it.
@@ -68,10 +100,27 @@ pub fn desired(
             Spec::Network(_) | Spec::Route(_) => continue,
         };
         d.hold = ctx.refused.get(&d.key).cloned();
+        d.stopped = stopped_because(o, ctx.intents);
         if let Some(spec) = spec {
             specs.insert(d.key.clone(), spec);
         }
         wanted.push(d);
     }
     (wanted, specs)
+}
+
+/// Why an object runs no container on purpose: an operator stopped it (or its server), or it
+/// asks for no replicas.
+pub fn stopped_because(o: &Object, intents: &HashMap<ObjectKey, Intent>) -> Option<String> {
+    let key = o.key();
+    let stop = intents_of(intents, &key).find_map(|(k, i)| Some((k, i.stopped_at.as_deref()?)));
+    if let Some((by, at)) = stop {
+        return Some(format!(
+            "stopped at {at}; `dockhand start {by}` runs it again"
+        ));
+    }
+    match &o.spec {
+        Spec::Server(s) if s.replicas == Some(0) => Some("replicas: 0".to_owned()),
+        _ => None,
+    }
 }

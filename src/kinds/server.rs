@@ -281,6 +281,7 @@ pub fn desired(
         }
         hash = short_hash(hash.as_bytes());
     }
+    let hash = ctx.with_restarts(&key, hash);
     let container = container_spec(
         ctx.instance,
         ctx.state_id,
@@ -334,6 +335,7 @@ pub fn desired(
         readiness: None,
         start_first: s.start_first(),
         hold: None,
+        stopped: None,
         deps,
         lifecycle,
     };

@@ -57,7 +57,8 @@ pub fn expand(objects: Vec<Object>) -> Vec<Object> {
     let mut out = Vec::with_capacity(objects.len());
     for o in objects {
         let count = match &o.spec {
-            Spec::Server(s) => s.replica_count(),
+            // `replicas: 0` keeps the object, stopped: it shows as `Stopped`, not gone.
+            Spec::Server(s) => s.replica_count().max(1),
             _ => 1,
         };
         let copies: Vec<Object> = (1..count)
@@ -155,7 +156,6 @@ mod tests {
     #[test]
     fn replicas_are_checked() {
         for (extra, field) in [
-            ("  replicas: 0\n", "spec.replicas"),
             ("  replicas: 65\n", "spec.replicas"),
             (
                 "  replicas: 2\n  ports: [{container: 80, host: 8080}]\n",
@@ -171,6 +171,14 @@ mod tests {
         }
         let ok = "  replicas: 2\n  ports: [{container: 80}]\n";
         assert!(parse_str(&server("web", ok), "a.yaml", None).is_ok());
+    }
+
+    #[test]
+    fn zero_replicas_keep_the_object_to_show_it_stopped() {
+        let text = server("web", "  replicas: 0\n");
+        let objects = expand(parse_str(&text, "a.yaml", None).expect("parses"));
+        let names: Vec<&str> = objects.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["web"]);
     }
 
     #[test]

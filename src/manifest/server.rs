@@ -72,9 +72,10 @@ pub struct ServerSpec {
     pub aliases: Vec<Hostname>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<Update>,
-    /// Containers that run this spec alike (default 1, at most 64). Replica 0 is named after the
-    /// server and the others `NAME.1`, `NAME.2`…, so scaling never renames or recreates one.
-    #[schemars(range(min = 1, max = 64))]
+    /// Containers that run this spec alike (default 1, at most 64; 0 stops the server, which
+    /// stays listed as `Stopped`). Replica 0 is named after the server and the others `NAME.1`,
+    /// `NAME.2`…, so scaling never renames or recreates one.
+    #[schemars(range(min = 0, max = 64))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u32>,
     /// How long the engine waits after SIGTERM before SIGKILL when stopping (default 10s).
@@ -267,12 +268,10 @@ impl ServerSpec {
             }
         }
         let replicas = self.replica_count();
-        if !(1..=MAX_REPLICAS).contains(&replicas) {
+        if replicas > MAX_REPLICAS {
             return Err((
                 "spec.replicas".into(),
-                format!(
-                    "expected 1 to {MAX_REPLICAS}, found {replicas} (to stop a server, remove it)"
-                ),
+                format!("expected 0 to {MAX_REPLICAS}, found {replicas} (0 stops the server)"),
             ));
         }
         if replicas > 1 {

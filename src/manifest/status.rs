@@ -27,10 +27,13 @@ pub enum Phase {
     CrashLoopBackOff,
     /// Its container name is taken by a container this instance does not own.
     Invalid,
+    /// Stopped by an operator (`down`, `stop`) or by `replicas: 0`: no container, on purpose,
+    /// until `start` (or a replica count).
+    Stopped,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 10] = [
+    pub const ALL: [Phase; 11] = [
         Phase::Pending,
         Phase::Blocked,
         Phase::Creating,
@@ -41,6 +44,7 @@ impl Phase {
         Phase::Failed,
         Phase::CrashLoopBackOff,
         Phase::Invalid,
+        Phase::Stopped,
     ];
 
     /// The phase named exactly as `as_str` writes it.
@@ -60,6 +64,7 @@ impl Phase {
             Phase::Failed => "Failed",
             Phase::CrashLoopBackOff => "CrashLoopBackOff",
             Phase::Invalid => "Invalid",
+            Phase::Stopped => "Stopped",
         }
     }
 
@@ -68,7 +73,7 @@ impl Phase {
     pub fn is_settled(self) -> bool {
         matches!(
             self,
-            Phase::Ready | Phase::Completed | Phase::Failed | Phase::Invalid
+            Phase::Ready | Phase::Completed | Phase::Failed | Phase::Invalid | Phase::Stopped
         )
     }
 

@@ -29,8 +29,54 @@ pub(super) fn plan_objects(
     let mut actions: BTreeMap<ObjectKey, Option<Action>> = BTreeMap::new();
     // Objects whose spec change this pass would roll out, with the old container if it serves.
     let mut updates: BTreeMap<ObjectKey, Option<Observed>> = BTreeMap::new();
+    // Stopped objects whose containers still exist, and what those containers depend on: a
+    // stopped object goes only after its stopped dependents (as orphans do).
+    let stopping: BTreeMap<&ObjectKey, Vec<&ObjectKey>> = desired
+        .iter()
+        .filter(|d| d.stopped.is_some() && d.hold.is_none())
+        .filter_map(|d| {
+            let containers = by_key.get(&d.key)?;
+            let needs = containers
+                .iter()
+                .flat_map(|o| o.depends_on.iter())
+                .collect();
+            Some((&d.key, needs))
+        })
+        .collect();
     for d in desired {
         let mut candidates = by_key.remove(&d.key).unwrap_or_default();
+        if let (Some(why), None) = (&d.stopped, &d.hold) {
+            let waits_for: Vec<String> = stopping
+                .iter()
+                .filter(|(k, needs)| **k != &d.key && needs.contains(&&d.key))
+                .map(|(k, _)| k.to_string())
+                .collect();
+            let mut lc = d.lifecycle.clone();
+            lc.next_retry_at = None;
+            lc.health = None;
+            let message = if waits_for.is_empty() || candidates.is_empty() {
+                why.clone()
+            } else {
+                format!("{why}; stopping after {}", waits_for.join(", "))
+            };
+            if waits_for.is_empty() {
+                for o in candidates.iter().filter(|o| o.state != State::Removing) {
+                    p.actions.push(Action::Remove {
+                        id: o.id.clone(),
+                        name: o.name.clone(),
+                        key: Some(d.key.clone()),
+                        reason: RemoveReason::Stopped,
+                        volume: None,
+                    });
+                }
+            }
+            p.verdicts.insert(
+                d.key.clone(),
+                Verdict::new(Phase::Stopped, Some(message), lc, None),
+            );
+            actions.insert(d.key.clone(), None);
+            continue;
+        }
         // Keep the best container: matching spec first, then running, then the name order.
         candidates.sort_by_key(|o| {
             (

@@ -25,6 +25,7 @@ fn want(n: &str, hash: &str) -> Desired {
         readiness: None,
         start_first: false,
         hold: None,
+        stopped: None,
         deps: Vec::new(),
         lifecycle: Lifecycle::started(NOW - 1_000),
     }
@@ -1116,4 +1117,75 @@ fn a_healthy_dependency_that_nothing_checks_says_so() {
         "{:?}",
         v.message
     );
+}
+
+fn stopped(mut d: Desired) -> Desired {
+    d.stopped = Some("stopped by dockhand stop".into());
+    d
+}
+
+#[test]
+fn a_stopped_object_loses_its_containers_and_gets_none_back() {
+    let desired = [stopped(want("web", "h")), want("api", "h")];
+    let p = plan(
+        &desired,
+        &[seen("c1", "web", "h", State::Running)],
+        opts(false),
+    );
+    assert!(
+        matches!(&p.actions[..], [Action::Remove { id, reason: RemoveReason::Stopped, .. }, Action::Create { key: k }] if id == "c1" && k.name == "api"),
+        "{:?}",
+        p.actions
+    );
+    assert_eq!(p.verdicts[&key("web")].phase, Phase::Stopped);
+    assert_eq!(p.verdicts[&key("web")].container, None);
+    // Once its container is gone, nothing is done and it stays Stopped (settled).
+    let p = plan(&desired[..1], &[], opts(false));
+    assert!(p.is_empty(), "{:?}", p.actions);
+    assert_eq!(p.verdicts[&key("web")].phase, Phase::Stopped);
+    assert!(Phase::Stopped.is_settled() && !Phase::Stopped.is_held_up());
+}
+
+#[test]
+fn stopped_objects_go_dependents_first() {
+    let mut web = stopped(want("web", "h"));
+    web.deps = vec![dep("db", Condition::Started, false)];
+    let desired = [stopped(want("db", "h")), web];
+    let mut web_c = seen("w", "web", "h", State::Running);
+    web_c.depends_on = vec![key("db")];
+    let db_c = seen("d", "db", "h", State::Running);
+    let p = plan(&desired, &[web_c, db_c.clone()], opts(false));
+    assert!(
+        matches!(&p.actions[..], [Action::Remove { id, .. }] if id == "w"),
+        "{:?}",
+        p.actions
+    );
+    assert!(p.verdicts[&key("db")]
+        .message
+        .as_deref()
+        .is_some_and(|m| m.contains("stopping after server/web")));
+    let p = plan(&desired, &[db_c], opts(false));
+    assert!(
+        matches!(&p.actions[..], [Action::Remove { id, .. }] if id == "d"),
+        "{:?}",
+        p.actions
+    );
+}
+
+#[test]
+fn a_dependent_of_a_stopped_object_is_not_started() {
+    let mut web = want("web", "h");
+    web.deps = vec![dep("db", Condition::Started, false)];
+    let p = plan(&[stopped(want("db", "h")), web], &[], opts(false));
+    assert!(p.is_empty(), "{:?}", p.actions);
+    assert_eq!(p.verdicts[&key("web")].phase, Phase::Blocked);
+}
+
+#[test]
+fn a_held_object_stays_invalid_even_when_stopped() {
+    let mut d = stopped(want("web", "h"));
+    d.hold = Some("name taken".into());
+    let p = plan(&[d], &[seen("c1", "web", "h", State::Running)], opts(false));
+    assert!(p.is_empty(), "{:?}", p.actions);
+    assert_eq!(p.verdicts[&key("web")].phase, Phase::Invalid);
 }

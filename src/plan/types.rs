@@ -48,6 +48,9 @@ pub struct Desired {
     /// The object may not be acted on (why, for its `Invalid` status): its containers, if any,
     /// are left exactly as they are. A database whose data volume the state file forgot.
     pub hold: Option<String>,
+    /// The object is stopped on purpose (why, for its `Stopped` status): its containers are
+    /// removed, dependents first, and none is created.
+    pub stopped: Option<String>,
     /// The object's run history as last recorded.
     pub lifecycle: Lifecycle,
 }
@@ -58,6 +61,8 @@ pub enum RemoveReason {
     Orphan,
     /// Another container already serves the same object.
     Duplicate,
+    /// Its object is stopped.
+    Stopped,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,6 +147,7 @@ impl Action {
             Action::Remove { name, reason, .. } => match reason {
                 RemoveReason::Orphan => format!("remove {name} (orphan: its object is gone)"),
                 RemoveReason::Duplicate => format!("remove {name} (duplicate)"),
+                RemoveReason::Stopped => format!("remove {name} (stopped)"),
             },
         }
     }

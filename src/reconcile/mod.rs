@@ -7,6 +7,7 @@
 pub mod execute;
 mod observe;
 mod record;
+mod stop;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -24,6 +25,7 @@ use crate::source::Snapshot;
 use crate::store::{Status, Store, StoreError};
 pub use execute::Outcome;
 use observe::{held, Observation};
+pub use stop::{remove_stopped_volumes, stop_now};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {

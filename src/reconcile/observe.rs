@@ -50,6 +50,7 @@ impl<R: Engine> Reconciler<R> {
         let instance = &self.options.instance;
         let stored = self.store.objects(instance).await?;
         let statuses = self.store.statuses_by_key(instance).await?;
+        let intents = self.store.intents(instance).await?;
         let desired = merge(snapshot, &stored);
         let mut errors = snapshot.errors.clone();
         errors.extend(emptied_errors(snapshot, &stored));
@@ -89,6 +90,7 @@ impl<R: Engine> Reconciler<R> {
             refused: &refused,
             networks: &networks,
             files: &files,
+            intents: &intents,
         };
         let (wanted, specs) = kinds::desired(&desired, &ctx);
         let plan = plan(
@@ -304,7 +306,7 @@ impl<R: Engine> Reconciler<R> {
 /// file's controller created. With `take_over`, those are claimed: their spec hash is dropped,
 /// so they are recreated under this state file's identity (or removed, if not desired).
 /// Containers from before the identity label are this controller's.
-fn claim(
+pub(super) fn claim(
     observed: Vec<Observed>,
     identity: &str,
     take_over: bool,

@@ -11,6 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
 mod events;
+mod intents;
 mod lock;
 mod objects;
 mod reports;
@@ -20,6 +21,7 @@ mod sources;
 mod status;
 
 pub use events::{Event, NewEvent};
+pub use intents::Intent;
 pub use lock::{lock_state, LockError, StateLock};
 pub use objects::{ApplyReport, StoredObject};
 pub use reports::{merge_patch, MAX_REPORT_BYTES};

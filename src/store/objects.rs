@@ -117,6 +117,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await
                     .map_err(query("insert object"))?;
+                    record_revision(&mut tx, instance, o, &json, &hash, 1).await?;
                     report.changed.push((key, 1));
                 }
                 Some(old)
@@ -140,6 +141,7 @@ impl Store {
                     .await
                     .map_err(query("update object"))?;
                     if generation != old.generation {
+                        record_revision(&mut tx, instance, o, &json, &hash, generation).await?;
                         report.changed.push((key, generation));
                     }
                 }
@@ -152,6 +154,8 @@ impl Store {
                     "DELETE FROM objects",
                     "DELETE FROM status",
                     "DELETE FROM reports",
+                    "DELETE FROM intents",
+                    "DELETE FROM revisions",
                 ] {
                     sqlx::query(&format!(
                         "{table} WHERE instance = ? AND kind = ? AND name = ?"
@@ -220,4 +224,30 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// Keeps one generation's spec in the object's history (`rollout history`).
+async fn record_revision(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    instance: &str,
+    o: &Object,
+    json: &str,
+    hash: &str,
+    revision: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT OR REPLACE INTO revisions (instance, kind, name, revision, object, source, spec_hash)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(instance)
+    .bind(o.spec.kind().label())
+    .bind(&o.name)
+    .bind(revision)
+    .bind(json)
+    .bind(&o.source)
+    .bind(hash)
+    .execute(&mut **tx)
+    .await
+    .map_err(query("record revision"))?;
+    Ok(())
 }

@@ -1,0 +1,272 @@
+//! The operator's verbs, shared by the CLI and the API: stop and start (desired state kept
+//! beside the manifests, so a reload never undoes them), restart (a rollout of the same spec)
+//! and scale (the API source's objects only; a file stays the truth for its own objects).
+//!
+//! Each writes intents to the state file and nothing else: the reconcile loop stays the one
+//! writer of the engine, and a crash between the write and the pass loses nothing.
+
+use std::collections::BTreeSet;
+
+use crate::manifest::replicas::replica_of;
+use crate::manifest::{Kind, ObjectKey, Spec};
+use crate::source::applied::{self, ApplyError, Change};
+use crate::source::Sources;
+use crate::store::{Store, StoreError, StoredObject};
+use crate::view::Selector;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OperateError {
+    #[error("{key} not found")]
+    NotFound { key: ObjectKey },
+    #[error("no object matches selector {selector:?}")]
+    NoMatch { selector: String },
+    #[error("{key} runs no container: only servers and databases can be {verb}")]
+    NoContainer { key: ObjectKey, verb: &'static str },
+    #[error("{key} is defined by {by}; set spec.replicas to {replicas} there")]
+    NotApplied {
+        key: ObjectKey,
+        by: String,
+        replicas: u32,
+    },
+    #[error("only servers have replicas, not {key}")]
+    NotScalable { key: ObjectKey },
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Which objects a verb acts on: named ones (`server/web` stands for all its replicas,
+/// `server/web.2` for one), those a selector matches, or with neither every object that runs
+/// a container.
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+pub struct Selection {
+    #[serde(default)]
+    pub objects: Vec<String>,
+    #[serde(default)]
+    pub selector: Option<String>,
+}
+
+/// What a verb did: the keys it was given for (marks are kept on these) and every object
+/// they stand for (a server's replicas), whose status shows the result.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Outcome {
+    pub targets: Vec<String>,
+    pub objects: Vec<String>,
+    /// The targets whose mark this call changed (for stop/start; all of them for restart).
+    pub changed: Vec<String>,
+}
+
+/// Whether `object` is `target` or one of its replicas.
+pub fn covers(target: &ObjectKey, object: &ObjectKey) -> bool {
+    target == object
+        || (target.kind == Kind::Server
+            && object.kind == Kind::Server
+            && replica_of(&object.name) == target.name)
+}
+
+/// The targets of a selection among the stored objects, and the objects they stand for.
+pub fn resolve(
+    stored: &[StoredObject],
+    selection: &Selection,
+    reports: &std::collections::HashMap<ObjectKey, serde_json::Value>,
+    verb: &'static str,
+) -> Result<(Vec<ObjectKey>, Vec<ObjectKey>), OperateError> {
+    let runs = |k: &ObjectKey| matches!(k.kind, Kind::Server | Kind::Database);
+    let keys: Vec<ObjectKey> = stored.iter().map(|s| s.object.key()).collect();
+    let mut targets: Vec<ObjectKey> = Vec::new();
+    for name in &selection.objects {
+        let key = parse_ref(name)?;
+        if !keys.iter().any(|k| covers(&key, k)) {
+            return Err(OperateError::NotFound { key });
+        }
+        if !runs(&key) {
+            return Err(OperateError::NoContainer { key, verb });
+        }
+        targets.push(key);
+    }
+    if let Some(text) = &selection.selector {
+        let selector =
+            Selector::parse(text).map_err(|e| invalid_request("selector", e.to_string()))?;
+        let matched: Vec<ObjectKey> = stored
+            .iter()
+            .filter(|s| runs(&s.object.key()))
+            .filter(|s| selector.matches(&s.object.labels, reports.get(&s.object.key())))
+            .map(|s| whole(s.object.key()))
+            .collect();
+        if matched.is_empty() {
+            return Err(OperateError::NoMatch {
+                selector: text.clone(),
+            });
+        }
+        targets.extend(matched);
+    }
+    if selection.objects.is_empty() && selection.selector.is_none() {
+        targets = keys
+            .iter()
+            .filter(|k| runs(k))
+            .cloned()
+            .map(whole)
+            .collect();
+    }
+    let targets: Vec<ObjectKey> = targets
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let objects = keys
+        .into_iter()
+        .filter(|k| targets.iter().any(|t| covers(t, k)))
+        .collect();
+    Ok((targets, objects))
+}
+
+/// The object a replica belongs to (a key that stands for every replica).
+fn whole(key: ObjectKey) -> ObjectKey {
+    match key.kind {
+        Kind::Server => ObjectKey::new(Kind::Server, replica_of(&key.name)),
+        _ => key,
+    }
+}
+
+/// `server/web`, `database/orders`, or a bare name meaning a server.
+fn parse_ref(s: &str) -> Result<ObjectKey, OperateError> {
+    let invalid = |message: String| invalid_request("objects", message);
+    let (kind, name) = match s.split_once('/') {
+        Some((k, n)) => (
+            Kind::parse_or_err(k).map_err(|e| invalid(e.to_string()))?,
+            n,
+        ),
+        None => (Kind::Server, s),
+    };
+    crate::manifest::replicas::check_object_name(name).map_err(invalid)?;
+    Ok(ObjectKey::new(kind, name))
+}
+
+async fn selected(
+    store: &Store,
+    instance: &str,
+    selection: &Selection,
+    verb: &'static str,
+) -> Result<(Vec<ObjectKey>, Vec<ObjectKey>), OperateError> {
+    let stored = store.objects(instance).await?;
+    let reports = if selection.selector.is_some() {
+        store.reports(instance).await?
+    } else {
+        Default::default()
+    };
+    resolve(&stored, selection, &reports, verb)
+}
+
+fn names(keys: &[ObjectKey]) -> Vec<String> {
+    keys.iter().map(ToString::to_string).collect()
+}
+
+/// Marks the selection stopped (`true`) or running again (`false`).
+pub async fn set_stopped(
+    store: &Store,
+    instance: &str,
+    selection: &Selection,
+    stopped: bool,
+) -> Result<Outcome, OperateError> {
+    let verb = if stopped { "stopped" } else { "started" };
+    let (mut targets, objects) = selected(store, instance, selection, verb).await?;
+    if !stopped {
+        // Starting a server starts every replica, whichever key each was stopped by.
+        let intents = store.intents(instance).await?;
+        let extra: Vec<ObjectKey> = intents
+            .iter()
+            .filter(|(k, i)| i.stopped_at.is_some() && objects.iter().any(|o| covers(k, o)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        targets.extend(extra);
+        targets.sort();
+        targets.dedup();
+    }
+    let changed = store.set_stopped(instance, &targets, stopped).await?;
+    if !changed.is_empty() {
+        let events: Vec<crate::store::NewEvent> = changed
+            .iter()
+            .map(|k| crate::store::NewEvent {
+                key: Some(k.clone()),
+                reason: if stopped { "stop" } else { "start" },
+                message: format!("{k} {} by an operator", verb),
+            })
+            .collect();
+        store.append_events(instance, &events).await?;
+    }
+    Ok(Outcome {
+        targets: names(&targets),
+        objects: names(&objects),
+        changed: names(&changed),
+    })
+}
+
+/// Asks for the selection's containers to be replaced with the same spec.
+pub async fn restart(
+    store: &Store,
+    instance: &str,
+    selection: &Selection,
+) -> Result<Outcome, OperateError> {
+    let (targets, objects) = selected(store, instance, selection, "restarted").await?;
+    store.request_restart(instance, &targets).await?;
+    let events: Vec<crate::store::NewEvent> = targets
+        .iter()
+        .map(|k| crate::store::NewEvent {
+            key: Some(k.clone()),
+            reason: "restart-requested",
+            message: format!("{k} restart requested by an operator"),
+        })
+        .collect();
+    store.append_events(instance, &events).await?;
+    Ok(Outcome {
+        targets: names(&targets),
+        objects: names(&objects),
+        changed: names(&targets),
+    })
+}
+
+/// Sets an API-source server's replica count; other sources' objects are edited where they
+/// are defined, and the answer says where.
+pub async fn scale(sources: &Sources, name: &str, replicas: u32) -> Result<Change, OperateError> {
+    let key = ObjectKey::new(Kind::Server, replica_of(name));
+    let rows = sources.store.applied_rows(&sources.instance).await?;
+    let applied = rows
+        .iter()
+        .find(|(kind, n, _)| *kind == key.kind.label() && *n == key.name);
+    let Some((_, _, text)) = applied else {
+        // Not the API's: say where it is defined, if anywhere.
+        let stored = sources.store.objects(&sources.instance).await?;
+        return Err(match stored.iter().find(|s| s.object.key() == key) {
+            Some(s) => OperateError::NotApplied {
+                by: crate::source::describe_source(&s.object.source),
+                key,
+                replicas,
+            },
+            None => OperateError::NotFound { key },
+        });
+    };
+    let label = crate::source::api_label(&key);
+    let mut object = applied::parse(text, &label, None)?
+        .into_iter()
+        .find(|o| o.key() == key)
+        .ok_or_else(|| OperateError::NotFound { key: key.clone() })?;
+    if let Spec::Server(spec) = &mut object.spec {
+        spec.replicas = Some(replicas);
+    }
+    let out = applied::apply(sources, vec![object]).await?;
+    Ok(out.into_iter().next().map_or(Change::Unchanged, |(_, c)| c))
+}
+
+/// A request that names no object the verb could take.
+fn invalid_request(field: &str, message: String) -> OperateError {
+    OperateError::Apply(ApplyError::Invalid {
+        errors: vec![crate::manifest::ManifestError {
+            file: "<request>".into(),
+            line: 0,
+            column: 0,
+            field: field.into(),
+            message,
+        }],
+    })
+}
