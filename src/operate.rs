@@ -28,6 +28,11 @@ pub enum OperateError {
         by: String,
         replicas: u32,
     },
+    #[error("{key} has no revision {}", revision.map_or_else(|| "before the current one".to_owned(), |r| r.to_string()))]
+    NoRevision {
+        key: ObjectKey,
+        revision: Option<i64>,
+    },
     #[error("only servers have replicas, not {key}")]
     NotScalable { key: ObjectKey },
     #[error(transparent)]
@@ -269,4 +274,125 @@ fn invalid_request(field: &str, message: String) -> OperateError {
             message,
         }],
     })
+}
+
+/// What `rollout undo` did, or what it asks the operator to do.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase", tag = "result")]
+pub enum Undo {
+    /// An API-source object: the revision's spec was applied again (as a new revision).
+    Applied { revision: i64, change: Change },
+    /// An object of a file or the table: the change to make there, as a line diff of the spec.
+    EditSource {
+        revision: i64,
+        source: String,
+        diff: String,
+    },
+}
+
+/// Goes back to revision `to` (by default the one before the current), keeping the current
+/// replica count, as `kubectl rollout undo` does.
+pub async fn undo(
+    sources: &Sources,
+    key: &ObjectKey,
+    to: Option<i64>,
+) -> Result<Undo, OperateError> {
+    let store = &sources.store;
+    let stored = store.objects(&sources.instance).await?;
+    let Some(current) = stored.iter().find(|s| s.object.key() == *key) else {
+        return Err(OperateError::NotFound { key: key.clone() });
+    };
+    let revisions = store.revisions(&sources.instance, key).await?;
+    let target = match to {
+        Some(n) => revisions.iter().find(|r| r.revision == n),
+        None => revisions
+            .iter()
+            .rev()
+            .find(|r| r.revision < current.generation),
+    };
+    let Some(target) = target else {
+        return Err(OperateError::NoRevision {
+            key: key.clone(),
+            revision: to,
+        });
+    };
+    let mut object = target.object.clone();
+    if let (Spec::Server(now), Spec::Server(then)) = (&current.object.spec, &mut object.spec) {
+        then.replicas = now.replicas;
+    }
+    if crate::source::Origin::of(&current.object.source) == crate::source::Origin::Api {
+        let out = applied::apply(sources, vec![object]).await?;
+        let change = out.into_iter().next().map_or(Change::Unchanged, |(_, c)| c);
+        return Ok(Undo::Applied {
+            revision: target.revision,
+            change,
+        });
+    }
+    Ok(Undo::EditSource {
+        revision: target.revision,
+        source: crate::source::describe_source(&current.object.source),
+        diff: line_diff(&yaml_of(&current.object), &yaml_of(&object)),
+    })
+}
+
+fn yaml_of(o: &crate::manifest::Object) -> String {
+    let doc = serde_json::json!({
+        "metadata": {"name": o.name, "labels": o.labels},
+        "spec": o.spec,
+    });
+    serde_saphyr::to_string(&doc).unwrap_or_default()
+}
+
+/// A unified-style line diff (`-` now, `+` wanted, context lines indented), by longest
+/// common subsequence: specs are a few dozen lines.
+pub fn line_diff(from: &str, to: &str) -> String {
+    let a: Vec<&str> = from.lines().collect();
+    let b: Vec<&str> = to.lines().collect();
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, String::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            out.push_str(&format!("  {}\n", a[i]));
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            out.push_str(&format!("- {}\n", a[i]));
+            i += 1;
+        } else {
+            out.push_str(&format!("+ {}\n", b[j]));
+            j += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_diff_marks_removed_and_added_lines() {
+        let d = line_diff("a\nb\nc\n", "a\nx\nc\n");
+        assert_eq!(d, "  a\n- b\n+ x\n  c\n");
+        assert_eq!(line_diff("same\n", "same\n"), "  same\n");
+    }
+
+    #[test]
+    fn a_server_covers_its_replicas_only() {
+        let web = ObjectKey::new(Kind::Server, "web");
+        assert!(covers(&web, &ObjectKey::new(Kind::Server, "web.2")));
+        assert!(!covers(&web, &ObjectKey::new(Kind::Server, "webby")));
+        assert!(!covers(&web, &ObjectKey::new(Kind::Database, "web")));
+        let one = ObjectKey::new(Kind::Server, "web.1");
+        assert!(!covers(&one, &web));
+    }
 }

@@ -235,3 +235,86 @@ fn a_running_controller_stops_starts_restarts_and_scales_through_its_api() {
     let (status, _) = up.stop();
     assert!(status.success(), "{}", up.output());
 }
+
+#[test]
+fn rollout_history_keeps_every_spec_and_undo_prints_the_change_a_file_needs() {
+    let Some(env) = Env::new("op-history") else {
+        return;
+    };
+    env.write("a.yaml", &server("web", "  env: {COLOR: blue}\n"));
+    env.sync();
+    env.write("a.yaml", &server("web", "  env: {COLOR: green}\n"));
+    env.sync();
+    let out = env.run("rollout", &["history", "web"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows: Vec<&str> = std::str::from_utf8(&out.stdout)
+        .expect("utf-8")
+        .lines()
+        .skip(1)
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", text(&out));
+    assert!(
+        rows[0].starts_with("1 ") && rows[1].starts_with("2 "),
+        "{rows:?}"
+    );
+    assert!(rows.iter().all(|r| r.ends_with("a.yaml")), "{rows:?}");
+
+    let out = env.run("rollout", &["undo", "web"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("defined by file a.yaml"), "{said}");
+    assert!(
+        said.contains("-     COLOR: green") && said.contains("+     COLOR: blue"),
+        "{said}"
+    );
+    let out = env.run("rollout", &["undo", "web", "--to-revision", "9"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("no revision 9"), "{}", text(&out));
+    let out = env.run("rollout", &["status", "web", "--timeout", "5s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("revision 2 is ready"), "{}", text(&out));
+}
+
+#[test]
+fn rollout_undo_applies_an_api_object_again_and_keeps_its_replicas() {
+    let Some(env) = Env::new("op-undo") else {
+        return;
+    };
+    let file = env.dir.path().join("web.yaml");
+    let apply = |extra: &str| {
+        std::fs::write(&file, server("web", extra)).expect("write");
+        let out = env.run("apply", &["-f", file.to_str().expect("utf-8")]);
+        assert!(out.status.success(), "{}", text(&out));
+        env.sync();
+    };
+    apply("  env: {COLOR: blue}\n");
+    apply("  env: {COLOR: green}\n  replicas: 2\n");
+    let color = |name: &str| {
+        let c = env.container(name).expect("a container");
+        docker(&["exec", &c.id, "sh", "-c", "echo $COLOR"])
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(color("web"), "green");
+    let out = env.run("rollout", &["undo", "web"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("rolled back to revision 1"),
+        "{}",
+        text(&out)
+    );
+    env.sync();
+    assert_eq!(color("web"), "blue");
+    assert_eq!(color("web.1"), "blue", "the replica count stays");
+    // Undo is a new revision, as in kubectl.
+    let out = env.run("rollout", &["history", "web"]);
+    assert_eq!(
+        std::str::from_utf8(&out.stdout)
+            .expect("utf-8")
+            .lines()
+            .count(),
+        4,
+        "{}",
+        text(&out)
+    );
+}

@@ -158,6 +158,14 @@ pub fn router<R: Engine + Attach + Clone>(api: Arc<Api<R>>) -> Router {
             "/api/v1/servers/{name}/report",
             axum::routing::patch(patch_report::<R>),
         )
+        .route(
+            "/api/v1/{kind}/{name}/revisions",
+            get(operate::revisions::<R>),
+        )
+        .route(
+            "/api/v1/{kind}/{name}/undo",
+            axum::routing::post(operate::undo::<R>),
+        )
         .route("/api/v1/stop", axum::routing::post(operate::stop::<R>))
         .route("/api/v1/start", axum::routing::post(operate::start::<R>))
         .route(

@@ -12,14 +12,16 @@ use serde_json::json;
 use crate::engine::Engine;
 use crate::operate::{self, OperateError, Outcome, Selection};
 
-use super::{name_param, text, Api, ApiError, ApiResult};
+use super::{kind_param, name_param, require, text, Api, ApiError, ApiResult};
+use crate::manifest::ObjectKey;
+use crate::store::Revision;
 
 impl From<OperateError> for ApiError {
     fn from(e: OperateError) -> Self {
         match e {
-            OperateError::NotFound { .. } | OperateError::NoMatch { .. } => {
-                ApiError::NotFound(e.to_string())
-            }
+            OperateError::NotFound { .. }
+            | OperateError::NoMatch { .. }
+            | OperateError::NoRevision { .. } => ApiError::NotFound(e.to_string()),
             OperateError::NotApplied { .. } => ApiError::Conflict(e.to_string()),
             OperateError::NoContainer { .. } | OperateError::NotScalable { .. } => {
                 ApiError::bad(e.to_string())
@@ -88,4 +90,42 @@ pub(super) async fn scale<R: Engine>(
     Ok(Json(
         json!({"server": name, "replicas": replicas, "change": change}),
     ))
+}
+
+/// `GET /api/v1/{kind}/{name}/revisions`: every spec the object has had, oldest first.
+pub(super) async fn revisions<R: Engine>(
+    State(api): State<Arc<Api<R>>>,
+    Path((kind, name)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<Revision>>> {
+    let key = ObjectKey::new(kind_param(&kind)?, name_param(&name)?);
+    require(&api, &key).await?;
+    Ok(Json(api.store.revisions(&api.instance, &key).await?))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct UndoBody {
+    to_revision: Option<i64>,
+}
+
+/// `POST /api/v1/{kind}/{name}/undo` with `{"toRevision": N}` (optional).
+pub(super) async fn undo<R: Engine>(
+    State(api): State<Arc<Api<R>>>,
+    Path((kind, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<operate::Undo>> {
+    let key = ObjectKey::new(kind_param(&kind)?, name_param(&name)?);
+    let body = text(&body)?;
+    let UndoBody { to_revision } = if body.trim().is_empty() {
+        UndoBody::default()
+    } else {
+        serde_json::from_str(body).map_err(|e| {
+            ApiError::bad(format!(
+                "invalid body: {e} (expected {{\"toRevision\": 2}})"
+            ))
+        })?
+    };
+    let out = operate::undo(&api.sources, &key, to_revision).await?;
+    api.signals.reload();
+    Ok(Json(out))
 }

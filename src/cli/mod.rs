@@ -21,6 +21,7 @@ mod get;
 mod logs;
 mod operate;
 mod remote;
+mod rollout;
 mod sync;
 mod terminal;
 mod up;
@@ -109,6 +110,9 @@ enum Command {
     Restart(operate::TargetArgs),
     /// Set a server's replicas (objects of the API source; others say which file to edit).
     Scale(operate::ScaleArgs),
+    /// Revisions: `rollout history NAME`, `rollout undo NAME [--to-revision N]`,
+    /// `rollout status NAME` (waits until the current revision is Ready).
+    Rollout(rollout::RolloutArgs),
     /// Wait until an object is Ready, Completed or Deleted (exit 1 on timeout or failure).
     Wait(wait::WaitArgs),
     /// Document a kind or a field of it, from the schema: `explain server.spec.healthCheck`.
@@ -145,6 +149,7 @@ impl Command {
             Command::Down(a) => &mut a.state,
             Command::Stop(a) | Command::Start(a) | Command::Restart(a) => &mut a.state,
             Command::Scale(a) => &mut a.state,
+            Command::Rollout(a) => &mut a.state,
             Command::Explain(_)
             | Command::Validate(_)
             | Command::Convert(_)
@@ -242,6 +247,7 @@ pub fn main() -> ExitCode {
             Command::Start(a) => operate::start(a).await,
             Command::Restart(a) => operate::restart(a).await,
             Command::Scale(a) => operate::scale(a).await,
+            Command::Rollout(a) => rollout::run(a).await,
             Command::Completion(a) => {
                 use clap::CommandFactory;
                 let mut cmd = Cli::command();

@@ -31,7 +31,7 @@ fn summary(errors: &[ManifestError]) -> String {
 }
 
 /// What applying one object did.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Change {
     Created,
