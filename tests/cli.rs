@@ -489,3 +489,51 @@ fn apply_dry_run_prints_the_plan_and_stores_nothing() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("a.yaml"), "{}", text(&out));
 }
+
+#[test]
+fn get_watch_prints_a_row_again_when_it_changes() {
+    let Some(env) = Env::new("cli-watch") else {
+        return;
+    };
+    env.write("a.yaml", &server("web", ""));
+    env.sync();
+    let mut child = env
+        .command("get")
+        .arg("-w")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn get -w");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let mut next = |lines: &mut Vec<String>| {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no more output; so far: {lines:?}"));
+        lines.push(line.clone());
+        line
+    };
+    assert!(next(&mut lines).starts_with("NAME"));
+    assert!(next(&mut lines).contains("Ready"));
+    let out = env.run("stop", &["web"]);
+    assert!(out.status.success(), "{}", text(&out));
+    loop {
+        let line = next(&mut lines);
+        if line.starts_with("server/web") && line.contains("Stopped") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

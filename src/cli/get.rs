@@ -38,6 +38,10 @@ pub struct GetArgs {
     /// Include database passwords (in `connection.url` and `connection.password`).
     #[arg(long)]
     pub show_secrets: bool,
+    /// Watch: after the list, print each object's row again whenever it changes (`Deleted`
+    /// when it goes), until interrupted. JSON and YAML print the changed objects.
+    #[arg(short, long)]
+    pub watch: bool,
     #[arg(skip)]
     pub state: StateArgs,
     #[command(flatten)]
@@ -62,7 +66,111 @@ pub async fn run(mut args: GetArgs) -> anyhow::Result<ExitCode> {
         Some(s) => Selector::parse(s)?,
         None => Selector::default(),
     };
-    let (items, errors): (Vec<Value>, Vec<String>) = match args.remote.client(&args.state.state)? {
+    let (items, errors) = fetch(&args, kind, &selector).await?;
+    if let (Some(name), true) = (&args.name, items.is_empty()) {
+        eprintln!(
+            "error: {} {name:?} not found",
+            kind.map_or("object", |k| k.label())
+        );
+        return Ok(ExitCode::from(1));
+    }
+    match args.output {
+        Format::Json if !args.watch => println!("{}", serde_json::to_string_pretty(&items)?),
+        Format::Json => {
+            for i in &items {
+                println!("{i}");
+            }
+        }
+        Format::Yaml => print!("{}", serde_saphyr::to_string(&items)?),
+        Format::Table => print_table(&items, false),
+        Format::Wide => print_table(&items, true),
+    }
+    super::print_invalid(&errors);
+    if args.watch {
+        watch(&args, kind, &selector, items).await?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How often `get -w` looks again.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Prints each object again when its row changes, and a `Deleted` row when it goes.
+async fn watch(
+    args: &GetArgs,
+    kind: Option<Kind>,
+    selector: &Selector,
+    first: Vec<Value>,
+) -> anyhow::Result<()> {
+    use std::collections::BTreeMap;
+    use std::io::Write;
+    let wide = args.output == Format::Wide;
+    let id = |i: &Value| format!("{}/{}", str_of(&i["kind"]), str_of(&i["name"]));
+    let shown = |i: &Value| -> String {
+        match args.output {
+            Format::Table | Format::Wide => table_rows(std::slice::from_ref(i), wide)
+                .1
+                .concat()
+                .join("\u{1f}"),
+            _ => i.to_string(),
+        }
+    };
+    let widths = table_widths(&first, wide);
+    let mut seen: BTreeMap<String, (String, Value)> = first
+        .into_iter()
+        .map(|i| (id(&i), (shown(&i), i)))
+        .collect();
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        let (items, _) = fetch(args, kind, selector).await?;
+        // Rows of the whole list, so every row has the same columns as the first table.
+        let rows: BTreeMap<String, Vec<String>> = items
+            .iter()
+            .map(id)
+            .zip(table_rows(&items, wide).1)
+            .collect();
+        let mut now: BTreeMap<String, (String, Value)> = items
+            .into_iter()
+            .map(|i| (id(&i), (shown(&i), i)))
+            .collect();
+        let mut changed: Vec<Value> = now
+            .iter()
+            .filter(|(k, (text, _))| seen.get(*k).is_none_or(|(old, _)| old != text))
+            .map(|(_, (_, i))| i.clone())
+            .collect();
+        for (k, (_, old)) in &seen {
+            if !now.contains_key(k) {
+                let mut gone = old.clone();
+                gone["status"] = serde_json::json!({"phase": "Deleted"});
+                changed.push(gone);
+            }
+        }
+        for i in &changed {
+            match args.output {
+                Format::Table | Format::Wide => {
+                    let row = match rows.get(&id(i)) {
+                        Some(r) => r.clone(),
+                        None => table_rows(std::slice::from_ref(i), wide).1.concat(),
+                    };
+                    println!("{}", pad(&row, &widths));
+                }
+                Format::Json => println!("{i}"),
+                Format::Yaml => print!("---\n{}", serde_saphyr::to_string(i)?),
+            }
+        }
+        std::io::stdout().flush()?;
+        std::mem::swap(&mut seen, &mut now);
+    }
+}
+
+/// The objects `get` shows, and the sources' errors (local only).
+async fn fetch(
+    args: &GetArgs,
+    kind: Option<Kind>,
+    selector: &Selector,
+) -> anyhow::Result<(Vec<Value>, Vec<String>)> {
+    let selector = selector.clone();
+    Ok(match args.remote.client(&args.state.state)? {
         Some(remote) => {
             if args.show_secrets {
                 anyhow::bail!("--show-secrets works on the local state file only");
@@ -112,23 +220,7 @@ pub async fn run(mut args: GetArgs) -> anyhow::Result<ExitCode> {
                 errors.iter().map(ToString::to_string).collect(),
             )
         }
-    };
-
-    if let (Some(name), true) = (&args.name, items.is_empty()) {
-        eprintln!(
-            "error: {} {name:?} not found",
-            kind.map_or("object", |k| k.label())
-        );
-        return Ok(ExitCode::from(1));
-    }
-    match args.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&items)?),
-        Format::Yaml => print!("{}", serde_saphyr::to_string(&items)?),
-        Format::Table => print_table(&items, false),
-        Format::Wide => print_table(&items, true),
-    }
-    super::print_invalid(&errors);
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// Published ports of a status view, as `host->container/protocol`.
@@ -164,6 +256,40 @@ fn str_of(v: &Value) -> String {
 /// The table `get` prints: one row per object; `wide` adds health, generation, labels and
 /// the report.
 pub fn print_table(items: &[Value], wide: bool) {
+    let (header, rows) = table_rows(items, wide);
+    let widths = table_widths(items, wide);
+    for r in std::iter::once(&header).chain(&rows) {
+        println!("{}", pad(r, &widths));
+    }
+}
+
+/// Each column's width for these objects' table.
+fn table_widths(items: &[Value], wide: bool) -> Vec<usize> {
+    let (header, rows) = table_rows(items, wide);
+    let mut widths: Vec<usize> = header.iter().map(String::len).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    widths
+}
+
+/// One row, its cells padded to `widths` (the last one left as it is).
+fn pad(r: &[String], widths: &[usize]) -> String {
+    let line: Vec<String> = r
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match widths.get(i) {
+            Some(w) if i + 1 < r.len() => format!("{c:<w$}"),
+            _ => c.clone(),
+        })
+        .collect();
+    line.join("  ").trim_end().to_owned()
+}
+
+/// The header and rows of the table.
+fn table_rows(items: &[Value], wide: bool) -> (Vec<String>, Vec<Vec<String>>) {
     let project = |i: &Value| {
         i["labels"][crate::compose::PROJECT_LABEL]
             .as_str()
@@ -237,25 +363,5 @@ pub fn print_table(items: &[Value], wide: bool) {
         })
         .collect();
     let header: Vec<String> = header.into_iter().map(String::from).collect();
-    let mut widths: Vec<usize> = header.iter().map(String::len).collect();
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    for r in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(i, (c, w))| {
-                if i + 1 == r.len() {
-                    c.clone()
-                } else {
-                    format!("{c:<w$}")
-                }
-            })
-            .collect();
-        println!("{}", line.join("  ").trim_end());
-    }
+    (header, rows)
 }
