@@ -517,7 +517,7 @@ fn get_watch_prints_a_row_again_when_it_changes() {
         }
     });
     let mut lines = Vec::new();
-    let mut next = |lines: &mut Vec<String>| {
+    let next = |lines: &mut Vec<String>| {
         let line = rx
             .recv_timeout(std::time::Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("no more output; so far: {lines:?}"));
