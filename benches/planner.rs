@@ -42,6 +42,9 @@ fn desired() -> Vec<Desired> {
                 Vec::new()
             },
             lifecycle: Lifecycle::started(NOW - 60_000),
+            revision: format!("{i:016x}"),
+            rollback_after: None,
+            rolled_back: None,
         })
         .collect()
 }

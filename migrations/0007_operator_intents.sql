@@ -1,13 +1,18 @@
 -- What an operator asked of an object beyond its manifest, kept across source reloads:
 -- `stopped_at` while it is stopped (`down`, `stop`; cleared by `start`), and `restarted_at`, the
 -- last `restart` (part of its containers' spec hash, so a restart is a rollout of the same spec).
+-- A failed rollout (`update.failureAction: Rollback`) is one too: while the object's spec hash
+-- is `rollback_from`, the revision whose spec hash is `rollback_to` runs instead.
 -- The name is an object's (`web`: every replica) or one replica's (`web.2`).
 CREATE TABLE intents (
-    instance      TEXT NOT NULL,
-    kind          TEXT NOT NULL,
-    name          TEXT NOT NULL,
-    stopped_at    TEXT,
-    restarted_at  TEXT,
+    instance         TEXT NOT NULL,
+    kind             TEXT NOT NULL,
+    name             TEXT NOT NULL,
+    stopped_at       TEXT,
+    restarted_at     TEXT,
+    rollback_from    TEXT,
+    rollback_to      TEXT,
+    rollback_reason  TEXT,
     PRIMARY KEY (instance, kind, name)
 );
 -- A controller notices an intent as it notices a source change.

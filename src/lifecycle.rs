@@ -81,6 +81,14 @@ pub struct Lifecycle {
     /// The container dockhand proved ready (for kinds with a readiness check, e.g. a real login).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_for: Option<String>,
+    /// The object spec (its hash) that last ran Ready: where a failed rollout goes back to.
+    /// Kept across container replacements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_revision: Option<String>,
+    /// A newer spec on its way to Ready, and since when (for `update.monitor`). Kept across
+    /// container replacements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<(String, Millis)>,
 }
 
 impl Lifecycle {

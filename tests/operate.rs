@@ -318,3 +318,57 @@ fn rollout_undo_applies_an_api_object_again_and_keeps_its_replicas() {
         text(&out)
     );
 }
+
+#[test]
+fn a_rollout_that_never_gets_ready_is_rolled_back_reported_failed_and_retried_on_a_new_spec() {
+    let Some(env) = Env::new("op-rollback") else {
+        return;
+    };
+    let update = "  update: {failureAction: Rollback, monitor: 3s}\n";
+    let version = |v: &str, script: &str| {
+        common::shell(
+            "web",
+            script,
+            &format!("{update}  env: {{VERSION: \"{v}\"}}\n"),
+        )
+    };
+    let running_version = || {
+        let id = running(&env, "web").expect("web runs");
+        docker(&["exec", &id, "sh", "-c", "echo $VERSION"])
+            .trim()
+            .to_owned()
+    };
+    env.write("a.yaml", &version("1", "sleep 3600 & wait"));
+    env.sync();
+    assert_eq!(running_version(), "1");
+
+    // Version 2 crashes at once: after 3 s it is rolled back to version 1.
+    env.write("a.yaml", &version("2", "exit 3"));
+    let out = env.run("sync", &["--timeout", "60s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("server/web failed to roll out: rolled back to revision 1"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(running_version(), "1");
+    let status = env.status_of("server", "web").expect("status");
+    assert_eq!(status["phase"], "Ready");
+    let message = status["message"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        message.contains("revision 2 was failing within its 3s monitor (exited with code 3)"),
+        "{message}"
+    );
+    assert!(events(&env).contains("rolled back"), "{}", events(&env));
+    // It stays rolled back: another sync does not try version 2 again.
+    let out = env.run("sync", &["--timeout", "10s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(running_version(), "1");
+
+    // A new spec is tried.
+    env.write("a.yaml", &version("3", "sleep 3600 & wait"));
+    env.sync();
+    assert_eq!(running_version(), "3");
+    let message = env.status_of("server", "web").expect("status")["message"].clone();
+    assert!(message.is_null(), "{message}");
+}

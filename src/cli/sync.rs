@@ -115,6 +115,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
                 .collect();
             let ok = report.settled()
                 && unsettled.is_empty()
+                && report.plan.rolled_back.is_empty()
                 && report.errors.is_empty()
                 && report.plan.prune_refused.is_empty()
                 && report.held.is_empty();
@@ -140,6 +141,9 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
                     st.phase,
                     st.message.as_deref().unwrap_or("")
                 );
+            }
+            for (key, why) in &report.plan.rolled_back {
+                eprintln!("  {key} failed to roll out: {why}");
             }
             if !report.errors.is_empty() {
                 eprintln!(
@@ -213,6 +217,23 @@ impl Progress {
                 .iter()
                 .take(3)
                 .map(|a| a.describe())
+                .collect()
+        } else {
+            waiting
+        };
+        // And rollouts inside their monitor window.
+        let waiting: Vec<String> = if waiting.is_empty() {
+            report
+                .plan
+                .monitoring
+                .iter()
+                .take(3)
+                .map(|(k, at)| {
+                    format!(
+                        "{k} to stay Ready until {} (update.monitor)",
+                        crate::clock::rfc3339(*at)
+                    )
+                })
                 .collect()
         } else {
             waiting

@@ -713,8 +713,8 @@ pub struct UpdateConfig {
     pub order: Option<Str>,
     pub parallelism: Option<IgnoredSpan>,
     pub delay: Option<IgnoredSpan>,
-    pub failure_action: Option<Refused>,
-    pub monitor: Option<Refused>,
+    pub failure_action: Option<Str>,
+    pub monitor: Option<Str>,
     pub max_failure_ratio: Option<Refused>,
 }
 

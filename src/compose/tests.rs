@@ -316,6 +316,7 @@ services:
     sysctls: [net.core.somaxconn=1024]
     stop_grace_period: 1m30s
     shm_size: 64m
+    deploy: {update_config: {failure_action: rollback, monitor: 10s}}
   two:
     image: dockhand/busybox:local
     ports: ["9090-9091:8080-8081/udp"]
@@ -337,6 +338,10 @@ services:
         Some(std::time::Duration::from_secs(90))
     );
     assert_eq!(one.shm_size.unwrap().0, 64 << 20);
+    assert_eq!(
+        one.rollback_after(),
+        Some(std::time::Duration::from_secs(10))
+    );
     assert!(
         !p.objects.iter().any(|o| o.name == "two"),
         "replicas: 0 runs nothing"

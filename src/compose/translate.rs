@@ -929,17 +929,38 @@ impl Service1<'_> {
             self.error("deploy.mode", "expected replicated or global");
         }
         if let Some(u) = &d.update_config {
+            let mut update = Map::new();
             match u.order.as_ref().map(|o| o.0.as_str()) {
-                Some("start-first") => self.set(
-                    "update",
-                    "deploy.update_config",
-                    json!({"order": "StartFirst"}),
-                ),
+                Some("start-first") => {
+                    update.insert("order".into(), json!("StartFirst"));
+                }
                 Some("stop-first") | None => {}
                 Some(other) => self.error(
                     "deploy.update_config.order",
                     format!("invalid order {other:?}: expected start-first or stop-first"),
                 ),
+            }
+            match u.failure_action.as_ref().map(|o| o.0.as_str()) {
+                Some("rollback") => {
+                    update.insert("failureAction".into(), json!("Rollback"));
+                }
+                Some("continue") | None => {}
+                Some("pause") => self.warn(
+                    "deploy.update_config.failure_action",
+                    "pause: a failed rollout is left as it is (continue)",
+                ),
+                Some(other) => self.error(
+                    "deploy.update_config.failure_action",
+                    format!("invalid failure_action {other:?}: expected rollback, continue or pause"),
+                ),
+            }
+            if u.monitor.is_some() {
+                if let Some(m) = self.duration("deploy.update_config.monitor", &u.monitor, "0s") {
+                    update.insert("monitor".into(), json!(m));
+                }
+            }
+            if !update.is_empty() {
+                self.set("update", "deploy.update_config", Value::Object(update));
             }
             if u.parallelism.is_some() || u.delay.is_some() {
                 self.warn(

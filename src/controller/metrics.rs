@@ -25,6 +25,8 @@ struct Inner {
     engine_errors: u64,
     actions: BTreeMap<(&'static str, &'static str), u64>,
     queue_depth: usize,
+    rollbacks: u64,
+    rolled_back: usize,
     phases: BTreeMap<(String, String), u64>,
 }
 
@@ -48,6 +50,8 @@ impl Metrics {
         }
         let done = report.outcomes.iter().filter(|o| o.result.is_ok()).count();
         m.queue_depth = report.plan.actions.len().saturating_sub(done);
+        m.rollbacks += report.plan.rollbacks.len() as u64;
+        m.rolled_back = report.plan.rolled_back.len();
         m.phases.clear();
         for s in &report.statuses {
             let kind = s.key.as_ref().map_or("", |k| k.kind.label());
@@ -165,6 +169,21 @@ impl Inner {
             "Actions the last pass planned that are not done yet.",
         );
         let _ = writeln!(out, "dockhand_queue_depth {}", self.queue_depth);
+
+        header(
+            out,
+            "dockhand_rollbacks_total",
+            "counter",
+            "Rollouts that did not become Ready within update.monitor and were rolled back.",
+        );
+        let _ = writeln!(out, "dockhand_rollbacks_total {}", self.rollbacks);
+        header(
+            out,
+            "dockhand_rolled_back",
+            "gauge",
+            "Objects running an older revision after a failed rollout.",
+        );
+        let _ = writeln!(out, "dockhand_rolled_back {}", self.rolled_back);
 
         header(
             out,

@@ -197,6 +197,9 @@ pub fn desired(
         start_first: false,
         hold: None,
         stopped: None,
+        revision: o.spec_hash(),
+        rollback_after: None,
+        rolled_back: None,
         deps: Vec::new(),
         lifecycle,
     };

@@ -38,6 +38,8 @@ pub struct Context<'a> {
     pub files: &'a HostFiles,
     /// What operators asked beyond the manifests (stopped, restarted), by the key given.
     pub intents: &'a HashMap<ObjectKey, Intent>,
+    /// Objects that run an older revision after a failed rollout, and why.
+    pub rolled_back: &'a HashMap<ObjectKey, String>,
 }
 
 impl Context<'_> {
@@ -56,7 +58,7 @@ impl Context<'_> {
 }
 
 /// The intents that apply to an object: its own, and for a replica its server's.
-fn intents_of<'a>(
+pub fn intents_of<'a>(
     intents: &'a HashMap<ObjectKey, Intent>,
     key: &ObjectKey,
 ) -> impl Iterator<Item = (ObjectKey, &'a Intent)> {
@@ -101,6 +103,7 @@ pub fn desired(
         };
         d.hold = ctx.refused.get(&d.key).cloned();
         d.stopped = stopped_because(o, ctx.intents);
+        d.rolled_back = ctx.rolled_back.get(&d.key).cloned();
         if let Some(spec) = spec {
             specs.insert(d.key.clone(), spec);
         }

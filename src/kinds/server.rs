@@ -336,6 +336,9 @@ pub fn desired(
         start_first: s.start_first(),
         hold: None,
         stopped: None,
+        revision: o.spec_hash(),
+        rollback_after: s.rollback_after(),
+        rolled_back: None,
         deps,
         lifecycle,
     };

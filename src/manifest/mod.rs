@@ -188,11 +188,22 @@ impl Object {
             spec: &'a Spec,
         }
         // How many replicas run is not part of what a container is: scaling recreates nothing.
+        // Nor is what a failed rollout leads to.
         let unscaled;
         let spec = match &self.spec {
-            Spec::Server(s) if s.replicas.is_some() => {
+            Spec::Server(s)
+                if s.replicas.is_some()
+                    || s.update
+                        .as_ref()
+                        .is_some_and(|u| u.failure_action.is_some() || u.monitor.is_some()) =>
+            {
                 unscaled = Spec::Server(server::ServerSpec {
                     replicas: None,
+                    update: s.update.as_ref().map(|u| server::Update {
+                        failure_action: None,
+                        monitor: None,
+                        ..u.clone()
+                    }),
                     ..s.clone()
                 });
                 &unscaled

@@ -149,6 +149,13 @@ impl ServerSpec {
         self.replicas.unwrap_or(1)
     }
 
+    /// How long a new spec may take to become Ready before it is rolled back, when it is.
+    pub fn rollback_after(&self) -> Option<Duration> {
+        let u = self.update.as_ref()?;
+        (u.failure_action == Some(FailureAction::Rollback))
+            .then(|| u.monitor.unwrap_or(DEFAULT_MONITOR))
+    }
+
     /// Whether a spec change starts the new container before the old one stops.
     pub fn start_first(&self) -> bool {
         self.update
@@ -288,6 +295,14 @@ impl ServerSpec {
                         "{replicas} replicas cannot all publish host port {}: omit host for a port the engine picks per replica, or put a Route in front",
                         self.ports[i].host.0
                     ),
+                ));
+            }
+        }
+        if let Some(u) = &self.update {
+            if u.monitor.is_some_and(|m| m.is_zero()) {
+                return Err((
+                    "spec.update.monitor".into(),
+                    "expected a duration above zero, like 30s".into(),
                 ));
             }
         }
@@ -582,7 +597,35 @@ impl<'de> Deserialize<'de> for EnvValue {
 pub struct Update {
     #[serde(default)]
     pub order: UpdateOrder,
+    /// What happens when a new spec's containers do not become Ready (health check included)
+    /// within `monitor`: `Continue` leaves them failing (default), `Rollback` goes back to the
+    /// last revision that was Ready and reports the rollout failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_action: Option<FailureAction>,
+    /// How long a new spec has to become Ready before `failureAction` applies (default 30s).
+    #[schemars(with = "Option<crate::manifest::schema::DurationText>")]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub monitor: Option<Duration>,
 }
+
+/// What a rollout that does not become Ready in time leads to.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum FailureAction {
+    /// Leave the new spec's containers as they are (failing, restarting, backing off).
+    #[default]
+    Continue,
+    /// Run the last revision that was Ready again, until the spec changes.
+    Rollback,
+}
+
+/// How long a rollout has by default to become Ready.
+pub const DEFAULT_MONITOR: Duration = Duration::from_secs(30);
 
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,

@@ -10,6 +10,7 @@
 mod deps;
 mod object;
 mod orphans;
+mod rollback;
 mod rollout;
 mod types;
 
@@ -19,7 +20,8 @@ use crate::engine::Observed;
 use crate::manifest::ObjectKey;
 pub use crate::manifest::Phase;
 pub use types::{
-    Action, Dep, Desired, Plan, PlanOptions, Readiness, RemoveReason, Transition, Verdict,
+    Action, Dep, Desired, Plan, PlanOptions, Readiness, RemoveReason, RollbackPlan, Transition,
+    Verdict,
 };
 
 /// Plans the actions that make `observed` match `desired`.
@@ -41,6 +43,7 @@ pub fn plan(desired: &[Desired], observed: &[Observed], opts: PlanOptions) -> Pl
     let (mut actions, updates) = object::plan_objects(desired, by_key, &opts, &mut p);
     rollout::roll(desired, &updates, &mut actions, &mut p, &opts);
     deps::gate(desired, actions, &mut p);
+    rollback::watch(desired, &opts, &mut p);
     orphans::prune(desired, &orphans, &opts, &mut p);
     p
 }

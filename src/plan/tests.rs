@@ -26,6 +26,9 @@ fn want(n: &str, hash: &str) -> Desired {
         start_first: false,
         hold: None,
         stopped: None,
+        revision: String::new(),
+        rollback_after: None,
+        rolled_back: None,
         deps: Vec::new(),
         lifecycle: Lifecycle::started(NOW - 1_000),
     }
@@ -1188,4 +1191,124 @@ fn a_held_object_stays_invalid_even_when_stopped() {
     let p = plan(&[d], &[seen("c1", "web", "h", State::Running)], opts(false));
     assert!(p.is_empty(), "{:?}", p.actions);
     assert_eq!(p.verdicts[&key("web")].phase, Phase::Invalid);
+}
+
+fn rolling(n: &str, revision: &str, ready: Option<&str>, since: Option<Millis>) -> Desired {
+    let mut d = want(n, revision);
+    d.revision = revision.into();
+    d.rollback_after = Some(Duration::from_secs(30));
+    d.lifecycle.ready_revision = ready.map(str::to_owned);
+    d.lifecycle.rollout = since.map(|s| (revision.to_owned(), s));
+    d
+}
+
+#[test]
+fn a_rollout_not_ready_within_its_monitor_is_rolled_back_to_the_last_ready_revision() {
+    let starting = healthy(seen("c2", "web", "r2", State::Running), Health::Starting);
+    // First seen not Ready: the monitor starts, and a recheck is due when it ends.
+    let p = plan(
+        &[rolling("web", "r2", Some("r1"), None)],
+        std::slice::from_ref(&starting),
+        opts(false),
+    );
+    assert!(p.rollbacks.is_empty());
+    assert_eq!(
+        p.verdicts[&key("web")].lifecycle.rollout,
+        Some(("r2".to_owned(), NOW))
+    );
+    assert_eq!(p.recheck_at, Some(NOW + 30_000));
+    // 30 s later and still not Ready: roll back to r1.
+    let since = NOW - 30_000;
+    let p = plan(
+        &[rolling("web", "r2", Some("r1"), Some(since))],
+        &[starting],
+        opts(false),
+    );
+    assert!(
+        matches!(&p.rollbacks[..], [r] if r.from == "r2" && r.to == "r1" && r.reason.contains("not Ready within 30s")),
+        "{:?}",
+        p.rollbacks
+    );
+    assert!(p.transitions.iter().any(|t| t.reason == "rollback"));
+    // Rolled back: it runs r1 again and is not judged again until the spec changes.
+    let mut back = rolling("web", "r1", Some("r1"), Some(since));
+    back.rolled_back = Some("rolled back to revision 1".into());
+    let p = plan(
+        &[back],
+        &[seen("c1", "web", "r1", State::Running)],
+        opts(false),
+    );
+    assert!(p.rollbacks.is_empty());
+    assert_eq!(p.verdicts[&key("web")].phase, Phase::Ready);
+    assert_eq!(p.rolled_back.len(), 1);
+    assert_eq!(
+        p.verdicts[&key("web")].message.as_deref(),
+        Some("rolled back to revision 1")
+    );
+}
+
+#[test]
+fn a_rollout_that_fails_within_its_monitor_is_rolled_back_at_once_and_one_that_holds_is_kept() {
+    let p = plan(
+        &[rolling("web", "r2", Some("r1"), Some(NOW - 1_000))],
+        &[seen("c2", "web", "r2", exited(1))],
+        opts(false),
+    );
+    assert!(
+        matches!(&p.rollbacks[..], [r] if r.reason.contains("failing within its 30s monitor")),
+        "{:?}",
+        p.rollbacks
+    );
+    // Ready but the window is not over: not judged yet.
+    let up = seen("c2", "web", "r2", State::Running);
+    let p = plan(
+        &[rolling("web", "r2", Some("r1"), Some(NOW - 1_000))],
+        std::slice::from_ref(&up),
+        opts(false),
+    );
+    assert!(p.rollbacks.is_empty());
+    assert_eq!(
+        p.verdicts[&key("web")].lifecycle.ready_revision.as_deref(),
+        Some("r1")
+    );
+    // Ready through the window: accepted.
+    let p = plan(
+        &[rolling("web", "r2", Some("r1"), Some(NOW - 30_000))],
+        &[up],
+        opts(false),
+    );
+    assert!(p.rollbacks.is_empty());
+    let lc = &p.verdicts[&key("web")].lifecycle;
+    assert_eq!(
+        (lc.ready_revision.as_deref(), &lc.rollout),
+        (Some("r2"), &None)
+    );
+}
+
+#[test]
+fn a_first_rollout_or_one_without_rollback_is_never_rolled_back() {
+    let crashing = seen("c2", "web", "r2", exited(1));
+    let since = Some(NOW - 60_000);
+    // Nothing was ever Ready: there is nowhere to go back to.
+    let p = plan(
+        &[rolling("web", "r2", None, since)],
+        std::slice::from_ref(&crashing),
+        opts(false),
+    );
+    assert!(p.rollbacks.is_empty());
+    let mut d = rolling("web", "r2", Some("r1"), since);
+    d.rollback_after = None;
+    let p = plan(&[d], &[crashing], opts(false));
+    assert!(p.rollbacks.is_empty());
+    // Ready records the revision that works.
+    let p = plan(
+        &[rolling("web", "r2", Some("r1"), since)],
+        &[seen("c2", "web", "r2", State::Running)],
+        opts(false),
+    );
+    let lc = &p.verdicts[&key("web")].lifecycle;
+    assert_eq!(
+        (lc.ready_revision.as_deref(), &lc.rollout),
+        (Some("r2"), &None)
+    );
 }

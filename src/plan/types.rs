@@ -53,6 +53,22 @@ pub struct Desired {
     pub stopped: Option<String>,
     /// The object's run history as last recorded.
     pub lifecycle: Lifecycle,
+    /// The object spec's own hash (a revision's identity, without what the host adds).
+    pub revision: String,
+    /// `update.failureAction: Rollback`: how long a new revision has to become Ready.
+    pub rollback_after: Option<std::time::Duration>,
+    /// It runs an older revision because its current one failed to roll out (why).
+    pub rolled_back: Option<String>,
+}
+
+/// A rollout that did not become Ready in time: run revision `to` again while the spec is
+/// `from`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RollbackPlan {
+    pub key: ObjectKey,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -206,8 +222,14 @@ pub struct Plan {
     pub prune_refused: Vec<String>,
     pub verdicts: BTreeMap<ObjectKey, Verdict>,
     pub transitions: Vec<Transition>,
-    /// When to look again at objects waiting for a readiness check.
+    /// When to look again at objects waiting for a readiness check (or a rollout's monitor).
     pub recheck_at: Option<Millis>,
+    /// Rollouts to roll back now.
+    pub rollbacks: Vec<RollbackPlan>,
+    /// Rollouts inside their `update.monitor` window, and when it ends: not settled yet.
+    pub monitoring: Vec<(ObjectKey, Millis)>,
+    /// Objects that run an older revision after a failed rollout, and why.
+    pub rolled_back: Vec<(ObjectKey, String)>,
 }
 
 impl Plan {

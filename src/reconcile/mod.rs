@@ -101,6 +101,7 @@ impl PassReport {
     pub fn settled(&self) -> bool {
         self.converged()
             && self.pending_prunes.is_empty()
+            && self.plan.monitoring.is_empty()
             && self.plan.verdicts.values().all(|v| v.phase.is_settled())
     }
 
@@ -284,6 +285,22 @@ impl<R: Engine> Reconciler<R> {
             database::record(&self.store, instance, &plan, &removed, &secrets).await?;
             events.extend(record::outcome_events(&outcomes, &previous, &statuses));
             self.store.append_events(instance, &events).await?;
+            // A failed rollout: the next pass runs the last Ready revision instead.
+            for r in &plan.rollbacks {
+                let by = match r.key.kind {
+                    crate::manifest::Kind::Server => ObjectKey::new(
+                        r.key.kind,
+                        crate::manifest::replicas::replica_of(&r.key.name),
+                    ),
+                    _ => r.key.clone(),
+                };
+                let rollback = crate::store::Rollback {
+                    from: r.from.clone(),
+                    to: r.to.clone(),
+                    reason: r.reason.clone(),
+                };
+                self.store.set_rollback(instance, &by, &rollback).await?;
+            }
         }
 
         Ok(PassReport {

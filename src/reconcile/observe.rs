@@ -79,7 +79,9 @@ impl<R: Engine> Reconciler<R> {
             database::probe_all(&desired, &observed, &statuses, &secrets).await
         };
         let mut refused = self.refusals(&desired, &stranded, &foreign);
-        let files = self.host_files(&desired, &mut refused);
+        // Objects whose rollout failed run their last Ready revision instead.
+        let (running, rolled_back) = self.rolled_back(&desired, &stored, &intents).await?;
+        let files = self.host_files(&running, &mut refused);
         let networks = network::plan(instance, &desired, &self.observe_networks(&desired).await?);
         let ctx = kinds::Context {
             instance,
@@ -91,8 +93,9 @@ impl<R: Engine> Reconciler<R> {
             networks: &networks,
             files: &files,
             intents: &intents,
+            rolled_back: &rolled_back,
         };
-        let (wanted, specs) = kinds::desired(&desired, &ctx);
+        let (wanted, specs) = kinds::desired(&running, &ctx);
         let plan = plan(
             &wanted,
             &observed,
@@ -117,6 +120,61 @@ impl<R: Engine> Reconciler<R> {
             networks,
             observed,
         })
+    }
+
+    /// The objects to run: each as its source says, except those whose rollout failed, which
+    /// run the revision they were rolled back to (keeping their replica count); and why those
+    /// do.
+    async fn rolled_back(
+        &self,
+        desired: &[Object],
+        stored: &[StoredObject],
+        intents: &HashMap<ObjectKey, crate::store::Intent>,
+    ) -> Result<(Vec<Object>, HashMap<ObjectKey, String>), ReconcileError> {
+        let instance = &self.options.instance;
+        let mut running = Vec::with_capacity(desired.len());
+        let mut why = HashMap::new();
+        for o in desired {
+            let key = o.key();
+            let rollback = kinds::intents_of(intents, &key)
+                .find_map(|(by, i)| Some((by, i.rollback.clone()?)))
+                .filter(|(_, r)| r.from == o.spec_hash());
+            let Some((by, r)) = rollback else {
+                running.push(o.clone());
+                continue;
+            };
+            let mut found = self.store.revision_with_hash(instance, &key, &r.to).await?;
+            if found.is_none() && by != key {
+                found = self.store.revision_with_hash(instance, &by, &r.to).await?;
+            }
+            let Some((revision, old)) = found else {
+                running.push(o.clone());
+                continue;
+            };
+            let generation = stored
+                .iter()
+                .find(|s| s.object.key() == key)
+                .map_or(0, |s| s.generation);
+            let mut spec = old.spec;
+            if let (crate::manifest::Spec::Server(now), crate::manifest::Spec::Server(then)) =
+                (&o.spec, &mut spec)
+            {
+                then.replicas = now.replicas;
+            }
+            running.push(Object {
+                labels: old.labels,
+                spec,
+                ..o.clone()
+            });
+            why.insert(
+                key,
+                format!(
+                    "rolled back to revision {revision}: revision {generation} was {}; change the spec to try again",
+                    r.reason
+                ),
+            );
+        }
+        Ok((running, why))
     }
 
     /// Keeps the stored objects that vanished from their file or row less than the prune delay

@@ -147,6 +147,10 @@ pub(super) fn statuses(
                         phase = Phase::Creating;
                         lifecycle = Lifecycle::started(now);
                         lifecycle.dep_runs.clone_from(&v.dep_runs);
+                        lifecycle
+                            .ready_revision
+                            .clone_from(&v.lifecycle.ready_revision);
+                        lifecycle.rollout.clone_from(&v.lifecycle.rollout);
                         container_id.clone_from(id);
                     }
                     (Action::Start { restart, .. }, Ok(_)) => {

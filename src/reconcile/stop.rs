@@ -51,6 +51,9 @@ pub async fn stop_now<R: Engine>(
                     deps: Vec::new(),
                     hold: None,
                     stopped: Some(why),
+                    revision: s.spec_hash.clone(),
+                    rollback_after: None,
+                    rolled_back: None,
                 })
             })
             .collect();

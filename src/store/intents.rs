@@ -14,13 +14,34 @@ pub struct Intent {
     pub stopped_at: Option<String>,
     /// The last `restart`: its containers are replaced once for each new value.
     pub restarted_at: Option<String>,
+    /// A rollout that failed and was rolled back.
+    pub rollback: Option<Rollback>,
+}
+
+/// While the object's spec hash is `from`, the revision with spec hash `to` runs instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rollback {
+    pub from: String,
+    pub to: String,
+    /// Why: the failed revision, and how it failed.
+    pub reason: String,
 }
 
 impl Store {
     /// Every intent of `instance`, by the key it was given for.
     pub async fn intents(&self, instance: &str) -> Result<HashMap<ObjectKey, Intent>, StoreError> {
-        let rows: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT kind, name, stopped_at, restarted_at FROM intents WHERE instance = ?",
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        )> = sqlx::query_as(
+            "SELECT kind, name, stopped_at, restarted_at, rollback_from, rollback_to, rollback_reason
+             FROM intents WHERE instance = ?",
         )
         .bind(instance)
         .fetch_all(&self.pool)
@@ -28,13 +49,22 @@ impl Store {
         .map_err(query("intents"))?;
         Ok(rows
             .into_iter()
-            .filter_map(|(kind, name, stopped_at, restarted_at)| {
+            .filter_map(|(kind, name, stopped_at, restarted_at, from, to, reason)| {
                 let key = ObjectKey::new(Kind::parse(&kind)?, name);
+                let rollback = match (from, to) {
+                    (Some(from), Some(to)) => Some(Rollback {
+                        from,
+                        to,
+                        reason: reason.unwrap_or_default(),
+                    }),
+                    _ => None,
+                };
                 Some((
                     key,
                     Intent {
                         stopped_at,
                         restarted_at,
+                        rollback,
                     },
                 ))
             })
@@ -103,5 +133,62 @@ impl Store {
         }
         tx.commit().await.map_err(query("commit"))?;
         Ok(at)
+    }
+}
+
+impl Store {
+    /// Records a rolled-back rollout of `key` (a server's name covers its replicas).
+    pub async fn set_rollback(
+        &self,
+        instance: &str,
+        key: &ObjectKey,
+        rollback: &Rollback,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO intents (instance, kind, name, rollback_from, rollback_to, rollback_reason)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (instance, kind, name) DO UPDATE SET rollback_from = excluded.rollback_from,
+               rollback_to = excluded.rollback_to, rollback_reason = excluded.rollback_reason",
+        )
+        .bind(instance)
+        .bind(key.kind.label())
+        .bind(&key.name)
+        .bind(&rollback.from)
+        .bind(&rollback.to)
+        .bind(&rollback.reason)
+        .execute(&self.pool)
+        .await
+        .map_err(query("set rollback"))?;
+        Ok(())
+    }
+
+    /// The newest revision of `key` whose spec hash is `hash`.
+    pub async fn revision_with_hash(
+        &self,
+        instance: &str,
+        key: &ObjectKey,
+        hash: &str,
+    ) -> Result<Option<(i64, crate::manifest::Object)>, StoreError> {
+        let row: Option<(i64, String)> = sqlx::query_as(
+            "SELECT revision, object FROM revisions
+             WHERE instance = ? AND kind = ? AND name = ? AND spec_hash = ?
+             ORDER BY revision DESC LIMIT 1",
+        )
+        .bind(instance)
+        .bind(key.kind.label())
+        .bind(&key.name)
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query("revision"))?;
+        row.map(|(n, json)| {
+            serde_json::from_str(&json)
+                .map(|o| (n, o))
+                .map_err(|e| StoreError::Corrupt {
+                    what: "revision",
+                    message: e.to_string(),
+                })
+        })
+        .transpose()
     }
 }

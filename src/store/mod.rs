@@ -22,7 +22,7 @@ mod sources;
 mod status;
 
 pub use events::{Event, NewEvent};
-pub use intents::Intent;
+pub use intents::{Intent, Rollback};
 pub use lock::{lock_state, LockError, StateLock};
 pub use objects::{ApplyReport, StoredObject};
 pub use reports::{merge_patch, MAX_REPORT_BYTES};
