@@ -86,6 +86,20 @@ pub(super) fn gate(
         }
         p.actions.extend(action);
     }
+    // A job (something waits for it to complete) that still runs is Running, not Ready.
+    let jobs: std::collections::BTreeSet<&ObjectKey> = desired
+        .iter()
+        .flat_map(|d| &d.deps)
+        .filter(|dep| dep.condition == Condition::Completed)
+        .map(|dep| &dep.key)
+        .collect();
+    for key in jobs {
+        if let Some(v) = p.verdicts.get_mut(key).filter(|v| v.phase == Phase::Ready) {
+            v.phase = Phase::Running;
+            v.message
+                .get_or_insert_with(|| "running; its dependents wait for it to complete".into());
+        }
+    }
 }
 
 /// Identifies one run of an object: its container and how often dockhand restarted it.

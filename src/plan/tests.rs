@@ -1312,3 +1312,25 @@ fn a_first_rollout_or_one_without_rollback_is_never_rolled_back() {
         (Some("r2"), &None)
     );
 }
+
+#[test]
+fn a_running_job_is_running_not_ready() {
+    let mut web = want("web", "h");
+    web.deps = vec![dep("migrate", Condition::Completed, false)];
+    let p = plan(
+        &[want("migrate", "m"), web],
+        &[seen("m1", "migrate", "m", State::Running)],
+        opts(false),
+    );
+    let v = &p.verdicts[&key("migrate")];
+    assert_eq!(v.phase, Phase::Running);
+    assert!(v.message.as_deref().is_some_and(|m| m.contains("complete")));
+    assert_eq!(p.verdicts[&key("web")].phase, Phase::Blocked);
+    // Nothing waits for it to complete: a server that runs is Ready.
+    let p = plan(
+        &[want("migrate", "m")],
+        &[seen("m1", "migrate", "m", State::Running)],
+        opts(false),
+    );
+    assert_eq!(p.verdicts[&key("migrate")].phase, Phase::Ready);
+}
