@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{eventually, http, text, Controller, Env, IMAGE};
+use common::{docker, eventually, http, text, Controller, Env, IMAGE};
 
 const WAIT: Duration = Duration::from_secs(40);
 
@@ -372,6 +372,62 @@ fn per_client_routes_set_through_the_api_apply_live() {
         .status,
         404
     );
+    up.stop();
+}
+
+#[test]
+fn a_client_network_can_be_sent_to_a_raw_address_and_narrower_rules_still_win() {
+    let Some(env) = Env::new("route-clients-cidr") else {
+        return;
+    };
+    let (listen, mut up) = game_in_front_of_lobby_and_skywars(&env);
+    let skywars = env.container("skywars").expect("skywars runs");
+    let ip = docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+        &skywars.id,
+    ]);
+    let ip = ip.split_whitespace().next().expect("an address").to_owned();
+    // 127.0.0.0/30 (.0 to .3) goes to skywars by its address, as Peel takes raw addresses.
+    let out = env.run(
+        "clients",
+        &["set", "game", "127.0.0.0/30", &format!("{ip}:8080")],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    eventually(WAIT, "127.0.0.2 sent to skywars", || {
+        get(listen, Some("127.0.0.2"))
+            .ok()
+            .filter(|b| b == "skywars")
+    });
+    assert_eq!(get(listen, Some("127.0.0.5")).expect("from .5"), "lobby");
+    // A single address inside the network is more specific: it wins.
+    let out = env.run("clients", &["set", "game", "127.0.0.3", "lobby:8080"]);
+    assert!(out.status.success(), "{}", text(&out));
+    eventually(WAIT, "127.0.0.3 at the lobby", || {
+        get(listen, Some("127.0.0.3")).ok().filter(|b| b == "lobby")
+    });
+    assert_eq!(get(listen, Some("127.0.0.2")).expect("from .2"), "skywars");
+    // Listed and deleted by the network, through the API as well.
+    let api = up.api_url();
+    let out = env.run("clients", &["list", "game", "--server", &api]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("127.0.0.0/30"),
+        "{}",
+        text(&out)
+    );
+    let out = env.run(
+        "clients",
+        &["delete", "game", "127.0.0.0/30", "--server", &api],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    eventually(WAIT, "127.0.0.2 back at the lobby", || {
+        get(listen, Some("127.0.0.2")).ok().filter(|b| b == "lobby")
+    });
+    // Loopback is no target: that would open the host's own services.
+    let out = env.run("clients", &["set", "game", "127.0.0.9", "127.0.0.1:22"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("loopback"), "{}", text(&out));
     up.stop();
 }
 

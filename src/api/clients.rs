@@ -1,6 +1,5 @@
 //! Runtime per-client routes of a Route (Potassium's Peel).
 
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -11,7 +10,7 @@ use serde_json::json;
 
 use crate::engine::Engine;
 use crate::manifest::{Kind, ObjectKey};
-use crate::store::ClientRoute;
+use crate::store::{Client, ClientRoute};
 
 use super::{name_param, require, Api, ApiError, ApiResult};
 
@@ -20,7 +19,8 @@ pub(super) async fn route_exists<R: Engine>(api: &Api<R>, name: &str) -> ApiResu
     require(api, &ObjectKey::new(Kind::Route, name_param(name)?)).await
 }
 
-pub(super) fn client_param(ip: &str) -> ApiResult<Ipv4Addr> {
+/// A client address or network from the path (`10.1.0.0%2F16` for a network).
+pub(super) fn client_param(ip: &str) -> ApiResult<Client> {
     ClientRoute::parse_client(ip).map_err(ApiError::bad)
 }
 
@@ -53,6 +53,8 @@ pub(super) async fn get_client<R: Engine>(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ClientTarget {
+    /// A server of this instance, or an IPv4 address.
+    #[serde(alias = "address")]
     server: String,
     port: u16,
 }
@@ -65,12 +67,12 @@ pub(super) async fn put_client<R: Engine>(
     route_exists(&api, &name).await?;
     let target: ClientTarget = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad(format!(
-            "invalid body: {e}: expected {{\"server\": NAME, \"port\": PORT}}"
+            "invalid body: {e}: expected {{\"server\": NAME, \"port\": PORT}} or {{\"address\": IP, \"port\": PORT}}"
         ))
     })?;
     let route = ClientRoute::new(&ip, &target.server, target.port).map_err(ApiError::bad)?;
     let server = ObjectKey::new(Kind::Server, route.server.clone());
-    if !api.store.has_object(&api.instance, &server).await? {
+    if route.address().is_none() && !api.store.has_object(&api.instance, &server).await? {
         return Err(ApiError::bad(format!(
             "{server} not found: a client route targets a server of this instance"
         )));

@@ -29,7 +29,9 @@ pub enum Verb {
     Set {
         route: String,
         client: String,
-        /// The target, `SERVER:PORT` (a server of this instance and its container port).
+        /// The target: `SERVER:PORT` (a server of this instance and its container port), or
+        /// `IP:PORT` (any address but loopback, multicast and broadcast). CLIENT is an address
+        /// or a network (`10.1.0.0/16`).
         target: String,
     },
     /// Remove CLIENT's route: it follows the route's own rules again.
@@ -75,7 +77,11 @@ fn target(client: &str, target: &str) -> Result<ClientRoute, Refused> {
     let (server, port) = target
         .rsplit_once(':')
         .and_then(|(s, p)| Some((s, p.parse::<u16>().ok()?)))
-        .ok_or_else(|| Refused(format!("invalid target {target:?}: expected SERVER:PORT")))?;
+        .ok_or_else(|| {
+            Refused(format!(
+                "invalid target {target:?}: expected SERVER:PORT or IP:PORT"
+            ))
+        })?;
     ClientRoute::new(client, server, port).map_err(Refused)
 }
 
@@ -84,10 +90,10 @@ fn print(routes: &[ClientRoute]) {
         println!("no client routes");
         return;
     }
-    println!("{:<16} {:<24} UPDATED", "CLIENT", "TARGET");
+    println!("{:<18} {:<24} UPDATED", "CLIENT", "TARGET");
     for r in routes {
         let to = format!("{}:{}", r.server, r.port);
-        println!("{:<16} {to:<24} {}", r.client, r.updated_at);
+        println!("{:<18} {to:<24} {}", r.client.to_string(), r.updated_at);
     }
 }
 
@@ -110,7 +116,7 @@ async fn locally(
         } => {
             let r = target(client, t)?;
             let server = ObjectKey::new(crate::manifest::Kind::Server, r.server.clone());
-            if !store.has_object(instance, &server).await? {
+            if r.address().is_none() && !store.has_object(instance, &server).await? {
                 return Err(Refused(format!(
                     "{server} not found: a client route targets a server of this instance"
                 ))
@@ -142,13 +148,13 @@ async fn remotely(remote: &Remote, key: &ObjectKey, verb: &Verb) -> anyhow::Resu
         } => {
             let r = target(client, t)?;
             let body = serde_json::json!({"server": r.server, "port": r.port}).to_string();
-            let path = format!("{base}/{}", r.client);
+            let path = format!("{base}/{}", super::remote::encode(&r.client.to_string()));
             remote.send(reqwest::Method::PUT, &path, Some(body)).await?;
             println!("{key}: {} -> {}:{}", r.client, r.server, r.port);
         }
         Verb::Delete { client, .. } => {
             let ip = ClientRoute::parse_client(client).map_err(Refused)?;
-            let path = format!("{base}/{ip}");
+            let path = format!("{base}/{}", super::remote::encode(&ip.to_string()));
             remote.send(reqwest::Method::DELETE, &path, None).await?;
             println!("{key}: {ip} deleted");
         }

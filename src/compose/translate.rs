@@ -951,7 +951,9 @@ impl Service1<'_> {
                 ),
                 Some(other) => self.error(
                     "deploy.update_config.failure_action",
-                    format!("invalid failure_action {other:?}: expected rollback, continue or pause"),
+                    format!(
+                        "invalid failure_action {other:?}: expected rollback, continue or pause"
+                    ),
                 ),
             }
             if u.monitor.is_some() {

@@ -27,18 +27,20 @@ pub fn routes(desired: &[Object]) -> Vec<(String, RouteSpec)> {
         .collect()
 }
 
-/// Runtime per-client routes go ahead of the manifest's rules: a manifest rule for exactly
-/// that client address is replaced, wider rules stay (the /32 is more specific anyway).
+/// Runtime per-client routes join the manifest's rules, and the most specific source wins: a
+/// manifest rule for exactly the same clients is replaced, narrower ones stay ahead of a
+/// client route for a network. Returns the raw addresses targeted, as backends of their own.
 pub fn add_client_routes(
     routes: &mut [(String, RouteSpec)],
     clients: &BTreeMap<String, Vec<ClientRoute>>,
-) {
+) -> HashMap<String, Vec<Ipv4Addr>> {
+    let mut raw = HashMap::new();
     for (name, spec) in routes.iter_mut() {
         for c in clients.get(name).into_iter().flatten() {
-            let source = Cidr {
-                addr: c.client,
-                prefix: 32,
-            };
+            let source: Cidr = c.client.0;
+            if let Some(ip) = c.address() {
+                raw.insert(c.server.clone(), vec![ip]);
+            }
             spec.rules.retain(|r| r.source != source);
             spec.rules.push(Rule {
                 source,
@@ -49,6 +51,7 @@ pub fn add_client_routes(
             });
         }
     }
+    raw
 }
 
 /// Every server's backends: the address of each replica's Ready container, or while a

@@ -63,7 +63,8 @@ pub(super) fn watch(desired: &[Desired], opts: &PlanOptions, p: &mut Plan) {
         let failed = matches!(
             v.phase,
             Phase::CrashLoopBackOff | Phase::Failed | Phase::Unhealthy
-        ) || current && (lc.restart_count > 0 || lc.last_exit_code.is_some_and(|c| c != 0));
+        ) || current
+            && (lc.restart_count > 0 || lc.last_exit_code.is_some_and(|c| c != 0));
         if !failed && opts.now < due {
             p.recheck_at = Some(p.recheck_at.map_or(due, |t| t.min(due)));
             p.monitoring.push((d.key.clone(), due));

@@ -336,13 +336,14 @@ impl<R: Engine> Reconciler<R> {
             return HashMap::new();
         };
         let mut routes = route::routes(desired);
+        let mut backends = route::backends(plan, observed);
         if !routes.is_empty() {
             match self.store.route_clients(&self.options.instance).await {
-                Ok(clients) => route::add_client_routes(&mut routes, &clients),
+                Ok(clients) => backends.extend(route::add_client_routes(&mut routes, &clients)),
                 Err(e) => tracing::warn!("cannot read per-client routes: {e}"),
             }
         }
-        proxy.sync(&routes, &route::backends(plan, observed)).await
+        proxy.sync(&routes, &backends).await
     }
 }
 

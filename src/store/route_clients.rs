@@ -19,7 +19,9 @@ impl Store {
         .map_err(query("route clients"))?;
         let mut out: BTreeMap<String, Vec<ClientRoute>> = BTreeMap::new();
         for (route, client, server, port, updated_at) in rows {
-            let Ok(client) = client.parse() else { continue };
+            let Ok(client) = Client::parse(&client) else {
+                continue;
+            };
             out.entry(route).or_default().push(ClientRoute {
                 client,
                 server,
@@ -57,7 +59,7 @@ impl Store {
         &self,
         instance: &str,
         route: &str,
-        client: std::net::Ipv4Addr,
+        client: Client,
     ) -> Result<bool, StoreError> {
         let r = sqlx::query(
             "DELETE FROM route_clients WHERE instance = ? AND route = ? AND client = ?",
@@ -72,11 +74,54 @@ impl Store {
     }
 }
 
-/// A runtime per-client route: this client address goes to a server's port.
+/// The clients a per-client route is for: one address (`192.168.1.50`) or a network
+/// (`10.1.0.0/16`). The most specific of a route's rules and client routes wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Client(pub crate::manifest::network::Cidr);
+
+impl Client {
+    pub fn parse(s: &str) -> Result<Client, String> {
+        crate::manifest::network::Cidr::parse(s)
+            .map(Client)
+            .map_err(|_| {
+                format!(
+                    "invalid client address {s:?}: expected an IPv4 address like 192.168.1.50 or a network like 10.1.0.0/16"
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for Client {
+    /// A single address bare, a network in CIDR form.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.prefix == 32 {
+            write!(f, "{}", self.0.addr)
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
+impl serde::Serialize for Client {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Client {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Client::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A runtime per-client route: these clients go to a server's port, or to a raw address
+/// (Potassium's Peel takes those too).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientRoute {
-    pub client: std::net::Ipv4Addr,
+    pub client: Client,
+    /// A server of this instance, or an IPv4 address.
     pub server: String,
     pub port: u16,
     pub updated_at: String,
@@ -87,7 +132,21 @@ impl ClientRoute {
     /// input here alike.
     pub fn new(client: &str, server: &str, port: u16) -> Result<Self, String> {
         let client = Self::parse_client(client)?;
-        crate::manifest::check_dns_label(server).map_err(|e| format!("server: {e}"))?;
+        match server.parse::<std::net::Ipv4Addr>() {
+            Ok(ip)
+                if ip.is_loopback()
+                    || ip.is_unspecified()
+                    || ip.is_multicast()
+                    || ip.is_broadcast() =>
+            {
+                return Err(format!(
+                    "address {ip} cannot be a target: loopback, unspecified, multicast and broadcast addresses are refused (use the host's own address to reach it)"
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => crate::manifest::check_dns_label(server)
+                .map_err(|e| format!("server: {e}; or an IPv4 address like 10.0.0.5"))?,
+        }
         if port == 0 {
             return Err("port: expected 1-65535".into());
         }
@@ -99,9 +158,12 @@ impl ClientRoute {
         })
     }
 
-    pub fn parse_client(client: &str) -> Result<std::net::Ipv4Addr, String> {
-        client.parse().map_err(|_| {
-            format!("invalid client address {client:?}: expected an IPv4 address like 192.168.1.50")
-        })
+    pub fn parse_client(client: &str) -> Result<Client, String> {
+        Client::parse(client)
+    }
+
+    /// The raw address this route targets, when it targets one rather than a server.
+    pub fn address(&self) -> Option<std::net::Ipv4Addr> {
+        self.server.parse().ok()
     }
 }
