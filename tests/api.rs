@@ -515,6 +515,34 @@ fn logs_exec_and_diff_work_against_a_remote_controller() {
     let out = env.run("diff", &[&remote[..]].concat());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "no changes\n");
+    // `apply --dry-run` through the API: the controller plans the input, stores nothing.
+    let input = env.dir.path().join("extra.yaml");
+    std::fs::write(&input, server("extra", "")).expect("write");
+    let input = input.to_str().expect("utf-8");
+    let out = env.run(
+        "apply",
+        &[&["-f", input, "--dry-run"][..], &remote].concat(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("create server/extra"),
+        "{}",
+        text(&out)
+    );
+    let r = http(
+        "GET",
+        &format!("{base}/api/v1/servers/extra"),
+        Some(&env.api_token()),
+        None,
+    );
+    assert_eq!(r.status, 404, "nothing stored: {r:?}");
+    let r = http(
+        "POST",
+        &format!("{base}/api/v1/plan"),
+        Some(&env.api_token()),
+        Some("kind: Server\n"),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
     drop(up);
 }
 

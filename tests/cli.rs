@@ -537,3 +537,53 @@ fn get_watch_prints_a_row_again_when_it_changes() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn apply_prune_deletes_the_selected_applied_objects_the_input_no_longer_has() {
+    let Some(env) = Env::new("cli-prune") else {
+        return;
+    };
+    env.write("file.yaml", &labelled("infile", "app: shop"));
+    let write = |name: &str, text: &str| {
+        let p = env.dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p.to_str().expect("utf-8").to_owned()
+    };
+    let all = write(
+        "all.yaml",
+        &format!(
+            "{}---\n{}---\n{}",
+            labelled("web", "app: shop"),
+            labelled("api", "app: shop"),
+            labelled("other", "app: blog")
+        ),
+    );
+    assert!(env.run("apply", &["-f", &all]).status.success());
+    env.sync();
+    let only_web = write("web.yaml", &labelled("web", "app: shop"));
+    let out = env.run("apply", &["-f", &only_web, "--prune"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--prune needs -l: {}",
+        text(&out)
+    );
+    let out = env.run("apply", &["-f", &only_web, "--prune", "-l", "app=shop"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("server/web unchanged"),
+        "{}",
+        text(&out)
+    );
+    assert!(stdout(&out).contains("server/api pruned"), "{}", text(&out));
+    assert!(!stdout(&out).contains("other"), "{}", text(&out));
+    assert!(
+        !stdout(&out).contains("infile"),
+        "a file's object is never pruned"
+    );
+    env.sync();
+    assert!(env.container("api").is_none());
+    for name in ["web", "other", "infile"] {
+        assert!(env.container(name).is_some(), "{name} kept");
+    }
+}

@@ -232,6 +232,33 @@ fn a_running_controller_stops_starts_restarts_and_scales_through_its_api() {
     assert_eq!(r.status, 404, "{r:?}");
     let r = http("POST", &format!("{url}/api/v1/stop"), None, Some("{}"));
     assert_eq!(r.status, 401, "{r:?}");
+    // apply --prune -l through the API: the selected applied objects the input lacks go.
+    let labelled = |name: &str| {
+        server(name, "").replacen(
+            &format!("metadata:\n  name: {name}\n"),
+            &format!("metadata:\n  name: {name}\n  labels: {{app: shop}}\n"),
+            1,
+        )
+    };
+    let both = env.dir.path().join("both.yaml");
+    std::fs::write(&both, format!("{}---\n{}", labelled("p1"), labelled("p2"))).expect("write");
+    let out = remote("apply", &["-f", both.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let one = env.dir.path().join("one.yaml");
+    std::fs::write(&one, labelled("p1")).expect("write");
+    let out = remote(
+        "apply",
+        &[
+            "-f",
+            one.to_str().expect("utf-8"),
+            "--prune",
+            "-l",
+            "app=shop",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("server/p2 pruned"), "{}", text(&out));
+    assert!(!text(&out).contains("server/api"), "{}", text(&out));
     let (status, _) = up.stop();
     assert!(status.success(), "{}", up.output());
 }

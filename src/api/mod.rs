@@ -143,7 +143,7 @@ pub fn router<R: Engine + Attach + Clone>(api: Arc<Api<R>>) -> Router {
         .route("/readyz", get(readyz::<R>))
         .route("/metrics", get(metrics::<R>))
         .route("/api/v1/events", get(events::<R>))
-        .route("/api/v1/plan", get(plan::<R>))
+        .route("/api/v1/plan", get(plan::<R>).post(status::plan_with::<R>))
         .route("/api/v1/{kind}/{name}/logs", get(logs::<R>))
         .route("/api/v1/{kind}/{name}/exec", axum::routing::post(exec::<R>))
         .route(
@@ -166,6 +166,7 @@ pub fn router<R: Engine + Attach + Clone>(api: Arc<Api<R>>) -> Router {
             "/api/v1/{kind}/{name}/undo",
             axum::routing::post(operate::undo::<R>),
         )
+        .route("/api/v1/prune", axum::routing::post(objects::prune::<R>))
         .route("/api/v1/stop", axum::routing::post(operate::stop::<R>))
         .route("/api/v1/start", axum::routing::post(operate::start::<R>))
         .route(

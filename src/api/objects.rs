@@ -150,3 +150,41 @@ pub(super) async fn patch_report<R: Engine>(
     let report = api.store.patch_report(&api.instance, &key, &patch).await?;
     Ok(Json(report))
 }
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PruneBody {
+    selector: String,
+    #[serde(default)]
+    keep: Vec<String>,
+}
+
+/// `POST /api/v1/prune` with `{"selector": "app=shop", "keep": ["server/web"]}`: deletes the
+/// applied objects the selector matches that `keep` lacks (`apply --prune -l`).
+pub(super) async fn prune<R: Engine>(
+    State(api): State<Arc<Api<R>>>,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let PruneBody { selector, keep } = serde_json::from_str(text(&body)?).map_err(|e| {
+        ApiError::bad(format!(
+            "invalid body: {e} (expected {{\"selector\": \"app=shop\", \"keep\": [\"server/web\"]}})"
+        ))
+    })?;
+    let selector = Selector::parse(&selector).map_err(|e| ApiError::bad(e.to_string()))?;
+    if selector.0.is_empty() {
+        return Err(ApiError::bad(
+            "an empty selector would prune every applied object; name the ones this input owns",
+        ));
+    }
+    let mut keys = std::collections::BTreeSet::new();
+    for k in &keep {
+        let (kind, name) = k
+            .split_once('/')
+            .ok_or_else(|| ApiError::bad(format!("invalid object {k:?}: expected KIND/NAME")))?;
+        keys.insert(ObjectKey::new(kind_param(kind)?, name_param(name)?));
+    }
+    let pruned = apply::prune(&api.sources, &selector, &keys).await?;
+    api.signals.reload();
+    let pruned: Vec<String> = pruned.iter().map(ToString::to_string).collect();
+    Ok(Json(json!({ "pruned": pruned })))
+}

@@ -79,3 +79,23 @@ pub(super) async fn plan<R: Engine>(
     })?;
     Ok(Json(view::PlanView::new(&report)))
 }
+
+/// `POST /api/v1/plan` with manifests as the body: the controller's dry run with them applied
+/// (under its own host policy and sources); nothing is stored.
+pub(super) async fn plan_with<R: Engine>(
+    State(api): State<Arc<Api<R>>>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<view::PlanView>> {
+    let rec = reconciler(&api)?;
+    let text = super::text(&body)?;
+    let mut objects = crate::source::applied::parse(text, "body", None)?;
+    for o in &mut objects {
+        o.source = crate::source::api_label(&o.key());
+    }
+    let snapshot = api.sources.load_with(objects).await?;
+    let report = rec.dry_run(&snapshot).await.map_err(|e| match e {
+        crate::reconcile::ReconcileError::Store(e) => ApiError::Store(e),
+        crate::reconcile::ReconcileError::Engine(e) => ApiError::Engine(e),
+    })?;
+    Ok(Json(view::PlanView::new(&report)))
+}

@@ -22,6 +22,13 @@ pub struct ApplyArgs {
     /// policy) and store nothing; exit 0 only when it changes nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Delete the API source's objects that `-l` selects and this input no longer has (as
+    /// `kubectl apply --prune -l`). Objects of files and the table are never touched.
+    #[arg(long, requires = "selector")]
+    pub prune: bool,
+    /// With `--prune`: which applied objects this input is the whole truth for.
+    #[arg(short = 'l', long = "selector")]
+    pub selector: Option<String>,
     #[arg(skip)]
     pub state: StateArgs,
     #[command(flatten)]
@@ -74,11 +81,50 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     if args.dry_run {
-        if args.remote.client(&args.state.state)?.is_some() {
-            anyhow::bail!("--dry-run plans against the local state file and engine; run it without --server on the controller's host");
+        if args.prune {
+            anyhow::bail!("--dry-run does not plan --prune's deletions; run it without --prune");
+        }
+        if let Some(remote) = args.remote.client(&args.state.state)? {
+            // The controller plans it, with its own sources and host policy.
+            let body: Vec<String> = objects.iter().map(apply::document).collect();
+            let plan = match remote
+                .send(
+                    reqwest::Method::POST,
+                    "/api/v1/plan",
+                    Some(body.join("\n---\n")),
+                )
+                .await
+            {
+                Ok(resp) => resp.json().await?,
+                Err(e) => {
+                    if let Some(r) = e.downcast_ref::<RemoteError>() {
+                        if (400..500).contains(&r.status) {
+                            eprintln!("error: {}", r.message);
+                            print_invalid(&r.details);
+                            return Ok(ExitCode::from(1));
+                        }
+                    }
+                    return Err(e);
+                }
+            };
+            return Ok(super::diff::print_plan(&plan));
         }
         return dry_run(&args, objects).await;
     }
+    let selector = match &args.selector {
+        Some(s) => Some(crate::view::Selector::parse(s)?),
+        None => None,
+    };
+    if selector.as_ref().is_some_and(|s| s.0.is_empty()) {
+        anyhow::bail!(
+            "an empty -l would prune every applied object; name the ones this input owns"
+        );
+    }
+    if selector.is_some() && !args.prune {
+        anyhow::bail!("-l selects what --prune deletes; give --prune too");
+    }
+    let keep: std::collections::BTreeSet<crate::manifest::ObjectKey> =
+        objects.iter().map(Object::key).collect();
     if let Some(remote) = args.remote.client(&args.state.state)? {
         for o in &objects {
             let key = o.key();
@@ -103,6 +149,9 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        if let Some(selector) = &args.selector {
+            prune_remotely(&remote, selector, &keep).await?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let store = open_store(&args.state.state).await?;
@@ -118,6 +167,11 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
             for (key, change) in changes {
                 let word = serde_json::to_value(&change)?;
                 println!("{key} {}", word.as_str().unwrap_or_default());
+            }
+            if let Some(selector) = &selector {
+                for key in apply::prune(&sources, selector, &keep).await? {
+                    println!("{key} pruned");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -162,4 +216,22 @@ async fn dry_run(args: &ApplyArgs, objects: Vec<Object>) -> anyhow::Result<ExitC
     }
     .await;
     Ok(super::diff::print_plan(&plan?))
+}
+
+/// The same through a controller's API, which prunes its own applied objects.
+async fn prune_remotely(
+    remote: &super::remote::Remote,
+    selector: &str,
+    keep: &std::collections::BTreeSet<crate::manifest::ObjectKey>,
+) -> anyhow::Result<()> {
+    let keep: Vec<String> = keep.iter().map(ToString::to_string).collect();
+    let body = serde_json::json!({"selector": selector, "keep": keep}).to_string();
+    let resp = remote
+        .send(reqwest::Method::POST, "/api/v1/prune", Some(body))
+        .await?;
+    let v: serde_json::Value = resp.json().await?;
+    for key in v["pruned"].as_array().into_iter().flatten() {
+        println!("{} pruned", key.as_str().unwrap_or_default());
+    }
+    Ok(())
 }

@@ -160,3 +160,27 @@ pub async fn delete(sources: &Sources, key: &ObjectKey) -> Result<(), ApplyError
         None => Err(ApplyError::NotFound { key: key.clone() }),
     }
 }
+
+/// `apply --prune -l`: deletes the applied objects that `selector` matches and `keep` lacks,
+/// and returns them. Objects of files and the table are never touched.
+pub async fn prune(
+    sources: &Sources,
+    selector: &crate::view::Selector,
+    keep: &std::collections::BTreeSet<ObjectKey>,
+) -> Result<Vec<ObjectKey>, ApplyError> {
+    let mut pruned = Vec::new();
+    for (_, _, text) in sources.store.applied_rows(&sources.instance).await? {
+        let Ok(objects) = parse(&text, "<applied>", None) else {
+            continue;
+        };
+        for o in objects {
+            let key = o.key();
+            if keep.contains(&key) || !selector.matches(&o.labels, None) {
+                continue;
+            }
+            delete(sources, &key).await?;
+            pruned.push(key);
+        }
+    }
+    Ok(pruned)
+}
