@@ -662,3 +662,54 @@ fn sync_says_converged_only_when_it_exits_zero_and_lists_every_reason_otherwise(
     assert!(said.contains("not converged after"), "{said}");
     assert!(said.contains("1 manifest error(s)"), "{said}");
 }
+
+#[test]
+fn the_progress_bar_on_a_terminal_fits_its_width() {
+    let Some(env) = Env::new("sync-bar") else {
+        return;
+    };
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "script(1) is missing in CI"
+        );
+        return;
+    }
+    env.write(
+        "a.yaml",
+        &common::shell(
+            "slow-to-be-ready-with-a-name-longer-than-the-terminal",
+            "sleep 2; touch /ok; sleep 3600 & wait",
+            "  healthCheck: {exec: [test, -f, /ok], interval: 300ms}\n",
+        ),
+    );
+    let cmd = env.command("sync");
+    let line = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("stty rows 24 cols 40; {line}"),
+            "/dev/null",
+        ])
+        .output()
+        .expect("run script");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("settled"), "no bar was drawn: {said}");
+    // Every redraw of the bar fits in the 40 columns, so none wraps.
+    for draw in said
+        .split(['\r', '\n'])
+        .map(|d| d.replace("\x1b[2K", ""))
+        .filter(|d| d.contains("settled"))
+    {
+        assert!(draw.chars().count() <= 40, "{draw:?} is wider than 40");
+    }
+}

@@ -49,7 +49,11 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
             );
         };
         let report = report?;
-        progress.clear();
+        // The bar stays up unless something is printed (redrawn, not recreated, every pass).
+        let done_now = report.settled();
+        if done_now || !report.outcomes.is_empty() || !report.network_actions.is_empty() {
+            progress.clear();
+        }
         for a in &report.network_actions {
             println!("{a}");
         }
@@ -73,6 +77,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
             progress.show(&report);
         }
         if done {
+            progress.clear();
             if report.missing_source {
                 eprintln!(
                     "warning: manifests directory {} does not exist",
@@ -175,11 +180,12 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Progress while `sync` waits: a bar redrawn in place on a terminal, otherwise a plain line
-/// whenever the count changes.
+/// Progress while `sync` waits: a bar redrawn in place on a terminal (indicatif, which cuts the
+/// line to the terminal's width so a redraw never leaves wrapped lines), otherwise a plain
+/// line whenever the count changes.
 struct Progress {
     tty: bool,
-    drawn: bool,
+    bar: Option<indicatif::ProgressBar>,
     last: Option<(usize, usize)>,
 }
 
@@ -188,7 +194,7 @@ impl Progress {
         use std::io::IsTerminal;
         Progress {
             tty: std::io::stderr().is_terminal(),
-            drawn: false,
+            bar: None,
             last: None,
         }
     }
@@ -250,15 +256,21 @@ impl Progress {
             waiting
         };
         if self.tty {
-            const WIDTH: usize = 24;
-            let filled = (settled * WIDTH).checked_div(total).unwrap_or(WIDTH);
-            eprint!(
-                "\r\x1b[2K[{}{}] {settled}/{total} settled  {}",
-                "#".repeat(filled),
-                "-".repeat(WIDTH - filled),
-                waiting.join(", ")
-            );
-            self.drawn = true;
+            let bar = self.bar.get_or_insert_with(|| {
+                let bar = indicatif::ProgressBar::with_draw_target(
+                    Some(total as u64),
+                    indicatif::ProgressDrawTarget::stderr(),
+                );
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "[{bar:24}] {pos}/{len} settled  {wide_msg}",
+                ) {
+                    bar.set_style(style.progress_chars("#-"));
+                }
+                bar
+            });
+            bar.set_length(total as u64);
+            bar.set_position(settled as u64);
+            bar.set_message(waiting.join(", "));
         } else if self.last != Some((settled, total)) {
             // Nothing named to wait for (a removal held by --prune-delay): no empty list.
             if waiting.is_empty() {
@@ -275,9 +287,8 @@ impl Progress {
 
     /// Erases the bar before other output.
     fn clear(&mut self) {
-        if self.drawn {
-            eprint!("\r\x1b[2K");
-            self.drawn = false;
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
     }
 }
