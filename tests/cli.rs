@@ -587,3 +587,46 @@ fn apply_prune_deletes_the_selected_applied_objects_the_input_no_longer_has() {
         assert!(env.container(name).is_some(), "{name} kept");
     }
 }
+
+#[test]
+fn bash_completion_offers_the_state_files_object_names() {
+    let Some(env) = Env::new("cli-names") else {
+        return;
+    };
+    env.write(
+        "a.yaml",
+        &format!("{}---\n{}", server("web", ""), server("worker", "")),
+    );
+    env.sync();
+    let out = env.run("__names", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let names = stdout(&out);
+    for n in ["web", "server/web", "worker", "server/worker"] {
+        assert!(names.lines().any(|l| l == n), "{n} in {names}");
+    }
+    let script = env.dir.path().join("completion.bash");
+    let out = env.run("completion", &["bash"]);
+    std::fs::write(&script, &out.stdout).expect("write");
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_dockhand"))
+        .parent()
+        .expect("bin dir")
+        .to_owned();
+    let complete = |words: &str| {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source '{}'; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); _dockhand_with_names dockhand \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; echo \"${{COMPREPLY[@]}}\"",
+                script.display()
+            ))
+            .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default()))
+            .env("DOCKHAND_STATE", &env.state)
+            .env("DOCKHAND_INSTANCE", &env.instance)
+            .output()
+            .expect("run bash");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(complete("dockhand logs w"), "web worker");
+    assert_eq!(complete("dockhand stop server/wo"), "server/worker");
+    // Elsewhere clap's own completion answers: verbs after `dockhand`.
+    assert!(complete("dockhand res").split(' ').any(|w| w == "restart"));
+}

@@ -125,6 +125,10 @@ enum Command {
     Completion(CompletionArgs),
     /// Print the JSON Schema of dockhand manifests (for editors' YAML language servers).
     Schema,
+    /// The object names completion offers (`web`, `server/web`, `database/orders`), from the
+    /// state file; nothing when there is none.
+    #[command(name = "__names", hide = true)]
+    Names,
 }
 
 impl Command {
@@ -155,6 +159,7 @@ impl Command {
             | Command::Convert(_)
             | Command::Completion(_)
             | Command::Schema => return,
+            Command::Names => return,
         };
         *slot = state;
     }
@@ -171,6 +176,7 @@ impl Command {
                 | Command::Schema
                 | Command::Convert(_)
                 | Command::Explain(_)
+                | Command::Names
         )
     }
 }
@@ -208,6 +214,7 @@ pub fn main() -> ExitCode {
     tune_process();
     let mut cli = Cli::parse();
     cli.command.set_state(cli.state.clone());
+    let state = cli.state.clone();
     if cli.command.only_prints() {
         default_sigpipe();
     }
@@ -252,6 +259,11 @@ pub fn main() -> ExitCode {
                 use clap::CommandFactory;
                 let mut cmd = Cli::command();
                 clap_complete::generate(a.shell, &mut cmd, "dockhand", &mut std::io::stdout());
+                print!("{}", completion_of_names(a.shell));
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Names => {
+                names(&state).await;
                 Ok(ExitCode::SUCCESS)
             }
             Command::Schema => {
@@ -286,4 +298,57 @@ fn init_tracing(format: LogFormat) {
             .try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// Verbs whose arguments are object names, for completion.
+const NAMED_VERBS: &str =
+    "logs exec attach describe get stop start restart scale wait delete rollout down";
+
+/// What completion adds to clap's script for object names: a wrapper that offers the state
+/// file's objects (`dockhand __names`) after the verbs that take them.
+fn completion_of_names(shell: clap_complete::Shell) -> String {
+    match shell {
+        clap_complete::Shell::Bash => format!(
+            r#"
+# Object names, from the state file (honours DOCKHAND_STATE and DOCKHAND_INSTANCE).
+_dockhand_with_names() {{
+    local cur="${{COMP_WORDS[COMP_CWORD]}}" verb="${{COMP_WORDS[1]}}"
+    case " {NAMED_VERBS} " in
+        *" $verb "*)
+            if [[ $COMP_CWORD -ge 2 && "$cur" != -* ]]; then
+                COMPREPLY=( $(compgen -W "$(dockhand __names 2>/dev/null)" -- "$cur") )
+                [[ ${{#COMPREPLY[@]}} -gt 0 ]] && return 0
+            fi
+            ;;
+    esac
+    _dockhand "$@"
+}}
+complete -F _dockhand_with_names -o bashdefault -o default dockhand
+"#
+        ),
+        clap_complete::Shell::Fish => format!(
+            "\n# Object names, from the state file.\ncomplete -c dockhand -n '__fish_seen_subcommand_from {NAMED_VERBS}' -f -a '(dockhand __names 2>/dev/null)'\n"
+        ),
+        _ => String::new(),
+    }
+}
+
+/// Prints the names completion offers; quietly nothing without a state file.
+async fn names(state: &StateArgs) {
+    if !state.state.exists() {
+        return;
+    }
+    let Ok(store) = crate::store::Store::open(&state.state).await else {
+        return;
+    };
+    let Ok(objects) = store.objects(&state.instance).await else {
+        return;
+    };
+    for s in objects {
+        let key = s.object.key();
+        if key.kind == crate::manifest::Kind::Server {
+            println!("{}", key.name);
+        }
+        println!("{key}");
+    }
 }
