@@ -387,6 +387,8 @@ fn a_rollout_that_never_gets_ready_is_rolled_back_reported_failed_and_retried_on
         "{message}"
     );
     assert!(events(&env).contains("rolled back"), "{}", events(&env));
+    let described = text(&env.run("describe", &["server/web"]));
+    assert!(described.contains("RolledOut       False"), "{described}");
     // It stays rolled back: another sync does not try version 2 again.
     let out = env.run("sync", &["--timeout", "10s"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));

@@ -199,6 +199,17 @@ fn render(item: &Value, instance: Option<&str>, events: &[Event]) -> anyhow::Res
                 "True"
             },
         ),
+        (
+            "RolledOut",
+            if st["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("rolled back"))
+            {
+                "False (rolled back: see the message)"
+            } else {
+                "True"
+            },
+        ),
     ];
     for (name, value) in conditions {
         let _ = writeln!(out, "  {name:<16}{value}");
