@@ -368,6 +368,27 @@ mod tests {
     }
 
     #[test]
+    fn rollbacks_are_counted_and_the_rolled_back_objects_gauged() {
+        use crate::manifest::{Kind, ObjectKey};
+        let m = Metrics::default();
+        let key = ObjectKey::new(Kind::Server, "web");
+        let mut report = PassReport::default();
+        report.plan.rollbacks.push(crate::plan::RollbackPlan {
+            key: key.clone(),
+            from: "b".into(),
+            to: "a".into(),
+            reason: "not Ready".into(),
+        });
+        m.pass(Duration::from_millis(1), &report);
+        report.plan.rollbacks.clear();
+        report.plan.rolled_back.push((key, "rolled back".into()));
+        m.pass(Duration::from_millis(1), &report);
+        let text = m.render(&[], &[]);
+        assert!(text.contains("dockhand_rollbacks_total 1\n"), "{text}");
+        assert!(text.contains("dockhand_rolled_back 1\n"), "{text}");
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
