@@ -396,3 +396,43 @@ fn a_lost_state_file_never_costs_a_databases_data() {
     assert_eq!(url(&env, "orders"), before);
     assert_eq!(query(&before, "SELECT x FROM t").expect("select"), "kept");
 }
+
+#[test]
+fn stop_keeps_a_databases_data_and_down_volumes_starts_it_afresh() {
+    let Some(env) = env_with_postgres("db-down") else {
+        return;
+    };
+    env.write("db.yaml", &database("notes", 5931, ""));
+    let out = env.run("sync", &["--timeout", "90s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let first = url(&env, "notes");
+    query(
+        &first,
+        "CREATE TABLE t (x text); INSERT INTO t VALUES ('kept')",
+    )
+    .expect("write");
+    let volume = format!("dh_{}_notes-data", env.instance);
+
+    // Stopped and started: the same data, the same password.
+    assert!(env.run("stop", &["database/notes"]).status.success());
+    assert!(env.container_of("database", "notes").is_none());
+    assert!(volume_exists(&volume));
+    assert!(env.run("start", &["database/notes"]).status.success());
+    let out = env.run("sync", &["--timeout", "90s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(query(&first, "SELECT x FROM t").expect("select"), "kept");
+
+    // down --volumes: the data goes, and the database comes back empty, with a new password.
+    let out = env.run("down", &["database/notes", "--volumes"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!volume_exists(&volume));
+    assert!(env.run("start", &["database/notes"]).status.success());
+    let out = env.run("sync", &["--timeout", "90s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let second = url(&env, "notes");
+    assert_ne!(second, first, "a new password for the new data");
+    assert!(
+        query(&second, "SELECT x FROM t").is_err(),
+        "the old table is gone"
+    );
+}

@@ -183,6 +183,16 @@ pub async fn remove_stopped_volumes<R: Engine>(
             removed.push(v);
         }
     }
+    // A database whose data is gone starts afresh: its password goes with the data.
+    for s in &stored {
+        let key = s.object.key();
+        if key.kind == crate::manifest::Kind::Database
+            && keys.contains(&key)
+            && removed.contains(&crate::kinds::database::volume_name(instance, &key.name))
+        {
+            store.delete_database_secret(instance, &key.name).await?;
+        }
+    }
     if !removed.is_empty() {
         store
             .append_events(
