@@ -11,7 +11,7 @@ use super::remote::{RemoteArgs, RemoteError};
 use super::{open_store, StateArgs};
 use crate::manifest::Object;
 use crate::source::applied::{self as apply, ApplyError};
-use crate::source::{directory, Sources};
+use crate::source::directory;
 
 #[derive(Args, Debug)]
 pub struct ApplyArgs {
@@ -155,13 +155,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let store = open_store(&args.state.state).await?;
-    let sources = Sources {
-        dir: None,
-        store,
-        instance: args.state.instance.clone(),
-        allow_empty: false,
-        compose: Default::default(),
-    };
+    let sources = args.state.api_sources(store);
     match apply::apply(&sources, objects).await {
         Ok(changes) => {
             for (key, change) in changes {
@@ -192,13 +186,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
 async fn dry_run(args: &ApplyArgs, objects: Vec<Object>) -> anyhow::Result<ExitCode> {
     let plan = async {
         let (store, _scratch) = super::common::plan_store(&args.state.state, "dry-run").await?;
-        let sources = Sources {
-            dir: None,
-            store: store.clone(),
-            instance: args.state.instance.clone(),
-            allow_empty: false,
-            compose: Default::default(),
-        };
+        let sources = args.state.api_sources(store.clone());
         let options = crate::reconcile::Options {
             instance: args.state.instance.clone(),
             allow_empty: false,

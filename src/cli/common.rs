@@ -37,6 +37,20 @@ pub struct StateArgs {
     pub instance: String,
 }
 
+impl StateArgs {
+    /// The sources a verb that writes the API source validates against: the state file's
+    /// tables (the directory is the controller's to read).
+    pub(crate) fn api_sources(&self, store: Store) -> crate::source::Sources {
+        crate::source::Sources {
+            dir: None,
+            store,
+            instance: self.instance.clone(),
+            allow_empty: false,
+            compose: Default::default(),
+        }
+    }
+}
+
 impl Default for StateArgs {
     /// The defaults the flags have; `main` replaces them with what was parsed (the flags are
     /// the top-level command's, so they go before or after any verb).

@@ -8,7 +8,6 @@ use clap::Args;
 use super::remote::{RemoteArgs, RemoteError};
 use super::{open_store, StateArgs};
 use crate::source::applied::{self as apply, ApplyError};
-use crate::source::Sources;
 
 #[derive(Args, Debug)]
 pub struct DeleteArgs {
@@ -40,13 +39,7 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<ExitCode> {
             },
         };
     }
-    let sources = Sources {
-        dir: None,
-        store: open_store(&args.state.state).await?,
-        instance: args.state.instance.clone(),
-        allow_empty: false,
-        compose: Default::default(),
-    };
+    let sources = args.state.api_sources(open_store(&args.state.state).await?);
     match apply::delete(&sources, &key).await {
         Ok(()) => {
             println!("{key} deleted");

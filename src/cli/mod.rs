@@ -150,7 +150,7 @@ impl Command {
             Command::Delete(a) => &mut a.state,
             Command::Clients(a) => &mut a.state,
             Command::Wait(a) => &mut a.state,
-            Command::Down(a) => &mut a.state,
+            Command::Down(a) => &mut a.target.state,
             Command::Stop(a) | Command::Start(a) | Command::Restart(a) => &mut a.state,
             Command::Scale(a) => &mut a.state,
             Command::Rollout(a) => &mut a.state,

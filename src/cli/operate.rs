@@ -16,28 +16,20 @@ use crate::engine::DockerEngine;
 use crate::operate::{self, OperateError, Outcome, Selection};
 use crate::store::{lock_state, LockError, Store};
 
+/// `down`: the objects are optional (none means every object of the instance).
 #[derive(Args, Debug)]
 pub struct DownArgs {
-    /// Objects to stop (`web`, `server/web`, `database/orders`, a replica `web.2`); none
-    /// means every object of the instance.
-    pub names: Vec<String>,
-    /// Stop the objects this selector matches instead (`tier=front`).
-    #[arg(short = 'l', long = "selector")]
-    pub selector: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Remove their named volumes too (databases' data included) once they are stopped.
     #[arg(long)]
     pub volumes: bool,
-    #[command(flatten)]
-    pub wait: WaitFlags,
-    #[arg(skip)]
-    pub state: StateArgs,
-    #[command(flatten)]
-    pub remote: RemoteArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct TargetArgs {
-    /// Objects (`web`, `server/web`, `database/orders`, a replica `web.2`).
+    /// Objects (`web`, `server/web`, `database/orders`, a replica `web.2`); for `down`, none
+    /// means every object of the instance.
     pub names: Vec<String>,
     /// The objects this selector matches (`tier=front`).
     #[arg(short = 'l', long = "selector")]
@@ -99,17 +91,21 @@ impl Verb {
 }
 
 pub async fn down(args: DownArgs) -> anyhow::Result<ExitCode> {
+    let DownArgs {
+        target: args,
+        volumes,
+    } = args;
     let selection = Selection {
         objects: args.names,
         selector: args.selector,
     };
-    if args.volumes && args.remote.client(&args.state.state)?.is_some() {
+    if volumes && args.remote.client(&args.state.state)?.is_some() {
         anyhow::bail!("--volumes removes volumes on this host; run it without --server on the controller's host");
     }
     run(
         Verb::Stop,
         selection,
-        args.volumes,
+        volumes,
         &args.wait,
         &args.state,
         &args.remote,
@@ -394,14 +390,9 @@ pub async fn scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
             Err(e) => remote_refusal(e),
         };
     }
-    let store = open_existing_store(&args.state.state).await?;
-    let sources = crate::source::Sources {
-        dir: None,
-        store,
-        instance: args.state.instance.clone(),
-        allow_empty: false,
-        compose: Default::default(),
-    };
+    let sources = args
+        .state
+        .api_sources(open_existing_store(&args.state.state).await?);
     match operate::scale(&sources, &args.name, args.replicas).await {
         Ok(_) => {
             println!("server/{} scaled to {}", args.name, args.replicas);

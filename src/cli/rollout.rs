@@ -119,14 +119,9 @@ async fn undo(args: &RolloutArgs, name: &str, to: Option<i64>) -> anyhow::Result
             }
         }
         None => {
-            let store = open_existing_store(&args.state.state).await?;
-            let sources = crate::source::Sources {
-                dir: None,
-                store,
-                instance: args.state.instance.clone(),
-                allow_empty: false,
-                compose: Default::default(),
-            };
+            let sources = args
+                .state
+                .api_sources(open_existing_store(&args.state.state).await?);
             match operate::undo(&sources, &key, to).await {
                 Ok(u) => serde_json::to_value(u)?,
                 Err(e) => return refusal(e.into()),
