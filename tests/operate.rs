@@ -65,6 +65,16 @@ fn down_stops_dependents_first_and_no_sync_brings_them_back_until_start() {
     assert!(text(&out).contains("converged"), "{}", text(&out));
     assert!(env.containers().is_empty(), "{:?}", env.containers());
 
+    // Waiting for a stopped object to be Ready ends at once, saying why.
+    let started = std::time::Instant::now();
+    let out = env.run("wait", &["web", "--for", "Ready", "--timeout", "60s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("is Stopped"), "{}", text(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "it did not wait out the timeout"
+    );
+
     let out = env.run("start", &["web"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(

@@ -93,7 +93,7 @@ pub async fn run(args: WaitArgs) -> anyhow::Result<ExitCode> {
         }
         // A phase that cannot turn into the one awaited ends the wait at once.
         let hopeless = matches!(args.until, Until::Ready | Until::Completed)
-            && (phase == "Failed" || phase == "Invalid")
+            && (phase == "Failed" || phase == "Invalid" || phase == "Stopped")
             || (args.until == Until::Ready && phase == "Completed");
         if hopeless {
             let message = item

@@ -107,7 +107,7 @@ pub(super) fn observed(c: ContainerSummary, instance: &str) -> Option<Observed> 
         Some(ContainerSummaryStateEnum::REMOVING) => State::Removing,
         _ => State::Created,
     };
-    let mut ports: Vec<PublishedPort> = c
+    let listed: Vec<(bool, PublishedPort)> = c
         .ports
         .unwrap_or_default()
         .into_iter()
@@ -116,16 +116,18 @@ pub(super) fn observed(c: ContainerSummary, instance: &str) -> Option<Observed> 
                 Some("udp") => Protocol::Udp,
                 _ => Protocol::Tcp,
             };
-            Some(PublishedPort {
-                container: p.private_port,
-                protocol,
-                host: p.public_port?,
-            })
+            let v6 = p.ip.as_deref().is_some_and(|ip| ip.contains(':'));
+            Some((
+                v6,
+                PublishedPort {
+                    container: p.private_port,
+                    protocol,
+                    host: p.public_port?,
+                },
+            ))
         })
         .collect();
-    // The engine lists IPv4 and IPv6 bindings separately.
-    ports.sort_by_key(|p| (p.container, p.protocol, p.host));
-    ports.dedup();
+    let ports = published(listed);
     let name = c
         .names
         .and_then(|n| n.into_iter().next())
@@ -338,5 +340,50 @@ mod tests {
             ("localhost:5000/a".into(), Some("latest".into()))
         );
         assert_eq!(split_reference("a@sha256:ff"), ("a@sha256:ff".into(), None));
+    }
+}
+
+/// The host ports a container publishes, from the engine's listing of `(is IPv6, port)`.
+///
+/// The engine lists IPv4 and IPv6 bindings apart, and for a port it picks itself it may pick a
+/// different one for each: the IPv4 one is what `127.0.0.1` reaches, so an IPv6 binding counts
+/// only for a container port with no IPv4 one.
+fn published(listed: Vec<(bool, PublishedPort)>) -> Vec<PublishedPort> {
+    let v4: std::collections::BTreeSet<(u16, Protocol)> = listed
+        .iter()
+        .filter(|(v6, _)| !v6)
+        .map(|(_, p)| (p.container, p.protocol))
+        .collect();
+    let mut ports: Vec<PublishedPort> = listed
+        .into_iter()
+        .filter(|(v6, p)| !v6 || !v4.contains(&(p.container, p.protocol)))
+        .map(|(_, p)| p)
+        .collect();
+    ports.sort_by_key(|p| (p.container, p.protocol, p.host));
+    ports.dedup();
+    ports
+}
+
+#[cfg(test)]
+mod published_tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_binding_on_another_port_does_not_hide_the_ipv4_one() {
+        let port = |container, host| PublishedPort {
+            container,
+            protocol: Protocol::Tcp,
+            host,
+        };
+        // The engine picked 32791 for IPv4 and 32790 for IPv6.
+        let got = published(vec![(false, port(8080, 32791)), (true, port(8080, 32790))]);
+        assert_eq!(got, [port(8080, 32791)]);
+        // The same port on both: once. Only IPv6: kept.
+        let got = published(vec![
+            (false, port(80, 8080)),
+            (true, port(80, 8080)),
+            (true, port(53, 5353)),
+        ]);
+        assert_eq!(got, [port(53, 5353), port(80, 8080)]);
     }
 }
