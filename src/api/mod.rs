@@ -166,6 +166,7 @@ pub fn router<R: Engine + Attach + Clone>(api: Arc<Api<R>>) -> Router {
             "/api/v1/{kind}/{name}/undo",
             axum::routing::post(operate::undo::<R>),
         )
+        .route("/api/v1/nodes", get(status::nodes::<R>))
         .route("/api/v1/prune", axum::routing::post(objects::prune::<R>))
         .route("/api/v1/stop", axum::routing::post(operate::stop::<R>))
         .route("/api/v1/start", axum::routing::post(operate::start::<R>))

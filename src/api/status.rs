@@ -99,3 +99,10 @@ pub(super) async fn plan_with<R: Engine>(
     })?;
     Ok(Json(view::PlanView::new(&report)))
 }
+
+/// `GET /api/v1/nodes`: the machines the engine spans (a swarm's nodes, or the host).
+pub(super) async fn nodes<R: Engine>(
+    State(api): State<Arc<Api<R>>>,
+) -> ApiResult<Json<Vec<crate::engine::Node>>> {
+    Ok(Json(reconciler(&api)?.engine().nodes().await?))
+}

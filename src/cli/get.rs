@@ -49,6 +49,9 @@ pub struct GetArgs {
 }
 
 pub async fn run(mut args: GetArgs) -> anyhow::Result<ExitCode> {
+    if matches!(args.what.as_deref(), Some("nodes" | "node")) {
+        return nodes(&args).await;
+    }
     // `get server/web` is `get server web`.
     if let Some(w) = args.what.clone().filter(|w| w.contains('/')) {
         if args.name.is_some() {
@@ -364,4 +367,73 @@ fn table_rows(items: &[Value], wide: bool) -> (Vec<String>, Vec<Vec<String>>) {
         .collect();
     let header: Vec<String> = header.into_iter().map(String::from).collect();
     (header, rows)
+}
+
+/// `get nodes`: the machines the engine spans, asked of the engine (or the controller's API).
+async fn nodes(args: &GetArgs) -> anyhow::Result<ExitCode> {
+    let nodes: Vec<Value> = match args.remote.client(&args.state.state)? {
+        Some(remote) => match remote.json("/api/v1/nodes").await? {
+            Value::Array(a) => a,
+            _ => Vec::new(),
+        },
+        None => {
+            let engine = crate::engine::DockerEngine::connect().await?;
+            engine
+                .nodes()
+                .await?
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<_, _>>()?
+        }
+    };
+    match args.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&nodes)?),
+        Format::Yaml => print!("{}", serde_saphyr::to_string(&nodes)?),
+        Format::Table | Format::Wide => {
+            let header: Vec<String> = [
+                "HOSTNAME",
+                "ROLE",
+                "AVAILABILITY",
+                "STATE",
+                "ENGINE",
+                "TASKS",
+                "ADDRESS",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect();
+            let rows: Vec<Vec<String>> = nodes
+                .iter()
+                .map(|n| {
+                    let role = match (str_of(&n["role"]), n["leader"].as_bool()) {
+                        (r, Some(true)) => format!("{r} (leader)"),
+                        (r, _) => r,
+                    };
+                    vec![
+                        str_of(&n["hostname"]),
+                        role,
+                        str_of(&n["availability"]),
+                        str_of(&n["state"]),
+                        str_of(&n["engineVersion"]),
+                        str_of(&n["tasks"]),
+                        n["address"]
+                            .as_str()
+                            .filter(|a| !a.is_empty())
+                            .unwrap_or("-")
+                            .to_owned(),
+                    ]
+                })
+                .collect();
+            let mut widths: Vec<usize> = header.iter().map(String::len).collect();
+            for r in &rows {
+                for (w, c) in widths.iter_mut().zip(r) {
+                    *w = (*w).max(c.chars().count());
+                }
+            }
+            for r in std::iter::once(&header).chain(&rows) {
+                println!("{}", pad(r, &widths));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

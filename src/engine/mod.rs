@@ -100,6 +100,26 @@ pub struct PublishedPort {
     pub host: u16,
 }
 
+/// One machine of the cluster the engine belongs to (the engine itself when standalone).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Node {
+    pub id: String,
+    pub hostname: String,
+    /// `manager`, `worker`, or `standalone` for an engine outside any swarm.
+    pub role: String,
+    /// `active`, `pause` or `drain`.
+    pub availability: String,
+    /// `ready`, `down`, `disconnected` or `unknown`.
+    pub state: String,
+    /// The swarm's leading manager.
+    pub leader: bool,
+    pub address: String,
+    pub engine_version: String,
+    /// Tasks (or, standalone, containers) running on it.
+    pub tasks: usize,
+}
+
 /// Health as the engine reports it for containers with a healthcheck.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Health {
@@ -386,6 +406,11 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Removes a named volume; one that is already gone is not an error.
     fn remove_volume(&self, name: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// The machines the engine spans: a swarm's nodes, or the engine itself.
+    fn nodes(&self) -> impl Future<Output = Result<Vec<Node>, EngineError>> + Send {
+        async { Ok(Vec::new()) }
+    }
 
     /// The networks this instance created.
     fn list_networks(

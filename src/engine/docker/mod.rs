@@ -4,6 +4,7 @@
 mod attach;
 mod convert;
 mod ports;
+mod swarm;
 mod tolerant;
 
 pub use tolerant::{docker_host_socket, percent_encode};
@@ -179,6 +180,10 @@ impl DockerEngine {
 }
 
 impl Engine for DockerEngine {
+    async fn nodes(&self) -> Result<Vec<crate::engine::Node>, EngineError> {
+        DockerEngine::nodes(self).await
+    }
+
     async fn list(&self, instance: &str) -> Result<Vec<Observed>, EngineError> {
         let filters = HashMap::from([("label".to_owned(), labels::instance_filters(instance))]);
         let opts = ListContainersOptions {
