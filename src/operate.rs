@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::manifest::replicas::replica_of;
+use crate::manifest::replicas::{parse_object_ref, replica_of, whole};
 use crate::manifest::{Kind, ObjectKey, Spec};
 use crate::source::applied::{self, ApplyError, Change};
 use crate::source::Sources;
@@ -41,6 +41,14 @@ pub enum OperateError {
     Store(#[from] StoreError),
 }
 
+impl OperateError {
+    /// Whether the request was refused (the operator can act on the reason), rather than the
+    /// state file failing.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, OperateError::Store(_))
+    }
+}
+
 /// Which objects a verb acts on: named ones (`server/web` stands for all its replicas,
 /// `server/web.2` for one), those a selector matches, or with neither every object that runs
 /// a container.
@@ -54,7 +62,7 @@ pub struct Selection {
 
 /// What a verb did: the keys it was given for (marks are kept on these) and every object
 /// they stand for (a server's replicas), whose status shows the result.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Outcome {
     pub targets: Vec<String>,
     pub objects: Vec<String>,
@@ -97,7 +105,7 @@ pub fn resolve(
             .iter()
             .filter(|s| runs(&s.object.key()))
             .filter(|s| selector.matches(&s.object.labels, reports.get(&s.object.key())))
-            .map(|s| whole(s.object.key()))
+            .map(|s| whole(&s.object.key()))
             .collect();
         if matched.is_empty() {
             return Err(OperateError::NoMatch {
@@ -107,12 +115,7 @@ pub fn resolve(
         targets.extend(matched);
     }
     if selection.objects.is_empty() && selection.selector.is_none() {
-        targets = keys
-            .iter()
-            .filter(|k| runs(k))
-            .cloned()
-            .map(whole)
-            .collect();
+        targets = keys.iter().filter(|k| runs(k)).map(whole).collect();
     }
     let targets: Vec<ObjectKey> = targets
         .into_iter()
@@ -126,26 +129,9 @@ pub fn resolve(
     Ok((targets, objects))
 }
 
-/// The object a replica belongs to (a key that stands for every replica).
-fn whole(key: ObjectKey) -> ObjectKey {
-    match key.kind {
-        Kind::Server => ObjectKey::new(Kind::Server, replica_of(&key.name)),
-        _ => key,
-    }
-}
-
 /// `server/web`, `database/orders`, or a bare name meaning a server.
 fn parse_ref(s: &str) -> Result<ObjectKey, OperateError> {
-    let invalid = |message: String| invalid_request("objects", message);
-    let (kind, name) = match s.split_once('/') {
-        Some((k, n)) => (
-            Kind::parse_or_err(k).map_err(|e| invalid(e.to_string()))?,
-            n,
-        ),
-        None => (Kind::Server, s),
-    };
-    crate::manifest::replicas::check_object_name(name).map_err(invalid)?;
-    Ok(ObjectKey::new(kind, name))
+    parse_object_ref(s).map_err(|m| invalid_request("objects", m))
 }
 
 async fn selected(
@@ -161,6 +147,25 @@ async fn selected(
         Default::default()
     };
     resolve(&stored, selection, &reports, verb)
+}
+
+/// One event per object an operator's verb changed: `server/web stopped by an operator`.
+async fn record(
+    store: &Store,
+    instance: &str,
+    keys: &[ObjectKey],
+    reason: &'static str,
+    what: &str,
+) -> Result<(), StoreError> {
+    let events: Vec<crate::store::NewEvent> = keys
+        .iter()
+        .map(|k| crate::store::NewEvent {
+            key: Some(k.clone()),
+            reason,
+            message: format!("{k} {what} by an operator"),
+        })
+        .collect();
+    store.append_events(instance, &events).await
 }
 
 fn names(keys: &[ObjectKey]) -> Vec<String> {
@@ -189,17 +194,8 @@ pub async fn set_stopped(
         targets.dedup();
     }
     let changed = store.set_stopped(instance, &targets, stopped).await?;
-    if !changed.is_empty() {
-        let events: Vec<crate::store::NewEvent> = changed
-            .iter()
-            .map(|k| crate::store::NewEvent {
-                key: Some(k.clone()),
-                reason: if stopped { "stop" } else { "start" },
-                message: format!("{k} {} by an operator", verb),
-            })
-            .collect();
-        store.append_events(instance, &events).await?;
-    }
+    let reason = if stopped { "stop" } else { "start" };
+    record(store, instance, &changed, reason, verb).await?;
     Ok(Outcome {
         targets: names(&targets),
         objects: names(&objects),
@@ -215,15 +211,14 @@ pub async fn restart(
 ) -> Result<Outcome, OperateError> {
     let (targets, objects) = selected(store, instance, selection, "restarted").await?;
     store.request_restart(instance, &targets).await?;
-    let events: Vec<crate::store::NewEvent> = targets
-        .iter()
-        .map(|k| crate::store::NewEvent {
-            key: Some(k.clone()),
-            reason: "restart-requested",
-            message: format!("{k} restart requested by an operator"),
-        })
-        .collect();
-    store.append_events(instance, &events).await?;
+    record(
+        store,
+        instance,
+        &targets,
+        "restart-requested",
+        "restart requested",
+    )
+    .await?;
     Ok(Outcome {
         targets: names(&targets),
         objects: names(&objects),
@@ -277,7 +272,7 @@ fn invalid_request(field: &str, message: String) -> OperateError {
 }
 
 /// What `rollout undo` did, or what it asks the operator to do.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", tag = "result")]
 pub enum Undo {
     /// An API-source object: the revision's spec was applied again (as a new revision).

@@ -64,15 +64,7 @@ impl Default for StateArgs {
 
 /// `server/NAME`, or a bare `NAME` meaning a server.
 pub(crate) fn object_ref(s: &str) -> anyhow::Result<ObjectKey> {
-    let (kind, name) = match s.split_once('/') {
-        Some((k, n)) => (
-            Kind::parse_or_err(k).map_err(|e| anyhow::anyhow!("{e} (in {s:?})"))?,
-            n,
-        ),
-        None => (Kind::Server, s),
-    };
-    check_object_name(name).map_err(|e| anyhow::anyhow!(e))?;
-    Ok(ObjectKey::new(kind, name))
+    crate::manifest::replicas::parse_object_ref(s).map_err(anyhow::Error::msg)
 }
 
 /// `KIND NAME` as the verbs take them: a kind in any of its forms and a DNS-label name.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::remote::{RemoteArgs, RemoteError};
+use super::remote::RemoteArgs;
 use super::{open_store, StateArgs};
 use crate::source::applied::{self as apply, ApplyError};
 
@@ -30,13 +30,7 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<ExitCode> {
                 println!("{key} deleted");
                 Ok(ExitCode::SUCCESS)
             }
-            Err(e) => match e.downcast_ref::<RemoteError>() {
-                Some(r) if (400..500).contains(&r.status) => {
-                    eprintln!("error: {}", r.message);
-                    Ok(ExitCode::from(1))
-                }
-                _ => Err(e),
-            },
+            Err(e) => super::remote::refused(e),
         };
     }
     let sources = args.state.api_sources(open_store(&args.state.state).await?);

@@ -108,55 +108,45 @@ async fn watch(
     use std::collections::BTreeMap;
     use std::io::Write;
     let wide = args.output == Format::Wide;
+    let table = matches!(args.output, Format::Table | Format::Wide);
     let id = |i: &Value| format!("{}/{}", str_of(&i["kind"]), str_of(&i["name"]));
-    let shown = |i: &Value| -> String {
-        match args.output {
-            Format::Table | Format::Wide => table_rows(std::slice::from_ref(i), wide)
-                .1
-                .concat()
-                .join("\u{1f}"),
-            _ => i.to_string(),
-        }
+    // Each object by id: its row (of the whole list, so every row has the first table's
+    // columns) or its JSON, and the object itself.
+    let view = |items: Vec<Value>| -> BTreeMap<String, (Vec<String>, Value)> {
+        let rows = if table {
+            table_rows(&items, wide).1
+        } else {
+            items.iter().map(|i| vec![i.to_string()]).collect()
+        };
+        items
+            .into_iter()
+            .zip(rows)
+            .map(|(i, row)| (id(&i), (row, i)))
+            .collect()
     };
-    let widths = table_widths(&first, wide);
-    let mut seen: BTreeMap<String, (String, Value)> = first
-        .into_iter()
-        .map(|i| (id(&i), (shown(&i), i)))
-        .collect();
+    let (header, first_rows) = table_rows(&first, wide);
+    let widths = widths(&header, &first_rows);
+    let mut seen = view(first);
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
         let (items, _) = fetch(args, kind, selector).await?;
-        // Rows of the whole list, so every row has the same columns as the first table.
-        let rows: BTreeMap<String, Vec<String>> = items
+        let mut now = view(items);
+        let mut changed: Vec<(Vec<String>, Value)> = now
             .iter()
-            .map(id)
-            .zip(table_rows(&items, wide).1)
-            .collect();
-        let mut now: BTreeMap<String, (String, Value)> = items
-            .into_iter()
-            .map(|i| (id(&i), (shown(&i), i)))
-            .collect();
-        let mut changed: Vec<Value> = now
-            .iter()
-            .filter(|(k, (text, _))| seen.get(*k).is_none_or(|(old, _)| old != text))
-            .map(|(_, (_, i))| i.clone())
+            .filter(|(k, (row, _))| seen.get(*k).is_none_or(|(old, _)| old != row))
+            .map(|(_, shown)| shown.clone())
             .collect();
         for (k, (_, old)) in &seen {
             if !now.contains_key(k) {
                 let mut gone = old.clone();
                 gone["status"] = serde_json::json!({"phase": "Deleted"});
-                changed.push(gone);
+                let row = table_rows(std::slice::from_ref(&gone), wide).1.concat();
+                changed.push((row, gone));
             }
         }
-        for i in &changed {
+        for (row, i) in &changed {
             match args.output {
-                Format::Table | Format::Wide => {
-                    let row = match rows.get(&id(i)) {
-                        Some(r) => r.clone(),
-                        None => table_rows(std::slice::from_ref(i), wide).1.concat(),
-                    };
-                    println!("{}", pad(&row, &widths));
-                }
+                Format::Table | Format::Wide => println!("{}", pad(row, &widths)),
                 Format::Json => println!("{i}"),
                 Format::Yaml => print!("---\n{}", serde_saphyr::to_string(i)?),
             }
@@ -260,17 +250,21 @@ fn str_of(v: &Value) -> String {
 /// the report.
 pub fn print_table(items: &[Value], wide: bool) {
     let (header, rows) = table_rows(items, wide);
-    let widths = table_widths(items, wide);
-    for r in std::iter::once(&header).chain(&rows) {
+    print_rows(&header, &rows);
+}
+
+/// A header and its rows, each column as wide as its widest cell.
+fn print_rows(header: &[String], rows: &[Vec<String>]) {
+    let widths = widths(header, rows);
+    for r in std::iter::once(header).chain(rows.iter().map(Vec::as_slice)) {
         println!("{}", pad(r, &widths));
     }
 }
 
-/// Each column's width for these objects' table.
-fn table_widths(items: &[Value], wide: bool) -> Vec<usize> {
-    let (header, rows) = table_rows(items, wide);
+/// Each column's width: its widest cell, the header's included.
+fn widths(header: &[String], rows: &[Vec<String>]) -> Vec<usize> {
     let mut widths: Vec<usize> = header.iter().map(String::len).collect();
-    for r in &rows {
+    for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
@@ -424,15 +418,7 @@ async fn nodes(args: &GetArgs) -> anyhow::Result<ExitCode> {
                     ]
                 })
                 .collect();
-            let mut widths: Vec<usize> = header.iter().map(String::len).collect();
-            for r in &rows {
-                for (w, c) in widths.iter_mut().zip(r) {
-                    *w = (*w).max(c.chars().count());
-                }
-            }
-            for r in std::iter::once(&header).chain(&rows) {
-                println!("{}", pad(r, &widths));
-            }
+            print_rows(&header, &rows);
         }
     }
     Ok(ExitCode::SUCCESS)

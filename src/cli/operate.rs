@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::remote::{Remote, RemoteArgs, RemoteError};
+use super::remote::{Remote, RemoteArgs};
 use super::{open_existing_store, parse_duration, StateArgs};
 use crate::engine::DockerEngine;
-use crate::operate::{self, OperateError, Outcome, Selection};
+use crate::operate::{self, Outcome, Selection};
 use crate::store::{lock_state, LockError, Store};
 
 /// `down`: the objects are optional (none means every object of the instance).
@@ -81,6 +81,14 @@ impl Verb {
         }
     }
 
+    fn word(self) -> &'static str {
+        match self {
+            Verb::Stop => "stop",
+            Verb::Start => "start",
+            Verb::Restart => "restart",
+        }
+    }
+
     fn done(self) -> &'static str {
         match self {
             Verb::Stop => "stopped",
@@ -129,11 +137,7 @@ async fn targeted(verb: Verb, args: TargetArgs) -> anyhow::Result<ExitCode> {
     if args.names.is_empty() && args.selector.is_none() {
         anyhow::bail!(
             "name the objects to {} (or give -l SELECTOR); `dockhand down` stops every object",
-            match verb {
-                Verb::Stop => "stop",
-                Verb::Start => "start",
-                Verb::Restart => "restart",
-            }
+            verb.word()
         );
     }
     let selection = Selection {
@@ -151,19 +155,6 @@ async fn targeted(verb: Verb, args: TargetArgs) -> anyhow::Result<ExitCode> {
     .await
 }
 
-/// A refusal the operator can act on: exit 1 with the reason.
-fn refused(e: &OperateError) -> bool {
-    matches!(
-        e,
-        OperateError::NotFound { .. }
-            | OperateError::NoMatch { .. }
-            | OperateError::NoContainer { .. }
-            | OperateError::NotApplied { .. }
-            | OperateError::NotScalable { .. }
-            | OperateError::Apply(_)
-    )
-}
-
 async fn run(
     verb: Verb,
     selection: Selection,
@@ -174,22 +165,14 @@ async fn run(
 ) -> anyhow::Result<ExitCode> {
     if let Some(r) = remote.client(&state.state)? {
         let body = serde_json::to_string(&selection)?;
-        let outcome: Value = match r.send(reqwest::Method::POST, verb.path(), Some(body)).await {
+        let outcome: Outcome = match r.send(reqwest::Method::POST, verb.path(), Some(body)).await {
             Ok(resp) => resp.json().await?,
-            Err(e) => return remote_refusal(e),
+            Err(e) => return super::remote::refused(e),
         };
-        let objects: Vec<String> = outcome["objects"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
         if wait.no_wait || verb == Verb::Restart {
-            return Ok(requested(verb, &objects));
+            return Ok(requested(verb, &outcome.objects));
         }
-        return await_phases(verb, &objects, &Watch::Remote(&r), wait.timeout).await;
+        return await_phases(verb, &outcome.objects, &Watch::Remote(&r), wait.timeout).await;
     }
     let store = open_existing_store(&state.state).await?;
     let instance = &state.instance;
@@ -200,7 +183,7 @@ async fn run(
     };
     let outcome: Outcome = match result {
         Ok(o) => o,
-        Err(e) if refused(&e) => {
+        Err(e) if e.is_refusal() => {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(1));
         }
@@ -268,26 +251,9 @@ async fn remove_volumes(
 
 fn requested(verb: Verb, objects: &[String]) -> ExitCode {
     for o in objects {
-        println!(
-            "{o} {} requested",
-            match verb {
-                Verb::Stop => "stop",
-                Verb::Start => "start",
-                Verb::Restart => "restart",
-            }
-        );
+        println!("{o} {} requested", verb.word());
     }
     ExitCode::SUCCESS
-}
-
-fn remote_refusal(e: anyhow::Error) -> anyhow::Result<ExitCode> {
-    match e.downcast_ref::<RemoteError>() {
-        Some(r) if (400..500).contains(&r.status) => {
-            eprintln!("error: {}", r.message);
-            Ok(ExitCode::from(1))
-        }
-        _ => Err(e),
-    }
 }
 
 /// Where the objects' phases are read.
@@ -387,7 +353,7 @@ pub async fn scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
                 println!("server/{} scaled to {}", args.name, args.replicas);
                 Ok(ExitCode::SUCCESS)
             }
-            Err(e) => remote_refusal(e),
+            Err(e) => super::remote::refused(e),
         };
     }
     let sources = args
@@ -398,7 +364,7 @@ pub async fn scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
             println!("server/{} scaled to {}", args.name, args.replicas);
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) if refused(&e) => {
+        Err(e) if e.is_refusal() => {
             eprintln!("error: {e}");
             Ok(ExitCode::from(1))
         }

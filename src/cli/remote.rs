@@ -202,3 +202,15 @@ pub fn is_not_found(e: &anyhow::Error) -> bool {
 
 /// Percent-encodes a query value.
 pub use crate::engine::docker::percent_encode as encode;
+
+/// A controller's refusal (a 4xx answer) as the verbs report it: its message on stderr and
+/// exit 1. Anything else stays an error (exit 2).
+pub fn refused(e: anyhow::Error) -> anyhow::Result<std::process::ExitCode> {
+    match e.downcast_ref::<RemoteError>() {
+        Some(r) if (400..500).contains(&r.status) => {
+            eprintln!("error: {}", r.message);
+            Ok(std::process::ExitCode::from(1))
+        }
+        _ => Err(e),
+    }
+}

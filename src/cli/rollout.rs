@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use super::remote::{RemoteArgs, RemoteError};
+use super::remote::RemoteArgs;
 use super::{object_ref, open_existing_store, parse_duration, StateArgs};
 use crate::operate::{self, covers, OperateError, Undo};
 
@@ -52,23 +52,14 @@ pub async fn run(args: RolloutArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A refusal, the controller's or this state file's: exit 1 with the reason.
 fn refusal(e: anyhow::Error) -> anyhow::Result<ExitCode> {
-    match e.downcast_ref::<RemoteError>() {
-        Some(r) if (400..500).contains(&r.status) => {
-            eprintln!("error: {}", r.message);
+    match e.downcast_ref::<OperateError>() {
+        Some(o) if o.is_refusal() => {
+            eprintln!("error: {e}");
             Ok(ExitCode::from(1))
         }
-        _ => match e.downcast_ref::<OperateError>() {
-            Some(
-                OperateError::NotFound { .. }
-                | OperateError::NoRevision { .. }
-                | OperateError::Apply(_),
-            ) => {
-                eprintln!("error: {e}");
-                Ok(ExitCode::from(1))
-            }
-            _ => Err(e),
-        },
+        _ => super::remote::refused(e),
     }
 }
 
@@ -109,7 +100,7 @@ async fn history(args: &RolloutArgs, name: &str) -> anyhow::Result<ExitCode> {
 
 async fn undo(args: &RolloutArgs, name: &str, to: Option<i64>) -> anyhow::Result<ExitCode> {
     let key = object_ref(name)?;
-    let out: Value = match args.remote.client(&args.state.state)? {
+    let undo: Undo = match args.remote.client(&args.state.state)? {
         Some(r) => {
             let path = format!("{}/undo", super::remote::object_path(&key));
             let body = json!({"toRevision": to}).to_string();
@@ -123,22 +114,10 @@ async fn undo(args: &RolloutArgs, name: &str, to: Option<i64>) -> anyhow::Result
                 .state
                 .api_sources(open_existing_store(&args.state.state).await?);
             match operate::undo(&sources, &key, to).await {
-                Ok(u) => serde_json::to_value(u)?,
+                Ok(u) => u,
                 Err(e) => return refusal(e.into()),
             }
         }
-    };
-    let undo: Undo = match out["result"].as_str() {
-        Some("applied") => Undo::Applied {
-            revision: out["revision"].as_i64().unwrap_or_default(),
-            change: serde_json::from_value(out["change"].clone())
-                .unwrap_or(crate::source::applied::Change::Configured),
-        },
-        _ => Undo::EditSource {
-            revision: out["revision"].as_i64().unwrap_or_default(),
-            source: out["source"].as_str().unwrap_or_default().to_owned(),
-            diff: out["diff"].as_str().unwrap_or_default().to_owned(),
-        },
     };
     match undo {
         Undo::Applied { revision, .. } => {

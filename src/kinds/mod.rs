@@ -14,8 +14,7 @@ pub mod server;
 use std::collections::{HashMap, HashSet};
 
 use crate::engine::ContainerSpec;
-use crate::manifest::replicas::replica_of;
-use crate::manifest::{short_hash, Kind};
+use crate::manifest::short_hash;
 use crate::manifest::{Object, ObjectKey, Spec};
 use crate::plan::Desired;
 use crate::store::{DatabaseSecret, Intent, Status};
@@ -62,8 +61,7 @@ pub fn intents_of<'a>(
     intents: &'a HashMap<ObjectKey, Intent>,
     key: &ObjectKey,
 ) -> impl Iterator<Item = (ObjectKey, &'a Intent)> {
-    let base = (key.kind == Kind::Server && replica_of(&key.name) != key.name)
-        .then(|| ObjectKey::new(Kind::Server, replica_of(&key.name)));
+    let base = Some(crate::manifest::replicas::whole(key)).filter(|b| b != key);
     [Some(key.clone()), base]
         .into_iter()
         .flatten()

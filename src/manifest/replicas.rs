@@ -37,6 +37,29 @@ fn split(name: &str) -> Option<(&str, u32)> {
         .map(|i| (base, i))
 }
 
+/// The key that stands for every replica of `key`'s server (`server/web` for `server/web.2`);
+/// any other key stands for itself.
+pub fn whole(key: &ObjectKey) -> ObjectKey {
+    match key.kind {
+        Kind::Server => ObjectKey::new(Kind::Server, replica_of(&key.name)),
+        _ => key.clone(),
+    }
+}
+
+/// `server/web`, `database/orders`, a replica `web.2`, or a bare name meaning a server: an
+/// object as the CLI and the API take one.
+pub fn parse_object_ref(s: &str) -> Result<ObjectKey, String> {
+    let (kind, name) = match s.split_once('/') {
+        Some((k, n)) => (
+            Kind::parse_or_err(k).map_err(|e| format!("{e} (in {s:?})"))?,
+            n,
+        ),
+        None => (Kind::Server, s),
+    };
+    check_object_name(name)?;
+    Ok(ObjectKey::new(kind, name))
+}
+
 /// Checks a name given on the command line or in an API path: an object's DNS label, or a
 /// replica's (`web.2`).
 pub fn check_object_name(name: &str) -> Result<(), String> {

@@ -287,13 +287,7 @@ impl<R: Engine> Reconciler<R> {
             self.store.append_events(instance, &events).await?;
             // A failed rollout: the next pass runs the last Ready revision instead.
             for r in &plan.rollbacks {
-                let by = match r.key.kind {
-                    crate::manifest::Kind::Server => ObjectKey::new(
-                        r.key.kind,
-                        crate::manifest::replicas::replica_of(&r.key.name),
-                    ),
-                    _ => r.key.clone(),
-                };
+                let by = crate::manifest::replicas::whole(&r.key);
                 let rollback = crate::store::Rollback {
                     from: r.from.clone(),
                     to: r.to.clone(),

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::execute::{execute, Outcome};
+use super::execute::execute;
 use super::observe::claim;
 use super::ReconcileError;
 use crate::clock::now_millis;
@@ -18,15 +18,14 @@ use crate::store::{NewEvent, Status, Store};
 /// How many rounds of removal (each waits for the dependents of the next) are tried.
 const MAX_ROUNDS: usize = 16;
 
-/// Removes the containers of every stopped object of `instance` and records them `Stopped`.
-/// Returns what each removal did.
+/// Removes the containers of every stopped object of `instance` and records them `Stopped`;
+/// the first removal that fails ends it with its error (each is in the event log).
 pub async fn stop_now<R: Engine>(
     engine: &R,
     store: &Store,
     instance: &str,
     parallel: usize,
-) -> Result<Vec<Outcome>, ReconcileError> {
-    let mut done = Vec::new();
+) -> Result<(), ReconcileError> {
     for _ in 0..MAX_ROUNDS {
         let stored = store.objects(instance).await?;
         let intents = store.intents(instance).await?;
@@ -95,7 +94,7 @@ pub async fn stop_now<R: Engine>(
                 })
                 .collect();
             store.record_status(instance, &statuses, &list).await?;
-            return Ok(done);
+            return Ok(());
         }
         let outcomes = execute(
             engine,
@@ -121,15 +120,11 @@ pub async fn stop_now<R: Engine>(
             })
             .collect();
         store.append_events(instance, &events).await?;
-        let mut outcomes = outcomes;
-        if let Some(i) = outcomes.iter().position(|o| o.result.is_err()) {
-            if let Err(e) = outcomes.swap_remove(i).result {
-                return Err(e.into());
-            }
+        if let Some(Err(e)) = outcomes.into_iter().map(|o| o.result).find(Result::is_err) {
+            return Err(e.into());
         }
-        done.extend(outcomes);
     }
-    Ok(done)
+    Ok(())
 }
 
 /// The named volumes an object's containers mount: a database's data volume, a server's

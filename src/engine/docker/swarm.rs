@@ -8,18 +8,6 @@ use super::DockerEngine;
 use crate::engine::{EngineError, Node};
 
 impl DockerEngine {
-    /// Whether this engine is a manager of an active swarm (it can run services).
-    pub async fn is_swarm_manager(&self) -> Result<bool, EngineError> {
-        let info = self
-            .docker
-            .info()
-            .await
-            .map_err(|e| engine("info", "", e))?;
-        Ok(info
-            .swarm
-            .is_some_and(|s| s.control_available == Some(true)))
-    }
-
     /// The nodes of the swarm this engine manages, with their running tasks; a standalone
     /// engine (or a swarm worker, which cannot list them) answers with itself alone.
     pub async fn nodes(&self) -> Result<Vec<Node>, EngineError> {
