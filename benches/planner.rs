@@ -63,6 +63,7 @@ fn observed() -> Vec<Observed> {
             delete_volume: None,
             ip: None,
             state_id: None,
+            tasks: None,
         })
         .collect()
 }

@@ -85,14 +85,14 @@ up() {
         dk "$n" swarm join --token "$token" --advertise-addr "$NET.1$n" "$NET.11:2377" >/dev/null
         n=$((n + 1))
     done
-    # No registry here: every node gets the test image from the machine's engine.
-    if docker image inspect "$IMAGE" >/dev/null 2>&1; then
-        n=1
-        while [ "$n" -le "$NODES" ]; do
-            docker save "$IMAGE" | dk "$n" load >/dev/null
-            n=$((n + 1))
-        done
-    fi
+    # No registry here: every node gets the test image from the machine's engine (built there
+    # first when it is missing).
+    "$(dirname "$0")/build-images.sh" "$IMAGE" >/dev/null
+    n=1
+    while [ "$n" -le "$NODES" ]; do
+        docker save "$IMAGE" | dk "$n" load >/dev/null
+        n=$((n + 1))
+    done
     wait_for "[ \$(docker -H $(sock 1) node ls -q --filter role=worker | wc -l) -ge $((NODES - 1)) ]" 30
     echo "swarm-lab: $NODES nodes up; manager at $(sock 1)"
 }

@@ -81,6 +81,10 @@ pub struct Lifecycle {
     /// The container dockhand proved ready (for kinds with a readiness check, e.g. a real login).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_for: Option<String>,
+    /// The spec (hash) dockhand last updated a swarm service to, so that the swarm rolling
+    /// that very spec back is told from an older rollback. Kept across updates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm_update: Option<String>,
     /// The object spec (its hash) that last ran Ready: where a failed rollout goes back to.
     /// Kept across container replacements.
     #[serde(default, skip_serializing_if = "Option::is_none")]

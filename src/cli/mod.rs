@@ -60,6 +60,17 @@ pub struct Cli {
         env = "DOCKHAND_LOG_FORMAT"
     )]
     log_format: LogFormat,
+    /// What objects become on the engine: `auto` (swarm services when the engine manages a
+    /// swarm, containers otherwise), `docker` (containers, even on a swarm manager) or `swarm`
+    /// (services; an error on an engine that manages no swarm).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "auto",
+        env = "DOCKHAND_ENGINE"
+    )]
+    engine: crate::engine::docker::EngineMode,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -219,6 +230,7 @@ pub fn main() -> ExitCode {
         default_sigpipe();
     }
     init_tracing(cli.log_format);
+    crate::engine::docker::set_mode(cli.engine);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -159,6 +159,41 @@ pub struct Observed {
     /// The identity of the state file whose controller created it; `None` for containers
     /// made before dockhand labelled them so (adopted as this controller's own).
     pub state_id: Option<String>,
+    /// A swarm service's tasks (`None` for a container).
+    pub tasks: Option<Tasks>,
+}
+
+/// What a swarm says of one service's tasks.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tasks {
+    pub running: u64,
+    pub desired: u64,
+    /// The current tasks (desired to run, or the last of each slot), oldest slot first.
+    pub list: Vec<TaskInfo>,
+    /// The swarm rolled (or is rolling) the service's last update back: what it says of it.
+    pub rolled_back: Option<String>,
+    /// An update (or rollback) the swarm is carrying out, what it says of it.
+    pub updating: Option<String>,
+    /// An update (or rollback) the swarm paused on a failure, what it says of it.
+    pub update_failed: Option<String>,
+}
+
+/// One task of a service.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskInfo {
+    pub id: String,
+    pub slot: u64,
+    pub node: String,
+    /// `new`, `pending`, `assigned`, `preparing`, `starting`, `running`, `complete`,
+    /// `failed`, `shutdown`, `rejected`, `orphaned` or `remove`.
+    pub state: String,
+    pub desired: String,
+    pub message: String,
+    pub error: Option<String>,
+    pub exit_code: Option<i64>,
+    /// When the task reached its state (RFC 3339).
+    pub since: String,
 }
 
 impl Observed {
@@ -182,6 +217,7 @@ impl Observed {
             delete_volume: container_labels.get(labels::DELETE_VOLUME).cloned(),
             ip: None,
             state_id: container_labels.get(labels::STATE_ID).cloned(),
+            tasks: None,
         }
     }
 }
@@ -221,6 +257,10 @@ pub struct ContainerSpec {
     pub mounts: Vec<Mount>,
     pub memory: Option<i64>,
     pub nano_cpus: Option<i64>,
+    /// Reserved memory (bytes) and CPUs (nano-CPUs); a single host uses only the memory, as a
+    /// soft limit.
+    pub memory_reservation: Option<i64>,
+    pub cpu_reservation: Option<i64>,
     pub stop_timeout: Option<i64>,
     pub labels: HashMap<String, String>,
     pub healthcheck: Option<Healthcheck>,
@@ -235,6 +275,42 @@ pub struct ContainerSpec {
     pub options: ContainerOptions,
     /// Build the image (tagged `image`) from source when the engine lacks it.
     pub build: Option<BuildSpec>,
+    /// What a swarm service adds to the container (a single host ignores it).
+    pub service: ServiceOptions,
+}
+
+/// The parts of a swarm service that are not one container.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServiceOptions {
+    pub replicas: u64,
+    pub restart: crate::manifest::server::RestartPolicy,
+    pub restart_delay: Option<std::time::Duration>,
+    pub restart_window: Option<std::time::Duration>,
+    pub max_restarts: Option<u32>,
+    pub update: ServiceUpdate,
+    pub constraints: Vec<String>,
+    /// Node attributes to spread over, in order.
+    pub spread: Vec<String>,
+    pub max_replicas_per_node: Option<u32>,
+    /// The name resolves to the tasks' addresses rather than one virtual address.
+    pub dnsrr: bool,
+    /// Its one task stays on one node (a database's, whose volume is local to that node): the
+    /// node the controller's engine runs on when first created, kept on every update.
+    pub pinned: bool,
+    /// The service's own spec hash (with what only a service has, such as its replica count),
+    /// for its labels; the task containers carry the container's.
+    pub spec_hash: Option<String>,
+}
+
+/// How a swarm replaces a service's tasks on an update.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServiceUpdate {
+    pub start_first: bool,
+    pub parallelism: Option<u32>,
+    pub delay: Option<std::time::Duration>,
+    /// Roll back to the previous spec when the update fails within `monitor`.
+    pub rollback: bool,
+    pub monitor: Option<std::time::Duration>,
 }
 
 /// An image to build: the tag it gets and the context to send.
@@ -322,6 +398,8 @@ pub struct PortBinding {
     /// The host address to publish on (every address when `None`).
     pub host_ip: Option<String>,
     pub protocol: Protocol,
+    /// On a swarm, whether only the nodes running a task publish it (not the routing mesh).
+    pub host_mode: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -406,6 +484,26 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Removes a named volume; one that is already gone is not an error.
     fn remove_volume(&self, name: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// Whether objects become swarm services (not containers) on this engine.
+    fn is_swarm(&self) -> bool {
+        false
+    }
+
+    /// Replaces `old` by a container (or service) made from `spec`: removes it, then creates
+    /// and starts the new one. A swarm updates the service in place instead.
+    fn replace(
+        &self,
+        old: &str,
+        spec: &ContainerSpec,
+    ) -> impl Future<Output = Result<String, EngineError>> + Send {
+        async move {
+            self.remove(old).await?;
+            let id = self.create(spec).await?;
+            self.start(&id).await?;
+            Ok(id)
+        }
+    }
 
     /// The machines the engine spans: a swarm's nodes, or the engine itself.
     fn nodes(&self) -> impl Future<Output = Result<Vec<Node>, EngineError>> + Send {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::Context;
 use crate::engine::labels;
-use crate::engine::{ContainerOptions, ContainerSpec, Mount, PortBinding};
+use crate::engine::{ContainerOptions, ContainerSpec, Mount, PortBinding, ServiceOptions};
 use crate::engine::{EngineError, Observed, State};
 use crate::lifecycle::Lifecycle;
 use crate::manifest::database::{DatabaseSpec, DeletionPolicy};
@@ -143,6 +143,8 @@ pub fn container_spec(
             host: port(spec, secret),
             host_ip: None,
             protocol: Protocol::Tcp,
+            // On a swarm, published where it runs: the node its data is on.
+            host_mode: true,
         }],
         mounts: vec![Mount {
             volume: true,
@@ -152,6 +154,14 @@ pub fn container_spec(
         }],
         memory,
         nano_cpus,
+        memory_reservation: None,
+        cpu_reservation: None,
+        // One task, kept on the node its volume was made on (see `ServiceOptions::pinned`).
+        service: ServiceOptions {
+            replicas: 1,
+            pinned: true,
+            ..ServiceOptions::default()
+        },
         stop_timeout: Some(30),
         labels: container_labels,
         healthcheck: None,

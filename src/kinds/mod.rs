@@ -39,6 +39,9 @@ pub struct Context<'a> {
     pub intents: &'a HashMap<ObjectKey, Intent>,
     /// Objects that run an older revision after a failed rollout, and why.
     pub rolled_back: &'a HashMap<ObjectKey, String>,
+    /// Objects become swarm services: a replicated server is one object, and the swarm rolls
+    /// out, restarts and rolls back its tasks itself.
+    pub swarm: bool,
 }
 
 impl Context<'_> {

@@ -4,13 +4,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::{database, Context};
 use crate::engine::labels;
-use crate::engine::{ContainerOptions, ContainerSpec, Device, Healthcheck, Mount, PortBinding};
+use crate::engine::{
+    ContainerOptions, ContainerSpec, Device, Healthcheck, Mount, PortBinding, ServiceOptions,
+    ServiceUpdate,
+};
 use crate::lifecycle::Lifecycle;
 use crate::manifest::depends::Condition;
-use crate::manifest::fields::engine_limits;
+use crate::manifest::fields::{engine_limits, engine_reservations, PublishMode};
 use crate::manifest::health::OnUnhealthy;
 use crate::manifest::replicas::dependency_keys;
-use crate::manifest::server::{DbKey, EnvValue, ServerSpec, VolumeType};
+use crate::manifest::server::{DbKey, EndpointMode, EnvValue, ServerSpec, VolumeType};
 use crate::manifest::{short_hash, Kind, Object, ObjectKey, Spec};
 use crate::plan::{Dep, Desired};
 
@@ -81,6 +84,7 @@ pub fn container_spec(
         container_labels.insert(labels::DEPENDS_ON.into(), deps.join(","));
     }
     let (memory, nano_cpus) = engine_limits(spec.resources.as_ref());
+    let (memory_reservation, cpu_reservation) = engine_reservations(spec.resources.as_ref());
     Some(ContainerSpec {
         // StartFirst runs two containers at once during an update: the name carries the spec.
         name: if spec.start_first() {
@@ -115,6 +119,7 @@ pub fn container_spec(
                 host: p.host.0,
                 host_ip: p.host_ip.map(|ip| ip.to_string()),
                 protocol: p.protocol,
+                host_mode: p.mode == Some(PublishMode::Host),
             })
             .collect(),
         mounts: spec
@@ -132,6 +137,9 @@ pub fn container_spec(
             .collect(),
         memory,
         nano_cpus,
+        memory_reservation,
+        cpu_reservation,
+        service: service_options(spec),
         stop_timeout: spec.stop_grace_period.map(|d| d.as_secs().max(1) as i64),
         labels: container_labels,
         stop_signal: spec.stop_signal.as_ref().map(|s| s.0.clone()),
@@ -162,6 +170,36 @@ fn extra_hosts(spec: &ServerSpec, uses_database: bool) -> Vec<String> {
         out.push(format!("{HOST_ALIAS}:host-gateway"));
     }
     out
+}
+
+/// What a swarm service makes of the spec beyond one container.
+fn service_options(spec: &ServerSpec) -> ServiceOptions {
+    let update = spec.update.as_ref();
+    let placement = spec.placement.clone().unwrap_or_default();
+    ServiceOptions {
+        replicas: spec.replica_count().into(),
+        restart: spec.restart_policy,
+        restart_delay: spec.restart_delay,
+        restart_window: spec.restart_window,
+        max_restarts: spec.max_restarts,
+        update: ServiceUpdate {
+            start_first: spec.start_first(),
+            parallelism: update.and_then(|u| u.parallelism),
+            delay: update.and_then(|u| u.delay),
+            rollback: spec.rollback_after().is_some(),
+            monitor: update.and_then(|u| u.monitor).or(spec.rollback_after()),
+        },
+        constraints: placement.constraints.into_iter().map(|c| c.0).collect(),
+        spread: placement
+            .preferences
+            .into_iter()
+            .map(|p| p.spread.0)
+            .collect(),
+        max_replicas_per_node: placement.max_replicas_per_node,
+        dnsrr: spec.endpoint_mode == Some(EndpointMode::Dnsrr),
+        pinned: false,
+        spec_hash: None,
+    }
 }
 
 fn options(spec: &ServerSpec) -> ContainerOptions {
@@ -298,6 +336,20 @@ pub fn desired(
         (c.network_mode, c.endpoints) = ctx.networks.endpoints(&joins);
         c
     });
+    // A service is one object for every replica: its hash has what only a service has (the
+    // replica count, placement, update settings), the task containers' the rest, so scaling
+    // or a new update delay changes the service without replacing its tasks.
+    let (hash, container) = if ctx.swarm {
+        let service_hash = short_hash(format!("{hash}|swarm:{}", o.service_hash()).as_bytes());
+        let container = container.map(|mut c| {
+            c.name = labels::container_name(ctx.instance, Kind::Server, &o.name);
+            c.service.spec_hash = Some(service_hash.clone());
+            c
+        });
+        (service_hash, container)
+    } else {
+        (hash, container)
+    };
     let mut deps: Vec<Dep> = s
         .depends_on
         .iter()
@@ -328,16 +380,17 @@ pub fn desired(
         restart: s.restart_policy,
         max_restarts: s.max_restarts,
         // An image's own HEALTHCHECK restarts it too, as a manifest's would by default.
-        restart_unhealthy: s
-            .health_check
-            .as_ref()
-            .is_none_or(|h| h.on_unhealthy == OnUnhealthy::Restart && !h.is_disabled()),
+        restart_unhealthy: !ctx.swarm
+            && s.health_check
+                .as_ref()
+                .is_none_or(|h| h.on_unhealthy == OnUnhealthy::Restart && !h.is_disabled()),
         readiness: None,
-        start_first: s.start_first(),
+        // On a swarm, its update order, rollback and health restarts are the swarm's.
+        start_first: s.start_first() && !ctx.swarm,
         hold: None,
         stopped: None,
         revision: o.spec_hash(),
-        rollback_after: s.rollback_after(),
+        rollback_after: s.rollback_after().filter(|_| !ctx.swarm),
         rolled_back: None,
         deps,
         lifecycle,

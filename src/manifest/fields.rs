@@ -159,6 +159,20 @@ pub struct PortSpec {
     pub host_ip: Option<std::net::IpAddr>,
     #[serde(default, skip_serializing_if = "is_default")]
     pub protocol: Protocol,
+    /// On a swarm: `ingress` (every node answers, the default) or `host` (the nodes that run a
+    /// task). A single host publishes on itself either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<PublishMode>,
+}
+
+/// Where a swarm publishes a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishMode {
+    /// The routing mesh: every node forwards the port to a task.
+    Ingress,
+    /// Each node that runs a task publishes it there.
+    Host,
 }
 
 /// How a port is read: the short form, or the mapping (which is `PortSpec` itself).
@@ -174,11 +188,14 @@ struct PortMap {
     host_ip: Option<std::net::IpAddr>,
     #[serde(default)]
     protocol: Protocol,
+    /// On a swarm: `ingress` (default) or `host`.
+    #[serde(default)]
+    mode: Option<PublishMode>,
 }
 
 impl super::scalar::MapForm for PortMap {
     const EXPECTING: &'static str =
-        "a port like 8080:80, 127.0.0.1:8080:80 or 53/udp, or {container, host, hostIp, protocol}";
+        "a port like 8080:80, 127.0.0.1:8080:80 or 53/udp, or {container, host, hostIp, protocol, mode}";
 }
 
 struct PortForm(super::scalar::ScalarOrMap<PortMap>);
@@ -217,6 +234,7 @@ impl TryFrom<PortForm> for PortSpec {
                 host: m.host,
                 host_ip: m.host_ip,
                 protocol: m.protocol,
+                mode: m.mode,
             }),
             super::scalar::ScalarOrMap::Scalar(s) => PortSpec::parse_short(&s),
         }
@@ -264,6 +282,7 @@ impl PortSpec {
             host: HostPort(host),
             host_ip,
             protocol,
+            mode: None,
         })
     }
 }
@@ -314,8 +333,32 @@ pub fn engine_limits(r: Option<&Resources>) -> (Option<i64>, Option<i64>) {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Resources {
+    /// The most memory it may use (killed beyond it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+    /// The most CPU time it may use, in CPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<Cpus>,
+    /// What it is guaranteed: a swarm places a task only on a node with this much free; a
+    /// single host makes `memory` a soft limit (reclaimed first under pressure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservations: Option<Reservations>,
+}
+
+/// Resources set aside for a container.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Reservations {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<Memory>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<Cpus>,
+}
+
+/// The engine's reserved memory (bytes) and CPUs (nano-CPUs).
+pub fn engine_reservations(r: Option<&Resources>) -> (Option<i64>, Option<i64>) {
+    let r = r.and_then(|r| r.reservations.as_ref());
+    let memory = r.and_then(|r| r.memory).map(|m| m.0 as i64);
+    let cpus = r.and_then(|r| r.cpus).map(|c| c.nano());
+    (memory, cpus)
 }

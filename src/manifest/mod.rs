@@ -188,24 +188,11 @@ impl Object {
             spec: &'a Spec,
         }
         // How many replicas run is not part of what a container is: scaling recreates nothing.
-        // Nor is what a failed rollout leads to.
+        // Nor is what a failed rollout leads to, nor what only a swarm reads.
         let unscaled;
         let spec = match &self.spec {
-            Spec::Server(s)
-                if s.replicas.is_some()
-                    || s.update
-                        .as_ref()
-                        .is_some_and(|u| u.failure_action.is_some() || u.monitor.is_some()) =>
-            {
-                unscaled = Spec::Server(server::ServerSpec {
-                    replicas: None,
-                    update: s.update.as_ref().map(|u| server::Update {
-                        failure_action: None,
-                        monitor: None,
-                        ..u.clone()
-                    }),
-                    ..s.clone()
-                });
+            Spec::Server(s) if s.has_host_independent_fields() => {
+                unscaled = Spec::Server(s.single_container_view());
                 &unscaled
             }
             other => other,
@@ -213,6 +200,24 @@ impl Object {
         let json = serde_json::to_vec(&Hashed {
             labels: &self.labels,
             spec,
+        })
+        .unwrap_or_default();
+        short_hash(&json)
+    }
+}
+
+impl Object {
+    /// Hash of the whole spec, replicas and swarm fields included: a swarm service is updated
+    /// in place (its tasks rolled by the swarm), so everything in it counts.
+    pub fn service_hash(&self) -> String {
+        #[derive(Serialize)]
+        struct Hashed<'a> {
+            labels: &'a BTreeMap<String, String>,
+            spec: &'a Spec,
+        }
+        let json = serde_json::to_vec(&Hashed {
+            labels: &self.labels,
+            spec: &self.spec,
         })
         .unwrap_or_default();
         short_hash(&json)

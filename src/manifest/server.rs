@@ -72,6 +72,29 @@ pub struct ServerSpec {
     pub aliases: Vec<Hostname>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<Update>,
+    /// How long a swarm waits before restarting a task that exited (Swarm's default 5s).
+    #[schemars(with = "Option<crate::manifest::schema::DurationText>")]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub restart_delay: Option<Duration>,
+    /// The window `maxRestarts` counts restarts in, on a swarm (unbounded when omitted).
+    #[schemars(with = "Option<crate::manifest::schema::DurationText>")]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub restart_window: Option<Duration>,
+    /// Where a swarm may run its tasks; a single host ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+    /// How a swarm service is found by name on its networks: `vip` (one virtual address, the
+    /// default) or `dnsrr` (the name resolves to every task); a single host ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_mode: Option<EndpointMode>,
     /// Containers that run this spec alike (default 1, at most 64; 0 stops the server, which
     /// stays listed as `Stopped`). Replica 0 is named after the server and the others `NAME.1`,
     /// `NAME.2`…, so scaling never renames or recreates one.
@@ -154,6 +177,50 @@ impl ServerSpec {
         let u = self.update.as_ref()?;
         (u.failure_action == Some(FailureAction::Rollback))
             .then(|| u.monitor.unwrap_or(DEFAULT_MONITOR))
+    }
+
+    /// Whether it sets anything that is not part of one container: replicas, what a failed
+    /// rollout leads to, or what only a swarm reads.
+    pub fn has_host_independent_fields(&self) -> bool {
+        self.replicas.is_some()
+            || self.restart_delay.is_some()
+            || self.restart_window.is_some()
+            || self.placement.is_some()
+            || self.endpoint_mode.is_some()
+            || self.ports.iter().any(|p| p.mode.is_some())
+            || self.update.as_ref().is_some_and(|u| {
+                u.failure_action.is_some()
+                    || u.monitor.is_some()
+                    || u.parallelism.is_some()
+                    || u.delay.is_some()
+            })
+    }
+
+    /// The spec without those fields: what one container on one host is made of.
+    pub fn single_container_view(&self) -> ServerSpec {
+        ServerSpec {
+            replicas: None,
+            restart_delay: None,
+            restart_window: None,
+            placement: None,
+            endpoint_mode: None,
+            ports: self
+                .ports
+                .iter()
+                .map(|p| super::fields::PortSpec {
+                    mode: None,
+                    ..p.clone()
+                })
+                .collect(),
+            update: self.update.as_ref().map(|u| Update {
+                failure_action: None,
+                monitor: None,
+                parallelism: None,
+                delay: None,
+                ..u.clone()
+            }),
+            ..self.clone()
+        }
     }
 
     /// Whether a spec change starts the new container before the old one stops.
@@ -288,11 +355,16 @@ impl ServerSpec {
                     format!("{replicas} replicas cannot share one static ip: remove spec.ip"),
                 ));
             }
-            if let Some(i) = self.ports.iter().position(|p| p.host.0 != 0) {
+            // A swarm port (`mode`) is published once by the routing mesh, or per node.
+            if let Some(i) = self
+                .ports
+                .iter()
+                .position(|p| p.host.0 != 0 && p.mode.is_none())
+            {
                 return Err((
                     format!("spec.ports[{i}].host"),
                     format!(
-                        "{replicas} replicas cannot all publish host port {}: omit host for a port the engine picks per replica, or put a Route in front",
+                        "{replicas} replicas cannot all publish host port {}: omit host for a port the engine picks per replica, put a Route in front, or on a swarm give the port a mode (ingress, or host with one replica per node)",
                         self.ports[i].host.0
                     ),
                 ));
@@ -610,6 +682,69 @@ pub struct Update {
         skip_serializing_if = "Option::is_none"
     )]
     pub monitor: Option<Duration>,
+    /// On a swarm: how many tasks are replaced at once (default 1; 0 is all at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u32>,
+    /// On a swarm: how long to wait between replacing one batch of tasks and the next.
+    #[schemars(with = "Option<crate::manifest::schema::DurationText>")]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub delay: Option<Duration>,
+}
+
+/// Where a swarm may run a server's tasks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Placement {
+    /// Swarm constraints, like `node.role == worker` or `node.labels.disk == ssd`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<PlacementConstraint>,
+    /// Spread the tasks evenly over the values of a node attribute, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preferences: Vec<Spread>,
+    /// At most this many tasks on one node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replicas_per_node: Option<u32>,
+}
+
+/// A placement preference: `{spread: node.labels.zone}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Spread {
+    pub spread: ScalarString,
+}
+
+/// A swarm constraint: `ATTRIBUTE == VALUE` or `ATTRIBUTE != VALUE`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(transparent)]
+pub struct PlacementConstraint(pub String);
+
+impl<'de> Deserialize<'de> for PlacementConstraint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = ScalarString::deserialize(d)?.0;
+        let ok = ["==", "!="].iter().any(|op| {
+            s.split_once(op)
+                .is_some_and(|(a, v)| !a.trim().is_empty() && !v.trim().is_empty())
+        });
+        if ok {
+            Ok(PlacementConstraint(s))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "invalid constraint {s:?}: expected ATTRIBUTE == VALUE or ATTRIBUTE != VALUE, like node.role == worker"
+            )))
+        }
+    }
+}
+
+/// How a swarm service's name resolves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointMode {
+    Vip,
+    Dnsrr,
 }
 
 /// What a rollout that does not become Ready in time leads to.

@@ -135,6 +135,60 @@ pub(super) fn plan_object(
     opts: &PlanOptions,
     p: &mut Plan,
 ) -> (Verdict, Option<Action>) {
+    let Some(tasks) = current.and_then(|c| c.tasks.as_ref()) else {
+        return plan_container(d, current, opts, p);
+    };
+    // A swarm that rolled this very spec back keeps the previous one: updating again would
+    // fail again, so the object is Failed until its manifest changes.
+    // The swarm went back from the spec dockhand last updated it to, and that spec is still
+    // the desired one.
+    let runs_desired = current.is_some_and(|c| c.spec_hash.as_ref() == Some(&d.spec_hash));
+    let spec_rolled_back = !runs_desired && d.lifecycle.swarm_update.as_ref() == Some(&d.spec_hash);
+    // A paused update of the desired spec fails it too; a new spec goes ahead.
+    let failed = match &tasks.rolled_back {
+        Some(why) if spec_rolled_back => Some(format!("the swarm rolled the update back ({why})")),
+        _ => tasks.update_failed.clone().filter(|_| runs_desired),
+    };
+    if let Some(message) = failed.filter(|_| d.hold.is_none()) {
+        let v = Verdict::new(Phase::Failed, Some(message), d.lifecycle.clone(), current);
+        return (v, None);
+    }
+    let (mut v, action) = plan_container(d, current, opts, p);
+    if matches!(action, Some(Action::Recreate { .. })) {
+        v.lifecycle.swarm_update = Some(d.spec_hash.clone());
+    }
+    // A service is Ready with every task it asks for, once the swarm has rolled it out.
+    if matches!(v.phase, Phase::Ready | Phase::Running) {
+        let count = format!("{}/{} tasks running", tasks.running, tasks.desired);
+        if v.phase == Phase::Ready && (tasks.running < tasks.desired || tasks.updating.is_some()) {
+            v.phase = Phase::Running;
+        }
+        let mut message = v
+            .message
+            .take()
+            .map_or(count.clone(), |m| format!("{count}; {m}"));
+        if let Some(u) = &tasks.updating {
+            message.push_str("; ");
+            message.push_str(u);
+        }
+        if tasks.running < tasks.desired {
+            if let Some(e) = tasks.list.iter().rev().find_map(|t| t.error.as_deref()) {
+                message.push_str("; last task error: ");
+                message.push_str(e);
+            }
+        }
+        v.message = Some(message);
+    }
+    (v, action)
+}
+
+/// Decides one container (or service): its phase and at most one action.
+fn plan_container(
+    d: &Desired,
+    current: Option<&Observed>,
+    opts: &PlanOptions,
+    p: &mut Plan,
+) -> (Verdict, Option<Action>) {
     let mut lc = d.lifecycle.clone();
     if let Some(why) = &d.hold {
         return (

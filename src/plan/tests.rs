@@ -72,6 +72,7 @@ fn seen(id: &str, n: &str, hash: &str, state: State) -> Observed {
         delete_volume: None,
         ip: None,
         state_id: None,
+        tasks: None,
     }
 }
 
@@ -1333,4 +1334,51 @@ fn a_running_job_is_running_not_ready() {
         opts(false),
     );
     assert_eq!(p.verdicts[&key("migrate")].phase, Phase::Ready);
+}
+
+fn service(hash: &str, running: u64, desired: u64) -> Observed {
+    let mut o = seen("svc", "web", hash, State::Running);
+    o.tasks = Some(crate::engine::Tasks {
+        running,
+        desired,
+        ..Default::default()
+    });
+    o
+}
+
+#[test]
+fn a_service_is_ready_only_once_every_task_runs_and_its_update_is_done() {
+    let p = plan(&[want("web", "h1")], &[service("h1", 2, 3)], opts(false));
+    let v = &p.verdicts[&key("web")];
+    assert_eq!(v.phase, Phase::Running);
+    assert_eq!(v.message.as_deref(), Some("2/3 tasks running"));
+    let mut updating = service("h1", 3, 3);
+    updating.tasks.as_mut().unwrap().updating = Some("updating".into());
+    let p = plan(&[want("web", "h1")], &[updating], opts(false));
+    assert_eq!(p.verdicts[&key("web")].phase, Phase::Running);
+    let p = plan(&[want("web", "h1")], &[service("h1", 3, 3)], opts(false));
+    assert_eq!(p.verdicts[&key("web")].phase, Phase::Ready);
+    assert!(p.actions.is_empty());
+}
+
+#[test]
+fn a_service_update_records_its_spec_and_the_swarm_rolling_it_back_fails_it() {
+    // The update goes out and remembers which spec it sent.
+    let p = plan(&[want("web", "h2")], &[service("h1", 3, 3)], opts(false));
+    assert!(matches!(p.actions[..], [Action::Recreate { .. }]));
+    let lc = p.verdicts[&key("web")].lifecycle.clone();
+    assert_eq!(lc.swarm_update.as_deref(), Some("h2"));
+    // The swarm rolled h2 back to h1: Failed, and not sent again.
+    let mut back = service("h1", 3, 3);
+    back.tasks.as_mut().unwrap().rolled_back = Some("rolled back".into());
+    let mut d = want("web", "h2");
+    d.lifecycle = lc;
+    let p = plan(&[d.clone()], &[back.clone()], opts(false));
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    assert_eq!(p.verdicts[&key("web")].phase, Phase::Failed);
+    // A new spec (a fix) is sent despite the old rollback.
+    let mut fix = d;
+    fix.spec_hash = "h3".into();
+    let p = plan(&[fix], &[back], opts(false));
+    assert!(matches!(p.actions[..], [Action::Recreate { .. }]));
 }

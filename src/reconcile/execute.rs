@@ -98,7 +98,7 @@ async fn run<R: Engine>(
                 runtime.ensure_volume(&m.source, volume_labels).await?;
             }
             if let Action::Recreate { old, .. } = action {
-                runtime.remove(old).await?;
+                return runtime.replace(old, spec).await.map(Some);
             }
             let id = runtime.create(spec).await?;
             runtime.start(&id).await?;

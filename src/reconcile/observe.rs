@@ -51,7 +51,14 @@ impl<R: Engine> Reconciler<R> {
         let stored = self.store.objects(instance).await?;
         let statuses = self.store.statuses_by_key(instance).await?;
         let intents = self.store.intents(instance).await?;
-        let desired = merge(snapshot, &stored);
+        let mut desired = merge(snapshot, &stored);
+        if self.engine.is_swarm() {
+            // A service stands for every replica of its server.
+            desired.retain(|o| {
+                !matches!(o.spec, crate::manifest::Spec::Server(_))
+                    || crate::manifest::replicas::replica_index(&o.name) == 0
+            });
+        }
         let mut errors = snapshot.errors.clone();
         errors.extend(emptied_errors(snapshot, &stored));
         let now = now_millis();
@@ -94,6 +101,7 @@ impl<R: Engine> Reconciler<R> {
             files: &files,
             intents: &intents,
             rolled_back: &rolled_back,
+            swarm: self.engine.is_swarm(),
         };
         let (wanted, specs) = kinds::desired(&running, &ctx);
         let plan = plan(

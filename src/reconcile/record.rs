@@ -151,6 +151,7 @@ pub(super) fn statuses(
                             .ready_revision
                             .clone_from(&v.lifecycle.ready_revision);
                         lifecycle.rollout.clone_from(&v.lifecycle.rollout);
+                        lifecycle.swarm_update.clone_from(&v.lifecycle.swarm_update);
                         container_id.clone_from(id);
                     }
                     (Action::Start { restart, .. }, Ok(_)) => {

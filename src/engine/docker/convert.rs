@@ -225,6 +225,7 @@ pub(super) fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             mounts: Some(mounts),
             memory: spec.memory,
             nano_cpus: spec.nano_cpus,
+            memory_reservation: spec.memory_reservation,
             extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
             network_mode: spec
                 .network_mode

@@ -4,9 +4,11 @@
 mod attach;
 mod convert;
 mod ports;
+mod service;
 mod swarm;
 mod tolerant;
 
+pub use service::SERVICE_LABEL;
 pub use tolerant::{docker_host_socket, percent_encode};
 
 use std::collections::HashMap;
@@ -51,6 +53,38 @@ pub struct DockerEngine {
     /// Whether this is Podman's Docker API, whose listing carries no health: asked once, by the
     /// first listing (not at start-up, which every CLI verb pays).
     podman: std::sync::Arc<tokio::sync::OnceCell<bool>>,
+    /// Objects are swarm services on this engine (a swarm manager), not containers.
+    swarm: bool,
+}
+
+/// What the engine's objects become: `auto` (services on a swarm manager, containers
+/// elsewhere), `docker` (containers, even on a manager) or `swarm` (services; an engine that
+/// does not manage a swarm is an error).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineMode {
+    #[default]
+    Auto,
+    Docker,
+    Swarm,
+}
+
+static MODE: std::sync::OnceLock<EngineMode> = std::sync::OnceLock::new();
+
+/// Sets the mode every later connection uses (the CLI's `--engine`); the first call wins.
+pub fn set_mode(mode: EngineMode) {
+    let _ = MODE.set(mode);
+}
+
+/// The mode set by `set_mode`, else `DOCKHAND_ENGINE`, else `auto`.
+fn mode() -> EngineMode {
+    if let Some(m) = MODE.get() {
+        return *m;
+    }
+    match std::env::var("DOCKHAND_ENGINE").as_deref() {
+        Ok("docker") => EngineMode::Docker,
+        Ok("swarm") => EngineMode::Swarm,
+        _ => EngineMode::Auto,
+    }
 }
 
 impl DockerEngine {
@@ -65,11 +99,27 @@ impl DockerEngine {
             .with_timeout(deadline);
         let docker = docker.negotiate_version().await.map_err(unavailable)?;
         let slow = docker.clone().with_timeout(SLOW_DEADLINE.max(deadline));
+        let swarm = match mode() {
+            EngineMode::Docker => false,
+            m => {
+                let info = docker.info().await.map_err(unavailable)?;
+                let manager = info.swarm.and_then(|s| s.control_available) == Some(true);
+                if m == EngineMode::Swarm && !manager {
+                    return Err(EngineError::Engine {
+                        op: "connect",
+                        target: "swarm".into(),
+                        message: "--engine swarm needs an engine that manages a swarm (run `docker swarm init`, or point DOCKER_HOST at a manager)".into(),
+                    });
+                }
+                manager
+            }
+        };
         Ok(Self {
             docker,
             slow,
             deadline,
             podman: Default::default(),
+            swarm,
         })
     }
 }
@@ -184,7 +234,24 @@ impl Engine for DockerEngine {
         DockerEngine::nodes(self).await
     }
 
+    fn is_swarm(&self) -> bool {
+        self.swarm
+    }
+
+    async fn replace(&self, old: &str, spec: &ContainerSpec) -> Result<String, EngineError> {
+        if self.swarm {
+            return self.update_service(old, spec).await;
+        }
+        self.remove(old).await?;
+        let id = self.create(spec).await?;
+        self.start(&id).await?;
+        Ok(id)
+    }
+
     async fn list(&self, instance: &str) -> Result<Vec<Observed>, EngineError> {
+        if self.swarm {
+            return self.list_services(instance).await;
+        }
         let filters = HashMap::from([("label".to_owned(), labels::instance_filters(instance))]);
         let opts = ListContainersOptions {
             all: true,
@@ -229,6 +296,10 @@ impl Engine for DockerEngine {
     }
 
     async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<(), EngineError> {
+        if self.swarm {
+            // Each node resolves (and pulls) the image for its own tasks.
+            return Ok(());
+        }
         if policy == PullPolicy::Always {
             return self.pull(image).await;
         }
@@ -246,6 +317,12 @@ impl Engine for DockerEngine {
     }
 
     async fn ensure_built(&self, spec: &super::BuildSpec) -> Result<(), EngineError> {
+        if self.swarm {
+            return Err(EngineError::BuildFailed {
+                image: spec.tag.clone(),
+                output: "building is not supported on a swarm (build, push to a registry every node reaches, and name the image)".into(),
+            });
+        }
         match self.docker.inspect_image(&spec.tag).await {
             Ok(_) => return Ok(()),
             Err(e) if server_error(&e).map(|s| s.0) == Some(404) => {}
@@ -338,6 +415,10 @@ impl Engine for DockerEngine {
         name: &str,
         labels: &HashMap<String, String>,
     ) -> Result<(), EngineError> {
+        if self.swarm {
+            // Created on the node that runs the task, with the labels its mount gives.
+            return Ok(());
+        }
         match self.docker.inspect_volume(name).await {
             Ok(v) => {
                 let owner = v.labels.get(labels::INSTANCE);
@@ -388,6 +469,9 @@ impl Engine for DockerEngine {
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+        if self.swarm {
+            return self.create_service(spec).await;
+        }
         let body = convert::create_body(spec);
         let opts = CreateContainerOptions {
             name: Some(spec.name.clone()),
@@ -413,6 +497,10 @@ impl Engine for DockerEngine {
     }
 
     async fn start(&self, id: &str) -> Result<(), EngineError> {
+        if self.swarm {
+            // A service's tasks start as soon as it exists.
+            return Ok(());
+        }
         match self.docker.start_container(id, None).await {
             Ok(()) => Ok(()),
             Err(e) if server_error(&e).map(|s| s.0) == Some(304) => Ok(()),
@@ -431,6 +519,9 @@ impl Engine for DockerEngine {
     }
 
     async fn restart(&self, id: &str) -> Result<(), EngineError> {
+        if self.swarm {
+            return self.force_update(id).await;
+        }
         self.slow
             .restart_container(
                 id,
@@ -441,6 +532,9 @@ impl Engine for DockerEngine {
     }
 
     async fn remove(&self, id: &str) -> Result<(), EngineError> {
+        if self.swarm {
+            return self.delete_service(id).await;
+        }
         let gone = |e: &BollardError| matches!(server_error(e).map(|s| s.0), Some(404));
         match self
             .slow
@@ -508,7 +602,13 @@ impl Engine for DockerEngine {
         });
         let req = bollard::models::NetworkCreateRequest {
             name: config.name.clone(),
-            driver: Some(config.driver.clone()),
+            // A swarm's networks span its nodes; attachable, so plain containers may join.
+            driver: Some(if self.swarm {
+                "overlay".to_owned()
+            } else {
+                config.driver.clone()
+            }),
+            attachable: self.swarm.then_some(true),
             ipam,
             labels: Some(config.labels.clone()),
             ..Default::default()
@@ -528,6 +628,10 @@ impl Engine for DockerEngine {
     }
 
     async fn network_containers(&self, name: &str) -> Result<Vec<String>, EngineError> {
+        if self.swarm {
+            // Services attach through their specs; no container is joined by hand.
+            return Ok(Vec::new());
+        }
         let n = self
             .docker
             .inspect_network(name, None)
@@ -537,6 +641,9 @@ impl Engine for DockerEngine {
     }
 
     async fn connect_network(&self, container: &str, e: &Endpoint) -> Result<(), EngineError> {
+        if self.swarm {
+            return Ok(());
+        }
         let req = bollard::models::NetworkConnectRequest {
             container: container.to_owned(),
             endpoint_config: Some(endpoint(e)),
@@ -548,6 +655,9 @@ impl Engine for DockerEngine {
     }
 
     async fn disconnect_network(&self, name: &str, container: &str) -> Result<(), EngineError> {
+        if self.swarm {
+            return Ok(());
+        }
         let req = bollard::models::NetworkDisconnectRequest {
             container: container.to_owned(),
             force: Some(true),
@@ -560,6 +670,10 @@ impl Engine for DockerEngine {
     }
 
     async fn stats(&self, id: &str) -> Result<Option<ContainerStats>, EngineError> {
+        if self.swarm {
+            // A service's tasks run on other nodes' engines.
+            return Ok(None);
+        }
         let opts = bollard::query_parameters::StatsOptions {
             stream: false,
             one_shot: true,
@@ -573,6 +687,9 @@ impl Engine for DockerEngine {
     }
 
     fn events(&self, instance: &str) -> BoxStream<'static, Result<EngineEvent, EngineError>> {
+        if self.swarm {
+            return self.service_events(instance);
+        }
         let label = labels::instance_filters(instance);
         let filters = HashMap::from([
             ("type".to_owned(), vec!["container".to_owned()]),

@@ -1,0 +1,766 @@
+//! Objects as swarm services, for an engine that manages a swarm: the swarm schedules, restarts
+//! and rolls out tasks itself; dockhand keeps the services matching the manifests, in
+//! dependency order, and reads their tasks back as state.
+//!
+//! A service carries the owner labels and the spec hash; its task containers carry neither
+//! (only `dockhand.service`), so a single-host controller on one of the nodes never takes them
+//! for orphans of its own.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::models::{
+    EndpointPortConfig, EndpointPortConfigProtocolEnum as PortProtocol,
+    EndpointPortConfigPublishModeEnum as PublishMode, EndpointSpec, EndpointSpecModeEnum,
+    HealthConfig, Limit, Mount, MountType, MountVolumeOptions, NetworkAttachmentConfig,
+    ResourceObject, ResourcesUlimits, Service, ServiceSpec, ServiceSpecMode,
+    ServiceSpecModeReplicated, ServiceSpecRollbackConfig,
+    ServiceSpecRollbackConfigFailureActionEnum as RollbackFailure,
+    ServiceSpecRollbackConfigOrderEnum as RollbackOrder, ServiceSpecUpdateConfig,
+    ServiceSpecUpdateConfigFailureActionEnum as UpdateFailure,
+    ServiceSpecUpdateConfigOrderEnum as UpdateOrder, ServiceUpdateStatusStateEnum as UpdateState,
+    Task, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecPlacementPreferences,
+    TaskSpecPlacementSpread, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum as Condition,
+};
+use bollard::query_parameters::{ListServicesOptions, ListTasksOptions, UpdateServiceOptions};
+
+use super::convert::{engine, server_error};
+use super::DockerEngine;
+use crate::engine::{
+    labels, ContainerSpec, EngineError, Health, Observed, PublishedPort, State, TaskInfo, Tasks,
+};
+use crate::manifest::fields::Protocol;
+use crate::manifest::server::RestartPolicy;
+
+/// The label a service's task containers carry instead of the owner labels.
+pub const SERVICE_LABEL: &str = "dockhand.service";
+
+/// How long a removal waits for the swarm to stop the service's tasks (so that its ports,
+/// networks and volumes are free when `remove` returns), beyond the tasks' own stop timeout.
+const REMOVAL_GRACE: Duration = Duration::from_secs(20);
+
+fn ns(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn unsupported(name: &str, what: &str) -> EngineError {
+    EngineError::Engine {
+        op: "create service",
+        target: name.to_owned(),
+        message: format!("{what} is not supported by swarm services"),
+    }
+}
+
+/// The service a container spec becomes; `pin` is the node its task must stay on.
+pub(super) fn service_spec(
+    spec: &ContainerSpec,
+    pin: Option<&str>,
+) -> Result<ServiceSpec, EngineError> {
+    let o = &spec.options;
+    let s = &spec.service;
+    let refuse = |what: &str| Err(unsupported(&spec.name, what));
+    if o.privileged {
+        return refuse("privileged");
+    }
+    if !o.devices.is_empty() {
+        return refuse("devices");
+    }
+    if o.shm_size.is_some() {
+        return refuse("shmSize");
+    }
+    if !o.security_opt.is_empty() {
+        return refuse("securityOpt");
+    }
+    if spec.network_mode.is_some() {
+        return refuse("network host or none");
+    }
+    if spec.endpoints.iter().any(|e| e.ip.is_some()) {
+        return refuse("a static ip");
+    }
+    if spec.ports.iter().any(|p| p.host_ip.is_some()) {
+        return refuse("a port's host address");
+    }
+    let mut service_labels = spec.labels.clone();
+    if let Some(hash) = &s.spec_hash {
+        service_labels.insert(labels::SPEC_HASH.into(), hash.clone());
+    }
+    let mut task_labels: HashMap<String, String> = spec
+        .labels
+        .iter()
+        .filter(|(k, _)| k.as_str() != labels::INSTANCE && k.as_str() != labels::MANAGED)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    task_labels.insert(SERVICE_LABEL.into(), spec.name.clone());
+    let volume_labels =
+        labels::owner_labels(spec.labels.get(labels::INSTANCE).map_or("", String::as_str));
+    let mut mounts: Vec<Mount> = spec
+        .mounts
+        .iter()
+        .map(|m| Mount {
+            target: Some(m.target.clone()),
+            source: Some(m.source.clone()),
+            typ: Some(if m.volume {
+                MountType::VOLUME
+            } else {
+                MountType::BIND
+            }),
+            read_only: Some(m.read_only),
+            volume_options: m.volume.then(|| MountVolumeOptions {
+                labels: Some(volume_labels.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let mut tmpfs: Vec<&String> = o.tmpfs.keys().collect();
+    tmpfs.sort();
+    mounts.extend(tmpfs.into_iter().map(|target| Mount {
+        target: Some(target.clone()),
+        typ: Some(MountType::TMPFS),
+        ..Default::default()
+    }));
+    // `host:address` (the container form) is `address host` in a service.
+    let hosts: Vec<String> = spec
+        .extra_hosts
+        .iter()
+        .filter_map(|h| h.split_once(':'))
+        .filter(|(_, addr)| *addr != "host-gateway")
+        .map(|(host, addr)| format!("{addr} {host}"))
+        .collect();
+    let container = TaskSpecContainerSpec {
+        image: Some(spec.image.clone()),
+        labels: Some(task_labels),
+        // A service's `command` is a container's entrypoint, its `args` the command.
+        command: spec.entrypoint.clone(),
+        args: spec.command.clone(),
+        hostname: o.hostname.clone(),
+        env: Some(spec.env.clone()),
+        dir: spec.working_dir.clone(),
+        user: spec.user.clone(),
+        tty: Some(o.tty),
+        open_stdin: Some(o.stdin),
+        read_only: Some(o.read_only_root),
+        mounts: Some(mounts),
+        stop_signal: spec.stop_signal.clone(),
+        stop_grace_period: spec.stop_timeout.map(|t| t.saturating_mul(1_000_000_000)),
+        health_check: spec.healthcheck.as_ref().map(|h| HealthConfig {
+            test: Some(h.test.clone()),
+            interval: Some(ns(h.interval)),
+            timeout: Some(ns(h.timeout)),
+            retries: Some(i64::from(h.retries)),
+            start_period: Some(ns(h.start_period)),
+            ..Default::default()
+        }),
+        hosts: (!hosts.is_empty()).then_some(hosts),
+        init: o.init.then_some(true),
+        sysctls: (!o.sysctls.is_empty()).then(|| o.sysctls.clone()),
+        capability_add: (!o.cap_add.is_empty()).then(|| o.cap_add.clone()),
+        capability_drop: (!o.cap_drop.is_empty()).then(|| o.cap_drop.clone()),
+        ulimits: (!o.ulimits.is_empty()).then(|| {
+            o.ulimits
+                .iter()
+                .map(|(name, soft, hard)| ResourcesUlimits {
+                    name: Some(name.clone()),
+                    soft: Some(*soft),
+                    hard: Some(*hard),
+                })
+                .collect()
+        }),
+        ..Default::default()
+    };
+    let reserved = spec.memory_reservation.is_some() || spec.cpu_reservation.is_some();
+    let resources = TaskSpecResources {
+        limits: Some(Limit {
+            nano_cpus: spec.nano_cpus,
+            memory_bytes: spec.memory,
+            ..Default::default()
+        }),
+        reservations: reserved.then(|| ResourceObject {
+            nano_cpus: spec.cpu_reservation,
+            memory_bytes: spec.memory_reservation,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let restart_policy = TaskSpecRestartPolicy {
+        condition: Some(match s.restart {
+            RestartPolicy::Always => Condition::ANY,
+            RestartPolicy::OnFailure => Condition::ON_FAILURE,
+            RestartPolicy::Never => Condition::NONE,
+        }),
+        delay: s.restart_delay.map(ns),
+        max_attempts: s.max_restarts.map(i64::from),
+        window: s.restart_window.map(ns),
+    };
+    let mut constraints = s.constraints.clone();
+    if let Some(node) = pin {
+        constraints.push(format!("node.id == {node}"));
+    }
+    let placement = TaskSpecPlacement {
+        constraints: (!constraints.is_empty()).then_some(constraints),
+        preferences: (!s.spread.is_empty()).then(|| {
+            s.spread
+                .iter()
+                .map(|d| TaskSpecPlacementPreferences {
+                    spread: Some(TaskSpecPlacementSpread {
+                        spread_descriptor: Some(d.clone()),
+                    }),
+                })
+                .collect()
+        }),
+        max_replicas: s.max_replicas_per_node.map(i64::from),
+        ..Default::default()
+    };
+    let networks: Vec<NetworkAttachmentConfig> = spec
+        .endpoints
+        .iter()
+        .map(|e| NetworkAttachmentConfig {
+            target: Some(e.network.clone()),
+            aliases: (!e.aliases.is_empty()).then(|| e.aliases.clone()),
+            ..Default::default()
+        })
+        .collect();
+    let ports: Vec<EndpointPortConfig> = spec
+        .ports
+        .iter()
+        .map(|p| EndpointPortConfig {
+            protocol: Some(match p.protocol {
+                Protocol::Tcp => PortProtocol::TCP,
+                Protocol::Udp => PortProtocol::UDP,
+            }),
+            target_port: Some(i64::from(p.container)),
+            published_port: (p.host != 0).then_some(i64::from(p.host)),
+            publish_mode: Some(if p.host_mode {
+                PublishMode::HOST
+            } else {
+                PublishMode::INGRESS
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let u = &s.update;
+    let monitor = u.monitor.map(ns);
+    let parallelism = Some(i64::from(u.parallelism.unwrap_or(1)));
+    Ok(ServiceSpec {
+        name: Some(spec.name.clone()),
+        labels: Some(service_labels),
+        task_template: Some(TaskSpec {
+            container_spec: Some(container),
+            resources: Some(resources),
+            restart_policy: Some(restart_policy),
+            placement: Some(placement),
+            networks: (!networks.is_empty()).then_some(networks),
+            ..Default::default()
+        }),
+        mode: Some(ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated {
+                replicas: Some(i64::try_from(s.replicas).unwrap_or(i64::MAX)),
+            }),
+            ..Default::default()
+        }),
+        update_config: Some(ServiceSpecUpdateConfig {
+            parallelism,
+            delay: u.delay.map(ns),
+            failure_action: Some(if u.rollback {
+                UpdateFailure::ROLLBACK
+            } else {
+                UpdateFailure::PAUSE
+            }),
+            monitor,
+            order: Some(if u.start_first {
+                UpdateOrder::START_FIRST
+            } else {
+                UpdateOrder::STOP_FIRST
+            }),
+            ..Default::default()
+        }),
+        rollback_config: Some(ServiceSpecRollbackConfig {
+            parallelism,
+            failure_action: Some(RollbackFailure::PAUSE),
+            monitor,
+            order: Some(if u.start_first {
+                RollbackOrder::START_FIRST
+            } else {
+                RollbackOrder::STOP_FIRST
+            }),
+            ..Default::default()
+        }),
+        endpoint_spec: Some(EndpointSpec {
+            mode: Some(if s.dnsrr {
+                EndpointSpecModeEnum::DNSRR
+            } else {
+                EndpointSpecModeEnum::VIP
+            }),
+            ports: (!ports.is_empty()).then_some(ports),
+        }),
+        ..Default::default()
+    })
+}
+
+/// The node a pinned service's old spec keeps its task on.
+fn pinned_node(spec: &ServiceSpec) -> Option<String> {
+    spec.task_template
+        .as_ref()?
+        .placement
+        .as_ref()?
+        .constraints
+        .as_ref()?
+        .iter()
+        .find_map(|c| c.strip_prefix("node.id == ").map(str::to_owned))
+}
+
+fn task_state(t: &Task) -> String {
+    t.status
+        .as_ref()
+        .and_then(|s| s.state)
+        .map(|s| s.to_string())
+        .unwrap_or_default()
+}
+
+fn task_info(t: &Task, nodes: &HashMap<String, String>) -> TaskInfo {
+    let status = t.status.clone().unwrap_or_default();
+    let node = t.node_id.clone().unwrap_or_default();
+    TaskInfo {
+        id: t.id.clone().unwrap_or_default(),
+        slot: t.slot.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+        node: nodes.get(&node).cloned().unwrap_or(node),
+        state: task_state(t),
+        desired: t.desired_state.map(|s| s.to_string()).unwrap_or_default(),
+        message: status.message.unwrap_or_default(),
+        error: status.err.filter(|e| !e.is_empty()),
+        exit_code: status.container_status.and_then(|c| c.exit_code),
+        since: status.timestamp.map(|t| t.to_string()).unwrap_or_default(),
+    }
+}
+
+/// One service as dockhand sees it, from its listing (with status) and its tasks.
+pub(super) fn observed_service(
+    s: Service,
+    tasks: &[Task],
+    nodes: &HashMap<String, String>,
+    instance: &str,
+) -> Option<Observed> {
+    let spec = s.spec.clone().unwrap_or_default();
+    let service_labels = spec.labels.clone().unwrap_or_default();
+    if !labels::is_ours(&service_labels, instance) {
+        return None;
+    }
+    let id = s.id.clone().unwrap_or_default();
+    let mine: Vec<&Task> = tasks
+        .iter()
+        .filter(|t| t.service_id.as_deref() == Some(id.as_str()))
+        .collect();
+    // Per slot, the task desired to run, else the newest.
+    let mut by_slot: std::collections::BTreeMap<i64, &Task> = std::collections::BTreeMap::new();
+    for t in &mine {
+        let slot = t.slot.unwrap_or(0);
+        let wanted =
+            |t: &Task| t.desired_state.map(|d| d.to_string()).as_deref() == Some("running");
+        let newer = |a: &Task, b: &Task| {
+            let at = |t: &Task| t.status.as_ref().and_then(|s| s.timestamp.clone());
+            at(a).map(|t| t.to_string()) > at(b).map(|t| t.to_string())
+        };
+        match by_slot.get(&slot) {
+            Some(cur) if wanted(cur) && !wanted(t) => {}
+            Some(cur) if wanted(cur) == wanted(t) && !newer(t, cur) => {}
+            _ => {
+                by_slot.insert(slot, t);
+            }
+        }
+    }
+    let current: Vec<&Task> = by_slot.into_values().collect();
+    let count = |states: &[&str]| {
+        current
+            .iter()
+            .filter(|t| states.contains(&task_state(t).as_str()))
+            .count() as u64
+    };
+    let status = s.service_status.clone().unwrap_or_default();
+    let desired = status.desired_tasks.unwrap_or(0);
+    let running = status.running_tasks.unwrap_or_else(|| count(&["running"]));
+    let up = count(&["running", "starting"]);
+    let one_shot = spec
+        .task_template
+        .as_ref()
+        .and_then(|t| t.restart_policy.as_ref())
+        .and_then(|r| r.condition)
+        == Some(Condition::NONE);
+    let failed = current
+        .iter()
+        .find(|t| matches!(task_state(t).as_str(), "failed" | "rejected"));
+    let exit_code = |t: &Task| {
+        t.status
+            .as_ref()
+            .and_then(|s| s.container_status.as_ref())
+            .and_then(|c| c.exit_code)
+    };
+    let state = if up > 0 {
+        State::Running
+    } else if one_shot && !current.is_empty() && count(&["complete"]) == current.len() as u64 {
+        State::Exited { code: Some(0) }
+    } else if let (true, Some(t)) = (one_shot, failed) {
+        State::Exited {
+            code: exit_code(t).or(Some(1)),
+        }
+    } else {
+        // The swarm is (re)starting tasks on its own schedule.
+        State::Restarting
+    };
+    let has_health = spec
+        .task_template
+        .as_ref()
+        .and_then(|t| t.container_spec.as_ref())
+        .and_then(|c| c.health_check.as_ref())
+        .and_then(|h| h.test.as_ref())
+        .is_some_and(|t| t.first().map(String::as_str) != Some("NONE"));
+    let name = spec.name.clone().unwrap_or_default();
+    let mut o = Observed::from_labels(id, name, state, &service_labels);
+    // A task counts as running once healthy: the swarm holds it in `starting` until then.
+    if has_health && o.state == State::Running {
+        o.health = Some(if running >= desired.max(1) {
+            Health::Healthy
+        } else {
+            Health::Starting
+        });
+    }
+    o.ports = s
+        .endpoint
+        .as_ref()
+        .and_then(|e| e.ports.as_ref())
+        .map(|ports| {
+            ports
+                .iter()
+                .filter_map(|p| {
+                    Some(PublishedPort {
+                        container: u16::try_from(p.target_port?).ok()?,
+                        protocol: match p.protocol {
+                            Some(PortProtocol::UDP) => Protocol::Udp,
+                            _ => Protocol::Tcp,
+                        },
+                        host: u16::try_from(p.published_port?).ok()?,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let update_state = s.update_status.as_ref().and_then(|u| u.state);
+    let update_message = s
+        .update_status
+        .as_ref()
+        .and_then(|u| u.message.clone())
+        .unwrap_or_default();
+    let said = |what: &str| match update_message.as_str() {
+        "" => what.to_owned(),
+        m => format!("{what}: {m}"),
+    };
+    o.tasks = Some(Tasks {
+        running,
+        desired,
+        list: current.iter().map(|t| task_info(t, nodes)).collect(),
+        rolled_back: match update_state {
+            Some(UpdateState::ROLLBACK_STARTED) => Some(said("rolling back")),
+            Some(UpdateState::ROLLBACK_COMPLETED) => Some(said("rolled back")),
+            Some(UpdateState::ROLLBACK_PAUSED) => Some(said("rollback paused")),
+            _ => None,
+        },
+        updating: match update_state {
+            Some(UpdateState::UPDATING) => Some(said("updating")),
+            _ => None,
+        },
+        update_failed: match update_state {
+            Some(UpdateState::PAUSED) => Some(said("update paused")),
+            _ => None,
+        },
+    });
+    Some(o)
+}
+
+impl DockerEngine {
+    /// This instance's services with their tasks: one listing of each.
+    pub(super) async fn list_services(&self, instance: &str) -> Result<Vec<Observed>, EngineError> {
+        let filters = HashMap::from([("label".to_owned(), labels::instance_filters(instance))]);
+        let opts = ListServicesOptions {
+            filters: Some(filters),
+            status: Some(true),
+        };
+        let services = self
+            .docker
+            .list_services(Some(opts))
+            .await
+            .map_err(|e| engine("list", "services", e))?;
+        if services.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = services.iter().filter_map(|s| s.id.clone()).collect();
+        let opts = ListTasksOptions {
+            filters: Some(HashMap::from([("service".to_owned(), ids)])),
+        };
+        let tasks = self
+            .docker
+            .list_tasks(Some(opts))
+            .await
+            .map_err(|e| engine("list", "tasks", e))?;
+        let nodes = self.node_names().await;
+        let mut out = Vec::with_capacity(services.len());
+        for s in services {
+            out.extend(observed_service(s, &tasks, &nodes, instance));
+        }
+        Ok(out)
+    }
+
+    /// Node IDs to hostnames, for task listings (empty when the nodes cannot be listed).
+    async fn node_names(&self) -> HashMap<String, String> {
+        let nodes = self
+            .docker
+            .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+            .await
+            .unwrap_or_default();
+        nodes
+            .into_iter()
+            .filter_map(|n| {
+                let host = n.description?.hostname?;
+                Some((n.id?, host))
+            })
+            .collect()
+    }
+
+    /// This engine's own node, which pinned services stay on.
+    async fn local_node(&self) -> Result<String, EngineError> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| engine("info", "", e))?;
+        info.swarm
+            .and_then(|s| s.node_id)
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| EngineError::Engine {
+                op: "create service",
+                target: String::new(),
+                message: "the engine is not a swarm node".into(),
+            })
+    }
+
+    pub(super) async fn create_service(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+        let pin = match spec.service.pinned {
+            true => Some(self.local_node().await?),
+            false => None,
+        };
+        let body = service_spec(spec, pin.as_deref())?;
+        match self.docker.create_service(body, None).await {
+            Ok(r) => Ok(r.id.unwrap_or_else(|| spec.name.clone())),
+            Err(e) if server_error(&e).map(|s| s.0) == Some(409) => {
+                Err(EngineError::NameConflict {
+                    name: spec.name.clone(),
+                })
+            }
+            Err(e) => Err(engine("create service", &spec.name, e)),
+        }
+    }
+
+    /// Sends the full new spec with the service's current version; a pinned service keeps its
+    /// node.
+    pub(super) async fn update_service(
+        &self,
+        old: &str,
+        spec: &ContainerSpec,
+    ) -> Result<String, EngineError> {
+        let current = self
+            .docker
+            .inspect_service(old, None)
+            .await
+            .map_err(|e| engine("inspect service", old, e))?;
+        let version = current.version.and_then(|v| v.index).unwrap_or(0);
+        let pin = match (
+            spec.service.pinned,
+            current.spec.as_ref().and_then(pinned_node),
+        ) {
+            (true, Some(node)) => Some(node),
+            (true, None) => Some(self.local_node().await?),
+            (false, _) => None,
+        };
+        let body = service_spec(spec, pin.as_deref())?;
+        let opts = UpdateServiceOptions {
+            version: i32::try_from(version).unwrap_or(i32::MAX),
+            ..Default::default()
+        };
+        self.docker
+            .update_service(old, body, opts, None)
+            .await
+            .map_err(|e| engine("update service", &spec.name, e))?;
+        Ok(current.id.unwrap_or_else(|| old.to_owned()))
+    }
+
+    /// Replaces every task with the same spec (the swarm's own rolling order).
+    pub(super) async fn force_update(&self, id: &str) -> Result<(), EngineError> {
+        let current = self
+            .docker
+            .inspect_service(id, None)
+            .await
+            .map_err(|e| engine("inspect service", id, e))?;
+        let version = current.version.and_then(|v| v.index).unwrap_or(0);
+        let mut spec = current.spec.unwrap_or_default();
+        if let Some(t) = spec.task_template.as_mut() {
+            t.force_update = Some(t.force_update.unwrap_or(0) + 1);
+        }
+        let opts = UpdateServiceOptions {
+            version: i32::try_from(version).unwrap_or(i32::MAX),
+            ..Default::default()
+        };
+        self.docker
+            .update_service(id, spec, opts, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| engine("update service", id, e))
+    }
+
+    /// Removes the service and waits (bounded) until its tasks are gone, so that what they
+    /// held is free when this returns.
+    pub(super) async fn delete_service(&self, id: &str) -> Result<(), EngineError> {
+        match self.docker.delete_service(id).await {
+            Ok(()) => {}
+            Err(e) if server_error(&e).map(|s| s.0) == Some(404) => return Ok(()),
+            Err(e) => return Err(engine("remove service", id, e)),
+        }
+        let until = tokio::time::Instant::now() + REMOVAL_GRACE;
+        while tokio::time::Instant::now() < until {
+            let opts = ListTasksOptions {
+                filters: Some(HashMap::from([("service".to_owned(), vec![id.to_owned()])])),
+            };
+            match self.docker.list_tasks(Some(opts)).await {
+                Ok(t) if t.is_empty() => break,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DockerEngine {
+    /// Service events of this instance (created, updated, removed by anyone): the swarm
+    /// repairs tasks itself, so a service changed behind dockhand's back is what needs a pass.
+    pub(super) fn service_events(
+        &self,
+        instance: &str,
+    ) -> futures_util::stream::BoxStream<'static, Result<crate::engine::EngineEvent, EngineError>>
+    {
+        use futures_util::StreamExt;
+        let filters = HashMap::from([("type".to_owned(), vec!["service".to_owned()])]);
+        let opts = bollard::query_parameters::EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let instance = instance.to_owned();
+        self.docker
+            .events(Some(opts))
+            .filter_map(move |r| {
+                let out = match r {
+                    Err(e) => Some(Err(super::convert::unavailable(e))),
+                    Ok(m) => {
+                        let actor = m.actor.unwrap_or_default();
+                        let attrs = actor.attributes.unwrap_or_default();
+                        attrs
+                            .get("name")
+                            .and_then(|n| event_key(n, &instance))
+                            .map(|key| {
+                                Ok(crate::engine::EngineEvent {
+                                    id: actor.id.unwrap_or_default(),
+                                    action: m.action.unwrap_or_default(),
+                                    key: Some(key),
+                                })
+                            })
+                    }
+                };
+                std::future::ready(out)
+            })
+            .boxed()
+    }
+}
+
+/// The object a service event names: `dh_<instance>_<kind>_<name>` of this instance.
+pub(super) fn event_key(name: &str, instance: &str) -> Option<crate::manifest::ObjectKey> {
+    let rest = name.strip_prefix(&format!("dh_{instance}_"))?;
+    let (kind, object) = rest.split_once('_')?;
+    Some(crate::manifest::ObjectKey::new(
+        crate::manifest::Kind::parse(kind)?,
+        object,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Endpoint, PortBinding, ServiceOptions};
+
+    fn spec() -> ContainerSpec {
+        ContainerSpec {
+            name: "dh_t_server_web".into(),
+            image: "busybox".into(),
+            command: Some(vec!["httpd".into(), "-f".into()]),
+            labels: labels::owner_labels("t"),
+            ports: vec![PortBinding {
+                container: 80,
+                host: 8080,
+                host_ip: None,
+                protocol: Protocol::Tcp,
+                host_mode: true,
+            }],
+            endpoints: vec![Endpoint {
+                network: "dh_t_default".into(),
+                ip: None,
+                aliases: vec!["web".into()],
+            }],
+            service: ServiceOptions {
+                replicas: 3,
+                spec_hash: Some("abc".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn task_containers_do_not_carry_the_owner_labels() {
+        let s = service_spec(&spec(), None).unwrap();
+        let labels = s.labels.unwrap();
+        assert_eq!(
+            labels.get(labels::SPEC_HASH).map(String::as_str),
+            Some("abc")
+        );
+        assert!(labels::is_ours(&labels, "t"));
+        let task = s.task_template.unwrap().container_spec.unwrap();
+        let task_labels = task.labels.unwrap();
+        assert!(!task_labels.contains_key(labels::INSTANCE));
+        assert_eq!(task_labels[SERVICE_LABEL], "dh_t_server_web");
+        // The container's command is the service's args (the image's entrypoint stays).
+        assert_eq!(task.command, None);
+        assert_eq!(task.args.unwrap(), ["httpd", "-f"]);
+    }
+
+    #[test]
+    fn a_pinned_service_keeps_its_node_constraint() {
+        let s = service_spec(&spec(), Some("n1")).unwrap();
+        assert_eq!(pinned_node(&s).as_deref(), Some("n1"));
+        assert_eq!(s.mode.unwrap().replicated.unwrap().replicas, Some(3));
+    }
+
+    #[test]
+    fn what_a_service_cannot_do_is_refused_by_name() {
+        let mut s = spec();
+        s.endpoints[0].ip = Some("10.0.0.5".parse().unwrap());
+        let err = service_spec(&s, None).unwrap_err().to_string();
+        assert!(
+            err.contains("a static ip is not supported by swarm services"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn service_events_name_their_object() {
+        let key = event_key("dh_t_server_web", "t").unwrap();
+        assert_eq!(key.to_string(), "server/web");
+        assert_eq!(event_key("dh_other_server_web", "t"), None);
+    }
+}
