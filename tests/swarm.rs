@@ -8,10 +8,15 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{docker_ready, eventually, http, text, Env};
+use common::{docker_ready, eventually, http, shell, text, Env};
+
+/// One lab at a time: each test brings up its own and takes it down.
+static LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The lab, up for as long as the test holds it.
-struct Lab;
+struct Lab {
+    _one: std::sync::MutexGuard<'static, ()>,
+}
 
 impl Lab {
     fn script() -> PathBuf {
@@ -37,6 +42,7 @@ impl Lab {
             eprintln!("skipping: the swarm lab needs root, iproute2, util-linux and dockerd");
             return None;
         }
+        let one = LAB.lock().unwrap_or_else(|e| e.into_inner());
         // A lab a killed run left behind goes first.
         let _ = Command::new(Self::script()).arg("down").output();
         let out = Command::new(Self::script())
@@ -44,11 +50,23 @@ impl Lab {
             .output()
             .expect("run swarm-lab.sh");
         assert!(out.status.success(), "swarm-lab up: {}", text(&out));
-        Some(Lab)
+        Some(Lab { _one: one })
     }
 
     fn node(&self, n: u32) -> String {
         format!("unix:///run/dhlab/n{n}/docker.sock")
+    }
+
+    /// `docker -H <node n> ARGS`, which must succeed; its output.
+    fn docker(&self, n: u32, args: &[&str]) -> String {
+        let out = Command::new("docker")
+            .arg("-H")
+            .arg(self.node(n))
+            .args(args)
+            .output()
+            .expect("run docker");
+        assert!(out.status.success(), "docker {args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 }
 
@@ -119,4 +137,210 @@ fn get_nodes_lists_every_node_of_a_real_swarm_and_a_worker_sees_itself() {
     });
     assert_eq!(nodes.as_array().map(Vec::len), Some(3), "{nodes}");
     up.stop();
+}
+
+/// `dockhand VERB` against the lab's manager.
+fn on_swarm(env: &Env, lab: &Lab, verb: &str, args: &[&str]) -> std::process::Output {
+    env.command(verb)
+        .args(args)
+        .env("DOCKER_HOST", lab.node(1))
+        .output()
+        .expect("run dockhand")
+}
+
+fn sync_ok(env: &Env, lab: &Lab) -> String {
+    let out = on_swarm(
+        env,
+        lab,
+        "sync",
+        &["--timeout", "90s", "--prune-delay", "0s"],
+    );
+    assert!(out.status.success(), "sync on the swarm:\n{}", text(&out));
+    text(&out)
+}
+
+/// The IDs of a service's tasks that are desired to run, sorted.
+fn running_tasks(lab: &Lab, service: &str) -> Vec<String> {
+    let ids = lab.docker(
+        1,
+        &[
+            "service",
+            "ps",
+            "-q",
+            "--filter",
+            "desired-state=running",
+            service,
+        ],
+    );
+    let mut ids: Vec<String> = ids.lines().map(str::to_owned).collect();
+    ids.sort();
+    ids
+}
+
+fn inspect(lab: &Lab, service: &str, format: &str) -> String {
+    lab.docker(1, &["service", "inspect", service, "--format", format])
+}
+
+const WEB: &str = "  replicas: 2\n  restartDelay: 1s\n  endpointMode: dnsrr\n  ports: [{container: 8080, host: 18181, mode: host}]\n  dependsOn: [{name: db, condition: Healthy}]\n";
+
+fn web(env_extra: &str) -> String {
+    shell(
+        "web",
+        "exec httpd -f -p 8080 -h /",
+        &format!("{WEB}{env_extra}"),
+    )
+}
+
+#[test]
+fn servers_become_services_that_start_in_order_scale_heal_roll_back_and_prune_on_a_real_swarm() {
+    let Some(env) = Env::new("swarm-svc") else {
+        return;
+    };
+    let Some(lab) = Lab::up() else {
+        return;
+    };
+    let svc = |name: &str| format!("dh_{}_server_{name}", env.instance);
+    // db turns healthy only after 3 s; web depends on it being Healthy.
+    env.write(
+        "db.yaml",
+        &shell(
+            "db",
+            "sleep 3; touch /tmp/ready; exec sleep 3600",
+            "  healthCheck: {exec: [test, -f, /tmp/ready], interval: 500ms, retries: 1, startPeriod: 10s}\n",
+        ),
+    );
+    env.write("web.yaml", &web(""));
+    sync_ok(&env, &lab);
+
+    // Two services, the dependent one created only once its dependency was healthy.
+    let created = |name: &str| {
+        let at = inspect(&lab, &svc(name), "{{.CreatedAt.Unix}}");
+        at.parse::<i64>().expect("a creation time")
+    };
+    assert!(
+        created("web") - created("db") >= 2,
+        "web was created before db was healthy"
+    );
+    assert_eq!(running_tasks(&lab, &svc("web")).len(), 2);
+    let status = env.status_of("server", "web").expect("web's status");
+    assert_eq!(status["phase"], "Ready", "{status}");
+    assert_eq!(status["message"], "2/2 tasks running", "{status}");
+    // The task containers do not carry the owner labels (a single-host controller on a node
+    // would take them for its orphans).
+    let labels = inspect(
+        &lab,
+        &svc("web"),
+        "{{json .Spec.TaskTemplate.ContainerSpec.Labels}}",
+    );
+    assert!(!labels.contains("dockhand.instance"), "{labels}");
+    let describe = on_swarm(&env, &lab, "describe", &["server", "web"]);
+    let describe = String::from_utf8_lossy(&describe.stdout).into_owned();
+    assert!(describe.contains("Tasks:"), "{describe}");
+    assert_eq!(describe.matches(" running ").count(), 2, "{describe}");
+
+    // Scaling changes the service, not its running tasks.
+    let before = running_tasks(&lab, &svc("web"));
+    env.write("web.yaml", &web("").replace("replicas: 2", "replicas: 3"));
+    sync_ok(&env, &lab);
+    let after = running_tasks(&lab, &svc("web"));
+    assert_eq!(after.len(), 3);
+    assert!(
+        before.iter().all(|t| after.contains(t)),
+        "{before:?} -> {after:?}"
+    );
+
+    // A task killed on its node is replaced by the swarm; dockhand reports it whole again.
+    let (node, container) = (1..=3)
+        .find_map(|n| {
+            let filter = format!("label=dockhand.service={}", svc("web"));
+            let ids = lab.docker(n, &["ps", "-q", "--filter", &filter]);
+            ids.lines().next().map(|c| (n, c.to_owned()))
+        })
+        .expect("a task container of web on some node");
+    lab.docker(node, &["kill", &container]);
+    eventually(
+        std::time::Duration::from_secs(60),
+        "web's task replaced",
+        || {
+            let out = on_swarm(&env, &lab, "sync", &["--timeout", "10s"]);
+            let s = env.status_of("server", "web")?;
+            (out.status.success() && s["message"] == "3/3 tasks running").then_some(())
+        },
+    );
+
+    // An update that fails is rolled back by the swarm and reported failed, not sent again.
+    let good = inspect(
+        &lab,
+        &svc("web"),
+        "{{json .Spec.TaskTemplate.ContainerSpec.Args}}",
+    );
+    env.write(
+        "web.yaml",
+        &shell(
+            "web",
+            "exit 1",
+            &format!("{WEB}  update: {{failureAction: Rollback, monitor: 3s}}\n")
+                .replace("replicas: 2", "replicas: 3"),
+        ),
+    );
+    let out = on_swarm(&env, &lab, "sync", &["--timeout", "90s"]);
+    assert!(
+        !out.status.success(),
+        "a rolled-back update is a failure:\n{}",
+        text(&out)
+    );
+    let status = env.status_of("server", "web").expect("web's status");
+    assert_eq!(status["phase"], "Failed", "{status}");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(message.contains("rolled the update back"), "{status}");
+    eventually(
+        std::time::Duration::from_secs(60),
+        "the rollback done",
+        || {
+            let state = inspect(&lab, &svc("web"), "{{.UpdateStatus.State}}");
+            (state == "rollback_completed").then_some(())
+        },
+    );
+    assert_eq!(
+        inspect(
+            &lab,
+            &svc("web"),
+            "{{json .Spec.TaskTemplate.ContainerSpec.Args}}"
+        ),
+        good
+    );
+    let version = inspect(&lab, &svc("web"), "{{.Version.Index}}");
+    let out = on_swarm(&env, &lab, "sync", &["--timeout", "5s"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert_eq!(
+        inspect(&lab, &svc("web"), "{{.Version.Index}}"),
+        version,
+        "updated again"
+    );
+
+    // A controller killed with SIGKILL and started again leaves one service per object, and
+    // updates none of them.
+    env.write("web.yaml", &web(""));
+    sync_ok(&env, &lab);
+    let versions = |lab: &Lab| {
+        lab.docker(1, &["service", "ls", "--format", "{{.Name}}"])
+            .lines()
+            .filter(|n| n.contains(&env.instance))
+            .map(|n| format!("{n}@{}", inspect(lab, n, "{{.Version.Index}}")))
+            .collect::<Vec<_>>()
+    };
+    let before = versions(&lab);
+    assert_eq!(before.len(), 2, "{before:?}");
+    let mut up = env.up_with_env(&["--resync", "1s"], &[("DOCKER_HOST", &lab.node(1))]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    up.kill();
+    sync_ok(&env, &lab);
+    assert_eq!(versions(&lab), before);
+
+    // A removed manifest's service is pruned; the other stays.
+    env.remove("web.yaml");
+    sync_ok(&env, &lab);
+    let names = lab.docker(1, &["service", "ls", "--format", "{{.Name}}"]);
+    assert!(!names.contains(&svc("web")), "{names}");
+    assert!(names.contains(&svc("db")), "{names}");
 }

@@ -201,10 +201,9 @@ fn render(item: &Value, instance: Option<&str>, events: &[Event]) -> anyhow::Res
         ),
         (
             "RolledOut",
-            if st["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("rolled back"))
-            {
+            if st["message"].as_str().is_some_and(|m| {
+                m.starts_with("rolled back") || m.contains("rolled the update back")
+            }) {
                 "False (rolled back: see the message)"
             } else {
                 "True"
@@ -213,6 +212,27 @@ fn render(item: &Value, instance: Option<&str>, events: &[Event]) -> anyhow::Res
     ];
     for (name, value) in conditions {
         let _ = writeln!(out, "  {name:<16}{value}");
+    }
+    if let Some(tasks) = st["tasks"].as_array().filter(|t| !t.is_empty()) {
+        let _ = writeln!(out, "Tasks:");
+        let _ = writeln!(
+            out,
+            "  {:<6}{:<14}{:<16}{:<10}{:<28}ERROR",
+            "SLOT", "ID", "NODE", "STATE", "SINCE"
+        );
+        for t in tasks {
+            let id = text(&t["id"], "");
+            let _ = writeln!(
+                out,
+                "  {:<6}{:<14}{:<16}{:<10}{:<28}{}",
+                text(&t["slot"], "0"),
+                &id[..id.len().min(12)],
+                text(&t["node"], ""),
+                text(&t["state"], ""),
+                text(&t["since"], ""),
+                text(&t["error"], "")
+            );
+        }
     }
     let _ = writeln!(out, "Spec:");
     let spec = serde_saphyr::to_string(&item["spec"])?;

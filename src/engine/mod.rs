@@ -179,7 +179,7 @@ pub struct Tasks {
 }
 
 /// One task of a service.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskInfo {
     pub id: String,

@@ -284,6 +284,7 @@ impl<R: Engine> Reconciler<R> {
             let removed = record::removed_with_volume(&outcomes);
             database::record(&self.store, instance, &plan, &removed, &secrets).await?;
             events.extend(record::outcome_events(&outcomes, &previous, &statuses));
+            events.extend(record::task_events(&previous, &statuses));
             self.store.append_events(instance, &events).await?;
             // A failed rollout: the next pass runs the last Ready revision instead.
             for r in &plan.rollbacks {

@@ -198,6 +198,12 @@ pub(super) fn statuses(
                     .map(|c| c.ports.clone())
                     .unwrap_or_default(),
                 updated_at: String::new(),
+                tasks: v
+                    .container
+                    .as_ref()
+                    .and_then(|c| c.tasks.as_ref())
+                    .map(|t| t.list.clone())
+                    .unwrap_or_default(),
                 lifecycle,
             }
         })
@@ -206,6 +212,38 @@ pub(super) fn statuses(
 
 /// Events for what the executor did. A failure is recorded when its message is new, so a
 /// failure that repeats every pass is recorded once.
+/// A service's tasks that reached a new state since the last pass (the swarm starts, restarts
+/// and moves them on its own): one event each.
+pub(super) fn task_events(
+    previous: &std::collections::HashMap<ObjectKey, Status>,
+    statuses: &[Status],
+) -> Vec<NewEvent> {
+    let mut events = Vec::new();
+    for s in statuses {
+        let Some(key) = &s.key else { continue };
+        let before = previous
+            .get(key)
+            .map(|p| p.tasks.as_slice())
+            .unwrap_or_default();
+        for t in &s.tasks {
+            let seen = before.iter().any(|b| b.id == t.id && b.state == t.state);
+            if seen {
+                continue;
+            }
+            let mut message = format!("task {} of {key} on {}: {}", t.slot, t.node, t.state);
+            if let Some(e) = &t.error {
+                message.push_str(&format!(" ({e})"));
+            }
+            events.push(NewEvent {
+                key: Some(key.clone()),
+                reason: "task",
+                message,
+            });
+        }
+    }
+    events
+}
+
 pub(super) fn outcome_events(
     outcomes: &[Outcome],
     previous: &HashMap<ObjectKey, Status>,

@@ -90,6 +90,7 @@ pub async fn stop_now<R: Engine>(
                     message: v.message.clone(),
                     ports: Vec::new(),
                     updated_at: String::new(),
+                    tasks: Vec::new(),
                     lifecycle: v.lifecycle.clone(),
                 })
                 .collect();

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 
 use super::{query, Store, StoreError};
-use crate::engine::PublishedPort;
+use crate::engine::{PublishedPort, TaskInfo};
 use crate::lifecycle::Lifecycle;
 use crate::manifest::{Kind, ObjectKey, Phase};
 
@@ -21,6 +21,9 @@ pub struct Status {
     pub message: Option<String>,
     pub ports: Vec<PublishedPort>,
     pub updated_at: String,
+    /// A swarm service's current tasks (none for a container).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskInfo>,
     #[serde(skip)]
     pub lifecycle: Lifecycle,
 }
@@ -36,6 +39,7 @@ impl Status {
             message: None,
             ports: Vec::new(),
             updated_at: String::new(),
+            tasks: Vec::new(),
             lifecycle: Lifecycle::default(),
         }
     }
@@ -92,12 +96,12 @@ impl Store {
             }
             let ports = serde_json::to_string(&s.ports).unwrap_or_else(|_| "[]".into());
             sqlx::query(
-                "INSERT INTO status (instance, kind, name, phase, container_id, observed_generation, message, ports, lifecycle)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                "INSERT INTO status (instance, kind, name, phase, container_id, observed_generation, message, ports, lifecycle, tasks)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT (instance, kind, name) DO UPDATE SET phase = excluded.phase,
                    container_id = excluded.container_id, observed_generation = excluded.observed_generation,
                    message = excluded.message, ports = excluded.ports, lifecycle = excluded.lifecycle,
-                   updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                   tasks = excluded.tasks, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
             )
             .bind(instance)
             .bind(key.kind.label())
@@ -108,6 +112,7 @@ impl Store {
             .bind(&s.message)
             .bind(ports)
             .bind(serde_json::to_string(&s.lifecycle).unwrap_or_else(|_| "{}".into()))
+            .bind(serde_json::to_string(&s.tasks).unwrap_or_else(|_| "[]".into()))
             .execute(&mut *tx)
             .await
             .map_err(query("upsert status"))?;
@@ -118,7 +123,7 @@ impl Store {
 
     pub async fn statuses(&self, instance: &str) -> Result<Vec<Status>, StoreError> {
         let rows = sqlx::query(
-            "SELECT kind, name, phase, container_id, observed_generation, message, ports, updated_at, lifecycle
+            "SELECT kind, name, phase, container_id, observed_generation, message, ports, updated_at, lifecycle, tasks
              FROM status WHERE instance = ? ORDER BY kind, name",
         )
         .bind(instance)
@@ -140,6 +145,7 @@ impl Store {
                     ports: serde_json::from_str(&ports).unwrap_or_default(),
                     updated_at: r.get(7),
                     lifecycle: serde_json::from_str(&r.get::<String, _>(8)).unwrap_or_default(),
+                    tasks: serde_json::from_str(&r.get::<String, _>(9)).unwrap_or_default(),
                 }
             })
             .collect())

@@ -59,6 +59,14 @@ impl Controller {
         })
     }
 
+    /// Kills the controller with SIGKILL (no shutdown of its own) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Waits for the process to exit on its own.
     pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
         let child = self.child.as_mut().expect("controller running");

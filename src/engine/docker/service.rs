@@ -36,6 +36,10 @@ use crate::manifest::server::RestartPolicy;
 /// The label a service's task containers carry instead of the owner labels.
 pub const SERVICE_LABEL: &str = "dockhand.service";
 
+/// On a service whose tasks have a health check: the engine answers with the check under a
+/// name bollard's model does not read (`Healthcheck`, not `HealthCheck`).
+const HEALTH_LABEL: &str = "dockhand.health-check";
+
 /// How long a removal waits for the swarm to stop the service's tasks (so that its ports,
 /// networks and volumes are free when `remove` returns), beyond the tasks' own stop timeout.
 const REMOVAL_GRACE: Duration = Duration::from_secs(20);
@@ -82,6 +86,9 @@ pub(super) fn service_spec(
         return refuse("a port's host address");
     }
     let mut service_labels = spec.labels.clone();
+    if spec.healthcheck.is_some() {
+        service_labels.insert(HEALTH_LABEL.into(), "true".into());
+    }
     if let Some(hash) = &s.spec_hash {
         service_labels.insert(labels::SPEC_HASH.into(), hash.clone());
     }
@@ -407,13 +414,7 @@ pub(super) fn observed_service(
         // The swarm is (re)starting tasks on its own schedule.
         State::Restarting
     };
-    let has_health = spec
-        .task_template
-        .as_ref()
-        .and_then(|t| t.container_spec.as_ref())
-        .and_then(|c| c.health_check.as_ref())
-        .and_then(|h| h.test.as_ref())
-        .is_some_and(|t| t.first().map(String::as_str) != Some("NONE"));
+    let has_health = service_labels.contains_key(HEALTH_LABEL);
     let name = spec.name.clone().unwrap_or_default();
     let mut o = Observed::from_labels(id, name, state, &service_labels);
     // A task counts as running once healthy: the swarm holds it in `starting` until then.
@@ -525,6 +526,32 @@ impl DockerEngine {
             .collect()
     }
 
+    /// A service's health check as the engine holds it (read from its own answer: bollard's
+    /// model drops it), so that sending the spec back keeps it.
+    async fn health_check_of(&self, id: &str) -> Result<Option<HealthConfig>, EngineError> {
+        let failed = |message: String| EngineError::Engine {
+            op: "inspect service",
+            target: id.to_owned(),
+            message,
+        };
+        let socket = super::tolerant::socket()
+            .ok_or_else(|| failed("restarting a service needs the engine's unix socket".into()))?;
+        let version = self.docker.client_version().to_string();
+        let path = format!("/v{version}/services/{}", super::percent_encode(id));
+        let body = tokio::time::timeout(self.deadline, super::tolerant::get(&socket, &path))
+            .await
+            .map_err(|_| failed("no answer in time".into()))?
+            .map_err(failed)?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| failed(e.to_string()))?;
+        match v.pointer("/Spec/TaskTemplate/ContainerSpec/Healthcheck") {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(h) => serde_json::from_value(h.clone())
+                .map(Some)
+                .map_err(|e| failed(e.to_string())),
+        }
+    }
+
     /// This engine's own node, which pinned services stay on.
     async fn local_node(&self) -> Result<String, EngineError> {
         let info = self
@@ -601,8 +628,12 @@ impl DockerEngine {
             .map_err(|e| engine("inspect service", id, e))?;
         let version = current.version.and_then(|v| v.index).unwrap_or(0);
         let mut spec = current.spec.unwrap_or_default();
+        let health = self.health_check_of(id).await?;
         if let Some(t) = spec.task_template.as_mut() {
             t.force_update = Some(t.force_update.unwrap_or(0) + 1);
+            if let Some(c) = t.container_spec.as_mut() {
+                c.health_check = health;
+            }
         }
         let opts = UpdateServiceOptions {
             version: i32::try_from(version).unwrap_or(i32::MAX),

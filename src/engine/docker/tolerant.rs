@@ -80,7 +80,7 @@ pub(super) async fn list(
     serde_json::from_value(value).map_err(|e| format!("the listing does not decode: {e}"))
 }
 
-async fn get(socket: &Path, path: &str) -> Result<Vec<u8>, String> {
+pub(super) async fn get(socket: &Path, path: &str) -> Result<Vec<u8>, String> {
     let stream = tokio::net::UnixStream::connect(socket)
         .await
         .map_err(|e| format!("{}: {e}", socket.display()))?;
