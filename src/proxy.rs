@@ -20,12 +20,41 @@ use crate::manifest::network::RouteSpec;
 /// tokio's 8 KiB default moved 0.29x of a direct connection's throughput, 256 KiB 0.6-0.7x.
 const SPLICE_BUFFER: usize = 256 * 1024;
 
+/// One address a server is reached at: a container's own, at the route's target port, or a
+/// swarm node's that publishes the target port on a port of its own (`ports`: container port →
+/// published port; only those ports are reachable there).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backend {
+    pub ip: Ipv4Addr,
+    pub ports: Vec<(u16, u16)>,
+}
+
+impl Backend {
+    /// Where a connection to container port `port` goes, if this backend reaches it.
+    fn addr(&self, port: u16) -> Option<SocketAddr> {
+        if self.ports.is_empty() {
+            return Some(SocketAddr::from((self.ip, port)));
+        }
+        let (_, host) = self.ports.iter().find(|(c, _)| *c == port)?;
+        Some(SocketAddr::from((self.ip, *host)))
+    }
+}
+
+impl From<Ipv4Addr> for Backend {
+    fn from(ip: Ipv4Addr) -> Self {
+        Backend {
+            ip,
+            ports: Vec::new(),
+        }
+    }
+}
+
 /// Counters and routing state one listener shares with the reconciler.
 #[derive(Default)]
 struct Shared {
     spec: RwLock<Option<RouteSpec>>,
     /// Server name → addresses of its ready containers (one per ready replica).
-    backends: RwLock<HashMap<String, Vec<Ipv4Addr>>>,
+    backends: RwLock<HashMap<String, Vec<Backend>>>,
     /// Turns through a replicated server's addresses, one connection or session at a time.
     next: std::sync::atomic::AtomicUsize,
     bytes_in: AtomicU64,
@@ -52,8 +81,7 @@ impl Shared {
         let ips = backends
             .get(&target.server.0)
             .filter(|ips| !ips.is_empty())?;
-        let ip = ips[self.next.fetch_add(1, Ordering::Relaxed) % ips.len()];
-        Some(SocketAddr::from((ip, target.port.0)))
+        ips[self.next.fetch_add(1, Ordering::Relaxed) % ips.len()].addr(target.port.0)
     }
 }
 
@@ -70,7 +98,7 @@ impl Listener {
     fn state(&self) -> RouteState {
         let mut backends: Vec<String> = Shared::read(&self.shared.backends)
             .iter()
-            .flat_map(|(s, ips)| ips.iter().map(move |ip| format!("{s}={ip}")))
+            .flat_map(|(s, ips)| ips.iter().map(move |b| format!("{s}={}", b.ip)))
             .collect();
         backends.sort();
         RouteState {
@@ -144,7 +172,7 @@ impl Proxy {
     pub async fn sync(
         &self,
         routes: &[(String, RouteSpec)],
-        backends: &HashMap<String, Vec<Ipv4Addr>>,
+        backends: &HashMap<String, Vec<Backend>>,
     ) -> HashMap<String, RouteState> {
         // Which listeners must be (re)started, decided under the lock, bound outside it.
         let mut to_start = Vec::new();
@@ -210,7 +238,7 @@ impl Proxy {
                 std::iter::once(spec.to.server.0.as_str())
                     .chain(spec.rules.iter().map(|r| r.to.server.0.as_str()))
                     .collect();
-            let mine: HashMap<String, Vec<Ipv4Addr>> = targets
+            let mine: HashMap<String, Vec<Backend>> = targets
                 .iter()
                 .filter_map(|t| Some((t.to_string(), backends.get(*t)?.clone())))
                 .collect();
@@ -422,6 +450,18 @@ async fn relay_replies(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_backend_reaches_only_the_ports_it_publishes() {
+        let node = Backend {
+            ip: Ipv4Addr::new(10, 0, 0, 12),
+            ports: vec![(8080, 18181)],
+        };
+        assert_eq!(node.addr(8080), "10.0.0.12:18181".parse().ok());
+        assert_eq!(node.addr(9090), None);
+        let container = Backend::from(Ipv4Addr::new(172, 17, 0, 2));
+        assert_eq!(container.addr(9090), "172.17.0.2:9090".parse().ok());
+    }
     use crate::manifest::fields::ContainerPort;
     use crate::manifest::network::{ListenAddr, Target};
     use crate::manifest::Name;
@@ -471,7 +511,7 @@ mod tests {
             "must be closed at once"
         );
         // With a backend: bytes go through and are counted.
-        let backends = HashMap::from([("echo".to_owned(), vec![Ipv4Addr::LOCALHOST])]);
+        let backends = HashMap::from([("echo".to_owned(), vec![Ipv4Addr::LOCALHOST.into()])]);
         proxy.sync(&routes, &backends).await;
         let mut c = TcpStream::connect(listen).await.expect("connect");
         c.write_all(b"ping").await.expect("write");
@@ -517,7 +557,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(proxy.sync(&routes, &HashMap::new()).await["u"].dropped, 1);
 
-        let backends = HashMap::from([("echo".to_owned(), vec![Ipv4Addr::LOCALHOST])]);
+        let backends = HashMap::from([("echo".to_owned(), vec![Ipv4Addr::LOCALHOST.into()])]);
         proxy.sync(&routes, &backends).await;
         client.send_to(b"hello", listen).await.expect("send");
         let mut buf = [0u8; 16];

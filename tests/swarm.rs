@@ -337,6 +337,61 @@ fn servers_become_services_that_start_in_order_scale_heal_roll_back_and_prune_on
     sync_ok(&env, &lab);
     assert_eq!(versions(&lab), before);
 
+    // A route in a controller on the manager reaches the tasks at their nodes' host ports
+    // (the controller runs in node 1's network namespace, where the nodes' addresses are).
+    env.write(
+        "front.yaml",
+        "apiVersion: dockhand/v1\nkind: Route\nmetadata: {name: front}\nspec:\n  protocol: tcp\n  listen: 127.0.0.1:18300\n  to: {server: web, port: 8080}\n",
+    );
+    let mut up = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            "dhlab-n1",
+            env!("CARGO_BIN_EXE_dockhand"),
+            "up",
+        ])
+        .arg("--manifests")
+        .arg(&env.manifests)
+        .arg("--state")
+        .arg(&env.state)
+        .args(["--instance", &env.instance, "--api", "127.0.0.1:0"])
+        .env("DOCKER_HOST", lab.node(1))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start up in node 1's namespace");
+    let answered = eventually(
+        std::time::Duration::from_secs(60),
+        "an answer through the route",
+        || {
+            let out = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    "dhlab-n1",
+                    "curl",
+                    "-s",
+                    "-m",
+                    "2",
+                    "-o",
+                    "/dev/null",
+                ])
+                .args(["-w", "%{http_code}", "http://127.0.0.1:18300/"])
+                .output()
+                .ok()?;
+            let code = String::from_utf8_lossy(&out.stdout).into_owned();
+            (code != "000" && !code.is_empty()).then_some(code)
+        },
+    );
+    // busybox httpd has no index here: any HTTP answer came from a task.
+    assert_eq!(answered, "404");
+    let route = env.status_of("route", "front").expect("the route's status");
+    assert_eq!(route["phase"], "Ready", "{route}");
+    let _ = up.kill();
+    let _ = up.wait();
+    env.remove("front.yaml");
+
     // A removed manifest's service is pruned; the other stays.
     env.remove("web.yaml");
     sync_ok(&env, &lab);

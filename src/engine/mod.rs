@@ -185,6 +185,9 @@ pub struct TaskInfo {
     pub id: String,
     pub slot: u64,
     pub node: String,
+    /// The node's address (where the service's host-mode ports are published).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
     /// `new`, `pending`, `assigned`, `preparing`, `starting`, `running`, `complete`,
     /// `failed`, `shutdown`, `rejected`, `orphaned` or `remove`.
     pub state: String,

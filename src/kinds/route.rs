@@ -13,7 +13,7 @@ use crate::manifest::network::{Cidr, RouteSpec, Rule, Target};
 use crate::manifest::replicas::replica_of;
 use crate::manifest::{Kind, Name, Object, ObjectKey, Phase, Spec};
 use crate::plan::Plan;
-use crate::proxy::RouteState;
+use crate::proxy::{Backend, RouteState};
 use crate::store::{ClientRoute, NewEvent, Status};
 
 /// The routes among the desired objects, by name.
@@ -33,13 +33,13 @@ pub fn routes(desired: &[Object]) -> Vec<(String, RouteSpec)> {
 pub fn add_client_routes(
     routes: &mut [(String, RouteSpec)],
     clients: &BTreeMap<String, Vec<ClientRoute>>,
-) -> HashMap<String, Vec<Ipv4Addr>> {
+) -> HashMap<String, Vec<Backend>> {
     let mut raw = HashMap::new();
     for (name, spec) in routes.iter_mut() {
         for c in clients.get(name).into_iter().flatten() {
             let source: Cidr = c.client.0;
             if let Some(ip) = c.address() {
-                raw.insert(c.server.clone(), vec![ip]);
+                raw.insert(c.server.clone(), vec![Backend::from(ip)]);
             }
             spec.rules.retain(|r| r.source != source);
             spec.rules.push(Rule {
@@ -56,10 +56,14 @@ pub fn add_client_routes(
 
 /// Every server's backends: the address of each replica's Ready container, or while a
 /// StartFirst update is under way, of the old container that still runs.
-pub fn backends(plan: &Plan, observed: &[Observed]) -> HashMap<String, Vec<Ipv4Addr>> {
-    let mut backends: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+pub fn backends(plan: &Plan, observed: &[Observed]) -> HashMap<String, Vec<Backend>> {
+    let mut backends: HashMap<String, Vec<Backend>> = HashMap::new();
     for (key, v) in &plan.verdicts {
         if key.kind != Kind::Server {
+            continue;
+        }
+        if let Some(c) = v.container.as_ref().filter(|c| c.tasks.is_some()) {
+            backends.insert(key.name.clone(), service_backends(c));
             continue;
         }
         let ready = v
@@ -78,10 +82,34 @@ pub fn backends(plan: &Plan, observed: &[Observed]) -> HashMap<String, Vec<Ipv4A
             backends
                 .entry(replica_of(&key.name).to_owned())
                 .or_default()
-                .push(ip);
+                .push(ip.into());
         }
     }
     backends
+}
+
+/// A swarm service's backends: the node of each running task, at the ports the service
+/// publishes there (a port it does not publish is out of the proxy's reach: the tasks'
+/// networks span the nodes, not this host).
+fn service_backends(c: &Observed) -> Vec<Backend> {
+    let ports: Vec<(u16, u16)> = c.ports.iter().map(|p| (p.container, p.host)).collect();
+    if ports.is_empty() {
+        return Vec::new();
+    }
+    let mut out: Vec<Backend> = c
+        .tasks
+        .iter()
+        .flat_map(|t| &t.list)
+        .filter(|t| t.state == "running")
+        .filter_map(|t| t.address.as_deref()?.parse::<Ipv4Addr>().ok())
+        .map(|ip| Backend {
+            ip,
+            ports: ports.clone(),
+        })
+        .collect();
+    out.sort_by_key(|b| b.ip);
+    out.dedup();
+    out
 }
 
 /// A route is Ready while it listens and has a ready backend, Running while it listens with none,

@@ -325,13 +325,17 @@ fn task_state(t: &Task) -> String {
         .unwrap_or_default()
 }
 
-fn task_info(t: &Task, nodes: &HashMap<String, String>) -> TaskInfo {
+fn task_info(t: &Task, nodes: &HashMap<String, (String, String)>) -> TaskInfo {
     let status = t.status.clone().unwrap_or_default();
     let node = t.node_id.clone().unwrap_or_default();
     TaskInfo {
         id: t.id.clone().unwrap_or_default(),
         slot: t.slot.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
-        node: nodes.get(&node).cloned().unwrap_or(node),
+        address: nodes
+            .get(&node)
+            .map(|n| n.1.clone())
+            .filter(|a| !a.is_empty()),
+        node: nodes.get(&node).map_or(node, |n| n.0.clone()),
         state: task_state(t),
         desired: t.desired_state.map(|s| s.to_string()).unwrap_or_default(),
         message: status.message.unwrap_or_default(),
@@ -345,7 +349,7 @@ fn task_info(t: &Task, nodes: &HashMap<String, String>) -> TaskInfo {
 pub(super) fn observed_service(
     s: Service,
     tasks: &[Task],
-    nodes: &HashMap<String, String>,
+    nodes: &HashMap<String, (String, String)>,
     instance: &str,
 ) -> Option<Observed> {
     let spec = s.spec.clone().unwrap_or_default();
@@ -510,8 +514,9 @@ impl DockerEngine {
         Ok(out)
     }
 
-    /// Node IDs to hostnames, for task listings (empty when the nodes cannot be listed).
-    async fn node_names(&self) -> HashMap<String, String> {
+    /// Node IDs to hostnames and addresses, for task listings (empty when the nodes cannot be
+    /// listed).
+    async fn node_names(&self) -> HashMap<String, (String, String)> {
         let nodes = self
             .docker
             .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
@@ -521,7 +526,8 @@ impl DockerEngine {
             .into_iter()
             .filter_map(|n| {
                 let host = n.description?.hostname?;
-                Some((n.id?, host))
+                let addr = n.status.and_then(|s| s.addr).unwrap_or_default();
+                Some((n.id?, (host, addr)))
             })
             .collect()
     }
