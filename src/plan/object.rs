@@ -219,6 +219,7 @@ fn plan_container(
         let action = Action::Recreate {
             key: d.key.clone(),
             old: c.id.clone(),
+            in_place: c.tasks.is_some(),
         };
         return (verdict(Phase::Creating, None, lc), Some(action));
     }

@@ -230,7 +230,8 @@ fn changed_spec_recreates_only_that_object() {
         p.actions,
         [Action::Recreate {
             key: key("web"),
-            old: "c1".into()
+            old: "c1".into(),
+            in_place: false,
         }]
     );
 }
@@ -276,7 +277,8 @@ fn dead_container_is_recreated() {
         p.actions,
         [Action::Recreate {
             key: key("web"),
-            old: "c1".into()
+            old: "c1".into(),
+            in_place: false,
         }]
     );
 }

@@ -86,7 +86,12 @@ pub enum Action {
     /// No container exists for the object.
     Create { key: ObjectKey },
     /// The container's spec hash differs from the object's (or it is dead): replace it.
-    Recreate { key: ObjectKey, old: String },
+    Recreate {
+        key: ObjectKey,
+        old: String,
+        /// The engine changes it in place (a swarm service, whose tasks the swarm rolls).
+        in_place: bool,
+    },
     /// Start a stopped container: a restart after an exit, or the first start of one created.
     Start {
         key: ObjectKey,
@@ -147,6 +152,11 @@ impl Action {
     pub fn describe(&self) -> String {
         match self {
             Action::Create { key } => format!("create {key}"),
+            Action::Recreate {
+                key,
+                in_place: true,
+                ..
+            } => format!("update {key} (spec changed)"),
             Action::Recreate { key, .. } => format!("recreate {key} (spec changed)"),
             Action::Start {
                 key, restart: true, ..

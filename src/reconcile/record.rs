@@ -271,6 +271,14 @@ pub(super) fn outcome_events(
                 (Action::Create { key }, Ok(_)) => {
                     ("created", format!("created and started {key}"))
                 }
+                (
+                    Action::Recreate {
+                        key,
+                        in_place: true,
+                        ..
+                    },
+                    Ok(_),
+                ) => ("updated", format!("updated {key}: its spec changed")),
                 (Action::Recreate { key, .. }, Ok(_)) => {
                     ("recreated", format!("recreated {key}: its spec changed"))
                 }
