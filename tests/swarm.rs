@@ -192,7 +192,8 @@ fn web(env_extra: &str) -> String {
 }
 
 #[test]
-fn servers_become_services_that_start_in_order_scale_heal_roll_back_and_prune_on_a_real_swarm() {
+fn servers_become_services_that_start_in_order_scale_restart_heal_roll_back_route_and_prune_on_a_real_swarm(
+) {
     let Some(env) = Env::new("swarm-svc") else {
         return;
     };
@@ -249,6 +250,18 @@ fn servers_become_services_that_start_in_order_scale_heal_roll_back_and_prune_on
         "{before:?} -> {after:?}"
     );
 
+    // `restart` rolls every task (the swarm's update order), keeping the service.
+    let before = running_tasks(&lab, &svc("web"));
+    let out = on_swarm(&env, &lab, "restart", &["web", "--no-wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    sync_ok(&env, &lab);
+    let after = running_tasks(&lab, &svc("web"));
+    assert_eq!(after.len(), 3);
+    assert!(
+        before.iter().all(|t| !after.contains(t)),
+        "{before:?} -> {after:?}"
+    );
+
     // A task killed on its node is replaced by the swarm; dockhand reports it whole again.
     let (node, container) = (1..=3)
         .find_map(|n| {
@@ -261,6 +274,51 @@ fn servers_become_services_that_start_in_order_scale_heal_roll_back_and_prune_on
     eventually(
         std::time::Duration::from_secs(60),
         "web's task replaced",
+        || {
+            let out = on_swarm(&env, &lab, "sync", &["--timeout", "10s"]);
+            let s = env.status_of("server", "web")?;
+            (out.status.success() && s["message"] == "3/3 tasks running").then_some(())
+        },
+    );
+
+    // A drained node's task cannot go elsewhere (the other nodes publish the host port
+    // already): reported as 2 of 3, then whole again when the node is back.
+    let nodes_of_web = |lab: &Lab| {
+        lab.docker(
+            1,
+            &[
+                "service",
+                "ps",
+                "--filter",
+                "desired-state=running",
+                "--format",
+                "{{.Node}}",
+                &svc("web"),
+            ],
+        )
+    };
+    lab.docker(
+        1,
+        &["node", "update", "--availability", "drain", "dhlab-node2"],
+    );
+    eventually(
+        std::time::Duration::from_secs(60),
+        "web off the drained node",
+        || {
+            let _ = on_swarm(&env, &lab, "sync", &["--timeout", "3s"]);
+            let s = env.status_of("server", "web")?;
+            let message = s["message"].as_str()?.to_owned();
+            (message.starts_with("2/3 tasks running") && s["phase"] == "Running").then_some(())
+        },
+    );
+    assert!(!nodes_of_web(&lab).contains("dhlab-node2"));
+    lab.docker(
+        1,
+        &["node", "update", "--availability", "active", "dhlab-node2"],
+    );
+    eventually(
+        std::time::Duration::from_secs(60),
+        "web whole again",
         || {
             let out = on_swarm(&env, &lab, "sync", &["--timeout", "10s"]);
             let s = env.status_of("server", "web")?;
@@ -398,4 +456,11 @@ fn servers_become_services_that_start_in_order_scale_heal_roll_back_and_prune_on
     let names = lab.docker(1, &["service", "ls", "--format", "{{.Name}}"]);
     assert!(!names.contains(&svc("web")), "{names}");
     assert!(names.contains(&svc("db")), "{names}");
+
+    // `down` removes the rest.
+    let out = on_swarm(&env, &lab, "down", &["--no-wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    sync_ok(&env, &lab);
+    let names = lab.docker(1, &["service", "ls", "--format", "{{.Name}}"]);
+    assert!(!names.contains(&env.instance), "{names}");
 }
