@@ -506,7 +506,22 @@ impl DockerEngine {
             .list_tasks(Some(opts))
             .await
             .map_err(|e| engine("list", "tasks", e))?;
-        let nodes = self.node_names().await;
+        let known = |nodes: &HashMap<String, (String, String)>| {
+            tasks
+                .iter()
+                .filter_map(|t| t.node_id.as_ref())
+                .all(|n| nodes.contains_key(n))
+        };
+        let cached = self.nodes.lock().map(|n| n.clone()).unwrap_or_default();
+        let nodes = if known(&cached) {
+            cached
+        } else {
+            let fresh = self.node_names().await;
+            if let Ok(mut n) = self.nodes.lock() {
+                n.clone_from(&fresh);
+            }
+            fresh
+        };
         let mut out = Vec::with_capacity(services.len());
         for s in services {
             out.extend(observed_service(s, &tasks, &nodes, instance));
