@@ -560,7 +560,8 @@ pub struct PortLong {
     pub published: Option<Str>,
     pub host_ip: Option<Str>,
     pub protocol: Option<Str>,
-    /// `host` or `ingress`: one engine has no ingress mesh, so both publish on the host.
+    /// `host` or `ingress`: a swarm's; one engine has no ingress mesh, so both publish on the
+    /// host.
     pub mode: Option<Str>,
     pub name: Option<Str>,
     pub app_protocol: Option<Str>,
@@ -666,17 +667,42 @@ pub struct Deploy {
     /// `replicated` only; `global` is a cluster's.
     pub mode: Option<Str>,
     pub labels: Option<Refused>,
-    pub placement: Option<Refused>,
-    pub rollback_config: Option<Refused>,
-    pub endpoint_mode: Option<Refused>,
+    pub placement: Option<Placement>,
+    /// dockhand rolls back with the update's settings.
+    pub rollback_config: Option<IgnoredSpan>,
+    /// `vip` or `dnsrr` (a swarm's; one engine has no virtual addresses).
+    pub endpoint_mode: Option<Str>,
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    pub constraints: Option<Vec<Str>>,
+    pub preferences: Option<Vec<Preference>>,
+    pub max_replicas_per_node: Option<Num>,
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Preference {
+    pub spread: Str,
 }
 
 #[derive(Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DeployResources {
     pub limits: Option<Limits>,
-    /// What a scheduler reserves; one engine reserves nothing.
-    pub reservations: Option<IgnoredSpan>,
+    /// What a swarm schedules by; one engine takes the memory as a soft limit.
+    pub reservations: Option<Reservations>,
+}
+
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Reservations {
+    pub cpus: Option<Str>,
+    pub memory: Option<Str>,
+    pub devices: Option<Refused>,
+    pub generic_resources: Option<Refused>,
 }
 
 /// A value that is read and dropped, with where it was, for a warning.
@@ -703,16 +729,16 @@ pub struct Limits {
 pub struct DeployRestart {
     pub condition: Option<Str>,
     pub max_attempts: Option<Num>,
-    pub delay: Option<Refused>,
-    pub window: Option<Refused>,
+    pub delay: Option<Str>,
+    pub window: Option<Str>,
 }
 
 #[derive(Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateConfig {
     pub order: Option<Str>,
-    pub parallelism: Option<IgnoredSpan>,
-    pub delay: Option<IgnoredSpan>,
+    pub parallelism: Option<Num>,
+    pub delay: Option<Str>,
     pub failure_action: Option<Str>,
     pub monitor: Option<Str>,
     pub max_failure_ratio: Option<Refused>,

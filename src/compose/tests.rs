@@ -401,3 +401,54 @@ fn override_files_and_unsupported_forms_are_refused_not_ignored() {
         "{e:?}"
     );
 }
+
+#[test]
+fn a_swarm_compose_files_deploy_keys_become_dockhands_swarm_fields() {
+    let p = load_text(
+        r#"
+services:
+  web:
+    image: dockhand/busybox:local
+    ports: [{target: 8080, published: 18080, mode: host}]
+    deploy:
+      replicas: 3
+      endpoint_mode: dnsrr
+      placement:
+        constraints: [node.role == worker]
+        preferences: [{spread: node.labels.zone}]
+        max_replicas_per_node: 1
+      resources: {reservations: {memory: 64m, cpus: "0.25"}}
+      restart_policy: {condition: any, delay: 2s, window: 30s}
+      update_config: {parallelism: 2, delay: 10s}
+      rollback_config: {parallelism: 1}
+"#,
+        &[],
+    )
+    .unwrap();
+    let web = server(&p, "web");
+    assert_eq!(
+        web.endpoint_mode,
+        Some(crate::manifest::server::EndpointMode::Dnsrr)
+    );
+    let placement = web.placement.as_ref().unwrap();
+    assert_eq!(placement.constraints[0].0, "node.role == worker");
+    assert_eq!(placement.preferences[0].spread.0, "node.labels.zone");
+    assert_eq!(placement.max_replicas_per_node, Some(1));
+    let reserved = web
+        .resources
+        .as_ref()
+        .unwrap()
+        .reservations
+        .as_ref()
+        .unwrap();
+    assert_eq!(reserved.memory.unwrap().0, 64 << 20);
+    assert_eq!(web.restart_delay, Some(std::time::Duration::from_secs(2)));
+    assert_eq!(web.restart_window, Some(std::time::Duration::from_secs(30)));
+    let update = web.update.as_ref().unwrap();
+    assert_eq!(update.parallelism, Some(2));
+    assert_eq!(update.delay, Some(std::time::Duration::from_secs(10)));
+    assert_eq!(
+        web.ports[0].mode,
+        Some(crate::manifest::fields::PublishMode::Host)
+    );
+}

@@ -488,6 +488,21 @@ impl Service1<'_> {
                     })
                 }
             };
+            // A swarm's publish mode (one engine publishes both on the host).
+            let mode = match p {
+                ShortOrLong::Long(l) => match l.mode.as_ref().map(|m| m.0.as_str()) {
+                    None => None,
+                    Some(m @ ("host" | "ingress")) => Some(m),
+                    Some(other) => {
+                        self.error(
+                            "ports",
+                            format!("invalid mode {other:?}: expected host or ingress"),
+                        );
+                        continue;
+                    }
+                },
+                ShortOrLong::Short(_) => None,
+            };
             match expanded {
                 Ok(ports) => {
                     for Port {
@@ -507,6 +522,9 @@ impl Service1<'_> {
                         }
                         if udp {
                             m.insert("protocol".into(), json!("udp"));
+                        }
+                        if let Some(mode) = mode {
+                            m.insert("mode".into(), json!(mode));
                         }
                         self.push("ports", "ports", Value::Object(m));
                     }
@@ -875,6 +893,16 @@ impl Service1<'_> {
                         )
                     }
                 };
+                for (key, field, v) in [
+                    ("deploy.restart_policy.delay", "restartDelay", &p.delay),
+                    ("deploy.restart_policy.window", "restartWindow", &p.window),
+                ] {
+                    if v.is_some() {
+                        if let Some(d) = self.duration(key, v, "0s") {
+                            self.set(field, key, json!(d));
+                        }
+                    }
+                }
                 (policy, p.max_attempts.map(|n| n.0.max(0) as u32))
             }
             (None, None) => {
@@ -961,14 +989,60 @@ impl Service1<'_> {
                     update.insert("monitor".into(), json!(m));
                 }
             }
+            if let Some(n) = u.parallelism {
+                match u32::try_from(n.0) {
+                    Ok(n) => {
+                        update.insert("parallelism".into(), json!(n));
+                    }
+                    Err(_) => self.error(
+                        "deploy.update_config.parallelism",
+                        format!("invalid parallelism {}: expected 0 or more", n.0),
+                    ),
+                }
+            }
+            if u.delay.is_some() {
+                if let Some(d) = self.duration("deploy.update_config.delay", &u.delay, "0s") {
+                    update.insert("delay".into(), json!(d));
+                }
+            }
             if !update.is_empty() {
                 self.set("update", "deploy.update_config", Value::Object(update));
             }
-            if u.parallelism.is_some() || u.delay.is_some() {
-                self.warn(
-                    "deploy.update_config",
-                    "parallelism and delay: replicas are replaced one at a time; ignored",
-                );
+        }
+        if d.rollback_config.is_some() {
+            self.warn(
+                "deploy.rollback_config",
+                "a rollback uses the update's parallelism, order and monitor; ignored",
+            );
+        }
+        if let Some(mode) = &d.endpoint_mode {
+            match mode.0.as_str() {
+                "vip" => {}
+                "dnsrr" => self.set("endpointMode", "deploy.endpoint_mode", json!("dnsrr")),
+                other => self.error(
+                    "deploy.endpoint_mode",
+                    format!("invalid endpoint_mode {other:?}: expected vip or dnsrr"),
+                ),
+            }
+        }
+        if let Some(p) = &d.placement {
+            let mut m = Map::new();
+            if let Some(c) = &p.constraints {
+                let list: Vec<&str> = c.iter().map(|c| c.0.as_str()).collect();
+                m.insert("constraints".into(), json!(list));
+            }
+            if let Some(prefs) = &p.preferences {
+                let list: Vec<Value> = prefs
+                    .iter()
+                    .map(|p| json!({"spread": p.spread.0}))
+                    .collect();
+                m.insert("preferences".into(), Value::Array(list));
+            }
+            if let Some(n) = p.max_replicas_per_node {
+                m.insert("maxReplicasPerNode".into(), json!(n.0.max(0)));
+            }
+            if !m.is_empty() {
+                self.set("placement", "deploy.placement", Value::Object(m));
             }
         }
         let mut res = Map::new();
@@ -981,14 +1055,18 @@ impl Service1<'_> {
             "deploy.resources.limits.cpus",
             &mut res,
         );
-        if d.resources
-            .as_ref()
-            .is_some_and(|r| r.reservations.is_some())
-        {
-            self.warn(
-                "deploy.resources.reservations",
-                "one engine reserves nothing; ignored",
+        if let Some(r) = d.resources.as_ref().and_then(|r| r.reservations.as_ref()) {
+            let mut reserved = Map::new();
+            self.resources(
+                &r.memory,
+                &r.cpus,
+                "deploy.resources.reservations.memory",
+                "deploy.resources.reservations.cpus",
+                &mut reserved,
             );
+            if !reserved.is_empty() {
+                res.insert("reservations".into(), Value::Object(reserved));
+            }
         }
         if !res.is_empty() {
             self.set("resources", "deploy", Value::Object(res));
