@@ -906,7 +906,7 @@ mod idle {
             reconciler.pass(&snapshot).await?;
             let noop_ms = t.elapsed().as_secs_f64() * 1000.0;
             let passes = || {
-                let text = signals.metrics.render(&[], &[]);
+                let text = signals.metrics.render(&[], &[], &[]);
                 text.lines()
                     .find_map(|l| l.strip_prefix("dockhand_reconcile_pass_duration_seconds_count "))
                     .and_then(|n| n.trim().parse::<u64>().ok())

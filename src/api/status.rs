@@ -31,6 +31,7 @@ pub(super) async fn readyz<R: Engine>(
 
 pub(super) async fn metrics<R: Engine>(State(api): State<Arc<Api<R>>>) -> Response {
     let mut containers = Vec::new();
+    let mut services = Vec::new();
     let routes = api
         .reconciler
         .get()
@@ -39,6 +40,19 @@ pub(super) async fn metrics<R: Engine>(State(api): State<Arc<Api<R>>>) -> Respon
         .unwrap_or_default();
     if let Some(rt) = api.reconciler.get().map(|r| r.engine()) {
         if let Ok(list) = rt.list(&api.instance).await {
+            services = list
+                .iter()
+                .filter_map(|o| {
+                    let (key, t) = (o.key.as_ref()?, o.tasks.as_ref()?);
+                    Some((
+                        key.kind.label().to_owned(),
+                        key.name.clone(),
+                        t.running,
+                        t.desired,
+                    ))
+                })
+                .collect();
+            services.sort();
             let running = list
                 .into_iter()
                 .filter(|c| c.state == crate::engine::State::Running)
@@ -62,7 +76,7 @@ pub(super) async fn metrics<R: Engine>(State(api): State<Arc<Api<R>>>) -> Respon
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        api.signals.metrics.render(&containers, &routes),
+        api.signals.metrics.render(&containers, &routes, &services),
     )
         .into_response()
 }

@@ -71,11 +71,13 @@ impl Metrics {
         }
     }
 
-    /// The whole exposition, with `containers` (object kind, name, stats) appended.
+    /// The whole exposition, with `containers` (object kind, name, stats) and swarm
+    /// `services` appended.
     pub fn render(
         &self,
         containers: &[(String, String, ContainerStats)],
         routes: &[(String, RouteState)],
+        services: &[ServiceTasks],
     ) -> String {
         let mut out = String::new();
         if let Ok(m) = self.inner.lock() {
@@ -83,6 +85,7 @@ impl Metrics {
         }
         render_containers(&mut out, containers);
         render_routes(&mut out, routes);
+        render_services(&mut out, services);
         out
     }
 }
@@ -207,6 +210,40 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// A swarm service's task counts: object kind and name, running and desired tasks.
+pub type ServiceTasks = (String, String, u64, u64);
+
+fn render_services(out: &mut String, services: &[ServiceTasks]) {
+    if services.is_empty() {
+        return;
+    }
+    type Field = fn(&ServiceTasks) -> u64;
+    let series: [(&str, &str, Field); 2] = [
+        (
+            "dockhand_service_tasks_running",
+            "A swarm service's running tasks.",
+            |s| s.2,
+        ),
+        (
+            "dockhand_service_tasks_desired",
+            "The tasks a swarm service asks for.",
+            |s| s.3,
+        ),
+    ];
+    for (name, help, value) in series {
+        header(out, name, "gauge", help);
+        for s in services {
+            let _ = writeln!(
+                out,
+                "{name}{{kind=\"{}\",name=\"{}\"}} {}",
+                escape(&s.0),
+                escape(&s.1),
+                value(s)
+            );
+        }
+    }
+}
+
 fn render_containers(out: &mut String, containers: &[(String, String, ContainerStats)]) {
     type Field = fn(&ContainerStats) -> f64;
     let series: [(&str, &str, &str, Field); 7] = [
@@ -327,11 +364,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_swarm_service_reports_its_running_and_desired_tasks() {
+        let services = [("server".to_owned(), "web".to_owned(), 2, 3)];
+        let text = Metrics::default().render(&[], &[], &services);
+        assert!(
+            text.contains("dockhand_service_tasks_running{kind=\"server\",name=\"web\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dockhand_service_tasks_desired{kind=\"server\",name=\"web\"} 3\n"),
+            "{text}"
+        );
+        assert!(!Metrics::default()
+            .render(&[], &[], &[])
+            .contains("dockhand_service_"));
+    }
+
+    #[test]
     fn histogram_buckets_are_cumulative() {
         let m = Metrics::default();
         m.pass_failed(Duration::from_millis(3), false);
         m.pass_failed(Duration::from_millis(300), true);
-        let text = m.render(&[], &[]);
+        let text = m.render(&[], &[], &[]);
         assert!(
             text.contains("dockhand_reconcile_pass_duration_seconds_bucket{le=\"0.005\"} 1\n"),
             "{text}"
@@ -354,7 +408,7 @@ mod tests {
             bytes_out: 2048,
             dropped: 1,
         };
-        let text = Metrics::default().render(&[], &[("front".into(), state)]);
+        let text = Metrics::default().render(&[], &[("front".into(), state)], &[]);
         for want in [
             "dockhand_route_listening{route=\"front\"} 1\n",
             "dockhand_route_backends{route=\"front\"} 1\n",
@@ -383,7 +437,7 @@ mod tests {
         report.plan.rollbacks.clear();
         report.plan.rolled_back.push((key, "rolled back".into()));
         m.pass(Duration::from_millis(1), &report);
-        let text = m.render(&[], &[]);
+        let text = m.render(&[], &[], &[]);
         assert!(text.contains("dockhand_rollbacks_total 1\n"), "{text}");
         assert!(text.contains("dockhand_rolled_back 1\n"), "{text}");
     }
