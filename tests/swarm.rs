@@ -464,3 +464,111 @@ fn servers_become_services_that_start_in_order_scale_restart_heal_roll_back_rout
     let names = lab.docker(1, &["service", "ls", "--format", "{{.Name}}"]);
     assert!(!names.contains(&env.instance), "{names}");
 }
+
+#[test]
+fn a_database_is_one_task_pinned_to_the_managers_node_with_its_volume_and_its_server_logs_in() {
+    let Some(env) = Env::new("swarm-db") else {
+        return;
+    };
+    common::postgres_image();
+    let Some(lab) = Lab::up() else {
+        return;
+    };
+    // Only the manager's node has the image: the database is pinned there, and so is the
+    // server (by a constraint of its own).
+    let save = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "docker save {} | docker -H {} load",
+            common::POSTGRES_IMAGE,
+            lab.node(1)
+        ))
+        .output()
+        .expect("load the postgres image");
+    assert!(save.status.success(), "{}", text(&save));
+    env.write(
+        "orders.yaml",
+        &format!(
+            "apiVersion: dockhand/v1\nkind: Database\nmetadata: {{name: orders}}\nspec:\n  engine: postgres\n  image: {}\n  deletionPolicy: Delete\n  readyTimeout: 60s\n",
+            common::POSTGRES_IMAGE
+        ),
+    );
+    env.write(
+        "api.yaml",
+        &format!(
+            "apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: api}}\nspec:\n  image: {}\n  entrypoint: [\"sh\", \"-c\", \"psql \\\"$DATABASE_URL\\\" -c 'select 1' && exec sleep 3600\"]\n  env:\n    DATABASE_URL: {{fromDatabase: orders}}\n  dependsOn: [{{kind: Database, name: orders, condition: Healthy}}]\n  restartDelay: 1s\n  placement: {{constraints: [node.role == manager]}}\n",
+            common::POSTGRES_IMAGE
+        ),
+    );
+    // The readiness login goes to the port the database publishes on its node: the
+    // controller runs in node 1's network namespace.
+    let sync = |args: &[&str]| {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                "dhlab-n1",
+                env!("CARGO_BIN_EXE_dockhand"),
+                "sync",
+            ])
+            .arg("--manifests")
+            .arg(&env.manifests)
+            .arg("--state")
+            .arg(&env.state)
+            .args(["--instance", &env.instance, "--prune-delay", "0s"])
+            .args(args)
+            .env("DOCKER_HOST", lab.node(1))
+            .output()
+            .expect("run sync in node 1's namespace")
+    };
+    let out = sync(&["--timeout", "120s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let db = format!("dh_{}_database_orders", env.instance);
+    let manager = lab.docker(1, &["info", "--format", "{{.Swarm.NodeID}}"]);
+    let constraints = inspect(
+        &lab,
+        &db,
+        "{{json .Spec.TaskTemplate.Placement.Constraints}}",
+    );
+    assert!(
+        constraints.contains(&format!("node.id == {manager}")),
+        "{constraints}"
+    );
+    let status = env
+        .status_of("database", "orders")
+        .expect("the database's status");
+    assert_eq!(status["phase"], "Ready", "{status}");
+    // The server logged in with the URL it was given (psql runs before it sleeps).
+    let api = env.status_of("server", "api").expect("the server's status");
+    assert_eq!(api["phase"], "Ready", "{api}");
+    assert_eq!(api["message"], "1/1 tasks running", "{api}");
+    let volume = format!("dh_{}_orders-data", env.instance);
+    assert_eq!(
+        lab.docker(
+            1,
+            &["volume", "ls", "-q", "--filter", &format!("name={volume}")]
+        ),
+        volume
+    );
+
+    // deletionPolicy Delete: the manifest's removal takes the volume with it.
+    env.remove("api.yaml");
+    env.remove("orders.yaml");
+    let out = sync(&["--timeout", "60s", "--allow-empty"]);
+    assert!(out.status.success(), "{}", text(&out));
+    eventually(
+        std::time::Duration::from_secs(30),
+        "the volume removed",
+        || {
+            let _ = sync(&["--timeout", "5s", "--allow-empty"]);
+            lab.docker(
+                1,
+                &["volume", "ls", "-q", "--filter", &format!("name={volume}")],
+            )
+            .is_empty()
+            .then_some(())
+        },
+    );
+    let names = lab.docker(1, &["service", "ls", "--format", "{{.Name}}"]);
+    assert!(!names.contains(&env.instance), "{names}");
+}

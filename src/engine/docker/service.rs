@@ -670,21 +670,34 @@ impl DockerEngine {
     /// Removes the service and waits (bounded) until its tasks are gone, so that what they
     /// held is free when this returns.
     pub(super) async fn delete_service(&self, id: &str) -> Result<(), EngineError> {
+        let name = match self.docker.inspect_service(id, None).await {
+            Ok(s) => s.spec.and_then(|s| s.name),
+            Err(e) if server_error(&e).map(|s| s.0) == Some(404) => return Ok(()),
+            Err(e) => return Err(engine("inspect service", id, e)),
+        };
         match self.docker.delete_service(id).await {
             Ok(()) => {}
             Err(e) if server_error(&e).map(|s| s.0) == Some(404) => return Ok(()),
             Err(e) => return Err(engine("remove service", id, e)),
         }
+        // The tasks of a removed service are listed (desired state `remove`) until their
+        // nodes have stopped them; a filter by service no longer finds them.
         let until = tokio::time::Instant::now() + REMOVAL_GRACE;
         while tokio::time::Instant::now() < until {
-            let opts = ListTasksOptions {
-                filters: Some(HashMap::from([("service".to_owned(), vec![id.to_owned()])])),
-            };
-            match self.docker.list_tasks(Some(opts)).await {
-                Ok(t) if t.is_empty() => break,
-                Ok(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-                Err(_) => break,
+            let all = self
+                .docker
+                .list_tasks(None::<ListTasksOptions>)
+                .await
+                .map_err(|e| engine("list", "tasks", e))?;
+            if !all.iter().any(|t| t.service_id.as_deref() == Some(id)) {
+                break;
             }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        // The swarm keeps a stopped task's container a while: on this engine's node, where a
+        // pinned database's volume is, they go now, so the volume can be removed with them.
+        if let Some(name) = name {
+            self.remove_task_containers(&name).await;
         }
         Ok(())
     }
@@ -728,6 +741,40 @@ impl DockerEngine {
                 std::future::ready(out)
             })
             .boxed()
+    }
+}
+
+impl DockerEngine {
+    /// Removes the containers this engine runs for the (removed) service `name`: only ones
+    /// labelled with it, which carry this instance's name in it. Best effort.
+    async fn remove_task_containers(&self, name: &str) {
+        let filters =
+            HashMap::from([("label".to_owned(), vec![format!("{SERVICE_LABEL}={name}")])]);
+        let opts = bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let Ok(list) = self.docker.list_containers(Some(opts)).await else {
+            return;
+        };
+        for c in list {
+            let ours = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_LABEL))
+                .is_some_and(|n| n == name);
+            let Some(id) = c.id.filter(|_| ours) else {
+                continue;
+            };
+            let opts = bollard::query_parameters::RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            };
+            if let Err(e) = self.docker.remove_container(&id, Some(opts)).await {
+                tracing::debug!("task container {id} of {name} stays: {e}");
+            }
+        }
     }
 }
 
