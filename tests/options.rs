@@ -35,7 +35,13 @@ fn container_options_and_an_env_file_reach_the_container() {
     assert_eq!(exec(id, "hostname"), "web-1");
     assert!(exec(id, "cat /etc/hosts").contains("10.9.8.7\tdb.local"));
     assert_eq!(exec(id, "cat /proc/sys/net/core/somaxconn"), "1024");
-    assert_eq!(exec(id, "ulimit -n; ulimit -Hn"), "1024\n2048");
+    assert_eq!(
+        exec(id, "ulimit -n; ulimit -Hn"),
+        "1024\n2048",
+        "the container's ulimits: {}; its process: {}",
+        inspect(id, "{{json .HostConfig.Ulimits}}"),
+        exec(id, "cat /proc/1/limits | grep -i 'open files'; cat /proc/self/limits | grep -i 'open files'")
+    );
     assert!(exec(id, "df -k /dev/shm").contains("32768"), "shm size");
     assert!(exec(id, "grep ' /run ' /proc/mounts").contains("tmpfs"));
     assert!(exec(id, "touch /x 2>&1 || echo refused").contains("refused"));

@@ -154,6 +154,21 @@ pub(super) fn observed(c: ContainerSummary, instance: &str) -> Option<Observed> 
     Some(observed)
 }
 
+/// A named volume or a host path, as the engine mounts it (in a container or a service).
+pub(super) fn mount(m: &crate::engine::Mount) -> bollard::models::Mount {
+    bollard::models::Mount {
+        target: Some(m.target.clone()),
+        source: Some(m.source.clone()),
+        typ: Some(if m.volume {
+            MountType::VOLUME
+        } else {
+            MountType::BIND
+        }),
+        read_only: Some(m.read_only),
+        ..Default::default()
+    }
+}
+
 /// The engine's create request for a container spec.
 pub(super) fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     let mut port_bindings = HashMap::new();
@@ -179,21 +194,7 @@ pub(super) fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     }
     exposed.sort();
     exposed.dedup();
-    let mounts = spec
-        .mounts
-        .iter()
-        .map(|m| bollard::models::Mount {
-            target: Some(m.target.clone()),
-            source: Some(m.source.clone()),
-            typ: Some(if m.volume {
-                MountType::VOLUME
-            } else {
-                MountType::BIND
-            }),
-            read_only: Some(m.read_only),
-            ..Default::default()
-        })
-        .collect();
+    let mounts = spec.mounts.iter().map(mount).collect();
     let o = &spec.options;
     let body = ContainerCreateBody {
         image: Some(spec.image.clone()),

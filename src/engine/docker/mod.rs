@@ -114,7 +114,14 @@ impl DockerEngine {
                         message: "--engine swarm needs an engine that manages a swarm (run `docker swarm init`, or point DOCKER_HOST at a manager)".into(),
                     });
                 }
-                manager
+                // A manager that already runs dockhand's containers keeps them: `auto` does not
+                // turn a working single-host setup into services behind its back.
+                if m == EngineMode::Auto && manager && has_dockhand_containers(&docker).await {
+                    tracing::warn!("this swarm manager runs dockhand containers: objects stay containers (--engine swarm makes them services)");
+                    false
+                } else {
+                    manager
+                }
             }
         };
         Ok(Self {
@@ -126,6 +133,24 @@ impl DockerEngine {
             nodes: Default::default(),
         })
     }
+}
+
+/// Whether the engine runs any container dockhand made (of any instance).
+async fn has_dockhand_containers(docker: &Docker) -> bool {
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec![format!("{}=true", labels::MANAGED)],
+    )]);
+    let opts = ListContainersOptions {
+        all: true,
+        limit: Some(1),
+        filters: Some(filters),
+        ..Default::default()
+    };
+    docker
+        .list_containers(Some(opts))
+        .await
+        .is_ok_and(|l| !l.is_empty())
 }
 
 impl DockerEngine {

@@ -105,19 +105,12 @@ pub(super) fn service_spec(
         .mounts
         .iter()
         .map(|m| Mount {
-            target: Some(m.target.clone()),
-            source: Some(m.source.clone()),
-            typ: Some(if m.volume {
-                MountType::VOLUME
-            } else {
-                MountType::BIND
-            }),
-            read_only: Some(m.read_only),
+            // Made on the node that runs the task: with the owner labels.
             volume_options: m.volume.then(|| MountVolumeOptions {
                 labels: Some(volume_labels.clone()),
                 ..Default::default()
             }),
-            ..Default::default()
+            ..super::convert::mount(m)
         })
         .collect();
     let mut tmpfs: Vec<&String> = o.tmpfs.keys().collect();
