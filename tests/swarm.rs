@@ -326,6 +326,38 @@ fn servers_become_services_that_start_in_order_scale_restart_heal_roll_back_rout
         },
     );
 
+    // A worker whose link is cut: the swarm counts its task lost and cannot place another
+    // (the other nodes publish the host port already): reported short, whole again once the
+    // link is back.
+    let link = |state: &str| {
+        let out = Command::new("ip")
+            .args(["-n", "dhlab-br", "link", "set", "p3", state])
+            .output()
+            .expect("run ip link");
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    link("down");
+    eventually(
+        std::time::Duration::from_secs(120),
+        "web short of the cut node's task",
+        || {
+            let _ = on_swarm(&env, &lab, "sync", &["--timeout", "3s"]);
+            let s = env.status_of("server", "web")?;
+            let message = s["message"].as_str()?.to_owned();
+            (message.starts_with("2/3 tasks running") && s["phase"] == "Running").then_some(())
+        },
+    );
+    link("up");
+    eventually(
+        std::time::Duration::from_secs(180),
+        "web whole again once the link is back",
+        || {
+            let out = on_swarm(&env, &lab, "sync", &["--timeout", "10s"]);
+            let s = env.status_of("server", "web")?;
+            (out.status.success() && s["message"] == "3/3 tasks running").then_some(())
+        },
+    );
+
     // An update that fails is rolled back by the swarm and reported failed, not sent again.
     let good = inspect(
         &lab,

@@ -55,9 +55,9 @@ pub struct DockerEngine {
     podman: std::sync::Arc<tokio::sync::OnceCell<bool>>,
     /// Objects are swarm services on this engine (a swarm manager), not containers.
     swarm: bool,
-    /// A swarm's node IDs → hostname and address, listed again only when a task names a node
-    /// not in it (so a no-op pass is two calls: services and tasks).
-    nodes: std::sync::Arc<std::sync::Mutex<HashMap<String, (String, String)>>>,
+    /// A swarm's nodes (name, address, state), listed at most every few seconds, or when a
+    /// task names a node not in it.
+    nodes: service::NodeCache,
 }
 
 /// What the engine's objects become: `auto` (services on a swarm manager, containers

@@ -318,21 +318,47 @@ fn task_state(t: &Task) -> String {
         .unwrap_or_default()
 }
 
-fn task_info(t: &Task, nodes: &HashMap<String, (String, String)>) -> TaskInfo {
+/// A swarm node as task listings need it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct NodeInfo {
+    pub name: String,
+    pub addr: String,
+    /// `ready`, `down`, `unknown`, `disconnected`: a task on a node that is not ready is
+    /// not counted as running, whatever its last reported state (the swarm's own count keeps
+    /// it for as long as the node is gone).
+    pub state: String,
+}
+
+/// The nodes by ID, and when they were listed.
+pub(super) type NodeCache =
+    std::sync::Arc<std::sync::Mutex<(Option<std::time::Instant>, HashMap<String, NodeInfo>)>>;
+
+/// How long a listing of the nodes is used before it is asked again.
+const NODES_TTL: Duration = Duration::from_secs(5);
+
+fn on_ready_node(t: &Task, nodes: &HashMap<String, NodeInfo>) -> bool {
+    t.node_id
+        .as_ref()
+        .and_then(|n| nodes.get(n))
+        .is_none_or(|n| n.state == "ready")
+}
+
+fn task_info(t: &Task, nodes: &HashMap<String, NodeInfo>) -> TaskInfo {
     let status = t.status.clone().unwrap_or_default();
     let node = t.node_id.clone().unwrap_or_default();
+    let info = nodes.get(&node);
+    let node_down = info
+        .filter(|n| n.state != "ready")
+        .map(|n| format!("node {} is {}", n.name, n.state));
     TaskInfo {
         id: t.id.clone().unwrap_or_default(),
         slot: t.slot.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
-        address: nodes
-            .get(&node)
-            .map(|n| n.1.clone())
-            .filter(|a| !a.is_empty()),
-        node: nodes.get(&node).map_or(node, |n| n.0.clone()),
+        address: info.map(|n| n.addr.clone()).filter(|a| !a.is_empty()),
+        node: info.map_or(node, |n| n.name.clone()),
         state: task_state(t),
         desired: t.desired_state.map(|s| s.to_string()).unwrap_or_default(),
         message: status.message.unwrap_or_default(),
-        error: status.err.filter(|e| !e.is_empty()),
+        error: node_down.or(status.err.filter(|e| !e.is_empty())),
         exit_code: status.container_status.and_then(|c| c.exit_code),
         since: status.timestamp.map(|t| t.to_string()).unwrap_or_default(),
     }
@@ -342,7 +368,7 @@ fn task_info(t: &Task, nodes: &HashMap<String, (String, String)>) -> TaskInfo {
 pub(super) fn observed_service(
     s: Service,
     tasks: &[Task],
-    nodes: &HashMap<String, (String, String)>,
+    nodes: &HashMap<String, NodeInfo>,
     instance: &str,
 ) -> Option<Observed> {
     let spec = s.spec.clone().unwrap_or_default();
@@ -377,12 +403,12 @@ pub(super) fn observed_service(
     let count = |states: &[&str]| {
         current
             .iter()
-            .filter(|t| states.contains(&task_state(t).as_str()))
+            .filter(|t| states.contains(&task_state(t).as_str()) && on_ready_node(t, nodes))
             .count() as u64
     };
     let status = s.service_status.clone().unwrap_or_default();
     let desired = status.desired_tasks.unwrap_or(0);
-    let running = status.running_tasks.unwrap_or_else(|| count(&["running"]));
+    let running = count(&["running"]);
     let up = count(&["running", "starting"]);
     let one_shot = spec
         .task_template
@@ -499,19 +525,20 @@ impl DockerEngine {
             .list_tasks(Some(opts))
             .await
             .map_err(|e| engine("list", "tasks", e))?;
-        let known = |nodes: &HashMap<String, (String, String)>| {
+        let known = |nodes: &HashMap<String, NodeInfo>| {
             tasks
                 .iter()
                 .filter_map(|t| t.node_id.as_ref())
                 .all(|n| nodes.contains_key(n))
         };
-        let cached = self.nodes.lock().map(|n| n.clone()).unwrap_or_default();
-        let nodes = if known(&cached) {
+        let (at, cached) = self.nodes.lock().map(|n| n.clone()).unwrap_or_default();
+        let fresh_enough = at.is_some_and(|at| at.elapsed() < NODES_TTL);
+        let nodes = if fresh_enough && known(&cached) {
             cached
         } else {
             let fresh = self.node_names().await;
             if let Ok(mut n) = self.nodes.lock() {
-                n.clone_from(&fresh);
+                *n = (Some(std::time::Instant::now()), fresh.clone());
             }
             fresh
         };
@@ -522,9 +549,8 @@ impl DockerEngine {
         Ok(out)
     }
 
-    /// Node IDs to hostnames and addresses, for task listings (empty when the nodes cannot be
-    /// listed).
-    async fn node_names(&self) -> HashMap<String, (String, String)> {
+    /// The nodes by ID, for task listings (empty when they cannot be listed).
+    async fn node_names(&self) -> HashMap<String, NodeInfo> {
         let nodes = self
             .docker
             .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
@@ -533,9 +559,14 @@ impl DockerEngine {
         nodes
             .into_iter()
             .filter_map(|n| {
-                let host = n.description?.hostname?;
-                let addr = n.status.and_then(|s| s.addr).unwrap_or_default();
-                Some((n.id?, (host, addr)))
+                let name = n.description?.hostname?;
+                let status = n.status.unwrap_or_default();
+                let info = NodeInfo {
+                    name,
+                    addr: status.addr.unwrap_or_default(),
+                    state: status.state.map(|s| s.to_string()).unwrap_or_default(),
+                };
+                Some((n.id?, info))
             })
             .collect()
     }
