@@ -434,6 +434,19 @@ pub struct ContainerStats {
     pub block_write: u64,
 }
 
+/// Removes `old`, then creates and starts a container from `spec`: `Engine::replace` for an
+/// engine whose objects are containers.
+pub async fn recreate<E: Engine + ?Sized>(
+    engine: &E,
+    old: &str,
+    spec: &ContainerSpec,
+) -> Result<String, EngineError> {
+    engine.remove(old).await?;
+    let id = engine.create(spec).await?;
+    engine.start(&id).await?;
+    Ok(id)
+}
+
 /// The engine as the reconciler sees it. Implementations must be cheap to share.
 pub trait Engine: Send + Sync + 'static {
     /// All containers (running or not) that carry this instance's labels: one engine call.
@@ -500,12 +513,7 @@ pub trait Engine: Send + Sync + 'static {
         old: &str,
         spec: &ContainerSpec,
     ) -> impl Future<Output = Result<String, EngineError>> + Send {
-        async move {
-            self.remove(old).await?;
-            let id = self.create(spec).await?;
-            self.start(&id).await?;
-            Ok(id)
-        }
+        recreate(self, old, spec)
     }
 
     /// The machines the engine spans: a swarm's nodes, or the engine itself.

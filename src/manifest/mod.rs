@@ -182,11 +182,6 @@ impl Object {
     /// Unset optional fields are skipped when serializing, so a field added in a later release
     /// does not change the hash of manifests that do not use it (no mass recreation on upgrade).
     pub fn spec_hash(&self) -> String {
-        #[derive(Serialize)]
-        struct Hashed<'a> {
-            labels: &'a BTreeMap<String, String>,
-            spec: &'a Spec,
-        }
         // How many replicas run is not part of what a container is: scaling recreates nothing.
         // Nor is what a failed rollout leads to, nor what only a swarm reads.
         let unscaled;
@@ -197,6 +192,16 @@ impl Object {
             }
             other => other,
         };
+        self.hash_with(spec)
+    }
+
+    /// Hash of `spec` (this object's, or a view of it) with the object's labels.
+    fn hash_with(&self, spec: &Spec) -> String {
+        #[derive(Serialize)]
+        struct Hashed<'a> {
+            labels: &'a BTreeMap<String, String>,
+            spec: &'a Spec,
+        }
         let json = serde_json::to_vec(&Hashed {
             labels: &self.labels,
             spec,
@@ -210,17 +215,7 @@ impl Object {
     /// Hash of the whole spec, replicas and swarm fields included: a swarm service is updated
     /// in place (its tasks rolled by the swarm), so everything in it counts.
     pub fn service_hash(&self) -> String {
-        #[derive(Serialize)]
-        struct Hashed<'a> {
-            labels: &'a BTreeMap<String, String>,
-            spec: &'a Spec,
-        }
-        let json = serde_json::to_vec(&Hashed {
-            labels: &self.labels,
-            spec: &self.spec,
-        })
-        .unwrap_or_default();
-        short_hash(&json)
+        self.hash_with(&self.spec)
     }
 }
 

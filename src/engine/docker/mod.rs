@@ -271,10 +271,7 @@ impl Engine for DockerEngine {
         if self.swarm {
             return self.update_service(old, spec).await;
         }
-        self.remove(old).await?;
-        let id = self.create(spec).await?;
-        self.start(&id).await?;
-        Ok(id)
+        super::recreate(self, old, spec).await
     }
 
     async fn list(&self, instance: &str) -> Result<Vec<Observed>, EngineError> {
