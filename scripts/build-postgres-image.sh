@@ -1,13 +1,28 @@
 #!/usr/bin/env bash
 # Builds a PostgreSQL image from Debian's packages (debootstrap), following the official postgres
 # image's contract (see postgres/docker-entrypoint.sh), with no registry access.
-# Skips the build when the image already exists. Usage: scripts/build-postgres-image.sh [TAG]
+# Skips the build when the image already exists; an image whose entrypoint is older than
+# postgres/docker-entrypoint.sh gets the new one in a layer of its own (seconds, no debootstrap).
+# Usage: scripts/build-postgres-image.sh [TAG]
 set -euo pipefail
 cd "$(dirname "$0")"
 
 image="${1:-dockhand/postgres:15}"
+entrypoint_sum="$(sha256sum postgres/docker-entrypoint.sh | cut -c1-16)"
+stamp="LABEL dockhand.entrypoint=$entrypoint_sum"
 if docker image inspect "$image" >/dev/null 2>&1; then
-    echo "image $image already present"
+    have="$(docker image inspect "$image" --format '{{index .Config.Labels "dockhand.entrypoint"}}' 2>/dev/null || true)"
+    if [ "$have" = "$entrypoint_sum" ]; then
+        echo "image $image already present"
+        exit 0
+    fi
+    c="$(docker create "$image")"
+    trap 'docker rm -f "$c" >/dev/null 2>&1 || true' EXIT
+    docker cp postgres/docker-entrypoint.sh "$c:/usr/local/bin/docker-entrypoint.sh"
+    docker commit --change "$stamp" \
+        --change 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]' --change 'CMD []' \
+        "$c" "$image" >/dev/null
+    echo "image $image: entrypoint updated"
     exit 0
 fi
 
@@ -33,5 +48,6 @@ as_root tar -C "$rootfs" -c . | docker import \
     --change 'ENV PGDATA=/var/lib/postgresql/data' \
     --change 'EXPOSE 5432' \
     --change 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]' \
+    --change "$stamp" \
     - "$image" >/dev/null
 echo "built image $image"

@@ -329,14 +329,7 @@ fn servers_become_services_that_start_in_order_scale_restart_heal_roll_back_rout
     // A worker whose link is cut: the swarm counts its task lost and cannot place another
     // (the other nodes publish the host port already): reported short, whole again once the
     // link is back.
-    let link = |state: &str| {
-        let out = Command::new("ip")
-            .args(["-n", "dhlab-br", "link", "set", "p3", state])
-            .output()
-            .expect("run ip link");
-        assert!(out.status.success(), "{}", text(&out));
-    };
-    link("down");
+    link(3, "down");
     eventually(
         std::time::Duration::from_secs(120),
         "web short of the cut node's task",
@@ -347,7 +340,7 @@ fn servers_become_services_that_start_in_order_scale_restart_heal_roll_back_rout
             (message.starts_with("2/3 tasks running") && s["phase"] == "Running").then_some(())
         },
     );
-    link("up");
+    link(3, "up");
     eventually(
         std::time::Duration::from_secs(180),
         "web whole again once the link is back",
@@ -500,6 +493,165 @@ fn servers_become_services_that_start_in_order_scale_restart_heal_roll_back_rout
     assert!(!names.contains(&env.instance), "{names}");
 }
 
+/// The nodes a service's tasks desired to run are on, sorted.
+fn nodes_of(lab: &Lab, service: &str) -> Vec<String> {
+    let nodes = lab.docker(
+        1,
+        &[
+            "service",
+            "ps",
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.Node}}",
+            service,
+        ],
+    );
+    let mut nodes: Vec<String> = nodes.lines().map(str::to_owned).collect();
+    nodes.sort();
+    nodes
+}
+
+/// Cuts (`down`) or restores (`up`) node `n`'s link to the lab's bridge.
+fn link(n: u32, state: &str) {
+    let out = Command::new("ip")
+        .args(["-n", "dhlab-br", "link", "set", &format!("p{n}"), state])
+        .output()
+        .expect("run ip link");
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Syncs until the server's status says `message` (and the sync succeeds), or fails the test.
+fn until_status(env: &Env, lab: &Lab, server: &str, message: &str, within: u64, what: &str) {
+    eventually(std::time::Duration::from_secs(within), what, || {
+        let out = on_swarm(env, lab, "sync", &["--timeout", "5s"]);
+        let s = env.status_of("server", server)?;
+        (out.status.success() && s["message"] == message).then_some(())
+    });
+}
+
+#[test]
+fn an_applied_server_scales_and_rolls_back_in_place_and_its_tasks_leave_a_drained_or_cut_node() {
+    let Some(env) = Env::new("swarm-ops") else {
+        return;
+    };
+    let Some(lab) = Lab::up() else {
+        return;
+    };
+    let svc = format!("dh_{}_server_worker", env.instance);
+    // No published port: the swarm may put its tasks anywhere.
+    let file = env.dir.path().join("worker.yaml");
+    let apply = |color: &str| {
+        let manifest = shell(
+            "worker",
+            "exec sleep 3600",
+            &format!("  replicas: 3\n  restartDelay: 1s\n  endpointMode: dnsrr\n  env: {{COLOR: {color}}}\n"),
+        );
+        std::fs::write(&file, manifest).expect("write the manifest");
+        let out = on_swarm(&env, &lab, "apply", &["-f", file.to_str().expect("utf-8")]);
+        assert!(out.status.success(), "{}", text(&out));
+        sync_ok(&env, &lab);
+    };
+    let env_of = |lab: &Lab| inspect(lab, &svc, "{{json .Spec.TaskTemplate.ContainerSpec.Env}}");
+    apply("blue");
+    apply("green");
+    assert!(env_of(&lab).contains("COLOR=green"), "{}", env_of(&lab));
+    // The swarm spreads the tasks: one per node.
+    assert_eq!(
+        nodes_of(&lab, &svc),
+        ["dhlab-node1", "dhlab-node2", "dhlab-node3"]
+    );
+
+    // `scale` changes the service, not its running tasks.
+    let before = running_tasks(&lab, &svc);
+    let out = on_swarm(&env, &lab, "scale", &["worker", "--replicas", "4"]);
+    assert!(out.status.success(), "{}", text(&out));
+    sync_ok(&env, &lab);
+    let after = running_tasks(&lab, &svc);
+    assert_eq!(after.len(), 4);
+    assert!(
+        before.iter().all(|t| after.contains(t)),
+        "{before:?} -> {after:?}"
+    );
+
+    // `rollout undo` goes back to the first spec in place, keeping the replica count.
+    let out = on_swarm(&env, &lab, "rollout", &["undo", "worker"]);
+    assert!(out.status.success(), "{}", text(&out));
+    sync_ok(&env, &lab);
+    assert!(env_of(&lab).contains("COLOR=blue"), "{}", env_of(&lab));
+    assert_eq!(
+        inspect(&lab, &svc, "{{.Spec.Mode.Replicated.Replicas}}"),
+        "4"
+    );
+    let status = env.status_of("server", "worker").expect("worker's status");
+    assert_eq!(status["message"], "4/4 tasks running", "{status}");
+
+    // A drained node's tasks move to the other nodes.
+    lab.docker(
+        1,
+        &["node", "update", "--availability", "drain", "dhlab-node2"],
+    );
+    eventually(
+        std::time::Duration::from_secs(60),
+        "worker's tasks off the drained node",
+        || {
+            let out = on_swarm(&env, &lab, "sync", &["--timeout", "5s"]);
+            let s = env.status_of("server", "worker")?;
+            let nodes = nodes_of(&lab, &svc);
+            (out.status.success()
+                && s["message"] == "4/4 tasks running"
+                && nodes.len() == 4
+                && !nodes.iter().any(|n| n == "dhlab-node2"))
+            .then_some(())
+        },
+    );
+    lab.docker(
+        1,
+        &["node", "update", "--availability", "active", "dhlab-node2"],
+    );
+
+    // A worker whose link is cut: once the swarm takes the node for down, its tasks run
+    // elsewhere, and only then does dockhand (which never counts a task on a node that is not
+    // ready) report the server whole.
+    let on_node3 = nodes_of(&lab, &svc)
+        .iter()
+        .filter(|n| *n == "dhlab-node3")
+        .count();
+    assert!(on_node3 > 0, "{:?}", nodes_of(&lab, &svc));
+    link(3, "down");
+    let started = std::time::Instant::now();
+    let off_node3 = |s: &serde_json::Value| {
+        s["tasks"].as_array().map_or(0, |l| {
+            l.iter()
+                .filter(|t| t["state"] == "running" && t["node"] != "dhlab-node3")
+                .count()
+        })
+    };
+    eventually(
+        std::time::Duration::from_secs(120),
+        "worker's tasks rescheduled off the cut node",
+        || {
+            let out = on_swarm(&env, &lab, "sync", &["--timeout", "5s"]);
+            let s = env.status_of("server", "worker")?;
+            (out.status.success() && s["message"] == "4/4 tasks running" && off_node3(&s) == 4)
+                .then_some(())
+        },
+    );
+    eprintln!(
+        "rescheduled off the cut node in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    link(3, "up");
+    until_status(
+        &env,
+        &lab,
+        "worker",
+        "4/4 tasks running",
+        120,
+        "worker whole once the link is back",
+    );
+}
+
 #[test]
 fn a_database_is_one_task_pinned_to_the_managers_node_with_its_volume_and_its_server_logs_in() {
     let Some(env) = Env::new("swarm-db") else {
@@ -521,6 +673,29 @@ fn a_database_is_one_task_pinned_to_the_managers_node_with_its_volume_and_its_se
         .output()
         .expect("load the postgres image");
     assert!(save.status.success(), "{}", text(&save));
+    let db = format!("dh_{}_database_orders", env.instance);
+    // Secrets that are not this instance's, one even naming its service: never touched.
+    let stranger = format!("stranger-{}", env.instance);
+    let other = format!("other-{}", env.instance);
+    let secret = |name: &str, labels: &[String]| {
+        let mut args = vec!["secret".to_owned(), "create".to_owned()];
+        for l in labels {
+            args.extend(["--label".to_owned(), l.clone()]);
+        }
+        args.extend([name.to_owned(), "/etc/hostname".to_owned()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        lab.docker(1, &args);
+    };
+    secret(&stranger, &[]);
+    secret(
+        &other,
+        &[
+            "dockhand.managed=true".into(),
+            "dockhand.instance=someone-else".into(),
+            format!("dockhand.service={db}"),
+        ],
+    );
+    let secrets = |lab: &Lab| lab.docker(1, &["secret", "ls", "--format", "{{.Name}}"]);
     env.write(
         "orders.yaml",
         &format!(
@@ -558,7 +733,6 @@ fn a_database_is_one_task_pinned_to_the_managers_node_with_its_volume_and_its_se
     };
     let out = sync(&["--timeout", "120s"]);
     assert!(out.status.success(), "{}", text(&out));
-    let db = format!("dh_{}_database_orders", env.instance);
     let manager = lab.docker(1, &["info", "--format", "{{.Swarm.NodeID}}"]);
     let constraints = inspect(
         &lab,
@@ -577,6 +751,33 @@ fn a_database_is_one_task_pinned_to_the_managers_node_with_its_volume_and_its_se
     let api = env.status_of("server", "api").expect("the server's status");
     assert_eq!(api["phase"], "Ready", "{api}");
     assert_eq!(api["message"], "1/1 tasks running", "{api}");
+    // The password is a swarm secret of this instance's, given as a file: the service's spec
+    // (which anyone who can inspect it reads) holds no password.
+    let env_vars = inspect(&lab, &db, "{{json .Spec.TaskTemplate.ContainerSpec.Env}}");
+    assert!(
+        env_vars.contains("POSTGRES_PASSWORD_FILE=/run/secrets/postgres_password")
+            && !env_vars.contains("POSTGRES_PASSWORD="),
+        "{env_vars}"
+    );
+    let ours = lab.docker(
+        1,
+        &[
+            "secret",
+            "ls",
+            "--filter",
+            &format!("label=dockhand.instance={}", env.instance),
+            "--format",
+            "{{.Name}}",
+        ],
+    );
+    // Named after the service (cut to the swarm's 64 characters) and the variable.
+    assert_eq!(ours.lines().count(), 1, "{ours}");
+    let (head, tail) = ours.split_at(ours.len() - 12);
+    assert!(
+        head.ends_with("_postgres_password_") && db.starts_with(&head[..head.len() - 19]),
+        "{ours}"
+    );
+    assert!(tail.bytes().all(|b| b.is_ascii_hexdigit()), "{ours}");
     let volume = format!("dh_{}_orders-data", env.instance);
     assert_eq!(
         lab.docker(
@@ -606,4 +807,8 @@ fn a_database_is_one_task_pinned_to_the_managers_node_with_its_volume_and_its_se
     );
     let names = lab.docker(1, &["service", "ls", "--format", "{{.Name}}"]);
     assert!(!names.contains(&env.instance), "{names}");
+    // Its secret went with it; the others stay.
+    let left = secrets(&lab);
+    assert!(!left.contains(&db), "{left}");
+    assert!(left.contains(&stranger) && left.contains(&other), "{left}");
 }

@@ -1,6 +1,7 @@
 #!/bin/sh
 # The official postgres image's contract, for an image built from Debian's packages:
-# POSTGRES_PASSWORD (required), POSTGRES_USER (default postgres), POSTGRES_DB (default the user),
+# POSTGRES_PASSWORD (required; or POSTGRES_PASSWORD_FILE, a file holding it, as a swarm secret is
+# given), POSTGRES_USER (default postgres), POSTGRES_DB (default the user),
 # data in $PGDATA (default /var/lib/postgresql/data), initialised on first start, port 5432.
 set -eu
 PGDATA="${PGDATA:-/var/lib/postgresql/data}"
@@ -14,7 +15,11 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
-    : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD must be set}"
+    if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+        [ -z "${POSTGRES_PASSWORD:-}" ] || { echo "set POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE, not both" >&2; exit 1; }
+        POSTGRES_PASSWORD="$(cat "$POSTGRES_PASSWORD_FILE")"
+    fi
+    : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE must be set}"
     user="${POSTGRES_USER:-postgres}"
     db="${POSTGRES_DB:-$user}"
     pwfile="$(mktemp)"

@@ -254,6 +254,10 @@ pub struct ContainerSpec {
     pub command: Option<Vec<String>>,
     pub entrypoint: Option<Vec<String>>,
     pub env: Vec<String>,
+    /// Variables whose values are secrets: plain `env` on one host; on a swarm, a swarm secret
+    /// mounted under `/run/secrets/` with `<VAR>_FILE` naming it (the official images'
+    /// convention), so the value is not in the service's spec for anyone who can inspect it.
+    pub secret_env: Vec<SecretEnv>,
     pub working_dir: Option<String>,
     pub user: Option<String>,
     pub ports: Vec<PortBinding>,
@@ -280,6 +284,30 @@ pub struct ContainerSpec {
     pub build: Option<BuildSpec>,
     /// What a swarm service adds to the container (a single host ignores it).
     pub service: ServiceOptions,
+}
+
+/// One secret environment variable; its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretEnv {
+    pub var: String,
+    pub value: String,
+}
+
+impl std::fmt::Debug for SecretEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}=***", self.var)
+    }
+}
+
+impl ContainerSpec {
+    /// The environment as a single container takes it: `env` and the secret variables.
+    pub fn env_with_secrets(&self) -> Vec<String> {
+        let secrets = self
+            .secret_env
+            .iter()
+            .map(|s| format!("{}={}", s.var, s.value));
+        self.env.iter().cloned().chain(secrets).collect()
+    }
 }
 
 /// The parts of a swarm service that are not one container.

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use super::Context;
 use crate::engine::labels;
-use crate::engine::{ContainerOptions, ContainerSpec, Mount, PortBinding, ServiceOptions};
+use crate::engine::{
+    ContainerOptions, ContainerSpec, Mount, PortBinding, SecretEnv, ServiceOptions,
+};
 use crate::engine::{EngineError, Observed, State};
 use crate::lifecycle::Lifecycle;
 use crate::manifest::database::{DatabaseSpec, DeletionPolicy};
@@ -132,10 +134,13 @@ pub fn container_spec(
         command: None,
         entrypoint: None,
         env: vec![
-            format!("POSTGRES_PASSWORD={}", secret.password),
             format!("POSTGRES_USER={}", user_name(object, spec)),
             format!("POSTGRES_DB={}", database_name(object, spec)),
         ],
+        secret_env: vec![SecretEnv {
+            var: "POSTGRES_PASSWORD".into(),
+            value: secret.password.clone(),
+        }],
         working_dir: None,
         user: None,
         ports: vec![PortBinding {

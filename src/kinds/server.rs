@@ -109,6 +109,7 @@ pub fn container_spec(
         command: spec.command.clone(),
         entrypoint: spec.entrypoint.clone(),
         env,
+        secret_env: Vec::new(),
         working_dir: spec.working_dir.as_ref().map(|p| p.0.clone()),
         user: spec.user.as_ref().map(|u| u.0.clone()),
         ports: spec

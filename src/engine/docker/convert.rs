@@ -203,7 +203,7 @@ pub(super) fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         open_stdin: Some(o.stdin),
         cmd: spec.command.clone(),
         entrypoint: spec.entrypoint.clone(),
-        env: Some(spec.env.clone()),
+        env: Some(spec.env_with_secrets()),
         working_dir: spec.working_dir.clone(),
         user: spec.user.clone(),
         labels: Some(spec.labels.clone()),

@@ -13,15 +13,15 @@ use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum as PortProtocol,
     EndpointPortConfigPublishModeEnum as PublishMode, EndpointSpec, EndpointSpecModeEnum,
     HealthConfig, Limit, Mount, MountType, MountVolumeOptions, NetworkAttachmentConfig,
-    ResourceObject, ResourcesUlimits, Service, ServiceSpec, ServiceSpecMode,
+    ResourceObject, ResourcesUlimits, SecretSpec, Service, ServiceSpec, ServiceSpecMode,
     ServiceSpecModeReplicated, ServiceSpecRollbackConfig,
     ServiceSpecRollbackConfigFailureActionEnum as RollbackFailure,
     ServiceSpecRollbackConfigOrderEnum as RollbackOrder, ServiceSpecUpdateConfig,
     ServiceSpecUpdateConfigFailureActionEnum as UpdateFailure,
     ServiceSpecUpdateConfigOrderEnum as UpdateOrder, ServiceUpdateStatusStateEnum as UpdateState,
-    Task, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecPlacementPreferences,
-    TaskSpecPlacementSpread, TaskSpecResources, TaskSpecRestartPolicy,
-    TaskSpecRestartPolicyConditionEnum as Condition,
+    Task, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecFile, TaskSpecContainerSpecSecrets,
+    TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
+    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum as Condition,
 };
 use bollard::query_parameters::{ListServicesOptions, ListTasksOptions, UpdateServiceOptions};
 
@@ -56,10 +56,36 @@ fn unsupported(name: &str, what: &str) -> EngineError {
     }
 }
 
-/// The service a container spec becomes; `pin` is the node its task must stay on.
+/// A swarm secret holding one of a spec's secret variables.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct SecretRef {
+    pub var: String,
+    pub id: String,
+    pub name: String,
+}
+
+/// Where a task finds a secret variable's value: `/run/secrets/<var in lowercase>`.
+fn secret_file(var: &str) -> String {
+    var.to_ascii_lowercase()
+}
+
+/// The secret that holds `value` for `var` of the service `service`: named after both and a
+/// hash of the value (a swarm secret cannot change; a new value is a new secret), at most 64
+/// characters (the swarm's limit; the labels, not the name, say whose it is).
+pub(super) fn secret_name(service: &str, var: &str, value: &str) -> String {
+    let hash = crate::manifest::short_hash(format!("{var}\0{value}").as_bytes());
+    let tail = format!("_{}_{}", secret_file(var), &hash[..12]);
+    let room = 64usize.saturating_sub(tail.len());
+    let head: String = service.chars().take(room).collect();
+    format!("{head}{tail}")
+}
+
+/// The service a container spec becomes; `pin` is the node its task must stay on, `secrets`
+/// the swarm secrets made for its secret variables.
 pub(super) fn service_spec(
     spec: &ContainerSpec,
     pin: Option<&str>,
+    secrets: &[SecretRef],
 ) -> Result<ServiceSpec, EngineError> {
     let o = &spec.options;
     let s = &spec.service;
@@ -128,14 +154,36 @@ pub(super) fn service_spec(
         .filter(|(_, addr)| *addr != "host-gateway")
         .map(|(host, addr)| format!("{addr} {host}"))
         .collect();
+    let mut env = spec.env.clone();
+    env.extend(
+        secrets
+            .iter()
+            .map(|r| format!("{}_FILE=/run/secrets/{}", r.var, secret_file(&r.var))),
+    );
+    let secret_refs: Vec<TaskSpecContainerSpecSecrets> = secrets
+        .iter()
+        .map(|r| TaskSpecContainerSpecSecrets {
+            file: Some(TaskSpecContainerSpecFile {
+                name: Some(secret_file(&r.var)),
+                uid: Some("0".into()),
+                gid: Some("0".into()),
+                // Readable inside the task (as Docker's CLI makes it): images such as
+                // postgres read it after dropping root.
+                mode: Some(0o444),
+            }),
+            secret_id: Some(r.id.clone()),
+            secret_name: Some(r.name.clone()),
+        })
+        .collect();
     let container = TaskSpecContainerSpec {
         image: Some(spec.image.clone()),
+        secrets: (!secret_refs.is_empty()).then_some(secret_refs),
         labels: Some(task_labels),
         // A service's `command` is a container's entrypoint, its `args` the command.
         command: spec.entrypoint.clone(),
         args: spec.command.clone(),
         hostname: o.hostname.clone(),
-        env: Some(spec.env.clone()),
+        env: Some(env),
         dir: spec.working_dir.clone(),
         user: spec.user.clone(),
         tty: Some(o.tty),
@@ -619,7 +667,8 @@ impl DockerEngine {
             true => Some(self.local_node().await?),
             false => None,
         };
-        let body = service_spec(spec, pin.as_deref())?;
+        let secrets = self.ensure_secrets(spec).await?;
+        let body = service_spec(spec, pin.as_deref(), &secrets)?;
         match self.docker.create_service(body, None).await {
             Ok(r) => Ok(r.id.unwrap_or_else(|| spec.name.clone())),
             Err(e) if server_error(&e).map(|s| s.0) == Some(409) => {
@@ -652,7 +701,8 @@ impl DockerEngine {
             (true, None) => Some(self.local_node().await?),
             (false, _) => None,
         };
-        let body = service_spec(spec, pin.as_deref())?;
+        let secrets = self.ensure_secrets(spec).await?;
+        let body = service_spec(spec, pin.as_deref(), &secrets)?;
         let opts = UpdateServiceOptions {
             version: i32::try_from(version).unwrap_or(i32::MAX),
             ..Default::default()
@@ -661,6 +711,9 @@ impl DockerEngine {
             .update_service(old, body, opts, None)
             .await
             .map_err(|e| engine("update service", &spec.name, e))?;
+        let keep: Vec<&str> = secrets.iter().map(|r| r.id.as_str()).collect();
+        self.prune_secrets(instance_of(&spec.labels), &spec.name, &keep)
+            .await;
         Ok(current.id.unwrap_or_else(|| old.to_owned()))
     }
 
@@ -694,8 +747,11 @@ impl DockerEngine {
     /// Removes the service and waits (bounded) until its tasks are gone, so that what they
     /// held is free when this returns.
     pub(super) async fn delete_service(&self, id: &str) -> Result<(), EngineError> {
-        let name = match self.docker.inspect_service(id, None).await {
-            Ok(s) => s.spec.and_then(|s| s.name),
+        let (name, owner) = match self.docker.inspect_service(id, None).await {
+            Ok(s) => {
+                let spec = s.spec.unwrap_or_default();
+                (spec.name, spec.labels.unwrap_or_default())
+            }
             Err(e) if server_error(&e).map(|s| s.0) == Some(404) => return Ok(()),
             Err(e) => return Err(engine("inspect service", id, e)),
         };
@@ -722,6 +778,7 @@ impl DockerEngine {
         // pinned database's volume is, they go now, so the volume can be removed with them.
         if let Some(name) = name {
             self.remove_task_containers(&name).await;
+            self.prune_secrets(instance_of(&owner), &name, &[]).await;
         }
         Ok(())
     }
@@ -802,6 +859,109 @@ impl DockerEngine {
     }
 }
 
+impl DockerEngine {
+    /// This instance's secrets made for the service `service`: one listing, by label.
+    async fn secrets_of(
+        &self,
+        instance: &str,
+        service: &str,
+    ) -> Result<Vec<(String, String)>, EngineError> {
+        let mut wanted = labels::instance_filters(instance);
+        wanted.push(format!("{SERVICE_LABEL}={service}"));
+        let opts = bollard::query_parameters::ListSecretsOptions {
+            filters: Some(HashMap::from([("label".to_owned(), wanted)])),
+        };
+        let list = self
+            .docker
+            .list_secrets(Some(opts))
+            .await
+            .map_err(|e| engine("list", "secrets", e))?;
+        // The engine filtered by label; what is not ours by its own labels is never touched.
+        Ok(list
+            .into_iter()
+            .filter_map(|s| {
+                let spec = s.spec?;
+                labels::is_ours(spec.labels.as_ref()?, instance).then_some((s.id?, spec.name?))
+            })
+            .collect())
+    }
+
+    /// The swarm secrets a spec's secret variables need, made where missing (with the owner
+    /// labels and the service's name). No engine call for a spec without any.
+    async fn ensure_secrets(&self, spec: &ContainerSpec) -> Result<Vec<SecretRef>, EngineError> {
+        if spec.secret_env.is_empty() {
+            return Ok(Vec::new());
+        }
+        let instance = instance_of(&spec.labels);
+        let existing = self.secrets_of(instance, &spec.name).await?;
+        let mut refs = Vec::with_capacity(spec.secret_env.len());
+        for s in &spec.secret_env {
+            let name = secret_name(&spec.name, &s.var, &s.value);
+            let found = existing.iter().find(|(_, n)| *n == name);
+            let id = match found {
+                Some((id, _)) => id.clone(),
+                None => self.create_secret(&name, instance, &spec.name, s).await?,
+            };
+            refs.push(SecretRef {
+                var: s.var.clone(),
+                id,
+                name,
+            });
+        }
+        Ok(refs)
+    }
+
+    async fn create_secret(
+        &self,
+        name: &str,
+        instance: &str,
+        service: &str,
+        secret: &crate::engine::SecretEnv,
+    ) -> Result<String, EngineError> {
+        use base64::Engine as _;
+        let mut secret_labels = labels::owner_labels(instance);
+        secret_labels.insert(SERVICE_LABEL.into(), service.to_owned());
+        let body = SecretSpec {
+            name: Some(name.to_owned()),
+            labels: Some(secret_labels),
+            data: Some(base64::engine::general_purpose::STANDARD.encode(&secret.value)),
+            ..Default::default()
+        };
+        match self.docker.create_secret(body).await {
+            Ok(r) => Ok(r.id),
+            // Someone else's secret of that name: never taken over.
+            Err(e) if server_error(&e).map(|s| s.0) == Some(409) => {
+                Err(EngineError::NameConflict {
+                    name: name.to_owned(),
+                })
+            }
+            Err(e) => Err(engine("create secret", name, e)),
+        }
+    }
+
+    /// Removes this instance's secrets made for `service` but those in `keep`. Best effort: a
+    /// secret a service still uses is refused by the swarm, and goes with a later update or
+    /// removal.
+    async fn prune_secrets(&self, instance: &str, service: &str, keep: &[&str]) {
+        let Ok(list) = self.secrets_of(instance, service).await else {
+            return;
+        };
+        for (id, name) in list {
+            if keep.contains(&id.as_str()) {
+                continue;
+            }
+            if let Err(e) = self.docker.delete_secret(&id).await {
+                tracing::debug!("secret {name} of {service} stays: {e}");
+            }
+        }
+    }
+}
+
+/// The instance named by an owner's labels.
+fn instance_of(l: &HashMap<String, String>) -> &str {
+    l.get(labels::INSTANCE).map_or("", String::as_str)
+}
+
 /// The object a service event names: `dh_<instance>_<kind>_<name>` of this instance.
 pub(super) fn event_key(name: &str, instance: &str) -> Option<crate::manifest::ObjectKey> {
     let rest = name.strip_prefix(&format!("dh_{instance}_"))?;
@@ -846,7 +1006,7 @@ mod tests {
 
     #[test]
     fn task_containers_do_not_carry_the_owner_labels() {
-        let s = service_spec(&spec(), None).unwrap();
+        let s = service_spec(&spec(), None, &[]).unwrap();
         let labels = s.labels.unwrap();
         assert_eq!(
             labels.get(labels::SPEC_HASH).map(String::as_str),
@@ -864,7 +1024,7 @@ mod tests {
 
     #[test]
     fn a_pinned_service_keeps_its_node_constraint() {
-        let s = service_spec(&spec(), Some("n1")).unwrap();
+        let s = service_spec(&spec(), Some("n1"), &[]).unwrap();
         assert_eq!(pinned_node(&s).as_deref(), Some("n1"));
         assert_eq!(s.mode.unwrap().replicated.unwrap().replicas, Some(3));
     }
@@ -873,10 +1033,57 @@ mod tests {
     fn what_a_service_cannot_do_is_refused_by_name() {
         let mut s = spec();
         s.endpoints[0].ip = Some("10.0.0.5".parse().unwrap());
-        let err = service_spec(&s, None).unwrap_err().to_string();
+        let err = service_spec(&s, None, &[]).unwrap_err().to_string();
         assert!(
             err.contains("a static ip is not supported by swarm services"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_secret_variable_is_a_file_the_service_names_and_never_plain_env() {
+        let mut s = spec();
+        s.secret_env = vec![crate::engine::SecretEnv {
+            var: "POSTGRES_PASSWORD".into(),
+            value: "hunter2".into(),
+        }];
+        let refs = [SecretRef {
+            var: "POSTGRES_PASSWORD".into(),
+            id: "sid".into(),
+            name: secret_name(&s.name, "POSTGRES_PASSWORD", "hunter2"),
+        }];
+        let task = service_spec(&s, None, &refs)
+            .unwrap()
+            .task_template
+            .unwrap()
+            .container_spec
+            .unwrap();
+        let env = task.env.unwrap();
+        assert!(env.contains(&"POSTGRES_PASSWORD_FILE=/run/secrets/postgres_password".into()));
+        assert!(!env.iter().any(|e| e.contains("hunter2")), "{env:?}");
+        let secret = &task.secrets.unwrap()[0];
+        assert_eq!(secret.secret_id.as_deref(), Some("sid"));
+        assert_eq!(
+            secret.file.as_ref().and_then(|f| f.name.as_deref()),
+            Some("postgres_password")
+        );
+        // One host takes it as plain env; nothing prints the value.
+        assert!(s
+            .env_with_secrets()
+            .contains(&"POSTGRES_PASSWORD=hunter2".into()));
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn secret_names_fit_the_swarm_and_change_with_the_value() {
+        let long = format!("dh_{}_database_{}", "i".repeat(63), "d".repeat(63));
+        let a = secret_name(&long, "POSTGRES_PASSWORD", "a");
+        assert!(a.len() <= 64, "{a}");
+        assert!(a.ends_with(&a[a.len() - 12..]));
+        assert_ne!(a, secret_name(&long, "POSTGRES_PASSWORD", "b"));
+        assert_eq!(
+            secret_name("dh_t_database_orders", "POSTGRES_PASSWORD", "a").len(),
+            "dh_t_database_orders_postgres_password_".len() + 12
         );
     }
 
