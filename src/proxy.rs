@@ -108,6 +108,7 @@ impl Listener {
             bytes_in: self.shared.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.shared.bytes_out.load(Ordering::Relaxed),
             dropped: self.shared.dropped.load(Ordering::Relaxed),
+            unreachable: Vec::new(),
         }
     }
 }
@@ -130,6 +131,8 @@ pub struct RouteState {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub dropped: u64,
+    /// Targets it cannot reach, and why (a swarm service that does not publish the port).
+    pub unreachable: Vec<String>,
 }
 
 impl RouteState {
@@ -144,7 +147,7 @@ impl RouteState {
         } else {
             "connections"
         };
-        format!(
+        let mut message = format!(
             "{} {}: backends {backends}; {} active {sessions}; {} bytes in, {} out; {} dropped",
             spec.protocol.as_str(),
             spec.listen.0,
@@ -152,7 +155,12 @@ impl RouteState {
             self.bytes_in,
             self.bytes_out,
             self.dropped
-        )
+        );
+        for why in &self.unreachable {
+            message.push_str("; ");
+            message.push_str(why);
+        }
+        message
     }
 }
 

@@ -407,6 +407,7 @@ mod tests {
             bytes_in: 100,
             bytes_out: 2048,
             dropped: 1,
+            unreachable: Vec::new(),
         };
         let text = Metrics::default().render(&[], &[("front".into(), state)], &[]);
         for want in [

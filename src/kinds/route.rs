@@ -112,6 +112,47 @@ fn service_backends(c: &Observed) -> Vec<Backend> {
     out
 }
 
+/// Per route, what it cannot reach: a swarm service it targets that does not publish the
+/// target port (the proxy is not on the tasks' networks; it reaches them at published ports).
+pub fn unpublished_targets(
+    routes: &[(String, RouteSpec)],
+    plan: &Plan,
+) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for (name, spec) in routes {
+        let targets = std::iter::once(&spec.to).chain(spec.rules.iter().map(|r| &r.to));
+        for t in targets {
+            let key = ObjectKey::new(Kind::Server, t.server.0.clone());
+            let Some(service) = plan
+                .verdicts
+                .get(&key)
+                .and_then(|v| v.container.as_ref())
+                .filter(|c| c.tasks.is_some())
+            else {
+                continue;
+            };
+            let port = t.port.0;
+            if service
+                .ports
+                .iter()
+                .any(|p| p.container == port && p.protocol == spec.protocol)
+            {
+                continue;
+            }
+            let why = format!(
+                "server/{} publishes no port {port}/{}: on a swarm a route reaches tasks at a published port (ports: [{{container: {port}, mode: host}}])",
+                t.server.0,
+                spec.protocol.as_str()
+            );
+            let notes = out.entry(name.clone()).or_default();
+            if !notes.contains(&why) {
+                notes.push(why);
+            }
+        }
+    }
+    out
+}
+
 /// A route is Ready while it listens and has a ready backend, Running while it listens with none,
 /// Invalid when it cannot listen, and Pending outside `dockhand up`. A route that just became
 /// Invalid gets an event.
@@ -156,4 +197,60 @@ pub fn statuses(
         })
         .collect();
     (statuses, events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{PublishedPort, Tasks};
+    use crate::manifest::fields::Protocol;
+    use crate::manifest::network::ListenAddr;
+    use crate::plan::Verdict;
+
+    fn service(ports: Vec<PublishedPort>) -> Verdict {
+        let mut c =
+            Observed::from_labels("s1".into(), "web".into(), State::Running, &HashMap::new());
+        c.tasks = Some(Tasks::default());
+        c.ports = ports;
+        Verdict {
+            phase: Phase::Ready,
+            message: None,
+            lifecycle: Default::default(),
+            container: Some(c),
+            dep_runs: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_route_to_a_port_a_swarm_service_does_not_publish_says_how_to_publish_it() {
+        let route = RouteSpec {
+            protocol: Protocol::Tcp,
+            listen: ListenAddr("127.0.0.1:18300".parse().expect("an address")),
+            to: Target {
+                server: Name("web".into()),
+                port: ContainerPort(8080),
+            },
+            rules: Vec::new(),
+            udp_idle_timeout: std::time::Duration::from_secs(30),
+        };
+        let routes = [("front".to_owned(), route)];
+        let mut plan = Plan::default();
+        plan.verdicts
+            .insert(ObjectKey::new(Kind::Server, "web"), service(Vec::new()));
+        let why = unpublished_targets(&routes, &plan);
+        assert_eq!(
+            why["front"],
+            ["server/web publishes no port 8080/tcp: on a swarm a route reaches tasks at a published port (ports: [{container: 8080, mode: host}])"]
+        );
+        let published = PublishedPort {
+            container: 8080,
+            protocol: Protocol::Tcp,
+            host: 18080,
+        };
+        plan.verdicts.insert(
+            ObjectKey::new(Kind::Server, "web"),
+            service(vec![published]),
+        );
+        assert!(unpublished_targets(&routes, &plan).is_empty());
+    }
 }

@@ -338,7 +338,13 @@ impl<R: Engine> Reconciler<R> {
                 Err(e) => tracing::warn!("cannot read per-client routes: {e}"),
             }
         }
-        proxy.sync(&routes, &backends).await
+        let mut states = proxy.sync(&routes, &backends).await;
+        for (name, why) in route::unpublished_targets(&routes, plan) {
+            if let Some(state) = states.get_mut(&name) {
+                state.unreachable = why;
+            }
+        }
+        states
     }
 }
 
