@@ -16,7 +16,8 @@ fn output(o: bollard::container::LogOutput) -> Option<Output> {
 }
 
 impl Attach for DockerEngine {
-    /// A container's output; with `follow`, until the container stops.
+    /// A container's output; with `follow`, until the container stops. On a swarm, the
+    /// service's: every task's, from whichever node runs it, through the manager.
     fn logs(
         &self,
         container: &str,
@@ -33,8 +34,12 @@ impl Attach for DockerEngine {
             ..Default::default()
         };
         let target = container.to_owned();
-        self.docker
-            .logs(container, Some(opts))
+        let stream = if self.swarm {
+            self.docker.service_logs(container, Some(opts)).boxed()
+        } else {
+            self.docker.logs(container, Some(opts)).boxed()
+        };
+        stream
             .filter_map(move |r| {
                 let r = match r {
                     Ok(o) => output(o).map(Ok),
