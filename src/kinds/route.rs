@@ -153,7 +153,8 @@ pub fn unpublished_targets(
     out
 }
 
-/// A route is Ready while it listens and has a ready backend, Running while it listens with none,
+/// A route is Ready while it listens and has a ready backend, Running while it listens with none
+/// (or with a target it cannot reach),
 /// Invalid when it cannot listen, and Pending outside `dockhand up`. A route that just became
 /// Invalid gets an event.
 pub fn statuses(
@@ -178,7 +179,10 @@ pub fn statuses(
                 None => (Phase::Pending, "not started".to_owned()),
                 Some(s) => match &s.listening {
                     Err(e) => (Phase::Invalid, e.clone()),
-                    Ok(()) if s.backends.is_empty() => (Phase::Running, s.message(r)),
+                    // Listening, but nothing (or not every target) to send to.
+                    Ok(()) if s.backends.is_empty() || !s.unreachable.is_empty() => {
+                        (Phase::Running, s.message(r))
+                    }
                     Ok(()) => (Phase::Ready, s.message(r)),
                 },
             };
