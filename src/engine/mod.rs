@@ -163,6 +163,24 @@ pub struct Observed {
     pub tasks: Option<Tasks>,
 }
 
+impl Observed {
+    /// What a readiness proof holds for: the container, or a service's running tasks (a task
+    /// the swarm replaced has to prove itself again, though the service stays).
+    pub fn run_id(&self) -> String {
+        let Some(tasks) = &self.tasks else {
+            return self.id.clone();
+        };
+        let mut running: Vec<&str> = tasks
+            .list
+            .iter()
+            .filter(|t| t.state == "running")
+            .map(|t| t.id.as_str())
+            .collect();
+        running.sort_unstable();
+        format!("{}/{}", self.id, running.join(","))
+    }
+}
+
 /// What a swarm says of one service's tasks.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Tasks {
@@ -594,5 +612,33 @@ pub trait Engine: Send + Sync + 'static {
         _id: &str,
     ) -> impl Future<Output = Result<Option<ContainerStats>, EngineError>> + Send {
         std::future::ready(Ok(None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replaced_task_is_a_new_run_of_its_service_and_a_container_is_its_own() {
+        let mut c =
+            Observed::from_labels("c1".into(), "db".into(), State::Running, &HashMap::new());
+        assert_eq!(c.run_id(), "c1");
+        let task = |id: &str, state: &str| TaskInfo {
+            id: id.into(),
+            state: state.into(),
+            ..TaskInfo::default()
+        };
+        c.tasks = Some(Tasks {
+            list: vec![task("t1", "running")],
+            ..Tasks::default()
+        });
+        let first = c.run_id();
+        c.tasks = Some(Tasks {
+            list: vec![task("t2", "running")],
+            ..Tasks::default()
+        });
+        assert_ne!(c.run_id(), first);
+        assert!(c.run_id().starts_with("c1/"));
     }
 }

@@ -324,7 +324,7 @@ pub async fn probe_all(
         let verified = statuses
             .get(&key)
             .and_then(|s| s.lifecycle.ready_for.as_deref())
-            == Some(c.id.as_str());
+            == Some(c.run_id().as_str());
         let secret = secrets.get(&o.name)?;
         Some(async move {
             if verified {

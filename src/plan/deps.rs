@@ -124,7 +124,7 @@ fn unmet(dep: &Dep, v: Option<&Verdict>) -> Option<String> {
         Condition::Healthy => {
             v.phase == Phase::Ready
                 && v.container.as_ref().is_some_and(|c| {
-                    c.health.is_some() || v.lifecycle.ready_for.as_deref() == Some(c.id.as_str())
+                    c.health.is_some() || v.lifecycle.ready_for.as_deref() == Some(&c.run_id())
                 })
         }
         Condition::Completed => v.phase == Phase::Completed,

@@ -362,13 +362,14 @@ fn plan_readiness(
 ) -> (Verdict, Option<Action>) {
     let verdict = |phase, message, lc| Verdict::new(phase, message, lc, Some(c));
     if r.ready {
-        if lc.ready_for.as_deref() != Some(c.id.as_str()) {
+        let run = c.run_id();
+        if lc.ready_for.as_deref() != Some(run.as_str()) {
             p.transitions.push(Transition {
                 key: d.key.clone(),
                 reason: "ready",
                 message: format!("{} accepted a login", d.key),
             });
-            lc.ready_for = Some(c.id.clone());
+            lc.ready_for = Some(run);
         }
         lc.next_retry_at = None;
         return (verdict(Phase::Ready, None, lc), None);
