@@ -36,8 +36,9 @@ use crate::manifest::server::RestartPolicy;
 /// The label a service's task containers carry instead of the owner labels.
 pub const SERVICE_LABEL: &str = "dockhand.service";
 
-/// On a service whose tasks have a health check: the engine answers with the check under a
-/// name bollard's model does not read (`Healthcheck`, not `HealthCheck`).
+/// On a service whose tasks have a health check (`true`: the manifest's; `image`: the image's):
+/// the engine answers with the check under a name bollard's model does not read
+/// (`Healthcheck`, not `HealthCheck`), and an image's is not in the service at all.
 const HEALTH_LABEL: &str = "dockhand.health-check";
 
 /// How long a removal waits for the swarm to stop the service's tasks (so that its ports,
@@ -475,7 +476,11 @@ pub(super) fn observed_service(
     };
     let state = if up > 0 {
         State::Running
-    } else if one_shot && !current.is_empty() && count(&["complete"]) == current.len() as u64 {
+    } else if one_shot
+        && !current.is_empty()
+        // A completed run stays completed when its node goes away later.
+        && current.iter().all(|t| task_state(t) == "complete")
+    {
         State::Exited { code: Some(0) }
     } else if let (true, Some(t)) = (one_shot, failed) {
         State::Exited {
@@ -645,6 +650,31 @@ impl DockerEngine {
         }
     }
 
+    /// A spec without a health check of its own runs its image's, if the image has one: the
+    /// service is labelled as checked when the image is on this (the manager's) engine and
+    /// has a check. One image inspection per create or update, never per pass.
+    async fn mark_image_health(&self, spec: &ContainerSpec, body: &mut ServiceSpec) {
+        if spec.healthcheck.is_some() {
+            return;
+        }
+        let checked = match self.docker.inspect_image(&spec.image).await {
+            Ok(image) => image
+                .config
+                .and_then(|c| c.healthcheck)
+                .and_then(|h| h.test)
+                .is_some_and(|test| !test.is_empty() && test[0] != "NONE"),
+            Err(e) => {
+                tracing::debug!("image {} not inspected for a health check: {e}", spec.image);
+                false
+            }
+        };
+        if checked {
+            body.labels
+                .get_or_insert_with(HashMap::new)
+                .insert(HEALTH_LABEL.into(), "image".into());
+        }
+    }
+
     /// This engine's own node, which pinned services stay on.
     async fn local_node(&self) -> Result<String, EngineError> {
         let info = self
@@ -668,7 +698,8 @@ impl DockerEngine {
             false => None,
         };
         let secrets = self.ensure_secrets(spec).await?;
-        let body = service_spec(spec, pin.as_deref(), &secrets)?;
+        let mut body = service_spec(spec, pin.as_deref(), &secrets)?;
+        self.mark_image_health(spec, &mut body).await;
         match self.docker.create_service(body, None).await {
             Ok(r) => Ok(r.id.unwrap_or_else(|| spec.name.clone())),
             Err(e) if server_error(&e).map(|s| s.0) == Some(409) => {
@@ -702,7 +733,8 @@ impl DockerEngine {
             (false, _) => None,
         };
         let secrets = self.ensure_secrets(spec).await?;
-        let body = service_spec(spec, pin.as_deref(), &secrets)?;
+        let mut body = service_spec(spec, pin.as_deref(), &secrets)?;
+        self.mark_image_health(spec, &mut body).await;
         let opts = UpdateServiceOptions {
             version: i32::try_from(version).unwrap_or(i32::MAX),
             ..Default::default()
@@ -1085,6 +1117,55 @@ mod tests {
             secret_name("dh_t_database_orders", "POSTGRES_PASSWORD", "a").len(),
             "dh_t_database_orders_postgres_password_".len() + 12
         );
+    }
+
+    #[test]
+    fn a_job_that_completed_stays_completed_when_its_node_goes_down() {
+        use bollard::models::{ServiceSpec, TaskState, TaskStatus};
+        let mut labels = labels::owner_labels("t");
+        labels.insert(labels::KIND.into(), "server".into());
+        labels.insert(labels::NAME.into(), "migrate".into());
+        let service = Service {
+            id: Some("s1".into()),
+            spec: Some(ServiceSpec {
+                name: Some("dh_t_server_migrate".into()),
+                labels: Some(labels),
+                task_template: Some(TaskSpec {
+                    restart_policy: Some(TaskSpecRestartPolicy {
+                        condition: Some(Condition::NONE),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let task = |state| Task {
+            service_id: Some("s1".into()),
+            node_id: Some("n3".into()),
+            slot: Some(1),
+            status: Some(TaskStatus {
+                state: Some(state),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let nodes = HashMap::from([(
+            "n3".to_owned(),
+            NodeInfo {
+                name: "node3".into(),
+                addr: "10.0.0.13".into(),
+                state: "down".into(),
+            },
+        )]);
+        let done = observed_service(service.clone(), &[task(TaskState::COMPLETE)], &nodes, "t")
+            .expect("ours");
+        assert_eq!(done.state, State::Exited { code: Some(0) });
+        // A running task on a node that is down does not run, as far as anyone can tell.
+        let lost =
+            observed_service(service, &[task(TaskState::RUNNING)], &nodes, "t").expect("ours");
+        assert_eq!(lost.state, State::Restarting);
     }
 
     #[test]
