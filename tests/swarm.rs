@@ -563,6 +563,56 @@ fn an_applied_server_scales_and_rolls_back_in_place_and_its_tasks_leave_a_draine
             "  restartPolicy: Never\n",
         ),
     );
+    // An image's own health check counts on a swarm too: `after` waits for `checked`, whose
+    // manifest has no check, to be healthy (the image's check says when; built on the
+    // manager, where `checked` is placed).
+    let build = Command::new("docker")
+        .args([
+            "-H",
+            &lab.node(1),
+            "build",
+            "-q",
+            "-t",
+            "dockhand/checked:local",
+            "-",
+        ])
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            let dockerfile = format!(
+                "FROM {}\nHEALTHCHECK --interval=1s --start-period=10s --retries=1 CMD test -f /tmp/ready\n",
+                common::IMAGE
+            );
+            child
+                .stdin
+                .take()
+                .map(|mut i| i.write_all(dockerfile.as_bytes()))
+                .transpose()?;
+            child.wait_with_output()
+        })
+        .expect("build an image with a health check");
+    assert!(build.status.success(), "{}", text(&build));
+    env.write(
+        "checked.yaml",
+        &shell(
+            "checked",
+            "sleep 2; touch /tmp/ready; exec sleep 3600",
+            "  placement: {constraints: [node.role == manager]}\n",
+        )
+        .replace(common::IMAGE, "dockhand/checked:local"),
+    );
+    env.write(
+        "after.yaml",
+        &shell(
+            "after",
+            "exec sleep 3600",
+            "  dependsOn: [{name: checked, condition: Healthy}]\n",
+        ),
+    );
     apply("blue");
     let job = format!("dh_{}_server_migrate", env.instance);
     let created = |name: &str| {
@@ -577,6 +627,13 @@ fn an_applied_server_scales_and_rolls_back_in_place_and_its_tasks_leave_a_draine
         .status_of("server", "migrate")
         .expect("the job's status");
     assert_eq!(status["phase"], "Completed", "{status}");
+    let named = |name: &str| format!("dh_{}_server_{name}", env.instance);
+    assert!(
+        created(&named("after")) - created(&named("checked")) >= 2,
+        "after was created before checked was healthy"
+    );
+    env.remove("after.yaml");
+    env.remove("checked.yaml");
     apply("green");
     assert!(env_of(&lab).contains("COLOR=green"), "{}", env_of(&lab));
     // The swarm spreads the tasks: one per node.
@@ -649,16 +706,19 @@ fn an_applied_server_scales_and_rolls_back_in_place_and_its_tasks_leave_a_draine
                 .count()
         })
     };
-    eventually(
-        std::time::Duration::from_secs(120),
-        "worker's tasks rescheduled off the cut node",
-        || {
-            let out = on_swarm(&env, &lab, "sync", &["--timeout", "5s"]);
-            let s = env.status_of("server", "worker")?;
-            (out.status.success() && s["message"] == "4/4 tasks running" && off_node3(&s) == 4)
-                .then_some(())
-        },
-    );
+    loop {
+        let out = on_swarm(&env, &lab, "sync", &["--timeout", "5s"]);
+        let s = env.status_of("server", "worker").unwrap_or_default();
+        if out.status.success() && s["message"] == "4/4 tasks running" && off_node3(&s) == 4 {
+            break;
+        }
+        let last = format!("{}\n{s}", text(&out));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "worker's tasks not rescheduled off the cut node; last seen:\n{last}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
     eprintln!(
         "rescheduled off the cut node in {:.1} s",
         started.elapsed().as_secs_f64()
