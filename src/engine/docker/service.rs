@@ -113,7 +113,12 @@ pub(super) fn service_spec(
         return refuse("a port's host address");
     }
     let mut service_labels = spec.labels.clone();
-    if spec.healthcheck.is_some() {
+    // `NONE` (a check the manifest disables) is no check at all.
+    if spec
+        .healthcheck
+        .as_ref()
+        .is_some_and(|h| h.test.first().is_some_and(|t| t != "NONE"))
+    {
         service_labels.insert(HEALTH_LABEL.into(), "true".into());
     }
     if let Some(hash) = &s.spec_hash {
@@ -1052,6 +1057,24 @@ mod tests {
         // The container's command is the service's args (the image's entrypoint stays).
         assert_eq!(task.command, None);
         assert_eq!(task.args.unwrap(), ["httpd", "-f"]);
+    }
+
+    #[test]
+    fn only_a_check_that_runs_labels_the_service_as_checked() {
+        let check = |test: &[&str]| crate::engine::Healthcheck {
+            test: test.iter().map(|t| t.to_string()).collect(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            retries: 1,
+            start_period: Duration::ZERO,
+        };
+        let mut s = spec();
+        s.healthcheck = Some(check(&["CMD", "true"]));
+        let labels = service_spec(&s, None, &[]).unwrap().labels.unwrap();
+        assert_eq!(labels[HEALTH_LABEL], "true");
+        s.healthcheck = Some(check(&["NONE"]));
+        let labels = service_spec(&s, None, &[]).unwrap().labels.unwrap();
+        assert!(!labels.contains_key(HEALTH_LABEL));
     }
 
     #[test]
