@@ -24,6 +24,7 @@
 //! - `store`: the SQLite state file, one file per table family, and the locks beside it.
 //! - `engine`: a narrow trait over the container engine (and `Attach` for logs, exec, attach), its
 //!   Docker and in-memory implementations, and the label schema that marks what dockhand owns.
+//! - `notify`: notifications of failing, recovered and rolled-back objects (`up --notify`).
 //! - `proxy`: the Routes' data plane (TCP splice, UDP sessions).
 //! - `manifest`: the contract: kinds, specs, status and phases, validated while parsing.
 //! - `lifecycle`: the run history of an object (restarts, crash-loop backoff, completion).
@@ -49,6 +50,7 @@ pub mod source;
 pub mod store;
 
 pub mod engine;
+pub mod notify;
 pub mod proxy;
 
 pub mod manifest;

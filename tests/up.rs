@@ -348,3 +348,103 @@ fn an_engine_restart_under_up_is_healed() {
         running,
     );
 }
+
+/// A local HTTP receiver of notifications: keeps each request's JSON body; answers the first
+/// request 500 (so a retry must follow) and every later one 200.
+fn receiver() -> (
+    u16,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a receiver");
+    let port = listener.local_addr().expect("its address").port();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = got.clone();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().expect("clone the connection"));
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let status = if n == 0 {
+                "500 Internal Server Error"
+            } else {
+                kept.lock()
+                    .expect("the list")
+                    .push(serde_json::from_slice(&body).unwrap_or_default());
+                "200 OK"
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (port, got)
+}
+
+#[test]
+fn a_crash_loop_is_notified_once_and_its_recovery_once_with_retries_and_no_secret_shown() {
+    let Some(env) = Env::new("up-notify") else {
+        return;
+    };
+    let (port, got) = receiver();
+    let url = format!("http://127.0.0.1:{port}/hook?token=s3cret");
+    env.write("web.yaml", &common::shell("web", "sleep 1; exit 3", ""));
+    let mut up = env.up(&["--resync", "1h", "--notify", &url]);
+    let said = |event: &str| {
+        got.lock()
+            .expect("the list")
+            .iter()
+            .filter(|n| n["event"] == event && n["object"] == "server/web")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let failing = eventually(Duration::from_secs(60), "a failing notification", || {
+        said("failing").pop()
+    });
+    assert_eq!(failing["instance"], env.instance.as_str(), "{failing}");
+    assert!(
+        failing["phase"] == "CrashLoopBackOff" || failing["phase"] == "Failed",
+        "{failing}"
+    );
+    // More crashes and restarts: still one message.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(said("failing").len(), 1, "{:?}", got.lock());
+
+    env.write("web.yaml", &common::shell("web", "exec sleep 3600", ""));
+    let recovered = eventually(Duration::from_secs(60), "a recovered notification", || {
+        said("recovered").pop()
+    });
+    assert_eq!(recovered["phase"], "Ready", "{recovered}");
+    assert_eq!(said("failing").len(), 1);
+
+    // Each delivery is an event; the URL is shown by its host only.
+    let events = eventually(WAIT, "the deliveries recorded", || {
+        let out = env.run("events", &[]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("recovered of server/web sent to")
+            .then_some(text)
+    });
+    assert!(
+        events.contains(&format!(
+            "failing of server/web sent to http://127.0.0.1:{port}"
+        )),
+        "{events}"
+    );
+    let (_, _) = up.stop();
+    assert!(!events.contains("s3cret"), "{events}");
+    assert!(!up.output().contains("s3cret"), "{}", up.output());
+}

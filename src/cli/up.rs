@@ -28,6 +28,20 @@ pub struct UpArgs {
     /// `up` generates one into `<state>.token` (mode 0600), where the CLI finds it.
     #[arg(long, env = "DOCKHAND_TOKEN_FILE")]
     pub token_file: Option<std::path::PathBuf>,
+    /// POST a JSON message here when an object starts failing (Failed, CrashLoopBackOff,
+    /// Unhealthy), when it recovers, and when a rollout is rolled back (repeatable).
+    #[arg(long = "notify", value_name = "URL", value_parser = parse_notify_url)]
+    pub notify: Vec<reqwest::Url>,
+}
+
+fn parse_notify_url(s: &str) -> Result<reqwest::Url, String> {
+    let url: reqwest::Url = s
+        .parse()
+        .map_err(|e| format!("invalid --notify URL: {e}"))?;
+    match url.scheme() {
+        "http" | "https" if url.host_str().is_some() => Ok(url),
+        _ => Err("invalid --notify URL: expected http://HOST/... or https://HOST/...".into()),
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -115,9 +129,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         state = %c.state.state.display(),
         "dockhand controller started"
     );
-    let reconciler = Arc::new(
-        Reconciler::new(runtime, store, c.options()).with_proxy(crate::proxy::Proxy::new()),
-    );
+    let mut reconciler =
+        Reconciler::new(runtime, store.clone(), c.options()).with_proxy(crate::proxy::Proxy::new());
+    if !args.notify.is_empty() {
+        let notifier =
+            crate::notify::Notifier::start(&c.state.instance, args.notify.clone(), store);
+        reconciler = reconciler.with_notifier(notifier);
+    }
+    let reconciler = Arc::new(reconciler);
     let _ = reconciler_cell.set(reconciler.clone());
     let result = Controller {
         reconciler,

@@ -132,6 +132,8 @@ pub struct Reconciler<R> {
     had_networks: std::sync::atomic::AtomicBool,
     /// The routes' data plane, when this reconciler runs inside `dockhand up`.
     proxy: Option<std::sync::Arc<Proxy>>,
+    /// Where failing, recovered and rolled-back objects are announced (`up --notify`).
+    notifier: Option<crate::notify::Notifier>,
     /// Env files and config files read before, re-read only when they change.
     env_file_cache: crate::kinds::env_file::EnvFiles,
     config_cache: crate::kinds::config_files::ConfigFiles,
@@ -147,6 +149,7 @@ impl<R: Engine> Reconciler<R> {
             vanished: std::sync::Mutex::new(HashMap::new()),
             had_networks: std::sync::atomic::AtomicBool::new(true),
             proxy: None,
+            notifier: None,
             env_file_cache: crate::kinds::env_file::EnvFiles::default(),
             config_cache: crate::kinds::config_files::ConfigFiles::default(),
         }
@@ -155,6 +158,12 @@ impl<R: Engine> Reconciler<R> {
     /// Serves routes from this reconciler's passes (`dockhand up`).
     pub fn with_proxy(mut self, proxy: std::sync::Arc<Proxy>) -> Self {
         self.proxy = Some(proxy);
+        self
+    }
+
+    /// Announces failing, recovered and rolled-back objects from this reconciler's passes.
+    pub fn with_notifier(mut self, notifier: crate::notify::Notifier) -> Self {
+        self.notifier = Some(notifier);
         self
     }
 
@@ -284,6 +293,9 @@ impl<R: Engine> Reconciler<R> {
             let removed = record::removed_with_volume(&outcomes);
             database::record(&self.store, instance, &plan, &removed, &secrets).await?;
             events.extend(record::outcome_events(&outcomes, &previous, &statuses));
+            if let Some(n) = &self.notifier {
+                n.observe(&previous, &statuses, &plan.rollbacks);
+            }
             events.extend(record::task_events(&previous, &statuses));
             self.store.append_events(instance, &events).await?;
             // A failed rollout: the next pass runs the last Ready revision instead.
