@@ -848,6 +848,7 @@ mod idle {
                 instance: s.instance.clone(),
                 allow_empty: false,
                 compose: Default::default(),
+                git: Vec::new(),
             };
             let signals = Signals::default();
             let options = Options {

@@ -18,7 +18,8 @@
 //! - `kinds`: what each kind means to the engine (containers, networks, probes, statuses, and
 //!   the host files a spec takes in: env files, config files, build contexts).
 //! - `plan`: the pure planner `plan(desired, observed) -> actions`; no I/O, no async.
-//! - `source`: where desired state comes from (directory, manifests table, the API's objects).
+//! - `source`: where desired state comes from (directory, git, manifests table, the API's
+//!   objects).
 //! - `compose`: compose files read as they are and translated into manifests (for the
 //!   directory source and `convert`).
 //! - `store`: the SQLite state file, one file per table family, and the locks beside it.

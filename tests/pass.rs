@@ -554,6 +554,7 @@ proptest::proptest! {
                 instance: INSTANCE.into(),
                 allow_empty: false,
                 compose: Default::default(),
+                git: Vec::new(),
             };
             w.write("x.yaml", &server("x", ""));
             row(server("r", "")).await;

@@ -47,6 +47,7 @@ impl StateArgs {
             instance: self.instance.clone(),
             allow_empty: false,
             compose: Default::default(),
+            git: Vec::new(),
         }
     }
 }
@@ -140,6 +141,21 @@ pub struct ReconcileArgs {
     /// Activate the compose services of this profile (repeatable; COMPOSE_PROFILES adds more).
     #[arg(long = "profile", value_name = "NAME")]
     pub profiles: Vec<String>,
+    /// A git repository to read manifests from (repeatable), fetched with the git CLI at start
+    /// and every --git-interval; a failed fetch keeps the last good commit.
+    #[arg(long = "git", value_name = "URL")]
+    pub git: Vec<String>,
+    /// The branch, tag or commit of each --git, in the same order (a single value applies to
+    /// every --git; default: the remote's HEAD).
+    #[arg(long = "git-ref", value_name = "REF")]
+    pub git_refs: Vec<String>,
+    /// The folder of each --git to read, in the same order (a single value applies to every
+    /// --git; default: the repository's root).
+    #[arg(long = "git-path", value_name = "DIR")]
+    pub git_paths: Vec<String>,
+    /// How often `up` fetches the --git repositories.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub git_interval: Duration,
     #[arg(skip)]
     pub state: StateArgs,
     /// Allow pruning every container when the sources define no objects at all.
@@ -217,7 +233,34 @@ impl ReconcileArgs {
                     profiles: self.profiles.clone(),
                 },
             },
+            git: self.git_sources(),
         }
+    }
+
+    /// `--git` with its `--git-ref` and `--git-path` (the i-th of each, or the only one).
+    fn git_sources(&self) -> Vec<crate::source::git::GitSource> {
+        let nth = |values: &[String], i: usize| {
+            values
+                .get(i)
+                .or(if values.len() == 1 {
+                    values.first()
+                } else {
+                    None
+                })
+                .cloned()
+        };
+        self.git
+            .iter()
+            .enumerate()
+            .map(|(i, url)| {
+                crate::source::git::GitSource::new(
+                    url,
+                    nth(&self.git_refs, i).as_deref(),
+                    nth(&self.git_paths, i).as_deref().unwrap_or(""),
+                    &self.state.state,
+                )
+            })
+            .collect()
     }
 
     pub fn options(&self) -> Options {

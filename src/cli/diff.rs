@@ -24,6 +24,7 @@ pub async fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
             // Without a state file, the plan is made against an empty one, and none is made.
             let (store, _scratch) = plan_store(&args.common.state.state, "diff").await?;
             let (rec, sources) = super::common::reconciler_on(&args.common, store).await?;
+            crate::source::git::fetch_once(&sources.git).await;
             let snapshot = sources.load().await?;
             PlanView::new(&rec.dry_run(&snapshot).await?)
         }

@@ -26,6 +26,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let c = &args.common;
     let _lock = lock_state(&c.state.state)?;
     let (rec, sources) = reconciler(c).await?;
+    crate::source::git::fetch_once(&sources.git).await;
     let started = Instant::now();
     let deadline = started + args.timeout;
     const LAST_PASS_GRACE: Duration = Duration::from_secs(5);

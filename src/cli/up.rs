@@ -72,6 +72,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     };
     let sources = c.sources(store.clone());
     let signals = Signals::default();
+    if !sources.git.is_empty() {
+        let s = signals.clone();
+        tokio::spawn(crate::source::git::keep_fetching(
+            sources.git.clone(),
+            c.git_interval,
+            store.clone(),
+            c.state.instance.clone(),
+            move || s.reload(),
+        ));
+    }
     let reconciler_cell = Arc::new(std::sync::OnceLock::new());
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     if let ApiAddr::At(addr) = args.api {

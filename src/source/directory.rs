@@ -55,6 +55,12 @@ fn add_compose(part: &mut Part, path: &Path, label: String, options: &crate::com
 
 /// Like `read`, with compose files named on the command line and compose options.
 pub fn read_with(dir: &Path, compose: &ComposeFiles) -> Part {
+    read_labeled(dir, compose, "")
+}
+
+/// Like `read_with`, each file's label being `prefix` and its path in `dir` (a git source's
+/// files are told apart from the directory's this way).
+pub fn read_labeled(dir: &Path, compose: &ComposeFiles, prefix: &str) -> Part {
     let mut part = Part {
         complete: true,
         ..Part::default()
@@ -75,11 +81,10 @@ pub fn read_with(dir: &Path, compose: &ComposeFiles) -> Part {
     }
     files.sort();
     for path in files {
-        let label = path
-            .strip_prefix(&base)
-            .unwrap_or(&path)
-            .to_string_lossy()
-            .into_owned();
+        let label = format!(
+            "{prefix}{}",
+            path.strip_prefix(&base).unwrap_or(&path).to_string_lossy()
+        );
         // A link may point anywhere; only files inside the directory are read, so a manifest
         // linked to /etc/shadow cannot have its content quoted back in an error.
         let inside = std::fs::canonicalize(&path).map_or(true, |real| real.starts_with(&base));

@@ -1,7 +1,8 @@
 //! Where desired state comes from, and the rule that makes a broken source harmless.
 //!
-//! Three sources feed one snapshot: a directory of files, the `manifests` table any program may
-//! write, and objects applied through the API or `dockhand apply`. Each yields a `Part` (the
+//! The sources feed one snapshot: a directory of files, git repositories (read like directories
+//! at their last good commit), the `manifests` table any program may write, and objects applied
+//! through the API or `dockhand apply`. Each yields a `Part` (the
 //! objects of its valid files, or rows, and the errors of the others); `assemble` runs the checks
 //! that span them, so the same object in two sources is an error on both, like two files. `merge`
 //! then keeps, from the store, the last good objects of every broken file, so an invalid or
@@ -9,6 +10,7 @@
 
 pub mod applied;
 pub mod directory;
+pub mod git;
 pub mod table;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -28,6 +30,7 @@ pub enum Origin {
     Directory,
     Table,
     Api,
+    Git,
 }
 
 impl Origin {
@@ -36,6 +39,8 @@ impl Origin {
             Origin::Table
         } else if label.starts_with(API_PREFIX) {
             Origin::Api
+        } else if label.starts_with(git::GIT_PREFIX) {
+            Origin::Git
         } else {
             Origin::Directory
         }
@@ -212,6 +217,8 @@ pub struct Sources {
     pub allow_empty: bool,
     /// Compose files named on the command line, and how compose files are read.
     pub compose: directory::ComposeFiles,
+    /// Repositories read at their last good commit (`--git`).
+    pub git: Vec<git::GitSource>,
 }
 
 impl Sources {
@@ -249,6 +256,21 @@ impl Sources {
             }
             parts.push((Origin::Directory, part));
         }
+        for source in &self.git {
+            let source = source.clone();
+            let compose = directory::ComposeFiles {
+                files: Vec::new(),
+                options: self.compose.options.clone(),
+            };
+            let mut part = tokio::task::spawn_blocking(move || source.read(&compose))
+                .await
+                .unwrap_or_default();
+            // Never fetched, or the folder is not in the commit: held, like a vanished directory.
+            if part.missing && !self.allow_empty {
+                part.complete = false;
+            }
+            parts.push((Origin::Git, part));
+        }
         parts.push((
             Origin::Table,
             table::read_rows(&self.store, &self.instance).await?,
@@ -269,7 +291,7 @@ impl Sources {
 /// Where a stored object came from, for messages: its file, table row or API.
 pub fn describe_source(label: &str) -> String {
     match Origin::of(label) {
-        Origin::Directory => format!("file {label}"),
+        Origin::Directory | Origin::Git => format!("file {label}"),
         Origin::Table => format!(
             "row {:?} of the manifests table",
             &label[TABLE_PREFIX.len()..]

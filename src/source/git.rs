@@ -1,0 +1,334 @@
+//! `--git URL`: desired state from a git repository, fetched with the git CLI into a cache
+//! beside the state file.
+//!
+//! Each fetched commit's tree is unpacked whole into a directory of its own and only then made
+//! current (a rename of a one-line file), so a half-fetched tree is never read and never prunes
+//! anything; a fetch that fails (an unreachable remote, a ref that vanished) keeps the last good
+//! commit. The git CLI rather than a library: it speaks every transport and credential helper
+//! users already configure, and keeps dockhand's build lean.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{directory, Part};
+
+/// Labels of objects from a git source start with this.
+pub const GIT_PREFIX: &str = "git:";
+
+/// How long one git command may take.
+const GIT_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("git {op} of {url} failed: {message}")]
+    Command {
+        op: &'static str,
+        url: String,
+        message: String,
+    },
+    #[error("cannot unpack commit {commit} of {url}: {source}")]
+    Unpack {
+        commit: String,
+        url: String,
+        source: std::io::Error,
+    },
+}
+
+/// One repository, ref and folder to read manifests from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GitSource {
+    pub url: String,
+    /// A branch, tag or commit; the remote's HEAD when `None`.
+    pub reference: Option<String>,
+    /// The folder in the repository ("" for its root).
+    pub path: String,
+    /// `<state>.git/<hash of url, ref and path>`: the bare repository, the unpacked trees and
+    /// the current commit.
+    pub cache: PathBuf,
+}
+
+/// The URL without user name or password, as labels, logs and events show it.
+pub fn display_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (format!("{s}://"), r),
+        None => (String::new(), url),
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{scheme}{host}{path}")
+}
+
+impl GitSource {
+    pub fn new(url: &str, reference: Option<&str>, path: &str, state: &Path) -> Self {
+        let path = path.trim_matches('/').to_owned();
+        let key = crate::manifest::short_hash(
+            format!("{url}\0{}\0{path}", reference.unwrap_or("")).as_bytes(),
+        );
+        let mut cache = state.as_os_str().to_owned();
+        cache.push(".git");
+        Self {
+            url: url.to_owned(),
+            reference: reference.map(str::to_owned),
+            path,
+            cache: PathBuf::from(cache).join(key),
+        }
+    }
+
+    /// What every label of this source starts with: `git:<url>@<ref>:<path>/`.
+    pub fn label_prefix(&self) -> String {
+        let reference = self.reference.as_deref().unwrap_or("HEAD");
+        let path = match self.path.as_str() {
+            "" => String::new(),
+            p => format!("{p}/"),
+        };
+        format!("{GIT_PREFIX}{}@{reference}:{path}", display_url(&self.url))
+    }
+
+    /// `<url>@<ref>:<path>/`, for messages.
+    pub fn describe(&self) -> String {
+        self.label_prefix()[GIT_PREFIX.len()..].to_owned()
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.cache.join("repo.git")
+    }
+
+    fn trees(&self) -> PathBuf {
+        self.cache.join("trees")
+    }
+
+    /// The commit whose tree is read now, if one was ever fetched.
+    pub fn current(&self) -> Option<String> {
+        let c = std::fs::read_to_string(self.cache.join("current")).ok()?;
+        let c = c.trim();
+        (!c.is_empty() && self.trees().join(c).is_dir()).then(|| c.to_owned())
+    }
+
+    async fn git(&self, op: &'static str, args: &[&str]) -> Result<Vec<u8>, GitError> {
+        let failed = |message: String| GitError::Command {
+            op,
+            url: display_url(&self.url),
+            message,
+        };
+        let run = tokio::process::Command::new("git")
+            .args(args)
+            // Never wait for a password on a terminal; never read the user's global hooks.
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(GIT_TIMEOUT, run)
+            .await
+            .map_err(|_| failed(format!("no answer in {}s", GIT_TIMEOUT.as_secs())))?
+            .map_err(|e| failed(format!("cannot run git: {e}")))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            // git may echo the URL, credentials included: only ever show it redacted.
+            let said = stderr.trim().replace(&self.url, &display_url(&self.url));
+            return Err(failed(said));
+        }
+        Ok(out.stdout)
+    }
+
+    /// Fetches the ref and makes its commit current; returns it. On any failure the current
+    /// commit stays as it was.
+    pub async fn fetch(&self) -> Result<String, GitError> {
+        let repo = self.repo();
+        let repo_s = repo.to_string_lossy().into_owned();
+        if !repo.join("HEAD").exists() {
+            std::fs::create_dir_all(&self.cache).map_err(|e| GitError::Command {
+                op: "init",
+                url: display_url(&self.url),
+                message: e.to_string(),
+            })?;
+            self.git("init", &["init", "--bare", "--quiet", &repo_s])
+                .await?;
+        }
+        let refspec = format!(
+            "+{}:refs/dockhand/fetched",
+            self.reference.as_deref().unwrap_or("HEAD")
+        );
+        self.git(
+            "fetch",
+            &[
+                "-C",
+                &repo_s,
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--depth",
+                "1",
+                &self.url,
+                &refspec,
+            ],
+        )
+        .await?;
+        let commit = self
+            .git(
+                "rev-parse",
+                &["-C", &repo_s, "rev-parse", "refs/dockhand/fetched^{commit}"],
+            )
+            .await?;
+        let commit = String::from_utf8_lossy(&commit).trim().to_owned();
+        let tree = self.trees().join(&commit);
+        if !tree.is_dir() {
+            let tar = self
+                .git(
+                    "archive",
+                    &["-C", &repo_s, "archive", "--format=tar", &commit],
+                )
+                .await?;
+            let unpack = |e: std::io::Error| GitError::Unpack {
+                commit: commit.clone(),
+                url: display_url(&self.url),
+                source: e,
+            };
+            let partial = self.trees().join(format!(".partial-{commit}"));
+            let _ = std::fs::remove_dir_all(&partial);
+            std::fs::create_dir_all(&partial).map_err(unpack)?;
+            tar::Archive::new(tar.as_slice())
+                .unpack(&partial)
+                .map_err(unpack)?;
+            std::fs::rename(&partial, &tree).map_err(unpack)?;
+        }
+        let next = self.cache.join(".current");
+        std::fs::write(&next, format!("{commit}\n"))
+            .and_then(|()| std::fs::rename(&next, self.cache.join("current")))
+            .map_err(|e| GitError::Unpack {
+                commit: commit.clone(),
+                url: display_url(&self.url),
+                source: e,
+            })?;
+        self.keep_only(&commit);
+        Ok(commit)
+    }
+
+    /// Removes the trees of other commits (a reader holding one gets a complete snapshot: it
+    /// read the whole tree before this pass could remove it, since passes do not overlap).
+    fn keep_only(&self, commit: &str) {
+        let Ok(entries) = std::fs::read_dir(self.trees()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy() != commit {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    /// The current commit's manifests, labelled with this source's prefix. Before any fetch
+    /// succeeded the source is missing (its objects are held, nothing is pruned).
+    pub fn read(&self, compose: &directory::ComposeFiles) -> Part {
+        let Some(commit) = self.current() else {
+            return Part {
+                missing: true,
+                ..Part::default()
+            };
+        };
+        let dir = self.trees().join(commit).join(&self.path);
+        directory::read_labeled(&dir, compose, &self.label_prefix())
+    }
+}
+
+/// Fetches every source once; says what each now reads (or why it keeps what it had) on
+/// standard error. For the verbs that run one reconcile (`sync`, `diff`).
+pub async fn fetch_once(sources: &[GitSource]) {
+    for g in sources {
+        match g.fetch().await {
+            Ok(commit) => eprintln!("git: {} at {}", g.describe(), short(&commit)),
+            Err(e) => match g.current() {
+                Some(c) => eprintln!("warning: {e}; keeping commit {}", short(&c)),
+                None => eprintln!("warning: {e}; no commit yet, so its objects are held"),
+            },
+        }
+    }
+}
+
+/// `up`'s fetch loop: every `every`, fetches each source; a new commit calls `changed` (a pass
+/// that reads the sources again) and is an event; a failure is an event once per distinct error
+/// (not once per interval), and the last good commit stays.
+pub async fn keep_fetching(
+    sources: Vec<GitSource>,
+    every: Duration,
+    store: crate::store::Store,
+    instance: String,
+    changed: impl Fn() + Send + Sync + 'static,
+) {
+    use crate::store::NewEvent;
+    let mut failing: Vec<Option<String>> = vec![None; sources.len()];
+    loop {
+        for (g, failed) in sources.iter().zip(failing.iter_mut()) {
+            let before = g.current();
+            let event = match g.fetch().await {
+                Ok(commit) => {
+                    let recovered = failed.take().is_some();
+                    let new = before.as_deref() != Some(commit.as_str());
+                    if new {
+                        changed();
+                    }
+                    (new || recovered).then(|| NewEvent {
+                        key: None,
+                        reason: "git-fetched",
+                        message: format!("{} at commit {}", g.describe(), short(&commit)),
+                    })
+                }
+                Err(e) => {
+                    let message = match g.current() {
+                        Some(c) => format!("{e}; keeping commit {}", short(&c)),
+                        None => format!("{e}; no commit yet, so its objects are held"),
+                    };
+                    (failed.as_ref() != Some(&message)).then(|| {
+                        tracing::warn!("{message}");
+                        *failed = Some(message.clone());
+                        NewEvent {
+                            key: None,
+                            reason: "git-fetch-failed",
+                            message,
+                        }
+                    })
+                }
+            };
+            if let Some(event) = event {
+                if let Err(e) = store.append_events(&instance, &[event]).await {
+                    tracing::warn!("cannot record a git fetch: {e}");
+                }
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// The first 12 digits of a commit.
+pub fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_credentials() {
+        assert_eq!(
+            display_url("https://user:tok3n@git.example/team/app.git"),
+            "https://git.example/team/app.git"
+        );
+        assert_eq!(
+            display_url("git://127.0.0.1:9418/app.git"),
+            "git://127.0.0.1:9418/app.git"
+        );
+        assert_eq!(display_url("/srv/app.git"), "/srv/app.git");
+    }
+
+    #[test]
+    fn each_url_ref_and_path_has_a_cache_and_a_label_of_its_own() {
+        let state = Path::new("/var/lib/dh.db");
+        let a = GitSource::new("https://u:p@h/app.git", Some("main"), "/deploy/", state);
+        let b = GitSource::new("https://u:p@h/app.git", Some("prod"), "deploy", state);
+        assert_ne!(a.cache, b.cache);
+        assert!(a.cache.starts_with("/var/lib/dh.db.git"));
+        assert_eq!(a.label_prefix(), "git:https://h/app.git@main:deploy/");
+        let root = GitSource::new("/srv/app.git", None, "", state);
+        assert_eq!(root.label_prefix(), "git:/srv/app.git@HEAD:");
+    }
+}

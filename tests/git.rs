@@ -1,0 +1,242 @@
+//! The git source against a real repository served by `git daemon` on 127.0.0.1: a pushed
+//! commit converges, a broken commit keeps the last good one, a force-push goes back, an
+//! unreachable remote keeps what runs, and a file deleted in git prunes its objects.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{docker, eventually, server, text, Env};
+
+/// `git ARGS` in `dir`, which must succeed.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "test")
+        .env("GIT_AUTHOR_EMAIL", "test@localhost")
+        .env("GIT_COMMITTER_NAME", "test")
+        .env("GIT_COMMITTER_EMAIL", "test@localhost")
+        .output()
+        .expect("run git");
+    assert!(out.status.success(), "git {args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// `git daemon` serving every repository under `base` on 127.0.0.1:`port`, until dropped.
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(base: &Path, port: u16) -> Daemon {
+        // git-daemon itself (not `git daemon`, which would leave it running when killed).
+        let exec_path = git(base, &["--exec-path"]);
+        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
+            .arg("--reuseaddr")
+            .arg("--export-all")
+            .arg(format!("--base-path={}", base.display()))
+            .args(["--listen=127.0.0.1", &format!("--port={port}")])
+            .arg(base)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start git daemon");
+        eventually(Duration::from_secs(10), "git daemon listening", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Daemon(child)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[test]
+fn pushed_commits_converge_a_broken_one_keeps_the_last_good_and_an_unreachable_remote_keeps_what_runs(
+) {
+    let Some(env) = Env::new("git-source") else {
+        return;
+    };
+    assert!(
+        Command::new("git").arg("--version").output().is_ok(),
+        "git is needed"
+    );
+    let remote = env.dir.path().join("remote");
+    let work = env.dir.path().join("work");
+    std::fs::create_dir_all(&remote).expect("mkdir");
+    git(
+        &remote,
+        &[
+            "init",
+            "--bare",
+            "--quiet",
+            "--initial-branch=main",
+            "app.git",
+        ],
+    );
+    git(
+        env.dir.path(),
+        &[
+            "clone",
+            "--quiet",
+            remote.join("app.git").to_str().expect("utf-8"),
+            "work",
+        ],
+    );
+    git(&work, &["symbolic-ref", "HEAD", "refs/heads/main"]);
+    let commit = |file: &str, body: Option<&str>, message: &str| {
+        let path = work.join("deploy").join(file);
+        match body {
+            Some(b) => {
+                std::fs::create_dir_all(work.join("deploy")).expect("mkdir");
+                std::fs::write(&path, b).expect("write");
+                git(&work, &["add", "-A"]);
+            }
+            None => {
+                git(&work, &["rm", "--quiet", &format!("deploy/{file}")]);
+            }
+        }
+        git(&work, &["commit", "--quiet", "-m", message]);
+        git(
+            &work,
+            &["push", "--quiet", "--force", "origin", "HEAD:main"],
+        );
+        git(&work, &["rev-parse", "HEAD"])
+    };
+    let web = |color: &str| server("web", &format!("  env: {{COLOR: {color}}}\n"));
+    let blue = commit("web.yaml", Some(&web("blue")), "blue");
+    // A file outside the folder is not read.
+    std::fs::write(work.join("README.yaml"), "not: a manifest\n").expect("write");
+    commit("web.yaml", Some(&web("green")), "green");
+
+    let port = free_port();
+    let daemon = Daemon::start(&remote, port);
+    let url = format!("git://127.0.0.1:{port}/app.git");
+    let sync = || {
+        env.command("sync")
+            .args(["--git", &url, "--git-ref", "main", "--git-path", "deploy"])
+            .args(["--timeout", "60s", "--prune-delay", "0s"])
+            .output()
+            .expect("run sync")
+    };
+    let color = || {
+        let c = env.container("web").expect("web's container");
+        docker(&["exec", &c.id, "sh", "-c", "echo $COLOR"])
+            .trim()
+            .to_owned()
+    };
+
+    let out = sync();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "git: git://127.0.0.1:{port}/app.git@main:deploy/ at"
+        )),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(color(), "green");
+    let object = env.object_of("server", "web").expect("web");
+    assert_eq!(
+        object["source"],
+        format!("git:git://127.0.0.1:{port}/app.git@main:deploy/web.yaml"),
+        "{object}"
+    );
+
+    // A broken commit: the error names the file in git, and the last good spec keeps running.
+    let running = env.container("web").expect("web").id;
+    commit(
+        "web.yaml",
+        Some(&web("red").replace("env:", "envv:")),
+        "broken",
+    );
+    let out = sync();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("deploy/web.yaml"), "{}", text(&out));
+    assert_eq!(env.container("web").expect("web").id, running);
+    assert_eq!(color(), "green");
+
+    // A force-push back to the first commit converges back to it.
+    git(
+        &work,
+        &[
+            "push",
+            "--quiet",
+            "--force",
+            "origin",
+            &format!("{blue}:main"),
+        ],
+    );
+    let out = sync();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(color(), "blue");
+
+    // The remote gone: what runs stays, and sync says which commit it keeps.
+    drop(daemon);
+    let out = sync();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("keeping commit {}", &blue[..12])),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(color(), "blue");
+
+    // Deleting a file in git removes its object; a folder that vanishes from the commit
+    // (its last file deleted) prunes nothing, like a vanished directory.
+    let _daemon = Daemon::start(&remote, port);
+    git(&work, &["reset", "--quiet", "--hard", &blue]);
+    commit("web.yaml", None, "remove web");
+    let out = sync();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("refused to prune"), "{}", text(&out));
+    assert!(env.container("web").is_some());
+    commit("api.yaml", Some(&server("api", "")), "add api");
+    let out = sync();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(env.container("api").is_some_and(|c| c.running()));
+
+    eventually(Duration::from_secs(30), "web pruned", || {
+        env.container("web").is_none().then_some(())
+    });
+
+    // Under `up`, a push is fetched within --git-interval and converges with no sync.
+    let mut up = env.up(&[
+        "--resync",
+        "1h",
+        "--git",
+        &url,
+        "--git-ref",
+        "main",
+        "--git-path",
+        "deploy",
+        "--git-interval",
+        "1s",
+    ]);
+    commit("web.yaml", Some(&web("yellow")), "yellow");
+    eventually(Duration::from_secs(30), "the pushed commit running", || {
+        env.container("web")
+            .filter(|c| c.running())
+            .and_then(|_| (color() == "yellow").then_some(()))
+    });
+    let events = env.run("events", &[]);
+    assert!(
+        String::from_utf8_lossy(&events.stdout).contains("git-fetched"),
+        "{}",
+        text(&events)
+    );
+    let (status, _) = up.stop();
+    assert!(status.success(), "{}", up.output());
+}
