@@ -183,6 +183,19 @@ fn pushed_commits_converge_a_broken_one_keeps_the_last_good_and_an_unreachable_r
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(color(), "blue");
 
+    // The cache keeps the current commit's tree and the one before it, no more.
+    let mut cache = env.state.clone().into_os_string();
+    cache.push(".git");
+    let sources: Vec<_> = std::fs::read_dir(&cache)
+        .expect("the git cache")
+        .flatten()
+        .collect();
+    assert_eq!(sources.len(), 1);
+    let trees = std::fs::read_dir(sources[0].path().join("trees"))
+        .expect("the trees")
+        .count();
+    assert_eq!(trees, 2);
+
     // The remote gone: what runs stays, and sync says which commit it keeps.
     drop(daemon);
     let out = sync();

@@ -170,6 +170,7 @@ impl GitSource {
             )
             .await?;
         let commit = String::from_utf8_lossy(&commit).trim().to_owned();
+        let previous = self.current();
         let tree = self.trees().join(&commit);
         if !tree.is_dir() {
             let tar = self
@@ -199,18 +200,19 @@ impl GitSource {
                 url: display_url(&self.url),
                 source: e,
             })?;
-        self.keep_only(&commit);
+        self.keep_only(&[commit.as_str(), previous.as_deref().unwrap_or_default()]);
         Ok(commit)
     }
 
-    /// Removes the trees of other commits (a reader holding one gets a complete snapshot: it
-    /// read the whole tree before this pass could remove it, since passes do not overlap).
-    fn keep_only(&self, commit: &str) {
+    /// Removes the trees of commits but `keep` (the new one, and the one before it, which a pass
+    /// running beside this fetch may be reading; the one before that is at least one fetch
+    /// interval old).
+    fn keep_only(&self, keep: &[&str]) {
         let Ok(entries) = std::fs::read_dir(self.trees()) else {
             return;
         };
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy() != commit {
+            if !keep.contains(&e.file_name().to_string_lossy().as_ref()) {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
