@@ -872,6 +872,7 @@ mod idle {
                 signals: signals.clone(),
                 reconciler: cell,
                 token: None,
+                git_hook: None,
             });
             tokio::spawn(api::serve(listener, api_state, std::future::pending()));
             let started = Instant::now();

@@ -252,4 +252,61 @@ fn pushed_commits_converge_a_broken_one_keeps_the_last_good_and_an_unreachable_r
     );
     let (status, _) = up.stop();
     assert!(status.success(), "{}", up.output());
+
+    // With an hour between fetches, only a verified webhook call brings a push in at once.
+    let secret = env.dir.path().join("hook.secret");
+    std::fs::write(&secret, "s3cret\n").expect("write the secret");
+    let mut up = env.up(&[
+        "--resync",
+        "1h",
+        "--git",
+        &url,
+        "--git-ref",
+        "main",
+        "--git-path",
+        "deploy",
+        "--git-interval",
+        "1h",
+        "--git-webhook-secret-file",
+        secret.to_str().expect("utf-8"),
+    ]);
+    let hook = format!("{}/api/v1/hooks/git", up.api_url());
+    eventually(Duration::from_secs(30), "up running yellow", || {
+        (color() == "yellow").then_some(())
+    });
+    commit("web.yaml", Some(&web("purple")), "purple");
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    let post = |signature: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+            .args(["-H", &format!("X-Hub-Signature-256: {signature}")])
+            .args(["--data-binary", body, &hook])
+            .output()
+            .expect("run curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(post("sha256=00"), "401");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(color(), "yellow", "fetched without a verified call");
+    let signature = {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").expect("a key");
+        mac.update(body.as_bytes());
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("sha256={hex}")
+    };
+    assert_eq!(post(&signature), "202");
+    eventually(Duration::from_secs(30), "the hooked commit running", || {
+        env.container("web")
+            .filter(|c| c.running())
+            .and_then(|_| (color() == "purple").then_some(()))
+    });
+    let (status, _) = up.stop();
+    assert!(status.success(), "{}", up.output());
+    assert!(!up.output().contains("s3cret"), "{}", up.output());
 }

@@ -53,6 +53,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    #[error("missing or wrong webhook signature")]
+    BadSignature,
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -96,6 +98,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::BadSignature => (StatusCode::UNAUTHORIZED, "bad_signature"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Store(StoreError::ReportTooLarge { .. }) => {
@@ -133,8 +136,11 @@ pub struct Api<R> {
     pub signals: Signals,
     /// Set once the engine is reachable: metrics, logs, exec and the plan go through it.
     pub reconciler: Arc<OnceLock<Arc<Reconciler<R>>>>,
-    /// Every endpoint but `/healthz` requires `Authorization: Bearer <token>` when set.
+    /// Every endpoint but `/healthz` and the git webhook requires `Authorization: Bearer
+    /// <token>` when set.
     pub token: Option<String>,
+    /// The git webhook (`up --git … --git-webhook-secret-file`), verified by its signature.
+    pub git_hook: Option<crate::source::git::Webhook>,
 }
 
 /// The API's routes.
@@ -194,6 +200,11 @@ pub fn router<R: Engine + Attach + Clone>(api: Arc<Api<R>>) -> Router {
         .route_layer(axum::middleware::from_fn(read_body_in_time))
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), auth::<R>))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        // Signed by the git host, which cannot send the bearer token.
+        .route(
+            "/api/v1/hooks/git",
+            axum::routing::post(git_hook::<R>).layer(axum::middleware::from_fn(read_body_in_time)),
+        )
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_MANIFEST_BYTES))
         .with_state(api)
@@ -259,6 +270,30 @@ pub async fn serve<R: Engine + Attach + Clone>(
             let _ = http.serve_connection(io, service).with_upgrades().await;
         });
     }
+}
+
+/// A push announced by the git host: verified, then the fetch loop runs at once.
+async fn git_hook<R: Engine>(
+    State(api): State<Arc<Api<R>>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let Some(hook) = &api.git_hook else {
+        return Err(ApiError::NotFound(
+            "no git webhook: start up with --git and --git-webhook-secret-file".into(),
+        ));
+    };
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    if !crate::source::git::verified(&hook.secret, header, &body) {
+        return Err(ApiError::BadSignature);
+    }
+    hook.kick.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(json!({"status": "fetching"}))).into_response())
 }
 
 /// Whether an address may be served without a token: loopback only.

@@ -32,6 +32,10 @@ pub struct UpArgs {
     /// Unhealthy), when it recovers, and when a rollout is rolled back (repeatable).
     #[arg(long = "notify", value_name = "URL", value_parser = parse_notify_url)]
     pub notify: Vec<reqwest::Url>,
+    /// A file holding the shared secret git hosts sign webhook calls with: a verified
+    /// `POST /api/v1/hooks/git` fetches the --git repositories at once.
+    #[arg(long, value_name = "FILE")]
+    pub git_webhook_secret_file: Option<std::path::PathBuf>,
 }
 
 fn parse_notify_url(s: &str) -> Result<reqwest::Url, String> {
@@ -74,6 +78,31 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     };
     let sources = c.sources(store.clone());
     let signals = Signals::default();
+    let kick = Arc::new(tokio::sync::Notify::new());
+    let git_hook = match &args.git_webhook_secret_file {
+        None => None,
+        Some(_) if sources.git.is_empty() => {
+            anyhow::bail!("--git-webhook-secret-file needs a --git repository to fetch")
+        }
+        Some(_) if matches!(args.api, ApiAddr::None) => {
+            anyhow::bail!(
+                "--git-webhook-secret-file needs the API (--api ADDR), which serves the hook"
+            )
+        }
+        Some(path) => {
+            let secret = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("cannot read the webhook secret {}: {e}", path.display())
+            })?;
+            let secret = secret.trim_end_matches(['\r', '\n']).as_bytes().to_vec();
+            if secret.is_empty() {
+                anyhow::bail!("the webhook secret {} is empty", path.display());
+            }
+            Some(crate::source::git::Webhook {
+                secret,
+                kick: kick.clone(),
+            })
+        }
+    };
     if !sources.git.is_empty() {
         let s = signals.clone();
         tokio::spawn(crate::source::git::keep_fetching(
@@ -82,6 +111,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             store.clone(),
             c.state.instance.clone(),
             move || s.reload(),
+            kick,
         ));
     }
     let reconciler_cell = Arc::new(std::sync::OnceLock::new());
@@ -103,6 +133,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             signals: signals.clone(),
             reconciler: reconciler_cell.clone(),
             token,
+            git_hook,
         });
         tokio::spawn(async move {
             let stopped = async {

@@ -255,6 +255,7 @@ pub async fn keep_fetching(
     store: crate::store::Store,
     instance: String,
     changed: impl Fn() + Send + Sync + 'static,
+    kick: std::sync::Arc<tokio::sync::Notify>,
 ) {
     use crate::store::NewEvent;
     let mut failing: Vec<Option<String>> = vec![None; sources.len()];
@@ -296,8 +297,62 @@ pub async fn keep_fetching(
                 }
             }
         }
-        tokio::time::sleep(every).await;
+        // The next fetch: after the interval, or at once on a verified webhook call.
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = kick.notified() => {}
+        }
     }
+}
+
+/// A webhook's secret, and what a verified call wakes (`up`'s fetch loop).
+#[derive(Clone)]
+pub struct Webhook {
+    pub secret: Vec<u8>,
+    pub kick: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// Whether a webhook call carries a valid signature of `body` made with `secret`: GitHub's and
+/// Gitea's `X-Hub-Signature-256: sha256=HEX`, Gitea's `X-Gitea-Signature: HEX` (both
+/// HMAC-SHA256 of the body), or GitLab's `X-Gitlab-Token: SECRET`. Compared in constant time.
+pub fn verified(secret: &[u8], header: impl Fn(&str) -> Option<String>, body: &[u8]) -> bool {
+    use hmac::Mac;
+    let hex_hmac = |given: &str| {
+        let Some(given) = decode_hex(given.trim()) else {
+            return false;
+        };
+        let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret) else {
+            return false;
+        };
+        mac.update(body);
+        mac.verify_slice(&given).is_ok()
+    };
+    if let Some(sig) = header("x-hub-signature-256") {
+        return sig.strip_prefix("sha256=").is_some_and(hex_hmac);
+    }
+    if let Some(sig) = header("x-gitea-signature") {
+        return hex_hmac(&sig);
+    }
+    if let Some(token) = header("x-gitlab-token") {
+        let token = token.as_bytes();
+        return token.len() == secret.len()
+            && token
+                .iter()
+                .zip(secret)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+    }
+    false
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// The first 12 digits of a commit.
@@ -308,6 +363,47 @@ pub fn short(commit: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_calls_are_verified_as_github_gitea_and_gitlab_sign_them() {
+        use hmac::Mac;
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").expect("a key");
+        mac.update(body);
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let with =
+            |name: &'static str, value: String| move |h: &str| (h == name).then(|| value.clone());
+        let github = with("x-hub-signature-256", format!("sha256={hex}"));
+        assert!(verified(b"s3cret", &github, body));
+        assert!(!verified(b"other", &github, body));
+        assert!(!verified(b"s3cret", &github, b"{}"));
+        assert!(verified(
+            b"s3cret",
+            with("x-gitea-signature", hex.clone()),
+            body
+        ));
+        assert!(verified(
+            b"s3cret",
+            with("x-gitlab-token", "s3cret".into()),
+            body
+        ));
+        assert!(!verified(
+            b"s3cret",
+            with("x-gitlab-token", "s3cre".into()),
+            body
+        ));
+        assert!(!verified(b"s3cret", |_: &str| None, body));
+        assert!(!verified(
+            b"s3cret",
+            with("x-hub-signature-256", "sha256=zz".into()),
+            body
+        ));
+    }
 
     #[test]
     fn urls_are_shown_without_credentials() {
