@@ -226,18 +226,20 @@ fn pushed_commits_converge_a_broken_one_keeps_the_last_good_and_an_unreachable_r
     });
 
     // Under `up`, a push is fetched within --git-interval and converges with no sync.
-    let mut up = env.up(&[
-        "--resync",
-        "1h",
-        "--git",
-        &url,
-        "--git-ref",
-        "main",
-        "--git-path",
-        "deploy",
-        "--git-interval",
-        "1s",
-    ]);
+    let up_with = |extra: &[&str]| {
+        let git = [
+            "--resync",
+            "1h",
+            "--git",
+            &url,
+            "--git-ref",
+            "main",
+            "--git-path",
+            "deploy",
+        ];
+        env.up(&[&git[..], extra].concat())
+    };
+    let mut up = up_with(&["--git-interval", "1s"]);
     commit("web.yaml", Some(&web("yellow")), "yellow");
     eventually(Duration::from_secs(30), "the pushed commit running", || {
         env.container("web")
@@ -256,15 +258,7 @@ fn pushed_commits_converge_a_broken_one_keeps_the_last_good_and_an_unreachable_r
     // With an hour between fetches, only a verified webhook call brings a push in at once.
     let secret = env.dir.path().join("hook.secret");
     std::fs::write(&secret, "s3cret\n").expect("write the secret");
-    let mut up = env.up(&[
-        "--resync",
-        "1h",
-        "--git",
-        &url,
-        "--git-ref",
-        "main",
-        "--git-path",
-        "deploy",
+    let mut up = up_with(&[
         "--git-interval",
         "1h",
         "--git-webhook-secret-file",
