@@ -243,9 +243,7 @@ impl Proxy {
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(spec.clone());
             let targets: std::collections::BTreeSet<&str> =
-                std::iter::once(spec.to.server.0.as_str())
-                    .chain(spec.rules.iter().map(|r| r.to.server.0.as_str()))
-                    .collect();
+                spec.targets().map(|t| t.server.0.as_str()).collect();
             let mine: HashMap<String, Vec<Backend>> = targets
                 .iter()
                 .filter_map(|t| Some((t.to_string(), backends.get(*t)?.clone())))

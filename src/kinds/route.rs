@@ -120,8 +120,7 @@ pub fn unpublished_targets(
 ) -> HashMap<String, Vec<String>> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for (name, spec) in routes {
-        let targets = std::iter::once(&spec.to).chain(spec.rules.iter().map(|r| &r.to));
-        for t in targets {
+        for t in spec.targets() {
             let key = ObjectKey::new(Kind::Server, t.server.0.clone());
             let Some(service) = plan
                 .verdicts

@@ -147,6 +147,11 @@ fn is_default_idle(d: &Duration) -> bool {
 }
 
 impl RouteSpec {
+    /// Where its traffic may go: the default target, then each rule's.
+    pub fn targets(&self) -> impl Iterator<Item = &Target> {
+        std::iter::once(&self.to).chain(self.rules.iter().map(|r| &r.to))
+    }
+
     pub fn check(&self) -> Result<(), (String, String)> {
         for (i, a) in self.rules.iter().enumerate() {
             for b in &self.rules[..i] {

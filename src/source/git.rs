@@ -97,6 +97,14 @@ impl GitSource {
         self.cache.join("trees")
     }
 
+    /// What a failed fetch leaves: `<error>; keeping commit X`, or that nothing is read yet.
+    fn kept(&self, e: &GitError) -> String {
+        match self.current() {
+            Some(c) => format!("{e}; keeping commit {}", short(&c)),
+            None => format!("{e}; no commit yet, so its objects are held"),
+        }
+    }
+
     /// The commit whose tree is read now, if one was ever fetched.
     pub fn current(&self) -> Option<String> {
         let c = std::fs::read_to_string(self.cache.join("current")).ok()?;
@@ -238,10 +246,7 @@ pub async fn fetch_once(sources: &[GitSource]) {
     for g in sources {
         match g.fetch().await {
             Ok(commit) => eprintln!("git: {} at {}", g.describe(), short(&commit)),
-            Err(e) => match g.current() {
-                Some(c) => eprintln!("warning: {e}; keeping commit {}", short(&c)),
-                None => eprintln!("warning: {e}; no commit yet, so its objects are held"),
-            },
+            Err(e) => eprintln!("warning: {}", g.kept(&e)),
         }
     }
 }
@@ -276,10 +281,7 @@ pub async fn keep_fetching(
                     })
                 }
                 Err(e) => {
-                    let message = match g.current() {
-                        Some(c) => format!("{e}; keeping commit {}", short(&c)),
-                        None => format!("{e}; no commit yet, so its objects are held"),
-                    };
+                    let message = g.kept(&e);
                     (failed.as_ref() != Some(&message)).then(|| {
                         tracing::warn!("{message}");
                         *failed = Some(message.clone());
@@ -334,13 +336,7 @@ pub fn verified(secret: &[u8], header: impl Fn(&str) -> Option<String>, body: &[
         return hex_hmac(&sig);
     }
     if let Some(token) = header("x-gitlab-token") {
-        let token = token.as_bytes();
-        return token.len() == secret.len()
-            && token
-                .iter()
-                .zip(secret)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
+        return crate::store::constant_time_eq(token.as_bytes(), secret);
     }
     false
 }

@@ -28,7 +28,7 @@ pub use objects::{ApplyReport, StoredObject};
 pub use reports::{merge_patch, MAX_REPORT_BYTES};
 pub use revisions::Revision;
 pub use route_clients::{Client, ClientRoute};
-pub use secrets::{generate_secret, DatabaseSecret};
+pub use secrets::{constant_time_eq, generate_secret, DatabaseSecret};
 pub use sources::VersionWatch;
 pub use status::Status;
 

@@ -26,6 +26,11 @@ impl std::fmt::Debug for DatabaseSecret {
     }
 }
 
+/// Compares without an early exit, so timing does not reveal how much of a token matched.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// A secret from the kernel's CSPRNG: 32 characters of [A-Za-z0-9] (about 190 bits), for
 /// database passwords, API tokens and the state file's identity.
 pub fn generate_secret() -> std::io::Result<String> {

@@ -332,3 +332,11 @@ async fn a_full_disk_does_not_break_the_state_file_for_good() {
             .expect("writes work again after the disk had room");
     }
 }
+
+#[test]
+fn tokens_compare_whole() {
+    assert!(constant_time_eq(b"secret", b"secret"));
+    assert!(!constant_time_eq(b"secret", b"secreT"));
+    assert!(!constant_time_eq(b"secret", b"secret2"));
+    assert!(!constant_time_eq(b"", b"x"));
+}
