@@ -33,6 +33,7 @@
 
 pub mod cli;
 
+pub mod age;
 pub mod api;
 pub mod view;
 

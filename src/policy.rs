@@ -44,6 +44,9 @@ pub struct HostPolicy {
     /// `securityOpt` entries that lift seccomp, AppArmor, SELinux or masked paths
     /// (`--allow-unconfined`).
     pub unconfined: bool,
+    /// The controller's variables a Secret may read: names, or prefixes ending in `*`
+    /// (`--allow-secret-env`).
+    pub secret_env: Vec<String>,
 }
 
 impl HostPolicy {
@@ -51,8 +54,10 @@ impl HostPolicy {
     /// watched directory, inside which the directory source's bind sources and env files are
     /// always allowed.
     pub fn refusal(&self, object: &Object, manifests: Option<&Path>) -> Option<String> {
-        let Spec::Server(spec) = &object.spec else {
-            return None;
+        let spec = match &object.spec {
+            Spec::Server(spec) => spec,
+            Spec::Secret(s) => return self.secret_refusal(object, s, manifests),
+            _ => return None,
         };
         if spec.network.as_ref().is_some_and(|n| n.0 == "host") && !self.host_network {
             return Some(
@@ -123,6 +128,44 @@ impl HostPolicy {
             .iter()
             .map(|b| ("spec.build.context".to_owned(), b.context.as_str(), false));
         let paths: Vec<(String, &str, bool)> = binds.chain(env_files).chain(context).collect();
+        self.paths_refusal(object, paths, manifests)
+    }
+
+    /// Why a Secret's source is refused: a file outside the manifests directory and the allowed
+    /// host paths, or a variable of the controller's that the operator did not name.
+    fn secret_refusal(
+        &self,
+        object: &Object,
+        spec: &crate::manifest::secret::SecretSpec,
+        manifests: Option<&Path>,
+    ) -> Option<String> {
+        use crate::manifest::secret::SecretSource;
+        match spec.source() {
+            SecretSource::File(path) => {
+                self.paths_refusal(object, vec![("spec.file".into(), path, false)], manifests)
+            }
+            SecretSource::Env(var) => {
+                let allowed = self.secret_env.iter().any(|p| match p.strip_suffix('*') {
+                    Some(prefix) => var.starts_with(prefix),
+                    None => p == var,
+                });
+                (!allowed).then(|| format!(
+                    "spec.env: {var} is a variable of the controller's own environment; refused by the host policy (allowed only with --allow-secret-env {var})"
+                ))
+            }
+            SecretSource::Encrypted(_) => None,
+        }
+    }
+
+    /// Why one of `paths` (field, path, whether it is bound into a container) may not be
+    /// read: outside the manifests directory (for the directory source's objects) and every
+    /// allowed host path, or exposing the engine's socket.
+    fn paths_refusal(
+        &self,
+        object: &Object,
+        paths: Vec<(String, &str, bool)>,
+        manifests: Option<&Path>,
+    ) -> Option<String> {
         if paths.is_empty() {
             return None;
         }

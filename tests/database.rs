@@ -436,3 +436,44 @@ fn stop_keeps_a_databases_data_and_down_volumes_starts_it_afresh() {
         "the old table is gone"
     );
 }
+
+#[test]
+fn a_database_takes_its_password_from_a_secret_and_its_users_log_in_with_it() {
+    let Some(env) = env_with_postgres("db-from-secret") else {
+        return;
+    };
+    std::fs::write(env.manifests.join("pw.txt"), "chosen-pass-4e1b").expect("write");
+    env.write(
+        "secret.yaml",
+        "apiVersion: dockhand/v1\nkind: Secret\nmetadata: {name: pw}\nspec: {file: pw.txt}\n",
+    );
+    env.write(
+        "db.yaml",
+        &database("ledger", 5919, "  password: {fromSecret: pw}\n"),
+    );
+    env.write(
+        "app.yaml",
+        &format!(
+            "apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: app}}\nspec:\n  image: {POSTGRES_IMAGE}\n  entrypoint: [sleep, '3600']\n  env:\n    DATABASE_URL: {{fromDatabase: ledger}}\n  dependsOn: [{{kind: Database, name: ledger, condition: Healthy}}]\n"
+        ),
+    );
+    let out = env.run("sync", &["--timeout", "90s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let u = url(&env, "ledger");
+    assert!(
+        u.contains(":chosen-pass-4e1b@"),
+        "db url gives the secret's value"
+    );
+    assert_eq!(query(&u, "select current_user").as_deref(), Ok("ledger"));
+    let app = env.container("app").expect("app");
+    let who = docker(&[
+        "exec",
+        &app.id,
+        "sh",
+        "-c",
+        "psql \"$DATABASE_URL\" -tAc 'select current_user'",
+    ]);
+    assert_eq!(who.trim(), "ledger");
+    let shown = text(&env.run("describe", &["database", "ledger"]));
+    assert!(!shown.contains("chosen-pass-4e1b"), "{shown}");
+}

@@ -217,6 +217,22 @@ pub struct ReconcileArgs {
     /// apparmor=unconfined, label=disable, systempaths=unconfined).
     #[arg(long, env = "DOCKHAND_ALLOW_UNCONFINED")]
     pub allow_unconfined: bool,
+    /// Host policy: let a Secret read the controller's variable NAME (repeatable; NAME* allows
+    /// a prefix). Without it, `env:` secrets are refused.
+    #[arg(
+        long = "allow-secret-env",
+        value_name = "NAME",
+        env = "DOCKHAND_ALLOW_SECRET_ENV",
+        value_delimiter = ','
+    )]
+    pub allow_secret_env: Vec<String>,
+    /// The age identity file (AGE-SECRET-KEY-1… lines) that opens encrypted Secrets (repeatable).
+    #[arg(
+        long = "age-identity",
+        value_name = "FILE",
+        env = "DOCKHAND_AGE_IDENTITY"
+    )]
+    pub age_identities: Vec<PathBuf>,
 }
 
 impl ReconcileArgs {
@@ -291,6 +307,7 @@ impl ReconcileArgs {
                 devices: self.allow_devices.clone(),
                 capabilities: self.allow_capabilities.clone(),
                 unconfined: self.allow_unconfined,
+                secret_env: self.allow_secret_env.clone(),
             },
             manifests: Some(self.manifests.clone()),
             prune_delay: self.prune_delay,
@@ -359,9 +376,26 @@ pub(crate) async fn reconciler_on(
     args: &ReconcileArgs,
     store: Store,
 ) -> anyhow::Result<(Reconciler<DockerEngine>, crate::source::Sources)> {
+    let identities = age_identities(&args.age_identities)?;
     let runtime = DockerEngine::connect().await?;
     let sources = args.sources(store.clone());
-    Ok((Reconciler::new(runtime, store, args.options()), sources))
+    let reconciler =
+        Reconciler::new(runtime, store, args.options()).with_age_identities(identities);
+    Ok((reconciler, sources))
+}
+
+/// The identities in the --age-identity files; a file that cannot be read or holds none is an
+/// error at start, not a Secret failing later.
+pub(crate) fn age_identities(files: &[PathBuf]) -> anyhow::Result<Vec<crate::age::Identity>> {
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("--age-identity {}: {e}", f.display()))?;
+        let ids = crate::age::Identity::parse_file(&text, &f.display().to_string())
+            .map_err(|e| anyhow::anyhow!("--age-identity {}: {e}", f.display()))?;
+        out.extend(ids);
+    }
+    Ok(out)
 }
 
 /// Prints the errors of the sources, each as `file:line:column: field: message`.

@@ -22,6 +22,7 @@ mod logs;
 mod operate;
 mod remote;
 mod rollout;
+mod secret;
 mod sync;
 mod terminal;
 mod up;
@@ -102,6 +103,9 @@ enum Command {
     Attach(attach::AttachArgs),
     /// Managed databases: `db url NAME` prints the full connection URL.
     Db(db::DbArgs),
+    /// Secrets in git: `secret encrypt -r age1… [FILE]` prints a Secret's `encrypted:` value;
+    /// `secret keygen -o FILE` makes the controller's identity.
+    Secret(secret::SecretArgs),
     /// Store objects from files, a directory or stdin as the API source; a controller applies them.
     Apply(apply::ApplyArgs),
     /// Delete an object that was applied (files and table rows are removed at their source).
@@ -166,6 +170,7 @@ impl Command {
             Command::Scale(a) => &mut a.state,
             Command::Rollout(a) => &mut a.state,
             Command::Explain(_)
+            | Command::Secret(_)
             | Command::Validate(_)
             | Command::Convert(_)
             | Command::Completion(_)
@@ -254,6 +259,7 @@ pub fn main() -> ExitCode {
             Command::Exec(a) => exec::run(a).await,
             Command::Attach(a) => attach::run(a).await,
             Command::Db(a) => db::run(a).await,
+            Command::Secret(a) => secret::run(a).await,
             Command::Apply(a) => apply::run(a).await,
             Command::Delete(a) => delete::run(a).await,
             Command::Clients(a) => clients::run(a).await,

@@ -276,6 +276,9 @@ pub struct ContainerSpec {
     /// mounted under `/run/secrets/` with `<VAR>_FILE` naming it (the official images'
     /// convention), so the value is not in the service's spec for anyone who can inspect it.
     pub secret_env: Vec<SecretEnv>,
+    /// Files under `/run/secrets`: copied into a container before it starts (never through a
+    /// host file); on a swarm, swarm secrets.
+    pub secret_files: Vec<SecretFile>,
     pub working_dir: Option<String>,
     pub user: Option<String>,
     pub ports: Vec<PortBinding>,
@@ -309,6 +312,16 @@ pub struct ContainerSpec {
 pub struct SecretEnv {
     pub var: String,
     pub value: String,
+}
+
+/// One secret file, `/run/secrets/<name>`; its `Debug` never shows the value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SecretFile {
+    pub name: String,
+    pub value: std::sync::Arc<crate::kinds::secret::Value>,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
 }
 
 impl std::fmt::Debug for SecretEnv {

@@ -137,6 +137,7 @@ pub fn container_spec(
             format!("POSTGRES_USER={}", user_name(object, spec)),
             format!("POSTGRES_DB={}", database_name(object, spec)),
         ],
+        secret_files: Vec::new(),
         secret_env: vec![SecretEnv {
             var: "POSTGRES_PASSWORD".into(),
             value: secret.password.clone(),
@@ -272,7 +273,7 @@ pub fn new_secrets(
             Spec::Route(r) => {
                 taken.insert(r.listen.0.port());
             }
-            Spec::Database(_) | Spec::Network(_) => {}
+            Spec::Database(_) | Spec::Network(_) | Spec::Secret(_) => {}
         }
     }
     let mut out = Vec::new();
@@ -362,6 +363,45 @@ pub async fn record(
         }
     }
     Ok(())
+}
+
+/// Databases whose password is a Secret's value take it in place of the generated one.
+/// Returns the databases that must wait, and why (the Secret is undeclared, unreadable, or no
+/// text), and those whose password changed (to be recorded in the state file).
+pub fn use_secret_passwords(
+    desired: &[Object],
+    values: &super::secret::Values,
+    secrets: &mut HashMap<String, DatabaseSecret>,
+) -> (HashMap<ObjectKey, String>, Vec<String>) {
+    let mut holds = HashMap::new();
+    let mut changed = Vec::new();
+    for o in desired {
+        let Spec::Database(d) = &o.spec else { continue };
+        let Some(from) = &d.password else { continue };
+        let name = from.from_secret.0.as_str();
+        let value = match values.get(name) {
+            None => Err(format!(
+                "spec.password: secret {name} is not declared (kind: Secret); waiting for it"
+            )),
+            Some(Err(why)) => Err(format!("spec.password: secret {name}: {why}")),
+            Some(Ok(v)) => v
+                .text()
+                .map(str::to_owned)
+                .map_err(|why| format!("spec.password: secret {name}: {why}")),
+        };
+        match value {
+            Ok(password) => {
+                if let Some(s) = secrets.get_mut(&o.name).filter(|s| s.password != password) {
+                    s.password = password;
+                    changed.push(o.name.clone());
+                }
+            }
+            Err(why) => {
+                holds.insert(o.key(), why);
+            }
+        }
+    }
+    (holds, changed)
 }
 
 /// Ready means: a real login with the generated credentials, and `SELECT 1`.

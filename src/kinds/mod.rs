@@ -9,6 +9,7 @@ pub mod database;
 pub mod env_file;
 pub mod network;
 pub mod route;
+pub mod secret;
 pub mod server;
 
 use std::collections::{HashMap, HashSet};
@@ -79,6 +80,8 @@ pub struct HostFiles {
     pub config: HashMap<String, String>,
     /// What to build, by server name (replicas share their server's).
     pub builds: HashMap<String, crate::engine::BuildSpec>,
+    /// The values of the Secrets those servers use, by name.
+    pub secrets: HashMap<String, std::sync::Arc<secret::Value>>,
 }
 
 /// The planner's input for every object that runs a container, and the container each asks
@@ -100,7 +103,7 @@ pub fn desired(
             Spec::Server(s) => server::desired(objects, o, s, &replicas, ctx, lifecycle),
             Spec::Database(d) => database::desired(o, d, ctx, lifecycle),
             // No containers of their own: networks are kept by `network`, routes by the proxy.
-            Spec::Network(_) | Spec::Route(_) => continue,
+            Spec::Network(_) | Spec::Route(_) | Spec::Secret(_) => continue,
         };
         d.hold = ctx.refused.get(&d.key).cloned();
         d.stopped = stopped_because(o, ctx.intents);

@@ -107,7 +107,7 @@ fn joined(desired: &[Object]) -> BTreeSet<String> {
         let joins = match &o.spec {
             Spec::Server(s) => s.joins(&o.name),
             Spec::Database(d) => d.joins(&o.name),
-            Spec::Network(_) | Spec::Route(_) => continue,
+            Spec::Network(_) | Spec::Route(_) | Spec::Secret(_) => continue,
         };
         out.extend(joins.networks().iter().map(|j| j.network.clone()));
     }
@@ -129,7 +129,7 @@ pub fn involved(desired: &[Object]) -> bool {
     desired.iter().any(|o| match &o.spec {
         Spec::Network(_) | Spec::Database(_) => true,
         Spec::Server(s) => !s.joins(&o.name).networks().is_empty(),
-        Spec::Route(_) => false,
+        Spec::Route(_) | Spec::Secret(_) => false,
     })
 }
 

@@ -31,6 +31,8 @@ pub struct Inputs<'a> {
     pub env_files: &'a EnvFiles,
     /// The image build, for a server with `build`.
     pub build: Option<&'a crate::engine::BuildSpec>,
+    /// The values of the Secrets it uses.
+    pub secrets: &'a HashMap<String, std::sync::Arc<super::secret::Value>>,
 }
 
 /// The hostname containers reach the host's published database ports by.
@@ -50,6 +52,7 @@ pub fn container_spec(
         lookup,
         env_files,
         build,
+        secrets,
     } = *inputs;
     let mut env = Vec::with_capacity(spec.env.len());
     // Env files first, a later one over an earlier one; then `env` over them all.
@@ -70,6 +73,9 @@ pub fn container_spec(
         let value = match v {
             EnvValue::Literal(s) => s.0.clone(),
             EnvValue::FromDatabase { from_database, key } => lookup(from_database, *key)?,
+            EnvValue::FromSecret { from_secret } => {
+                secrets.get(from_secret)?.text().ok()?.to_owned()
+            }
         };
         env.push(format!("{}={value}", k.0));
     }
@@ -110,6 +116,20 @@ pub fn container_spec(
         entrypoint: spec.entrypoint.clone(),
         env,
         secret_env: Vec::new(),
+        secret_files: spec
+            .secrets
+            .iter()
+            .map(|m| {
+                let (mode, uid, gid) = m.ownership(spec.user.as_ref().map(|u| u.0.as_str()));
+                Some(crate::engine::SecretFile {
+                    name: m.file_name().to_owned(),
+                    value: secrets.get(&m.name)?.clone(),
+                    uid,
+                    gid,
+                    mode,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?,
         working_dir: spec.working_dir.as_ref().map(|p| p.0.clone()),
         user: spec.user.as_ref().map(|u| u.0.clone()),
         ports: spec
@@ -296,7 +316,13 @@ pub fn desired(
         .filter(|v| v.kind == VolumeType::Bind && v.read_only)
         .map(|v| v.source.as_str())
         .collect();
-    if !databases.is_empty() || !s.env_file.is_empty() || !configs.is_empty() || build.is_some() {
+    let secrets = super::secret::used_by(s);
+    if !databases.is_empty()
+        || !s.env_file.is_empty()
+        || !configs.is_empty()
+        || build.is_some()
+        || !secrets.is_empty()
+    {
         for db in &databases {
             for part in [DbKey::Host, DbKey::Port, DbKey::Database, DbKey::User] {
                 hash.push('|');
@@ -318,6 +344,16 @@ pub fn desired(
             hash.push('|');
             hash.push_str(ctx.files.config.get(path).map_or("", String::as_str));
         }
+        // And a Secret's new value.
+        for (_, name) in &secrets {
+            hash.push('|');
+            hash.push_str(
+                ctx.files
+                    .secrets
+                    .get(*name)
+                    .map_or("", |v| v.digest.as_str()),
+            );
+        }
         hash = short_hash(hash.as_bytes());
     }
     let hash = ctx.with_restarts(&key, hash);
@@ -331,6 +367,7 @@ pub fn desired(
             lookup: &lookup,
             env_files: &ctx.files.env,
             build,
+            secrets: &ctx.files.secrets,
         },
     )
     .map(|mut c| {
@@ -421,6 +458,7 @@ mod tests {
                 lookup: &|_, _| None,
                 env_files: &HashMap::new(),
                 build: None,
+                secrets: &HashMap::new(),
             },
         )
         .expect("no database values");

@@ -25,6 +25,10 @@ pub struct DatabaseSpec {
     pub database: Option<Identifier>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<Identifier>,
+    /// The password: a Secret's value (`{fromSecret: NAME}`); generated and kept in the state
+    /// file when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<super::secret::FromSecret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
     #[serde(default, skip_serializing_if = "is_default")]

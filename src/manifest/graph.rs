@@ -15,7 +15,7 @@ use super::{ManifestError, Object, ObjectKey, Spec};
 pub fn dependencies(o: &Object) -> &[super::depends::Dependency] {
     match &o.spec {
         Spec::Server(s) => &s.depends_on,
-        Spec::Database(_) | Spec::Network(_) | Spec::Route(_) => &[],
+        Spec::Database(_) | Spec::Network(_) | Spec::Route(_) | Spec::Secret(_) => &[],
     }
 }
 
@@ -26,7 +26,7 @@ pub fn can_be_healthy(o: &Object) -> bool {
     match &o.spec {
         Spec::Server(s) => !s.health_check.as_ref().is_some_and(|h| h.is_disabled()),
         Spec::Database(_) => true,
-        Spec::Network(_) | Spec::Route(_) => false,
+        Spec::Network(_) | Spec::Route(_) | Spec::Secret(_) => false,
     }
 }
 
@@ -57,7 +57,7 @@ fn host_ports(o: &Object) -> Vec<(u16, &'static str, Option<IpAddr>, String)> {
             Some(r.listen.0.ip()),
             "spec.listen".to_owned(),
         )],
-        Spec::Database(_) | Spec::Network(_) => Vec::new(),
+        Spec::Database(_) | Spec::Network(_) | Spec::Secret(_) => Vec::new(),
     }
 }
 

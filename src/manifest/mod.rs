@@ -18,6 +18,7 @@ pub mod quantity;
 pub mod replicas;
 pub(crate) mod scalar;
 pub mod schema;
+pub mod secret;
 pub mod server;
 pub mod status;
 
@@ -54,10 +55,17 @@ pub enum Kind {
     Database,
     Network,
     Route,
+    Secret,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Server, Kind::Database, Kind::Network, Kind::Route];
+    pub const ALL: [Kind; 5] = [
+        Kind::Server,
+        Kind::Database,
+        Kind::Network,
+        Kind::Route,
+        Kind::Secret,
+    ];
 
     /// The name used in manifests (`kind: Server`).
     pub fn as_str(self) -> &'static str {
@@ -66,6 +74,7 @@ impl Kind {
             Kind::Database => "Database",
             Kind::Network => "Network",
             Kind::Route => "Route",
+            Kind::Secret => "Secret",
         }
     }
 
@@ -76,6 +85,7 @@ impl Kind {
             Kind::Database => "database",
             Kind::Network => "network",
             Kind::Route => "route",
+            Kind::Secret => "secret",
         }
     }
 
@@ -103,7 +113,7 @@ impl Kind {
 
 /// A kind name that is none of dockhand's: one message for manifests, the CLI and the API.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown kind {0:?}: expected one of Server, Database, Network, Route")]
+#[error("unknown kind {0:?}: expected one of Server, Database, Network, Route, Secret")]
 pub struct UnknownKind(pub String);
 
 impl fmt::Display for Kind {
@@ -146,6 +156,7 @@ pub enum Spec {
     Database(DatabaseSpec),
     Network(network::NetworkSpec),
     Route(network::RouteSpec),
+    Secret(secret::SecretSpec),
 }
 
 impl Spec {
@@ -155,6 +166,7 @@ impl Spec {
             Spec::Database(_) => Kind::Database,
             Spec::Network(_) => Kind::Network,
             Spec::Route(_) => Kind::Route,
+            Spec::Secret(_) => Kind::Secret,
         }
     }
 }

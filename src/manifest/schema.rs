@@ -197,6 +197,7 @@ pub fn json_schema() -> String {
                 Kind::Database => g.subschema_for::<DatabaseSpec>(),
                 Kind::Network => g.subschema_for::<NetworkSpec>(),
                 Kind::Route => g.subschema_for::<RouteSpec>(),
+                Kind::Secret => g.subschema_for::<super::secret::SecretSpec>(),
             };
             (k, s)
         })
@@ -266,13 +267,14 @@ mod tests {
     #[test]
     fn schema_selects_the_spec_by_kind() {
         let v: Value = serde_json::from_str(&json_schema()).expect("json");
-        assert_eq!(v["allOf"].as_array().map(Vec::len), Some(4));
+        assert_eq!(v["allOf"].as_array().map(Vec::len), Some(5));
         let defs = v["$defs"].as_object().expect("defs");
         for name in [
             "ServerSpec",
             "DatabaseSpec",
             "NetworkSpec",
             "RouteSpec",
+            "SecretSpec",
             "Duration",
         ] {
             assert!(defs.contains_key(name), "{name} missing");

@@ -36,6 +36,9 @@ pub struct ServerSpec {
     pub entrypoint: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<EnvName, EnvValue>,
+    /// Secrets given as files under /run/secrets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<super::secret::SecretMount>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<AbsPath>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -599,7 +602,8 @@ impl TryFrom<RawVolume> for VolumeSpec {
     }
 }
 
-/// An environment value: a literal, or a part of a managed database's connection.
+/// An environment value: a literal, a part of a managed database's connection, or a Secret's
+/// value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum EnvValue {
@@ -610,6 +614,10 @@ pub enum EnvValue {
         #[serde(skip_serializing_if = "is_default")]
         key: DbKey,
     },
+    #[serde(rename_all = "camelCase")]
+    FromSecret {
+        from_secret: String,
+    },
 }
 
 impl EnvValue {
@@ -617,7 +625,15 @@ impl EnvValue {
     pub fn database(&self) -> Option<&str> {
         match self {
             EnvValue::FromDatabase { from_database, .. } => Some(from_database),
-            EnvValue::Literal(_) => None,
+            EnvValue::Literal(_) | EnvValue::FromSecret { .. } => None,
+        }
+    }
+
+    /// The Secret this value comes from, if any.
+    pub fn secret(&self) -> Option<&str> {
+        match self {
+            EnvValue::FromSecret { from_secret } => Some(from_secret),
+            EnvValue::Literal(_) | EnvValue::FromDatabase { .. } => None,
         }
     }
 }
@@ -638,27 +654,55 @@ pub enum DbKey {
     Password,
 }
 
-#[derive(Deserialize, schemars::JsonSchema)]
+// The `fromDatabase` form as the schema shows it (parsing reads it through `RawEnvRef`).
+#[derive(schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
 struct RawFromDatabase {
     from_database: super::Name,
     #[serde(default)]
     key: DbKey,
 }
 
-impl super::scalar::MapForm for RawFromDatabase {
-    const EXPECTING: &'static str = "a string, number or boolean, or {fromDatabase: NAME, key: url|host|port|database|user|password}";
+/// The mapping forms of an environment value, told apart by their keys.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawEnvRef {
+    #[serde(default)]
+    from_database: Option<super::Name>,
+    #[serde(default)]
+    key: Option<DbKey>,
+    #[serde(default)]
+    from_secret: Option<super::Name>,
+}
+
+impl super::scalar::MapForm for RawEnvRef {
+    const EXPECTING: &'static str = "a string, number or boolean, {fromDatabase: NAME, key: url|host|port|database|user|password} or {fromSecret: NAME}";
 }
 
 impl<'de> Deserialize<'de> for EnvValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use super::scalar::ScalarOrMap;
-        Ok(match ScalarOrMap::<RawFromDatabase>::deserialize(d)? {
+        Ok(match ScalarOrMap::<RawEnvRef>::deserialize(d)? {
             ScalarOrMap::Scalar(s) => EnvValue::Literal(ScalarString(s)),
-            ScalarOrMap::Map(r) => EnvValue::FromDatabase {
-                from_database: r.from_database.0,
-                key: r.key,
+            ScalarOrMap::Map(RawEnvRef {
+                from_database: Some(db),
+                key,
+                from_secret: None,
+            }) => EnvValue::FromDatabase {
+                from_database: db.0,
+                key: key.unwrap_or_default(),
             },
+            ScalarOrMap::Map(RawEnvRef {
+                from_database: None,
+                key: None,
+                from_secret: Some(s),
+            }) => EnvValue::FromSecret { from_secret: s.0 },
+            ScalarOrMap::Map(_) => {
+                return Err(serde::de::Error::custom(
+                    "expected {fromDatabase: NAME, key: url|host|port|database|user|password} or {fromSecret: NAME}",
+                ))
+            }
         })
     }
 }
@@ -781,6 +825,7 @@ impl schemars::JsonSchema for EnvValue {
     fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
         let literal = g.subschema_for::<ScalarString>();
         let from_db = g.subschema_for::<RawFromDatabase>();
-        schemars::json_schema!({"anyOf": [literal, from_db]})
+        let from_secret = g.subschema_for::<super::secret::FromSecret>();
+        schemars::json_schema!({"anyOf": [literal, from_db, from_secret]})
     }
 }

@@ -137,6 +137,8 @@ pub struct Reconciler<R> {
     /// Env files and config files read before, re-read only when they change.
     env_file_cache: crate::kinds::env_file::EnvFiles,
     config_cache: crate::kinds::config_files::ConfigFiles,
+    /// Reads Secrets' values (with the controller's age identities).
+    secret_resolver: crate::kinds::secret::Resolver,
 }
 
 impl<R: Engine> Reconciler<R> {
@@ -152,7 +154,14 @@ impl<R: Engine> Reconciler<R> {
             notifier: None,
             env_file_cache: crate::kinds::env_file::EnvFiles::default(),
             config_cache: crate::kinds::config_files::ConfigFiles::default(),
+            secret_resolver: crate::kinds::secret::Resolver::default(),
         }
+    }
+
+    /// Opens encrypted Secrets with these identities (`--age-identity`).
+    pub fn with_age_identities(mut self, identities: Vec<crate::age::Identity>) -> Self {
+        self.secret_resolver = crate::kinds::secret::Resolver::new(identities);
+        self
     }
 
     /// Serves routes from this reconciler's passes (`dockhand up`).
@@ -211,6 +220,8 @@ impl<R: Engine> Reconciler<R> {
             secrets,
             networks,
             observed,
+            secret_values,
+            secret_refused,
         } = self.observe(snapshot, false).await?;
         let prune = !desired.is_empty() || allow_empty;
         // Another program holding the state file's write lock must not stop drift repair: the
@@ -285,6 +296,12 @@ impl<R: Engine> Reconciler<R> {
             &generations,
         );
         statuses.extend(route_statuses);
+        statuses.extend(crate::kinds::secret::statuses(
+            &desired,
+            &secret_values,
+            &secret_refused,
+            &generations,
+        ));
         events.extend(route_events);
         if !store_busy {
             self.store

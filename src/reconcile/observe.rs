@@ -37,6 +37,9 @@ pub(super) struct Observation {
     pub secrets: HashMap<String, DatabaseSecret>,
     pub networks: NetworkPlan,
     pub observed: Vec<Observed>,
+    /// Every Secret's value, or why it has none; and those the host policy refuses.
+    pub secret_values: kinds::secret::Values,
+    pub secret_refused: HashMap<ObjectKey, String>,
 }
 
 impl<R: Engine> Reconciler<R> {
@@ -75,6 +78,24 @@ impl<R: Engine> Reconciler<R> {
             self.prepare(&all_secrets, &desired, &stranded, &mut secrets)
                 .await?;
         }
+        let manifests = self.options.manifests.as_deref();
+        let secret_refused: HashMap<ObjectKey, String> = desired
+            .iter()
+            .filter(|o| matches!(o.spec, crate::manifest::Spec::Secret(_)))
+            .filter_map(|o| Some((o.key(), self.options.host_policy.refusal(o, manifests)?)))
+            .collect();
+        let secret_values = self.secret_resolver.resolve_all(&desired, &secret_refused);
+        let (password_holds, new_passwords) =
+            database::use_secret_passwords(&desired, &secret_values, &mut secrets);
+        if !dry_run {
+            for name in new_passwords {
+                if let Some(s) = secrets.get(&name) {
+                    self.store
+                        .set_database_password(instance, &name, &s.password)
+                        .await?;
+                }
+            }
+        }
         let (observed, foreign) = claim(
             self.engine.list(instance).await?,
             self.store.identity(),
@@ -86,9 +107,10 @@ impl<R: Engine> Reconciler<R> {
             database::probe_all(&desired, &observed, &statuses, &secrets).await
         };
         let mut refused = self.refusals(&desired, &stranded, &foreign);
+        refused.extend(password_holds);
         // Objects whose rollout failed run their last Ready revision instead.
         let (running, rolled_back) = self.rolled_back(&desired, &stored, &intents).await?;
-        let files = self.host_files(&running, &mut refused);
+        let files = self.host_files(&running, &secret_values, &mut refused);
         let networks = network::plan(instance, &desired, &self.observe_networks(&desired).await?);
         let ctx = kinds::Context {
             instance,
@@ -127,6 +149,8 @@ impl<R: Engine> Reconciler<R> {
             secrets,
             networks,
             observed,
+            secret_values,
+            secret_refused,
         })
     }
 
@@ -262,6 +286,7 @@ impl<R: Engine> Reconciler<R> {
     fn host_files(
         &self,
         desired: &[Object],
+        secret_values: &kinds::secret::Values,
         refused: &mut HashMap<ObjectKey, String>,
     ) -> kinds::HostFiles {
         let mut out = kinds::HostFiles::default();
@@ -274,6 +299,15 @@ impl<R: Engine> Reconciler<R> {
             }
             if let Err(why) = self.server_files(&o.name, s, &mut out) {
                 refused.insert(o.key(), why);
+                continue;
+            }
+            match kinds::secret::lookup(s, secret_values) {
+                Ok(found) => out
+                    .secrets
+                    .extend(found.into_iter().map(|(n, v)| (n.to_owned(), v.clone()))),
+                Err(why) => {
+                    refused.insert(o.key(), why);
+                }
             }
         }
         out

@@ -106,6 +106,27 @@ impl Store {
         Ok(())
     }
 
+    /// Records a database's password as its Secret now gives it (the state file keeps what
+    /// `db url` and `--show-secrets` show).
+    pub async fn set_database_password(
+        &self,
+        instance: &str,
+        name: &str,
+        password: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE databases SET password = ? WHERE instance = ? AND name = ? AND password != ?",
+        )
+        .bind(password)
+        .bind(instance)
+        .bind(name)
+        .bind(password)
+        .execute(&self.pool)
+        .await
+        .map_err(query("set database password"))?;
+        Ok(())
+    }
+
     pub async fn delete_database_secret(
         &self,
         instance: &str,

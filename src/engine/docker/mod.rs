@@ -519,6 +519,11 @@ impl Engine for DockerEngine {
                 return Err(err);
             }
         }
+        // Nor may one start without its secrets.
+        if let Err(err) = self.copy_secret_files(&id, spec).await {
+            let _ = self.remove(&id).await;
+            return Err(err);
+        }
         Ok(id)
     }
 
@@ -738,4 +743,57 @@ impl Engine for DockerEngine {
             })
             .boxed()
     }
+}
+
+impl DockerEngine {
+    /// Copies a spec's secret files into its created container, under `/run/secrets`, with
+    /// their owner and mode: the engine unpacks them into the container's own filesystem, so
+    /// no host file ever holds a value and they go with the container.
+    async fn copy_secret_files(&self, id: &str, spec: &ContainerSpec) -> Result<(), EngineError> {
+        if spec.secret_files.is_empty() {
+            return Ok(());
+        }
+        let archive = zeroize::Zeroizing::new(secrets_tar(&spec.secret_files).map_err(|e| {
+            EngineError::Engine {
+                op: "pack the secret files of",
+                target: spec.name.clone(),
+                message: e.to_string(),
+            }
+        })?);
+        let opts = bollard::query_parameters::UploadToContainerOptions {
+            path: "/".into(),
+            ..Default::default()
+        };
+        let body = bollard::body_full(archive.to_vec().into());
+        self.docker
+            .upload_to_container(id, Some(opts), body)
+            .await
+            .map_err(|e| {
+                let op = if spec.options.read_only_root {
+                    "copy the secret files (copied into a container before it starts, which a read-only root filesystem refuses on one host) into"
+                } else {
+                    "copy the secret files into"
+                };
+                engine(op, &spec.name, e)
+            })
+    }
+}
+
+/// A tar archive of secret files at `run/secrets/<name>`.
+fn secrets_tar(files: &[crate::engine::SecretFile]) -> std::io::Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for f in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(f.value.bytes().len() as u64);
+        h.set_mode(f.mode);
+        h.set_uid(u64::from(f.uid));
+        h.set_gid(u64::from(f.gid));
+        h.set_mtime(now);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, format!("run/secrets/{}", f.name), f.value.bytes())?;
+    }
+    b.into_inner()
 }

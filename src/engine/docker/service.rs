@@ -57,12 +57,34 @@ fn unsupported(name: &str, what: &str) -> EngineError {
     }
 }
 
-/// A swarm secret holding one of a spec's secret variables.
+/// A swarm secret holding one of a spec's secret variables or files.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct SecretRef {
-    pub var: String,
+    /// The variable whose `<VAR>_FILE` names the file (none for a secret file).
+    pub var: Option<String>,
+    /// The file's name under /run/secrets, its owner, group and mode.
+    pub file: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
     pub id: String,
     pub name: String,
+}
+
+impl SecretRef {
+    /// A secret variable's: `/run/secrets/<var in lowercase>`, readable inside the task (as
+    /// Docker's CLI makes it): images such as postgres read it after dropping root.
+    fn for_var(var: &str, id: String, name: String) -> SecretRef {
+        SecretRef {
+            var: Some(var.to_owned()),
+            file: secret_file(var),
+            uid: 0,
+            gid: 0,
+            mode: 0o444,
+            id,
+            name,
+        }
+    }
 }
 
 /// Where a task finds a secret variable's value: `/run/secrets/<var in lowercase>`.
@@ -70,12 +92,26 @@ fn secret_file(var: &str) -> String {
     var.to_ascii_lowercase()
 }
 
-/// The secret that holds `value` for `var` of the service `service`: named after both and a
-/// hash of the value (a swarm secret cannot change; a new value is a new secret), at most 64
-/// characters (the swarm's limit; the labels, not the name, say whose it is).
-pub(super) fn secret_name(service: &str, var: &str, value: &str) -> String {
-    let hash = crate::manifest::short_hash(format!("{var}\0{value}").as_bytes());
-    let tail = format!("_{}_{}", secret_file(var), &hash[..12]);
+/// The secret that holds `value` for `key` (a variable or a file name) of the service
+/// `service`: named after both and a hash of the value (a swarm secret cannot change; a new
+/// value is a new secret), at most 64 characters (the swarm's limit; the labels, not the name,
+/// say whose it is).
+pub(super) fn secret_name(service: &str, key: &str, value: &[u8]) -> String {
+    let mut hashed = format!("{key}\0").into_bytes();
+    hashed.extend_from_slice(value);
+    let hash = crate::manifest::short_hash(&hashed);
+    hashed.iter_mut().for_each(|b| *b = 0);
+    let file: String = secret_file(key)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let tail = format!("_{file}_{}", &hash[..12]);
     let room = 64usize.saturating_sub(tail.len());
     let head: String = service.chars().take(room).collect();
     format!("{head}{tail}")
@@ -164,18 +200,16 @@ pub(super) fn service_spec(
     env.extend(
         secrets
             .iter()
-            .map(|r| format!("{}_FILE=/run/secrets/{}", r.var, secret_file(&r.var))),
+            .filter_map(|r| Some(format!("{}_FILE=/run/secrets/{}", r.var.as_ref()?, r.file))),
     );
     let secret_refs: Vec<TaskSpecContainerSpecSecrets> = secrets
         .iter()
         .map(|r| TaskSpecContainerSpecSecrets {
             file: Some(TaskSpecContainerSpecFile {
-                name: Some(secret_file(&r.var)),
-                uid: Some("0".into()),
-                gid: Some("0".into()),
-                // Readable inside the task (as Docker's CLI makes it): images such as
-                // postgres read it after dropping root.
-                mode: Some(0o444),
+                name: Some(r.file.clone()),
+                uid: Some(r.uid.to_string()),
+                gid: Some(r.gid.to_string()),
+                mode: Some(r.mode),
             }),
             secret_id: Some(r.id.clone()),
             secret_name: Some(r.name.clone()),
@@ -926,23 +960,42 @@ impl DockerEngine {
     /// The swarm secrets a spec's secret variables need, made where missing (with the owner
     /// labels and the service's name). No engine call for a spec without any.
     async fn ensure_secrets(&self, spec: &ContainerSpec) -> Result<Vec<SecretRef>, EngineError> {
-        if spec.secret_env.is_empty() {
+        if spec.secret_env.is_empty() && spec.secret_files.is_empty() {
             return Ok(Vec::new());
         }
         let instance = instance_of(&spec.labels);
         let existing = self.secrets_of(instance, &spec.name).await?;
-        let mut refs = Vec::with_capacity(spec.secret_env.len());
-        for s in &spec.secret_env {
-            let name = secret_name(&spec.name, &s.var, &s.value);
+        let mut refs = Vec::with_capacity(spec.secret_env.len() + spec.secret_files.len());
+        let wanted = spec
+            .secret_env
+            .iter()
+            .map(|s| (s.var.as_str(), s.value.as_bytes(), None))
+            .chain(
+                spec.secret_files
+                    .iter()
+                    .map(|f| (f.name.as_str(), f.value.bytes(), Some(f))),
+            );
+        for (key, value, file) in wanted {
+            let name = secret_name(&spec.name, key, value);
             let found = existing.iter().find(|(_, n)| *n == name);
             let id = match found {
                 Some((id, _)) => id.clone(),
-                None => self.create_secret(&name, instance, &spec.name, s).await?,
+                None => {
+                    self.create_secret(&name, instance, &spec.name, value)
+                        .await?
+                }
             };
-            refs.push(SecretRef {
-                var: s.var.clone(),
-                id,
-                name,
+            refs.push(match file {
+                None => SecretRef::for_var(key, id, name),
+                Some(f) => SecretRef {
+                    var: None,
+                    file: f.name.clone(),
+                    uid: f.uid,
+                    gid: f.gid,
+                    mode: f.mode,
+                    id,
+                    name,
+                },
             });
         }
         Ok(refs)
@@ -953,7 +1006,7 @@ impl DockerEngine {
         name: &str,
         instance: &str,
         service: &str,
-        secret: &crate::engine::SecretEnv,
+        value: &[u8],
     ) -> Result<String, EngineError> {
         use base64::Engine as _;
         let mut secret_labels = labels::owner_labels(instance);
@@ -961,7 +1014,7 @@ impl DockerEngine {
         let body = SecretSpec {
             name: Some(name.to_owned()),
             labels: Some(secret_labels),
-            data: Some(base64::engine::general_purpose::STANDARD.encode(&secret.value)),
+            data: Some(base64::engine::general_purpose::STANDARD.encode(value)),
             ..Default::default()
         };
         match self.docker.create_secret(body).await {
@@ -1102,11 +1155,11 @@ mod tests {
             var: "POSTGRES_PASSWORD".into(),
             value: "hunter2".into(),
         }];
-        let refs = [SecretRef {
-            var: "POSTGRES_PASSWORD".into(),
-            id: "sid".into(),
-            name: secret_name(&s.name, "POSTGRES_PASSWORD", "hunter2"),
-        }];
+        let refs = [SecretRef::for_var(
+            "POSTGRES_PASSWORD",
+            "sid".into(),
+            secret_name(&s.name, "POSTGRES_PASSWORD", b"hunter2"),
+        )];
         let task = service_spec(&s, None, &refs)
             .unwrap()
             .task_template
@@ -1130,14 +1183,47 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_file_is_a_swarm_secret_with_its_owner_and_mode() {
+        let s = spec();
+        let refs = [SecretRef {
+            var: None,
+            file: "key.pem".into(),
+            uid: 1000,
+            gid: 2000,
+            mode: 0o440,
+            id: "sid".into(),
+            name: secret_name(&s.name, "key.pem", b"k"),
+        }];
+        let task = service_spec(&s, None, &refs)
+            .unwrap()
+            .task_template
+            .unwrap()
+            .container_spec
+            .unwrap();
+        assert!(!task
+            .env
+            .unwrap_or_default()
+            .iter()
+            .any(|e| e.contains("_FILE=")));
+        let file = task.secrets.unwrap()[0].file.clone().unwrap();
+        assert_eq!(file.name.as_deref(), Some("key.pem"));
+        assert_eq!(
+            (file.uid.as_deref(), file.gid.as_deref()),
+            (Some("1000"), Some("2000"))
+        );
+        assert_eq!(file.mode, Some(0o440));
+        assert!(refs[0].name.contains("_key.pem_"), "{}", refs[0].name);
+    }
+
+    #[test]
     fn secret_names_fit_the_swarm_and_change_with_the_value() {
         let long = format!("dh_{}_database_{}", "i".repeat(63), "d".repeat(63));
-        let a = secret_name(&long, "POSTGRES_PASSWORD", "a");
+        let a = secret_name(&long, "POSTGRES_PASSWORD", b"a");
         assert!(a.len() <= 64, "{a}");
         assert!(a.ends_with(&a[a.len() - 12..]));
-        assert_ne!(a, secret_name(&long, "POSTGRES_PASSWORD", "b"));
+        assert_ne!(a, secret_name(&long, "POSTGRES_PASSWORD", b"b"));
         assert_eq!(
-            secret_name("dh_t_database_orders", "POSTGRES_PASSWORD", "a").len(),
+            secret_name("dh_t_database_orders", "POSTGRES_PASSWORD", b"a").len(),
             "dh_t_database_orders_postgres_password_".len() + 12
         );
     }

@@ -201,6 +201,14 @@ fn parse_document(
                 .map_err(at_name(file, &doc.metadata.name))?;
             (doc.metadata, Spec::Route(doc.spec))
         }
+        Kind::Secret => {
+            let doc: Document<super::secret::SecretSpec> = deserialize(text, file)?;
+            let mut spec = doc.spec;
+            spec.check()
+                .and_then(|()| resolve_secret_file(&mut spec, base_dir))
+                .map_err(at_name(file, &doc.metadata.name))?;
+            (doc.metadata, Spec::Secret(spec))
+        }
     };
     Ok(Some(Object {
         name: metadata.name.value.0.clone(),
@@ -229,25 +237,45 @@ fn at_name<'a>(
     }
 }
 
+/// `path` made absolute, relative to the manifest's directory.
+fn absolute(
+    path: &mut String,
+    field: String,
+    what: &str,
+    base_dir: Option<&Path>,
+) -> Result<(), (String, String)> {
+    if Path::new(path.as_str()).is_absolute() {
+        return Ok(());
+    }
+    match base_dir {
+        Some(dir) => {
+            *path = lexical(&dir.join(path.as_str()))
+                .to_string_lossy()
+                .into_owned();
+            Ok(())
+        }
+        None => Err((
+            field,
+            format!("{what} {path:?} must be an absolute path in a source without a directory"),
+        )),
+    }
+}
+
+/// Makes a Secret's file absolute, relative to the manifest's directory.
+fn resolve_secret_file(
+    spec: &mut super::secret::SecretSpec,
+    base_dir: Option<&Path>,
+) -> Result<(), (String, String)> {
+    match spec.file.as_mut() {
+        Some(f) => absolute(f, "spec.file".into(), "secret file", base_dir),
+        None => Ok(()),
+    }
+}
+
 /// Makes bind sources, env files and build contexts absolute, relative to the manifest's directory.
 fn resolve_binds(spec: &mut ServerSpec, base_dir: Option<&Path>) -> Result<(), (String, String)> {
-    let absolute = |path: &mut String, field: String, what: &str| {
-        if Path::new(path.as_str()).is_absolute() {
-            return Ok(());
-        }
-        match base_dir {
-            Some(dir) => {
-                *path = lexical(&dir.join(path.as_str()))
-                    .to_string_lossy()
-                    .into_owned();
-                Ok(())
-            }
-            None => Err((
-                field,
-                format!("{what} {path:?} must be an absolute path in a source without a directory"),
-            )),
-        }
-    };
+    let absolute =
+        |path: &mut String, field: String, what: &str| absolute(path, field, what, base_dir);
     for (i, v) in spec.volumes.iter_mut().enumerate() {
         if v.kind == VolumeType::Bind {
             absolute(

@@ -504,3 +504,36 @@ fn build_takes_a_context_or_the_full_form_and_needs_no_image() {
     let e = &errors(&text.replace("build: ./api", "build: {context: ., dockerfil: x}"))[0];
     assert!(e.message.contains("unknown field"), "{e}");
 }
+
+#[test]
+fn secrets_and_their_uses_round_trip_through_stored_json() {
+    let text = format!("{WEB}  secrets: [tok, {{name: key, target: key.pem, mode: '0440', uid: 7}}]\n  env: {{T: {{fromSecret: tok}}}}\n---\napiVersion: dockhand/v1\nkind: Secret\nmetadata: {{name: tok}}\nspec: {{env: TOKEN}}\n---\napiVersion: dockhand/v1\nkind: Secret\nmetadata: {{name: key}}\nspec: {{file: /etc/key.pem}}\n---\napiVersion: dockhand/v1\nkind: Database\nmetadata: {{name: db}}\nspec: {{password: {{fromSecret: tok}}}}\n");
+    for a in parse_str(&text, "a.yaml", None).expect("parses") {
+        let json = serde_json::to_string(&a).expect("serializes");
+        let b: Object = serde_json::from_str(&json).expect("deserializes");
+        assert_eq!(a, b, "{json}");
+    }
+}
+
+#[test]
+fn a_secret_takes_exactly_one_source_and_says_so() {
+    let secret = |spec: &str| {
+        format!("apiVersion: dockhand/v1\nkind: Secret\nmetadata: {{name: s}}\nspec: {spec}\n")
+    };
+    let e = &errors(&secret("{file: a, env: B}"))[0];
+    assert_eq!(e.field, "spec");
+    assert!(
+        e.message.contains("exactly one of file, env or encrypted"),
+        "{e}"
+    );
+    let e = &errors(&secret("{encrypted: hello}"))[0];
+    assert_eq!(e.field, "spec.encrypted");
+    let e = &errors(&secret("{file: rel.txt}"))[0];
+    assert!(e.message.contains("absolute path"), "{e}");
+    let e = &errors(&format!("{WEB}  secrets: [{{name: k, target: ../x}}]\n"))[0];
+    assert!(e.message.contains("expected a file name"), "{e}");
+    let e = &errors(&format!("{WEB}  secrets: [{{name: k, mode: '0999'}}]\n"))[0];
+    assert!(e.message.contains("octal"), "{e}");
+    let e = &errors(&format!("{WEB}  env: {{A: {{fromSecret: s, key: url}}}}\n"))[0];
+    assert!(e.message.contains("fromSecret: NAME"), "{e}");
+}
