@@ -29,9 +29,10 @@ const QUEUE: usize = 1024;
 /// One message, as receivers get it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Notification {
+    /// The object it is about (none for a source's, such as a git fetch failure).
     #[serde(skip)]
-    pub key: ObjectKey,
-    /// `failing`, `recovered` or `rolled-back`.
+    pub key: Option<ObjectKey>,
+    /// `failing`, `recovered`, `rolled-back` or `git-fetch-failed`.
     pub event: &'static str,
     pub instance: String,
     /// `server/web`.
@@ -57,7 +58,7 @@ pub fn transitions(
 ) -> Vec<Notification> {
     let mut out = Vec::new();
     let note = |event, key: &ObjectKey, phase: Phase, message: String| Notification {
-        key: key.clone(),
+        key: Some(key.clone()),
         event,
         instance: instance.to_owned(),
         object: key.to_string(),
@@ -94,11 +95,12 @@ pub fn redacted(url: &reqwest::Url) -> String {
     }
 }
 
-/// The notifier a controller's passes feed.
+/// The notifier a controller's passes (and its git fetches) feed.
+#[derive(Clone)]
 pub struct Notifier {
     instance: String,
     /// `None` until the first pass seeds it from the stored statuses.
-    alerting: std::sync::Mutex<Option<HashSet<ObjectKey>>>,
+    alerting: std::sync::Arc<std::sync::Mutex<Option<HashSet<ObjectKey>>>>,
     queue: mpsc::Sender<Notification>,
 }
 
@@ -109,8 +111,23 @@ impl Notifier {
         tokio::spawn(deliver(instance.to_owned(), urls, store, rx));
         Self {
             instance: instance.to_owned(),
-            alerting: std::sync::Mutex::new(None),
+            alerting: std::sync::Arc::new(std::sync::Mutex::new(None)),
             queue,
+        }
+    }
+
+    /// Queues a message about a source (`event`, e.g. `git-fetch-failed`), not an object.
+    pub fn source_event(&self, event: &'static str, source: &str, message: &str) {
+        let n = Notification {
+            key: None,
+            event,
+            instance: self.instance.clone(),
+            object: source.to_owned(),
+            phase: String::new(),
+            message: message.to_owned(),
+        };
+        if let Err(e) = self.queue.try_send(n) {
+            tracing::warn!("notification dropped: {e}");
         }
     }
 
@@ -158,14 +175,14 @@ async fn deliver(
             let shown = redacted(url);
             let event = match outcome {
                 Ok(()) => NewEvent {
-                    key: Some(n.key.clone()),
+                    key: n.key.clone(),
                     reason: "notified",
                     message: format!("{} of {} sent to {shown}", n.event, n.object),
                 },
                 Err(e) => {
                     tracing::warn!("notification to {shown} failed: {e}");
                     NewEvent {
-                        key: Some(n.key.clone()),
+                        key: n.key.clone(),
                         reason: "notify-failed",
                         message: format!(
                             "{} of {} not delivered to {shown} after {ATTEMPTS} attempts: {e}",
@@ -245,7 +262,7 @@ mod tests {
     fn a_deleted_object_is_forgotten_and_a_rollback_is_said() {
         let mut alerting = HashSet::from([ObjectKey::new(Kind::Server, "gone")]);
         let rollback = RollbackPlan {
-            key: ObjectKey::new(Kind::Server, "web"),
+            key: Some(ObjectKey::new(Kind::Server, "web")),
             from: "2".into(),
             to: "1".into(),
             reason: "revision 2 exited with code 3".into(),

@@ -209,7 +209,7 @@ fn pushed_commits_converge_a_broken_one_keeps_the_last_good_and_an_unreachable_r
 
     // Deleting a file in git removes its object; a folder that vanishes from the commit
     // (its last file deleted) prunes nothing, like a vanished directory.
-    let _daemon = Daemon::start(&remote, port);
+    let daemon = Daemon::start(&remote, port);
     git(&work, &["reset", "--quiet", "--hard", &blue]);
     commit("web.yaml", None, "remove web");
     let out = sync();
@@ -303,4 +303,39 @@ fn pushed_commits_converge_a_broken_one_keeps_the_last_good_and_an_unreachable_r
     let (status, _) = up.stop();
     assert!(status.success(), "{}", up.output());
     assert!(!up.output().contains("s3cret"), "{}", up.output());
+
+    // The remote gone under `up`: one notification says so (not one per fetch), and what runs
+    // stays.
+    drop(daemon);
+    let (receiver_port, got) = common::receiver();
+    let notify = format!("http://127.0.0.1:{receiver_port}/hook");
+    let mut up = up_with(&["--git-interval", "1s", "--notify", &notify]);
+    let failure = eventually(
+        Duration::from_secs(40),
+        "a git-fetch-failed notification",
+        || {
+            got.lock()
+                .expect("the list")
+                .iter()
+                .find(|n| n["event"] == "git-fetch-failed")
+                .cloned()
+        },
+    );
+    assert!(
+        failure["object"]
+            .as_str()
+            .is_some_and(|o| o.contains("main")),
+        "{failure}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, _) = up.stop();
+    assert!(status.success(), "{}", up.output());
+    let count = got
+        .lock()
+        .expect("the list")
+        .iter()
+        .filter(|n| n["event"] == "git-fetch-failed")
+        .count();
+    assert_eq!(count, 1, "one message per distinct failure");
+    assert_eq!(color(), "purple", "what runs stays");
 }

@@ -349,58 +349,12 @@ fn an_engine_restart_under_up_is_healed() {
     );
 }
 
-/// A local HTTP receiver of notifications: keeps each request's JSON body; answers the first
-/// request 500 (so a retry must follow) and every later one 200.
-fn receiver() -> (
-    u16,
-    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
-) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a receiver");
-    let port = listener.local_addr().expect("its address").port();
-    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let kept = got.clone();
-    std::thread::spawn(move || {
-        for (n, conn) in listener.incoming().enumerate() {
-            let Ok(mut conn) = conn else { continue };
-            let mut reader = BufReader::new(conn.try_clone().expect("clone the connection"));
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            if reader.read_exact(&mut body).is_err() {
-                continue;
-            }
-            let status = if n == 0 {
-                "500 Internal Server Error"
-            } else {
-                kept.lock()
-                    .expect("the list")
-                    .push(serde_json::from_slice(&body).unwrap_or_default());
-                "200 OK"
-            };
-            let _ = write!(
-                conn,
-                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-        }
-    });
-    (port, got)
-}
-
 #[test]
 fn a_crash_loop_is_notified_once_and_its_recovery_once_with_retries_and_no_secret_shown() {
     let Some(env) = Env::new("up-notify") else {
         return;
     };
-    let (port, got) = receiver();
+    let (port, got) = common::receiver();
     let url = format!("http://127.0.0.1:{port}/hook?token=s3cret");
     env.write("web.yaml", &common::shell("web", "sleep 1; exit 3", ""));
     let mut up = env.up(&["--resync", "1h", "--notify", &url]);

@@ -76,8 +76,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         )?),
         None => None,
     };
+    let identities = super::common::age_identities(&c.age_identities)?;
     let sources = c.sources(store.clone());
     let signals = Signals::default();
+    let notifier = (!args.notify.is_empty()).then(|| {
+        crate::notify::Notifier::start(&c.state.instance, args.notify.clone(), store.clone())
+    });
     let kick = Arc::new(tokio::sync::Notify::new());
     let git_hook = match &args.git_webhook_secret_file {
         None => None,
@@ -112,6 +116,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             c.state.instance.clone(),
             move || s.reload(),
             kick,
+            notifier.clone(),
         ));
     }
     let reconciler_cell = Arc::new(std::sync::OnceLock::new());
@@ -172,11 +177,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         state = %c.state.state.display(),
         "dockhand controller started"
     );
-    let mut reconciler =
-        Reconciler::new(runtime, store.clone(), c.options()).with_proxy(crate::proxy::Proxy::new());
-    if !args.notify.is_empty() {
-        let notifier =
-            crate::notify::Notifier::start(&c.state.instance, args.notify.clone(), store);
+    let mut reconciler = Reconciler::new(runtime, store.clone(), c.options())
+        .with_proxy(crate::proxy::Proxy::new())
+        .with_age_identities(identities);
+    if let Some(notifier) = notifier {
         reconciler = reconciler.with_notifier(notifier);
     }
     let reconciler = Arc::new(reconciler);

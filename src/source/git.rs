@@ -261,6 +261,7 @@ pub async fn keep_fetching(
     instance: String,
     changed: impl Fn() + Send + Sync + 'static,
     kick: std::sync::Arc<tokio::sync::Notify>,
+    notifier: Option<crate::notify::Notifier>,
 ) {
     use crate::store::NewEvent;
     let mut failing: Vec<Option<String>> = vec![None; sources.len()];
@@ -284,6 +285,9 @@ pub async fn keep_fetching(
                     let message = g.kept(&e);
                     (failed.as_ref() != Some(&message)).then(|| {
                         tracing::warn!("{message}");
+                        if let Some(n) = &notifier {
+                            n.source_event("git-fetch-failed", &g.describe(), &message);
+                        }
                         *failed = Some(message.clone());
                         NewEvent {
                             key: None,
