@@ -262,7 +262,7 @@ mod tests {
     fn a_deleted_object_is_forgotten_and_a_rollback_is_said() {
         let mut alerting = HashSet::from([ObjectKey::new(Kind::Server, "gone")]);
         let rollback = RollbackPlan {
-            key: Some(ObjectKey::new(Kind::Server, "web")),
+            key: ObjectKey::new(Kind::Server, "web"),
             from: "2".into(),
             to: "1".into(),
             reason: "revision 2 exited with code 3".into(),
