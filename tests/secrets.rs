@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{docker, shell, text, Env};
+use common::{docker, eventually, http, shell, text, Env};
 
 /// Runs `age ARGS` with `input` on stdin; its stdout.
 fn age(args: &[&str], input: &[u8]) -> String {
@@ -215,6 +215,55 @@ fn secrets_reach_servers_as_files_and_variables_roll_their_users_on_change_and_n
     assert_eq!(env.container("web").expect("kept").id, web2.id);
     assert_eq!(phase_and_message(&env, "secret", "token").0, "Failed");
 
+    // Under `up`, a Secret sealed later opens with the identity given to `up`.
+    std::fs::write(env.manifests.join("token.txt"), "file-value-3").expect("write");
+    let late = age(&["-a", "-r", &recipient], b"late-value-0b6d");
+    env.write("late.yaml", &secret("late", &encrypted(&late)));
+    env.write(
+        "servers.yaml",
+        &[
+            shell(
+                "web",
+                "sleep 3600 & wait",
+                "  user: '1000'\n  secrets: [token, {name: signing, target: signing.pem, mode: '0440', gid: 2000}]\n  env: {API_KEY: {fromSecret: api-key}, FROM_ENV: {fromSecret: from-env}}\n",
+            ),
+            shell("other", "sleep 3600 & wait", "  secrets: [api-key, late]\n"),
+        ]
+        .join("---\n"),
+    );
+    let mut up = env.up_with_env(
+        &[
+            "--resync",
+            "1h",
+            "--age-identity",
+            &key_arg,
+            "--allow-secret-env",
+            "DH_TEST_SECRET_VALUE",
+        ],
+        &[controller_env],
+    );
+    let other2 = eventually(
+        std::time::Duration::from_secs(60),
+        "other with the late secret",
+        || {
+            let c = env.container("other").filter(|c| c.running())?;
+            (exec(&c.id, "0", "cat /run/secrets/late") == "late-value-0b6d").then_some(c)
+        },
+    );
+    assert_ne!(other2.id, other.id);
+    for kind in ["secrets", "servers"] {
+        let reply = http(
+            "GET",
+            &format!("{}/api/v1/{kind}", up.api_url()),
+            Some(&up.api_token()),
+            None,
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        seen.push_str(&reply.text);
+    }
+    up.stop();
+    seen.push_str(&up.output());
+
     for args in [
         vec!["get"],
         vec!["get", "-o", "json"],
@@ -234,6 +283,7 @@ fn secrets_reach_servers_as_files_and_variables_roll_their_users_on_change_and_n
         "sealed-by-age-7f3a",
         "sealed-by-dockhand-91c2",
         "env-value-5d1e",
+        "late-value-0b6d",
     ] {
         assert!(!seen.contains(value), "{value} leaked:\n{seen}");
         assert!(
