@@ -119,7 +119,7 @@ fn pushed_commits_converge_a_broken_one_keeps_the_last_good_and_an_unreachable_r
     let blue = commit("web.yaml", Some(&web("blue")), "blue");
     // A file outside the folder is not read.
     std::fs::write(work.join("README.yaml"), "not: a manifest\n").expect("write");
-    commit("web.yaml", Some(&web("green")), "green");
+    let green = commit("web.yaml", Some(&web("green")), "green");
 
     let port = free_port();
     let daemon = Daemon::start(&remote, port);
@@ -182,6 +182,24 @@ fn pushed_commits_converge_a_broken_one_keeps_the_last_good_and_an_unreachable_r
     let out = sync();
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(color(), "blue");
+
+    // Every object says the commit it was read at, and each revision the commit it came from.
+    assert_eq!(
+        env.object_of("server", "web").expect("web")["commit"],
+        blue.as_str()
+    );
+    let described = text(&env.run("describe", &["server", "web"]));
+    assert!(
+        described.contains(&format!("Commit:       {blue}")),
+        "{described}"
+    );
+    let wide = text(&env.run("get", &["-o", "wide"]));
+    assert!(wide.contains(&blue[..12]), "{wide}");
+    let history = text(&env.run("rollout", &["history", "web"]));
+    let lines: Vec<&str> = history.lines().filter(|l| l.contains("git:")).collect();
+    assert_eq!(lines.len(), 2, "{history}");
+    assert!(lines[0].contains(&green[..12]), "{history}");
+    assert!(lines[1].contains(&blue[..12]), "{history}");
 
     // The cache keeps the current commit's tree and the one before it, no more.
     let mut cache = env.state.clone().into_os_string();

@@ -103,6 +103,9 @@ fn render(item: &Value, instance: Option<&str>, events: &[Event]) -> anyhow::Res
         "Source",
         format!("{}:{}", text(&item["source"], ""), text(&item["line"], "0")),
     );
+    if let Some(commit) = item["commit"].as_str() {
+        field("Commit", commit.to_owned());
+    }
     let labels: Vec<String> = item["labels"]
         .as_object()
         .into_iter()

@@ -304,7 +304,7 @@ fn table_rows(items: &[Value], wide: bool) -> (Vec<String>, Vec<Vec<String>>) {
     }
     header.extend(["CONTAINER", "PORTS", "SOURCE"]);
     if wide {
-        header.extend(["GEN", "LABELS", "REPORT"]);
+        header.extend(["COMMIT", "GEN", "LABELS", "REPORT"]);
     }
     header.push("MESSAGE");
     let rows: Vec<Vec<String>> = items
@@ -346,6 +346,9 @@ fn table_rows(items: &[Value], wide: bool) -> (Vec<String>, Vec<Vec<String>>) {
                     .map(|(k, v)| format!("{k}={}", str_of(v)))
                     .collect();
                 row.extend([
+                    i["commit"]
+                        .as_str()
+                        .map_or("-".into(), |c| c.chars().take(12).collect()),
                     str_of(&i["generation"]),
                     if labels.is_empty() {
                         "-".into()

@@ -83,12 +83,15 @@ async fn history(args: &RolloutArgs, name: &str) -> anyhow::Result<ExitCode> {
         }
     };
     println!(
-        "{:<9} {:<25} {:<17} SOURCE",
-        "REVISION", "CREATED", "SPEC-HASH"
+        "{:<9} {:<25} {:<17} {:<13} SOURCE",
+        "REVISION", "CREATED", "SPEC-HASH", "COMMIT"
     );
     for r in revisions.as_array().into_iter().flatten() {
+        let commit: String = r["object"]["commit"]
+            .as_str()
+            .map_or("-".into(), |c| c.chars().take(12).collect());
         println!(
-            "{:<9} {:<25} {:<17} {}",
+            "{:<9} {:<25} {:<17} {commit:<13} {}",
             r["revision"].to_string(),
             r["createdAt"].as_str().unwrap_or(""),
             r["specHash"].as_str().unwrap_or(""),

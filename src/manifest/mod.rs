@@ -182,6 +182,9 @@ pub struct Object {
     pub source: String,
     /// Line of `metadata.name` in `source`.
     pub line: u64,
+    /// The git commit its file was read at (git sources only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
 }
 
 impl Object {

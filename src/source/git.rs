@@ -192,13 +192,19 @@ impl GitSource {
                 url: display_url(&self.url),
                 source: e,
             };
+            // A big tree is many files: written off the async workers, so passes and the API
+            // keep running while it unpacks.
             let partial = self.trees().join(format!(".partial-{commit}"));
-            let _ = std::fs::remove_dir_all(&partial);
-            std::fs::create_dir_all(&partial).map_err(unpack)?;
-            tar::Archive::new(tar.as_slice())
-                .unpack(&partial)
-                .map_err(unpack)?;
-            std::fs::rename(&partial, &tree).map_err(unpack)?;
+            let target = tree.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = std::fs::remove_dir_all(&partial);
+                std::fs::create_dir_all(&partial)?;
+                tar::Archive::new(tar.as_slice()).unpack(&partial)?;
+                std::fs::rename(&partial, &target)
+            })
+            .await
+            .map_err(|e| unpack(std::io::Error::other(e)))?
+            .map_err(unpack)?;
         }
         let next = self.cache.join(".current");
         std::fs::write(&next, format!("{commit}\n"))
@@ -235,8 +241,12 @@ impl GitSource {
                 ..Part::default()
             };
         };
-        let dir = self.trees().join(commit).join(&self.path);
-        directory::read_labeled(&dir, compose, &self.label_prefix())
+        let dir = self.trees().join(&commit).join(&self.path);
+        let mut part = directory::read_labeled(&dir, compose, &self.label_prefix());
+        for o in part.files.values_mut().flatten() {
+            o.commit = Some(commit.clone());
+        }
+        part
     }
 }
 

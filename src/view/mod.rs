@@ -49,6 +49,9 @@ pub struct Item {
     pub source: String,
     /// Line of `metadata.name` in the source.
     pub line: u64,
+    /// The git commit its file was read at (git sources only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
     pub generation: i64,
     pub spec_hash: String,
     pub last_error: Option<String>,
@@ -292,6 +295,7 @@ pub async fn items(store: &Store, instance: &str, q: &Query) -> Result<Vec<Item>
                 labels: s.object.labels.clone(),
                 source: s.object.source.clone(),
                 line: s.object.line,
+                commit: s.object.commit.clone(),
                 generation: s.generation,
                 spec_hash: s.spec_hash,
                 last_error: s.last_error,

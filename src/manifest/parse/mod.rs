@@ -220,6 +220,7 @@ fn parse_document(
         spec,
         source: file.to_owned(),
         line: metadata.name.referenced.line(),
+        commit: None,
     }))
 }
 
