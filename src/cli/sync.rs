@@ -27,6 +27,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let _lock = lock_state(&c.state.state)?;
     let (rec, sources) = reconciler(c).await?;
     crate::source::git::fetch_once(&sources.git).await;
+    poll_images_once(&rec, &c.state.instance).await;
     let started = Instant::now();
     let deadline = started + args.timeout;
     const LAST_PASS_GRACE: Duration = Duration::from_secs(5);
@@ -291,5 +292,26 @@ impl Progress {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// Asks the registry once about the images servers follow, as `up` does at its interval; says
+/// what moved and what could not be checked.
+async fn poll_images_once<R: crate::engine::Engine>(
+    rec: &crate::reconcile::Reconciler<R>,
+    instance: &str,
+) {
+    use crate::kinds::image::{events, poll_once};
+    match poll_once(rec.engine(), rec.store(), instance).await {
+        Ok(outcomes) => {
+            let events = events(&outcomes, &mut HashMap::new());
+            for e in &events {
+                eprintln!("image: {}", e.message);
+            }
+            if let Err(e) = rec.store().append_events(instance, &events).await {
+                eprintln!("warning: cannot record image updates: {e}");
+            }
+        }
+        Err(e) => eprintln!("warning: cannot poll images: {e}"),
     }
 }

@@ -36,6 +36,10 @@ pub struct UpArgs {
     /// `POST /api/v1/hooks/git` fetches the --git repositories at once.
     #[arg(long, value_name = "FILE")]
     pub git_webhook_secret_file: Option<std::path::PathBuf>,
+    /// How often the registry is asked whether the tags that servers follow (`update.image:
+    /// Poll`, `pullPolicy: Always`) moved.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub image_interval: Duration,
 }
 
 fn parse_notify_url(s: &str) -> Result<reqwest::Url, String> {
@@ -180,11 +184,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let mut reconciler = Reconciler::new(runtime, store.clone(), c.options())
         .with_proxy(crate::proxy::Proxy::new())
         .with_age_identities(identities);
+    let notifier_for_images = notifier.clone();
     if let Some(notifier) = notifier {
         reconciler = reconciler.with_notifier(notifier);
     }
     let reconciler = Arc::new(reconciler);
     let _ = reconciler_cell.set(reconciler.clone());
+    let s = signals.clone();
+    tokio::spawn(crate::kinds::image::keep_polling(
+        reconciler.clone(),
+        store.clone(),
+        c.state.instance.clone(),
+        args.image_interval,
+        move || s.reload(),
+        notifier_for_images,
+    ));
     let result = Controller {
         reconciler,
         sources,

@@ -521,6 +521,33 @@ pub trait Engine: Send + Sync + 'static {
         policy: PullPolicy,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
 
+    /// The registry digest the engine's local copy of `image` was pulled at, if it has one
+    /// from that repository.
+    fn local_digest(
+        &self,
+        _image: &str,
+    ) -> impl Future<Output = Result<Option<String>, EngineError>> + Send {
+        std::future::ready(Ok(None))
+    }
+
+    /// The digest `image`'s tag points at in its registry now (asked through the engine, with
+    /// its registry credentials).
+    fn registry_digest(
+        &self,
+        image: &str,
+    ) -> impl Future<Output = Result<String, EngineError>> + Send {
+        std::future::ready(Err(EngineError::Engine {
+            op: "ask the registry about",
+            target: image.to_owned(),
+            message: "this engine reaches no registry".into(),
+        }))
+    }
+
+    /// Pulls `reference` (a tag or a digest).
+    fn pull_image(&self, reference: &str) -> impl Future<Output = Result<(), EngineError>> + Send {
+        self.ensure_image(reference, PullPolicy::Always)
+    }
+
     /// Builds `spec.tag` unless the engine has it already (then tags it `spec.also` too).
     fn ensure_built(
         &self,

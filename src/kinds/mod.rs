@@ -7,6 +7,7 @@ pub mod build;
 pub mod config_files;
 pub mod database;
 pub mod env_file;
+pub mod image;
 pub mod network;
 pub mod route;
 pub mod secret;

@@ -196,6 +196,7 @@ impl ServerSpec {
                     || u.monitor.is_some()
                     || u.parallelism.is_some()
                     || u.delay.is_some()
+                    || u.image.is_some()
             })
     }
 
@@ -220,10 +221,24 @@ impl ServerSpec {
                 monitor: None,
                 parallelism: None,
                 delay: None,
+                image: None,
                 ..u.clone()
             }),
             ..self.clone()
         }
+    }
+
+    /// The image reference whose registry digest this server follows (`update.image: Poll`,
+    /// or `pullPolicy: Always` unless `update.image: Never`); none for a built image or one
+    /// the manifest pins by digest.
+    pub fn polled_image(&self) -> Option<&str> {
+        let policy = self.update.as_ref().and_then(|u| u.image);
+        let polls = match policy {
+            Some(p) => p == ImagePolicy::Poll,
+            None => self.pull_policy == PullPolicy::Always,
+        };
+        let image = self.image.as_ref()?.0.as_str();
+        (polls && self.build.is_none() && !image.contains('@')).then_some(image)
     }
 
     /// Whether a spec change starts the new container before the old one stops.
@@ -295,6 +310,18 @@ impl ServerSpec {
                 "spec.image".into(),
                 "missing: a server needs an image, or a build to make one".into(),
             ));
+        }
+        if self.update.as_ref().and_then(|u| u.image) == Some(ImagePolicy::Poll) {
+            let why = if self.build.is_some() {
+                Some("a built image has no registry tag to follow")
+            } else if self.image.as_ref().is_some_and(|i| i.0.contains('@')) {
+                Some("the image is pinned by digest, which never moves")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(("spec.update.image".into(), format!("Poll: {why}")));
+            }
         }
         if self.ip.is_some() && self.network.is_none() {
             return Err((
@@ -729,6 +756,9 @@ pub struct Update {
     /// On a swarm: how many tasks are replaced at once (default 1; 0 is all at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallelism: Option<u32>,
+    /// `Poll`: follow the image tag's registry digest (default for `pullPolicy: Always`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImagePolicy>,
     /// On a swarm: how long to wait between replacing one batch of tasks and the next.
     #[schemars(with = "Option<crate::manifest::schema::DurationText>")]
     #[serde(
@@ -789,6 +819,16 @@ impl<'de> Deserialize<'de> for PlacementConstraint {
 pub enum EndpointMode {
     Vip,
     Dnsrr,
+}
+
+/// Whether a server follows its image's tag in the registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum ImagePolicy {
+    /// Check the tag's registry digest every --image-interval; when it moved, pull it and roll
+    /// the server out (and back, with `failureAction: Rollback`, if it fails).
+    Poll,
+    /// Never (the default, but for `pullPolicy: Always`, which polls unless told this).
+    Never,
 }
 
 /// What a rollout that does not become Ready in time leads to.

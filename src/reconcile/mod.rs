@@ -139,6 +139,8 @@ pub struct Reconciler<R> {
     config_cache: crate::kinds::config_files::ConfigFiles,
     /// Reads Secrets' values (with the controller's age identities).
     secret_resolver: crate::kinds::secret::Resolver,
+    /// When each followed image last had its first digest looked up (and found none).
+    image_tries: std::sync::Mutex<HashMap<String, crate::clock::Millis>>,
 }
 
 impl<R: Engine> Reconciler<R> {
@@ -155,6 +157,7 @@ impl<R: Engine> Reconciler<R> {
             env_file_cache: crate::kinds::env_file::EnvFiles::default(),
             config_cache: crate::kinds::config_files::ConfigFiles::default(),
             secret_resolver: crate::kinds::secret::Resolver::default(),
+            image_tries: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -178,6 +181,10 @@ impl<R: Engine> Reconciler<R> {
 
     pub fn engine(&self) -> &R {
         &self.engine
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The routes' proxy, when this reconciler serves them (`dockhand up`).

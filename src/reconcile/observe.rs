@@ -62,6 +62,7 @@ impl<R: Engine> Reconciler<R> {
                     || crate::manifest::replicas::replica_index(&o.name) == 0
             });
         }
+        self.pin_images(&mut desired, dry_run).await?;
         let mut errors = snapshot.errors.clone();
         errors.extend(emptied_errors(snapshot, &stored));
         let now = now_millis();
@@ -207,6 +208,52 @@ impl<R: Engine> Reconciler<R> {
             );
         }
         Ok((running, why))
+    }
+
+    /// Pins the servers that follow their image's tag to their recorded digest. One without a
+    /// digest yet gets the engine's copy's, else the registry's (asked at most once a minute
+    /// per image, so an unreachable registry never slows passes down); until then it runs
+    /// unpinned, as any server.
+    async fn pin_images(
+        &self,
+        desired: &mut [Object],
+        dry_run: bool,
+    ) -> Result<(), ReconcileError> {
+        if !desired.iter().any(|o| kinds::image::polled(o).is_some()) {
+            return Ok(());
+        }
+        let instance = &self.options.instance;
+        let mut digests = self.store.image_digests(instance).await?;
+        let missing = kinds::image::pin(desired, &digests);
+        if missing.is_empty() || dry_run {
+            return Ok(());
+        }
+        let now = now_millis();
+        for (name, image) in missing {
+            let recent = {
+                let mut tried = self
+                    .image_tries
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let last = tried.get(&image).copied();
+                let recent = last.is_some_and(|t| now < t + 60_000);
+                if !recent {
+                    tried.insert(image.clone(), now);
+                }
+                recent
+            };
+            if recent {
+                continue;
+            }
+            if let Some(d) = kinds::image::first_digest(&self.engine, &image).await {
+                self.store
+                    .set_image_digest(instance, &name, &image, &d)
+                    .await?;
+                digests.insert(name, (image, d));
+            }
+        }
+        kinds::image::pin(desired, &digests);
+        Ok(())
     }
 
     /// Keeps the stored objects that vanished from their file or row less than the prune delay

@@ -342,6 +342,39 @@ impl Engine for DockerEngine {
         }
     }
 
+    async fn local_digest(&self, image: &str) -> Result<Option<String>, EngineError> {
+        let found = match self.docker.inspect_image(image).await {
+            Ok(i) => i,
+            Err(e) if server_error(&e).map(|s| s.0) == Some(404) => return Ok(None),
+            Err(e) => return Err(engine("inspect image", image, e)),
+        };
+        let repository = convert::split_reference(image).0;
+        Ok(found
+            .repo_digests
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|d| d.split_once('@'))
+            .find(|(repo, _)| *repo == repository)
+            .map(|(_, digest)| digest.to_owned()))
+    }
+
+    async fn registry_digest(&self, image: &str) -> Result<String, EngineError> {
+        let found = self
+            .slow
+            .inspect_registry_image(image, None)
+            .await
+            .map_err(|e| engine("ask the registry about", image, e))?;
+        found.descriptor.digest.ok_or_else(|| EngineError::Engine {
+            op: "ask the registry about",
+            target: image.to_owned(),
+            message: "its answer names no digest".into(),
+        })
+    }
+
+    async fn pull_image(&self, reference: &str) -> Result<(), EngineError> {
+        self.pull(reference).await
+    }
+
     async fn ensure_built(&self, spec: &super::BuildSpec) -> Result<(), EngineError> {
         if self.swarm {
             return Err(EngineError::BuildFailed {
