@@ -357,3 +357,175 @@ fn pushed_commits_converge_a_broken_one_keeps_the_last_good_and_an_unreachable_r
     assert_eq!(count, 1, "one message per distinct failure");
     assert_eq!(color(), "purple", "what runs stays");
 }
+
+/// A smart-HTTP git server on 127.0.0.1 (`git http-backend` behind a check of the request's
+/// `Authorization`), serving the repositories under `root`, until the test ends.
+fn serve_http_git(root: &Path, expected: String) -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let root = root.to_path_buf();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+            let mut request = String::new();
+            if reader.read_line(&mut request).unwrap_or(0) == 0 {
+                continue;
+            }
+            let mut headers = Vec::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.trim_end().split_once(':') {
+                    headers.push((k.to_ascii_lowercase(), v.trim().to_owned()));
+                }
+            }
+            let header = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            let mut body = vec![0; header("content-length").parse().unwrap_or(0)];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            if header("authorization") != expected {
+                let _ = write!(conn, "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                continue;
+            }
+            let mut words = request.split_whitespace();
+            let method = words.next().unwrap_or_default().to_owned();
+            let target = words.next().unwrap_or_default().to_owned();
+            let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+            let mut cgi = Command::new("git")
+                .arg("http-backend")
+                .env("GIT_PROJECT_ROOT", &root)
+                .env("GIT_HTTP_EXPORT_ALL", "1")
+                .env("REQUEST_METHOD", &method)
+                .env("PATH_INFO", path)
+                .env("QUERY_STRING", query)
+                .env("CONTENT_TYPE", header("content-type"))
+                .env("CONTENT_LENGTH", body.len().to_string())
+                .env("HTTP_CONTENT_ENCODING", header("content-encoding"))
+                .env("GIT_PROTOCOL", header("git-protocol"))
+                .env("REMOTE_ADDR", "127.0.0.1")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("git http-backend");
+            let _ = cgi.stdin.take().expect("stdin").write_all(&body);
+            let out = cgi.wait_with_output().expect("http-backend output");
+            let split = out
+                .stdout
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|i| (i, 4))
+                .or_else(|| {
+                    out.stdout
+                        .windows(2)
+                        .position(|w| w == b"\n\n")
+                        .map(|i| (i, 2))
+                });
+            let Some((end, gap)) = split else { continue };
+            let head = String::from_utf8_lossy(&out.stdout[..end]).into_owned();
+            let mut status = "200 OK".to_owned();
+            let mut response = String::new();
+            for line in head.lines() {
+                match line.strip_prefix("Status:") {
+                    Some(s) => status = s.trim().to_owned(),
+                    None => response.push_str(&format!("{line}\r\n")),
+                }
+            }
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\n{response}Connection: close\r\n\r\n"
+            );
+            let _ = conn.write_all(&out.stdout[end + gap..]);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_private_repository_is_fetched_with_a_token_file_that_is_never_shown() {
+    let Some(env) = Env::new("git-token") else {
+        return;
+    };
+    let remote = env.dir.path().join("remote");
+    let work = env.dir.path().join("work");
+    std::fs::create_dir_all(&remote).expect("mkdir");
+    git(
+        &remote,
+        &[
+            "init",
+            "--bare",
+            "--quiet",
+            "--initial-branch=main",
+            "app.git",
+        ],
+    );
+    git(
+        &remote.join("app.git"),
+        &["config", "http.receivepack", "false"],
+    );
+    std::fs::create_dir_all(work.join("deploy")).expect("mkdir");
+    git(&work, &["init", "--quiet", "--initial-branch=main"]);
+    std::fs::write(work.join("deploy/web.yaml"), server("web", "")).expect("write");
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "--quiet", "-m", "web"]);
+    git(
+        &work,
+        &[
+            "push",
+            "--quiet",
+            remote.join("app.git").to_str().expect("utf-8"),
+            "main",
+        ],
+    );
+    let token = "s3cr3t-tok-93af";
+    let expected = {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("alice:{token}"))
+        )
+    };
+    let port = serve_http_git(&remote, expected);
+    let url = format!("http://127.0.0.1:{port}/app.git");
+    let token_file = env.dir.path().join("token");
+    std::fs::write(&token_file, format!("alice:{token}\n")).expect("write the token");
+    let sync = |extra: &[&str]| {
+        env.command("sync")
+            .args(["--git", &url, "--git-ref", "main", "--git-path", "deploy"])
+            .args(["--timeout", "60s"])
+            .args(extra)
+            .output()
+            .expect("run sync")
+    };
+
+    // Without the token the remote refuses, at once (no prompt), and nothing runs.
+    let out = sync(&[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("git fetch of"), "{}", text(&out));
+    assert!(env.container("web").is_none());
+
+    let out = sync(&["--git-token-file", token_file.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(env.container("web").is_some_and(|c| c.running()));
+    let mut seen = text(&out);
+    for args in [
+        vec!["get", "-o", "json"],
+        vec!["describe", "server", "web"],
+        vec!["events", "--limit", "100"],
+    ] {
+        let (verb, rest) = args.split_first().expect("verb");
+        seen.push_str(&text(&env.run(verb, rest)));
+    }
+    assert!(!seen.contains(token), "the token leaked:\n{seen}");
+}

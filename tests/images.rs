@@ -99,6 +99,9 @@ fn a_moved_tag_is_rolled_out_a_broken_one_rolled_back_and_notified_and_a_lost_re
     let Some(env) = Env::new("images") else {
         return;
     };
+    if !common::tool_present("docker-registry") {
+        return;
+    }
     let port = free_port();
     let registry = Registry::start(env.dir.path(), port);
     let tag = format!("127.0.0.1:{port}/{}/app:live", env.instance);

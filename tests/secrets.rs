@@ -60,6 +60,9 @@ fn secrets_reach_servers_as_files_and_variables_roll_their_users_on_change_and_n
     let Some(env) = Env::new("secrets") else {
         return;
     };
+    if !common::tool_present("age") {
+        return;
+    }
     let dir = env.dir.path();
     let key = dir.join("controller.key");
     // The controller's identity, made by dockhand; a value sealed by Debian's age to it, and

@@ -153,6 +153,15 @@ pub struct ReconcileArgs {
     /// --git; default: the repository's root).
     #[arg(long = "git-path", value_name = "DIR")]
     pub git_paths: Vec<String>,
+    /// A file whose first line (`TOKEN` or `USER:TOKEN`) logs in to each --git repository over
+    /// HTTP(S), in the same order (a single one applies to every --git). Read at each fetch,
+    /// never shown.
+    #[arg(long = "git-token-file", value_name = "FILE")]
+    pub git_token_files: Vec<PathBuf>,
+    /// An SSH private key that logs in to each --git repository over SSH, in the same order (a
+    /// single one applies to every --git); the host key is learnt on first use.
+    #[arg(long = "git-ssh-key", value_name = "FILE")]
+    pub git_ssh_keys: Vec<PathBuf>,
     /// How often `up` fetches the --git repositories.
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     pub git_interval: Duration,
@@ -255,7 +264,8 @@ impl ReconcileArgs {
 
     /// `--git` with its `--git-ref` and `--git-path` (the i-th of each, or the only one).
     fn git_sources(&self) -> Vec<crate::source::git::GitSource> {
-        let nth = |values: &[String], i: usize| {
+        use crate::source::git::Credentials;
+        fn nth<T: Clone>(values: &[T], i: usize) -> Option<T> {
             values
                 .get(i)
                 .or(if values.len() == 1 {
@@ -264,17 +274,28 @@ impl ReconcileArgs {
                     None
                 })
                 .cloned()
-        };
+        }
         self.git
             .iter()
             .enumerate()
             .map(|(i, url)| {
+                // A key for SSH remotes, a token for the others.
+                let ssh = url.starts_with("ssh://")
+                    || (!url.contains("://") && url.contains('@') && url.contains(':'));
+                let credentials = match (nth(&self.git_token_files, i), nth(&self.git_ssh_keys, i))
+                {
+                    (_, Some(key)) if ssh => Some(Credentials::SshKey(key)),
+                    (Some(token), _) => Some(Credentials::Token(token)),
+                    (None, Some(key)) => Some(Credentials::SshKey(key)),
+                    (None, None) => None,
+                };
                 crate::source::git::GitSource::new(
                     url,
                     nth(&self.git_refs, i).as_deref(),
                     nth(&self.git_paths, i).as_deref().unwrap_or(""),
                     &self.state.state,
                 )
+                .with_credentials(credentials)
             })
             .collect()
     }

@@ -120,7 +120,15 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
                 .iter()
                 .filter(|st| st.phase.is_held_up())
                 .collect();
+            // A git source never fetched defines nothing yet: not a success.
+            let unfetched: Vec<String> = sources
+                .git
+                .iter()
+                .filter(|g| g.current().is_none())
+                .map(crate::source::git::GitSource::describe)
+                .collect();
             let ok = report.settled()
+                && unfetched.is_empty()
                 && unsettled.is_empty()
                 && report.plan.rolled_back.is_empty()
                 && report.errors.is_empty()
@@ -151,6 +159,9 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
             }
             for (key, why) in &report.plan.rolled_back {
                 eprintln!("  {key} failed to roll out: {why}");
+            }
+            for g in &unfetched {
+                eprintln!("  git source {g} has no commit yet (its fetch failed, above)");
             }
             if !report.errors.is_empty() {
                 eprintln!(

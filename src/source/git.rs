@@ -45,6 +45,72 @@ pub struct GitSource {
     /// `<state>.git/<hash of url, ref and path>`: the bare repository, the unpacked trees and
     /// the current commit.
     pub cache: PathBuf,
+    /// What the remote is logged in to with, beside git's own configuration.
+    pub credentials: Option<Credentials>,
+}
+
+/// A file that logs in to a remote: read at each fetch (so a rotated token is used from the
+/// next one), handed to git through its environment (never its command line, which other
+/// users of the host can read), and never shown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credentials {
+    /// `TOKEN` or `USER:TOKEN` on the first line, sent over HTTP(S) as basic authentication
+    /// (user `x-access-token` when none is given, which GitHub, Gitea and GitLab accept).
+    Token(PathBuf),
+    /// An SSH private key; the remote's host key is learnt on first use and checked after
+    /// (kept beside the cache).
+    SshKey(PathBuf),
+}
+
+impl Credentials {
+    /// The environment that makes git use them, for a source whose cache is `cache`.
+    fn env(&self, cache: &Path) -> Result<Vec<(String, String)>, String> {
+        match self {
+            Credentials::Token(file) => {
+                use base64::Engine as _;
+                let text = zeroize::Zeroizing::new(
+                    std::fs::read_to_string(file)
+                        .map_err(|e| format!("--git-token-file {}: {e}", file.display()))?,
+                );
+                let line = text.lines().next().unwrap_or_default().trim();
+                if line.is_empty() {
+                    return Err(format!("--git-token-file {} is empty", file.display()));
+                }
+                let pair = if line.contains(':') {
+                    line.to_owned()
+                } else {
+                    format!("x-access-token:{line}")
+                };
+                let header = format!(
+                    "Authorization: Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                );
+                Ok(vec![
+                    ("GIT_CONFIG_COUNT".into(), "1".into()),
+                    ("GIT_CONFIG_KEY_0".into(), "http.extraHeader".into()),
+                    ("GIT_CONFIG_VALUE_0".into(), header),
+                ])
+            }
+            Credentials::SshKey(key) => {
+                std::fs::metadata(key)
+                    .map_err(|e| format!("--git-ssh-key {}: {e}", key.display()))?;
+                let known = cache.join("known_hosts");
+                Ok(vec![(
+                    "GIT_SSH_COMMAND".into(),
+                    format!(
+                        "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile={} -o StrictHostKeyChecking=accept-new",
+                        shell_quote(&key.to_string_lossy()),
+                        shell_quote(&known.to_string_lossy())
+                    ),
+                )])
+            }
+        }
+    }
+}
+
+/// `s` as one word for the shell git runs `GIT_SSH_COMMAND` with.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// The URL without user name or password, as labels, logs and events show it.
@@ -71,7 +137,14 @@ impl GitSource {
             reference: reference.map(str::to_owned),
             path,
             cache: PathBuf::from(cache).join(key),
+            credentials: None,
         }
+    }
+
+    /// Logs in to the remote with `credentials`.
+    pub fn with_credentials(mut self, credentials: Option<Credentials>) -> Self {
+        self.credentials = credentials;
+        self
     }
 
     /// What every label of this source starts with: `git:<url>@<ref>:<path>/`.
@@ -118,7 +191,14 @@ impl GitSource {
             url: display_url(&self.url),
             message,
         };
-        let run = tokio::process::Command::new("git")
+        let mut cmd = tokio::process::Command::new("git");
+        // Only commands that talk to the remote log in.
+        if op == "fetch" {
+            if let Some(c) = &self.credentials {
+                cmd.envs(c.env(&self.cache).map_err(failed)?);
+            }
+        }
+        let run = cmd
             .args(args)
             // Never wait for a password on a terminal; never read the user's global hooks.
             .env("GIT_TERMINAL_PROMPT", "0")
@@ -373,6 +453,31 @@ pub fn short(commit: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_reach_git_through_its_environment_only() {
+        use base64::Engine as _;
+        let dir = tempfile::tempdir().expect("tmp");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "tok123\nignored\n").expect("write");
+        let env = Credentials::Token(token).env(dir.path()).expect("env");
+        let header = &env
+            .iter()
+            .find(|(k, _)| k == "GIT_CONFIG_VALUE_0")
+            .expect("set")
+            .1;
+        let basic = base64::engine::general_purpose::STANDARD.encode("x-access-token:tok123");
+        assert_eq!(header, &format!("Authorization: Basic {basic}"));
+        let key = dir.path().join("it's a key");
+        std::fs::write(&key, "k").expect("write");
+        let env = Credentials::SshKey(key).env(dir.path()).expect("env");
+        assert_eq!(env[0].0, "GIT_SSH_COMMAND");
+        assert!(env[0].1.contains("-i '"), "{}", env[0].1);
+        assert!(env[0].1.contains("it'\\''s a key"), "{}", env[0].1);
+        assert!(env[0].1.contains("StrictHostKeyChecking=accept-new"));
+        let gone = Credentials::Token(dir.path().join("missing")).env(dir.path());
+        assert!(gone.is_err_and(|e| e.contains("--git-token-file")));
+    }
 
     #[test]
     fn webhook_calls_are_verified_as_github_gitea_and_gitlab_sign_them() {

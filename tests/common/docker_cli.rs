@@ -139,3 +139,14 @@ impl Drop for RemoveBuilds {
         }
     }
 }
+
+/// Whether the program `name` (a test's real peer, installed by `.ci/run`) is here: in CI its
+/// absence fails the test, elsewhere the test is skipped with a message.
+pub fn tool_present(name: &str) -> bool {
+    if Command::new(name).arg("--version").output().is_ok() {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "{name} is missing in CI");
+    eprintln!("skipping: {name} is not installed (apt-get install {name})");
+    false
+}
