@@ -49,6 +49,28 @@ fn url(env: &Env, name: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// A server `app` with `DATABASE_URL` from database `db` (plus `more_env` lines), waiting until
+/// the database is Healthy.
+fn app_of(db: &str, more_env: &str) -> String {
+    format!(
+        "apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: app}}\nspec:\n  image: {POSTGRES_IMAGE}\n  entrypoint: [sleep, '3600']\n  env:\n    DATABASE_URL: {{fromDatabase: {db}}}\n{more_env}  dependsOn: [{{kind: Database, name: {db}, condition: Healthy}}]\n"
+    )
+}
+
+/// Who server `app` logs in as, with its `DATABASE_URL` and a real client.
+fn current_user(env: &Env) -> String {
+    let app = env.container("app").expect("app");
+    docker(&[
+        "exec",
+        &app.id,
+        "sh",
+        "-c",
+        "psql \"$DATABASE_URL\" -tAc 'select current_user'",
+    ])
+    .trim()
+    .to_owned()
+}
+
 fn volume_exists(name: &str) -> bool {
     docker(&["volume", "ls", "-q", "--filter", &format!("name=^{name}$")]).trim() == name
 }
@@ -285,21 +307,12 @@ fn a_server_with_from_database_receives_a_working_url() {
     env.write("db.yaml", &database("orders", 5917, ""));
     env.write(
         "app.yaml",
-        &format!(
-            "apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: app}}\nspec:\n  image: {POSTGRES_IMAGE}\n  entrypoint: [sleep, '3600']\n  env:\n    DATABASE_URL: {{fromDatabase: orders}}\n    PGPORT: {{fromDatabase: orders, key: port}}\n  dependsOn: [{{kind: Database, name: orders, condition: Healthy}}]\n"
-        ),
+        &app_of("orders", "    PGPORT: {fromDatabase: orders, key: port}\n"),
     );
     let out = env.run("sync", &["--timeout", "90s"]);
     assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(current_user(&env), "orders");
     let app = env.container("app").expect("app");
-    let who = docker(&[
-        "exec",
-        &app.id,
-        "sh",
-        "-c",
-        "psql \"$DATABASE_URL\" -tAc 'select current_user'",
-    ]);
-    assert_eq!(who.trim(), "orders");
     // On the default network they share, the database is reached by name on its own port.
     assert_eq!(
         docker(&["exec", &app.id, "sh", "-c", "echo $PGPORT"]).trim(),
@@ -451,12 +464,7 @@ fn a_database_takes_its_password_from_a_secret_and_its_users_log_in_with_it() {
         "db.yaml",
         &database("ledger", 5919, "  password: {fromSecret: pw}\n"),
     );
-    env.write(
-        "app.yaml",
-        &format!(
-            "apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: app}}\nspec:\n  image: {POSTGRES_IMAGE}\n  entrypoint: [sleep, '3600']\n  env:\n    DATABASE_URL: {{fromDatabase: ledger}}\n  dependsOn: [{{kind: Database, name: ledger, condition: Healthy}}]\n"
-        ),
-    );
+    env.write("app.yaml", &app_of("ledger", ""));
     let out = env.run("sync", &["--timeout", "90s"]);
     assert!(out.status.success(), "{}", text(&out));
     let u = url(&env, "ledger");
@@ -465,15 +473,7 @@ fn a_database_takes_its_password_from_a_secret_and_its_users_log_in_with_it() {
         "db url gives the secret's value"
     );
     assert_eq!(query(&u, "select current_user").as_deref(), Ok("ledger"));
-    let app = env.container("app").expect("app");
-    let who = docker(&[
-        "exec",
-        &app.id,
-        "sh",
-        "-c",
-        "psql \"$DATABASE_URL\" -tAc 'select current_user'",
-    ]);
-    assert_eq!(who.trim(), "ledger");
+    assert_eq!(current_user(&env), "ledger");
     let shown = text(&env.run("describe", &["database", "ledger"]));
     assert!(!shown.contains("chosen-pass-4e1b"), "{shown}");
 }

@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{docker, eventually, server, text, Env};
+use common::{docker, eventually, free_port, server, text, Env, Served};
 
 /// `git ARGS` in `dir`, which must succeed.
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -26,53 +26,21 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 /// `git daemon` serving every repository under `base` on 127.0.0.1:`port`, until dropped.
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(base: &Path, port: u16) -> Daemon {
-        // git-daemon itself (not `git daemon`, which would leave it running when killed).
-        let exec_path = git(base, &["--exec-path"]);
-        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
-            .arg("--reuseaddr")
-            .arg("--export-all")
-            .arg(format!("--base-path={}", base.display()))
-            .args(["--listen=127.0.0.1", &format!("--port={port}")])
-            .arg(base)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start git daemon");
-        eventually(Duration::from_secs(10), "git daemon listening", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        });
-        Daemon(child)
-    }
+fn git_daemon(base: &Path, port: u16) -> Served {
+    // git-daemon itself (not `git daemon`, which would leave it running when killed).
+    let exec_path = git(base, &["--exec-path"]);
+    let mut cmd = Command::new(Path::new(&exec_path).join("git-daemon"));
+    cmd.arg("--reuseaddr")
+        .arg("--export-all")
+        .arg(format!("--base-path={}", base.display()))
+        .args(["--listen=127.0.0.1", &format!("--port={port}")])
+        .arg(base);
+    Served::start(cmd, port, "git daemon listening")
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-#[test]
-fn pushed_commits_converge_a_broken_one_keeps_the_last_good_and_an_unreachable_remote_keeps_what_runs(
-) {
-    let Some(env) = Env::new("git-source") else {
-        return;
-    };
-    assert!(
-        Command::new("git").arg("--version").output().is_ok(),
-        "git is needed"
-    );
+/// A bare repository `app.git` under `<test dir>/remote` (branch main), and a clone of it to
+/// commit in.
+fn repository(env: &Env) -> (PathBuf, PathBuf) {
     let remote = env.dir.path().join("remote");
     let work = env.dir.path().join("work");
     std::fs::create_dir_all(&remote).expect("mkdir");
@@ -96,25 +64,40 @@ fn pushed_commits_converge_a_broken_one_keeps_the_last_good_and_an_unreachable_r
         ],
     );
     git(&work, &["symbolic-ref", "HEAD", "refs/heads/main"]);
-    let commit = |file: &str, body: Option<&str>, message: &str| {
-        let path = work.join("deploy").join(file);
-        match body {
-            Some(b) => {
-                std::fs::create_dir_all(work.join("deploy")).expect("mkdir");
-                std::fs::write(&path, b).expect("write");
-                git(&work, &["add", "-A"]);
-            }
-            None => {
-                git(&work, &["rm", "--quiet", &format!("deploy/{file}")]);
-            }
+    (remote, work)
+}
+
+/// Writes (or, without a body, removes) `deploy/<file>` in `work`, commits and force-pushes it
+/// to main; returns the commit.
+fn commit(work: &Path, file: &str, body: Option<&str>, message: &str) -> String {
+    let path = work.join("deploy").join(file);
+    match body {
+        Some(b) => {
+            std::fs::create_dir_all(work.join("deploy")).expect("mkdir");
+            std::fs::write(&path, b).expect("write");
+            git(work, &["add", "-A"]);
         }
-        git(&work, &["commit", "--quiet", "-m", message]);
-        git(
-            &work,
-            &["push", "--quiet", "--force", "origin", "HEAD:main"],
-        );
-        git(&work, &["rev-parse", "HEAD"])
+        None => {
+            git(work, &["rm", "--quiet", &format!("deploy/{file}")]);
+        }
+    }
+    git(work, &["commit", "--quiet", "-m", message]);
+    git(work, &["push", "--quiet", "--force", "origin", "HEAD:main"]);
+    git(work, &["rev-parse", "HEAD"])
+}
+
+#[test]
+fn pushed_commits_converge_a_broken_one_keeps_the_last_good_and_an_unreachable_remote_keeps_what_runs(
+) {
+    let Some(env) = Env::new("git-source") else {
+        return;
     };
+    assert!(
+        Command::new("git").arg("--version").output().is_ok(),
+        "git is needed"
+    );
+    let (remote, work) = repository(&env);
+    let commit = |file: &str, body: Option<&str>, message: &str| commit(&work, file, body, message);
     let web = |color: &str| server("web", &format!("  env: {{COLOR: {color}}}\n"));
     let blue = commit("web.yaml", Some(&web("blue")), "blue");
     // A file outside the folder is not read.
@@ -122,7 +105,7 @@ fn pushed_commits_converge_a_broken_one_keeps_the_last_good_and_an_unreachable_r
     let green = commit("web.yaml", Some(&web("green")), "green");
 
     let port = free_port();
-    let daemon = Daemon::start(&remote, port);
+    let daemon = git_daemon(&remote, port);
     let url = format!("git://127.0.0.1:{port}/app.git");
     let sync = || {
         env.command("sync")
@@ -227,7 +210,7 @@ fn pushed_commits_converge_a_broken_one_keeps_the_last_good_and_an_unreachable_r
 
     // Deleting a file in git removes its object; a folder that vanishes from the commit
     // (its last file deleted) prunes nothing, like a vanished directory.
-    let daemon = Daemon::start(&remote, port);
+    let daemon = git_daemon(&remote, port);
     git(&work, &["reset", "--quiet", "--hard", &blue]);
     commit("web.yaml", None, "remove web");
     let out = sync();
@@ -457,37 +440,8 @@ fn a_private_repository_is_fetched_with_a_token_file_that_is_never_shown() {
     let Some(env) = Env::new("git-token") else {
         return;
     };
-    let remote = env.dir.path().join("remote");
-    let work = env.dir.path().join("work");
-    std::fs::create_dir_all(&remote).expect("mkdir");
-    git(
-        &remote,
-        &[
-            "init",
-            "--bare",
-            "--quiet",
-            "--initial-branch=main",
-            "app.git",
-        ],
-    );
-    git(
-        &remote.join("app.git"),
-        &["config", "http.receivepack", "false"],
-    );
-    std::fs::create_dir_all(work.join("deploy")).expect("mkdir");
-    git(&work, &["init", "--quiet", "--initial-branch=main"]);
-    std::fs::write(work.join("deploy/web.yaml"), server("web", "")).expect("write");
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "--quiet", "-m", "web"]);
-    git(
-        &work,
-        &[
-            "push",
-            "--quiet",
-            remote.join("app.git").to_str().expect("utf-8"),
-            "main",
-        ],
-    );
+    let (remote, work) = repository(&env);
+    commit(&work, "web.yaml", Some(&server("web", "")), "web");
     let token = "s3cr3t-tok-93af";
     let expected = {
         use base64::Engine as _;

@@ -6,51 +6,25 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{docker, eventually, text, Env, IMAGE};
+use common::{docker, eventually, free_port, text, Env, Served, IMAGE};
 
 /// `docker-registry serve` on 127.0.0.1:`port`, storing under `dir`, until dropped.
-struct Registry(Child);
-
-impl Registry {
-    fn start(dir: &Path, port: u16) -> Registry {
-        let config = dir.join("registry.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n",
-                dir.join("registry-data").display()
-            ),
-        )
-        .expect("write the registry's configuration");
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Debian's docker-registry is needed (apt-get install docker-registry)");
-        eventually(Duration::from_secs(20), "the registry answering", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        });
-        Registry(child)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+fn registry(dir: &Path, port: u16) -> Served {
+    let config = dir.join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n",
+            dir.join("registry-data").display()
+        ),
+    )
+    .expect("write the registry's configuration");
+    let mut cmd = Command::new("docker-registry");
+    cmd.arg("serve").arg(&config);
+    Served::start(cmd, port, "the registry answering")
 }
 
 /// Builds version `v` of the test app from the test image and pushes it as `tag`; `healthy`
@@ -103,7 +77,7 @@ fn a_moved_tag_is_rolled_out_a_broken_one_rolled_back_and_notified_and_a_lost_re
         return;
     }
     let port = free_port();
-    let registry = Registry::start(env.dir.path(), port);
+    let registry = registry(env.dir.path(), port);
     let tag = format!("127.0.0.1:{port}/{}/app:live", env.instance);
     push(&tag, 1, true);
     let first = digest_of(&tag);

@@ -9,16 +9,9 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{docker, eventually, http, text, Controller, Env, IMAGE};
+use common::{docker, eventually, free_port, http, text, Controller, Env, IMAGE};
 
 const WAIT: Duration = Duration::from_secs(40);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// An HTTP server (busybox httpd) whose page says `page`, ready once it listens.
 fn web(name: &str, page: &str, extra: &str) -> String {

@@ -123,13 +123,19 @@ fn secrets_reach_servers_as_files_and_variables_roll_their_users_on_change_and_n
     let controller_env = ("DH_TEST_SECRET_VALUE", "env-value-5d1e");
 
     // Neither the policy nor an identity: what needs them waits and says why.
-    let out = env
-        .command("sync")
-        .args(["--timeout", "20s"])
-        .env(controller_env.0, controller_env.1)
-        .output()
-        .expect("sync");
-    assert!(!out.status.success(), "{}", text(&out));
+    // `sync` with the controller's variable set, and `flags`; whether it succeeded, and what
+    // it said.
+    let run_sync = |flags: &[&str]| {
+        let out = env
+            .command("sync")
+            .args(flags)
+            .env(controller_env.0, controller_env.1)
+            .output()
+            .expect("sync");
+        (out.status.success(), text(&out))
+    };
+    let (ok, said) = run_sync(&["--timeout", "20s"]);
+    assert!(!ok, "{said}");
     let (phase, message) = phase_and_message(&env, "secret", "from-env");
     assert_eq!(phase, "Invalid");
     assert!(
@@ -145,16 +151,16 @@ fn secrets_reach_servers_as_files_and_variables_roll_their_users_on_change_and_n
     assert!(env.container("web").is_none());
 
     // With both, everything runs.
-    let sync = |env: &Env| {
-        let out = env
-            .command("sync")
-            .args(["--timeout", "60s", "--age-identity", &key_arg])
-            .args(["--allow-secret-env", "DH_TEST_SECRET_*"])
-            .env(controller_env.0, controller_env.1)
-            .output()
-            .expect("sync");
-        assert!(out.status.success(), "{}", text(&out));
-        text(&out)
+    let allowed = [
+        "--age-identity",
+        key_arg.as_str(),
+        "--allow-secret-env",
+        "DH_TEST_SECRET_*",
+    ];
+    let sync = |_: &Env| {
+        let (ok, said) = run_sync(&[&["--timeout", "60s"][..], &allowed[..]].concat());
+        assert!(ok, "{said}");
+        said
     };
     let mut seen = sync(&env);
     let web = env.container("web").expect("web runs");
@@ -206,15 +212,9 @@ fn secrets_reach_servers_as_files_and_variables_roll_their_users_on_change_and_n
 
     // The file gone: the secret fails, the server keeps its container and says why.
     std::fs::remove_file(env.manifests.join("token.txt")).expect("rm");
-    let out = env
-        .command("sync")
-        .args(["--timeout", "10s", "--age-identity", &key_arg])
-        .args(["--allow-secret-env", "DH_TEST_SECRET_*"])
-        .env(controller_env.0, controller_env.1)
-        .output()
-        .expect("sync");
-    assert!(!out.status.success(), "{}", text(&out));
-    seen.push_str(&text(&out));
+    let (ok, said) = run_sync(&[&["--timeout", "10s"][..], &allowed[..]].concat());
+    assert!(!ok, "{said}");
+    seen.push_str(&said);
     assert_eq!(env.container("web").expect("kept").id, web2.id);
     assert_eq!(phase_and_message(&env, "secret", "token").0, "Failed");
 

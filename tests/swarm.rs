@@ -785,10 +785,16 @@ fn a_database_is_one_task_pinned_to_the_managers_node_with_its_volume_and_its_se
             common::POSTGRES_IMAGE
         ),
     );
+    // A Secret given to the server as a file: a swarm secret with the file's mode.
+    std::fs::write(env.manifests.join("token.txt"), "swarm-file-value").expect("write");
+    env.write(
+        "token.yaml",
+        "apiVersion: dockhand/v1\nkind: Secret\nmetadata: {name: api-token}\nspec: {file: token.txt}\n",
+    );
     env.write(
         "api.yaml",
         &format!(
-            "apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: api}}\nspec:\n  image: {}\n  entrypoint: [\"sh\", \"-c\", \"psql \\\"$DATABASE_URL\\\" -c 'select 1' && exec sleep 3600\"]\n  env:\n    DATABASE_URL: {{fromDatabase: orders}}\n  dependsOn: [{{kind: Database, name: orders, condition: Healthy}}]\n  restartDelay: 1s\n  placement: {{constraints: [node.role == manager]}}\n",
+            "apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: api}}\nspec:\n  image: {}\n  entrypoint: [\"sh\", \"-c\", \"psql \\\"$DATABASE_URL\\\" -c 'select 1' && exec sleep 3600\"]\n  env:\n    DATABASE_URL: {{fromDatabase: orders}}\n  secrets: [{{name: api-token, mode: '0440'}}]\n  dependsOn: [{{kind: Database, name: orders, condition: Healthy}}]\n  restartDelay: 1s\n  placement: {{constraints: [node.role == manager]}}\n",
             common::POSTGRES_IMAGE
         ),
     );
@@ -833,6 +839,28 @@ fn a_database_is_one_task_pinned_to_the_managers_node_with_its_volume_and_its_se
     let api = env.status_of("server", "api").expect("the server's status");
     assert_eq!(api["phase"], "Ready", "{api}");
     assert_eq!(api["message"], "1/1 tasks running", "{api}");
+    let api_task = lab.docker(
+        1,
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=dockhand.service=dh_{}_server_api", env.instance),
+        ],
+    );
+    assert_eq!(
+        lab.docker(
+            1,
+            &[
+                "exec",
+                api_task.trim(),
+                "sh",
+                "-c",
+                "stat -c %a /run/secrets/api-token; cat /run/secrets/api-token",
+            ],
+        ),
+        "440\nswarm-file-value"
+    );
     // A task the swarm replaces proves itself again: a second login, and Ready once more.
     let task = lab.docker(
         1,
@@ -876,7 +904,12 @@ fn a_database_is_one_task_pinned_to_the_managers_node_with_its_volume_and_its_se
             "{{.Name}}",
         ],
     );
-    // Named after the service (cut to the swarm's 64 characters) and the variable.
+    // Named after the service (cut to the swarm's 64 characters) and the variable; the
+    // server's file is a secret of its own.
+    let ours: String = ours
+        .lines()
+        .filter(|l| l.contains("_postgres_password_"))
+        .collect();
     assert_eq!(ours.lines().count(), 1, "{ours}");
     let (head, tail) = ours.split_at(ours.len() - 12);
     assert!(

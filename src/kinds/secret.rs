@@ -62,6 +62,14 @@ impl PartialEq for Value {
     }
 }
 
+/// The Secrets among `desired`.
+fn secrets(desired: &[Object]) -> impl Iterator<Item = (&Object, &SecretSpec)> {
+    desired.iter().filter_map(|o| match &o.spec {
+        Spec::Secret(s) => Some((o, s)),
+        _ => None,
+    })
+}
+
 /// Every Secret's value by name, or why it has none.
 pub type Values = HashMap<String, Result<Arc<Value>, String>>;
 
@@ -83,12 +91,7 @@ impl Resolver {
 
     /// The value of every Secret in `desired` but those refused (by the host policy).
     pub fn resolve_all(&self, desired: &[Object], refused: &HashMap<ObjectKey, String>) -> Values {
-        desired
-            .iter()
-            .filter_map(|o| match &o.spec {
-                Spec::Secret(s) => Some((o, s)),
-                _ => None,
-            })
+        secrets(desired)
             .map(|(o, s)| {
                 let value = match refused.get(&o.key()) {
                     Some(why) => Err(why.clone()),
@@ -143,12 +146,7 @@ pub fn statuses(
     refused: &HashMap<ObjectKey, String>,
     generations: &HashMap<ObjectKey, i64>,
 ) -> Vec<Status> {
-    desired
-        .iter()
-        .filter_map(|o| match &o.spec {
-            Spec::Secret(s) => Some((o, s)),
-            _ => None,
-        })
+    secrets(desired)
         .map(|(o, s)| {
             let mut st = Status::pending(o.key());
             let (phase, message) = match (refused.get(&o.key()), values.get(&o.name)) {

@@ -41,3 +41,38 @@ pub fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A port no one listens on now, for a test's own server.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A test's own server program (a git daemon, a registry), answering on 127.0.0.1:`port`,
+/// killed when dropped.
+pub struct Served(std::process::Child);
+
+impl Served {
+    pub fn start(mut cmd: std::process::Command, port: u16, what: &str) -> Served {
+        use std::process::Stdio;
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {what}: {e}"));
+        let served = Served(child);
+        eventually(Duration::from_secs(20), what, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        served
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

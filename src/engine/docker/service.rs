@@ -1148,6 +1148,16 @@ mod tests {
         );
     }
 
+    /// The container part of the service `s` becomes with `refs`.
+    fn task_of(s: &ContainerSpec, refs: &[SecretRef]) -> TaskSpecContainerSpec {
+        service_spec(s, None, refs)
+            .unwrap()
+            .task_template
+            .unwrap()
+            .container_spec
+            .unwrap()
+    }
+
     #[test]
     fn a_secret_variable_is_a_file_the_service_names_and_never_plain_env() {
         let mut s = spec();
@@ -1160,12 +1170,7 @@ mod tests {
             "sid".into(),
             secret_name(&s.name, "POSTGRES_PASSWORD", b"hunter2"),
         )];
-        let task = service_spec(&s, None, &refs)
-            .unwrap()
-            .task_template
-            .unwrap()
-            .container_spec
-            .unwrap();
+        let task = task_of(&s, &refs);
         let env = task.env.unwrap();
         assert!(env.contains(&"POSTGRES_PASSWORD_FILE=/run/secrets/postgres_password".into()));
         assert!(!env.iter().any(|e| e.contains("hunter2")), "{env:?}");
@@ -1194,12 +1199,7 @@ mod tests {
             id: "sid".into(),
             name: secret_name(&s.name, "key.pem", b"k"),
         }];
-        let task = service_spec(&s, None, &refs)
-            .unwrap()
-            .task_template
-            .unwrap()
-            .container_spec
-            .unwrap();
+        let task = task_of(&s, &refs);
         assert!(!task
             .env
             .unwrap_or_default()
