@@ -41,6 +41,24 @@ fn encrypted(text: &str) -> String {
     format!("  encrypted: |\n{body}")
 }
 
+/// Server `web` (user 1000, two secret files, two secret variables) and server `other`, which
+/// takes the secrets `other_secrets` as files.
+fn servers(other_secrets: &str) -> String {
+    [
+        shell(
+            "web",
+            "sleep 3600 & wait",
+            "  user: '1000'\n  secrets: [token, {name: signing, target: signing.pem, mode: '0440', gid: 2000}]\n  env: {API_KEY: {fromSecret: api-key}, FROM_ENV: {fromSecret: from-env}}\n",
+        ),
+        shell(
+            "other",
+            "sleep 3600 & wait",
+            &format!("  secrets: [{other_secrets}]\n"),
+        ),
+    ]
+    .join("---\n")
+}
+
 fn phase_and_message(env: &Env, kind: &str, name: &str) -> (String, String) {
     let s = env.status_of(kind, name).unwrap_or_default();
     (
@@ -107,18 +125,7 @@ fn secrets_reach_servers_as_files_and_variables_roll_their_users_on_change_and_n
         ]
         .join("---\n"),
     );
-    env.write(
-        "servers.yaml",
-        &[
-            shell(
-                "web",
-                "sleep 3600 & wait",
-                "  user: '1000'\n  secrets: [token, {name: signing, target: signing.pem, mode: '0440', gid: 2000}]\n  env: {API_KEY: {fromSecret: api-key}, FROM_ENV: {fromSecret: from-env}}\n",
-            ),
-            shell("other", "sleep 3600 & wait", "  secrets: [api-key]\n"),
-        ]
-        .join("---\n"),
-    );
+    env.write("servers.yaml", &servers("api-key"));
     let key_arg = key.display().to_string();
     let controller_env = ("DH_TEST_SECRET_VALUE", "env-value-5d1e");
 
@@ -222,18 +229,7 @@ fn secrets_reach_servers_as_files_and_variables_roll_their_users_on_change_and_n
     std::fs::write(env.manifests.join("token.txt"), "file-value-3").expect("write");
     let late = age(&["-a", "-r", &recipient], b"late-value-0b6d");
     env.write("late.yaml", &secret("late", &encrypted(&late)));
-    env.write(
-        "servers.yaml",
-        &[
-            shell(
-                "web",
-                "sleep 3600 & wait",
-                "  user: '1000'\n  secrets: [token, {name: signing, target: signing.pem, mode: '0440', gid: 2000}]\n  env: {API_KEY: {fromSecret: api-key}, FROM_ENV: {fromSecret: from-env}}\n",
-            ),
-            shell("other", "sleep 3600 & wait", "  secrets: [api-key, late]\n"),
-        ]
-        .join("---\n"),
-    );
+    env.write("servers.yaml", &servers("api-key, late"));
     let mut up = env.up_with_env(
         &[
             "--resync",
