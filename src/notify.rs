@@ -162,6 +162,7 @@ async fn deliver(
     store: Store,
     mut rx: mpsc::Receiver<Notification>,
 ) {
+    install_tls_provider();
     let client = match reqwest::Client::builder().timeout(POST_TIMEOUT).build() {
         Ok(c) => c,
         Err(e) => {
@@ -198,6 +199,29 @@ async fn deliver(
     }
 }
 
+/// TLS by rustls on *ring*, trusting the system's certificates (or `SSL_CERT_FILE`'s). rustls
+/// now prefers aws-lc-rs for its post-quantum key exchange, whose build needs cmake and minutes
+/// on this project's machines; for webhook notifications ring's classical suites are enough.
+#[allow(deprecated)]
+fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// An error with what caused it (`error sending request: … certificate …`), for events.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let said = cause.to_string();
+        if !out.contains(&said) {
+            out.push_str(": ");
+            out.push_str(&said);
+        }
+        next = cause.source();
+    }
+    out
+}
+
 /// POSTs `n` as JSON, retrying a failure (no answer, or not 2xx) with backoff.
 async fn post(
     client: &reqwest::Client,
@@ -211,7 +235,7 @@ async fn post(
             Ok(r) if r.status().is_success() => return Ok(()),
             Ok(r) => last = format!("answered {}", r.status()),
             // Without the URL: reqwest's error names it whole.
-            Err(e) => last = e.without_url().to_string(),
+            Err(e) => last = causes(&e.without_url()),
         }
         if attempt < ATTEMPTS {
             tokio::time::sleep(pause).await;

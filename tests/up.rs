@@ -402,3 +402,70 @@ fn a_crash_loop_is_notified_once_and_its_recovery_once_with_retries_and_no_secre
     assert!(!events.contains("s3cret"), "{events}");
     assert!(!up.output().contains("s3cret"), "{}", up.output());
 }
+
+#[test]
+fn notifications_reach_an_https_receiver_whose_certificate_the_host_trusts() {
+    let Some(env) = Env::new("up-notify-tls") else {
+        return;
+    };
+    if !common::tool_present("openssl") {
+        return;
+    }
+    let (port, got, cert) = common::tls_receiver(env.dir.path());
+    let url = format!("https://127.0.0.1:{port}/hook");
+    env.write("web.yaml", &common::shell("web", "sleep 1; exit 3", ""));
+    let cert = cert.to_str().expect("utf-8").to_owned();
+    let mut up = env.up_with_env(
+        &["--resync", "1h", "--notify", &url],
+        &[("SSL_CERT_FILE", cert.as_str())],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let failing = loop {
+        let found = got
+            .lock()
+            .expect("the list")
+            .iter()
+            .find(|n| n["event"] == "failing")
+            .cloned();
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failing notification over TLS:\n{}\n{}",
+            common::text(&env.run("events", &[])),
+            up.output()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(failing["object"], "server/web", "{failing}");
+    let (status, _) = up.stop();
+    assert!(status.success(), "{}", up.output());
+    let events = String::from_utf8_lossy(&env.run("events", &[]).stdout).into_owned();
+    assert!(
+        events.contains(&format!(
+            "failing of server/web sent to https://127.0.0.1:{port}"
+        )),
+        "{events}"
+    );
+
+    // A controller that does not trust the receiver's certificate sends nothing, and says why.
+    env.write("web.yaml", &common::shell("web", "exec sleep 3600", ""));
+    let mut up = env.up(&["--resync", "1h", "--notify", &url]);
+    let refused = eventually(Duration::from_secs(60), "a refused delivery", || {
+        let out = env.run("events", &[]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.contains("recovered of server/web not delivered"))
+            .map(str::to_owned)
+    });
+    assert!(refused.contains("certificate"), "{refused}");
+    up.stop();
+    assert!(
+        !got.lock()
+            .expect("the list")
+            .iter()
+            .any(|n| n["event"] == "recovered"),
+        "delivered to an untrusted receiver"
+    );
+}

@@ -47,10 +47,8 @@ fn parse_notify_url(s: &str) -> Result<reqwest::Url, String> {
         .parse()
         .map_err(|e| format!("invalid --notify URL: {e}"))?;
     match url.scheme() {
-        "http" if url.host_str().is_some() => Ok(url),
-        // The HTTP client is built without TLS (a lean build); refused here, not at delivery.
-        "https" => Err("--notify takes http:// URLs only in this build (no TLS); point it at a relay on this host or a trusted network".into()),
-        _ => Err("invalid --notify URL: expected http://HOST[:PORT]/PATH".into()),
+        "http" | "https" if url.host_str().is_some() => Ok(url),
+        _ => Err("invalid --notify URL: expected http(s)://HOST[:PORT]/PATH".into()),
     }
 }
 
