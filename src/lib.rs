@@ -54,6 +54,7 @@ pub mod store;
 pub mod engine;
 pub mod notify;
 pub mod proxy;
+pub mod tls;
 
 pub mod manifest;
 

@@ -162,8 +162,7 @@ async fn deliver(
     store: Store,
     mut rx: mpsc::Receiver<Notification>,
 ) {
-    install_tls_provider();
-    let client = match reqwest::Client::builder().timeout(POST_TIMEOUT).build() {
+    let client = match crate::tls::client_builder().timeout(POST_TIMEOUT).build() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("notifications are off: {e}");
@@ -197,14 +196,6 @@ async fn deliver(
             }
         }
     }
-}
-
-/// TLS by rustls on *ring*, trusting the system's certificates (or `SSL_CERT_FILE`'s). rustls
-/// now prefers aws-lc-rs for its post-quantum key exchange, whose build needs cmake and minutes
-/// on this project's machines; for webhook notifications ring's classical suites are enough.
-#[allow(deprecated)]
-fn install_tls_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// An error with what caused it (`error sending request: … certificate …`), for events.

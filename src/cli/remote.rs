@@ -39,7 +39,7 @@ impl RemoteArgs {
         Ok(Some(Remote {
             base: server.trim_end_matches('/').to_owned(),
             token,
-            http: reqwest::Client::new(),
+            http: crate::tls::client_builder().build()?,
         }))
     }
 }

@@ -33,6 +33,7 @@ pub fn read_token(path: &std::path::Path) -> String {
 /// One HTTP request to the API, over a real connection.
 pub fn http(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> Reply {
     http_runtime().block_on(async {
+        dockhand::tls::install_provider();
         let client = reqwest::Client::new();
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut req = client.request(method, url).timeout(Duration::from_secs(20));
@@ -60,6 +61,7 @@ pub fn read_sse_until(
     want: &str,
 ) -> String {
     http_runtime().block_on(async {
+        dockhand::tls::install_provider();
         let mut resp = reqwest::Client::new()
             .get(url)
             .bearer_auth(token)
