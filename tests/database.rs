@@ -476,4 +476,33 @@ fn a_database_takes_its_password_from_a_secret_and_its_users_log_in_with_it() {
     assert_eq!(current_user(&env), "ledger");
     let shown = text(&env.run("describe", &["database", "ledger"]));
     assert!(!shown.contains("chosen-pass-4e1b"), "{shown}");
+
+    // A new value: the role is altered (logged in with the old password), then the new one is
+    // recorded, and the server that uses it follows; the data stays.
+    query(&u, "create table kept (x int)").expect("create a table");
+    let app = env.container("app").expect("app").id;
+    std::fs::write(env.manifests.join("pw.txt"), "rotated-pass-77c1").expect("write");
+    let out = env.run("sync", &["--timeout", "90s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rotated = url(&env, "ledger");
+    assert!(
+        rotated.contains(":rotated-pass-77c1@"),
+        "db url gives the new value"
+    );
+    assert_eq!(
+        query(&rotated, "select count(*)::text from kept").as_deref(),
+        Ok("0")
+    );
+    assert!(
+        query(&u, "select 1").is_err(),
+        "the old password still logs in"
+    );
+    assert_ne!(env.container("app").expect("app").id, app, "app follows");
+    assert_eq!(current_user(&env), "ledger");
+    let events = text(&env.run("events", &["--limit", "200"]));
+    assert!(events.contains("password-rotated"), "{events}");
+    assert!(
+        !events.contains("rotated-pass-77c1") && !events.contains("chosen-pass-4e1b"),
+        "{events}"
+    );
 }

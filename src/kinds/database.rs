@@ -365,16 +365,26 @@ pub async fn record(
     Ok(())
 }
 
-/// Databases whose password is a Secret's value take it in place of the generated one.
-/// Returns the databases that must wait, and why (the Secret is undeclared, unreadable, or no
-/// text), and those whose password changed (to be recorded in the state file).
+/// What databases' password Secrets ask of a pass.
+#[derive(Debug, Default)]
+pub struct SecretPasswords {
+    /// Databases that must wait, and why (the Secret is undeclared, unreadable, or no text).
+    pub holds: HashMap<ObjectKey, String>,
+    /// Databases not yet initialised whose password is now the Secret's (to record).
+    pub changed: Vec<String>,
+    /// Initialised databases whose Secret holds a new password: the role is altered first (by
+    /// `rotate`), and only then is the new one recorded and given to servers.
+    pub rotations: Vec<(String, String)>,
+}
+
+/// Databases whose password is a Secret's value take it in place of the generated one; a
+/// database that holds data already keeps its password until the role is rotated.
 pub fn use_secret_passwords(
     desired: &[Object],
     values: &super::secret::Values,
     secrets: &mut HashMap<String, DatabaseSecret>,
-) -> (HashMap<ObjectKey, String>, Vec<String>) {
-    let mut holds = HashMap::new();
-    let mut changed = Vec::new();
+) -> SecretPasswords {
+    let mut out = SecretPasswords::default();
     for o in desired {
         let Spec::Database(d) = &o.spec else { continue };
         let Some(from) = &d.password else { continue };
@@ -390,18 +400,92 @@ pub fn use_secret_passwords(
                 .map_err(|why| format!("spec.password: secret {name}: {why}")),
         };
         match value {
-            Ok(password) => {
-                if let Some(s) = secrets.get_mut(&o.name).filter(|s| s.password != password) {
+            Ok(password) => match secrets.get_mut(&o.name).filter(|s| s.password != password) {
+                Some(s) if s.initialized => out.rotations.push((o.name.clone(), password)),
+                Some(s) => {
                     s.password = password;
-                    changed.push(o.name.clone());
+                    out.changed.push(o.name.clone());
                 }
-            }
+                None => {}
+            },
             Err(why) => {
-                holds.insert(o.key(), why);
+                out.holds.insert(o.key(), why);
             }
         }
     }
-    (holds, changed)
+    out
+}
+
+/// Changes the role's password from `old` to `new`, logged in as the role itself (a role may
+/// change its own password). The new password is sent as a SCRAM-SHA-256 verifier made here, as
+/// `psql`'s `\password` does, so it never reaches the server's statement log in clear.
+pub async fn rotate(conn: &Connection, old: &str, new: &str) -> Result<(), String> {
+    use sqlx::postgres::PgConnectOptions;
+    use sqlx::{ConnectOptions, Connection as _};
+    let verifier = scram_verifier(new).map_err(|e| e.to_string())?;
+    let opts = PgConnectOptions::new()
+        .host(&conn.host)
+        .port(conn.port)
+        .username(&conn.user)
+        .password(old)
+        .database(&conn.database)
+        .disable_statement_logging();
+    let attempt = async {
+        let mut c = opts.connect().await.map_err(|e| e.to_string())?;
+        let statement: String = sqlx::query_scalar::<_, String>(
+            "SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)",
+        )
+        .bind(conn.user.as_str())
+        .bind(verifier.as_str())
+        .fetch_one(&mut c)
+        .await
+        .map_err(|e| e.to_string())?;
+        sqlx::query(&statement)
+            .execute(&mut c)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = c.close().await;
+        Ok(())
+    };
+    tokio::time::timeout(Duration::from_secs(5), attempt)
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()))
+}
+
+/// PostgreSQL's stored form of a SCRAM-SHA-256 password (RFC 5802/7677, 4096 iterations):
+/// `SCRAM-SHA-256$4096:<salt>$<StoredKey>:<ServerKey>`, all base64.
+pub fn scram_verifier(password: &str) -> Result<String, std::io::Error> {
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    type H = Hmac<Sha256>;
+    const ITERATIONS: u32 = 4096;
+    let mut salt = [0u8; 16];
+    getrandom::getrandom(&mut salt).map_err(std::io::Error::other)?;
+    let mac = |key: &[u8], data: &[u8]| -> [u8; 32] {
+        let mut m = <H as Mac>::new_from_slice(key).expect("any key length");
+        m.update(data);
+        m.finalize().into_bytes().into()
+    };
+    // PBKDF2-HMAC-SHA256 with one block: U1 = HMAC(P, salt || 1), Ui = HMAC(P, Ui-1).
+    let mut first = salt.to_vec();
+    first.extend_from_slice(&1u32.to_be_bytes());
+    let mut u = mac(password.as_bytes(), &first);
+    let mut salted = u;
+    for _ in 1..ITERATIONS {
+        u = mac(password.as_bytes(), &u);
+        salted.iter_mut().zip(u).for_each(|(s, x)| *s ^= x);
+    }
+    let client_key = mac(&salted, b"Client Key");
+    let stored_key = Sha256::digest(client_key);
+    let server_key = mac(&salted, b"Server Key");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    Ok(format!(
+        "SCRAM-SHA-256${ITERATIONS}:{}${}:{}",
+        b64.encode(salt),
+        b64.encode(stored_key),
+        b64.encode(server_key)
+    ))
 }
 
 /// Ready means: a real login with the generated credentials, and `SELECT 1`.
@@ -432,6 +516,23 @@ pub async fn probe(conn: &Connection, password: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scram_verifier_has_postgres_stored_form_and_a_fresh_salt() {
+        let a = scram_verifier("pw").expect("random");
+        let b = scram_verifier("pw").expect("random");
+        assert_ne!(a, b, "salted");
+        let (head, keys) = a
+            .split_once('$')
+            .and_then(|(h, rest)| Some((h, rest.split_once('$')?)))
+            .map(|(h, (_, k))| (h, k))
+            .expect("three parts");
+        assert_eq!(head, "SCRAM-SHA-256");
+        assert!(a.starts_with("SCRAM-SHA-256$4096:"), "{a}");
+        let (stored, server) = keys.split_once(':').expect("two keys");
+        assert_eq!((stored.len(), server.len()), (44, 44), "{a}");
+        assert!(!a.contains("pw:"));
+    }
 
     #[test]
     fn passwords_are_long_random_and_url_safe() {

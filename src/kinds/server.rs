@@ -328,6 +328,16 @@ pub fn desired(
                 hash.push('|');
                 hash.push_str(&lookup(db, part).unwrap_or_default());
             }
+            // A password from a Secret can be rotated: its servers follow. (A generated one
+            // never changes, and never joined the hash.)
+            let rotatable = objects.iter().any(|x| {
+                x.name == *db && matches!(&x.spec, Spec::Database(d) if d.password.is_some())
+            });
+            if rotatable {
+                hash.push('|');
+                let password = lookup(db, DbKey::Password).unwrap_or_default();
+                hash.push_str(&short_hash(password.as_bytes()));
+            }
         }
         // An edited env file recreates the container.
         for f in &s.env_file.0 {

@@ -141,6 +141,8 @@ pub struct Reconciler<R> {
     secret_resolver: crate::kinds::secret::Resolver,
     /// When each followed image last had its first digest looked up (and found none).
     image_tries: std::sync::Mutex<HashMap<String, crate::clock::Millis>>,
+    /// The last error rotating each database's password (one event per distinct error).
+    rotation_failures: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl<R: Engine> Reconciler<R> {
@@ -158,6 +160,7 @@ impl<R: Engine> Reconciler<R> {
             config_cache: crate::kinds::config_files::ConfigFiles::default(),
             secret_resolver: crate::kinds::secret::Resolver::default(),
             image_tries: std::sync::Mutex::new(HashMap::new()),
+            rotation_failures: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -229,6 +232,7 @@ impl<R: Engine> Reconciler<R> {
             observed,
             secret_values,
             secret_refused,
+            notes,
         } = self.observe(snapshot, false).await?;
         let prune = !desired.is_empty() || allow_empty;
         // Another program holding the state file's write lock must not stop drift repair: the
@@ -254,6 +258,7 @@ impl<R: Engine> Reconciler<R> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             record::pass_events(&errors, &applied, &plan, &mut last)
         };
+        events.extend(notes);
 
         // Execute: networks first, then routes switch to ready containers before anything is
         // removed (StartFirst updates), then the containers, then unused networks go.

@@ -40,6 +40,8 @@ pub(super) struct Observation {
     /// Every Secret's value, or why it has none; and those the host policy refuses.
     pub secret_values: kinds::secret::Values,
     pub secret_refused: HashMap<ObjectKey, String>,
+    /// What observing did worth an event (a database's password rotated).
+    pub notes: Vec<crate::store::NewEvent>,
 }
 
 impl<R: Engine> Reconciler<R> {
@@ -86,13 +88,12 @@ impl<R: Engine> Reconciler<R> {
             .filter_map(|o| Some((o.key(), self.options.host_policy.refusal(o, manifests)?)))
             .collect();
         let secret_values = self.secret_resolver.resolve_all(&desired, &secret_refused);
-        let (password_holds, new_passwords) =
-            database::use_secret_passwords(&desired, &secret_values, &mut secrets);
+        let passwords = database::use_secret_passwords(&desired, &secret_values, &mut secrets);
         if !dry_run {
-            for name in new_passwords {
-                if let Some(s) = secrets.get(&name) {
+            for name in &passwords.changed {
+                if let Some(s) = secrets.get(name) {
                     self.store
-                        .set_database_password(instance, &name, &s.password)
+                        .set_database_password(instance, name, &s.password)
                         .await?;
                 }
             }
@@ -107,8 +108,14 @@ impl<R: Engine> Reconciler<R> {
         } else {
             database::probe_all(&desired, &observed, &statuses, &secrets).await
         };
+        let mut notes = Vec::new();
+        if !dry_run {
+            notes = self
+                .rotate_passwords(&desired, &passwords.rotations, &ready, &mut secrets)
+                .await?;
+        }
         let mut refused = self.refusals(&desired, &stranded, &foreign);
-        refused.extend(password_holds);
+        refused.extend(passwords.holds);
         // Objects whose rollout failed run their last Ready revision instead.
         let (running, rolled_back) = self.rolled_back(&desired, &stored, &intents).await?;
         let files = self.host_files(&running, &secret_values, &mut refused);
@@ -152,7 +159,76 @@ impl<R: Engine> Reconciler<R> {
             observed,
             secret_values,
             secret_refused,
+            notes,
         })
+    }
+
+    /// Alters the roles of ready databases whose password Secret changed (logged in with the
+    /// password they have), then records and uses the new one; says so in an event. A failure
+    /// keeps the old password everywhere and is one event per distinct error, retried at each
+    /// pass.
+    async fn rotate_passwords(
+        &self,
+        desired: &[Object],
+        rotations: &[(String, String)],
+        ready: &HashSet<ObjectKey>,
+        secrets: &mut HashMap<String, DatabaseSecret>,
+    ) -> Result<Vec<crate::store::NewEvent>, ReconcileError> {
+        let mut notes = Vec::new();
+        for (name, new) in rotations {
+            let key = ObjectKey::new(crate::manifest::Kind::Database, name.clone());
+            let found = desired.iter().find_map(|o| match &o.spec {
+                crate::manifest::Spec::Database(d) if o.name == *name => Some((o, d)),
+                _ => None,
+            });
+            let (Some((o, d)), Some(s), true) =
+                (found, secrets.get_mut(name), ready.contains(&key))
+            else {
+                continue;
+            };
+            let conn = database::Connection::from_host(o, d, s);
+            let result = database::rotate(&conn, &s.password, new).await;
+            // Whether this failure is new (the lock is never held across an await).
+            let new_failure = {
+                let mut failures = self
+                    .rotation_failures
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                match &result {
+                    Ok(()) => {
+                        failures.remove(name);
+                        false
+                    }
+                    Err(e) => failures.insert(name.clone(), e.clone()).as_ref() != Some(e),
+                }
+            };
+            match result {
+                Ok(()) => {
+                    self.store
+                        .set_database_password(&self.options.instance, name, new)
+                        .await?;
+                    s.password.clone_from(new);
+                    notes.push(crate::store::NewEvent {
+                        key: Some(key),
+                        reason: "password-rotated",
+                        message: format!(
+                            "role {} now has its password Secret's new value; the servers that use it follow",
+                            conn.user
+                        ),
+                    });
+                }
+                Err(e) if new_failure => notes.push(crate::store::NewEvent {
+                    key: Some(key),
+                    reason: "password-rotation-failed",
+                    message: format!(
+                        "cannot give role {} its password Secret's new value (the old one stays): {e}",
+                        conn.user
+                    ),
+                }),
+                Err(_) => {}
+            }
+        }
+        Ok(notes)
     }
 
     /// The objects to run: each as its source says, except those whose rollout failed, which
