@@ -462,7 +462,7 @@ fn a_database_takes_its_password_from_a_secret_and_its_users_log_in_with_it() {
     );
     env.write(
         "db.yaml",
-        &database("ledger", 5919, "  password: {fromSecret: pw}\n"),
+        &database("ledger", 5924, "  password: {fromSecret: pw}\n"),
     );
     env.write("app.yaml", &app_of("ledger", ""));
     let out = env.run("sync", &["--timeout", "90s"]);
