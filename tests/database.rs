@@ -255,6 +255,31 @@ fn an_image_that_never_becomes_ready_is_cleaned_up_with_an_event() {
     let events = String::from_utf8_lossy(&env.run("events", &["--for", "database/stuck"]).stdout)
         .into_owned();
     assert!(events.contains("never-initialised volume"), "{events}");
+    // The timeout is 2s, and giving up is not a database's 30s graceful stop: the cleanup is
+    // recorded soon after the creation (it used to take over 30s).
+    let at = |reason: &str| {
+        events
+            .lines()
+            .find(|l| l.split_whitespace().nth(2) == Some(reason))
+            .and_then(|l| l.split_whitespace().next()?.split('T').nth(1))
+            .and_then(|t| {
+                let hms: Vec<f64> = t
+                    .trim_end_matches('Z')
+                    .split(':')
+                    .filter_map(|p| p.parse().ok())
+                    .collect();
+                (hms.len() == 3).then(|| hms[0] * 3600.0 + hms[1] * 60.0 + hms[2])
+            })
+            .unwrap_or_else(|| panic!("no {reason} event: {events}"))
+    };
+    let took = at("removed") - at("created");
+    assert!(
+        (0.0..15.0).contains(&took),
+        "cleaned up {took}s after creation:\n{events}"
+    );
+    // Waiting for the retry is a crash loop's phase, never Failed.
+    let phase = env.status_of("database", "stuck").expect("status")["phase"].clone();
+    assert_ne!(phase, "Failed", "{events}");
 }
 
 #[test]

@@ -578,6 +578,17 @@ pub trait Engine: Send + Sync + 'static {
     /// volumes. Removing a container that is already gone is not an error.
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
 
+    /// Like `remove`, with at most `grace` between the stop signal and the kill: for a
+    /// container that never became ready, whose own grace period (a database's is 30 s) would
+    /// only delay the retry.
+    fn remove_within(
+        &self,
+        id: &str,
+        _grace: std::time::Duration,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send {
+        self.remove(id)
+    }
+
     /// The labels of a named volume, or `None` if there is no such volume (whoever owns it).
     fn volume_labels(
         &self,

@@ -390,17 +390,18 @@ fn plan_readiness(
                 }
             ),
         });
-        schedule_restart(d, &mut lc, opts, p, "failed to become ready");
+        let at = schedule_restart(d, &mut lc, opts, p, "failed to become ready");
         let action = Action::Abandon {
             key: d.key.clone(),
             id: c.id.clone(),
-            reason,
+            reason: reason.clone(),
             volume: r.disposable_volume.clone(),
         };
+        // Waiting to try again, as after a crash: not a final failure.
         return (
             verdict(
-                Phase::Failed,
-                Some("not ready in time; retrying".into()),
+                Phase::CrashLoopBackOff,
+                Some(format!("{reason}; creating it again at {}", rfc3339(at))),
                 lc,
             ),
             Some(action),

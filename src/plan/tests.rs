@@ -766,6 +766,16 @@ fn a_database_never_ready_in_time_is_abandoned_then_retried_after_backoff() {
         p.actions
     );
     assert!(p.transitions.iter().any(|t| t.reason == "not-ready"));
+    // Waiting to try again is a crash loop's phase, not a final failure.
+    let v = &p.verdicts[&key("db")];
+    assert_eq!(v.phase, Phase::CrashLoopBackOff);
+    assert!(
+        v.message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("not ready after") && m.contains("creating it again at")),
+        "{:?}",
+        v.message
+    );
     // Gone: it is created again only after its backoff.
     let lc = p.verdicts[&key("db")].lifecycle.clone();
     let waiting = Desired {

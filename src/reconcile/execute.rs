@@ -12,6 +12,9 @@ use crate::manifest::fields::PullPolicy;
 use crate::manifest::ObjectKey;
 use crate::plan::Action;
 
+/// How long a container that never became ready gets between its stop signal and the kill.
+const ABANDON_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What happened to one action.
 #[derive(Debug)]
 pub struct Outcome {
@@ -73,7 +76,14 @@ async fn run<R: Engine>(
     match action {
         Action::Start { id, .. } => runtime.start(id).await.map(|()| None),
         Action::Restart { id, .. } => runtime.restart(id).await.map(|()| None),
-        Action::Remove { id, volume, .. } | Action::Abandon { id, volume, .. } => {
+        Action::Abandon { id, volume, .. } => {
+            runtime.remove_within(id, ABANDON_GRACE).await?;
+            if let Some(v) = volume {
+                runtime.remove_volume(v).await?;
+            }
+            Ok(None)
+        }
+        Action::Remove { id, volume, .. } => {
             runtime.remove(id).await?;
             if let Some(v) = volume {
                 runtime.remove_volume(v).await?;

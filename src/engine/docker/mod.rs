@@ -596,31 +596,11 @@ impl Engine for DockerEngine {
     }
 
     async fn remove(&self, id: &str) -> Result<(), EngineError> {
-        if self.swarm {
-            return self.delete_service(id).await;
-        }
-        let gone = |e: &BollardError| matches!(server_error(e).map(|s| s.0), Some(404));
-        match self
-            .slow
-            .stop_container(id, None::<StopContainerOptions>)
-            .await
-        {
-            Ok(()) => {}
-            Err(e) if gone(&e) || server_error(&e).map(|s| s.0) == Some(304) => {}
-            Err(e) => return Err(engine("stop container", id, e)),
-        }
-        let opts = RemoveContainerOptions {
-            force: true,
-            v: false,
-            ..Default::default()
-        };
-        match self.docker.remove_container(id, Some(opts)).await {
-            Ok(()) => Ok(()),
-            Err(e) if gone(&e) => Ok(()),
-            // 409: removal already in progress.
-            Err(e) if server_error(&e).map(|s| s.0) == Some(409) => Ok(()),
-            Err(e) => Err(engine("remove container", id, e)),
-        }
+        self.stop_and_remove(id, None).await
+    }
+
+    async fn remove_within(&self, id: &str, grace: Duration) -> Result<(), EngineError> {
+        self.stop_and_remove(id, Some(grace)).await
     }
 
     async fn list_networks(&self, instance: &str) -> Result<Vec<NetworkInfo>, EngineError> {
@@ -829,4 +809,36 @@ fn secrets_tar(files: &[crate::engine::SecretFile]) -> std::io::Result<Vec<u8>> 
         b.append_data(&mut h, format!("run/secrets/{}", f.name), f.value.bytes())?;
     }
     b.into_inner()
+}
+
+impl DockerEngine {
+    /// Stops a container (within `grace`, or its own grace period) and removes it, keeping its
+    /// volumes; a service is deleted. One already gone is not an error.
+    async fn stop_and_remove(&self, id: &str, grace: Option<Duration>) -> Result<(), EngineError> {
+        if self.swarm {
+            return self.delete_service(id).await;
+        }
+        let gone = |e: &BollardError| matches!(server_error(e).map(|s| s.0), Some(404));
+        let opts = grace.map(|g| StopContainerOptions {
+            t: Some(g.as_secs() as i32),
+            ..Default::default()
+        });
+        match self.slow.stop_container(id, opts).await {
+            Ok(()) => {}
+            Err(e) if gone(&e) || server_error(&e).map(|s| s.0) == Some(304) => {}
+            Err(e) => return Err(engine("stop container", id, e)),
+        }
+        let opts = RemoveContainerOptions {
+            force: true,
+            v: false,
+            ..Default::default()
+        };
+        match self.docker.remove_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if gone(&e) => Ok(()),
+            // 409: removal already in progress.
+            Err(e) if server_error(&e).map(|s| s.0) == Some(409) => Ok(()),
+            Err(e) => Err(engine("remove container", id, e)),
+        }
+    }
 }
