@@ -81,6 +81,9 @@ pub struct Lifecycle {
     /// The container dockhand proved ready (for kinds with a readiness check, e.g. a real login).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_for: Option<String>,
+    /// What that check found running (a database's server version, `PostgreSQL 15.18`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_as: Option<String>,
     /// The spec (hash) dockhand last updated a swarm service to, so that the swarm rolling
     /// that very spec back is told from an older rollback. Kept across updates.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -105,6 +105,13 @@ fn a_database_is_created_and_its_url_works() {
     );
     assert_eq!(c["url"], "postgres://orders:***@127.0.0.1:5911/orders");
     assert!(c.get("password").is_none());
+    // The manifest says nothing of a version (so "16"); what runs is the image's 15, and that
+    // is what it shows.
+    let described = text(&env.run("describe", &["database", "orders"]));
+    assert!(
+        described.contains("PostgreSQL 15.") && described.contains("accepted a login"),
+        "{described}"
+    );
 }
 
 #[test]

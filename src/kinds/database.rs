@@ -201,7 +201,8 @@ pub fn desired(
     let never_initialised = secret.is_some_and(|s| !s.initialized);
     let desired = Desired {
         readiness: Some(Readiness {
-            ready: ctx.ready.contains(&key),
+            ready: ctx.ready.contains_key(&key),
+            found: ctx.ready.get(&key).cloned().flatten(),
             timeout: d.ready_timeout,
             disposable_volume: never_initialised.then(|| volume_name(ctx.instance, &o.name)),
         }),
@@ -313,7 +314,7 @@ pub async fn probe_all(
     observed: &[Observed],
     statuses: &HashMap<ObjectKey, Status>,
     secrets: &HashMap<String, DatabaseSecret>,
-) -> HashSet<ObjectKey> {
+) -> HashMap<ObjectKey, Option<String>> {
     let probes = desired.iter().filter_map(|o| {
         let Spec::Database(d) = &o.spec else {
             return None;
@@ -329,10 +330,11 @@ pub async fn probe_all(
         let secret = secrets.get(&o.name)?;
         Some(async move {
             if verified {
-                return Some(key);
+                return Some((key, None));
             }
             let conn = Connection::from_host(o, d, secret);
-            probe(&conn, &secret.password).await.ok().map(|()| key)
+            let version = probe(&conn, &secret.password).await.ok()?;
+            Some((key, Some(format!("PostgreSQL {version}"))))
         })
     });
     futures_util::future::join_all(probes)
@@ -488,8 +490,9 @@ pub fn scram_verifier(password: &str) -> Result<String, std::io::Error> {
     ))
 }
 
-/// Ready means: a real login with the generated credentials, and `SELECT 1`.
-pub async fn probe(conn: &Connection, password: &str) -> Result<(), String> {
+/// Ready means: a real login with the generated credentials, and a query; returns the
+/// server's version (`15.18`), which the manifest's `version` may not match.
+pub async fn probe(conn: &Connection, password: &str) -> Result<String, String> {
     use sqlx::postgres::PgConnectOptions;
     use sqlx::{ConnectOptions, Connection as _};
     let opts = PgConnectOptions::new()
@@ -501,12 +504,18 @@ pub async fn probe(conn: &Connection, password: &str) -> Result<(), String> {
         .disable_statement_logging();
     let attempt = async {
         let mut c = opts.connect().await.map_err(|e| e.to_string())?;
-        sqlx::query("SELECT 1")
-            .execute(&mut c)
-            .await
-            .map_err(|e| e.to_string())?;
+        let version: String =
+            sqlx::query_scalar::<_, String>("SELECT current_setting('server_version')")
+                .fetch_one(&mut c)
+                .await
+                .map_err(|e| e.to_string())?;
         let _ = c.close().await;
-        Ok(())
+        // `15.18 (Debian 15.18-0+deb12u1)`: the number is what matters.
+        Ok(version
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned())
     };
     tokio::time::timeout(Duration::from_secs(2), attempt)
         .await

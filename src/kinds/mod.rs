@@ -13,7 +13,7 @@ pub mod route;
 pub mod secret;
 pub mod server;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::engine::ContainerSpec;
 use crate::manifest::short_hash;
@@ -31,7 +31,8 @@ pub struct Context<'a> {
     pub statuses: &'a HashMap<ObjectKey, Status>,
     pub secrets: &'a HashMap<String, DatabaseSecret>,
     /// Databases that accepted a login for their current container.
-    pub ready: &'a HashSet<ObjectKey>,
+    /// With what each was found running (none when proven for this container before).
+    pub ready: &'a HashMap<ObjectKey, Option<String>>,
     /// Objects that may not be acted on, and why (their status is `Invalid`).
     pub refused: &'a HashMap<ObjectKey, String>,
     pub networks: &'a NetworkPlan,

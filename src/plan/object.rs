@@ -363,16 +363,28 @@ fn plan_readiness(
     let verdict = |phase, message, lc| Verdict::new(phase, message, lc, Some(c));
     if r.ready {
         let run = c.run_id();
+        if let Some(found) = &r.found {
+            lc.ready_as = Some(found.clone());
+        }
         if lc.ready_for.as_deref() != Some(run.as_str()) {
+            let what = lc
+                .ready_as
+                .as_deref()
+                .map_or_else(String::new, |f| format!(" ({f})"));
             p.transitions.push(Transition {
                 key: d.key.clone(),
                 reason: "ready",
-                message: format!("{} accepted a login", d.key),
+                message: format!("{} accepted a login{what}", d.key),
             });
             lc.ready_for = Some(run);
         }
         lc.next_retry_at = None;
-        return (verdict(Phase::Ready, None, lc), None);
+        // What runs, which the manifest's version may not say (an image of another major).
+        let message = lc
+            .ready_as
+            .as_ref()
+            .map(|f| format!("{f} accepted a login"));
+        return (verdict(Phase::Ready, message, lc), None);
     }
     let waited = lc.started_at.map_or(0, |s| opts.now - s);
     if waited >= r.timeout.as_millis() as Millis {

@@ -731,6 +731,7 @@ fn database(n: &str, ready: bool) -> Desired {
     Desired {
         readiness: Some(Readiness {
             ready,
+            found: ready.then(|| "PostgreSQL 15.18".to_owned()),
             timeout: Duration::from_secs(30),
             disposable_volume: Some(format!("{n}-data")),
         }),
@@ -752,6 +753,11 @@ fn a_database_is_ready_only_once_a_login_worked() {
     assert_eq!(v.phase, Phase::Ready);
     assert_eq!(v.lifecycle.ready_for.as_deref(), Some("c1"));
     assert!(p.transitions.iter().any(|t| t.reason == "ready"));
+    // It says what runs, whatever the manifest's version says.
+    assert_eq!(
+        v.message.as_deref(),
+        Some("PostgreSQL 15.18 accepted a login")
+    );
 }
 
 #[test]
@@ -1098,6 +1104,7 @@ fn a_held_object_is_invalid_and_none_of_its_containers_is_touched() {
         hold: Some("data volume exists".into()),
         readiness: Some(Readiness {
             ready: false,
+            found: None,
             timeout: Duration::from_secs(1),
             disposable_volume: Some("v".into()),
         }),

@@ -14,6 +14,8 @@ use crate::manifest::{ObjectKey, Phase};
 pub struct Readiness {
     /// Whether the check passed on this pass (or earlier for this same container).
     pub ready: bool,
+    /// What the check found running, when it ran on this pass (`PostgreSQL 15.18`).
+    pub found: Option<String>,
     pub timeout: std::time::Duration,
     /// A volume to remove with a container that never became ready (one never initialised).
     pub disposable_volume: Option<String>,

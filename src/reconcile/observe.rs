@@ -104,7 +104,7 @@ impl<R: Engine> Reconciler<R> {
             self.options.take_over,
         );
         let ready = if dry_run {
-            HashSet::new()
+            HashMap::new()
         } else {
             database::probe_all(&desired, &observed, &statuses, &secrets).await
         };
@@ -171,7 +171,7 @@ impl<R: Engine> Reconciler<R> {
         &self,
         desired: &[Object],
         rotations: &[(String, String)],
-        ready: &HashSet<ObjectKey>,
+        ready: &HashMap<ObjectKey, Option<String>>,
         secrets: &mut HashMap<String, DatabaseSecret>,
     ) -> Result<Vec<crate::store::NewEvent>, ReconcileError> {
         let mut notes = Vec::new();
@@ -182,7 +182,7 @@ impl<R: Engine> Reconciler<R> {
                 _ => None,
             });
             let (Some((o, d)), Some(s), true) =
-                (found, secrets.get_mut(name), ready.contains(&key))
+                (found, secrets.get_mut(name), ready.contains_key(&key))
             else {
                 continue;
             };
