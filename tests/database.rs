@@ -538,3 +538,40 @@ fn a_database_takes_its_password_from_a_secret_and_its_users_log_in_with_it() {
         "{events}"
     );
 }
+
+#[test]
+fn an_invalid_database_leaves_no_volume_and_its_password_and_port_go_with_its_manifest() {
+    let Some(env) = env_with_postgres("db-clash") else {
+        return;
+    };
+    // A stranger holds the container name the database would take.
+    let name = format!("dh_{}_database_clash", env.instance);
+    docker(&["create", "--name", &name, common::IMAGE, "true"]);
+    env.write("db.yaml", &database("clash", 5925, ""));
+    let out = env.run("sync", &["--timeout", "20s"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let status = env.status_of("database", "clash").expect("status");
+    assert_eq!(status["phase"], "Invalid", "{status}");
+    let volume = format!("dh_{}_clash-data", env.instance);
+    assert!(
+        !volume_exists(&volume),
+        "a volume was left for a database that never ran"
+    );
+
+    // Gone from the manifests: its password and port are released, the stranger stays.
+    env.remove("db.yaml");
+    let out = env.run(
+        "sync",
+        &["--timeout", "20s", "--allow-empty", "--prune-delay", "0s"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let events = text(&env.run("events", &["--for", "database/clash"]));
+    assert!(events.contains("forgotten"), "{events}");
+    let out = env.run("db", &["url", "clash"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.Name}}", &name]).trim(),
+        format!("/{name}")
+    );
+    docker(&["rm", "-f", &name]);
+}

@@ -367,6 +367,42 @@ pub async fn record(
     Ok(())
 }
 
+/// Forgets the databases that are no longer desired, have no container, and never accepted a
+/// login: no data can be in their volume, so the volume goes (when it is this instance's) and
+/// then their password and port, which would otherwise stay reserved for good. A database
+/// that ever held data is never touched here.
+pub async fn forget_never_initialised<R: crate::engine::Engine>(
+    engine: &R,
+    store: &Store,
+    instance: &str,
+    desired: &[Object],
+    observed: &[Observed],
+    secrets: &HashMap<String, DatabaseSecret>,
+) -> Result<Vec<String>, StoreError> {
+    let mut forgotten = Vec::new();
+    for (name, s) in secrets {
+        let key = ObjectKey::new(Kind::Database, name.clone());
+        let wanted = desired.iter().any(|o| o.key() == key);
+        let running = observed.iter().any(|c| c.key.as_ref() == Some(&key));
+        if s.initialized || wanted || running {
+            continue;
+        }
+        let volume = volume_name(instance, name);
+        let gone = match engine.volume_labels(&volume).await {
+            Ok(None) => true,
+            Ok(Some(l)) => {
+                labels::is_ours(&l, instance) && engine.remove_volume(&volume).await.is_ok()
+            }
+            Err(_) => false,
+        };
+        if gone {
+            store.delete_database_secret(instance, name).await?;
+            forgotten.push(name.clone());
+        }
+    }
+    Ok(forgotten)
+}
+
 /// What databases' password Secrets ask of a pass.
 #[derive(Debug, Default)]
 pub struct SecretPasswords {

@@ -104,13 +104,31 @@ async fn run<R: Engine>(
                     message: e.clone(),
                 });
             }
+            // The volumes a first creation makes: if the container cannot be made (a name a
+            // stranger holds, say), they go again, so a failed object leaves nothing behind.
+            let mut made = Vec::new();
             for m in spec.mounts.iter().filter(|m| m.volume) {
+                let first = matches!(action, Action::Create { .. })
+                    && runtime.volume_labels(&m.source).await?.is_none();
                 runtime.ensure_volume(&m.source, volume_labels).await?;
+                if first {
+                    made.push(m.source.as_str());
+                }
             }
             if let Action::Recreate { old, .. } = action {
                 return runtime.replace(old, spec).await.map(Some);
             }
-            let id = runtime.create(spec).await?;
+            let id = match runtime.create(spec).await {
+                Ok(id) => id,
+                Err(e) => {
+                    for v in made {
+                        if let Err(gone) = runtime.remove_volume(v).await {
+                            tracing::warn!("volume {v} made for a failed creation stays: {gone}");
+                        }
+                    }
+                    return Err(e);
+                }
+            };
             runtime.start(&id).await?;
             Ok(Some(id))
         }

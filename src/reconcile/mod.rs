@@ -321,6 +321,20 @@ impl<R: Engine> Reconciler<R> {
                 .await?;
             let removed = record::removed_with_volume(&outcomes);
             database::record(&self.store, instance, &plan, &removed, &secrets).await?;
+            let forgotten = database::forget_never_initialised(
+                &self.engine,
+                &self.store,
+                instance,
+                &desired,
+                &observed,
+                &secrets,
+            )
+            .await?;
+            events.extend(forgotten.into_iter().map(|name| crate::store::NewEvent {
+                key: Some(ObjectKey::new(crate::manifest::Kind::Database, name)),
+                reason: "forgotten",
+                message: "never held data: its volume, password and port are released".into(),
+            }));
             events.extend(record::outcome_events(&outcomes, &previous, &statuses));
             if let Some(n) = &self.notifier {
                 n.observe(&previous, &statuses, &plan.rollbacks);
