@@ -575,3 +575,44 @@ fn an_invalid_database_leaves_no_volume_and_its_password_and_port_go_with_its_ma
     );
     docker(&["rm", "-f", &name]);
 }
+
+#[test]
+fn an_allocated_port_taken_by_another_program_moves_the_database_with_its_data() {
+    let Some(env) = env_with_postgres("db-port-moved") else {
+        return;
+    };
+    env.write(
+        "db.yaml",
+        &"apiVersion: dockhand/v1\nkind: Database\nmetadata: {name: moving}\nspec:\n  image: IMAGE\n"
+            .replace("IMAGE", POSTGRES_IMAGE),
+    );
+    let out = env.run("sync", &["--timeout", "90s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let first = url(&env, "moving");
+    query(&first, "create table kept (x int)").expect("write");
+    let port = |u: &str| {
+        u.rsplit(':')
+            .next()
+            .and_then(|p| p.split('/').next())
+            .and_then(|p| p.parse::<u16>().ok())
+            .expect("a port")
+    };
+    // Stopped (as by a host reboot), and its port taken by another program meanwhile.
+    let c = env
+        .container_of("database", "moving")
+        .expect("the database");
+    docker(&["stop", &c.id]);
+    let taken = std::net::TcpListener::bind(("0.0.0.0", port(&first))).expect("take the port");
+    let out = env.run("sync", &["--timeout", "90s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let moved = url(&env, "moving");
+    assert_ne!(port(&moved), port(&first), "still on the taken port");
+    assert_eq!(
+        query(&moved, "select count(*)::text from kept").as_deref(),
+        Ok("0"),
+        "the data moved with it"
+    );
+    let events = text(&env.run("events", &["--for", "database/moving"]));
+    assert!(events.contains("port-moved"), "{events}");
+    drop(taken);
+}

@@ -264,19 +264,7 @@ pub fn new_secrets(
     desired: &[Object],
     stranded: &HashSet<String>,
 ) -> Result<Vec<DatabaseSecret>, EngineError> {
-    let mut taken: BTreeSet<u16> = all.iter().map(|(_, s)| s.port).collect();
-    for o in desired {
-        match &o.spec {
-            Spec::Database(d) if d.port.0 != 0 => {
-                taken.insert(d.port.0);
-            }
-            Spec::Server(s) => taken.extend(s.ports.iter().map(|p| p.host.0).filter(|p| *p != 0)),
-            Spec::Route(r) => {
-                taken.insert(r.listen.0.port());
-            }
-            Spec::Database(_) | Spec::Network(_) | Spec::Secret(_) => {}
-        }
-    }
+    let mut taken = taken_ports(all, desired);
     let mut out = Vec::new();
     for o in desired
         .iter()
@@ -365,6 +353,78 @@ pub async fn record(
         }
     }
     Ok(())
+}
+
+/// The host ports a new allocation may not take: every database's of the state file, and every
+/// port a manifest fixes.
+fn taken_ports(all: &[(String, DatabaseSecret)], desired: &[Object]) -> BTreeSet<u16> {
+    let mut taken: BTreeSet<u16> = all.iter().map(|(_, s)| s.port).collect();
+    for o in desired {
+        match &o.spec {
+            Spec::Database(d) if d.port.0 != 0 => {
+                taken.insert(d.port.0);
+            }
+            Spec::Server(s) => taken.extend(s.ports.iter().map(|p| p.host.0).filter(|p| *p != 0)),
+            Spec::Route(r) => {
+                taken.insert(r.listen.0.port());
+            }
+            Spec::Database(_) | Spec::Network(_) | Spec::Secret(_) => {}
+        }
+    }
+    taken
+}
+
+/// Databases on an allocated port whose container could not start because another program
+/// took that port since: each gets the next free port, recorded, and a restart of its object,
+/// so the next pass recreates it there (and the servers that reach it through the host follow,
+/// their connection's port having changed). A port the manifest fixes is the operator's to
+/// change, and stays.
+pub async fn move_taken_ports(
+    store: &Store,
+    instance: &str,
+    desired: &[Object],
+    outcomes: &[crate::reconcile::execute::Outcome],
+) -> Result<Vec<crate::store::NewEvent>, StoreError> {
+    let blocked: Vec<(&ObjectKey, u16, &str)> = outcomes
+        .iter()
+        .filter_map(|x| match (x.action.key(), &x.result) {
+            (Some(k), Err(EngineError::PortInUse { port, holder, .. }))
+                if k.kind == Kind::Database =>
+            {
+                Some((k, *port, holder.as_str()))
+            }
+            _ => None,
+        })
+        .filter(|(k, _, _)| {
+            desired
+                .iter()
+                .any(|o| o.key() == **k && matches!(&o.spec, Spec::Database(d) if d.port.0 == 0))
+        })
+        .collect();
+    if blocked.is_empty() {
+        return Ok(Vec::new());
+    }
+    let all = store.database_secrets().await?;
+    let mut taken = taken_ports(&all, desired);
+    let mut events = Vec::new();
+    for (key, port, holder) in blocked {
+        let Some(new) = allocate_port(&taken, host_port_is_free) else {
+            continue;
+        };
+        taken.insert(new);
+        store.set_database_port(instance, &key.name, new).await?;
+        store
+            .request_restart(instance, std::slice::from_ref(key))
+            .await?;
+        events.push(crate::store::NewEvent {
+            key: Some(key.clone()),
+            reason: "port-moved",
+            message: format!(
+                "its port {port} was taken by {holder}; moved to {new} (servers reaching it through the host follow)"
+            ),
+        });
+    }
+    Ok(events)
 }
 
 /// Forgets the databases that are no longer desired, have no container, and never accepted a

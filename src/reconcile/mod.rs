@@ -330,6 +330,9 @@ impl<R: Engine> Reconciler<R> {
                 &secrets,
             )
             .await?;
+            events.extend(
+                database::move_taken_ports(&self.store, instance, &desired, &outcomes).await?,
+            );
             events.extend(forgotten.into_iter().map(|name| crate::store::NewEvent {
                 key: Some(ObjectKey::new(crate::manifest::Kind::Database, name)),
                 reason: "forgotten",

@@ -127,6 +127,23 @@ impl Store {
         Ok(())
     }
 
+    /// Moves a database to another allocated host port.
+    pub async fn set_database_port(
+        &self,
+        instance: &str,
+        name: &str,
+        port: u16,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE databases SET port = ? WHERE instance = ? AND name = ?")
+            .bind(i64::from(port))
+            .bind(instance)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(query("set database port"))?;
+        Ok(())
+    }
+
     pub async fn delete_database_secret(
         &self,
         instance: &str,
