@@ -99,6 +99,18 @@ impl Connection {
         Self::new("127.0.0.1", object, spec, secret)
     }
 
+    /// How dockhand logs in with `password` (its statements never logged).
+    fn login(&self, password: &str) -> sqlx::postgres::PgConnectOptions {
+        use sqlx::ConnectOptions;
+        sqlx::postgres::PgConnectOptions::new()
+            .host(&self.host)
+            .port(self.port)
+            .username(&self.user)
+            .password(password)
+            .database(&self.database)
+            .disable_statement_logging()
+    }
+
     /// `postgres://user:PASSWORD@host:port/db`, with the password shown only when given.
     pub fn url(&self, password: Option<&str>) -> String {
         format!(
@@ -518,16 +530,9 @@ pub fn use_secret_passwords(
 /// change its own password). The new password is sent as a SCRAM-SHA-256 verifier made here, as
 /// `psql`'s `\password` does, so it never reaches the server's statement log in clear.
 pub async fn rotate(conn: &Connection, old: &str, new: &str) -> Result<(), String> {
-    use sqlx::postgres::PgConnectOptions;
     use sqlx::{ConnectOptions, Connection as _};
     let verifier = scram_verifier(new).map_err(|e| e.to_string())?;
-    let opts = PgConnectOptions::new()
-        .host(&conn.host)
-        .port(conn.port)
-        .username(&conn.user)
-        .password(old)
-        .database(&conn.database)
-        .disable_statement_logging();
+    let opts = conn.login(old);
     let attempt = async {
         let mut c = opts.connect().await.map_err(|e| e.to_string())?;
         let statement: String = sqlx::query_scalar::<_, String>(
@@ -589,15 +594,8 @@ pub fn scram_verifier(password: &str) -> Result<String, std::io::Error> {
 /// Ready means: a real login with the generated credentials, and a query; returns the
 /// server's version (`15.18`), which the manifest's `version` may not match.
 pub async fn probe(conn: &Connection, password: &str) -> Result<String, String> {
-    use sqlx::postgres::PgConnectOptions;
     use sqlx::{ConnectOptions, Connection as _};
-    let opts = PgConnectOptions::new()
-        .host(&conn.host)
-        .port(conn.port)
-        .username(&conn.user)
-        .password(password)
-        .database(&conn.database)
-        .disable_statement_logging();
+    let opts = conn.login(password);
     let attempt = async {
         let mut c = opts.connect().await.map_err(|e| e.to_string())?;
         let version: String =
