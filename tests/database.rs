@@ -616,3 +616,38 @@ fn an_allocated_port_taken_by_another_program_moves_the_database_with_its_data()
     assert!(events.contains("port-moved"), "{events}");
     drop(taken);
 }
+
+#[test]
+fn metrics_show_each_ready_databases_connections_and_size() {
+    let Some(env) = env_with_postgres("db-metrics") else {
+        return;
+    };
+    env.write("db.yaml", &database("sized", 5926, ""));
+    let mut up = env.up(&["--resync", "1h"]);
+    eventually(WAIT, "the database Ready", || {
+        let s = env.status_of("database", "sized")?;
+        (s["phase"] == "Ready").then_some(())
+    });
+    let reply = common::http(
+        "GET",
+        &format!("{}/metrics", up.api_url()),
+        Some(&up.api_token()),
+        None,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let value = |series: &str| {
+        reply
+            .text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{series}{{name=\"sized\"}} ")))
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("no {series}:\n{}", reply.text))
+    };
+    assert_eq!(value("dockhand_database_up"), 1);
+    assert!(value("dockhand_database_connections") >= 1);
+    assert!(
+        value("dockhand_database_size_bytes") > 1_000_000,
+        "an empty database is a few MB"
+    );
+    up.stop();
+}

@@ -71,14 +71,53 @@ pub(super) async fn metrics<R: Engine>(State(api): State<Arc<Api<R>>>) -> Respon
             containers.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         }
     }
+    let databases = database_stats(&api).await;
+    let mut text = api.signals.metrics.render(&containers, &routes, &services);
+    crate::controller::metrics::render_databases(&mut text, &databases);
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        api.signals.metrics.render(&containers, &routes, &services),
+        text,
     )
         .into_response()
+}
+
+/// Each Ready database's stats (`None` when it would not answer), asked at once, at scrape time.
+async fn database_stats<R: Engine>(
+    api: &Api<R>,
+) -> Vec<(String, Option<crate::kinds::database::Stats>)> {
+    use crate::kinds::database::{stats, Connection};
+    let (Ok(objects), Ok(statuses), Ok(secrets)) = (
+        api.store.objects(&api.instance).await,
+        api.store.statuses_by_key(&api.instance).await,
+        api.store.database_secrets().await,
+    ) else {
+        return Vec::new();
+    };
+    let asks = objects.iter().filter_map(|s| {
+        let crate::manifest::Spec::Database(d) = &s.object.spec else {
+            return None;
+        };
+        let ready = statuses
+            .get(&s.object.key())
+            .is_some_and(|st| st.phase == crate::manifest::Phase::Ready);
+        let secret = secrets
+            .iter()
+            .find(|(i, x)| *i == api.instance && x.name == s.object.name)
+            .map(|(_, x)| x)?;
+        ready.then_some(async move {
+            let conn = Connection::from_host(&s.object, d, secret);
+            (
+                s.object.name.clone(),
+                stats(&conn, &secret.password).await.ok(),
+            )
+        })
+    });
+    let mut out = futures_util::future::join_all(asks).await;
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 /// What a sync would do now: the controller's own dry run against the engine.

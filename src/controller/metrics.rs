@@ -213,6 +213,51 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 /// A swarm service's task counts: object kind and name, running and desired tasks.
 pub type ServiceTasks = (String, String, u64, u64);
 
+/// The Ready databases: whether each answered, its connections and its size.
+pub fn render_databases(
+    out: &mut String,
+    databases: &[(String, Option<crate::kinds::database::Stats>)],
+) {
+    if databases.is_empty() {
+        return;
+    }
+    header(
+        out,
+        "dockhand_database_up",
+        "gauge",
+        "Whether a Ready database accepted a login at this scrape.",
+    );
+    for (name, s) in databases {
+        let _ = writeln!(
+            out,
+            "dockhand_database_up{{name=\"{}\"}} {}",
+            escape(name),
+            u8::from(s.is_some())
+        );
+    }
+    type Field = fn(&crate::kinds::database::Stats) -> i64;
+    let series: [(&str, &str, Field); 2] = [
+        (
+            "dockhand_database_connections",
+            "Connections to the database (the scrape's own included).",
+            |s| s.connections,
+        ),
+        (
+            "dockhand_database_size_bytes",
+            "The database's size on disk.",
+            |s| s.size_bytes,
+        ),
+    ];
+    for (metric, help, value) in series {
+        header(out, metric, "gauge", help);
+        for (name, s) in databases {
+            if let Some(s) = s {
+                let _ = writeln!(out, "{metric}{{name=\"{}\"}} {}", escape(name), value(s));
+            }
+        }
+    }
+}
+
 fn render_services(out: &mut String, services: &[ServiceTasks]) {
     if services.is_empty() {
         return;

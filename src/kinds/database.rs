@@ -591,6 +591,37 @@ pub fn scram_verifier(password: &str) -> Result<String, std::io::Error> {
     ))
 }
 
+/// What `/metrics` shows of a database: its connections and its size in bytes, asked with a
+/// login of its own (which counts among the connections).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stats {
+    pub connections: i64,
+    pub size_bytes: i64,
+}
+
+/// Asks a running database for its `Stats`.
+pub async fn stats(conn: &Connection, password: &str) -> Result<Stats, String> {
+    use sqlx::{ConnectOptions, Connection as _};
+    let opts = conn.login(password);
+    let attempt = async {
+        let mut c = opts.connect().await.map_err(|e| e.to_string())?;
+        let (connections, size_bytes): (i64, i64) = sqlx::query_as::<_, (i64, i64)>(
+            "SELECT (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()), pg_database_size(current_database())",
+        )
+        .fetch_one(&mut c)
+        .await
+        .map_err(|e| e.to_string())?;
+        let _ = c.close().await;
+        Ok(Stats {
+            connections,
+            size_bytes,
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(2), attempt)
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()))
+}
+
 /// Ready means: a real login with the generated credentials, and a query; returns the
 /// server's version (`15.18`), which the manifest's `version` may not match.
 pub async fn probe(conn: &Connection, password: &str) -> Result<String, String> {
