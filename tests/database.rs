@@ -71,6 +71,15 @@ fn current_user(env: &Env) -> String {
     .to_owned()
 }
 
+/// The tests of allocated ports run one at a time: each takes ports of the range on the host
+/// (the first free one), which the other's allocation would otherwise race for.
+fn auto_ports() -> std::sync::MutexGuard<'static, ()> {
+    static AUTO_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    AUTO_PORTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn volume_exists(name: &str) -> bool {
     docker(&["volume", "ls", "-q", "--filter", &format!("name=^{name}$")]).trim() == name
 }
@@ -194,6 +203,7 @@ fn an_auto_port_skips_a_port_that_is_taken_on_the_host() {
     let Some(env) = env_with_postgres("db-port") else {
         return;
     };
+    let _one_at_a_time = auto_ports();
     // Hold the first free port of the range, so the allocator must skip it.
     let held = (5433..=6000u16)
         .find_map(|p| {
@@ -581,6 +591,7 @@ fn an_allocated_port_taken_by_another_program_moves_the_database_with_its_data()
     let Some(env) = env_with_postgres("db-port-moved") else {
         return;
     };
+    let _one_at_a_time = auto_ports();
     env.write(
         "db.yaml",
         &"apiVersion: dockhand/v1\nkind: Database\nmetadata: {name: moving}\nspec:\n  image: IMAGE\n"
@@ -602,7 +613,10 @@ fn an_allocated_port_taken_by_another_program_moves_the_database_with_its_data()
         .container_of("database", "moving")
         .expect("the database");
     docker(&["stop", &c.id]);
-    let taken = std::net::TcpListener::bind(("0.0.0.0", port(&first))).expect("take the port");
+    // (The engine's proxy may hold it a moment after the stop.)
+    let taken = eventually(Duration::from_secs(10), "the port free to take", || {
+        std::net::TcpListener::bind(("0.0.0.0", port(&first))).ok()
+    });
     let out = env.run("sync", &["--timeout", "90s"]);
     assert!(out.status.success(), "{}", text(&out));
     let moved = url(&env, "moving");
