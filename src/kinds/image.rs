@@ -135,10 +135,7 @@ fn polled_stored(o: &Object) -> Option<(&str, &str)> {
     };
     let image = s.image.as_ref()?.0.as_str();
     let (tagged, _) = image.split_once("@sha256:")?;
-    let mut unpinned = s.clone();
-    unpinned.image = Some(crate::manifest::fields::Image(tagged.to_owned()));
-    unpinned.polled_image()?;
-    Some((replica_of(&o.name), tagged))
+    (s.follows_tag() && !tagged.contains('@')).then(|| (replica_of(&o.name), tagged))
 }
 
 /// The events a round's outcomes make; `failing` keeps the last failure per server, so one

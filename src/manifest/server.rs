@@ -232,13 +232,17 @@ impl ServerSpec {
     /// or `pullPolicy: Always` unless `update.image: Never`); none for a built image or one
     /// the manifest pins by digest.
     pub fn polled_image(&self) -> Option<&str> {
-        let policy = self.update.as_ref().and_then(|u| u.image);
-        let polls = match policy {
+        let image = self.image.as_ref()?.0.as_str();
+        (self.follows_tag() && !image.contains('@')).then_some(image)
+    }
+
+    /// Whether its policy follows the image's tag (whatever the image is, pinned or not).
+    pub fn follows_tag(&self) -> bool {
+        let polls = match self.update.as_ref().and_then(|u| u.image) {
             Some(p) => p == ImagePolicy::Poll,
             None => self.pull_policy == PullPolicy::Always,
         };
-        let image = self.image.as_ref()?.0.as_str();
-        (polls && self.build.is_none() && !image.contains('@')).then_some(image)
+        polls && self.build.is_none()
     }
 
     /// Whether a spec change starts the new container before the old one stops.

@@ -396,6 +396,8 @@ impl<R: Engine> Reconciler<R> {
                     _ if theirs.is_some() => {
                         theirs.map(|c| foreign_message(c, &self.options.instance))
                     }
+                    // Decided before the values were read (`secret_refused`), once a pass.
+                    crate::manifest::Spec::Secret(_) => None,
                     _ => self.options.host_policy.refusal(o, manifests),
                 };
                 Some((o.key(), why?))
