@@ -661,6 +661,23 @@ fn sync_says_converged_only_when_it_exits_zero_and_lists_every_reason_otherwise(
     );
     assert!(said.contains("not converged after"), "{said}");
     assert!(said.contains("1 manifest error(s)"), "{said}");
+    // Out of time while an object is still on its way: it is named, with its phase and why.
+    env.remove("b.yaml");
+    env.write(
+        "c.yaml",
+        &server(
+            "slow",
+            "  healthCheck: {exec: ['false'], interval: 1s, startPeriod: 120s}\n",
+        ),
+    );
+    let out = env.run("sync", &["--timeout", "4s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("still pending"), "{said}");
+    assert!(
+        said.contains("server/slow is Running: health: starting"),
+        "{said}"
+    );
 }
 
 #[test]

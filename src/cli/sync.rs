@@ -115,10 +115,13 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
             let took = humantime::format_duration(Duration::from_millis(
                 started.elapsed().as_millis() as u64,
             ));
+            // Held up objects are named whether or not the pass settled; at a deadline, so is
+            // every object still on its way (a swarm update in progress, a health check
+            // starting), so that "still pending" never ends in an empty list.
             let unsettled: Vec<&crate::store::Status> = report
                 .statuses
                 .iter()
-                .filter(|st| st.phase.is_held_up())
+                .filter(|st| st.phase.is_held_up() || !st.phase.is_settled())
                 .collect();
             // A git source never fetched defines nothing yet: not a success.
             let unfetched: Vec<String> = sources
@@ -129,7 +132,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
                 .collect();
             let ok = report.settled()
                 && unfetched.is_empty()
-                && unsettled.is_empty()
+                && !unsettled.iter().any(|st| st.phase.is_held_up())
                 && report.plan.rolled_back.is_empty()
                 && report.errors.is_empty()
                 && report.plan.prune_refused.is_empty()
@@ -156,6 +159,15 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
                     st.phase,
                     st.message.as_deref().unwrap_or("")
                 );
+            }
+            for (key, until) in &report.plan.monitoring {
+                eprintln!(
+                    "  {key} is to stay Ready until {} (update.monitor)",
+                    crate::clock::rfc3339(*until)
+                );
+            }
+            for (key, _) in &report.pending_prunes {
+                eprintln!("  {key} is to be removed once --prune-delay ends");
             }
             for (key, why) in &report.plan.rolled_back {
                 eprintln!("  {key} failed to roll out: {why}");
