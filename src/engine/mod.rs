@@ -190,6 +190,8 @@ pub struct Tasks {
     pub list: Vec<TaskInfo>,
     /// The swarm rolled (or is rolling) the service's last update back: what it says of it.
     pub rolled_back: Option<String>,
+    /// That rollback is still under way (its tasks are being replaced).
+    pub rolling_back: bool,
     /// An update (or rollback) the swarm is carrying out, what it says of it.
     pub updating: Option<String>,
     /// An update (or rollback) the swarm paused on a failure, what it says of it.

@@ -153,7 +153,20 @@ pub(super) fn plan_object(
         let v = Verdict::new(Phase::Failed, Some(message), d.lifecycle.clone(), current);
         return (v, None);
     }
-    let (mut v, action) = plan_container(d, current, opts, p);
+    let (mut v, mut action) = plan_container(d, current, opts, p);
+    // A new spec waits for a rollback under way: an update sent meanwhile interrupts it, and
+    // the swarm then pauses the update on the tasks the rollback was replacing.
+    if tasks.rolling_back && matches!(action, Some(Action::Recreate { .. })) {
+        let why =
+            "the swarm is rolling back the last update; the new spec goes out once it is done";
+        v = Verdict::new(
+            Phase::Running,
+            Some(why.into()),
+            d.lifecycle.clone(),
+            current,
+        );
+        action = None;
+    }
     if matches!(action, Some(Action::Recreate { .. })) {
         v.lifecycle.swarm_update = Some(d.spec_hash.clone());
     }

@@ -1381,6 +1381,26 @@ fn a_service_is_ready_only_once_every_task_runs_and_its_update_is_done() {
 }
 
 #[test]
+fn a_new_spec_waits_for_the_swarms_rollback_to_finish() {
+    let mut rolling = service("h1", 3, 3);
+    let tasks = rolling.tasks.as_mut().expect("tasks");
+    tasks.rolled_back = Some("rolling back".into());
+    tasks.rolling_back = true;
+    let p = plan(&[want("web", "h3")], &[rolling.clone()], opts(false));
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    let v = &p.verdicts[&key("web")];
+    assert_eq!(v.phase, Phase::Running);
+    assert!(v
+        .message
+        .as_deref()
+        .is_some_and(|m| m.contains("rolling back")));
+    // Once it is done, the new spec goes out.
+    rolling.tasks.as_mut().expect("tasks").rolling_back = false;
+    let p = plan(&[want("web", "h3")], &[rolling], opts(false));
+    assert!(matches!(p.actions[..], [Action::Recreate { .. }]));
+}
+
+#[test]
 fn a_service_update_records_its_spec_and_the_swarm_rolling_it_back_fails_it() {
     // The update goes out and remembers which spec it sent.
     let p = plan(&[want("web", "h2")], &[service("h1", 3, 3)], opts(false));

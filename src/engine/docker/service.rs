@@ -580,6 +580,7 @@ pub(super) fn observed_service(
             Some(UpdateState::ROLLBACK_PAUSED) => Some(said("rollback paused")),
             _ => None,
         },
+        rolling_back: update_state == Some(UpdateState::ROLLBACK_STARTED),
         updating: match update_state {
             Some(UpdateState::UPDATING) => Some(said("updating")),
             _ => None,
