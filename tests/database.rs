@@ -65,7 +65,7 @@ fn current_user(env: &Env) -> String {
         &app.id,
         "sh",
         "-c",
-        "psql \"$DATABASE_URL\" -tAc 'select current_user'",
+        "psql \"$DATABASE_URL\" -tAc 'select current_user' 2>&1",
     ])
     .trim()
     .to_owned()
@@ -664,4 +664,61 @@ fn metrics_show_each_ready_databases_connections_and_size() {
         "an empty database is a few MB"
     );
     up.stop();
+}
+
+/// The host addresses a container's PostgreSQL port is published on, sorted.
+fn published_on(id: &str) -> Vec<String> {
+    let mut out: Vec<String> = docker(&["port", id, "5432/tcp"])
+        .lines()
+        .filter_map(|l| Some(l.trim().rsplit_once(':')?.0.to_owned()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_database_is_published_on_loopback_and_on_the_gateway_only_for_servers_that_need_it() {
+    let Some(env) = env_with_postgres("db-publish") else {
+        return;
+    };
+    env.write("db.yaml", &database("quiet", 5927, ""));
+    let out = env.run("sync", &["--timeout", "90s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let db = env.container_of("database", "quiet").expect("the database");
+    assert_eq!(published_on(&db.id), ["127.0.0.1"]);
+    assert!(url(&env, "quiet").contains("@127.0.0.1:5927/"));
+    query(&url(&env, "quiet"), "select 1").expect("the host logs in on loopback");
+
+    // A server on a network the database does not join reaches it through the host gateway,
+    // where the database is then published too (a loopback port is out of a container's reach).
+    env.write(
+        "app.yaml",
+        &app_of("quiet", "").replace("spec:\n", "spec:\n  network: front\n"),
+    );
+    let out = env.run("sync", &["--timeout", "90s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let app = env.container("app").expect("app");
+    assert!(
+        docker(&["exec", &app.id, "sh", "-c", "echo $DATABASE_URL"])
+            .contains("@host.docker.internal:5927/"),
+        "reached through the host"
+    );
+    let db = env.container_of("database", "quiet").expect("the database");
+    let on = published_on(&db.id);
+    assert_eq!(on.len(), 2, "{on:?}");
+    assert!(on.contains(&"127.0.0.1".to_owned()), "{on:?}");
+    assert!(!on.contains(&"0.0.0.0".to_owned()), "{on:?}");
+    assert_eq!(current_user(&env), "quiet");
+
+    // hostIp: 0.0.0.0 publishes it on every address; the host still connects on loopback.
+    env.remove("app.yaml");
+    env.write("db.yaml", &database("quiet", 5927, "  hostIp: 0.0.0.0\n"));
+    let out = env.run("sync", &["--timeout", "90s", "--prune-delay", "0s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let db = env.container_of("database", "quiet").expect("the database");
+    assert_eq!(published_on(&db.id), ["0.0.0.0"]);
+    assert_eq!(
+        query(&url(&env, "quiet"), "select current_user::text").as_deref(),
+        Ok("quiet")
+    );
 }

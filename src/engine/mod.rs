@@ -605,6 +605,14 @@ pub trait Engine: Send + Sync + 'static {
         false
     }
 
+    /// The address a container's `host-gateway` stands for (the default bridge network's
+    /// gateway), if the engine has one.
+    fn host_gateway(
+        &self,
+    ) -> impl Future<Output = Result<Option<std::net::IpAddr>, EngineError>> + Send {
+        async { Ok(None) }
+    }
+
     /// Replaces `old` by a container (or service) made from `spec`: removes it, then creates
     /// and starts the new one. A swarm updates the service in place instead.
     fn replace(

@@ -94,9 +94,10 @@ impl Connection {
         }
     }
 
-    /// How this host reaches it: the published port on the loopback address.
+    /// How this host reaches it: the published port on the address it is published on
+    /// (loopback unless `hostIp` says otherwise).
     pub fn from_host(object: &Object, spec: &DatabaseSpec, secret: &DatabaseSecret) -> Self {
-        Self::new("127.0.0.1", object, spec, secret)
+        Self::new(&spec.host_address(), object, spec, secret)
     }
 
     /// How dockhand logs in with `password` (its statements never logged).
@@ -113,18 +114,102 @@ impl Connection {
 
     /// `postgres://user:PASSWORD@host:port/db`, with the password shown only when given.
     pub fn url(&self, password: Option<&str>) -> String {
+        // An IPv6 address is bracketed in a URL.
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
         format!(
             "postgres://{}:{}@{}:{}/{}",
             self.user,
             password.unwrap_or("***"),
-            self.host,
+            host,
             self.port,
             self.database
         )
     }
 }
 
-/// The PostgreSQL container a Database object asks for.
+/// How a server reaches a database it takes values from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// On a network both join: by the database's name, on PostgreSQL's own port.
+    Network,
+    /// From the host's own network stack (`network: host`): the published port, as this
+    /// host reaches it.
+    Host,
+    /// From a network the database does not join: the published port on the engine's host
+    /// gateway (`host.docker.internal`), where the database is published as well.
+    Gateway,
+}
+
+/// How server `server_name` reaches database `db`.
+pub fn reach(
+    server_name: &str,
+    server: &crate::manifest::server::ServerSpec,
+    db: &Object,
+    spec: &DatabaseSpec,
+) -> Reach {
+    use crate::manifest::server::{Joins, NETWORK_HOST};
+    let joins = server.joins(server_name);
+    if matches!(&joins, Joins::Mode(m) if m == NETWORK_HOST) {
+        return Reach::Host;
+    }
+    let shared = spec
+        .joins(&db.name)
+        .networks()
+        .iter()
+        .any(|d| joins.networks().iter().any(|j| j.network == d.network));
+    if shared {
+        Reach::Network
+    } else {
+        Reach::Gateway
+    }
+}
+
+/// The databases some server reaches through the engine's host gateway: these are published
+/// there too (a port published on loopback only is out of a container's reach).
+pub fn reached_through_gateway(objects: &[Object]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for o in objects {
+        let Spec::Server(s) = &o.spec else { continue };
+        for name in s.env.values().filter_map(|v| v.database()) {
+            let db = objects.iter().find_map(|x| match &x.spec {
+                Spec::Database(d) if x.name == name => Some((x, d)),
+                _ => None,
+            });
+            if let Some((db, spec)) = db {
+                if reach(&o.name, s, db, spec) == Reach::Gateway {
+                    out.insert(db.name.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The host addresses a database's port is published on: `hostIp` (loopback by default), and
+/// the host gateway when servers reach it from there. A swarm publishes on every address of
+/// the node (it binds no address).
+pub fn publish_ips(
+    spec: &DatabaseSpec,
+    gateway: Option<std::net::IpAddr>,
+    swarm: bool,
+) -> Vec<Option<String>> {
+    if swarm {
+        return vec![None];
+    }
+    let ip = spec.publish_ip();
+    let mut out = vec![Some(ip.to_string())];
+    if let Some(g) = gateway.filter(|g| !ip.is_unspecified() && *g != ip) {
+        out.push(Some(g.to_string()));
+    }
+    out
+}
+
+/// The PostgreSQL container a Database object asks for, published on `publish` (see
+/// `publish_ips`).
 pub fn container_spec(
     instance: &str,
     state_id: &str,
@@ -132,6 +217,7 @@ pub fn container_spec(
     spec: &DatabaseSpec,
     spec_hash: &str,
     secret: &DatabaseSecret,
+    publish: &[Option<String>],
 ) -> ContainerSpec {
     let mut container_labels = labels::for_object(instance, state_id, object, spec_hash);
     let volume = volume_name(instance, &object.name);
@@ -156,14 +242,17 @@ pub fn container_spec(
         }],
         working_dir: None,
         user: None,
-        ports: vec![PortBinding {
-            container: CONTAINER_PORT,
-            host: port(spec, secret),
-            host_ip: None,
-            protocol: Protocol::Tcp,
-            // On a swarm, published where it runs: the node its data is on.
-            host_mode: true,
-        }],
+        ports: publish
+            .iter()
+            .map(|ip| PortBinding {
+                container: CONTAINER_PORT,
+                host: port(spec, secret),
+                host_ip: ip.clone(),
+                protocol: Protocol::Tcp,
+                // On a swarm, published where it runs: the node its data is on.
+                host_mode: true,
+            })
+            .collect(),
         mounts: vec![Mount {
             volume: true,
             source: volume,
@@ -202,11 +291,20 @@ pub fn desired(
     lifecycle: Lifecycle,
 ) -> (Desired, Option<ContainerSpec>) {
     let key = o.key();
-    let hash = ctx.with_restarts(&o.key(), o.spec_hash());
+    let gateway = ctx
+        .host_gateway
+        .filter(|_| ctx.through_gateway.contains(&o.name));
+    let publish = publish_ips(d, gateway, ctx.swarm);
+    // Where it is published is part of what runs: a new address recreates it.
+    let addresses: Vec<&str> = publish.iter().flatten().map(String::as_str).collect();
+    let hash = crate::manifest::short_hash(
+        format!("{}|publish:{}", o.spec_hash(), addresses.join(",")).as_bytes(),
+    );
+    let hash = ctx.with_restarts(&o.key(), hash);
     let secret = ctx.secrets.get(&o.name);
     let joins = d.joins(&o.name);
     let container = secret.map(|secret| {
-        let mut c = container_spec(ctx.instance, ctx.state_id, o, d, &hash, secret);
+        let mut c = container_spec(ctx.instance, ctx.state_id, o, d, &hash, secret, &publish);
         (c.network_mode, c.endpoints) = ctx.networks.endpoints(&joins);
         c
     });

@@ -45,6 +45,11 @@ pub struct Context<'a> {
     /// Objects become swarm services: a replicated server is one object, and the swarm rolls
     /// out, restarts and rolls back its tasks itself.
     pub swarm: bool,
+    /// The databases some server reaches through the host gateway (`reached_through_gateway`).
+    pub through_gateway: &'a std::collections::BTreeSet<String>,
+    /// The address the engine's `host-gateway` stands for, asked only when a database is
+    /// reached through it.
+    pub host_gateway: Option<std::net::IpAddr>,
 }
 
 impl Context<'_> {

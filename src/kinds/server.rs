@@ -284,16 +284,10 @@ pub fn desired(
             _ => None,
         })?;
         let secret = ctx.secrets.get(name)?;
-        // On a network they share, by name and PostgreSQL's own port; else through the host.
-        let shared = spec
-            .joins(&obj.name)
-            .networks()
-            .iter()
-            .any(|d| joins.networks().iter().any(|j| j.network == d.network));
-        let conn = if shared {
-            database::Connection::on_network(obj, spec, secret)
-        } else {
-            database::Connection::new(HOST_ALIAS, obj, spec, secret)
+        let conn = match database::reach(&o.name, s, obj, spec) {
+            database::Reach::Network => database::Connection::on_network(obj, spec, secret),
+            database::Reach::Host => database::Connection::from_host(obj, spec, secret),
+            database::Reach::Gateway => database::Connection::new(HOST_ALIAS, obj, spec, secret),
         };
         Some(match part {
             DbKey::Url => conn.url(Some(&secret.password)),

@@ -21,6 +21,10 @@ pub struct DatabaseSpec {
     /// Host port; 0 or omitted: the first free port in 5433-6000, kept across recreations.
     #[serde(default, skip_serializing_if = "is_default")]
     pub port: HostPort,
+    /// The host address the port is published on (default 127.0.0.1: this host only).
+    /// `0.0.0.0` publishes it on every address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<std::net::IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<Identifier>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,6 +100,22 @@ impl DatabaseSpec {
                 })
                 .collect(),
         )
+    }
+
+    /// The address the port is published on.
+    pub fn publish_ip(&self) -> std::net::IpAddr {
+        self.host_ip
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+    }
+
+    /// How this host reaches the published port: the address it is published on, or the
+    /// loopback address when published on every address.
+    pub fn host_address(&self) -> String {
+        match self.publish_ip() {
+            ip if ip.is_unspecified() && ip.is_ipv6() => "::1".to_owned(),
+            ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+            ip => ip.to_string(),
+        }
     }
 
     pub fn image(&self) -> String {

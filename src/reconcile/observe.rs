@@ -120,6 +120,12 @@ impl<R: Engine> Reconciler<R> {
         let (running, rolled_back) = self.rolled_back(&desired, &stored, &intents).await?;
         let files = self.host_files(&running, &secret_values, &mut refused);
         let networks = network::plan(instance, &desired, &self.observe_networks(&desired).await?);
+        let through_gateway = database::reached_through_gateway(&running);
+        let host_gateway = if through_gateway.is_empty() || self.engine.is_swarm() {
+            None
+        } else {
+            self.engine.host_gateway().await?
+        };
         let ctx = kinds::Context {
             instance,
             state_id: self.store.identity(),
@@ -132,6 +138,8 @@ impl<R: Engine> Reconciler<R> {
             intents: &intents,
             rolled_back: &rolled_back,
             swarm: self.engine.is_swarm(),
+            through_gateway: &through_gateway,
+            host_gateway,
         };
         let (wanted, specs) = kinds::desired(&running, &ctx);
         let plan = plan(

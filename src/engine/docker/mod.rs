@@ -55,6 +55,8 @@ pub struct DockerEngine {
     podman: std::sync::Arc<tokio::sync::OnceCell<bool>>,
     /// Objects are swarm services on this engine (a swarm manager), not containers.
     swarm: bool,
+    /// The default bridge's gateway (`host-gateway`), asked once when first needed.
+    gateway: std::sync::Arc<tokio::sync::OnceCell<Option<std::net::IpAddr>>>,
     /// A swarm's nodes (name, address, state), listed at most every few seconds, or when a
     /// task names a node not in it.
     nodes: service::NodeCache,
@@ -130,9 +132,25 @@ impl DockerEngine {
             deadline,
             podman: Default::default(),
             swarm,
+            gateway: Default::default(),
             nodes: Default::default(),
         })
     }
+}
+
+/// An IPv4 bridge's gateway: the one its IPAM names, else the subnet's first address, which the
+/// engine gives the bridge when none is named (its IPAM then shows the subnet only).
+fn bridge_gateway(c: &bollard::models::IpamConfig) -> Option<std::net::IpAddr> {
+    if let Some(g) = c.gateway.as_deref().filter(|g| !g.is_empty()) {
+        return g.parse::<std::net::Ipv4Addr>().ok().map(Into::into);
+    }
+    let (net, bits) = c.subnet.as_deref()?.split_once('/')?;
+    let net: std::net::Ipv4Addr = net.parse().ok()?;
+    let bits: u32 = bits.parse().ok()?;
+    if bits >= 31 {
+        return None;
+    }
+    Some(std::net::Ipv4Addr::from(u32::from(net) + 1).into())
 }
 
 /// Whether the engine runs any container dockhand made (of any instance).
@@ -265,6 +283,22 @@ impl Engine for DockerEngine {
 
     fn is_swarm(&self) -> bool {
         self.swarm
+    }
+
+    async fn host_gateway(&self) -> Result<Option<std::net::IpAddr>, EngineError> {
+        let found = self
+            .gateway
+            .get_or_try_init(|| async {
+                let n = self
+                    .docker
+                    .inspect_network("bridge", None)
+                    .await
+                    .map_err(|e| engine("inspect network", "bridge", e))?;
+                let configs = n.ipam.and_then(|i| i.config).unwrap_or_default();
+                Ok::<_, EngineError>(configs.iter().find_map(bridge_gateway))
+            })
+            .await?;
+        Ok(*found)
     }
 
     async fn replace(&self, old: &str, spec: &ContainerSpec) -> Result<String, EngineError> {
@@ -840,5 +874,29 @@ impl DockerEngine {
             Err(e) if server_error(&e).map(|s| s.0) == Some(409) => Ok(()),
             Err(e) => Err(engine("remove container", id, e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bridge_gateway;
+    use bollard::models::IpamConfig;
+
+    fn config(subnet: Option<&str>, gateway: Option<&str>) -> IpamConfig {
+        IpamConfig {
+            subnet: subnet.map(str::to_owned),
+            gateway: gateway.map(str::to_owned),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_bridge_gateway_is_the_named_one_else_the_subnets_first_address() {
+        let named = config(Some("172.17.0.0/16"), Some("172.17.0.254"));
+        assert_eq!(bridge_gateway(&named), "172.17.0.254".parse().ok());
+        let implied = config(Some("172.17.0.0/16"), None);
+        assert_eq!(bridge_gateway(&implied), "172.17.0.1".parse().ok());
+        assert_eq!(bridge_gateway(&config(Some("fd00::/64"), None)), None);
+        assert_eq!(bridge_gateway(&config(None, None)), None);
     }
 }
