@@ -32,7 +32,8 @@ pub struct Notification {
     /// The object it is about (none for a source's, such as a git fetch failure).
     #[serde(skip)]
     pub key: Option<ObjectKey>,
-    /// `failing`, `recovered`, `rolled-back` or `git-fetch-failed`.
+    /// `failing`, `recovered`, `rolled-back`, `git-fetch-failed`, `image-check-failed` or
+    /// `backup-failed`.
     pub event: &'static str,
     pub instance: String,
     /// `server/web`.
@@ -123,6 +124,21 @@ impl Notifier {
             event,
             instance: self.instance.clone(),
             object: source.to_owned(),
+            phase: String::new(),
+            message: message.to_owned(),
+        };
+        if let Err(e) = self.queue.try_send(n) {
+            tracing::warn!("notification dropped: {e}");
+        }
+    }
+
+    /// Queues a message about an object that is not a change of its phase (a failed backup).
+    pub fn object_event(&self, key: &ObjectKey, event: &'static str, message: &str) {
+        let n = Notification {
+            key: Some(key.clone()),
+            event,
+            instance: self.instance.clone(),
+            object: key.to_string(),
             phase: String::new(),
             message: message.to_owned(),
         };

@@ -57,6 +57,20 @@ impl HostPolicy {
         let spec = match &object.spec {
             Spec::Server(spec) => spec,
             Spec::Secret(s) => return self.secret_refusal(object, s, manifests),
+            Spec::Database(d) => {
+                // A backup directory is bound into the backup's container; a restore file read.
+                let to = d
+                    .backup
+                    .as_ref()
+                    .and_then(|b| b.to.path.as_deref())
+                    .map(|p| ("spec.backup.to.path".to_owned(), p, true));
+                let from = d
+                    .restore_from
+                    .as_ref()
+                    .filter(|r| !r.is_latest())
+                    .map(|r| ("spec.restoreFrom".to_owned(), r.0.as_str(), false));
+                return self.paths_refusal(object, to.into_iter().chain(from).collect(), manifests);
+            }
             _ => return None,
         };
         if spec.network.as_ref().is_some_and(|n| n.0 == "host") && !self.host_network {

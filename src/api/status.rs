@@ -74,6 +74,10 @@ pub(super) async fn metrics<R: Engine>(State(api): State<Arc<Api<R>>>) -> Respon
     let databases = database_stats(&api).await;
     let mut text = api.signals.metrics.render(&containers, &routes, &services);
     crate::controller::metrics::render_databases(&mut text, &databases);
+    match api.store.last_backups(&api.instance).await {
+        Ok(backups) => crate::controller::metrics::render_backups(&mut text, &backups),
+        Err(e) => tracing::warn!("cannot read backups for /metrics: {e}"),
+    }
     (
         [(
             header::CONTENT_TYPE,

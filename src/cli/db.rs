@@ -1,6 +1,8 @@
 //! `dockhand db url NAME`: a managed database's full connection URL, for scripts.
 //! `dockhand db adopt NAME --password-file FILE`: give a database whose data volume outlived
 //! its state file the password its data was created with, so dockhand can run it again.
+//! `dockhand db backup NAME [-o FILE]`, `db restore NAME --from FILE|latest --yes-overwrite`
+//! and `db backups NAME`: backups on demand, restores, and their history.
 
 use std::process::ExitCode;
 
@@ -41,6 +43,32 @@ pub enum DbCommand {
         #[arg(long)]
         port: Option<u16>,
     },
+    /// Take a verified backup now: to the manifest's `backup.to` (pruning beyond `keep`), or
+    /// to a local file with -o.
+    Backup {
+        /// The database's name.
+        name: String,
+        /// Write the backup to this file (mode 0600) instead of the manifest's target.
+        #[arg(short = 'o', long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Replace what a database holds with a backup (in one transaction: a failure changes
+    /// nothing).
+    Restore {
+        /// The database's name.
+        name: String,
+        /// A dump file on this machine, or `latest`: the newest backup in `backup.to`.
+        #[arg(long)]
+        from: String,
+        /// Confirms that the database's current contents are to be replaced.
+        #[arg(long)]
+        yes_overwrite: bool,
+    },
+    /// A database's backups, newest first.
+    Backups {
+        /// The database's name.
+        name: String,
+    },
 }
 
 pub async fn run(args: DbArgs) -> anyhow::Result<ExitCode> {
@@ -51,7 +79,176 @@ pub async fn run(args: DbArgs) -> anyhow::Result<ExitCode> {
             password_file,
             port,
         } => adopt(&args.state, &name, &password_file, port).await,
+        DbCommand::Backup { name, output } => backup(&args.state, &name, output).await,
+        DbCommand::Restore {
+            name,
+            from,
+            yes_overwrite,
+        } => restore(&args.state, &name, &from, yes_overwrite).await,
+        DbCommand::Backups { name } => backups(&args.state, &name).await,
     }
+}
+
+/// The database's manifest and secret, or why there are none (printed).
+async fn subject_parts(
+    state: &StateArgs,
+    name: &str,
+) -> anyhow::Result<
+    Option<(
+        crate::store::Store,
+        Object,
+        DatabaseSpec,
+        Option<DatabaseSecret>,
+    )>,
+> {
+    let store = super::common::open_existing_store(&state.state).await?;
+    let objects = store.objects(&state.instance).await?;
+    let Some((object, spec)) = database(&objects, name) else {
+        eprintln!("error: database {name:?} not found");
+        return Ok(None);
+    };
+    let secret = store
+        .database_secrets()
+        .await?
+        .into_iter()
+        .find(|(i, s)| *i == state.instance && s.name == name)
+        .map(|(_, s)| s);
+    Ok(Some((store, object.clone(), spec.clone(), secret)))
+}
+
+async fn backup(
+    state: &StateArgs,
+    name: &str,
+    output: Option<std::path::PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use crate::kinds::backup::{self, Destination, Subject};
+    let Some((store, object, spec, secret)) = subject_parts(state, name).await? else {
+        return Ok(ExitCode::from(1));
+    };
+    let dest = match (output, &spec.backup) {
+        (Some(path), _) => Destination::Local(path),
+        (None, Some(b)) => Destination::Target(b.to.clone()),
+        (None, None) => {
+            eprintln!("error: database {name:?} has no spec.backup.to; give -o FILE");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let engine = crate::engine::DockerEngine::connect().await?;
+    let subject = Subject {
+        instance: &state.instance,
+        object: &object,
+        spec: &spec,
+        secret: secret.as_ref(),
+    };
+    let r = backup::take(&engine, &store, &subject, &dest).await?;
+    match &r.error {
+        None => {
+            println!(
+                "database/{name}: backup {} verified ({} bytes in {})",
+                r.file,
+                r.size_bytes,
+                humantime::format_duration(std::time::Duration::from_millis(r.duration_ms as u64))
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+async fn restore(state: &StateArgs, name: &str, from: &str, yes: bool) -> anyhow::Result<ExitCode> {
+    use crate::kinds::backup::{self, Source, Subject};
+    let Some((store, object, spec, secret)) = subject_parts(state, name).await? else {
+        return Ok(ExitCode::from(1));
+    };
+    if !yes {
+        eprintln!(
+            "error: a restore replaces everything database {name:?} holds; pass --yes-overwrite to go ahead"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let source = if from == "latest" {
+        let Some(b) = &spec.backup else {
+            eprintln!(
+                "error: database {name:?} has no spec.backup.to to take the latest backup from"
+            );
+            return Ok(ExitCode::from(1));
+        };
+        Source::Latest(b.to.clone())
+    } else {
+        let path = std::path::PathBuf::from(from);
+        if let Err(e) = std::fs::File::open(&path) {
+            eprintln!("error: cannot read {from}: {e}");
+            return Ok(ExitCode::from(1));
+        }
+        Source::Local(path)
+    };
+    let engine = crate::engine::DockerEngine::connect().await?;
+    let subject = Subject {
+        instance: &state.instance,
+        object: &object,
+        spec: &spec,
+        secret: secret.as_ref(),
+    };
+    let outcome = backup::restore(&engine, &subject, &source).await;
+    let key = Some(crate::manifest::ObjectKey::new(
+        crate::manifest::Kind::Database,
+        name,
+    ));
+    let (event, code) = match &outcome {
+        Ok(file) => {
+            println!("database/{name}: restored {file}");
+            (
+                crate::store::NewEvent {
+                    key,
+                    reason: "restored",
+                    message: format!("restored {file} (requested with db restore)"),
+                },
+                ExitCode::SUCCESS,
+            )
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            (
+                crate::store::NewEvent {
+                    key,
+                    reason: "restore-failed",
+                    message: e.to_string(),
+                },
+                ExitCode::from(1),
+            )
+        }
+    };
+    store.append_events(&state.instance, &[event]).await?;
+    Ok(code)
+}
+
+async fn backups(state: &StateArgs, name: &str) -> anyhow::Result<ExitCode> {
+    let store = super::common::open_existing_store(&state.state).await?;
+    let rows = store.backups(&state.instance, name, 100).await?;
+    if rows.is_empty() {
+        println!("no backups of database/{name}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<21} {:>12} {:>9}  RESULT", "STARTED", "SIZE", "TOOK");
+    for r in rows {
+        println!(
+            "{:<21} {:>12} {:>9}  {}",
+            crate::clock::rfc3339(r.started_at),
+            r.size_bytes,
+            humantime::format_duration(std::time::Duration::from_millis(
+                (r.duration_ms / 100 * 100) as u64
+            ))
+            .to_string(),
+            match &r.error {
+                None => r.file,
+                Some(e) => format!("failed: {e}"),
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn url(state: &StateArgs, name: &str) -> anyhow::Result<ExitCode> {

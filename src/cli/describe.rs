@@ -152,6 +152,41 @@ fn render(item: &Value, instance: Option<&str>, events: &[Event]) -> anyhow::Res
     if let Some(url) = item["connection"]["url"].as_str() {
         field("Connection", url.to_owned());
     }
+    let b = &item["backups"];
+    if !b.is_null() {
+        let said = |r: &serde_json::Value| match r["error"].as_str() {
+            Some(e) => format!("{} failed: {e}", text(&r["at"], "")),
+            None => format!(
+                "{} {} ({} bytes in {} ms)",
+                text(&r["at"], ""),
+                text(&r["file"], ""),
+                text(&r["sizeBytes"], "0"),
+                text(&r["durationMs"], "0")
+            ),
+        };
+        field(
+            "Backup schedule",
+            text(&b["schedule"], "<none> (db backup only)"),
+        );
+        field(
+            "Last backup",
+            if b["last"].is_null() {
+                "<never>".into()
+            } else {
+                said(&b["last"])
+            },
+        );
+        if !b["last"]["error"].is_null() {
+            field(
+                "Last good backup",
+                if b["lastSuccess"].is_null() {
+                    "<never>".into()
+                } else {
+                    said(&b["lastSuccess"])
+                },
+            );
+        }
+    }
     if let Some(r) = item.get("report") {
         field("Report", r.to_string());
     }

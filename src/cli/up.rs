@@ -183,6 +183,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         .with_proxy(crate::proxy::Proxy::new())
         .with_age_identities(identities);
     let notifier_for_images = notifier.clone();
+    let notifier_for_backups = notifier.clone();
     if let Some(notifier) = notifier {
         reconciler = reconciler.with_notifier(notifier);
     }
@@ -196,6 +197,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         args.image_interval,
         move || s.reload(),
         notifier_for_images,
+    ));
+    tokio::spawn(crate::kinds::backup::keep_backing_up(
+        reconciler.clone(),
+        store.clone(),
+        c.state.instance.clone(),
+        notifier_for_backups,
     ));
     let result = Controller {
         reconciler,

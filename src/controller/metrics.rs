@@ -213,6 +213,52 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 /// A swarm service's task counts: object kind and name, running and desired tasks.
 pub type ServiceTasks = (String, String, u64, u64);
 
+/// Each database's backups: when the last verified one started, its size and duration, and
+/// whether the last attempt failed.
+pub fn render_backups(
+    out: &mut String,
+    backups: &[(
+        crate::store::BackupRecord,
+        Option<crate::store::BackupRecord>,
+    )],
+) {
+    if backups.is_empty() {
+        return;
+    }
+    type Field =
+        fn(&crate::store::BackupRecord, Option<&crate::store::BackupRecord>) -> Option<String>;
+    let series: [(&str, &str, Field); 4] = [
+        (
+            "dockhand_database_backup_last_success_timestamp",
+            "When the last verified backup started (seconds since the epoch).",
+            |_, ok| ok.map(|o| format!("{:.3}", o.started_at as f64 / 1000.0)),
+        ),
+        (
+            "dockhand_database_backup_last_size_bytes",
+            "The size of the last verified backup.",
+            |_, ok| ok.map(|o| o.size_bytes.to_string()),
+        ),
+        (
+            "dockhand_database_backup_last_duration_seconds",
+            "How long the last verified backup took.",
+            |_, ok| ok.map(|o| format!("{:.3}", o.duration_ms as f64 / 1000.0)),
+        ),
+        (
+            "dockhand_database_backup_last_failed",
+            "Whether the last backup attempt failed.",
+            |last, _| Some(u8::from(!last.succeeded()).to_string()),
+        ),
+    ];
+    for (metric, help, value) in series {
+        header(out, metric, "gauge", help);
+        for (last, ok) in backups {
+            if let Some(v) = value(last, ok.as_ref()) {
+                let _ = writeln!(out, "{metric}{{name=\"{}\"}} {v}", escape(&last.name));
+            }
+        }
+    }
+}
+
 /// The Ready databases: whether each answered, its connections and its size.
 pub fn render_databases(
     out: &mut String,

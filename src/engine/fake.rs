@@ -345,3 +345,14 @@ fn unsupported(op: &'static str, target: &str) -> EngineError {
         message: "the fake runtime runs no processes".into(),
     }
 }
+
+/// The fake engine runs no jobs: backups and restores are tested against the real one.
+impl super::Jobs for FakeEngine {
+    async fn run_job(&self, job: &super::Job) -> Result<super::JobOutput, EngineError> {
+        Err(EngineError::Engine {
+            op: "run job",
+            target: job.name.clone(),
+            message: "the fake engine runs no jobs".into(),
+        })
+    }
+}

@@ -7,6 +7,7 @@
 mod attach;
 pub mod docker;
 pub mod fake;
+pub mod job;
 pub mod labels;
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use crate::manifest::ObjectKey;
 
 pub use attach::{Attach, ExecSession, Output};
 pub use docker::DockerEngine;
+pub use job::{Job, JobOutput, Jobs};
 
 /// The container that serves `key`, from one listing of this instance: its canonically named
 /// container if there is one, else a running one (a StartFirst server's names carry a hash,
@@ -509,7 +511,7 @@ pub async fn recreate<E: Engine + ?Sized>(
 }
 
 /// The engine as the reconciler sees it. Implementations must be cheap to share.
-pub trait Engine: Send + Sync + 'static {
+pub trait Engine: job::Jobs + Send + Sync + 'static {
     /// All containers (running or not) that carry this instance's labels: one engine call.
     fn list(
         &self,

@@ -3,6 +3,7 @@
 //! the engine is made to hold it, one kind to a file. The planner (`crate::plan`) sees only
 //! the `Desired` records made here.
 
+pub mod backup;
 pub mod build;
 pub mod config_files;
 pub mod database;

@@ -48,6 +48,63 @@ pub struct DatabaseSpec {
     /// network). Servers on one of them reach it by name on port 5432.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<super::Name>,
+    /// Scheduled backups: `pg_dump` in custom format, verified, the oldest pruned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<Backup>,
+    /// Seeds a new database (one that never held data) from a backup: `latest` (the newest in
+    /// `backup.to`) or a dump file on the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<RestoreFrom>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Backup {
+    /// When, in UTC (cron's five fields, or @daily and the like).
+    pub schedule: super::cron::Cron,
+    /// How many backups to keep; older ones are removed after a verified new one.
+    #[serde(default = "default_keep")]
+    pub keep: u32,
+    /// Where they go.
+    pub to: BackupTarget,
+}
+
+fn default_keep() -> u32 {
+    7
+}
+
+/// A named volume of the instance (`dh_<instance>_<volume>`, kept whatever happens to the
+/// database), or a directory on the host (the host policy applies, as to a bind mount).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackupTarget {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<super::Name>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// `latest`, or the path of a dump file on the host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(transparent)]
+pub struct RestoreFrom(pub String);
+
+impl RestoreFrom {
+    pub fn is_latest(&self) -> bool {
+        self.0 == "latest"
+    }
+}
+
+impl<'de> Deserialize<'de> for RestoreFrom {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s != "latest" && !s.starts_with('/') {
+            return Err(serde::de::Error::custom(format!(
+                "invalid restoreFrom {s:?}: expected latest (the newest backup in backup.to) or the absolute path of a dump file"
+            )));
+        }
+        Ok(RestoreFrom(s))
+    }
 }
 
 fn default_version() -> ScalarString {
@@ -64,6 +121,38 @@ fn is_default_ready_timeout(d: &Duration) -> bool {
 
 impl DatabaseSpec {
     pub fn check(&self) -> Result<(), (String, String)> {
+        if let Some(b) = &self.backup {
+            match (&b.to.volume, &b.to.path) {
+                (Some(_), None) => {}
+                (None, Some(p)) if p.starts_with('/') => {}
+                (None, Some(p)) => {
+                    return Err((
+                        "spec.backup.to.path".into(),
+                        format!("{p} is not an absolute path"),
+                    ))
+                }
+                _ => {
+                    return Err((
+                        "spec.backup.to".into(),
+                        "expected exactly one of volume or path".into(),
+                    ))
+                }
+            }
+            if b.keep == 0 {
+                return Err(("spec.backup.keep".into(), "keep at least 1 backup".into()));
+            }
+        }
+        if self
+            .restore_from
+            .as_ref()
+            .is_some_and(RestoreFrom::is_latest)
+            && self.backup.is_none()
+        {
+            return Err((
+                "spec.restoreFrom".into(),
+                "latest needs spec.backup.to to look in".into(),
+            ));
+        }
         let mut seen = std::collections::BTreeSet::new();
         for (i, n) in self.networks.iter().enumerate() {
             if n.0 == super::server::NETWORK_HOST || n.0 == super::server::NETWORK_NONE {

@@ -5,6 +5,7 @@
 //! re-validate or guess where a value came from.
 
 pub mod build;
+pub mod cron;
 pub mod database;
 pub mod depends;
 pub mod env_text;

@@ -143,6 +143,8 @@ pub struct Reconciler<R> {
     image_tries: std::sync::Mutex<HashMap<String, crate::clock::Millis>>,
     /// The last error rotating each database's password (one event per distinct error).
     rotation_failures: std::sync::Mutex<HashMap<String, String>>,
+    /// The last error seeding each new database from its `restoreFrom` (one event per error).
+    seed_failures: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl<R: Engine> Reconciler<R> {
@@ -161,6 +163,7 @@ impl<R: Engine> Reconciler<R> {
             secret_resolver: crate::kinds::secret::Resolver::default(),
             image_tries: std::sync::Mutex::new(HashMap::new()),
             rotation_failures: std::sync::Mutex::new(HashMap::new()),
+            seed_failures: std::sync::Mutex::new(HashMap::new()),
         }
     }
 

@@ -108,11 +108,13 @@ impl<R: Engine> Reconciler<R> {
         } else {
             database::probe_all(&desired, &observed, &statuses, &secrets).await
         };
+        let mut ready = ready;
         let mut notes = Vec::new();
         if !dry_run {
             notes = self
                 .rotate_passwords(&desired, &passwords.rotations, &ready, &mut secrets)
                 .await?;
+            notes.extend(self.seed_databases(&desired, &secrets, &mut ready).await);
         }
         let mut refused = self.refusals(&desired, &stranded, &foreign);
         refused.extend(passwords.holds);
@@ -237,6 +239,76 @@ impl<R: Engine> Reconciler<R> {
             }
         }
         Ok(notes)
+    }
+
+    /// Fills each new database (one that just accepted its first login and never held data)
+    /// that names a `restoreFrom` with that backup, before it counts as ready: a database
+    /// whose seeding failed is not ready, so its readiness timeout replaces it (with its
+    /// never-initialised volume) and the seeding is tried again from scratch.
+    async fn seed_databases(
+        &self,
+        desired: &[Object],
+        secrets: &HashMap<String, crate::store::DatabaseSecret>,
+        ready: &mut HashMap<ObjectKey, Option<String>>,
+    ) -> Vec<crate::store::NewEvent> {
+        use crate::kinds::backup::{self, Source, Subject};
+        let mut notes = Vec::new();
+        for o in desired {
+            let crate::manifest::Spec::Database(d) = &o.spec else {
+                continue;
+            };
+            let (Some(from), Some(secret)) = (&d.restore_from, secrets.get(&o.name)) else {
+                continue;
+            };
+            if secret.initialized || !ready.contains_key(&o.key()) {
+                continue;
+            }
+            let source = match (&d.backup, from.is_latest()) {
+                (Some(b), true) => Source::Latest(b.to.clone()),
+                (None, true) => continue,
+                (_, false) => Source::Local(std::path::PathBuf::from(&from.0)),
+            };
+            let subject = Subject {
+                instance: &self.options.instance,
+                object: o,
+                spec: d,
+                secret: Some(secret),
+            };
+            let result = backup::restore(&self.engine, &subject, &source)
+                .await
+                .map_err(|e| e.to_string());
+            let new_failure = {
+                let mut failures = self
+                    .seed_failures
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                match &result {
+                    Ok(_) => {
+                        failures.remove(&o.name);
+                        false
+                    }
+                    Err(e) => failures.insert(o.name.clone(), e.clone()).as_ref() != Some(e),
+                }
+            };
+            match result {
+                Ok(file) => notes.push(crate::store::NewEvent {
+                    key: Some(o.key()),
+                    reason: "restored",
+                    message: format!("seeded from {file} (restoreFrom: {})", from.0),
+                }),
+                Err(e) => {
+                    ready.remove(&o.key());
+                    if new_failure {
+                        notes.push(crate::store::NewEvent {
+                            key: Some(o.key()),
+                            reason: "restore-failed",
+                            message: format!("cannot seed it from {}: {e}", from.0),
+                        });
+                    }
+                }
+            }
+        }
+        notes
     }
 
     /// The objects to run: each as its source says, except those whose rollout failed, which

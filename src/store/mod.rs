@@ -10,6 +10,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+mod backups;
 mod events;
 mod images;
 mod intents;
@@ -22,6 +23,7 @@ mod secrets;
 mod sources;
 mod status;
 
+pub use backups::BackupRecord;
 pub use events::{Event, NewEvent};
 pub use intents::{Intent, Rollback};
 pub use lock::{lock_state, LockError, StateLock};

@@ -62,6 +62,44 @@ pub struct Item {
     pub report: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connection: Option<ConnectionView>,
+    /// A database's backups: the last attempt and the last verified one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backups: Option<BackupsView>,
+}
+
+/// What `describe` and the API say of a database's backups.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupsView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last: Option<BackupView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<BackupView>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupView {
+    pub at: String,
+    pub file: String,
+    pub size_bytes: i64,
+    pub duration_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl From<crate::store::BackupRecord> for BackupView {
+    fn from(r: crate::store::BackupRecord) -> Self {
+        BackupView {
+            at: rfc3339(r.started_at),
+            file: r.file,
+            size_bytes: r.size_bytes,
+            duration_ms: r.duration_ms,
+            error: r.error,
+        }
+    }
 }
 
 /// How to reach a database from this host. The password only when secrets are asked for.
@@ -255,6 +293,12 @@ pub async fn items(store: &Store, instance: &str, q: &Query) -> Result<Vec<Item>
     let statuses = store.statuses_by_key(instance).await?;
     let secrets = store.database_secrets().await?;
     let mut reports = store.reports(instance).await?;
+    let mut backups: std::collections::HashMap<String, _> = store
+        .last_backups(instance)
+        .await?
+        .into_iter()
+        .map(|(last, ok)| (last.name.clone(), (last, ok)))
+        .collect();
     let mut items: Vec<Item> = store
         .objects(instance)
         .await?
@@ -287,8 +331,22 @@ pub async fn items(store: &Store, instance: &str, q: &Query) -> Result<Vec<Item>
                     password,
                 },
             );
+            let backups = match &s.object.spec {
+                Spec::Database(d) => {
+                    let (last, ok) = backups
+                        .remove(&s.object.name)
+                        .map_or((None, None), |(l, o)| (Some(l), o));
+                    (d.backup.is_some() || last.is_some()).then(|| BackupsView {
+                        schedule: d.backup.as_ref().map(|b| b.schedule.as_str().to_owned()),
+                        last: last.map(Into::into),
+                        last_success: ok.map(Into::into),
+                    })
+                }
+                _ => None,
+            };
             Some(Item {
                 connection,
+                backups,
                 report,
                 kind: s.object.spec.kind(),
                 name: s.object.name.clone(),

@@ -3,6 +3,7 @@
 
 mod attach;
 mod convert;
+mod job;
 mod ports;
 mod service;
 mod swarm;
