@@ -64,6 +64,7 @@ fn observed() -> Vec<Observed> {
             ip: None,
             state_id: None,
             tasks: None,
+            image: None,
         })
         .collect()
 }

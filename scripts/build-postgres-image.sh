@@ -3,11 +3,18 @@
 # image's contract (see postgres/docker-entrypoint.sh), with no registry access.
 # Skips the build when the image already exists; an image whose entrypoint is older than
 # postgres/docker-entrypoint.sh gets the new one in a layer of its own (seconds, no debootstrap).
-# Usage: scripts/build-postgres-image.sh [TAG]
+# Usage: scripts/build-postgres-image.sh [TAG]; the tag is the major version: dockhand/postgres:15
+# (Debian 12's PostgreSQL) or dockhand/postgres:17 (Debian 13's), for the upgrade tests.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 image="${1:-dockhand/postgres:15}"
+major="${image##*:}"
+case "$major" in
+    15) release=bookworm ;;
+    17) release=trixie ;;
+    *) echo "no Debian release ships PostgreSQL $major here (15: bookworm, 17: trixie)" >&2; exit 2 ;;
+esac
 entrypoint_sum="$(sha256sum postgres/docker-entrypoint.sh | cut -c1-16)"
 stamp="LABEL dockhand.entrypoint=$entrypoint_sum"
 if docker image inspect "$image" >/dev/null 2>&1; then
@@ -36,15 +43,15 @@ fi
 rootfs="$(mktemp -d)"
 trap 'as_root rm -rf "$rootfs"' EXIT
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-echo "bootstrapping a Debian rootfs with postgresql-15 (about a minute)"
-as_root debootstrap --variant=minbase --include=postgresql-15 bookworm "$rootfs" "$mirror" >/dev/null
+echo "bootstrapping a Debian $release rootfs with postgresql-$major (about a minute)"
+as_root debootstrap --variant=minbase --include="postgresql-$major" "$release" "$rootfs" "$mirror" >/dev/null
 # Nothing at run time needs documentation, caches or package lists.
 as_root rm -rf "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* \
-    "$rootfs"/var/cache/apt/* "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/lib/postgresql/15
+    "$rootfs"/var/cache/apt/* "$rootfs"/var/lib/apt/lists/* "$rootfs/var/lib/postgresql/$major"
 as_root install -m 0755 postgres/docker-entrypoint.sh "$rootfs/usr/local/bin/docker-entrypoint.sh"
 
 as_root tar -C "$rootfs" -c . | docker import \
-    --change 'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/bin:/usr/bin:/bin' \
+    --change "ENV PATH=/usr/lib/postgresql/$major/bin:/usr/local/bin:/usr/bin:/bin" \
     --change 'ENV PGDATA=/var/lib/postgresql/data' \
     --change 'EXPOSE 5432' \
     --change 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]' \

@@ -5,7 +5,12 @@
 # data in $PGDATA (default /var/lib/postgresql/data), initialised on first start, port 5432.
 set -eu
 PGDATA="${PGDATA:-/var/lib/postgresql/data}"
-BIN=/usr/lib/postgresql/15/bin
+# `docker-entrypoint.sh postgres [ARGS]`, as the official image is called, works too.
+if [ "${1:-}" = postgres ]; then
+    shift
+fi
+# The one major version the image holds.
+BIN="$(ls -d /usr/lib/postgresql/*/bin | head -n 1)"
 
 if [ "$(id -u)" = 0 ]; then
     mkdir -p "$PGDATA" /var/run/postgresql

@@ -69,6 +69,15 @@ pub enum DbCommand {
         /// The database's name.
         name: String,
     },
+    /// After a major version upgrade: `--finish` removes the volume the data was on before
+    /// (kept until then, to go back by hand) and the dump the upgrade went through.
+    Upgrade {
+        /// The database's name.
+        name: String,
+        /// Remove the previous data volume and the upgrade's dump.
+        #[arg(long)]
+        finish: bool,
+    },
 }
 
 pub async fn run(args: DbArgs) -> anyhow::Result<ExitCode> {
@@ -86,6 +95,7 @@ pub async fn run(args: DbArgs) -> anyhow::Result<ExitCode> {
             yes_overwrite,
         } => restore(&args.state, &name, &from, yes_overwrite).await,
         DbCommand::Backups { name } => backups(&args.state, &name).await,
+        DbCommand::Upgrade { name, finish } => upgrade(&args.state, &name, finish).await,
     }
 }
 
@@ -307,6 +317,8 @@ async fn adopt(
         password,
         port,
         initialized: true,
+        volume: None,
+        old_volume: None,
     };
     store
         .insert_database_secret(&state.instance, &secret)
@@ -320,4 +332,51 @@ fn database<'a>(objects: &'a [StoredObject], name: &str) -> Option<(&'a Object, 
         Spec::Database(d) if s.object.name == name => Some((&s.object, d)),
         _ => None,
     })
+}
+
+async fn upgrade(state: &StateArgs, name: &str, finish: bool) -> anyhow::Result<ExitCode> {
+    use crate::engine::Engine;
+    let Some((store, _, _, secret)) = subject_parts(state, name).await? else {
+        return Ok(ExitCode::from(1));
+    };
+    let Some(old) = secret.as_ref().and_then(|s| s.old_volume.clone()) else {
+        println!("database/{name}: no upgrade to finish (no previous data volume)");
+        return Ok(ExitCode::SUCCESS);
+    };
+    if !finish {
+        println!(
+            "database/{name}: upgraded; its previous data is in volume {old} (`dockhand db upgrade {name} --finish` removes it)"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let engine = crate::engine::DockerEngine::connect().await?;
+    let dump = crate::kinds::upgrade::dump_volume(&state.instance, name);
+    for v in [&old, &dump] {
+        let ours = engine
+            .volume_labels(v)
+            .await?
+            .is_some_and(|l| crate::engine::labels::is_ours(&l, &state.instance));
+        if ours {
+            engine.remove_volume(v).await?;
+        }
+    }
+    let current = secret.as_ref().and_then(|s| s.volume.clone());
+    store
+        .set_database_volumes(&state.instance, name, current.as_deref(), None)
+        .await?;
+    store
+        .append_events(
+            &state.instance,
+            &[crate::store::NewEvent {
+                key: Some(crate::manifest::ObjectKey::new(
+                    crate::manifest::Kind::Database,
+                    name,
+                )),
+                reason: "upgrade-finished",
+                message: format!("removed the previous data volume {old} and the upgrade's dump"),
+            }],
+        )
+        .await?;
+    println!("database/{name}: removed the previous data volume {old}");
+    Ok(ExitCode::SUCCESS)
 }

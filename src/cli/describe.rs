@@ -152,6 +152,18 @@ fn render(item: &Value, instance: Option<&str>, events: &[Event]) -> anyhow::Res
     if let Some(url) = item["connection"]["url"].as_str() {
         field("Connection", url.to_owned());
     }
+    if let Some(v) = item["dataVolume"].as_str() {
+        field("Data volume", v.to_owned());
+    }
+    if let Some(v) = item["previousDataVolume"].as_str() {
+        field(
+            "Previous data",
+            format!(
+                "{v} (kept after an upgrade; `dockhand db upgrade {} --finish` removes it)",
+                text(&item["name"], "")
+            ),
+        );
+    }
     let b = &item["backups"];
     if !b.is_null() {
         let said = |r: &serde_json::Value| match r["error"].as_str() {

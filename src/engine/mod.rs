@@ -163,6 +163,8 @@ pub struct Observed {
     pub state_id: Option<String>,
     /// A swarm service's tasks (`None` for a container).
     pub tasks: Option<Tasks>,
+    /// The image it was created from, as the listing names it (a container's only).
+    pub image: Option<String>,
 }
 
 impl Observed {
@@ -243,6 +245,7 @@ impl Observed {
             ip: None,
             state_id: container_labels.get(labels::STATE_ID).cloned(),
             tasks: None,
+            image: None,
         }
     }
 }

@@ -69,7 +69,10 @@ impl Subject<'_> {
     }
 
     /// The running container to join, and the password.
-    async fn ready<E: Engine>(&self, engine: &E) -> Result<(String, String), BackupError> {
+    pub(super) async fn ready_parts<E: Engine>(
+        &self,
+        engine: &E,
+    ) -> Result<(String, String), BackupError> {
         if engine.is_swarm() {
             return Err(BackupError::Swarm);
         }
@@ -86,7 +89,13 @@ impl Subject<'_> {
         Ok((container.id, secret.password.clone()))
     }
 
-    fn job(&self, verb: &str, script: String, container: String, password: String) -> Job {
+    pub(super) fn job(
+        &self,
+        verb: &str,
+        script: String,
+        container: String,
+        password: String,
+    ) -> Job {
         let mut job_labels = labels::owner_labels(self.instance);
         // Not an object of the instance's: no listing or prune ever finds it.
         job_labels.remove(labels::INSTANCE);
@@ -377,7 +386,7 @@ async fn run_backup<E: Engine>(
     dest: &Destination,
     file: &str,
 ) -> Result<JobOutput, BackupError> {
-    let (container, password) = subject.ready(engine).await?;
+    let (container, password) = subject.ready_parts(engine).await?;
     let name = subject.name();
     let job = match dest {
         Destination::Target(to) => {
@@ -409,7 +418,7 @@ pub async fn restore<E: Engine>(
     subject: &Subject<'_>,
     source: &Source,
 ) -> Result<String, BackupError> {
-    let (container, password) = subject.ready(engine).await?;
+    let (container, password) = subject.ready_parts(engine).await?;
     let name = subject.name();
     let job = match source {
         Source::Latest(to) => {

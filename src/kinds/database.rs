@@ -66,6 +66,14 @@ pub fn volume_name(instance: &str, name: &str) -> String {
     labels::volume_name(instance, &format!("{name}-data"))
 }
 
+/// The volume a database's data is on: the default one, or where its last major version
+/// upgrade moved it.
+pub fn data_volume(instance: &str, name: &str, secret: Option<&DatabaseSecret>) -> String {
+    secret
+        .and_then(|s| s.volume.clone())
+        .unwrap_or_else(|| volume_name(instance, name))
+}
+
 /// How to reach a database.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Connection {
@@ -220,7 +228,7 @@ pub fn container_spec(
     publish: &[Option<String>],
 ) -> ContainerSpec {
     let mut container_labels = labels::for_object(instance, state_id, object, spec_hash);
-    let volume = volume_name(instance, &object.name);
+    let volume = data_volume(instance, &object.name, Some(secret));
     if spec.deletion_policy == DeletionPolicy::Delete {
         container_labels.insert(labels::DELETE_VOLUME.into(), volume.clone());
     }
@@ -314,7 +322,8 @@ pub fn desired(
             ready: ctx.ready.contains_key(&key),
             found: ctx.ready.get(&key).cloned().flatten(),
             timeout: d.ready_timeout,
-            disposable_volume: never_initialised.then(|| volume_name(ctx.instance, &o.name)),
+            disposable_volume: never_initialised
+                .then(|| data_volume(ctx.instance, &o.name, secret)),
         }),
         key,
         spec_hash: hash,
@@ -400,6 +409,8 @@ pub fn new_secrets(
             password,
             port,
             initialized: false,
+            volume: None,
+            old_volume: None,
         });
     }
     Ok(out)
@@ -557,7 +568,7 @@ pub async fn forget_never_initialised<R: crate::engine::Engine>(
         if s.initialized || wanted || running {
             continue;
         }
-        let volume = volume_name(instance, name);
+        let volume = data_volume(instance, name, Some(s));
         let gone = match engine.volume_labels(&volume).await {
             Ok(None) => true,
             Ok(Some(l)) => {

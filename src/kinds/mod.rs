@@ -13,6 +13,7 @@ pub mod network;
 pub mod route;
 pub mod secret;
 pub mod server;
+pub mod upgrade;
 
 use std::collections::HashMap;
 

@@ -73,6 +73,7 @@ fn seen(id: &str, n: &str, hash: &str, state: State) -> Observed {
         ip: None,
         state_id: None,
         tasks: None,
+        image: None,
     }
 }
 

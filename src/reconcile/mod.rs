@@ -145,6 +145,8 @@ pub struct Reconciler<R> {
     rotation_failures: std::sync::Mutex<HashMap<String, String>>,
     /// The last error seeding each new database from its `restoreFrom` (one event per error).
     seed_failures: std::sync::Mutex<HashMap<String, String>>,
+    /// The PostgreSQL major version of each database image asked so far.
+    image_majors: std::sync::Mutex<HashMap<String, u32>>,
 }
 
 impl<R: Engine> Reconciler<R> {
@@ -164,6 +166,7 @@ impl<R: Engine> Reconciler<R> {
             image_tries: std::sync::Mutex::new(HashMap::new()),
             rotation_failures: std::sync::Mutex::new(HashMap::new()),
             seed_failures: std::sync::Mutex::new(HashMap::new()),
+            image_majors: std::sync::Mutex::new(HashMap::new()),
         }
     }
 

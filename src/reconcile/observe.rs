@@ -118,6 +118,13 @@ impl<R: Engine> Reconciler<R> {
         }
         let mut refused = self.refusals(&desired, &stranded, &foreign);
         refused.extend(passwords.holds);
+        if !dry_run {
+            let (upgrades, holds) = self
+                .upgrade_databases(&desired, &observed, &statuses, &ready, &mut secrets)
+                .await?;
+            notes.extend(upgrades);
+            refused.extend(holds);
+        }
         // Objects whose rollout failed run their last Ready revision instead.
         let (running, rolled_back) = self.rolled_back(&desired, &stored, &intents).await?;
         let files = self.host_files(&running, &secret_values, &mut refused);
@@ -239,6 +246,146 @@ impl<R: Engine> Reconciler<R> {
             }
         }
         Ok(notes)
+    }
+
+    /// The PostgreSQL major version of `image`, asked of the image once per controller.
+    async fn image_major(&self, image: &str) -> Result<u32, String> {
+        let known = self
+            .image_majors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(image)
+            .copied();
+        if let Some(m) = known {
+            return Ok(m);
+        }
+        let m = crate::kinds::upgrade::image_major(&self.engine, &self.options.instance, image)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.image_majors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(image.to_owned(), m);
+        Ok(m)
+    }
+
+    /// Databases whose new image is another PostgreSQL major version than their data: each
+    /// ready one is upgraded here (dump, restore into a new volume, check) before the plan
+    /// recreates it on that volume. A failed upgrade holds the spec (the old server runs on)
+    /// until the manifest changes; so does an upgrade that cannot be done yet (the database is
+    /// not ready) or a downgrade. Returns the events and the holds.
+    async fn upgrade_databases(
+        &self,
+        desired: &[Object],
+        observed: &[crate::engine::Observed],
+        statuses: &HashMap<ObjectKey, crate::store::Status>,
+        ready: &HashMap<ObjectKey, Option<String>>,
+        secrets: &mut HashMap<String, DatabaseSecret>,
+    ) -> Result<(Vec<crate::store::NewEvent>, HashMap<ObjectKey, String>), ReconcileError> {
+        use crate::kinds::upgrade;
+        let instance = &self.options.instance;
+        let mut notes = Vec::new();
+        let mut holds = HashMap::new();
+        if self.engine.is_swarm() {
+            return Ok((notes, holds));
+        }
+        for o in desired {
+            let crate::manifest::Spec::Database(d) = &o.spec else {
+                continue;
+            };
+            let key = o.key();
+            let image = d.image();
+            let Some(c) = observed
+                .iter()
+                .find(|c| c.key.as_ref() == Some(&key) && c.image.is_some())
+            else {
+                continue;
+            };
+            let Some(running_image) = c.image.as_deref().filter(|i| *i != image) else {
+                continue;
+            };
+            let Some(secret) = secrets.get(&o.name).cloned() else {
+                continue;
+            };
+            let hash = o.spec_hash();
+            if let Some((failed, why)) = self.store.upgrade_failed(instance, &o.name).await? {
+                if failed == hash {
+                    holds.insert(key, format!("{why}; the old version runs on, its data untouched; change the manifest to try again"));
+                    continue;
+                }
+            }
+            // The data's major: what its server said at its last login, else its image's.
+            let said = statuses
+                .get(&key)
+                .and_then(|s| s.lifecycle.ready_as.as_deref())
+                .and_then(upgrade::major_of);
+            let from = match said {
+                Some(m) => Ok(m),
+                None => self.image_major(running_image).await,
+            };
+            let to = self.image_major(&image).await;
+            let (from, to) = match (from, to) {
+                (Ok(f), Ok(t)) => (f, t),
+                (Err(e), _) | (_, Err(e)) => {
+                    holds.insert(key, format!("cannot tell whether {image} is another PostgreSQL major version than the data's: {e}"));
+                    continue;
+                }
+            };
+            if from == to {
+                continue;
+            }
+            if to < from {
+                holds.insert(key, format!("the data is PostgreSQL {from}'s, which PostgreSQL {to} ({image}) cannot run; a downgrade is a restore of a dump (db restore) into a new database"));
+                continue;
+            }
+            if !ready.contains_key(&key) {
+                holds.insert(key, format!("an upgrade from PostgreSQL {from} to {to} waits for the running database to be ready"));
+                continue;
+            }
+            let current = database::data_volume(instance, &o.name, Some(&secret));
+            let subject = crate::kinds::backup::Subject {
+                instance,
+                object: o,
+                spec: d,
+                secret: Some(&secret),
+            };
+            tracing::info!("{key}: upgrading PostgreSQL {from} to {to}");
+            match upgrade::upgrade(&self.engine, &subject, &current, &image, to).await {
+                Ok(done) => {
+                    self.store
+                        .set_database_volumes(instance, &o.name, Some(&done.volume), Some(&current))
+                        .await?;
+                    self.store
+                        .set_upgrade_failed(instance, &o.name, None)
+                        .await?;
+                    if let Some(s) = secrets.get_mut(&o.name) {
+                        s.volume = Some(done.volume.clone());
+                        s.old_volume = Some(current.clone());
+                    }
+                    notes.push(crate::store::NewEvent {
+                        key: Some(key),
+                        reason: "upgraded",
+                        message: format!(
+                            "PostgreSQL {from} -> {to}: {} tables restored into {}; {current} is kept until `dockhand db upgrade {} --finish`",
+                            done.tables, done.volume, o.name
+                        ),
+                    });
+                }
+                Err(e) => {
+                    let why = e.to_string();
+                    self.store
+                        .set_upgrade_failed(instance, &o.name, Some((&hash, &why)))
+                        .await?;
+                    notes.push(crate::store::NewEvent {
+                        key: Some(key.clone()),
+                        reason: "upgrade-failed",
+                        message: format!("PostgreSQL {from} -> {to}: {why}; PostgreSQL {from} runs on, its data untouched"),
+                    });
+                    holds.insert(key, format!("{why}; the old version runs on, its data untouched; change the manifest to try again"));
+                }
+            }
+        }
+        Ok((notes, holds))
     }
 
     /// Fills each new database (one that just accepted its first login and never held data)

@@ -130,11 +130,23 @@ pub async fn stop_now<R: Engine>(
 
 /// The named volumes an object's containers mount: a database's data volume, a server's
 /// `type: volume` mounts.
-fn volumes_of(instance: &str, o: &crate::manifest::Object) -> Vec<String> {
+fn volumes_of(
+    instance: &str,
+    o: &crate::manifest::Object,
+    secrets: &[(String, crate::store::DatabaseSecret)],
+) -> Vec<String> {
     use crate::manifest::server::VolumeType;
     use crate::manifest::Spec;
     match &o.spec {
-        Spec::Database(_) => vec![crate::kinds::database::volume_name(instance, &o.name)],
+        Spec::Database(_) => {
+            let secret = secrets
+                .iter()
+                .find(|(i, s)| i == instance && s.name == o.name)
+                .map(|(_, s)| s);
+            vec![crate::kinds::database::data_volume(
+                instance, &o.name, secret,
+            )]
+        }
         Spec::Server(s) => s
             .volumes
             .iter()
@@ -156,16 +168,17 @@ pub async fn remove_stopped_volumes<R: Engine>(
 ) -> Result<Vec<String>, ReconcileError> {
     let stored = store.objects(instance).await?;
     let intents = store.intents(instance).await?;
+    let secrets = store.database_secrets().await?;
     let running: std::collections::BTreeSet<String> = stored
         .iter()
         .filter(|s| crate::kinds::stopped_because(&s.object, &intents).is_none())
-        .flat_map(|s| volumes_of(instance, &s.object))
+        .flat_map(|s| volumes_of(instance, &s.object, &secrets))
         .collect();
     let wanted: std::collections::BTreeSet<String> = stored
         .iter()
         .filter(|s| keys.contains(&s.object.key()))
         .filter(|s| crate::kinds::stopped_because(&s.object, &intents).is_some())
-        .flat_map(|s| volumes_of(instance, &s.object))
+        .flat_map(|s| volumes_of(instance, &s.object, &secrets))
         .filter(|v| !running.contains(v))
         .collect();
     let mut removed = Vec::new();
@@ -184,7 +197,9 @@ pub async fn remove_stopped_volumes<R: Engine>(
         let key = s.object.key();
         if key.kind == crate::manifest::Kind::Database
             && keys.contains(&key)
-            && removed.contains(&crate::kinds::database::volume_name(instance, &key.name))
+            && volumes_of(instance, &s.object, &secrets)
+                .iter()
+                .any(|v| removed.contains(v))
         {
             store.delete_database_secret(instance, &key.name).await?;
         }

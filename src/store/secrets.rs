@@ -13,6 +13,10 @@ pub struct DatabaseSecret {
     /// The host port allocated for it (used when its manifest leaves the port to dockhand).
     pub port: u16,
     pub initialized: bool,
+    /// The data volume, when a major version upgrade moved it off the default one.
+    pub volume: Option<String>,
+    /// The volume it ran on before its last upgrade, kept until `db upgrade --finish`.
+    pub old_volume: Option<String>,
 }
 
 impl std::fmt::Debug for DatabaseSecret {
@@ -22,6 +26,8 @@ impl std::fmt::Debug for DatabaseSecret {
             .field("name", &self.name)
             .field("port", &self.port)
             .field("initialized", &self.initialized)
+            .field("volume", &self.volume)
+            .field("old_volume", &self.old_volume)
             .finish_non_exhaustive()
     }
 }
@@ -54,7 +60,7 @@ pub fn generate_secret() -> std::io::Result<String> {
 impl Store {
     /// Every managed database's secret, across all instances (ports are allocated host-wide).
     pub async fn database_secrets(&self) -> Result<Vec<(String, DatabaseSecret)>, StoreError> {
-        let rows = sqlx::query("SELECT instance, name, password, port, initialized FROM databases ORDER BY instance, name")
+        let rows = sqlx::query("SELECT instance, name, password, port, initialized, volume, old_volume FROM databases ORDER BY instance, name")
             .fetch_all(&self.pool)
             .await
             .map_err(query("databases"))?;
@@ -68,6 +74,8 @@ impl Store {
                         password: r.get(2),
                         port: r.get::<i64, _>(3) as u16,
                         initialized: r.get::<i64, _>(4) != 0,
+                        volume: r.get(5),
+                        old_volume: r.get(6),
                     },
                 )
             })
@@ -124,6 +132,63 @@ impl Store {
         .execute(&self.pool)
         .await
         .map_err(query("set database password"))?;
+        Ok(())
+    }
+
+    /// Records the data volume a database runs on and the one it ran on before.
+    pub async fn set_database_volumes(
+        &self,
+        instance: &str,
+        name: &str,
+        volume: Option<&str>,
+        old_volume: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE databases SET volume = ?, old_volume = ? WHERE instance = ? AND name = ?",
+        )
+        .bind(volume)
+        .bind(old_volume)
+        .bind(instance)
+        .bind(name)
+        .execute(&self.pool)
+        .await
+        .map_err(query("set database volumes"))?;
+        Ok(())
+    }
+
+    /// The spec (hash) whose major version upgrade failed, and why.
+    pub async fn upgrade_failed(
+        &self,
+        instance: &str,
+        name: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let v: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT upgrade_failed FROM databases WHERE instance = ? AND name = ?",
+        )
+        .bind(instance)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query("upgrade failed"))?;
+        Ok(v.flatten().and_then(|s| {
+            let (hash, why) = s.split_once('\t')?;
+            Some((hash.to_owned(), why.to_owned()))
+        }))
+    }
+
+    pub async fn set_upgrade_failed(
+        &self,
+        instance: &str,
+        name: &str,
+        failed: Option<(&str, &str)>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE databases SET upgrade_failed = ? WHERE instance = ? AND name = ?")
+            .bind(failed.map(|(h, w)| format!("{h}\t{w}")))
+            .bind(instance)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(query("set upgrade failed"))?;
         Ok(())
     }
 

@@ -62,6 +62,12 @@ pub struct Item {
     pub report: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connection: Option<ConnectionView>,
+    /// A database's data volume, and the one it was on before its last major version upgrade
+    /// (kept until `db upgrade --finish`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_volume: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_data_volume: Option<String>,
     /// A database's backups: the last attempt and the last verified one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backups: Option<BackupsView>,
@@ -344,9 +350,26 @@ pub async fn items(store: &Store, instance: &str, q: &Query) -> Result<Vec<Item>
                 }
                 _ => None,
             };
+            let secret = secrets
+                .iter()
+                .find(|(i, x)| i == instance && x.name == s.object.name)
+                .map(|(_, x)| x);
+            let (data_volume, previous_data_volume) = match &s.object.spec {
+                Spec::Database(_) => (
+                    Some(crate::kinds::database::data_volume(
+                        instance,
+                        &s.object.name,
+                        secret,
+                    )),
+                    secret.and_then(|x| x.old_volume.clone()),
+                ),
+                _ => (None, None),
+            };
             Some(Item {
                 connection,
                 backups,
+                data_volume,
+                previous_data_volume,
                 report,
                 kind: s.object.spec.kind(),
                 name: s.object.name.clone(),

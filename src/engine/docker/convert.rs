@@ -135,6 +135,7 @@ pub(super) fn observed(c: ContainerSummary, instance: &str) -> Option<Observed> 
         .unwrap_or_default();
     let mut observed = Observed::from_labels(c.id.unwrap_or_default(), name, state, &labels);
     observed.ports = ports;
+    observed.image = c.image.clone();
     // The listing's own health field where the engine fills it (newer Docker), else the
     // status text (`Up 5 seconds (healthy)`).
     use bollard::models::ContainerSummaryHealthStatusEnum as H;
