@@ -171,6 +171,24 @@ impl DatabaseSpec {
         Ok(())
     }
 
+    /// What depends on the database's own name: its backups never go to a volume of its own
+    /// data (which a `Delete` policy or an upgrade's `--finish` removes).
+    pub fn check_named(&self, name: &str) -> Result<(), (String, String)> {
+        let Some(v) = self.backup.as_ref().and_then(|b| b.to.volume.as_ref()) else {
+            return Ok(());
+        };
+        let own = v.0 == format!("{name}-data")
+            || v.0 == format!("{name}-upgrade")
+            || v.0.starts_with(&format!("{name}-data-pg"));
+        if own {
+            return Err((
+                "spec.backup.to.volume".into(),
+                format!("{} is a volume of database {name}'s own data; backups go to a volume of their own", v.0),
+            ));
+        }
+        Ok(())
+    }
+
     /// The networks the database `name` joins (default: the default network), answering to
     /// its name on each.
     pub fn joins(&self, name: &str) -> super::server::Joins {

@@ -184,6 +184,7 @@ fn parse_document(
             let doc: Document<super::DatabaseSpec> = deserialize(text, file)?;
             doc.spec
                 .check()
+                .and_then(|()| doc.spec.check_named(&doc.metadata.name.value.0))
                 .map_err(at_name(file, &doc.metadata.name))?;
             (doc.metadata, Spec::Database(doc.spec))
         }

@@ -163,6 +163,20 @@ fn databases_and_from_database_values_parse_and_are_checked() {
     assert!(e.message.contains("Retain"), "{e}");
     let e = bad("{engine: mysql}");
     assert!(e.message.contains("postgres"), "{e}");
+    // Backups: a schedule cron understands, one target, never the data's own volume.
+    let e = bad("{backup: {schedule: '0 25 * * *', to: {volume: b}}}");
+    assert!(e.message.contains("hour"), "{e}");
+    assert!(e.line > 0, "{e}");
+    let e = bad("{backup: {schedule: '@daily', to: {volume: b, path: /srv}}}");
+    assert_eq!(e.field, "spec.backup.to");
+    let e = bad("{backup: {schedule: '@daily', to: {path: backups}}}");
+    assert_eq!(e.field, "spec.backup.to.path");
+    let e = bad("{backup: {schedule: '@daily', to: {volume: db-data}}}");
+    assert_eq!(e.field, "spec.backup.to.volume");
+    let e = bad("{restoreFrom: latest}");
+    assert_eq!(e.field, "spec.restoreFrom");
+    let e = bad("{restoreFrom: dump.sql}");
+    assert!(e.message.contains("absolute"), "{e}");
     let e = &parse_str("apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: a}\nspec: {image: x, env: {U: {fromDatabase: db, key: secret}}}\n", "m.yaml", None).expect_err("bad key")[0];
     assert!(e.message.contains("url"), "{e}");
 }
