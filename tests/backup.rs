@@ -5,7 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{docker, eventually, postgres_image, text, Env, POSTGRES_IMAGE};
+use common::postgres::{env_with_postgres, query, url};
+use common::{docker, eventually, text, POSTGRES_IMAGE};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -13,40 +14,6 @@ fn database(name: &str, port: u16, extra: &str) -> String {
     format!(
         "apiVersion: dockhand/v1\nkind: Database\nmetadata: {{name: {name}}}\nspec:\n  image: {POSTGRES_IMAGE}\n  port: {port}\n{extra}"
     )
-}
-
-fn env_with_postgres(name: &str) -> Option<Env> {
-    let env = Env::new(name)?;
-    postgres_image();
-    Some(env)
-}
-
-/// Runs statements with a real client; the first column of the first row.
-fn query(url: &str, sql: &str) -> Result<String, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        use sqlx::{Connection, Row};
-        let mut c = sqlx::PgConnection::connect(url)
-            .await
-            .map_err(|e| e.to_string())?;
-        let rows = sqlx::raw_sql(sql)
-            .fetch_all(&mut c)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(rows
-            .first()
-            .and_then(|r| r.try_get::<String, _>(0).ok())
-            .unwrap_or_default())
-    })
-}
-
-fn url(env: &Env, name: &str) -> String {
-    let out = env.run("db", &["url", name]);
-    assert!(out.status.success(), "{}", text(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// The files in a volume, listed by a container of the PostgreSQL image.

@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::postgres::query;
 use common::{build_image, docker, postgres_image, text, Env, POSTGRES_IMAGE};
 
 const NEW_IMAGE: &str = "dockhand/postgres:17";
@@ -15,33 +16,6 @@ fn database(image: &str) -> String {
 
 /// A server that reaches the database by name, once it is Healthy.
 const APP: &str = "apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: app}\nspec:\n  image: IMAGE\n  entrypoint: [sleep, '3600']\n  env:\n    DATABASE_URL: {fromDatabase: ledger}\n  dependsOn: [{kind: Database, name: ledger, condition: Healthy}]\n";
-
-fn query(url: &str, sql: &str) -> Result<String, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        use sqlx::{Connection, Row};
-        let mut c = sqlx::PgConnection::connect(url)
-            .await
-            .map_err(|e| e.to_string())?;
-        let rows = sqlx::raw_sql(sql)
-            .fetch_all(&mut c)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(rows
-            .first()
-            .and_then(|r| r.try_get::<String, _>(0).ok())
-            .unwrap_or_default())
-    })
-}
-
-fn url(env: &Env) -> String {
-    let out = env.run("db", &["url", "ledger"]);
-    assert!(out.status.success(), "{}", text(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 fn volume_exists(name: &str) -> bool {
     docker(&["volume", "ls", "-q", "--filter", &format!("name=^{name}$")]).trim() == name
@@ -81,7 +55,7 @@ fn a_new_major_version_moves_the_data_to_a_new_volume_and_a_failed_upgrade_keeps
     env.write("app.yaml", &APP.replace("IMAGE", POSTGRES_IMAGE));
     let out = env.run("sync", &["--timeout", "120s"]);
     assert!(out.status.success(), "{}", text(&out));
-    let db = url(&env);
+    let db = common::postgres::url(&env, "ledger");
     query(&db, "create table entries (id int primary key, amount int); insert into entries values (1, 100), (2, -40)")
         .expect("write");
     let old_volume = format!("dh_{}_ledger-data", env.instance);
@@ -114,7 +88,7 @@ fn a_new_major_version_moves_the_data_to_a_new_volume_and_a_failed_upgrade_keeps
     env.write("db.yaml", &database(NEW_IMAGE));
     let out = env.run("sync", &["--timeout", "180s"]);
     assert!(out.status.success(), "{}", text(&out));
-    let db = url(&env);
+    let db = common::postgres::url(&env, "ledger");
     assert!(
         query(&db, "select version()").is_ok_and(|v| v.contains("PostgreSQL 17")),
         "17 serves"
@@ -159,7 +133,11 @@ fn a_new_major_version_moves_the_data_to_a_new_volume_and_a_failed_upgrade_keeps
     let out = env.run("sync", &["--timeout", "60s"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(
-        query(&url(&env), "select count(*)::text from entries").as_deref(),
+        query(
+            &common::postgres::url(&env, "ledger"),
+            "select count(*)::text from entries"
+        )
+        .as_deref(),
         Ok("4")
     );
 }

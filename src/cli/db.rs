@@ -99,18 +99,27 @@ pub async fn run(args: DbArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The database's manifest and secret, or why there are none (printed).
-async fn subject_parts(
-    state: &StateArgs,
-    name: &str,
-) -> anyhow::Result<
-    Option<(
-        crate::store::Store,
-        Object,
-        DatabaseSpec,
-        Option<DatabaseSecret>,
-    )>,
-> {
+/// What a database verb needs: the state file, the database's manifest and its secret.
+struct Parts {
+    store: crate::store::Store,
+    object: Object,
+    spec: DatabaseSpec,
+    secret: Option<DatabaseSecret>,
+}
+
+impl Parts {
+    fn subject<'a>(&'a self, instance: &'a str) -> crate::kinds::backup::Subject<'a> {
+        crate::kinds::backup::Subject {
+            instance,
+            object: &self.object,
+            spec: &self.spec,
+            secret: self.secret.as_ref(),
+        }
+    }
+}
+
+/// The database's parts, or `None` when it is unknown (said on stderr).
+async fn parts(state: &StateArgs, name: &str) -> anyhow::Result<Option<Parts>> {
     let store = super::common::open_existing_store(&state.state).await?;
     let objects = store.objects(&state.instance).await?;
     let Some((object, spec)) = database(&objects, name) else {
@@ -123,7 +132,12 @@ async fn subject_parts(
         .into_iter()
         .find(|(i, s)| *i == state.instance && s.name == name)
         .map(|(_, s)| s);
-    Ok(Some((store, object.clone(), spec.clone(), secret)))
+    Ok(Some(Parts {
+        object: object.clone(),
+        spec: spec.clone(),
+        store,
+        secret,
+    }))
 }
 
 async fn backup(
@@ -131,11 +145,11 @@ async fn backup(
     name: &str,
     output: Option<std::path::PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    use crate::kinds::backup::{self, Destination, Subject};
-    let Some((store, object, spec, secret)) = subject_parts(state, name).await? else {
+    use crate::kinds::backup::{self, Destination};
+    let Some(p) = parts(state, name).await? else {
         return Ok(ExitCode::from(1));
     };
-    let dest = match (output, &spec.backup) {
+    let dest = match (output, &p.spec.backup) {
         (Some(path), _) => Destination::Local(path),
         (None, Some(b)) => Destination::Target(b.to.clone()),
         (None, None) => {
@@ -144,13 +158,7 @@ async fn backup(
         }
     };
     let engine = crate::engine::DockerEngine::connect().await?;
-    let subject = Subject {
-        instance: &state.instance,
-        object: &object,
-        spec: &spec,
-        secret: secret.as_ref(),
-    };
-    let r = backup::take(&engine, &store, &subject, &dest).await?;
+    let r = backup::take(&engine, &p.store, &p.subject(&state.instance), &dest).await?;
     match &r.error {
         None => {
             println!(
@@ -169,8 +177,8 @@ async fn backup(
 }
 
 async fn restore(state: &StateArgs, name: &str, from: &str, yes: bool) -> anyhow::Result<ExitCode> {
-    use crate::kinds::backup::{self, Source, Subject};
-    let Some((store, object, spec, secret)) = subject_parts(state, name).await? else {
+    use crate::kinds::backup::{self, Source};
+    let Some(p) = parts(state, name).await? else {
         return Ok(ExitCode::from(1));
     };
     if !yes {
@@ -180,7 +188,7 @@ async fn restore(state: &StateArgs, name: &str, from: &str, yes: bool) -> anyhow
         return Ok(ExitCode::from(2));
     }
     let source = if from == "latest" {
-        let Some(b) = &spec.backup else {
+        let Some(b) = &p.spec.backup else {
             eprintln!(
                 "error: database {name:?} has no spec.backup.to to take the latest backup from"
             );
@@ -196,13 +204,7 @@ async fn restore(state: &StateArgs, name: &str, from: &str, yes: bool) -> anyhow
         Source::Local(path)
     };
     let engine = crate::engine::DockerEngine::connect().await?;
-    let subject = Subject {
-        instance: &state.instance,
-        object: &object,
-        spec: &spec,
-        secret: secret.as_ref(),
-    };
-    let outcome = backup::restore(&engine, &subject, &source).await;
+    let outcome = backup::restore(&engine, &p.subject(&state.instance), &source).await;
     let key = Some(crate::manifest::ObjectKey::new(
         crate::manifest::Kind::Database,
         name,
@@ -231,7 +233,7 @@ async fn restore(state: &StateArgs, name: &str, from: &str, yes: bool) -> anyhow
             )
         }
     };
-    store.append_events(&state.instance, &[event]).await?;
+    p.store.append_events(&state.instance, &[event]).await?;
     Ok(code)
 }
 
@@ -336,7 +338,7 @@ fn database<'a>(objects: &'a [StoredObject], name: &str) -> Option<(&'a Object, 
 
 async fn upgrade(state: &StateArgs, name: &str, finish: bool) -> anyhow::Result<ExitCode> {
     use crate::engine::Engine;
-    let Some((store, _, _, secret)) = subject_parts(state, name).await? else {
+    let Some(Parts { store, secret, .. }) = parts(state, name).await? else {
         return Ok(ExitCode::from(1));
     };
     let Some(old) = secret.as_ref().and_then(|s| s.old_volume.clone()) else {

@@ -8,6 +8,7 @@ mod env;
 mod flaky_engine;
 mod http_client;
 mod manifests;
+pub mod postgres;
 mod private_engine;
 
 // Each test binary uses a different part of the harness.
