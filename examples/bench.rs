@@ -3,7 +3,7 @@
 //! Run through `bench/run.sh` (it builds the release binaries and the image first):
 //!
 //! ```text
-//! bench/run.sh [--quick] [--repeat N] [--only 1,2,3,4,5]
+//! bench/run.sh [--quick] [--repeat N] [--only 1,2,3,4,5,6]
 //! ```
 //!
 //! Every measurement is repeated; medians and ratios are reported because absolute times are
@@ -36,7 +36,7 @@ fn parse_args() -> Result<Args, Error> {
     let mut a = Args {
         repeat: 3,
         quick: false,
-        only: vec![1, 2, 3, 4, 5],
+        only: vec![1, 2, 3, 4, 5, 6],
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -135,6 +135,9 @@ fn run(args: &Args) -> Result<(), Error> {
     }
     if args.only.contains(&5) {
         rows.extend(idle::outer(1000, if args.quick { 5 } else { 20 })?);
+    }
+    if args.only.contains(&6) {
+        rows.extend(route::rows(args.quick, args.repeat)?);
     }
     println!("\nMachine: {}\n", machine());
     println!("| # | scenario | dockhand | baseline | ratio | target | met |");
@@ -931,6 +934,225 @@ mod idle {
             let _ = task.await;
             let _ = std::fs::remove_dir_all(&dir);
             Ok::<(), Error>(())
+        })
+    }
+}
+
+/// Scenario 6: a Route's data plane against a direct connection to the same backend, in one
+/// process: TCP bulk throughput, TCP connections per second, UDP round trips per second with
+/// 100 clients. The backend is an in-process sink on loopback, so the ratio is the proxy's own
+/// cost (a container's veth would add the same to both sides).
+mod route {
+    use super::{median, Error, Row};
+    use std::collections::HashMap;
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+    fn route(
+        protocol: &str,
+        listen: SocketAddr,
+        port: u16,
+    ) -> Result<(String, dockhand::manifest::network::RouteSpec), Error> {
+        let text = format!(
+            "apiVersion: dockhand/v1\nkind: Route\nmetadata: {{name: bench}}\nspec: {{protocol: {protocol}, listen: '{listen}', to: {{server: sink, port: {port}}}}}\n"
+        );
+        let objects = dockhand::manifest::parse_str(&text, "bench.yaml", None)
+            .map_err(|e| format!("{e:?}"))?;
+        match objects.into_iter().next().map(|o| o.spec) {
+            Some(dockhand::manifest::Spec::Route(r)) => Ok(("bench".into(), r)),
+            _ => Err("not a route".into()),
+        }
+    }
+
+    fn free_port() -> Result<u16, Error> {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port())
+    }
+
+    /// Sends `bytes` and waits for the sink to have read them all.
+    async fn bulk(to: SocketAddr, bytes: usize) -> Result<f64, Error> {
+        let mut c = TcpStream::connect(to).await?;
+        let chunk = vec![7u8; 1 << 20];
+        let started = Instant::now();
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            c.write_all(&chunk[..n]).await?;
+            left -= n;
+        }
+        c.shutdown().await?;
+        let mut ack = Vec::new();
+        c.read_to_end(&mut ack).await?;
+        Ok(bytes as f64 / started.elapsed().as_secs_f64())
+    }
+
+    /// `total` connections, 16 at a time: connect, one byte each way, close.
+    async fn connections(to: SocketAddr, total: usize) -> Result<f64, Error> {
+        let started = Instant::now();
+        let per = total / 16;
+        let workers: Vec<_> = (0..16)
+            .map(|_| {
+                tokio::spawn(async move {
+                    for _ in 0..per {
+                        let mut c = TcpStream::connect(to).await?;
+                        c.write_all(b"x").await?;
+                        let mut b = [0u8; 1];
+                        c.read_exact(&mut b).await?;
+                    }
+                    Ok::<_, std::io::Error>(())
+                })
+            })
+            .collect();
+        for w in workers {
+            w.await??;
+        }
+        Ok((per * 16) as f64 / started.elapsed().as_secs_f64())
+    }
+
+    /// 100 clients, each sending a datagram and waiting for its echo, for `secs`.
+    async fn udp(to: SocketAddr, secs: f64) -> Result<f64, Error> {
+        let until = Instant::now() + Duration::from_secs_f64(secs);
+        let started = Instant::now();
+        let clients: Vec<_> = (0..100)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let s = UdpSocket::bind("127.0.0.1:0").await?;
+                    s.connect(to).await?;
+                    let mut n = 0u64;
+                    let mut buf = [0u8; 64];
+                    while Instant::now() < until {
+                        s.send(b"ping").await?;
+                        if tokio::time::timeout(Duration::from_millis(200), s.recv(&mut buf))
+                            .await
+                            .is_ok()
+                        {
+                            n += 1;
+                        }
+                    }
+                    Ok::<_, std::io::Error>(n)
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for c in clients {
+            total += c.await??;
+        }
+        Ok(total as f64 / started.elapsed().as_secs_f64())
+    }
+
+    async fn sinks() -> Result<(u16, u16), Error> {
+        // TCP: reads everything; one byte in, one byte out for the connection test.
+        let tcp = TcpListener::bind("127.0.0.1:0").await?;
+        let tcp_port = tcp.local_addr()?.port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = tcp.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 1 << 20];
+                    loop {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(1) => {
+                                let _ = s.write_all(b"y").await;
+                            }
+                            Ok(_) => {}
+                        }
+                    }
+                });
+            }
+        });
+        let udp = UdpSocket::bind("127.0.0.1:0").await?;
+        let udp_port = udp.local_addr()?.port();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            while let Ok((n, from)) = udp.recv_from(&mut buf).await {
+                let _ = udp.send_to(&buf[..n], from).await;
+            }
+        });
+        Ok((tcp_port, udp_port))
+    }
+
+    pub fn rows(quick: bool, repeat: usize) -> Result<Vec<Row>, Error> {
+        eprintln!("route: TCP throughput, connections/s and UDP round trips, proxied and direct");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let (tcp_port, udp_port) = sinks().await?;
+            let proxy = dockhand::proxy::Proxy::new();
+            let tcp_listen: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+            let udp_listen: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+            let routes = vec![route("tcp", tcp_listen, tcp_port)?, {
+                let (_, r) = route("udp", udp_listen, udp_port)?;
+                ("bench-udp".to_owned(), r)
+            }];
+            let backends = HashMap::from([(
+                "sink".to_owned(),
+                vec![dockhand::proxy::Backend::from(Ipv4Addr::LOCALHOST)],
+            )]);
+            proxy.sync(&routes, &backends).await;
+            let direct_tcp = SocketAddr::from((Ipv4Addr::LOCALHOST, tcp_port));
+            let direct_udp = SocketAddr::from((Ipv4Addr::LOCALHOST, udp_port));
+            let bytes = if quick { 256 << 20 } else { 1 << 30 };
+            let conns = if quick { 1_600 } else { 8_000 };
+            let secs = if quick { 1.0 } else { 3.0 };
+            let (mut pt, mut dt, mut pc, mut dc, mut pu, mut du) =
+                (vec![], vec![], vec![], vec![], vec![], vec![]);
+            for _ in 0..repeat.max(1) {
+                dt.push(bulk(direct_tcp, bytes).await?);
+                pt.push(bulk(tcp_listen, bytes).await?);
+                dc.push(connections(direct_tcp, conns).await?);
+                pc.push(connections(tcp_listen, conns).await?);
+                du.push(udp(direct_udp, secs).await?);
+                pu.push(udp(udp_listen, secs).await?);
+            }
+            let row =
+                |id, scenario: &str, p: f64, d: f64, unit: &str, scale: f64, target: f64, label| {
+                    Row {
+                        id,
+                        scenario: format!("{scenario} (median of {})", repeat.max(1)),
+                        dockhand: format!("{:.2} {unit}", p / scale),
+                        baseline: format!("direct {:.2} {unit}", d / scale),
+                        ratio: format!("{:.2}×", p / d),
+                        target: label,
+                        met: Some(p / d >= target),
+                    }
+                };
+            Ok(vec![
+                row(
+                    "6",
+                    "Route, TCP bulk throughput",
+                    median(&pt),
+                    median(&dt),
+                    "GiB/s",
+                    (1u64 << 30) as f64,
+                    0.9,
+                    "≥ 0.9× direct",
+                ),
+                row(
+                    "6",
+                    "Route, TCP connections/s (16 at a time)",
+                    median(&pc),
+                    median(&dc),
+                    "k/s",
+                    1000.0,
+                    0.8,
+                    "≥ 0.8× direct",
+                ),
+                row(
+                    "6",
+                    "Route, UDP round trips/s, 100 clients",
+                    median(&pu),
+                    median(&du),
+                    "k/s",
+                    1000.0,
+                    0.8,
+                    "≥ 0.8× direct",
+                ),
+            ])
         })
     }
 }
