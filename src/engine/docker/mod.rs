@@ -103,12 +103,21 @@ impl DockerEngine {
         let docker = Docker::connect_with_defaults()
             .map_err(unavailable)?
             .with_timeout(deadline);
-        let docker = docker.negotiate_version().await.map_err(unavailable)?;
+        // The version and (unless containers are asked for) the swarm role at once: every
+        // verb pays for both before its first real call.
+        let mode = mode();
+        let (negotiated, info) = tokio::join!(docker.clone().negotiate_version(), async {
+            match mode {
+                EngineMode::Docker => None,
+                _ => Some(docker.info().await),
+            }
+        });
+        let docker = negotiated.map_err(unavailable)?;
         let slow = docker.clone().with_timeout(SLOW_DEADLINE.max(deadline));
-        let swarm = match mode() {
-            EngineMode::Docker => false,
-            m => {
-                let info = docker.info().await.map_err(unavailable)?;
+        let swarm = match (mode, info) {
+            (EngineMode::Docker, _) | (_, None) => false,
+            (m, Some(info)) => {
+                let info = info.map_err(unavailable)?;
                 let manager = info.swarm.and_then(|s| s.control_available) == Some(true);
                 if m == EngineMode::Swarm && !manager {
                     return Err(EngineError::Engine {
@@ -319,7 +328,10 @@ impl Engine for DockerEngine {
             filters: Some(filters),
             ..Default::default()
         };
-        let list = match self.docker.list_containers(Some(opts)).await {
+        // Whether this is Podman is asked once, beside the first listing.
+        let (listed, podman) =
+            tokio::join!(self.docker.list_containers(Some(opts)), self.is_podman());
+        let list = match listed {
             Ok(list) => list,
             // A state the model does not know (a Docker-compatible engine's own): list again
             // on the socket, reading unknown states as known ones.
@@ -350,7 +362,7 @@ impl Engine for DockerEngine {
             .into_iter()
             .filter_map(|c| convert::observed(c, instance))
             .collect();
-        if self.is_podman().await {
+        if podman {
             self.podman_health(&mut observed).await;
         }
         Ok(observed)
