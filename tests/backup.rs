@@ -5,16 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::postgres::{env_with_postgres, query, url};
+use common::postgres::{database, env_with_postgres, query, url};
 use common::{docker, eventually, text, POSTGRES_IMAGE};
 
 const WAIT: Duration = Duration::from_secs(90);
-
-fn database(name: &str, port: u16, extra: &str) -> String {
-    format!(
-        "apiVersion: dockhand/v1\nkind: Database\nmetadata: {{name: {name}}}\nspec:\n  image: {POSTGRES_IMAGE}\n  port: {port}\n{extra}"
-    )
-}
 
 /// The files in a volume, listed by a container of the PostgreSQL image.
 fn files_in(volume: &str) -> Vec<String> {

@@ -4,17 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::postgres::{env_with_postgres, query, url};
+use common::postgres::{database, env_with_postgres, query, url};
 use common::{docker, eventually, text, Env, POSTGRES_IMAGE};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// A Database manifest on a fixed port (tests run in parallel; auto ports are tested apart).
-fn database(name: &str, port: u16, extra: &str) -> String {
-    format!(
-        "apiVersion: dockhand/v1\nkind: Database\nmetadata: {{name: {name}}}\nspec:\n  image: {POSTGRES_IMAGE}\n  port: {port}\n{extra}"
-    )
-}
 
 /// A server `app` with `DATABASE_URL` from database `db` (plus `more_env` lines), waiting until
 /// the database is Healthy.

@@ -1,6 +1,14 @@
 //! A real PostgreSQL client for the database tests, and the URL dockhand gives for a database.
 
-use super::{text, Env};
+use super::{text, Env, POSTGRES_IMAGE};
+
+/// A Database manifest of the test image on a fixed port (tests run in parallel; allocated
+/// ports are tested apart), with `extra` spec lines.
+pub fn database(name: &str, port: u16, extra: &str) -> String {
+    format!(
+        "apiVersion: dockhand/v1\nkind: Database\nmetadata: {{name: {name}}}\nspec:\n  image: {POSTGRES_IMAGE}\n  port: {port}\n{extra}"
+    )
+}
 
 /// Runs statements with a real client; the first column of the first row (empty if none).
 pub fn query(url: &str, sql: &str) -> Result<String, String> {
