@@ -14,6 +14,15 @@ use super::{EngineError, Mount, SecretEnv};
 /// Label on every job container: the instance that ran it.
 pub const JOB_LABEL: &str = "dockhand.job-of";
 
+/// The labels of `instance`'s job `what` (`backup/orders`): not the instance's own, so no
+/// listing of its objects (and no prune) ever finds the job.
+pub fn job_labels(instance: &str, what: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (JOB_LABEL.to_owned(), instance.to_owned()),
+        ("dockhand.job".to_owned(), what.to_owned()),
+    ])
+}
+
 /// One script run in a container of `image`, with `sh -c`, as root.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Job {

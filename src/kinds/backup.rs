@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::database::{database_name, user_name};
-use crate::engine::job::{Job, JobOutput, JOB_LABEL};
+use crate::engine::job::{job_labels, Job, JobOutput};
 use crate::engine::{labels, Engine, EngineError, Mount, SecretEnv, State};
 use crate::manifest::database::{BackupTarget, DatabaseSpec};
 use crate::manifest::{Kind, Object, ObjectKey};
@@ -29,8 +29,6 @@ pub enum BackupError {
     NoSecret { name: String },
     #[error("backups of a swarm service's database are not supported yet")]
     Swarm,
-    #[error("database {name} has no spec.backup.to to take backups from")]
-    NoTarget { name: String },
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("{what} of database {name} failed: {why}")]
@@ -96,12 +94,6 @@ impl Subject<'_> {
         container: String,
         password: String,
     ) -> Job {
-        let mut job_labels = labels::owner_labels(self.instance);
-        // Not an object of the instance's: no listing or prune ever finds it.
-        job_labels.remove(labels::INSTANCE);
-        job_labels.remove(labels::MANAGED);
-        job_labels.insert(JOB_LABEL.into(), self.instance.to_owned());
-        job_labels.insert("dockhand.job".into(), format!("{verb}/{}", self.name()));
         Job {
             name: format!("dh_{}_job_{}-{verb}", self.instance, self.name()),
             image: self.spec.image(),
@@ -118,7 +110,7 @@ impl Subject<'_> {
             }],
             mounts: Vec::new(),
             network_of: Some(container),
-            labels: job_labels,
+            labels: job_labels(self.instance, &format!("{verb}/{}", self.name())),
             upload: None,
             download: None,
             timeout: JOB_TIMEOUT,

@@ -37,11 +37,6 @@ pub async fn image_major<E: Engine>(
     image: &str,
 ) -> Result<u32, BackupError> {
     engine.ensure_image(image, PullPolicy::IfNotPresent).await?;
-    let mut job_labels = std::collections::HashMap::new();
-    job_labels.insert(
-        crate::engine::job::JOB_LABEL.to_owned(),
-        instance.to_owned(),
-    );
     let job = crate::engine::Job {
         name: format!(
             "dh_{instance}_job_version-{}",
@@ -53,7 +48,7 @@ pub async fn image_major<E: Engine>(
         secret_env: Vec::new(),
         mounts: Vec::new(),
         network_of: None,
-        labels: job_labels,
+        labels: crate::engine::job::job_labels(instance, "version"),
         upload: None,
         download: None,
         timeout: Duration::from_secs(120),

@@ -206,19 +206,7 @@ impl<R: Engine> Reconciler<R> {
             let conn = database::Connection::from_host(o, d, s);
             let result = database::rotate(&conn, &s.password, new).await;
             // Whether this failure is new (the lock is never held across an await).
-            let new_failure = {
-                let mut failures = self
-                    .rotation_failures
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                match &result {
-                    Ok(()) => {
-                        failures.remove(name);
-                        false
-                    }
-                    Err(e) => failures.insert(name.clone(), e.clone()).as_ref() != Some(e),
-                }
-            };
+            let new_failure = is_new_failure(&self.rotation_failures, name, result.as_ref().err());
             match result {
                 Ok(()) => {
                     self.store
@@ -424,19 +412,7 @@ impl<R: Engine> Reconciler<R> {
             let result = backup::restore(&self.engine, &subject, &source)
                 .await
                 .map_err(|e| e.to_string());
-            let new_failure = {
-                let mut failures = self
-                    .seed_failures
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                match &result {
-                    Ok(_) => {
-                        failures.remove(&o.name);
-                        false
-                    }
-                    Err(e) => failures.insert(o.name.clone(), e.clone()).as_ref() != Some(e),
-                }
-            };
+            let new_failure = is_new_failure(&self.seed_failures, &o.name, result.as_ref().err());
             match result {
                 Ok(file) => notes.push(crate::store::NewEvent {
                     key: Some(o.key()),
@@ -751,6 +727,26 @@ impl<R: Engine> Reconciler<R> {
         let any = network::involved(desired) || !observed.ours.is_empty();
         self.had_networks.store(any, Ordering::Relaxed);
         Ok(observed)
+    }
+}
+
+/// Records how `name`'s latest attempt ended (`error`, or none for a success) and says whether
+/// it is a failure not seen just before: one event per distinct error, not one per pass. The
+/// lock is never held across an await.
+fn is_new_failure(
+    failures: &std::sync::Mutex<HashMap<String, String>>,
+    name: &str,
+    error: Option<&String>,
+) -> bool {
+    let mut failures = failures
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match error {
+        None => {
+            failures.remove(name);
+            false
+        }
+        Some(e) => failures.insert(name.to_owned(), e.clone()).as_ref() != Some(e),
     }
 }
 
