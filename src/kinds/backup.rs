@@ -61,16 +61,21 @@ pub struct Subject<'a> {
     pub secret: Option<&'a DatabaseSecret>,
 }
 
+/// The database's running container, what it was made from, and its password: what a job
+/// joins and runs (the server's own client tools, whatever the manifest says now).
+pub(super) struct Serving {
+    pub id: String,
+    pub image: String,
+    pub password: String,
+}
+
 impl Subject<'_> {
     fn name(&self) -> &str {
         &self.object.name
     }
 
-    /// The running container to join, and the password.
-    pub(super) async fn ready_parts<E: Engine>(
-        &self,
-        engine: &E,
-    ) -> Result<(String, String), BackupError> {
+    /// The running container to join, its image, and the password.
+    pub(super) async fn serving<E: Engine>(&self, engine: &E) -> Result<Serving, BackupError> {
         if engine.is_swarm() {
             return Err(BackupError::Swarm);
         }
@@ -84,19 +89,18 @@ impl Subject<'_> {
             .ok_or_else(|| BackupError::NotRunning {
                 name: self.name().to_owned(),
             })?;
-        Ok((container.id, secret.password.clone()))
+        Ok(Serving {
+            image: container.image.unwrap_or_else(|| self.spec.image()),
+            id: container.id,
+            password: secret.password.clone(),
+        })
     }
 
-    pub(super) fn job(
-        &self,
-        verb: &str,
-        script: String,
-        container: String,
-        password: String,
-    ) -> Job {
+    /// A job in `serving`'s network namespace, of its image, logged in as the database's user.
+    pub(super) fn job(&self, verb: &str, script: String, serving: &Serving) -> Job {
         Job {
             name: format!("dh_{}_job_{}-{verb}", self.instance, self.name()),
-            image: self.spec.image(),
+            image: serving.image.clone(),
             script,
             env: vec![
                 "PGHOST=127.0.0.1".into(),
@@ -106,10 +110,10 @@ impl Subject<'_> {
             ],
             secret_env: vec![SecretEnv {
                 var: "PGPASSWORD".into(),
-                value: password,
+                value: serving.password.clone(),
             }],
             mounts: Vec::new(),
-            network_of: Some(container),
+            network_of: Some(serving.id.clone()),
             labels: job_labels(self.instance, &format!("{verb}/{}", self.name())),
             upload: None,
             download: None,
@@ -378,7 +382,7 @@ async fn run_backup<E: Engine>(
     dest: &Destination,
     file: &str,
 ) -> Result<JobOutput, BackupError> {
-    let (container, password) = subject.ready_parts(engine).await?;
+    let serving = subject.serving(engine).await?;
     let name = subject.name();
     let job = match dest {
         Destination::Target(to) => {
@@ -390,13 +394,13 @@ async fn run_backup<E: Engine>(
             }
             let keep = subject.spec.backup.as_ref().map_or(7, |b| b.keep);
             let script = backup_script(MOUNT, file, Some(keep), name);
-            let mut job = subject.job("backup", script, container, password);
+            let mut job = subject.job("backup", script, &serving);
             job.mounts.push(mount);
             job
         }
         Destination::Local(path) => {
             let script = backup_script("/tmp", file, None, name);
-            let mut job = subject.job("backup", script, container, password);
+            let mut job = subject.job("backup", script, &serving);
             job.download = Some((format!("/tmp/{file}"), path.clone()));
             job
         }
@@ -410,13 +414,13 @@ pub async fn restore<E: Engine>(
     subject: &Subject<'_>,
     source: &Source,
 ) -> Result<String, BackupError> {
-    let (container, password) = subject.ready_parts(engine).await?;
+    let serving = subject.serving(engine).await?;
     let name = subject.name();
     let job = match source {
         Source::Latest(to) => {
             let (mut mount, _) = target_mount(subject.instance, to);
             mount.read_only = true;
-            let mut job = subject.job("restore", restore_script(None, name), container, password);
+            let mut job = subject.job("restore", restore_script(None, name), &serving);
             job.mounts.push(mount);
             job
         }
@@ -426,12 +430,7 @@ pub async fn restore<E: Engine>(
                 |n| n.to_string_lossy().into_owned(),
             );
             let inside = format!("/tmp/{base}");
-            let mut job = subject.job(
-                "restore",
-                restore_script(Some(&inside), name),
-                container,
-                password,
-            );
+            let mut job = subject.job("restore", restore_script(Some(&inside), name), &serving);
             job.upload = Some((path.clone(), "/tmp".into()));
             job
         }

@@ -132,7 +132,7 @@ pub async fn upgrade<E: Engine>(
 ) -> Result<Upgraded, BackupError> {
     let instance = subject.instance;
     let name = &subject.object.name;
-    let (container, password) = subject.ready_parts(engine).await?;
+    let serving = subject.serving(engine).await?;
     let dump = Mount {
         volume: true,
         source: dump_volume(instance, name),
@@ -142,12 +142,7 @@ pub async fn upgrade<E: Engine>(
     engine
         .ensure_volume(&dump.source, &labels::owner_labels(instance))
         .await?;
-    let mut job = subject.job(
-        "upgrade-dump",
-        dump_script(),
-        container.clone(),
-        password.clone(),
-    );
+    let mut job = subject.job("upgrade-dump", dump_script(), &serving);
     job.mounts.push(dump.clone());
     let out = engine.run_job(&job).await?;
     let old_tables = tables(&out.stdout);
@@ -175,12 +170,7 @@ pub async fn upgrade<E: Engine>(
             .ensure_volume(&volume, &labels::owner_labels(instance))
             .await
             .map_err(|e| e.to_string())?;
-        let mut job = subject.job(
-            "upgrade-restore",
-            restore_script(),
-            String::new(),
-            password.clone(),
-        );
+        let mut job = subject.job("upgrade-restore", restore_script(), &serving);
         job.image = image.to_owned();
         job.network_of = None;
         job.env.extend([
@@ -195,7 +185,7 @@ pub async fn upgrade<E: Engine>(
         ]);
         job.secret_env.push(SecretEnv {
             var: "POSTGRES_PASSWORD".into(),
-            value: password.clone(),
+            value: serving.password.clone(),
         });
         job.mounts.push(Mount {
             read_only: true,
@@ -234,7 +224,7 @@ pub async fn upgrade<E: Engine>(
         Ok(u) => Ok(u),
         Err(why) => {
             // The old server serves on, writable again.
-            let job = subject.job("upgrade-undo", writable_script(), container, password);
+            let job = subject.job("upgrade-undo", writable_script(), &serving);
             let undo = engine.run_job(&job).await;
             let undone = match undo {
                 Ok(o) if o.succeeded() => String::new(),
