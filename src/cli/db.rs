@@ -121,7 +121,9 @@ impl Parts {
 /// The database's parts, or `None` when it is unknown (said on stderr).
 async fn parts(state: &StateArgs, name: &str) -> anyhow::Result<Option<Parts>> {
     let store = super::common::open_existing_store(&state.state).await?;
-    let objects = store.objects(&state.instance).await?;
+    let objects = store
+        .objects_of_kind(&state.instance, crate::manifest::Kind::Database)
+        .await?;
     let Some((object, spec)) = database(&objects, name) else {
         eprintln!("error: database {name:?} not found");
         return Ok(None);

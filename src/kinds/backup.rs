@@ -326,7 +326,8 @@ async fn backup_due<E: Engine>(
     since: i64,
     notifier: Option<&crate::notify::Notifier>,
 ) -> Result<(), crate::store::StoreError> {
-    let objects = store.objects(instance).await?;
+    // Every tick reads the databases only, not every object of the instance.
+    let objects = store.objects_of_kind(instance, Kind::Database).await?;
     let scheduled: Vec<(&Object, &DatabaseSpec, &crate::manifest::database::Backup)> = objects
         .iter()
         .filter_map(|s| match &s.object.spec {

@@ -37,22 +37,25 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(query("objects"))?;
-        rows.into_iter()
-            .map(|r| {
-                let json: String = r.get(0);
-                let object: Object =
-                    serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
-                        what: "object",
-                        message: e.to_string(),
-                    })?;
-                Ok(StoredObject {
-                    object,
-                    generation: r.get(1),
-                    spec_hash: r.get(2),
-                    last_error: r.get(3),
-                })
-            })
-            .collect()
+        decode_objects(rows)
+    }
+
+    /// The instance's objects of one kind only (by the primary key: the other kinds are not
+    /// read, let alone decoded).
+    pub async fn objects_of_kind(
+        &self,
+        instance: &str,
+        kind: crate::manifest::Kind,
+    ) -> Result<Vec<StoredObject>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT object, generation, spec_hash, last_error FROM objects WHERE instance = ? AND kind = ? ORDER BY name",
+        )
+        .bind(instance)
+        .bind(kind.label())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("objects"))?;
+        decode_objects(rows)
     }
 
     /// Whether the store holds this object (without reading every object's spec).
@@ -250,4 +253,23 @@ async fn record_revision(
     .await
     .map_err(query("record revision"))?;
     Ok(())
+}
+
+/// Stored objects from rows of (object JSON, generation, spec hash, last error).
+fn decode_objects(rows: Vec<sqlx::sqlite::SqliteRow>) -> Result<Vec<StoredObject>, StoreError> {
+    rows.into_iter()
+        .map(|r| {
+            let json: String = r.get(0);
+            let object: Object = serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+                what: "object",
+                message: e.to_string(),
+            })?;
+            Ok(StoredObject {
+                object,
+                generation: r.get(1),
+                spec_hash: r.get(2),
+                last_error: r.get(3),
+            })
+        })
+        .collect()
 }

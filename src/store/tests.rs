@@ -47,6 +47,20 @@ async fn state_file_is_private_and_objects_round_trip() {
     let r = apply(&store, &changed, true).await;
     assert_eq!(r.changed[0].1, 2, "generation bumps on a spec change");
     assert_eq!(store.objects("other").await.expect("reads").len(), 0);
+
+    // One kind is read alone.
+    let db = objects(
+        "apiVersion: dockhand/v1\nkind: Database\nmetadata: {name: orders}\nspec: {}\n",
+        "b.yaml",
+    );
+    apply(&store, &[changed, db].concat(), true).await;
+    let dbs = store
+        .objects_of_kind("i", Kind::Database)
+        .await
+        .expect("reads");
+    let names: Vec<&str> = dbs.iter().map(|s| s.object.name.as_str()).collect();
+    assert_eq!(names, ["orders"]);
+    assert_eq!(store.objects("i").await.expect("reads").len(), 2);
 }
 
 #[tokio::test]
