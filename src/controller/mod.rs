@@ -303,13 +303,24 @@ const EVENT_RECHECKS: [Duration; 5] = [
     Duration::from_millis(1000),
 ];
 
+/// How many exited containers are waited on at once (`Engine::settled`); exits beyond that
+/// are caught by the rechecks.
+const SETTLING_AT_ONCE: usize = 16;
+
 /// Follows the engine's container events for this instance, resubscribing with backoff when the
 /// stream ends (engine restarted or gone), and asking for a full pass after every reconnect.
-/// Each burst of drift events wakes a pass at once and again at `EVENT_RECHECKS`.
+/// Each burst of drift events wakes a pass at once and again at `EVENT_RECHECKS`; an exit
+/// also wakes one as soon as the engine has recorded it (`Engine::settled`), so a crashed
+/// container is started again without waiting for a recheck to find it stopped.
 async fn watch_engine<R: Engine>(runtime: R, instance: String, wake: Arc<Notify>) {
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     // The burst's start and how many rechecks are done.
     let mut burst: Option<(Instant, usize)> = None;
+    let settle = |id: String| {
+        let runtime = &runtime;
+        async move { runtime.settled(&id).await }
+    };
+    let mut settling = futures_util::stream::FuturesUnordered::new();
     loop {
         let mut stream = runtime.events(&instance);
         loop {
@@ -323,6 +334,10 @@ async fn watch_engine<R: Engine>(runtime: R, instance: String, wake: Arc<Notify>
             };
             let event = tokio::select! {
                 e = stream.next() => e,
+                Some(()) = settling.next(), if !settling.is_empty() => {
+                    wake.notify_one();
+                    continue;
+                }
                 _ = due => {
                     wake.notify_one();
                     burst = burst
@@ -338,6 +353,9 @@ async fn watch_engine<R: Engine>(runtime: R, instance: String, wake: Arc<Notify>
                         tracing::debug!(container = %e.id, action = %e.action, "engine event");
                         wake.notify_one();
                         burst.get_or_insert_with(|| (Instant::now(), 0));
+                        if e.action == "die" && settling.len() < SETTLING_AT_ONCE {
+                            settling.push(settle(e.id));
+                        }
                     }
                 }
                 Some(Err(e)) => {
@@ -413,6 +431,35 @@ mod tests {
         // Then nothing, until the next event.
         let quiet = tokio::time::timeout(Duration::from_secs(60), wake.notified()).await;
         assert!(quiet.is_err(), "woken without an event");
+        task.abort();
+    }
+
+    /// An exit wakes a pass once more as soon as the engine has recorded it, between the
+    /// rechecks, so the pass that starts the container again need not wait for one.
+    #[tokio::test(start_paused = true)]
+    async fn an_exit_wakes_a_pass_once_the_engine_has_recorded_it() {
+        use crate::engine::fake::FakeEngine;
+        use crate::engine::{ContainerSpec, Engine};
+        let runtime = FakeEngine::new();
+        runtime.settle_after(Duration::from_millis(130));
+        let spec = ContainerSpec {
+            name: "dh_t_server_web".into(),
+            labels: crate::engine::labels::owner_labels("t"),
+            ..ContainerSpec::default()
+        };
+        let id = runtime.create(&spec).await.expect("create");
+        runtime.start(&id).await.expect("start");
+        let wake = Arc::new(Notify::new());
+        let task = tokio::spawn(watch_engine(runtime.clone(), "t".into(), wake.clone()));
+        tokio::task::yield_now().await;
+        let start = Instant::now();
+        runtime.exit(&id, 137);
+        let mut woken = Vec::new();
+        for _ in 0..=EVENT_RECHECKS.len() + 1 {
+            wake.notified().await;
+            woken.push((Instant::now() - start).as_millis());
+        }
+        assert_eq!(woken, [0, 50, 100, 130, 200, 400, 1000]);
         task.abort();
     }
 

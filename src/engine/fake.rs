@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures_util::stream::{self, BoxStream, StreamExt};
 use tokio::sync::broadcast;
@@ -42,6 +43,8 @@ impl Inner {
 pub struct FakeEngine {
     inner: Arc<Mutex<Inner>>,
     events: Arc<Mutex<broadcast::Sender<EngineEvent>>>,
+    /// How long `settled` takes, as the Docker engine's unmount after an exit does.
+    settle: Arc<Mutex<Duration>>,
 }
 
 impl Default for FakeEngine {
@@ -55,7 +58,16 @@ impl FakeEngine {
         Self {
             inner: Arc::default(),
             events: Arc::new(Mutex::new(broadcast::channel(1024).0)),
+            settle: Arc::default(),
         }
+    }
+
+    /// Makes `settled` take `d`.
+    pub fn settle_after(&self, d: Duration) {
+        *self
+            .settle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = d;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -277,6 +289,14 @@ impl Engine for FakeEngine {
 
     async fn disconnect_network(&self, _name: &str, _container: &str) -> Result<(), EngineError> {
         Ok(())
+    }
+
+    async fn settled(&self, _id: &str) {
+        let d = *self
+            .settle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tokio::time::sleep(d).await;
     }
 
     fn events(&self, _instance: &str) -> BoxStream<'static, Result<EngineEvent, EngineError>> {

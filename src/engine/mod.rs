@@ -672,6 +672,14 @@ pub trait Engine: job::Jobs + Send + Sync + 'static {
     /// Container events for this instance, until the engine goes away.
     fn events(&self, instance: &str) -> BoxStream<'static, Result<EngineEvent, EngineError>>;
 
+    /// Returns once the engine has finished recording a container's last state change. The
+    /// Docker engine publishes `die` before its listing shows the container stopped (it
+    /// unmounts first: 150-300 ms on fuse-overlayfs), while its inspection waits on the
+    /// container's lock, which that handling holds: a listing after this shows the exit.
+    fn settled(&self, _id: &str) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
+
     /// One sample of a running container's resource use; `None` where the engine has none.
     fn stats(
         &self,

@@ -777,6 +777,13 @@ impl Engine for DockerEngine {
         Ok(Some(convert::stats(&s)))
     }
 
+    async fn settled(&self, id: &str) {
+        if !self.swarm {
+            // The answer does not matter (a container already removed is settled too).
+            let _ = self.docker.inspect_container(id, None).await;
+        }
+    }
+
     fn events(&self, instance: &str) -> BoxStream<'static, Result<EngineEvent, EngineError>> {
         if self.swarm {
             return self.service_events(instance);
