@@ -4,6 +4,7 @@
 mod attach;
 mod convert;
 mod job;
+mod ping;
 mod ports;
 mod service;
 mod swarm;
@@ -100,52 +101,85 @@ impl DockerEngine {
             .ok()
             .and_then(|s| s.parse().ok())
             .map_or(DEFAULT_DEADLINE, Duration::from_secs);
-        let docker = Docker::connect_with_defaults()
-            .map_err(unavailable)?
-            .with_timeout(deadline);
-        // The version and (unless containers are asked for) the swarm role at once: every
-        // verb pays for both before its first real call.
         let mode = mode();
-        let (negotiated, info) = tokio::join!(docker.clone().negotiate_version(), async {
-            match mode {
-                EngineMode::Docker => None,
-                _ => Some(docker.info().await),
-            }
-        });
-        let docker = negotiated.map_err(unavailable)?;
-        let slow = docker.clone().with_timeout(SLOW_DEADLINE.max(deadline));
-        let swarm = match (mode, info) {
-            (EngineMode::Docker, _) | (_, None) => false,
-            (m, Some(info)) => {
-                let info = info.map_err(unavailable)?;
-                let manager = info.swarm.and_then(|s| s.control_available) == Some(true);
-                if m == EngineMode::Swarm && !manager {
-                    return Err(EngineError::Engine {
-                        op: "connect",
-                        target: "swarm".into(),
-                        message: "--engine swarm needs an engine that manages a swarm (run `docker swarm init`, or point DOCKER_HOST at a manager)".into(),
-                    });
-                }
-                // A manager that already runs dockhand's containers keeps them: `auto` does not
-                // turn a working single-host setup into services behind its back.
-                if m == EngineMode::Auto && manager && has_dockhand_containers(&docker).await {
-                    tracing::warn!("this swarm manager runs dockhand containers: objects stay containers (--engine swarm makes them services)");
-                    false
+        let socket = tolerant::socket().filter(|s| s.exists());
+        let pinged = match &socket {
+            Some(s) => ping::ping(s, deadline).await,
+            None => None,
+        };
+        let podman = std::sync::Arc::new(tokio::sync::OnceCell::new());
+        let (docker, manager) = match (socket, pinged) {
+            (Some(socket), Some(p)) => {
+                let version = if p.api_version < *bollard::API_DEFAULT_VERSION {
+                    p.api_version
                 } else {
-                    manager
-                }
+                    *bollard::API_DEFAULT_VERSION
+                };
+                let docker = Docker::connect_with_unix(
+                    &socket.to_string_lossy(),
+                    deadline.as_secs(),
+                    &version,
+                )
+                .map_err(unavailable)?
+                .with_timeout(deadline);
+                let _ = podman.set(p.podman);
+                (docker, p.manager == Some(true))
             }
+            // Another transport (tcp, ssh), or an engine whose ping says too little.
+            _ => negotiate(mode, deadline).await?,
+        };
+        let slow = docker.clone().with_timeout(SLOW_DEADLINE.max(deadline));
+        if mode == EngineMode::Swarm && !manager {
+            return Err(EngineError::Engine {
+                op: "connect",
+                target: "swarm".into(),
+                message: "--engine swarm needs an engine that manages a swarm (run `docker swarm init`, or point DOCKER_HOST at a manager)".into(),
+            });
+        }
+        // A manager that already runs dockhand's containers keeps them: `auto` does not turn a
+        // working single-host setup into services behind its back.
+        let swarm = match mode {
+            EngineMode::Docker => false,
+            EngineMode::Swarm => true,
+            EngineMode::Auto if manager && has_dockhand_containers(&docker).await => {
+                tracing::warn!("this swarm manager runs dockhand containers: objects stay containers (--engine swarm makes them services)");
+                false
+            }
+            EngineMode::Auto => manager,
         };
         Ok(Self {
             docker,
             slow,
             deadline,
-            podman: Default::default(),
+            podman,
             swarm,
             gateway: Default::default(),
             nodes: Default::default(),
         })
     }
+}
+
+/// Connects as `DOCKER_HOST` says, asking the engine's version and (unless containers are
+/// asked for) its swarm role at once: whether it manages a swarm.
+async fn negotiate(mode: EngineMode, deadline: Duration) -> Result<(Docker, bool), EngineError> {
+    let docker = Docker::connect_with_defaults()
+        .map_err(unavailable)?
+        .with_timeout(deadline);
+    let (negotiated, info) = tokio::join!(docker.clone().negotiate_version(), async {
+        match mode {
+            EngineMode::Docker => None,
+            _ => Some(docker.info().await),
+        }
+    });
+    let docker = negotiated.map_err(unavailable)?;
+    let manager = match info {
+        Some(info) => {
+            let info = info.map_err(unavailable)?;
+            info.swarm.and_then(|s| s.control_available) == Some(true)
+        }
+        None => false,
+    };
+    Ok((docker, manager))
 }
 
 /// An IPv4 bridge's gateway: the one its IPAM names, else the subnet's first address, which the

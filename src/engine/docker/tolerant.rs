@@ -81,6 +81,18 @@ pub(super) async fn list(
 }
 
 pub(super) async fn get(socket: &Path, path: &str) -> Result<Vec<u8>, String> {
+    let (status, _, body) = request(socket, path).await?;
+    if !status.is_success() {
+        return Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body)));
+    }
+    Ok(body)
+}
+
+/// `GET path` on the socket: the answer's status, headers and body, whatever the status.
+pub(super) async fn request(
+    socket: &Path,
+    path: &str,
+) -> Result<(hyper::StatusCode, hyper::HeaderMap, Vec<u8>), String> {
     let stream = tokio::net::UnixStream::connect(socket)
         .await
         .map_err(|e| format!("{}: {e}", socket.display()))?;
@@ -94,17 +106,11 @@ pub(super) async fn get(socket: &Path, path: &str) -> Result<Vec<u8>, String> {
         .body(axum::body::Body::empty())
         .map_err(|e| e.to_string())?;
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status();
+    let (status, headers) = (resp.status(), resp.headers().clone());
     let bytes = axum::body::to_bytes(axum::body::Body::new(resp.into_body()), 64 << 20)
         .await
         .map_err(|e| e.to_string())?;
-    if !status.is_success() {
-        return Err(format!(
-            "HTTP {status}: {}",
-            String::from_utf8_lossy(&bytes)
-        ));
-    }
-    Ok(bytes.to_vec())
+    Ok((status, headers, bytes.to_vec()))
 }
 
 /// Percent-encodes a query value: RFC 3986's unreserved characters stay, every other byte is
