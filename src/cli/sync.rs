@@ -36,7 +36,10 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let mut progress = Progress::new();
 
     loop {
-        let snapshot = sources.load().await?;
+        // The engine is listed while the manifests are read.
+        let (snapshot, listed) = tokio::join!(sources.load(), rec.list_ahead());
+        let snapshot = snapshot?;
+        listed?;
         // A pass that the engine keeps waiting (calls have deadlines, but several add up) ends
         // with --timeout all the same.
         // The pass that starts at (or just before) the deadline still gets a few seconds, so

@@ -133,19 +133,23 @@ pub fn involved(desired: &[Object]) -> bool {
     })
 }
 
-/// Reads this instance's networks, and asks the engine only about names no manifest declares
-/// (to tell an existing network from one to create).
+/// Reads this instance's networks (unless `listed` already holds them), and asks the engine
+/// only about names no manifest declares (to tell an existing network from one to create).
 pub async fn observe<R: Engine>(
     engine: &R,
     instance: &str,
     desired: &[Object],
+    listed: Option<Vec<NetworkInfo>>,
 ) -> Result<ObservedNetworks, EngineError> {
     let declared: BTreeSet<&str> = desired
         .iter()
         .filter(|o| matches!(o.spec, Spec::Network(_)))
         .map(|o| o.name.as_str())
         .collect();
-    let ours: Vec<NetworkInfo> = engine.list_networks(instance).await?;
+    let ours: Vec<NetworkInfo> = match listed {
+        Some(l) => l,
+        None => engine.list_networks(instance).await?,
+    };
     let mut existing = BTreeSet::new();
     for net in joined(desired) {
         // `default` is always the instance's own.

@@ -5,6 +5,7 @@
 //! and finishes.
 
 pub mod execute;
+mod listing;
 mod observe;
 mod record;
 mod stop;
@@ -147,6 +148,8 @@ pub struct Reconciler<R> {
     seed_failures: std::sync::Mutex<HashMap<String, String>>,
     /// The PostgreSQL major version of each database image asked so far.
     image_majors: std::sync::Mutex<HashMap<String, u32>>,
+    /// The engine listed ahead of the next pass (`list_ahead`).
+    ahead: std::sync::Mutex<Option<listing::Listing>>,
 }
 
 impl<R: Engine> Reconciler<R> {
@@ -167,6 +170,7 @@ impl<R: Engine> Reconciler<R> {
             rotation_failures: std::sync::Mutex::new(HashMap::new()),
             seed_failures: std::sync::Mutex::new(HashMap::new()),
             image_majors: std::sync::Mutex::new(HashMap::new()),
+            ahead: std::sync::Mutex::new(None),
         }
     }
 

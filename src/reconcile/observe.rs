@@ -53,9 +53,14 @@ impl<R: Engine> Reconciler<R> {
         dry_run: bool,
     ) -> Result<Observation, ReconcileError> {
         let instance = &self.options.instance;
-        let stored = self.store.objects(instance).await?;
-        let statuses = self.store.statuses_by_key(instance).await?;
-        let intents = self.store.intents(instance).await?;
+        let reads = async {
+            let stored = self.store.objects(instance).await?;
+            let statuses = self.store.statuses_by_key(instance).await?;
+            let intents = self.store.intents(instance).await?;
+            Ok::<_, ReconcileError>((stored, statuses, intents))
+        };
+        let (reads, listing) = tokio::join!(reads, self.listing());
+        let ((stored, statuses, intents), listing) = (reads?, listing?);
         let mut desired = merge(snapshot, &stored);
         if self.engine.is_swarm() {
             // A service stands for every replica of its server.
@@ -99,7 +104,7 @@ impl<R: Engine> Reconciler<R> {
             }
         }
         let (observed, foreign) = claim(
-            self.engine.list(instance).await?,
+            listing.containers,
             self.store.identity(),
             self.options.take_over,
         );
@@ -128,7 +133,11 @@ impl<R: Engine> Reconciler<R> {
         // Objects whose rollout failed run their last Ready revision instead.
         let (running, rolled_back) = self.rolled_back(&desired, &stored, &intents).await?;
         let files = self.host_files(&running, &secret_values, &mut refused);
-        let networks = network::plan(instance, &desired, &self.observe_networks(&desired).await?);
+        let networks = network::plan(
+            instance,
+            &desired,
+            &self.observe_networks(&desired, listing.networks).await?,
+        );
         let through_gateway = database::reached_through_gateway(&running);
         let host_gateway = if through_gateway.is_empty() || self.engine.is_swarm() {
             None
@@ -714,16 +723,19 @@ impl<R: Engine> Reconciler<R> {
         Ok(())
     }
 
-    /// The engine's networks. Skips the engine while no manifest involves networks and none of
-    /// this instance's were seen last time, so such passes stay one container listing.
+    /// The engine's networks (`listed`, when the pass's listing asked them). Skips the engine
+    /// while no manifest involves networks and none of this instance's were seen last time, so
+    /// such passes stay one container listing.
     async fn observe_networks(
         &self,
         desired: &[Object],
+        listed: Option<Vec<crate::engine::NetworkInfo>>,
     ) -> Result<ObservedNetworks, ReconcileError> {
         if !network::involved(desired) && !self.had_networks.load(Ordering::Relaxed) {
             return Ok(ObservedNetworks::default());
         }
-        let observed = network::observe(&self.engine, &self.options.instance, desired).await?;
+        let observed =
+            network::observe(&self.engine, &self.options.instance, desired, listed).await?;
         let any = network::involved(desired) || !observed.ours.is_empty();
         self.had_networks.store(any, Ordering::Relaxed);
         Ok(observed)
