@@ -91,6 +91,10 @@ pub async fn poll_once<R: Engine>(
     instance: &str,
 ) -> Result<Vec<(String, String, Polled)>, StoreError> {
     let digests = store.image_digests(instance).await?;
+    if digests.is_empty() {
+        // Nothing follows a tag: the objects need not be read (every `sync` starts here).
+        return Ok(Vec::new());
+    }
     let objects = store.objects(instance).await?;
     let mut out = Vec::new();
     for (name, (image, digest)) in digests {
