@@ -2,7 +2,7 @@
 # dockhand's benchmarks: dockhand against the engine's own limit and docker-compose, in one run
 # on this machine, plus the planner's criterion benchmark. Prints a markdown table.
 #
-#   bench/run.sh [--quick] [--repeat N] [--only 1,2,3,4,5] [--no-planner]
+#   bench/run.sh [--quick] [--repeat N] [--only 1,2,3,4,5,6,7,8] [--no-planner]
 #
 # Needs Docker (the engine running) and builds what it needs: the release binaries and the
 # local busybox image. docker-compose is measured when it is installed.
