@@ -114,14 +114,26 @@ pub fn docker(args: &[&str]) -> String {
 }
 
 /// Removes every container of a test's instance (and their anonymous volumes).
+///
+/// A controller stopped mid-pass can leave a create request the engine finishes after the
+/// first listing (seen as a `Created` container after a CI run): the instance is listed again
+/// shortly after, until it is empty (three rounds at most).
 pub fn remove_containers_of(instance: &str) {
     let label = format!("label=dockhand.instance={instance}");
-    let ids = docker(&["ps", "-aq", "--filter", &label]);
-    let ids: Vec<&str> = ids.split_whitespace().collect();
-    if !ids.is_empty() {
-        let mut args = vec!["rm", "-f", "-v"];
-        args.extend(ids);
-        docker(&args);
+    for round in 0..3 {
+        if round > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        let ids = docker(&["ps", "-aq", "--filter", &label]);
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if ids.is_empty() && round > 0 {
+            return;
+        }
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(ids);
+            docker(&args);
+        }
     }
 }
 
