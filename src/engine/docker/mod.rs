@@ -52,8 +52,8 @@ pub struct DockerEngine {
     slow: Docker,
     /// The deadline of `docker`'s calls, for the requests made beside bollard.
     deadline: Duration,
-    /// Whether this is Podman's Docker API, whose listing carries no health: asked once, by the
-    /// first listing (not at start-up, which every CLI verb pays).
+    /// Whether this is Podman's Docker API, whose listing carries no health: known from the
+    /// connect's ping, else asked once by the first listing (not at start-up).
     podman: std::sync::Arc<tokio::sync::OnceCell<bool>>,
     /// Objects are swarm services on this engine (a swarm manager), not containers.
     swarm: bool,
@@ -216,8 +216,9 @@ async fn has_dockhand_containers(docker: &Docker) -> bool {
 }
 
 impl DockerEngine {
-    /// Whether the engine's version names Podman among its components (a failed answer counts
-    /// as not Podman, and is asked again next time).
+    /// Whether this is Podman: as the ping said, else whether the engine's version names
+    /// Podman among its components (a failed answer counts as not Podman, and is asked again
+    /// next time).
     async fn is_podman(&self) -> bool {
         let asked = self
             .podman

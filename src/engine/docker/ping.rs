@@ -13,7 +13,8 @@ use hyper::HeaderMap;
 #[derive(Debug, PartialEq)]
 pub(super) struct Ping {
     pub api_version: ClientVersion,
-    /// Whether the engine manages a swarm; `None` when it did not say (API < 1.40).
+    /// Whether the engine manages a swarm; `None` when its ping did not say (Docker before
+    /// 23), which `ping` then answers from `GET /swarm`.
     pub manager: Option<bool>,
     /// Podman's Docker API names its own API version beside Docker's.
     pub podman: bool,

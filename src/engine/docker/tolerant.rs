@@ -6,6 +6,9 @@
 //! request is made again on the engine's socket and its states are mapped onto Docker's
 //! before decoding: `stopped` is `exited`, `configured` and `initialized` are `created`, and
 //! anything else unknown is read as `created` too (the next listing will say more).
+//!
+//! The plain requests on the socket it makes (`get`, `request`) also serve the calls bollard
+//! has no form for: the connect's ping and a service's raw inspection.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
