@@ -298,7 +298,7 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
                 Some(addr) => TcpStream::connect(addr).await.ok(),
                 None => None,
             };
-            let Some(mut upstream) = upstream else {
+            let Some(upstream) = upstream else {
                 // Refused at once: a reset rather than a connection that hangs.
                 shared.dropped.fetch_add(1, Ordering::Relaxed);
                 // A zero linger resets the connection on drop; it never blocks (only a non-zero
@@ -307,9 +307,8 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
                 let _ = inbound.set_linger(Some(Duration::ZERO));
                 return;
             };
-            let mut inbound = inbound;
             shared.active.fetch_add(1, Ordering::Relaxed);
-            if let Ok((to_backend, to_client)) = splice::relay(&mut inbound, &mut upstream).await {
+            if let Ok((to_backend, to_client)) = splice::relay(&inbound, &upstream).await {
                 shared.bytes_in.fetch_add(to_backend, Ordering::Relaxed);
                 shared.bytes_out.fetch_add(to_client, Ordering::Relaxed);
             }
@@ -330,9 +329,32 @@ async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>, idle: Duration) 
     let sessions: Arc<Mutex<HashMap<SocketAddr, Session>>> = Arc::default();
     let started = tokio::time::Instant::now();
     let now_ms = move || started.elapsed().as_millis() as u64;
+    // Idle sessions are swept a few times per timeout, rather than each datagram arming a timer.
+    let mut sweep =
+        tokio::time::interval((idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)));
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = vec![0u8; 65_536];
     loop {
-        let Ok((n, client)) = socket.recv_from(&mut buf).await else {
+        let received = tokio::select! {
+            r = socket.recv_from(&mut buf) => r,
+            _ = sweep.tick() => {
+                let now = now_ms();
+                let idle_ms = idle.as_millis() as u64;
+                let mut map = sessions
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                map.retain(|_, s| {
+                    let keep = now.saturating_sub(s.last.load(Ordering::Relaxed)) < idle_ms;
+                    if !keep {
+                        s.task.abort();
+                        shared.active.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    keep
+                });
+                continue;
+            }
+        };
+        let Ok((n, client)) = received else {
             continue;
         };
         let Some(backend) = shared.backend_for(client.ip()) else {
@@ -376,7 +398,6 @@ async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>, idle: Duration) 
                     shared.clone(),
                     sessions.clone(),
                     last.clone(),
-                    idle,
                     now_ms,
                 ));
                 shared.active.fetch_add(1, Ordering::Relaxed);
@@ -404,8 +425,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>, idle: Duration) 
     }
 }
 
-/// Sends the backend's replies to the client, until the session has been idle for `idle`.
-#[allow(clippy::too_many_arguments)]
+/// Sends the backend's replies to the client, until the sweep ends the idle session.
 async fn relay_replies(
     upstream: Arc<UdpSocket>,
     socket: Arc<UdpSocket>,
@@ -413,25 +433,20 @@ async fn relay_replies(
     shared: Arc<Shared>,
     sessions: Arc<Mutex<HashMap<SocketAddr, Session>>>,
     last: Arc<AtomicU64>,
-    idle: Duration,
     now_ms: impl Fn() -> u64,
 ) {
     let mut buf = vec![0u8; 65_536];
     loop {
-        let quiet = now_ms().saturating_sub(last.load(Ordering::Relaxed));
-        let left = idle.saturating_sub(Duration::from_millis(quiet));
-        if left.is_zero() {
-            break;
-        }
-        match tokio::time::timeout(left, upstream.recv(&mut buf)).await {
-            Ok(Ok(n)) => {
+        match upstream.recv(&mut buf).await {
+            Ok(n) => {
                 last.store(now_ms(), Ordering::Relaxed);
                 if socket.send_to(&buf[..n], client).await.is_ok() {
                     shared.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
                 }
             }
-            Ok(Err(_)) => break,
-            Err(_) => {} // re-check: the client may have sent meanwhile
+            // A backend not listening yet (ICMP port unreachable) may be soon.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Err(_) => break,
         }
     }
     let removed = sessions

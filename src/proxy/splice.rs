@@ -1,7 +1,8 @@
 //! Zero-copy TCP relaying: splice(2) moves bytes from one socket into a pipe and from the pipe
 //! into the other socket without them ever reaching user space, so a Route costs two system
-//! calls per chunk and no copy. A pipe that cannot be made (out of descriptors) falls back to
-//! tokio's buffered copy.
+//! calls per chunk and no copy. Small exchanges are copied through a buffer instead (a pipe
+//! costs more system calls than a request), and so is a stream when no pipe can be made (out
+//! of descriptors).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -13,7 +14,7 @@ use tokio::net::TcpStream;
 /// no better on loopback here.)
 const PIPE_SIZE: libc::c_int = 1 << 18;
 
-/// The buffers of the fallback copy.
+/// The buffer of a stream that got no pipe.
 const COPY_BUFFER: usize = 256 * 1024;
 
 struct Pipe {
@@ -67,38 +68,101 @@ fn shutdown_write(s: &TcpStream) {
     }
 }
 
-/// Moves what `from` sends to `to` until `from` ends its side, then ends `to`'s. Returns the
-/// bytes moved.
-async fn one_way(from: &TcpStream, to: &TcpStream, pipe: Pipe) -> io::Result<u64> {
-    let mut moved = 0u64;
+/// A read is relayed through a buffer of this size until one fills it: a request or a reply
+/// (most connections) costs no pipe, and a stream goes through splice(2) from its first full
+/// read on, as HAProxy's splice-auto does.
+const SMALL: usize = 16 * 1024;
+
+/// Reads what `from` has into `buf`: 0 when it ended its side.
+async fn read_some(from: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     loop {
-        let n = loop {
-            from.readable().await?;
-            match from.try_io(Interest::READABLE, || {
-                splice(from.as_raw_fd(), pipe.write.as_raw_fd(), pipe.size)
-            }) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
+        from.readable().await?;
+        match from.try_read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            r => return r,
+        }
+    }
+}
+
+async fn write_all(to: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        to.writable().await?;
+        match to.try_write(buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Splices what `from` has into `pipe`: 0 when it ended its side.
+async fn splice_in(from: &TcpStream, pipe: &Pipe) -> io::Result<usize> {
+    loop {
+        from.readable().await?;
+        match from.try_io(Interest::READABLE, || {
+            splice(from.as_raw_fd(), pipe.write.as_raw_fd(), pipe.size)
+        }) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            r => return r,
+        }
+    }
+}
+
+/// Splices the `n` bytes in `pipe` into `to`, draining it, so a read never finds it full.
+async fn splice_out(pipe: &Pipe, to: &TcpStream, n: usize) -> io::Result<()> {
+    let mut left = n;
+    while left > 0 {
+        to.writable().await?;
+        match to.try_io(Interest::WRITABLE, || {
+            splice(pipe.read.as_raw_fd(), to.as_raw_fd(), left)
+        }) {
+            Ok(m) => left -= m,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// How one direction was carried: the bytes, and whether a pipe carried some of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Moved {
+    bytes: u64,
+    spliced: bool,
+}
+
+/// Moves what `from` sends to `to` until `from` ends its side, then ends `to`'s.
+async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<Moved> {
+    let mut bytes = 0u64;
+    let mut buf = vec![0u8; SMALL];
+    let mut pipe: Option<Pipe> = None;
+    loop {
+        let n = match &pipe {
+            Some(p) => splice_in(from, p).await?,
+            None => read_some(from, &mut buf).await?,
         };
         if n == 0 {
             shutdown_write(to);
-            return Ok(moved);
+            return Ok(Moved {
+                bytes,
+                spliced: pipe.is_some(),
+            });
         }
-        // The pipe is drained completely before the next read, so a read never finds it full.
-        let mut left = n;
-        while left > 0 {
-            to.writable().await?;
-            match to.try_io(Interest::WRITABLE, || {
-                splice(pipe.read.as_raw_fd(), to.as_raw_fd(), left)
-            }) {
-                Ok(m) => {
-                    left -= m;
-                    moved += m as u64;
+        match &pipe {
+            Some(p) => splice_out(p, to, n).await?,
+            None => write_all(to, &buf[..n]).await?,
+        }
+        bytes += n as u64;
+        if pipe.is_none() && buf.len() == SMALL && n == SMALL {
+            // A stream: on through a pipe, or, with none to be had (out of descriptors), a
+            // bigger buffer.
+            match Pipe::new() {
+                Ok(p) => {
+                    pipe = Some(p);
+                    buf = Vec::new();
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+                Err(_) => buf.resize(COPY_BUFFER, 0),
             }
         }
     }
@@ -106,13 +170,9 @@ async fn one_way(from: &TcpStream, to: &TcpStream, pipe: Pipe) -> io::Result<u64
 
 /// Relays both ways between `a` and `b` until both have ended their sides (or either fails);
 /// returns the bytes moved a → b and b → a.
-pub async fn relay(a: &mut TcpStream, b: &mut TcpStream) -> io::Result<(u64, u64)> {
-    let pipes = Pipe::new().and_then(|p| Ok((p, Pipe::new()?)));
-    let Ok((ab, ba)) = pipes else {
-        return tokio::io::copy_bidirectional_with_sizes(a, b, COPY_BUFFER, COPY_BUFFER).await;
-    };
-    let (a, b) = (&*a, &*b);
-    tokio::try_join!(one_way(a, b, ab), one_way(b, a, ba))
+pub async fn relay(a: &TcpStream, b: &TcpStream) -> io::Result<(u64, u64)> {
+    let (ab, ba) = tokio::try_join!(one_way(a, b), one_way(b, a))?;
+    Ok((ab.bytes, ba.bytes))
 }
 
 #[cfg(test)]
@@ -138,9 +198,9 @@ mod tests {
         let front = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let front_addr = front.local_addr().expect("addr");
         let proxy = tokio::spawn(async move {
-            let (mut inbound, _) = front.accept().await.expect("accept");
-            let mut upstream = TcpStream::connect(target).await.expect("connect");
-            relay(&mut inbound, &mut upstream).await
+            let (inbound, _) = front.accept().await.expect("accept");
+            let upstream = TcpStream::connect(target).await.expect("connect");
+            relay(&inbound, &upstream).await
         });
         let mut client = TcpStream::connect(front_addr).await.expect("connect");
         let payload: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
@@ -152,5 +212,39 @@ mod tests {
         assert_eq!(far.await.expect("far end"), payload, "every byte, in order");
         let (up, down) = proxy.await.expect("proxy").expect("relayed");
         assert_eq!((up, down), (payload.len() as u64, answer.len() as u64));
+    }
+
+    /// A connected pair over loopback.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let (a, b) = tokio::join!(TcpStream::connect(addr), l.accept());
+        (a.expect("connect"), b.expect("accept").0)
+    }
+
+    #[tokio::test]
+    async fn a_request_is_copied_and_a_stream_is_spliced() {
+        for (len, spliced) in [(100usize, false), (SMALL - 1, false), (4 * SMALL + 7, true)] {
+            let (mut client, from) = pair().await;
+            let (to, mut far) = pair().await;
+            let payload: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            // All of it waits in the socket before the relay reads (it fits), so the first
+            // read fills the buffer when there is enough.
+            client.write_all(&payload).await.expect("send");
+            client.shutdown().await.expect("half-close");
+            let relay = tokio::spawn(async move { one_way(&from, &to).await });
+            let mut got = Vec::new();
+            far.read_to_end(&mut got).await.expect("read");
+            let moved = relay.await.expect("relay").expect("relayed");
+            assert_eq!(got, payload, "{len} bytes, in order");
+            assert_eq!(
+                moved,
+                Moved {
+                    bytes: len as u64,
+                    spliced
+                },
+                "{len} bytes"
+            );
+        }
     }
 }
