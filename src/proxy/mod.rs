@@ -329,15 +329,17 @@ async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>, idle: Duration) 
     let sessions: Arc<Mutex<HashMap<SocketAddr, Session>>> = Arc::default();
     let started = tokio::time::Instant::now();
     let now_ms = move || started.elapsed().as_millis() as u64;
-    // Idle sessions are swept a few times per timeout, rather than each datagram arming a timer.
+    // Idle sessions are swept a few times per timeout, rather than each datagram arming a timer;
+    // a route with no session is not woken at all.
     let mut sweep =
         tokio::time::interval((idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)));
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = vec![0u8; 65_536];
+    let mut live = false;
     loop {
         let received = tokio::select! {
             r = socket.recv_from(&mut buf) => r,
-            _ = sweep.tick() => {
+            _ = sweep.tick(), if live => {
                 let now = now_ms();
                 let idle_ms = idle.as_millis() as u64;
                 let mut map = sessions
@@ -351,6 +353,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>, idle: Duration) 
                     }
                     keep
                 });
+                live = !map.is_empty();
                 continue;
             }
         };
@@ -401,6 +404,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>, idle: Duration) 
                     now_ms,
                 ));
                 shared.active.fetch_add(1, Ordering::Relaxed);
+                live = true;
                 let mut map = sessions
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
