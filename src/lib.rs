@@ -13,10 +13,10 @@
 //!   file, for the CLI and the API alike.
 //! - `controller`: keeps a host converged (watchers, triggers, backoff, metrics).
 //! - `reconcile`: one pass: observe → plan → execute → record; the only place that sequences I/O.
-//! - `policy`: what a manifest may take from the host (paths, the engine socket, its network,
-//!   privileges, devices, capabilities).
 //! - `kinds`: what each kind means to the engine (containers, networks, probes, statuses, and
 //!   the host files a spec takes in: env files, config files, build contexts).
+//! - `policy`: what a manifest may take from the host (paths, the engine socket, its network,
+//!   privileges, devices, capabilities), checked before any effect on the host.
 //! - `plan`: the pure planner `plan(desired, observed) -> actions`; no I/O, no async.
 //! - `source`: where desired state comes from (directory, git, manifests table, the API's
 //!   objects).
@@ -28,6 +28,8 @@
 //! - `notify`: notifications of failing, recovered and rolled-back objects (`up --notify`).
 //! - `proxy`: the Routes' data plane (TCP splice, UDP sessions).
 //! - `manifest`: the contract: kinds, specs, status and phases, validated while parsing.
+//! - `hostfs`: host files read for a manifest, opened once by descriptor (confined, non-blocking,
+//!   bounded), so what the host policy checked is what is read.
 //! - `lifecycle`: the run history of an object (restarts, crash-loop backoff, completion).
 //! - `clock`: epoch milliseconds from a clock that never steps back.
 
@@ -42,10 +44,9 @@ pub mod operate;
 pub mod controller;
 pub mod reconcile;
 
-pub mod policy;
-
 pub mod kinds;
 pub mod plan;
+pub mod policy;
 
 pub mod compose;
 pub mod source;
@@ -57,6 +58,8 @@ pub mod proxy;
 pub mod tls;
 
 pub mod manifest;
+
+pub mod hostfs;
 
 pub mod lifecycle;
 

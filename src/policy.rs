@@ -26,7 +26,8 @@ const ENGINE_SOCKETS: &[&str] = &[
 ];
 
 /// What an operator allows manifests to take from the host. The default allows nothing.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct HostPolicy {
     /// Bind sources and env files under these paths are allowed (`--allow-host-path`).
     pub host_paths: Vec<PathBuf>,
@@ -49,7 +50,39 @@ pub struct HostPolicy {
     pub secret_env: Vec<String>,
 }
 
+/// A policy as a controller recorded it in the state file, with the manifests directory it
+/// was applied to: what `db backup` and `db restore` check a manifest's paths against.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecordedPolicy {
+    pub policy: HostPolicy,
+    pub manifests: Option<PathBuf>,
+}
+
+impl RecordedPolicy {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The recorded policy, or the default one (which allows nothing) when none was recorded
+    /// or it cannot be read.
+    pub fn from_json(json: Option<&str>) -> RecordedPolicy {
+        json.and_then(|j| serde_json::from_str(j).ok())
+            .unwrap_or_default()
+    }
+}
+
 impl HostPolicy {
+    /// The directories host files may be read from: the manifests directory and every
+    /// allowed prefix. What the policy admitted is read below one of them, by descriptor
+    /// (`hostfs`), so a link swapped in after the check is never followed out.
+    pub fn roots(&self, manifests: Option<&Path>) -> Vec<PathBuf> {
+        manifests
+            .map(Path::to_path_buf)
+            .into_iter()
+            .chain(self.host_paths.iter().cloned())
+            .collect()
+    }
+
     /// Why `object` may not run under this policy, or `None` when it may. `manifests` is the
     /// watched directory, inside which the directory source's bind sources and env files are
     /// always allowed.

@@ -105,6 +105,9 @@ struct Parts {
     object: Object,
     spec: DatabaseSpec,
     secret: Option<DatabaseSecret>,
+    /// The host policy the instance's controller runs with: the manifest's own paths
+    /// (`backup.to.path`) are checked against it, as the controller checks them.
+    recorded: crate::policy::RecordedPolicy,
 }
 
 impl Parts {
@@ -114,6 +117,10 @@ impl Parts {
             object: &self.object,
             spec: &self.spec,
             secret: self.secret.as_ref(),
+            host: crate::kinds::backup::Host {
+                policy: &self.recorded.policy,
+                manifests: self.recorded.manifests.as_deref(),
+            },
         }
     }
 }
@@ -134,11 +141,15 @@ async fn parts(state: &StateArgs, name: &str) -> anyhow::Result<Option<Parts>> {
         .into_iter()
         .find(|(i, s)| *i == state.instance && s.name == name)
         .map(|(_, s)| s);
+    let recorded = crate::policy::RecordedPolicy::from_json(
+        store.host_policy(&state.instance).await?.as_deref(),
+    );
     Ok(Some(Parts {
         object: object.clone(),
         spec: spec.clone(),
         store,
         secret,
+        recorded,
     }))
 }
 

@@ -401,15 +401,33 @@ pub struct BuildSpec {
 }
 
 impl BuildSpec {
-    /// The context as the tar archive the engine's build API takes (links to files are sent as
-    /// the files).
-    pub fn archive(&self) -> std::io::Result<Vec<u8>> {
-        let mut tar = tar::Builder::new(Vec::new());
-        tar.follow_symlinks(true);
+    /// Writes the context as the tar archive the engine's build API takes, file by file (never
+    /// held whole). A link goes as a link, as the engine's own client sends it, and is
+    /// resolved by the build inside the context: no file outside the context is ever read.
+    /// Files are opened below the context by descriptor; sparse files go as plain ones.
+    pub fn write_archive<W: std::io::Write>(&self, w: W) -> std::io::Result<()> {
+        let mut tar = tar::Builder::new(w);
+        tar.follow_symlinks(false);
+        tar.sparse(false);
+        let roots = [self.context.clone()];
         for f in self.files.iter() {
-            tar.append_path_with_name(self.context.join(f), f)?;
+            let path = self.context.join(f);
+            let meta = std::fs::symlink_metadata(&path)?;
+            let mut header = tar::Header::new_gnu();
+            header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path)?;
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_size(0);
+                tar.append_link(&mut header, f, target)?;
+                continue;
+            }
+            let (file, meta) = crate::hostfs::open_confined(&path, &roots)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+            tar.append_data(&mut header, f, file)?;
         }
-        tar.into_inner()
+        tar.into_inner()?.flush()
     }
 }
 

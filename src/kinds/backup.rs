@@ -29,6 +29,8 @@ pub enum BackupError {
     NoSecret { name: String },
     #[error("backups of a swarm service's database are not supported yet")]
     Swarm,
+    #[error("database {name}: {why}; nothing was read or written")]
+    Refused { name: String, why: String },
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("{what} of database {name} failed: {why}")]
@@ -46,11 +48,21 @@ pub enum Destination {
     Local(PathBuf),
 }
 
-/// Where a restore reads from: the newest backup in the manifest's target, or a local file.
+/// Where a restore reads from: the newest backup in the manifest's target, the manifest's
+/// `restoreFrom` file, or a file the operator named (`db restore --from`).
 #[derive(Clone, Debug)]
 pub enum Source {
     Latest(BackupTarget),
+    RestoreFrom(PathBuf),
     Local(PathBuf),
+}
+
+/// The host policy a database's own paths (`backup.to.path`, `restoreFrom`) are checked
+/// against before any job reads or writes them.
+#[derive(Clone, Copy, Debug)]
+pub struct Host<'a> {
+    pub policy: &'a crate::policy::HostPolicy,
+    pub manifests: Option<&'a std::path::Path>,
 }
 
 /// Everything a job needs to know about its database.
@@ -59,6 +71,7 @@ pub struct Subject<'a> {
     pub object: &'a Object,
     pub spec: &'a DatabaseSpec,
     pub secret: Option<&'a DatabaseSecret>,
+    pub host: Host<'a>,
 }
 
 /// The database's running container, what it was made from, and its password: what a job
@@ -72,6 +85,19 @@ pub(super) struct Serving {
 impl Subject<'_> {
     fn name(&self) -> &str {
         &self.object.name
+    }
+
+    /// The one gate before a job touches a path the manifest named: every caller (the pass's
+    /// seeding, the scheduler, the `db` verbs) comes through `backup` or `restore`, which ask
+    /// it first. A database the host policy refuses has nothing read or written for it.
+    fn admit(&self) -> Result<(), BackupError> {
+        match self.host.policy.refusal(self.object, self.host.manifests) {
+            None => Ok(()),
+            Some(why) => Err(BackupError::Refused {
+                name: self.name().to_owned(),
+                why,
+            }),
+        }
     }
 
     /// The running container to join, its image, and the password.
@@ -301,8 +327,13 @@ pub async fn keep_backing_up<E: Engine>(
     store: crate::store::Store,
     instance: String,
     notifier: Option<crate::notify::Notifier>,
+    recorded: crate::policy::RecordedPolicy,
 ) {
     let since = now_ms();
+    let host = Host {
+        policy: &recorded.policy,
+        manifests: recorded.manifests.as_deref(),
+    };
     loop {
         if let Err(e) = backup_due(
             reconciler.engine(),
@@ -310,6 +341,7 @@ pub async fn keep_backing_up<E: Engine>(
             &instance,
             since,
             notifier.as_ref(),
+            host,
         )
         .await
         {
@@ -325,6 +357,7 @@ async fn backup_due<E: Engine>(
     instance: &str,
     since: i64,
     notifier: Option<&crate::notify::Notifier>,
+    host: Host<'_>,
 ) -> Result<(), crate::store::StoreError> {
     // Every tick reads the databases only, not every object of the instance.
     let objects = store.objects_of_kind(instance, Kind::Database).await?;
@@ -359,6 +392,7 @@ async fn backup_due<E: Engine>(
             object,
             spec,
             secret,
+            host,
         };
         let r = take(engine, store, &subject, &Destination::Target(b.to.clone())).await?;
         match (&r.error, notifier) {
@@ -383,6 +417,9 @@ async fn run_backup<E: Engine>(
     dest: &Destination,
     file: &str,
 ) -> Result<JobOutput, BackupError> {
+    if matches!(dest, Destination::Target(to) if to.path.is_some()) {
+        subject.admit()?;
+    }
     let serving = subject.serving(engine).await?;
     let name = subject.name();
     let job = match dest {
@@ -415,6 +452,11 @@ pub async fn restore<E: Engine>(
     subject: &Subject<'_>,
     source: &Source,
 ) -> Result<String, BackupError> {
+    match source {
+        Source::Latest(to) if to.path.is_some() => subject.admit()?,
+        Source::RestoreFrom(_) => subject.admit()?,
+        _ => {}
+    }
     let serving = subject.serving(engine).await?;
     let name = subject.name();
     let job = match source {
@@ -425,7 +467,7 @@ pub async fn restore<E: Engine>(
             job.mounts.push(mount);
             job
         }
-        Source::Local(path) => {
+        Source::RestoreFrom(path) | Source::Local(path) => {
             let base = path.file_name().map_or_else(
                 || "restore.dump".to_owned(),
                 |n| n.to_string_lossy().into_owned(),
@@ -477,5 +519,43 @@ mod tests {
         assert!(dump < verify && verify < rename && rename < prune, "{s}");
         assert!(s.contains("tail -n +4"), "{s}");
         assert!(!backup_script("/tmp", "o-1.dump", None, "o").contains("$old"));
+    }
+
+    #[tokio::test]
+    async fn a_scheduled_backup_to_a_path_the_policy_refuses_never_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::Store::open(&dir.path().join("state.db"))
+            .await
+            .expect("store");
+        let objects = crate::manifest::parse_str(
+            "apiVersion: dockhand/v1\nkind: Database\nmetadata: {name: evil}\nspec:\n  backup: {schedule: '* * * * *', to: {path: /srv/rootonly}}\n",
+            "db.yaml",
+            Some(dir.path()),
+        )
+        .expect("parses");
+        store
+            .apply_desired("i", &[], &objects, &[], true)
+            .await
+            .expect("store");
+        let policy = crate::policy::HostPolicy::default();
+        let host = Host {
+            policy: &policy,
+            manifests: Some(dir.path()),
+        };
+        backup_due(
+            &crate::engine::fake::FakeEngine::new(),
+            &store,
+            "i",
+            0,
+            None,
+            host,
+        )
+        .await
+        .expect("tick");
+        let last = store.last_backups("i").await.expect("read");
+        let (record, _) = last.first().expect("an attempt is recorded");
+        let error = record.error.as_deref().expect("refused");
+        assert!(error.contains("refused by the host policy"), "{error}");
+        assert!(error.contains("nothing was read or written"), "{error}");
     }
 }

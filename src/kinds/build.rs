@@ -28,6 +28,8 @@ pub fn prepare(
     cache: &ConfigFiles,
 ) -> Result<BuildSpec, String> {
     let context = Path::new(&build.context);
+    // What is read of the context is read below it: a link is sent (and hashed) as a link.
+    let roots = [context.to_path_buf()];
     if !context.is_dir() {
         return Err(format!(
             "build context {} is not a directory",
@@ -38,10 +40,14 @@ pub fn prepare(
         .dockerfile
         .clone()
         .unwrap_or_else(|| "Dockerfile".into());
-    let ignore = match std::fs::read_to_string(context.join(".dockerignore")) {
-        Ok(text) => Ignore::parse(&text),
+    let ignore_path = context.join(".dockerignore");
+    let ignore = match std::fs::symlink_metadata(&ignore_path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ignore::default(),
-        Err(e) => return Err(format!("{}/.dockerignore: {e}", build.context)),
+        _ => {
+            let bytes = crate::hostfs::read(&ignore_path, Some(&roots), 1 << 20)
+                .map_err(|e| format!("{}/.dockerignore: {}", build.context, e.why()))?;
+            Ignore::parse(&String::from_utf8_lossy(&bytes))
+        }
     };
     let mut files = Vec::new();
     walk(context, context, &ignore, &mut files)
@@ -49,7 +55,9 @@ pub fn prepare(
     // The engine needs the Dockerfile even when `.dockerignore` names it.
     let df = dockerfile.trim_start_matches("./").to_owned();
     if !files.contains(&df) {
-        if !context.join(&df).is_file() {
+        let is_file = std::fs::symlink_metadata(context.join(&df))
+            .is_ok_and(|m| m.is_file() || m.file_type().is_symlink());
+        if !is_file {
             return Err(format!(
                 "build.dockerfile: {df} is not a file in the context {}",
                 build.context
@@ -64,8 +72,15 @@ pub fn prepare(
     }
     for f in &files {
         let path = context.join(f);
-        let meta = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let digest = cache.file(&path, &meta)?;
+        let meta =
+            std::fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let digest = if meta.file_type().is_symlink() {
+            let target =
+                std::fs::read_link(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            format!("link:{}", target.display())
+        } else {
+            cache.file(&path, &meta, &roots)?
+        };
         let exec = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0;
         acc.push_str(&format!("{f}\0{digest}\0{exec}\n"));
     }
@@ -101,9 +116,9 @@ fn walk(root: &Path, dir: &Path, ignore: &Ignore, out: &mut Vec<String>) -> std:
             if !ignore.excludes(&rel) || ignore.has_exceptions() {
                 walk(root, &path, ignore, out)?;
             }
-        } else if (kind.is_file() || (kind.is_symlink() && path.is_file()))
-            && !ignore.excludes(&rel)
-        {
+        } else if (kind.is_file() || kind.is_symlink()) && !ignore.excludes(&rel) {
+            // A link is sent as a link, as the engine's own client sends it: the build
+            // resolves it inside the context, so a link to a host file reads nothing of it.
             out.push(rel);
             if out.len() > MAX_CONTEXT_FILES {
                 return Err(std::io::Error::other(format!(
@@ -291,7 +306,9 @@ mod tests {
                 .tag,
             two.tag
         );
-        let names: Vec<String> = tar::Archive::new(two.archive().expect("tar").as_slice())
+        let mut tar = Vec::new();
+        two.write_archive(&mut tar).expect("tar");
+        let names: Vec<String> = tar::Archive::new(tar.as_slice())
             .entries()
             .expect("entries")
             .map(|e| {
@@ -308,5 +325,60 @@ mod tests {
             ..build
         };
         assert!(prepare("i", "api", &missing, None, &cache).is_err());
+    }
+
+    #[test]
+    fn links_in_a_context_are_sent_as_links_and_never_followed() {
+        // The safety review's leak: `ln -s /srv/rootonly/canary.txt ctx/leak` plus `COPY leak`
+        // served the root-only file, and a linked Dockerfile put its first line in the status.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let canary = outside.path().join("canary.txt");
+        std::fs::write(&canary, "ROOT-ONLY-CANARY").expect("write");
+        let ctx = dir.path();
+        std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY leak /leak\n").expect("write");
+        std::os::unix::fs::symlink(&canary, ctx.join("leak")).expect("symlink");
+        std::os::unix::fs::symlink(&canary, ctx.join("Dockerfile.link")).expect("symlink");
+        // A sparse file (a hole of 1 MiB) must not become a GNU sparse entry the engine refuses.
+        let sparse = std::fs::File::create(ctx.join("sparse.img")).expect("create");
+        sparse.set_len(1 << 20).expect("truncate");
+        let build = Build {
+            context: ctx.display().to_string(),
+            dockerfile: None,
+            args: Default::default(),
+            target: None,
+        };
+        let spec = prepare("i", "api", &build, None, &ConfigFiles::default()).expect("prepares");
+        let mut tar = Vec::new();
+        spec.write_archive(&mut tar).expect("tar");
+        let text = String::from_utf8_lossy(&tar);
+        assert!(!text.contains("ROOT-ONLY-CANARY"), "the link was followed");
+        let mut archive = tar::Archive::new(tar.as_slice());
+        for e in archive.entries().expect("entries") {
+            let e = e.expect("entry");
+            let name = e.path().expect("path").display().to_string();
+            let kind = e.header().entry_type();
+            match name.as_str() {
+                "leak" | "Dockerfile.link" => {
+                    assert!(kind.is_symlink(), "{name}: {kind:?}");
+                    assert_eq!(
+                        e.link_name().expect("link").expect("target").as_ref(),
+                        canary.as_path()
+                    );
+                }
+                "sparse.img" => assert!(kind.is_file(), "{kind:?}"),
+                _ => {}
+            }
+        }
+        let linked = Build {
+            dockerfile: Some("Dockerfile.link".into()),
+            ..build
+        };
+        // The Dockerfile named is a link: it goes as a link too, and nothing of its target is
+        // read into the tag's digest or a message.
+        let spec = prepare("i", "api", &linked, None, &ConfigFiles::default()).expect("prepares");
+        let mut tar = Vec::new();
+        spec.write_archive(&mut tar).expect("tar");
+        assert!(!String::from_utf8_lossy(&tar).contains("ROOT-ONLY-CANARY"));
     }
 }

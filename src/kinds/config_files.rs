@@ -67,11 +67,15 @@ pub struct ConfigFiles {
 }
 
 impl ConfigFiles {
-    /// The digest of a file, or of a directory's files, at `path`.
-    pub fn digest(&self, path: &Path) -> Result<String, String> {
+    /// The digest of a file, or of a directory's files, at `path`, which lies below one of
+    /// `roots` (the host policy's). Links inside a directory are hashed as links (their target
+    /// text), never followed: in the container they resolve in its own filesystem, and
+    /// following one here (to `/proc/kmsg`, say) could read what the host policy never let in
+    /// or block the pass.
+    pub fn digest(&self, path: &Path, roots: &[PathBuf]) -> Result<String, String> {
         let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
         if meta.is_file() {
-            return self.file(path, &meta);
+            return self.file(path, &meta, roots);
         }
         if !meta.is_dir() {
             // A socket or a device (the engine's socket, read-only, say) has no content to
@@ -83,18 +87,24 @@ impl ConfigFiles {
         files.sort();
         let mut acc = String::new();
         let mut budget = MAX_BYTES;
-        for (n, file) in files.iter().enumerate() {
-            let meta = std::fs::metadata(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        for (n, (file, link)) in files.iter().enumerate() {
             let rel = file
                 .strip_prefix(path)
                 .unwrap_or(file)
                 .display()
                 .to_string();
-            let part = if n < MAX_FILES && meta.len() <= budget {
-                budget -= meta.len();
-                self.file(file, &meta)?
-            } else {
-                by_stamp(stamp(&meta))
+            let part = match link {
+                Some(target) => format!("link:{}", target.display()),
+                None => {
+                    let meta = std::fs::symlink_metadata(file)
+                        .map_err(|e| format!("{}: {e}", file.display()))?;
+                    if n < MAX_FILES && meta.len() <= budget {
+                        budget -= meta.len();
+                        self.file(file, &meta, roots)?
+                    } else {
+                        by_stamp(stamp(&meta))
+                    }
+                }
             };
             acc.push_str(&rel);
             acc.push('\0');
@@ -104,17 +114,24 @@ impl ConfigFiles {
         Ok(short_hash(acc.as_bytes()))
     }
 
-    /// The digest of the regular file at `path`, whose metadata the caller has already read.
-    pub fn file(&self, path: &Path, meta: &std::fs::Metadata) -> Result<String, String> {
+    /// The digest of the regular file at `path`, whose metadata the caller has already read;
+    /// read again (below `roots`, by descriptor, without blocking) only when it changed.
+    pub fn file(
+        &self,
+        path: &Path,
+        meta: &std::fs::Metadata,
+        roots: &[PathBuf],
+    ) -> Result<String, String> {
         if meta.len() > MAX_BYTES {
             // A big file (a model, a database dump mounted read-only) is not read at every
             // change: its size and time stand for it.
             return Ok(by_stamp(stamp(meta)));
         }
         self.seen.get(path, meta, || {
-            std::fs::read(path)
+            let (file, _) = crate::hostfs::open_confined(path, roots).map_err(|e| e.to_string())?;
+            crate::hostfs::read_all(&file, path, MAX_BYTES)
                 .map(|bytes| short_hash(&bytes))
-                .map_err(|e| format!("{}: {e}", path.display()))
+                .map_err(|e| e.to_string())
         })
     }
 }
@@ -131,17 +148,21 @@ fn by_stamp((len, time): Stamp) -> String {
     format!("{len}@{nanos}")
 }
 
-/// Every file below `dir` (links to files are read as files; linked directories are not
-/// followed, so a link to an ancestor cannot loop).
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// Every regular file and link below `dir`, links with their target (never followed, so a link
+/// to an ancestor cannot loop and a link to a host file is not read). FIFOs, sockets and
+/// devices are left out: they have no content to hash.
+fn walk(dir: &Path, out: &mut Vec<(PathBuf, Option<PathBuf>)>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let kind = entry.file_type()?;
         let path = entry.path();
         if kind.is_dir() {
             walk(&path, out)?;
-        } else if kind.is_file() || (kind.is_symlink() && path.is_file()) {
-            out.push(path);
+        } else if kind.is_symlink() {
+            let target = std::fs::read_link(&path)?;
+            out.push((path, Some(target)));
+        } else if kind.is_file() {
+            out.push((path, None));
         }
     }
     Ok(())
@@ -157,13 +178,14 @@ mod tests {
         let f = dir.path().join("nginx.conf");
         std::fs::write(&f, "a").expect("write");
         let files = ConfigFiles::default();
-        let one = files.digest(&f).expect("digest");
-        assert_eq!(files.digest(&f).expect("digest"), one);
+        let roots = [dir.path().to_path_buf()];
+        let one = files.digest(&f, &roots).expect("digest");
+        assert_eq!(files.digest(&f, &roots).expect("digest"), one);
         std::fs::write(&f, "b").expect("write");
-        assert_ne!(files.digest(&f).expect("digest"), one);
+        assert_ne!(files.digest(&f, &roots).expect("digest"), one);
         std::fs::write(&f, "a").expect("write");
         assert_eq!(
-            files.digest(&f).expect("digest"),
+            files.digest(&f, &roots).expect("digest"),
             one,
             "same content, same digest"
         );
@@ -175,8 +197,9 @@ mod tests {
         let path = dir.path().join("engine.sock");
         let _listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
         let files = ConfigFiles::default();
-        assert_eq!(files.digest(&path).expect("digest"), "special");
-        assert!(files.digest(Path::new("/dev/null")).is_ok());
+        let roots = [dir.path().to_path_buf()];
+        assert_eq!(files.digest(&path, &roots).expect("digest"), "special");
+        assert!(files.digest(Path::new("/dev/null"), &roots).is_ok());
     }
 
     #[test]
@@ -186,16 +209,38 @@ mod tests {
         std::fs::write(dir.path().join("a.yaml"), "1").expect("write");
         std::fs::write(dir.path().join("sub/b.yaml"), "2").expect("write");
         let files = ConfigFiles::default();
-        let one = files.digest(dir.path()).expect("digest");
+        let roots = [dir.path().to_path_buf()];
+        let one = files.digest(dir.path(), &roots).expect("digest");
         std::fs::write(dir.path().join("sub/b.yaml"), "3").expect("write");
-        let two = files.digest(dir.path()).expect("digest");
+        let two = files.digest(dir.path(), &roots).expect("digest");
         assert_ne!(one, two);
         std::fs::rename(dir.path().join("a.yaml"), dir.path().join("c.yaml")).expect("mv");
         assert_ne!(
-            files.digest(dir.path()).expect("digest"),
+            files.digest(dir.path(), &roots).expect("digest"),
             two,
             "a rename counts"
         );
-        assert!(files.digest(&dir.path().join("gone")).is_err());
+        assert!(files.digest(&dir.path().join("gone"), &roots).is_err());
+    }
+
+    #[test]
+    fn a_link_in_a_directory_counts_by_its_target_and_is_never_read() {
+        // A link to /proc/kmsg in a bound config directory blocked the first pass for good
+        // (and consumed the kernel log); a link to a root-only file would be read as root.
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a.conf"), "1").expect("write");
+        std::os::unix::fs::symlink("/proc/kmsg", dir.path().join("k")).expect("symlink");
+        let files = ConfigFiles::default();
+        let roots = [dir.path().to_path_buf()];
+        let started = std::time::Instant::now();
+        let one = files.digest(dir.path(), &roots).expect("digest");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        std::fs::remove_file(dir.path().join("k")).expect("rm");
+        std::os::unix::fs::symlink("/etc/hostname", dir.path().join("k")).expect("symlink");
+        assert_ne!(
+            files.digest(dir.path(), &roots).expect("digest"),
+            one,
+            "a new target counts"
+        );
     }
 }

@@ -73,6 +73,9 @@ fn secrets(desired: &[Object]) -> impl Iterator<Item = (&Object, &SecretSpec)> {
 /// Every Secret's value by name, or why it has none.
 pub type Values = HashMap<String, Result<Arc<Value>, String>>;
 
+/// The largest Secret file read (a key or a certificate chain, not a data set).
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
 /// Reads secrets' values: the controller's identities for encrypted ones, and caches.
 #[derive(Default)]
 pub struct Resolver {
@@ -90,30 +93,39 @@ impl Resolver {
     }
 
     /// The value of every Secret in `desired` but those refused (by the host policy).
-    pub fn resolve_all(&self, desired: &[Object], refused: &HashMap<ObjectKey, String>) -> Values {
+    /// A Secret's `file` is read below `roots` (the host policy's), by descriptor.
+    pub fn resolve_all(
+        &self,
+        desired: &[Object],
+        refused: &HashMap<ObjectKey, String>,
+        roots: &[std::path::PathBuf],
+    ) -> Values {
         secrets(desired)
             .map(|(o, s)| {
                 let value = match refused.get(&o.key()) {
                     Some(why) => Err(why.clone()),
-                    None => self.resolve(s),
+                    None => self.resolve(s, roots),
                 };
                 (o.name.clone(), value)
             })
             .collect()
     }
 
-    fn resolve(&self, spec: &SecretSpec) -> Result<Arc<Value>, String> {
+    fn resolve(
+        &self,
+        spec: &SecretSpec,
+        roots: &[std::path::PathBuf],
+    ) -> Result<Arc<Value>, String> {
         match spec.source() {
             SecretSource::File(path) => {
+                // Opened once: the file checked is the file read, whatever is renamed over it.
                 let p = Path::new(path);
-                let meta = std::fs::metadata(p).map_err(|e| format!("spec.file: {path}: {e}"))?;
-                if !meta.is_file() {
-                    return Err(format!("spec.file: {path} is not a regular file"));
-                }
+                let (file, meta) = crate::hostfs::open_confined(p, roots)
+                    .map_err(|e| format!("spec.file: {e}"))?;
                 self.files.get(p, &meta, || {
-                    std::fs::read(p)
+                    crate::hostfs::read_all(&file, p, MAX_FILE_BYTES)
                         .map(|b| Arc::new(Value::new(b)))
-                        .map_err(|e| format!("spec.file: {path}: {e}"))
+                        .map_err(|e| format!("spec.file: {e}"))
                 })
             }
             SecretSource::Env(var) => std::env::var_os(var)
@@ -235,7 +247,8 @@ mod tests {
             file.display()
         );
         let objs = objects(&text);
-        let values = Resolver::new(vec![id]).resolve_all(&objs, &HashMap::new());
+        let roots = [dir.path().to_path_buf()];
+        let values = Resolver::new(vec![id]).resolve_all(&objs, &HashMap::new(), &roots);
         let get = |n: &str| values[n].as_ref().map(|v| v.bytes().to_vec());
         assert_eq!(get("a"), Ok(b"from-file".to_vec()));
         assert_eq!(get("b"), Ok(b"from-env".to_vec()));
@@ -247,7 +260,7 @@ mod tests {
         assert_eq!(st[2].phase, Phase::Ready);
         assert_eq!(st[3].phase, Phase::Failed);
         // Without the identity, an encrypted value says what is missing.
-        let none = Resolver::default().resolve_all(&objs, &HashMap::new());
+        let none = Resolver::default().resolve_all(&objs, &HashMap::new(), &roots);
         assert!(none["c"]
             .as_ref()
             .is_err_and(|e| e.contains("--age-identity")));

@@ -150,6 +150,8 @@ pub struct Reconciler<R> {
     image_majors: std::sync::Mutex<HashMap<String, u32>>,
     /// The engine listed ahead of the next pass (`list_ahead`).
     ahead: std::sync::Mutex<Option<listing::Listing>>,
+    /// Whether this process recorded its host policy in the state file (for the `db` verbs).
+    policy_recorded: std::sync::atomic::AtomicBool,
 }
 
 impl<R: Engine> Reconciler<R> {
@@ -171,6 +173,7 @@ impl<R: Engine> Reconciler<R> {
             seed_failures: std::sync::Mutex::new(HashMap::new()),
             image_majors: std::sync::Mutex::new(HashMap::new()),
             ahead: std::sync::Mutex::new(None),
+            policy_recorded: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -194,6 +197,18 @@ impl<R: Engine> Reconciler<R> {
 
     pub fn engine(&self) -> &R {
         &self.engine
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Where a job's database paths are checked (see `kinds::backup::Host`).
+    pub(crate) fn host(&self) -> crate::kinds::backup::Host<'_> {
+        crate::kinds::backup::Host {
+            policy: &self.options.host_policy,
+            manifests: self.options.manifests.as_deref(),
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -226,6 +241,24 @@ impl<R: Engine> Reconciler<R> {
     pub async fn pass(&self, snapshot: &Snapshot) -> Result<PassReport, ReconcileError> {
         self.store.check_file()?;
         let instance = &self.options.instance;
+        if !self
+            .policy_recorded
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            let recorded = crate::policy::RecordedPolicy {
+                policy: self.options.host_policy.clone(),
+                manifests: self.options.manifests.clone(),
+            };
+            if let Err(e) = self
+                .store
+                .record_host_policy(instance, &recorded.to_json())
+                .await
+            {
+                tracing::warn!("cannot record the host policy for the db verbs: {e}");
+                self.policy_recorded
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         let Observation {
             allow_empty,
             stored,

@@ -92,7 +92,10 @@ impl<R: Engine> Reconciler<R> {
             .filter(|o| matches!(o.spec, crate::manifest::Spec::Secret(_)))
             .filter_map(|o| Some((o.key(), self.options.host_policy.refusal(o, manifests)?)))
             .collect();
-        let secret_values = self.secret_resolver.resolve_all(&desired, &secret_refused);
+        let roots = self.options.host_policy.roots(manifests);
+        let secret_values = self
+            .secret_resolver
+            .resolve_all(&desired, &secret_refused, &roots);
         let passwords = database::use_secret_passwords(&desired, &secret_values, &mut secrets);
         if !dry_run {
             for name in &passwords.changed {
@@ -108,24 +111,31 @@ impl<R: Engine> Reconciler<R> {
             self.store.identity(),
             self.options.take_over,
         );
+        // The policy decides before any effect: a refused database is neither rotated, seeded
+        // nor upgraded (its `restoreFrom` never read, its backup path never bound).
+        let mut refused = self.refusals(&desired, &stranded, &foreign);
+        let admitted: Vec<Object> = desired
+            .iter()
+            .filter(|o| !refused.contains_key(&o.key()))
+            .cloned()
+            .collect();
         let ready = if dry_run {
             HashMap::new()
         } else {
-            database::probe_all(&desired, &observed, &statuses, &secrets).await
+            database::probe_all(&admitted, &observed, &statuses, &secrets).await
         };
         let mut ready = ready;
         let mut notes = Vec::new();
         if !dry_run {
             notes = self
-                .rotate_passwords(&desired, &passwords.rotations, &ready, &mut secrets)
+                .rotate_passwords(&admitted, &passwords.rotations, &ready, &mut secrets)
                 .await?;
-            notes.extend(self.seed_databases(&desired, &secrets, &mut ready).await);
+            notes.extend(self.seed_databases(&admitted, &secrets, &mut ready).await);
         }
-        let mut refused = self.refusals(&desired, &stranded, &foreign);
         refused.extend(passwords.holds);
         if !dry_run {
             let (upgrades, holds) = self
-                .upgrade_databases(&desired, &observed, &statuses, &ready, &mut secrets)
+                .upgrade_databases(&admitted, &observed, &statuses, &ready, &mut secrets)
                 .await?;
             notes.extend(upgrades);
             refused.extend(holds);
@@ -345,6 +355,7 @@ impl<R: Engine> Reconciler<R> {
                 object: o,
                 spec: d,
                 secret: Some(&secret),
+                host: self.host(),
             };
             tracing::info!("{key}: upgrading PostgreSQL {from} to {to}");
             match upgrade::upgrade(&self.engine, &subject, &current, &image, to).await {
@@ -410,13 +421,14 @@ impl<R: Engine> Reconciler<R> {
             let source = match (&d.backup, from.is_latest()) {
                 (Some(b), true) => Source::Latest(b.to.clone()),
                 (None, true) => continue,
-                (_, false) => Source::Local(std::path::PathBuf::from(&from.0)),
+                (_, false) => Source::RestoreFrom(std::path::PathBuf::from(&from.0)),
             };
             let subject = Subject {
                 instance: &self.options.instance,
                 object: o,
                 spec: d,
                 secret: Some(secret),
+                host: self.host(),
             };
             let result = backup::restore(&self.engine, &subject, &source)
                 .await
@@ -658,11 +670,15 @@ impl<R: Engine> Reconciler<R> {
         s: &crate::manifest::ServerSpec,
         out: &mut kinds::HostFiles,
     ) -> Result<(), String> {
+        let roots = self
+            .options
+            .host_policy
+            .roots(self.options.manifests.as_deref());
         for (i, f) in s.env_file.0.iter().enumerate() {
             if !out.env.contains_key(&f.0) {
                 let loaded = self
                     .env_file_cache
-                    .load(std::path::Path::new(&f.0))
+                    .load(std::path::Path::new(&f.0), &roots)
                     .map_err(|why| format!("spec.envFile[{i}]: {why}"))?;
                 out.env.insert(f.0.clone(), loaded);
             }
@@ -671,7 +687,7 @@ impl<R: Engine> Reconciler<R> {
             if v.kind == VolumeType::Bind && v.read_only && !out.config.contains_key(&v.source) {
                 let digest = self
                     .config_cache
-                    .digest(std::path::Path::new(&v.source))
+                    .digest(std::path::Path::new(&v.source), &roots)
                     .map_err(|why| format!("spec.volumes[{i}].source: {why}"))?;
                 out.config.insert(v.source.clone(), digest);
             }

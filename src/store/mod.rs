@@ -16,6 +16,7 @@ mod images;
 mod intents;
 mod lock;
 mod objects;
+mod policy;
 mod reports;
 mod revisions;
 mod route_clients;

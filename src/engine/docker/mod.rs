@@ -469,16 +469,23 @@ impl Engine for DockerEngine {
             Err(e) if server_error(&e).map(|s| s.0) == Some(404) => {}
             Err(e) => return Err(engine("inspect image", &spec.tag, e)),
         }
+        // The context streams to the engine as it is archived (a few chunks in flight), so a
+        // big file in it costs a chunk of memory, not its size.
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
         let build = spec.clone();
-        let tar = tokio::task::spawn_blocking(move || build.archive())
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(|message| EngineError::Engine {
-                op: "archive build context",
-                target: spec.context.display().to_string(),
-                message,
-            })?;
+        // Detached: it ends with the archive, or at its next chunk once the request is gone.
+        drop(tokio::task::spawn_blocking(move || {
+            let mut out = ChunkWriter {
+                tx: tx.clone(),
+                buf: Vec::with_capacity(CHUNK),
+            };
+            if let Err(e) = build.write_archive(&mut out) {
+                let _ = tx.blocking_send(Err(e));
+            }
+        }));
+        let body = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        });
         let opts = bollard::query_parameters::BuildImageOptions {
             dockerfile: spec.dockerfile.clone(),
             t: Some(spec.tag.clone()),
@@ -491,7 +498,7 @@ impl Engine for DockerEngine {
         };
         let mut stream = self
             .slow
-            .build_image(opts, None, Some(bollard::body_full(tar.into())));
+            .build_image(opts, None, Some(bollard::body_try_stream(body)));
         // The build's own output, for the log; the last lines go into a failure.
         let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
         let mut keep = |line: &str| {
@@ -929,6 +936,41 @@ impl DockerEngine {
             Err(e) if server_error(&e).map(|s| s.0) == Some(409) => Ok(()),
             Err(e) => Err(engine("remove container", id, e)),
         }
+    }
+}
+
+/// The size of one chunk of a build context on its way to the engine.
+const CHUNK: usize = 64 << 10;
+
+/// Writes into a channel in chunks, for a body streamed from a blocking thread.
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = bytes::Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the build request ended")
+        })
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
     }
 }
 

@@ -322,17 +322,25 @@ pub fn missing_bind_sources(objects: &[Object]) -> Vec<ManifestError> {
 
 /// Reads a manifest file, but never more than a manifest may hold.
 pub fn read_bounded(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_MANIFEST_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() > MAX_MANIFEST_BYTES {
-        return Err(std::io::Error::other(format!(
-            "too large: more than {MAX_MANIFEST_BYTES} bytes in one manifest"
-        )));
-    }
+    // Opened without blocking and read only if regular: a FIFO under a manifest's name is an
+    // error, never a pass waiting for a writer.
+    let bytes =
+        crate::hostfs::read(path, None, MAX_MANIFEST_BYTES as u64).map_err(|e| match e {
+            crate::hostfs::HostFsError::Io { source, .. } => source,
+            crate::hostfs::HostFsError::TooLarge { .. } => std::io::Error::other(format!(
+                "too large: more than {MAX_MANIFEST_BYTES} bytes in one manifest"
+            )),
+            other => std::io::Error::other(other.why()),
+        })?;
     String::from_utf8(bytes).map_err(|_| std::io::Error::other("not UTF-8 text"))
+}
+
+/// `read_bounded` for a file that must lie below one of `roots` (links resolved), opened
+/// through no link swapped in after that check.
+pub fn read_confined(path: &Path, roots: &[std::path::PathBuf]) -> Result<String, String> {
+    let bytes = crate::hostfs::read(path, Some(roots), MAX_MANIFEST_BYTES as u64)
+        .map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", path.display()))
 }
 
 /// Lexically removes `.` and `..`, so that equal paths hash equally (and the host policy

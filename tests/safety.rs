@@ -1,0 +1,203 @@
+//! The safety review's findings (round two), each reproduced as its attacker would: someone who
+//! owns the watched manifests directory and nothing else (uid 65534, where a user is the
+//! threat), against a root controller and the real engine. Every test fails without its fix.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::postgres::{database, env_with_postgres};
+use common::{eventually, text, Env};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// The attacker's uid: nobody, who owns the manifests directory and nothing else.
+const NOBODY: u32 = 65534;
+
+/// Runs `program args` as nobody (as root, with setpriv; as the caller otherwise).
+fn as_nobody(program: &str, args: &[&str]) -> std::process::Output {
+    let root = unsafe_is_root();
+    let mut cmd = if root {
+        let mut c = Command::new("setpriv");
+        c.args([
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+            program,
+        ]);
+        c
+    } else {
+        Command::new(program)
+    };
+    cmd.args(args).output().expect("run as nobody")
+}
+
+fn unsafe_is_root() -> bool {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() == 0 }
+}
+
+/// Gives the manifests directory to nobody, as the threat model has it.
+fn hand_to_nobody(dir: &Path) {
+    if unsafe_is_root() {
+        let out = Command::new("chown")
+            .args([
+                "-R",
+                &format!("{NOBODY}:{NOBODY}"),
+                &dir.display().to_string(),
+            ])
+            .output()
+            .expect("chown");
+        assert!(out.status.success(), "{}", text(&out));
+        // The test's temporary directory above it must be reachable for nobody.
+        let mut p = dir.parent();
+        while let Some(d) = p {
+            if d == Path::new("/") || d == Path::new("/tmp") {
+                break;
+            }
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(d).expect("stat").permissions().mode();
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode | 0o711))
+                .expect("chmod");
+            p = d.parent();
+        }
+    }
+}
+
+/// Writes a manifest as nobody (write then rename, as an editor does).
+fn write_as_nobody(env: &Env, file: &str, text_: &str) {
+    let tmp = std::env::temp_dir().join(format!("dh-nobody-{}-{file}", env.instance));
+    std::fs::write(&tmp, text_).expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let dest = env.manifests.join(file);
+    let staged = env.manifests.join(format!(".{file}.new"));
+    let out = as_nobody(
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "cat '{}' > '{}' && mv '{}' '{}'",
+                tmp.display(),
+                staged.display(),
+                staged.display(),
+                dest.display()
+            ),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let _ = std::fs::remove_file(tmp);
+}
+
+/// A root-only directory outside the manifests directory, with one root-only file.
+fn root_only(env: &Env, file: &str, content: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = env.dir.path().join("rootonly");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let path = dir.join(file);
+    std::fs::write(&path, content).expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    path
+}
+
+#[test]
+fn a_database_refused_by_the_host_policy_is_never_seeded_from_its_restore_file() {
+    let Some(env) = env_with_postgres("safety-seed") else {
+        return;
+    };
+    hand_to_nobody(&env.manifests);
+    let victim = root_only(&env, "victim.dump", "VICTIM-ROW-SSN-078-05-1120");
+    let db = |restore: &str| {
+        database(
+            "evil",
+            5940,
+            &format!(
+                "  readyTimeout: 10m\n  backup: {{schedule: '@daily', to: {{volume: evil-bk}}}}\n  restoreFrom: {restore}\n"
+            ),
+        )
+    };
+    write_as_nobody(&env, "db.yaml", &db("latest"));
+    let mut up = env.up(&["--resync", "1s"]);
+    // No backup exists yet: the seeding fails, and the database runs, never initialised.
+    eventually(WAIT, "the first seeding to fail", || {
+        let events = text(&env.run("events", &[]));
+        events.contains("restore-failed").then_some(())
+    });
+    write_as_nobody(&env, "db.yaml", &db(&victim.display().to_string()));
+    eventually(WAIT, "the database refused", || {
+        let s = env.status_of("database", "evil")?;
+        (s["phase"] == "Invalid"
+            && s["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("refused by the host policy")))
+        .then_some(())
+    });
+    // Passes run every second: several have seen the refused file by now.
+    std::thread::sleep(Duration::from_secs(5));
+    let events = text(&env.run("events", &[]));
+    assert!(
+        !events.contains("victim.dump"),
+        "a refused restoreFrom was acted on:\n{events}"
+    );
+    up.stop();
+}
+
+#[test]
+fn a_backup_to_a_refused_host_path_writes_nothing_there() {
+    let Some(env) = env_with_postgres("safety-backup") else {
+        return;
+    };
+    hand_to_nobody(&env.manifests);
+    let target = root_only(&env, "canary", "root");
+    let target_dir = target.parent().expect("dir").to_path_buf();
+    write_as_nobody(
+        &env,
+        "db.yaml",
+        &database(
+            "evil",
+            5942,
+            "  backup: {schedule: '@daily', to: {volume: evil-bk}}\n",
+        ),
+    );
+    let out = env.run("sync", &["--timeout", "90s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Now the backup target is a root-only host directory the policy does not allow.
+    write_as_nobody(
+        &env,
+        "db.yaml",
+        &database(
+            "evil",
+            5942,
+            &format!(
+                "  backup: {{schedule: '@daily', to: {{path: {}}}}}\n",
+                target_dir.display()
+            ),
+        ),
+    );
+    let out = env.run("sync", &["--timeout", "20s"]);
+    assert!(
+        text(&out).contains("refused by the host policy"),
+        "{}",
+        text(&out)
+    );
+    // The operator's `db backup` uses the manifest's target: refused as the controller refuses it.
+    let out = env.run("db", &["backup", "evil"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("refused by the host policy"),
+        "{}",
+        text(&out)
+    );
+    let files: Vec<_> = std::fs::read_dir(&target_dir)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        files,
+        ["canary"],
+        "something was written to the refused path"
+    );
+}
