@@ -178,6 +178,15 @@ impl HostPolicy {
         self.paths_refusal(object, paths, manifests)
     }
 
+    /// Whether a manifest may read the controller's variable `var` (a Secret's `env`, a
+    /// compose file's `${VAR}`): only those the operator named (`--allow-secret-env`).
+    pub fn allows_env(&self, var: &str) -> bool {
+        self.secret_env.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => var.starts_with(prefix),
+            None => p == var,
+        })
+    }
+
     /// Why a Secret's source is refused: a file outside the manifests directory and the allowed
     /// host paths, or a variable of the controller's that the operator did not name.
     fn secret_refusal(
@@ -192,11 +201,7 @@ impl HostPolicy {
                 self.paths_refusal(object, vec![("spec.file".into(), path, false)], manifests)
             }
             SecretSource::Env(var) => {
-                let allowed = self.secret_env.iter().any(|p| match p.strip_suffix('*') {
-                    Some(prefix) => var.starts_with(prefix),
-                    None => p == var,
-                });
-                (!allowed).then(|| format!(
+                (!self.allows_env(var)).then(|| format!(
                     "spec.env: {var} is a variable of the controller's own environment; refused by the host policy (allowed only with --allow-secret-env {var})"
                 ))
             }

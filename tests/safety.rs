@@ -201,3 +201,102 @@ fn a_backup_to_a_refused_host_path_writes_nothing_there() {
         "something was written to the refused path"
     );
 }
+
+/// `ln -s` as nobody.
+fn link_as_nobody(target: &Path, link: &Path) {
+    let out = as_nobody(
+        "ln",
+        &[
+            "-s",
+            &target.display().to_string(),
+            &link.display().to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn a_link_in_a_build_context_never_carries_a_host_file_into_the_image_or_the_status() {
+    let Some(env) = Env::new("safety-build") else {
+        return;
+    };
+    let _builds = common::RemoveBuilds(env.instance.clone());
+    let canary = root_only(&env, "canary.txt", "SEC-CANARY-ROOT-ONLY-51f7cd95c0f4");
+    env.write(
+        "ctx/Dockerfile",
+        &format!(
+            "FROM {}\nCOPY leak /leak\nCMD [\"sleep\", \"3600\"]\n",
+            common::IMAGE
+        ),
+    );
+    hand_to_nobody(&env.manifests);
+    link_as_nobody(&canary, &env.manifests.join("ctx/leak"));
+    link_as_nobody(&canary, &env.manifests.join("ctx/Dockerfile.link"));
+    write_as_nobody(
+        &env,
+        "leak.yaml",
+        "apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: leak}\nspec:\n  build: ./ctx\n---\napiVersion: dockhand/v1\nkind: Server\nmetadata: {name: first-line}\nspec:\n  build: {context: ./ctx, dockerfile: Dockerfile.link}\n",
+    );
+    let out = env.run("sync", &["--timeout", "60s"]);
+    let shown = format!(
+        "{}{}{}",
+        text(&out),
+        text(&env.run("get", &["-o", "yaml"])),
+        text(&env.run("events", &[]))
+    );
+    assert!(!shown.contains("SEC-CANARY"), "the canary leaked:\n{shown}");
+    // The link went into the image as a link (dangling there), never as the host's file.
+    if let Some(c) = env.container("leak") {
+        let inside = common::docker(&["exec", &c.id, "sh", "-c", "cat /leak 2>&1; true"]);
+        assert!(!inside.contains("SEC-CANARY"), "{inside}");
+    }
+}
+
+#[test]
+fn a_compose_file_reads_neither_the_controllers_variables_nor_files_linked_from_outside() {
+    let Some(env) = Env::new("safety-compose") else {
+        return;
+    };
+    let prod = root_only(
+        &env,
+        "prod.env",
+        "PROD_DB_PASSWORD=ROOTONLY-DOTENV-PASSWORD-4410\n",
+    );
+    hand_to_nobody(&env.manifests);
+    let compose = format!(
+        "services:\n  app:\n    image: {}\n    pull_policy: never\n    command: [sleep, '3600']\n    environment:\n      LEAKED: \"${{SEC_CONTROLLER_SECRET}}\"\n      ALLOWED: \"${{SEC_ALLOWED_VAR:-unset}}\"\n",
+        common::IMAGE
+    );
+    write_as_nobody(&env, "compose.yaml", &compose);
+    let out = env
+        .command("sync")
+        .args(["--timeout", "60s", "--allow-secret-env", "SEC_ALLOWED_*"])
+        .env("SEC_CONTROLLER_SECRET", "CONTROLLER-ENV-SECRET-9921")
+        .env("SEC_ALLOWED_VAR", "the-operator-allowed-this")
+        .output()
+        .expect("sync");
+    assert!(out.status.success(), "{}", text(&out));
+    let c = env
+        .containers()
+        .into_iter()
+        .find(|c| c.name.ends_with("app"))
+        .expect("the app's container");
+    let vars = common::docker(&["inspect", "-f", "{{json .Config.Env}}", &c.id]);
+    assert!(!vars.contains("CONTROLLER-ENV-SECRET"), "{vars}");
+    assert!(vars.contains("ALLOWED=the-operator-allowed-this"), "{vars}");
+    // A `.env` linked to a root-only file is refused, and nothing of it is shown.
+    link_as_nobody(&prod, &env.manifests.join(".env"));
+    write_as_nobody(
+        &env,
+        "compose.yaml",
+        &compose.replace("SEC_CONTROLLER_SECRET", "PROD_DB_PASSWORD"),
+    );
+    let out = env.run("sync", &["--timeout", "20s"]);
+    let shown = text(&out);
+    assert!(!out.status.success(), "{shown}");
+    assert!(
+        shown.contains(".env") && shown.contains("outside"),
+        "{shown}"
+    );
+    assert!(!shown.contains("ROOTONLY"), "{shown}");
+}

@@ -256,6 +256,10 @@ impl ReconcileArgs {
                 files: self.compose_files.clone(),
                 options: crate::compose::Options {
                     profiles: self.profiles.clone(),
+                    // A controller's environment is not the manifest writer's to read, and the
+                    // files a compose file names lie where the host policy allows.
+                    allowed_env: Some(self.allow_secret_env.clone()),
+                    confine: Some(self.options().host_policy.roots(Some(&self.manifests))),
                 },
             },
             git: self.git_sources(),

@@ -36,6 +36,7 @@ pub async fn run(args: ConvertArgs) -> anyhow::Result<ExitCode> {
     let label = args.file.to_string_lossy().into_owned();
     let options = compose::Options {
         profiles: args.profiles.clone(),
+        ..Default::default()
     };
     let project = match compose::load(&args.file, &label, &options) {
         Ok(p) => p,

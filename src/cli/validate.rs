@@ -24,6 +24,7 @@ pub struct ValidateArgs {
 pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let options = compose::Options {
         profiles: args.profiles.clone(),
+        ..Default::default()
     };
     let mut parts = Vec::new();
     for f in &args.files {

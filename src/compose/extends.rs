@@ -201,6 +201,16 @@ pub fn resolve(
         let base = match file {
             Some(f) => load(&f, &base_name).map_err(|e| (name.to_owned(), e))?,
             None => {
+                if stack.len() >= super::MAX_EXTENDS_DEPTH {
+                    return Err((
+                        name.to_owned(),
+                        format!(
+                            "extends {base_name}: a chain of more than {} services extending one another; expected at most {}",
+                            super::MAX_EXTENDS_DEPTH,
+                            super::MAX_EXTENDS_DEPTH
+                        ),
+                    ));
+                }
                 if stack.contains(&base_name) || base_name == name {
                     return Err((name.to_owned(), format!("extends {base_name}: a cycle")));
                 }

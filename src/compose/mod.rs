@@ -48,7 +48,40 @@ pub fn is_compose_name(name: &str) -> bool {
 pub struct Options {
     /// `--profile`: services with these profiles are active too (`COMPOSE_PROFILES` adds more).
     pub profiles: Vec<String>,
+    /// The process variables `${VAR}` may read besides `.env`'s: `None` for every one (`convert`
+    /// and `validate`, run by a user in their own shell), or the operator's allow-list for a
+    /// controller (names, or prefixes ending in `*`), whose environment is not the manifest
+    /// writer's to read.
+    pub allowed_env: Option<Vec<String>>,
+    /// Where the files a compose file makes dockhand read (`.env`, `extends.file`) must lie,
+    /// links resolved: `None` anywhere (the CLI's own user), or below one of these (a
+    /// controller: its manifests directory and the allowed host paths).
+    pub confine: Option<Vec<PathBuf>>,
 }
+
+impl Options {
+    /// Whether `${name}` may read the process's variable `name`.
+    fn reads_env(&self, name: &str) -> bool {
+        self.allowed_env.as_ref().is_none_or(|allowed| {
+            allowed.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => p == name,
+            })
+        })
+    }
+
+    /// Reads a file the project names: regular, bounded, and (for a controller) below its roots.
+    fn read(&self, path: &Path) -> Result<String, String> {
+        match &self.confine {
+            Some(roots) => crate::manifest::parse::read_confined(path, roots),
+            None => read(path).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// The longest chain of services extending one another (Compose files in the wild use two or
+/// three; a deeper one is a mistake, or an attack on the stack).
+pub const MAX_EXTENDS_DEPTH: usize = 32;
 
 /// A project, translated.
 #[derive(Clone, Debug)]
@@ -77,17 +110,19 @@ fn environment(
     dir: &Path,
     label_dir: &str,
     compose_label: &str,
+    options: &Options,
 ) -> Result<BTreeMap<String, String>, ManifestError> {
     let path = dir.join(".env");
     let mut vars = BTreeMap::new();
-    if path.is_file() {
+    if std::fs::symlink_metadata(&path).is_ok() {
         let label = if label_dir.is_empty() {
             ".env".to_owned()
         } else {
             format!("{label_dir}/.env")
         };
-        let text =
-            read(&path).map_err(|e| whole(compose_label, format!("cannot read {label}: {e}")))?;
+        let text = options
+            .read(&path)
+            .map_err(|e| whole(compose_label, format!("cannot read {label}: {e}")))?;
         // Named as the compose file's error, so that its objects keep their last good spec.
         let pairs = crate::manifest::env_text::parse(&text).map_err(|(line, message)| {
             whole(compose_label, format!("{label}:{line}: {message}"))
@@ -155,7 +190,9 @@ fn parse_file(
 
 /// Reads the compose file at `path` (named `label` in messages and as the objects' source).
 pub fn load(path: &Path, label: &str, options: &Options) -> Result<Project, Vec<ManifestError>> {
-    let text = read(path).map_err(|e| vec![whole(label, format!("cannot read: {e}"))])?;
+    let text = options
+        .read(path)
+        .map_err(|e| vec![whole(label, format!("cannot read: {e}"))])?;
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -173,9 +210,15 @@ pub fn load(path: &Path, label: &str, options: &Options) -> Result<Project, Vec<
         .parent()
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let dotenv = environment(&dir, &label_dir, label).map_err(|e| vec![e])?;
-    let lookup: model::Lookup =
-        Rc::new(move |k: &str| std::env::var(k).ok().or_else(|| dotenv.get(k).cloned()));
+    let dotenv = environment(&dir, &label_dir, label, options).map_err(|e| vec![e])?;
+    let env_options = options.clone();
+    let lookup: model::Lookup = Rc::new(move |k: &str| {
+        env_options
+            .reads_env(k)
+            .then(|| std::env::var(k).ok())
+            .flatten()
+            .or_else(|| dotenv.get(k).cloned())
+    });
     let (file, found) = parse_file(&text, label, lookup.clone())?;
     let at = |path: &str| locate(&found, path);
     let err_at = |path: &str, message: String| {
@@ -203,7 +246,9 @@ pub fn load(path: &Path, label: &str, options: &Options) -> Result<Project, Vec<
         .collect();
     let load_other = |other: &str, service: &str| -> Result<model::Service, String> {
         let other_path = dir.join(other);
-        let text = read(&other_path).map_err(|e| format!("extends: cannot read {other}: {e}"))?;
+        let text = options
+            .read(&other_path)
+            .map_err(|e| format!("extends: cannot read {other}: {e}"))?;
         let (f, _) = parse_file(&text, other, lookup.clone()).map_err(|errs| {
             errs.iter()
                 .map(ToString::to_string)

@@ -16,8 +16,6 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::interpolate::interpolate;
-
 /// Where `${VAR}` values come from.
 pub type Lookup = Rc<dyn Fn(&str) -> Option<String>>;
 
@@ -44,17 +42,6 @@ pub(crate) fn take_unset() -> Vec<(String, u64, u64)> {
     UNSET.with(|u| std::mem::take(&mut *u.borrow_mut()))
 }
 
-/// Whether `text` refers to `name` bare (`$NAME` or `${NAME}`), with no default to fall back on.
-fn bare_reference(text: &str, name: &str) -> bool {
-    text.contains(&format!("${{{name}}}"))
-        || text.match_indices(&format!("${name}")).any(|(i, m)| {
-            text[i + m.len()..]
-                .chars()
-                .next()
-                .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'))
-        })
-}
-
 fn interpolated<E: de::Error>(s: String, at: &serde_saphyr::Location) -> Result<String, E> {
     if !s.contains('$') {
         return Ok(s);
@@ -63,20 +50,20 @@ fn interpolated<E: de::Error>(s: String, at: &serde_saphyr::Location) -> Result<
     let Some(l) = lookup else {
         return Ok(s);
     };
-    let missing = RefCell::new(Vec::new());
-    let noting = |name: &str| {
-        let v = l(name);
-        if v.is_none() {
-            missing.borrow_mut().push(name.to_owned());
+    let mut missing: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let out = super::interpolate::interpolate_noting(&s, &*l, &mut |name| {
+        if seen.insert(name.to_owned()) {
+            missing.push(name.to_owned());
         }
-        v
-    };
-    let out = interpolate(&s, &noting).map_err(E::custom)?;
-    for name in missing.into_inner() {
-        if bare_reference(&s, &name) {
-            UNSET.with(|u| u.borrow_mut().push((name, at.line(), at.column())));
+    })
+    .map_err(E::custom)?;
+    UNSET.with(|u| {
+        let mut u = u.borrow_mut();
+        for name in missing {
+            u.push((name, at.line(), at.column()));
         }
-    }
+    });
     Ok(out)
 }
 

@@ -77,6 +77,7 @@ fn load_text(text: &str, profiles: &[&str]) -> Result<Project, Vec<ManifestError
     let dir = project_dir(text);
     let options = Options {
         profiles: profiles.iter().map(|p| (*p).to_owned()).collect(),
+        ..Options::default()
     };
     load(
         &dir.path().join("compose.yaml"),
@@ -451,4 +452,135 @@ services:
         web.ports[0].mode,
         Some(crate::manifest::fields::PublishMode::Host)
     );
+}
+
+/// What a controller reads compose files with: no variable of its own, files below `dir` only.
+fn confined(dir: &std::path::Path) -> Options {
+    Options {
+        allowed_env: Some(Vec::new()),
+        confine: Some(vec![dir.to_path_buf()]),
+        ..Options::default()
+    }
+}
+
+#[test]
+fn a_controllers_compose_files_read_no_host_file_and_none_of_its_variables() {
+    // The safety review's three leaks: `extends.file` of a root-only compose file, a `.env`
+    // linked to a root-only file, and `${VAR}` of the controller's own environment.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(
+        outside.path().join("compose.yaml"),
+        "services:\n  db:\n    image: x\n    environment: {POSTGRES_PASSWORD: ROOTONLY-COMPOSE-PASSWORD-7731}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        outside.path().join("prod.env"),
+        "PROD_DB_PASSWORD=ROOTONLY-DOTENV-PASSWORD-4410\n",
+    )
+    .unwrap();
+    std::env::set_var(
+        "DOCKHAND_TEST_CONTROLLER_SECRET",
+        "CONTROLLER-ENV-SECRET-9921",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("compose.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "services:\n  a:\n    extends: {{file: {}, service: db}}\n",
+            outside.path().join("compose.yaml").display()
+        ),
+    )
+    .unwrap();
+    let e = load(&file, "compose.yaml", &confined(dir.path())).unwrap_err();
+    let shown = format!("{e:?}");
+    assert!(shown.contains("outside the manifests directory"), "{shown}");
+    assert!(!shown.contains("ROOTONLY"), "{shown}");
+
+    std::os::unix::fs::symlink(outside.path().join("prod.env"), dir.path().join(".env")).unwrap();
+    std::fs::write(
+        &file,
+        "services:\n  a:\n    image: dockhand/busybox:local\n    environment: {P: '${PROD_DB_PASSWORD}'}\n",
+    )
+    .unwrap();
+    let e = load(&file, "compose.yaml", &confined(dir.path())).unwrap_err();
+    let shown = format!("{e:?}");
+    assert!(
+        shown.contains(".env") && shown.contains("outside"),
+        "{shown}"
+    );
+    assert!(!shown.contains("ROOTONLY"), "{shown}");
+    std::fs::remove_file(dir.path().join(".env")).unwrap();
+
+    std::fs::write(
+        &file,
+        "services:\n  a:\n    image: dockhand/busybox:local\n    environment: {LEAKED: '${DOCKHAND_TEST_CONTROLLER_SECRET}'}\n",
+    )
+    .unwrap();
+    let env_of = |options: &Options| {
+        let p = load(&file, "compose.yaml", options).unwrap();
+        format!("{:?}", server(&p, "a").env)
+    };
+    assert!(!env_of(&confined(dir.path())).contains("CONTROLLER-ENV"));
+    let allowed = Options {
+        allowed_env: Some(vec!["DOCKHAND_TEST_CONTROLLER_*".into()]),
+        ..confined(dir.path())
+    };
+    assert!(
+        env_of(&allowed).contains("CONTROLLER-ENV-SECRET-9921"),
+        "the operator allowed it"
+    );
+    // `convert`, run by a user in their own shell, reads their environment.
+    assert!(env_of(&Options::default()).contains("CONTROLLER-ENV-SECRET-9921"));
+}
+
+#[test]
+fn deep_nesting_and_long_extends_chains_are_errors_not_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("compose.yaml");
+    // 500 nested defaults: 3.5 KB that aborted `up` at every restart.
+    let n = 500;
+    let nested = format!("{}x{}", "${U:-".repeat(n), "}".repeat(n));
+    std::fs::write(
+        &file,
+        format!("services:\n  a:\n    image: 'dockhand/busybox:{nested}'\n"),
+    )
+    .unwrap();
+    let shown = format!(
+        "{:?}",
+        load(&file, "compose.yaml", &Options::default()).unwrap_err()
+    );
+    assert!(shown.contains("nested more than"), "{shown}");
+    // 400 services, each extending the one before (10 KB).
+    let mut text = String::from("services:\n  s0:\n    image: dockhand/busybox:local\n");
+    for i in 1..400 {
+        text.push_str(&format!("  s{i}:\n    extends: s{}\n", i - 1));
+    }
+    std::fs::write(&file, text).unwrap();
+    let shown = format!(
+        "{:?}",
+        load(&file, "compose.yaml", &Options::default()).unwrap_err()
+    );
+    assert!(shown.contains("a chain of more than"), "{shown}");
+}
+
+#[test]
+fn a_fifo_named_as_an_extends_file_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("base.yaml");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let file = dir.path().join("compose.yaml");
+    std::fs::write(
+        &file,
+        "services:\n  a:\n    extends: {file: base.yaml, service: b}\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    for options in [Options::default(), confined(dir.path())] {
+        let shown = format!("{:?}", load(&file, "compose.yaml", &options).unwrap_err());
+        assert!(shown.contains("FIFO"), "{shown}");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
 }

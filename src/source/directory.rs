@@ -61,6 +61,18 @@ pub fn read_with(dir: &Path, compose: &ComposeFiles) -> Part {
 /// Like `read_with`, each file's label being `prefix` and its path in `dir` (a git source's
 /// files are told apart from the directory's this way).
 pub fn read_labeled(dir: &Path, compose: &ComposeFiles, prefix: &str) -> Part {
+    // The files a compose file names may lie in this source's own directory too (a git
+    // source's checkout).
+    let mut with_dir;
+    let compose = if compose.options.confine.is_some() {
+        with_dir = compose.clone();
+        if let Some(roots) = &mut with_dir.options.confine {
+            roots.push(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned()));
+        }
+        &with_dir
+    } else {
+        compose
+    };
     let mut part = Part {
         complete: true,
         ..Part::default()
@@ -112,7 +124,9 @@ pub fn read_labeled(dir: &Path, compose: &ComposeFiles, prefix: &str) -> Part {
             add_compose(&mut part, &path, label, &compose.options);
             continue;
         }
-        match crate::manifest::parse::read_bounded(&path) {
+        // Read below the directory by descriptor: a link renamed in after the check above
+        // is refused, not followed.
+        match crate::manifest::parse::read_confined(&path, std::slice::from_ref(&base)) {
             Ok(text) => {
                 let parsed = parse_str(&text, &label, path.parent());
                 if parsed.as_ref().is_ok_and(Vec::is_empty) {
@@ -120,7 +134,13 @@ pub fn read_labeled(dir: &Path, compose: &ComposeFiles, prefix: &str) -> Part {
                 }
                 part.add(label, parsed);
             }
-            Err(e) => part.errors.push(io_error(label, &e)),
+            Err(e) => part.errors.push(ManifestError {
+                file: label,
+                line: 0,
+                column: 0,
+                field: String::new(),
+                message: format!("cannot read: {e}"),
+            }),
         }
     }
     part
