@@ -300,3 +300,83 @@ fn a_compose_file_reads_neither_the_controllers_variables_nor_files_linked_from_
     );
     assert!(!shown.contains("ROOTONLY"), "{shown}");
 }
+
+#[test]
+fn a_backup_that_outlasts_several_passes_finishes_and_a_killed_ones_partial_is_removed() {
+    let Some(env) = env_with_postgres("safety-longjob") else {
+        return;
+    };
+    let _builds = common::RemoveBuilds(env.instance.clone());
+    // The database's image is one dockhand built (so it carries the instance's label, and so
+    // does every job of it), with a pg_dump that takes a few seconds.
+    env.write(
+        "pg/Dockerfile",
+        &format!(
+            "FROM {}\nRUN cd /usr/lib/postgresql/15/bin && mv pg_dump pg_dump.real && printf '#!/bin/sh\\nsleep 5\\nexec /usr/lib/postgresql/15/bin/pg_dump.real \"$@\"\\n' > pg_dump && chmod 755 pg_dump\n",
+            common::POSTGRES_IMAGE
+        ),
+    );
+    let image = format!("{}-slowpg:1", env.instance);
+    env.write(
+        "img.yaml",
+        &format!(
+            "apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: pgimg}}\nspec:\n  image: {image}\n  build: ./pg\n  entrypoint: [sleep, '3600']\n"
+        ),
+    );
+    env.sync();
+    env.write(
+        "db.yaml",
+        &format!(
+            "apiVersion: dockhand/v1\nkind: Database\nmetadata: {{name: slow}}\nspec:\n  image: {image}\n  port: 5944\n  backup: {{schedule: '@daily', to: {{volume: slow-bk}}}}\n"
+        ),
+    );
+    let mut up = env.up(&["--resync", "1s"]);
+    eventually(Duration::from_secs(180), "the database Ready", || {
+        (env.status_of("database", "slow")?["phase"] == "Ready").then_some(())
+    });
+    let volume = format!("dh_{}_slow-bk", env.instance);
+    // A `.partial` left by a job killed mid-dump, as an earlier controller's would be.
+    let out = env.run("db", &["backup", "slow"]);
+    assert!(
+        out.status.success(),
+        "a backup under up failed:\n{}",
+        text(&out)
+    );
+    common::docker(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "touch",
+        "-v",
+        &format!("{volume}:/b"),
+        common::POSTGRES_IMAGE,
+        "/b/slow-20200101T000000Z.dump.partial",
+    ]);
+    let out = env.run("db", &["backup", "slow"]);
+    assert!(
+        out.status.success(),
+        "a backup under up failed:\n{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("verified"), "{}", text(&out));
+    let files = common::docker(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "ls",
+        "-v",
+        &format!("{volume}:/b"),
+        common::POSTGRES_IMAGE,
+        "-1",
+        "/b",
+    ]);
+    assert!(!files.contains(".partial"), "{files}");
+    assert_eq!(
+        files.lines().filter(|l| l.ends_with(".dump")).count(),
+        2,
+        "{files}"
+    );
+    let log = up.output();
+    assert!(!log.contains("job_slow-backup (orphan"), "{log}");
+    up.stop();
+}

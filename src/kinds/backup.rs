@@ -204,8 +204,12 @@ fn backup_script(dir: &str, file: &str, keep: Option<u32>, name: &str) -> String
             next = keep + 1
         )
     });
+    // A job killed mid-dump (SIGKILL skips the trap) left its `.partial`: one backup of this
+    // database runs at a time (jobs are named by it), so any such file is stale.
     format!(
-        "set -eu\numask 077\nf='{dir}/{file}'\ntrap 'rm -f \"$f.partial\"' EXIT\n\
+        "set -eu\numask 077\nf='{dir}/{file}'\n\
+         for stale in '{dir}/{name}-'*.dump.partial; do [ -e \"$stale\" ] && rm -f \"$stale\" && echo \"removed stale $stale\"; done; true\n\
+         trap 'rm -f \"$f.partial\"' EXIT\n\
          pg_dump -Fc -f \"$f.partial\"\n\
          pg_restore --list \"$f.partial\" >/dev/null\n\
          mv \"$f.partial\" \"$f\"\n\
@@ -518,6 +522,11 @@ mod tests {
         let prune = s.find("rm -f \"/backup/$old\"").expect("prune");
         assert!(dump < verify && verify < rename && rename < prune, "{s}");
         assert!(s.contains("tail -n +4"), "{s}");
+        // A `.partial` a killed job left is removed before the new dump starts.
+        let stale = s
+            .find("'/backup/o-'*.dump.partial")
+            .expect("stale partials removed");
+        assert!(stale < dump, "{s}");
         assert!(!backup_script("/tmp", "o-1.dump", None, "o").contains("$old"));
     }
 

@@ -96,6 +96,12 @@ pub(super) fn observed(c: ContainerSummary, instance: &str) -> Option<Observed> 
     if !labels::is_ours(&labels, instance) {
         return None;
     }
+    // A job's container is never an object's, whatever labels its image gave it (an image
+    // dockhand built carries the instance's label): a pass that took a running backup for an
+    // orphan killed it (exit 137) whenever it outlasted the next pass.
+    if labels.contains_key(crate::engine::job::JOB_LABEL) {
+        return None;
+    }
     let state = match c.state {
         Some(ContainerSummaryStateEnum::RUNNING) => State::Running,
         Some(ContainerSummaryStateEnum::PAUSED) => State::Paused,
@@ -321,6 +327,30 @@ pub(super) fn stats(s: &ContainerStatsResponse) -> ContainerStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_whose_image_carries_the_instance_label_is_never_listed_as_an_orphan() {
+        // A backup of a database whose image dockhand built: the job container inherits the
+        // image's owner labels, and a pass removed it as an orphan mid-dump.
+        let mut with = labels::owner_labels("i");
+        with.extend(crate::engine::job::job_labels("i", "backup/orders"));
+        let job = ContainerSummary {
+            id: Some("j".into()),
+            names: Some(vec!["/dh_i_job_orders-backup".into()]),
+            labels: Some(with),
+            state: Some(ContainerSummaryStateEnum::RUNNING),
+            ..Default::default()
+        };
+        assert!(observed(job.clone(), "i").is_none());
+        let orphan = ContainerSummary {
+            labels: Some(labels::owner_labels("i")),
+            ..job
+        };
+        assert!(
+            observed(orphan, "i").is_some(),
+            "a real orphan is still listed"
+        );
+    }
 
     #[test]
     fn exit_codes_are_read_from_the_status_line() {
