@@ -126,6 +126,16 @@ fn a_database_refused_by_the_host_policy_is_never_seeded_from_its_restore_file()
         let events = text(&env.run("events", &[]));
         events.contains("restore-failed").then_some(())
     });
+    // The backup volume the failed seeding mounted is this instance's, so later backups may
+    // use it (the engine made it unlabelled, and every backup then failed).
+    let labels = common::docker(&[
+        "volume",
+        "inspect",
+        "-f",
+        "{{json .Labels}}",
+        &format!("dh_{}_evil-bk", env.instance),
+    ]);
+    assert!(labels.contains(&env.instance), "{labels}");
     write_as_nobody(&env, "db.yaml", &db(&victim.display().to_string()));
     eventually(WAIT, "the database refused", || {
         let s = env.status_of("database", "evil")?;

@@ -461,6 +461,16 @@ pub async fn restore<E: Engine>(
         Source::RestoreFrom(_) => subject.admit()?,
         _ => {}
     }
+    if let Source::Latest(to) = source {
+        // Mounting a volume that does not exist makes the engine create it, unlabelled, and
+        // every later backup then refuses it as someone else's: it is created as ours first.
+        let (mount, _) = target_mount(subject.instance, to);
+        if mount.volume {
+            engine
+                .ensure_volume(&mount.source, &labels::owner_labels(subject.instance))
+                .await?;
+        }
+    }
     let serving = subject.serving(engine).await?;
     let name = subject.name();
     let job = match source {
