@@ -201,10 +201,9 @@ async fn download(
     local: &std::path::Path,
 ) -> Result<(), EngineError> {
     let target = local.display().to_string();
-    let archive = local.with_extension("tar.partial");
-    let mut file = open_private(&archive)
-        .await
-        .map_err(|e| failed("write", &target, e))?;
+    let (archive, file) =
+        new_private(local, "tar.partial").map_err(|e| failed("write", &target, e))?;
+    let mut file = tokio::fs::File::from_std(file);
     let opts = DownloadFromContainerOptions {
         path: path.to_owned(),
     };
@@ -234,32 +233,78 @@ async fn download(
     unpacked
 }
 
-/// Creates (or truncates) a file only its owner may read.
-async fn open_private(path: &std::path::Path) -> std::io::Result<tokio::fs::File> {
-    let mut o = tokio::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true).mode(0o600);
-    o.open(path).await
+/// A new file beside `local` (`local.<random>.<suffix>`) only its owner may read, created with
+/// `O_EXCL | O_NOFOLLOW`: never a file or a link someone else put there (in a shared
+/// directory such as /tmp, a planted `.partial` link would have been written through).
+fn new_private(
+    local: &std::path::Path,
+    suffix: &str,
+) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
+    let mut random = [0u8; 8];
+    getrandom::getrandom(&mut random).map_err(std::io::Error::other)?;
+    let tag: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let mut name = local.as_os_str().to_owned();
+    name.push(format!(".{tag}.{suffix}"));
+    let path = std::path::PathBuf::from(name);
+    let file = crate::hostfs::create_new_private(&path)?;
+    Ok((path, file))
 }
 
 /// Writes the first regular file of tar `archive` to `local`, through a temporary name.
 fn unpack_one(archive: &std::path::Path, local: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     let mut a = tar::Archive::new(std::fs::File::open(archive)?);
     for entry in a.entries()? {
         let mut entry = entry?;
         if entry.header().entry_type() != tar::EntryType::Regular {
             continue;
         }
-        let partial = local.with_extension("partial");
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&partial)?;
-        std::io::copy(&mut entry, &mut out)?;
-        out.sync_all()?;
+        let (partial, mut out) = new_private(local, "partial")?;
+        let copied = std::io::copy(&mut entry, &mut out).and_then(|_| out.sync_all());
+        if let Err(e) = copied {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+        // The rename replaces whatever is at `local` (a link there is replaced, not followed).
         return std::fs::rename(&partial, local);
     }
     Err(std::io::Error::other("the archive holds no file"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_download_never_writes_through_a_planted_link_nor_reuses_a_planted_file() {
+        use std::os::unix::fs::PermissionsExt;
+        // A shared directory where someone else planted `orders.partial` (a link to a file of
+        // root's) and `orders.tar.partial` (theirs, mode 0666), as the review did in /tmp.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "root's file").expect("write");
+        let local = dir.path().join("orders");
+        std::os::unix::fs::symlink(&victim, dir.path().join("orders.partial")).expect("link");
+        std::fs::write(dir.path().join("orders.tar.partial"), "theirs").expect("write");
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(4);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, "orders.dump", &b"DUMP"[..])
+            .expect("append");
+        let (archive, mut f) = new_private(&local, "tar.partial").expect("new");
+        std::io::Write::write_all(&mut f, &tar.into_inner().expect("tar")).expect("write");
+        unpack_one(&archive, &local).expect("unpacks");
+        assert_eq!(std::fs::read(&victim).expect("read"), b"root's file");
+        assert_eq!(std::fs::read(&local).expect("read"), b"DUMP");
+        let mode = std::fs::metadata(&local)
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            std::fs::read(dir.path().join("orders.tar.partial")).expect("read"),
+            b"theirs"
+        );
+    }
 }
