@@ -143,6 +143,25 @@ async fn a_changed_spec_recreates_only_its_object() {
 }
 
 #[tokio::test]
+async fn a_registry_that_never_answers_never_holds_a_pass_up() {
+    // Four servers following tags on a registry that accepts and never answers: the passes
+    // went 26 s late, and killed containers came back after 99-177 s.
+    let w = World::new();
+    w.engine.registry_hangs();
+    for name in ["a", "b", "c", "d"] {
+        w.write(
+            &format!("{name}.yaml"),
+            &format!("apiVersion: dockhand/v1\nkind: Server\nmetadata: {{name: {name}}}\nspec:\n  image: 127.0.0.1:18411/hang/{name}:1\n  update: {{image: Poll}}\n"),
+        );
+    }
+    let report = tokio::time::timeout(std::time::Duration::from_secs(10), w.converge())
+        .await
+        .expect("the passes were held up by the registry");
+    assert!(report.converged());
+    assert_eq!(w.ours().len(), 4);
+}
+
+#[tokio::test]
 async fn an_orphan_is_removed_after_its_manifest_is_deleted() {
     let w = World::new();
     w.write("a.yaml", &server("a", ""));

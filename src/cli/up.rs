@@ -179,7 +179,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         state = %c.state.state.display(),
         "dockhand controller started"
     );
+    let for_digests = signals.clone();
     let mut reconciler = Reconciler::new(runtime, store.clone(), c.options())
+        .with_wake(move || for_digests.poke())
         .with_proxy(crate::proxy::Proxy::new())
         .with_age_identities(identities);
     let notifier_for_images = notifier.clone();

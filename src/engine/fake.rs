@@ -28,6 +28,8 @@ struct Inner {
     /// Network name → its labels.
     networks: BTreeMap<String, HashMap<String, String>>,
     next_id: u64,
+    /// Whether asking a registry never answers (a registry that accepts and hangs).
+    registry_hangs: bool,
 }
 
 impl Inner {
@@ -110,6 +112,11 @@ impl FakeEngine {
         id
     }
 
+    /// Makes every registry question hang, as a registry that accepts and never answers.
+    pub fn registry_hangs(&self) {
+        self.lock().registry_hangs = true;
+    }
+
     /// The named volumes on the fake engine.
     pub fn volumes(&self) -> Vec<String> {
         self.lock().volumes.keys().cloned().collect()
@@ -147,6 +154,13 @@ impl FakeEngine {
 }
 
 impl Engine for FakeEngine {
+    async fn registry_digest(&self, image: &str) -> Result<String, EngineError> {
+        if self.lock().registry_hangs {
+            std::future::pending::<()>().await;
+        }
+        Err(unsupported("ask the registry about", image))
+    }
+
     async fn list(&self, instance: &str) -> Result<Vec<Observed>, EngineError> {
         let inner = self.lock();
         Ok(inner

@@ -532,7 +532,7 @@ pub async fn recreate<E: Engine + ?Sized>(
 }
 
 /// The engine as the reconciler sees it. Implementations must be cheap to share.
-pub trait Engine: job::Jobs + Send + Sync + 'static {
+pub trait Engine: job::Jobs + Clone + Send + Sync + 'static {
     /// All containers (running or not) that carry this instance's labels: one engine call.
     fn list(
         &self,

@@ -61,14 +61,9 @@ pub fn pin(
     missing
 }
 
-/// The first digest of a server that has none: the one the engine's copy was pulled at, else
-/// the registry's. `None` (and unpinned, as before) when neither answers.
-pub async fn first_digest<R: Engine>(engine: &R, image: &str) -> Option<String> {
-    if let Ok(Some(d)) = engine.local_digest(image).await {
-        return Some(d);
-    }
-    engine.registry_digest(image).await.ok()
-}
+/// The longest a registry is waited on for a server's first digest, beside the passes (the
+/// engine's copy's digest is asked first, inside the pass: it is local).
+pub const REGISTRY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What one round of polling found for one server.
 #[derive(Debug, PartialEq)]

@@ -150,6 +150,8 @@ pub struct Reconciler<R> {
     image_majors: std::sync::Mutex<HashMap<String, u32>>,
     /// The engine listed ahead of the next pass (`list_ahead`).
     ahead: std::sync::Mutex<Option<listing::Listing>>,
+    /// Asks the controller for a pass (`up`): work done beside a pass (a digest found) calls it.
+    wake: Option<std::sync::Arc<dyn Fn() + Send + Sync>>,
     /// Whether this process recorded its host policy in the state file (for the `db` verbs).
     policy_recorded: std::sync::atomic::AtomicBool,
 }
@@ -174,12 +176,19 @@ impl<R: Engine> Reconciler<R> {
             image_majors: std::sync::Mutex::new(HashMap::new()),
             ahead: std::sync::Mutex::new(None),
             policy_recorded: std::sync::atomic::AtomicBool::new(false),
+            wake: None,
         }
     }
 
     /// Opens encrypted Secrets with these identities (`--age-identity`).
     pub fn with_age_identities(mut self, identities: Vec<crate::age::Identity>) -> Self {
         self.secret_resolver = crate::kinds::secret::Resolver::new(identities);
+        self
+    }
+
+    /// Calls `wake` when work done beside the passes wants one (`dockhand up`).
+    pub fn with_wake(mut self, wake: impl Fn() + Send + Sync + 'static) -> Self {
+        self.wake = Some(std::sync::Arc::new(wake));
         self
     }
 

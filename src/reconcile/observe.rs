@@ -511,9 +511,10 @@ impl<R: Engine> Reconciler<R> {
     }
 
     /// Pins the servers that follow their image's tag to their recorded digest. One without a
-    /// digest yet gets the engine's copy's, else the registry's (asked at most once a minute
-    /// per image, so an unreachable registry never slows passes down); until then it runs
-    /// unpinned, as any server.
+    /// digest yet gets the engine's copy's at once; else the registry is asked beside the pass
+    /// (at most once a minute per image, each question bounded), which records the digest and
+    /// asks for a pass: a registry that never answers never holds a pass up. Until then the
+    /// server runs unpinned, as any server.
     async fn pin_images(
         &self,
         desired: &mut [Object],
@@ -545,12 +546,37 @@ impl<R: Engine> Reconciler<R> {
             if recent {
                 continue;
             }
-            if let Some(d) = kinds::image::first_digest(&self.engine, &image).await {
+            if let Ok(Some(d)) = self.engine.local_digest(&image).await {
                 self.store
                     .set_image_digest(instance, &name, &image, &d)
                     .await?;
                 digests.insert(name, (image, d));
+                continue;
             }
+            let (engine, store, instance, wake) = (
+                self.engine.clone(),
+                self.store.clone(),
+                instance.clone(),
+                self.wake.clone(),
+            );
+            tokio::spawn(async move {
+                let asked = tokio::time::timeout(
+                    kinds::image::REGISTRY_DEADLINE,
+                    engine.registry_digest(&image),
+                )
+                .await;
+                let Ok(Ok(d)) = asked else {
+                    return;
+                };
+                match store.set_image_digest(&instance, &name, &image, &d).await {
+                    Ok(()) => {
+                        if let Some(wake) = wake {
+                            wake();
+                        }
+                    }
+                    Err(e) => tracing::warn!("cannot record the digest of {image}: {e}"),
+                }
+            });
         }
         kinds::image::pin(desired, &digests);
         Ok(())
