@@ -47,6 +47,8 @@ pub struct GitSource {
     pub cache: PathBuf,
     /// What the remote is logged in to with, beside git's own configuration.
     pub credentials: Option<Credentials>,
+    /// How long one git command may run before it and its helpers are killed.
+    pub timeout: Duration,
 }
 
 /// A file that logs in to a remote: read at each fetch (so a rotated token is used from the
@@ -124,6 +126,18 @@ pub fn display_url(url: &str) -> String {
     format!("{scheme}{host}{path}")
 }
 
+/// Creates `cache` and the state's `.git` directory above it private (0700), like the state
+/// file: a checkout may hold what only the operator should read, and nothing below a 0700
+/// directory is reachable by others whatever its own mode.
+fn private_dirs(cache: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(cache)?;
+    for dir in [Some(cache), cache.parent()].into_iter().flatten() {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 impl GitSource {
     pub fn new(url: &str, reference: Option<&str>, path: &str, state: &Path) -> Self {
         let path = path.trim_matches('/').to_owned();
@@ -138,6 +152,7 @@ impl GitSource {
             path,
             cache: PathBuf::from(cache).join(key),
             credentials: None,
+            timeout: GIT_TIMEOUT,
         }
     }
 
@@ -198,17 +213,33 @@ impl GitSource {
                 cmd.envs(c.env(&self.cache).map_err(failed)?);
             }
         }
-        let run = cmd
+        // Its own process group, so a timeout ends git's helpers too (`git-remote-http` kept
+        // running, each holding a connection, when only git was killed).
+        let child = cmd
             .args(args)
             // Never wait for a password on a terminal; never read the user's global hooks.
             .env("GIT_TERMINAL_PROMPT", "0")
             .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(GIT_TIMEOUT, run)
-            .await
-            .map_err(|_| failed(format!("no answer in {}s", GIT_TIMEOUT.as_secs())))?
+            .spawn()
             .map_err(|e| failed(format!("cannot run git: {e}")))?;
+        let group = child.id().and_then(|id| libc::pid_t::try_from(id).ok());
+        let out = match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
+            Ok(out) => out.map_err(|e| failed(format!("cannot run git: {e}")))?,
+            Err(_) => {
+                if let Some(pgid) = group {
+                    // SAFETY: kill only sends a signal, to the process group git leads (made
+                    // above for this command alone).
+                    unsafe {
+                        libc::kill(-pgid, libc::SIGKILL);
+                    }
+                }
+                return Err(failed(format!("no answer in {}s", self.timeout.as_secs())));
+            }
+        };
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             // git may echo the URL, credentials included: only ever show it redacted.
@@ -223,12 +254,13 @@ impl GitSource {
     pub async fn fetch(&self) -> Result<String, GitError> {
         let repo = self.repo();
         let repo_s = repo.to_string_lossy().into_owned();
+        // Made private at every fetch: a cache an older dockhand made 0755 is closed too.
+        private_dirs(&self.cache).map_err(|e| GitError::Command {
+            op: "init",
+            url: display_url(&self.url),
+            message: e.to_string(),
+        })?;
         if !repo.join("HEAD").exists() {
-            std::fs::create_dir_all(&self.cache).map_err(|e| GitError::Command {
-                op: "init",
-                url: display_url(&self.url),
-                message: e.to_string(),
-            })?;
             self.git("init", &["init", "--bare", "--quiet", &repo_s])
                 .await?;
         }
@@ -246,6 +278,8 @@ impl GitSource {
                 "--no-tags",
                 "--depth",
                 "1",
+                // Whatever the URL is, git reads it as a repository, never as an option.
+                "--",
                 &self.url,
                 &refspec,
             ],
@@ -543,5 +577,88 @@ mod tests {
         assert_eq!(a.label_prefix(), "git:https://h/app.git@main:deploy/");
         let root = GitSource::new("/srv/app.git", None, "", state);
         assert_eq!(root.label_prefix(), "git:/srv/app.git@HEAD:");
+    }
+
+    fn run(dir: &Path, args: &[&str]) {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t")
+            .output()
+            .expect("git");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_checkout_is_private_and_a_url_is_never_read_as_an_option() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        let origin = dir.path().join("origin");
+        std::fs::create_dir(&origin).expect("mkdir");
+        run(&origin, &["init", "-q", "-b", "main"]);
+        std::fs::write(origin.join("private.txt"), "operator only\n").expect("write");
+        run(&origin, &["add", "."]);
+        run(&origin, &["commit", "-q", "-m", "one"]);
+        let state = dir.path().join("state.db");
+        let source = GitSource::new(&origin.display().to_string(), None, "", &state);
+        let commit = source.fetch().await.expect("fetches");
+        let mut root = state.clone().into_os_string();
+        root.push(".git");
+        for d in [PathBuf::from(&root), source.cache.clone()] {
+            let mode = std::fs::metadata(&d).expect("stat").permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", d.display());
+        }
+        assert!(source.trees().join(&commit).join("private.txt").is_file());
+        // `--git=--upload-pack=...` reaches git as a repository, not an option.
+        let marker = dir.path().join("ran");
+        let evil = format!("--upload-pack=touch {}", marker.display());
+        let e = GitSource::new(&evil, None, "", &state)
+            .fetch()
+            .await
+            .expect_err("not a repository");
+        assert!(!marker.exists(), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_fetch_that_times_out_leaves_no_git_helper_behind() {
+        // A server that accepts and never answers, as the review's: each timed-out fetch left
+        // a `git-remote-http` holding its connection.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let _held = std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            for c in listener.incoming().take(8) {
+                kept.push(c);
+            }
+            std::thread::sleep(std::time::Duration::from_secs(30));
+        });
+        let dir = tempfile::tempdir().expect("tmp");
+        let url = format!("http://127.0.0.1:{port}/never.git");
+        let mut source = GitSource::new(&url, None, "", &dir.path().join("state.db"));
+        source.timeout = Duration::from_secs(2);
+        let e = source.fetch().await.expect_err("times out");
+        assert!(e.to_string().contains("no answer"), "{e}");
+        let left = || {
+            std::fs::read_dir("/proc")
+                .expect("proc")
+                .flatten()
+                .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                .filter(|c| c.contains(&url))
+                .collect::<Vec<_>>()
+        };
+        // The kill is immediate; the kernel reaps within moments.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !left().is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(left(), Vec::<String>::new());
     }
 }
