@@ -1164,6 +1164,7 @@ mod idle {
                 manifests: Some(s.manifests()),
                 prune_delay: std::time::Duration::ZERO,
                 take_over: false,
+                subnet_pool: None,
             };
             let reconciler = Arc::new(Reconciler::new(runtime.clone(), store.clone(), options));
             let cell = Arc::new(std::sync::OnceLock::new());

@@ -60,6 +60,7 @@ impl World {
             take_over: self.take_over,
             host_policy: Default::default(),
             manifests: Some(self.manifests.clone()),
+            subnet_pool: None,
         };
         Reconciler::new(self.engine.clone(), store, options)
     }

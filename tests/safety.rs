@@ -390,3 +390,37 @@ fn a_backup_that_outlasts_several_passes_finishes_and_a_killed_ones_partial_is_r
     assert!(!log.contains("job_slow-backup (orphan"), "{log}");
     up.stop();
 }
+
+#[test]
+fn networks_take_their_subnets_from_the_operators_pool() {
+    let Some(env) = Env::new("safety-pool") else {
+        return;
+    };
+    env.write("a.yaml", &common::server("a", ""));
+    let out = env.run(
+        "sync",
+        &["--timeout", "60s", "--subnet-pool", "10.213.0.0/16"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let net = format!("dh_{}_default", env.instance);
+    let subnet = common::docker(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+        &net,
+    ]);
+    let subnet = subnet.trim();
+    assert!(
+        subnet.starts_with("10.213.") && subnet.ends_with("/24"),
+        "{subnet}"
+    );
+    // A bad pool is a clear error at start, not a failed network later.
+    let out = env.run("sync", &["--subnet-pool", "10.213.1.0/16"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("not where a /16 starts"),
+        "{}",
+        text(&out)
+    );
+}

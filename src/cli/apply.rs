@@ -196,6 +196,7 @@ async fn dry_run(args: &ApplyArgs, objects: Vec<Object>) -> anyhow::Result<ExitC
             manifests: None,
             take_over: false,
             prune_delay: std::time::Duration::from_secs(3),
+            subnet_pool: None,
         };
         let engine = crate::engine::DockerEngine::connect().await?;
         let rec = crate::reconcile::Reconciler::new(engine, store, options);

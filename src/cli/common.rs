@@ -183,6 +183,11 @@ pub struct ReconcileArgs {
     /// removed (a file being rewritten removes nothing); API deletions act at once.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub prune_delay: Duration,
+    /// Networks that name no subnet take one from this pool (a /24 each, or the size after a
+    /// second slash: 10.213.0.0/16/26) instead of one of the engine's ~31 default pools, so
+    /// that hundreds of instances and projects fit.
+    #[arg(long, value_name = "CIDR", env = "DOCKHAND_SUBNET_POOL", value_parser = crate::kinds::network::SubnetPool::parse)]
+    pub subnet_pool: Option<crate::kinds::network::SubnetPool>,
     /// Replace this instance's containers that another state file's controller created (after
     /// moving the controller to a new state file). Without it they are left alone.
     #[arg(long)]
@@ -337,6 +342,7 @@ impl ReconcileArgs {
             manifests: Some(self.manifests.clone()),
             prune_delay: self.prune_delay,
             take_over: self.take_over,
+            subnet_pool: self.subnet_pool.clone(),
         }
     }
 }

@@ -28,6 +28,8 @@ struct Inner {
     /// Network name → its labels.
     networks: BTreeMap<String, HashMap<String, String>>,
     next_id: u64,
+    /// Network name → the subnet it was created with, when it named one.
+    subnets: BTreeMap<String, String>,
     /// Whether asking a registry never answers (a registry that accepts and hangs).
     registry_hangs: bool,
 }
@@ -115,6 +117,11 @@ impl FakeEngine {
     /// Makes every registry question hang, as a registry that accepts and never answers.
     pub fn registry_hangs(&self) {
         self.lock().registry_hangs = true;
+    }
+
+    /// The subnets of the fake engine's networks that named one.
+    pub fn network_subnets(&self) -> Vec<String> {
+        self.lock().subnets.values().cloned().collect()
     }
 
     /// The named volumes on the fake engine.
@@ -278,14 +285,27 @@ impl Engine for FakeEngine {
     }
 
     async fn create_network(&self, config: &NetworkConfig) -> Result<(), EngineError> {
-        self.lock()
+        let mut inner = self.lock();
+        if let Some(subnet) = &config.subnet {
+            if inner.subnets.values().any(|s| s == subnet) {
+                return Err(EngineError::Engine {
+                    op: "create network",
+                    target: config.name.clone(),
+                    message: "Pool overlaps with other one on this address space".into(),
+                });
+            }
+            inner.subnets.insert(config.name.clone(), subnet.clone());
+        }
+        inner
             .networks
             .insert(config.name.clone(), config.labels.clone());
         Ok(())
     }
 
     async fn remove_network(&self, name: &str) -> Result<(), EngineError> {
-        self.lock().networks.remove(name);
+        let mut inner = self.lock();
+        inner.networks.remove(name);
+        inner.subnets.remove(name);
         Ok(())
     }
 

@@ -268,6 +268,9 @@ pub struct NetworkConfig {
     pub subnet: Option<String>,
     pub gateway: Option<String>,
     pub labels: HashMap<String, String>,
+    /// Where a subnet is picked when none is named (`--subnet-pool`); `None`: the engine's
+    /// default address pools.
+    pub pool: Option<crate::kinds::network::SubnetPool>,
 }
 
 /// Everything needed to create one container. Built from a spec by the kind's module.
@@ -520,7 +523,7 @@ pub struct ContainerStats {
 
 /// Removes `old`, then creates and starts a container from `spec`: `Engine::replace` for an
 /// engine whose objects are containers.
-pub async fn recreate<E: Engine + ?Sized>(
+pub async fn recreate<E: Engine>(
     engine: &E,
     old: &str,
     spec: &ContainerSpec,

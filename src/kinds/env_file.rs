@@ -92,7 +92,7 @@ mod tests {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let tmp = dir.join(format!(".tmp{}", i % 2));
                     let _ = std::fs::remove_file(&tmp);
-                    if i % 2 == 0 {
+                    if i.is_multiple_of(2) {
                         std::fs::write(&tmp, format!("A={i}\n")).expect("write");
                     } else {
                         std::os::unix::fs::symlink(&target, &tmp).expect("symlink");

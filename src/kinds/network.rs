@@ -166,7 +166,12 @@ pub async fn observe<R: Engine>(
 }
 
 /// Decides what to create, recreate and remove, from what `observe` saw.
-pub fn plan(instance: &str, desired: &[Object], observed: &ObservedNetworks) -> NetworkPlan {
+pub fn plan(
+    instance: &str,
+    desired: &[Object],
+    observed: &ObservedNetworks,
+    pool: Option<&SubnetPool>,
+) -> NetworkPlan {
     let mut wanted: BTreeMap<String, NetworkConfig> = BTreeMap::new();
     let mut plan = NetworkPlan::default();
     let owner = |hash: &str| {
@@ -186,6 +191,7 @@ pub fn plan(instance: &str, desired: &[Object], observed: &ObservedNetworks) -> 
                     subnet: n.subnet.map(|s| s.to_string()),
                     gateway: n.gateway.map(|g| g.to_string()),
                     labels: owner(&o.spec_hash()),
+                    pool: n.subnet.is_none().then(|| pool.cloned()).flatten(),
                 },
             );
         }
@@ -208,6 +214,7 @@ pub fn plan(instance: &str, desired: &[Object], observed: &ObservedNetworks) -> 
                 subnet: None,
                 gateway: None,
                 labels: owner(AUTO),
+                pool: pool.cloned(),
             },
         );
     }
@@ -280,6 +287,113 @@ pub fn statuses(
 
 /// Creates and recreates (before containers are created). A recreated network gets back the
 /// containers it had, each with its static address and aliases there.
+/// The operator's own address pool for networks that name no subnet (`--subnet-pool
+/// 10.213.0.0/16`, a /24 each by default): the engine has about 31 default pools, one per
+/// network, and the 32nd network fails ("could not find an available, non-overlapping IPv4
+/// address pool"). A network's subnet is the first free one from a start its name decides, so
+/// names keep to the same subnet and hundreds of instances fit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubnetPool {
+    pub base: std::net::Ipv4Addr,
+    pub prefix: u8,
+    /// The prefix length of each network's subnet.
+    pub size: u8,
+}
+
+impl SubnetPool {
+    /// `10.213.0.0/16` (each network a /24) or `10.213.0.0/16/26` (each a /26).
+    pub fn parse(text: &str) -> Result<SubnetPool, String> {
+        let expected = "expected an IPv4 CIDR such as 10.213.0.0/16, optionally with each network's size: 10.213.0.0/16/26";
+        let mut parts = text.split('/');
+        let (Some(addr), Some(prefix)) = (parts.next(), parts.next()) else {
+            return Err(format!("invalid subnet pool {text:?}: {expected}"));
+        };
+        let base: std::net::Ipv4Addr = addr
+            .parse()
+            .map_err(|_| format!("invalid subnet pool {text:?}: {expected}"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| (8..=30).contains(p))
+            .ok_or_else(|| {
+                format!("invalid subnet pool {text:?}: the prefix must be 8 to 30; {expected}")
+            })?;
+        let size: u8 = match parts.next() {
+            None => 24u8.max(prefix),
+            Some(s) => s
+                .parse()
+                .ok()
+                .filter(|s| (prefix..=30).contains(s))
+                .ok_or_else(|| format!("invalid subnet pool {text:?}: each network's size must be between the pool's prefix and 30; {expected}"))?,
+        };
+        if parts.next().is_some() {
+            return Err(format!("invalid subnet pool {text:?}: {expected}"));
+        }
+        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+        if u32::from(base) & !mask != 0 {
+            return Err(format!(
+                "invalid subnet pool {text:?}: {base} is not where a /{prefix} starts"
+            ));
+        }
+        Ok(SubnetPool { base, prefix, size })
+    }
+
+    /// How many subnets the pool holds.
+    pub fn count(&self) -> u32 {
+        1u32 << (self.size - self.prefix)
+    }
+
+    /// Every subnet of the pool, starting at the one `name` hashes to.
+    pub fn candidates<'a>(&'a self, name: &str) -> impl Iterator<Item = String> + 'a {
+        let count = self.count();
+        let digest = crate::manifest::short_hash(name.as_bytes());
+        let start = u32::from_str_radix(&digest[..8.min(digest.len())], 16).unwrap_or(0) % count;
+        let step = 1u32 << (32 - u32::from(self.size));
+        (0..count).map(move |i| {
+            let n = (start + i) % count;
+            let addr = std::net::Ipv4Addr::from(u32::from(self.base) + n * step);
+            format!("{addr}/{}", self.size)
+        })
+    }
+}
+
+impl std::fmt::Display for SubnetPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.base, self.prefix, self.size)
+    }
+}
+
+/// Whether the engine refused a subnet because another network has it (or it overlaps one).
+fn overlaps(e: &EngineError) -> bool {
+    let m = e.to_string();
+    m.contains("overlaps") || m.contains("overlap") || m.contains("in use")
+}
+
+/// Creates one network: in the operator's pool when it has one and names no subnet (the first
+/// free subnet from its start), else as the config says.
+async fn create_one<R: Engine>(engine: &R, config: &NetworkConfig) -> Result<(), EngineError> {
+    let Some(pool) = config.pool.as_ref().filter(|_| config.subnet.is_none()) else {
+        return engine.create_network(config).await;
+    };
+    for subnet in pool.candidates(&config.name) {
+        let mut c = config.clone();
+        c.subnet = Some(subnet);
+        match engine.create_network(&c).await {
+            Err(e) if overlaps(&e) => continue,
+            other => return other,
+        }
+    }
+    Err(EngineError::Engine {
+        op: "create network",
+        target: config.name.clone(),
+        message: format!(
+            "the subnet pool {pool} has no free /{} left ({} taken): give a larger pool with --subnet-pool, or remove unused networks",
+            pool.size,
+            pool.count()
+        ),
+    })
+}
+
 pub async fn create<R: Engine>(
     engine: &R,
     plan: &NetworkPlan,
@@ -310,7 +424,7 @@ pub async fn create<R: Engine>(
     for config in &plan.create {
         out.push((
             format!("create network {}", config.name),
-            engine.create_network(config).await,
+            create_one(engine, config).await,
         ));
     }
     for config in &plan.recreate {
@@ -320,7 +434,7 @@ pub async fn create<R: Engine>(
                 engine.disconnect_network(&config.name, id).await?;
             }
             engine.remove_network(&config.name).await?;
-            engine.create_network(config).await?;
+            create_one(engine, config).await?;
             for id in &attached {
                 engine
                     .connect_network(id, &endpoint(observed, endpoint_of, id, &config.name))
@@ -402,7 +516,7 @@ mod tests {
             ],
             existing: BTreeSet::new(),
         };
-        let plan = plan("t", &[server("web")], &observed);
+        let plan = plan("t", &[server("web")], &observed, None);
         assert_eq!(
             plan.duplicates,
             vec![Duplicate {
@@ -422,9 +536,66 @@ mod tests {
             ours: vec![net("x", &stale, "1"), net("y", &stale, "2")],
             existing: BTreeSet::new(),
         };
-        let plan = plan("t", &[], &observed);
+        let plan = plan("t", &[], &observed, None);
         let ids: Vec<&str> = plan.remove.iter().map(|n| n.id.as_str()).collect();
         assert_eq!(ids, ["x", "y"]);
         assert!(plan.duplicates.is_empty());
+    }
+
+    #[test]
+    fn a_subnet_pool_gives_each_name_a_stable_start_and_tries_every_subnet() {
+        let pool = SubnetPool::parse("10.213.0.0/16").expect("parses");
+        assert_eq!((pool.prefix, pool.size, pool.count()), (16, 24, 256));
+        let all: Vec<String> = pool.candidates("dh_a_default").collect();
+        assert_eq!(all.len(), 256);
+        assert_eq!(all, pool.candidates("dh_a_default").collect::<Vec<_>>());
+        let distinct: BTreeSet<&String> = all.iter().collect();
+        assert_eq!(distinct.len(), 256, "every subnet once");
+        assert!(all
+            .iter()
+            .all(|s| s.starts_with("10.213.") && s.ends_with(".0/24")));
+        let small = SubnetPool::parse("10.213.0.0/16/26").expect("parses");
+        assert_eq!(small.count(), 1024);
+        assert!(small.candidates("x").all(|s| s.ends_with("/26")));
+        for bad in [
+            "10.213.0.0",
+            "10.213.1.0/16",
+            "10.213.0.0/16/8",
+            "x/16",
+            "10.0.0.0/4",
+        ] {
+            assert!(SubnetPool::parse(bad).is_err(), "{bad}");
+        }
+        let observed = ObservedNetworks::default();
+        let plan = plan("t", &[server("web")], &observed, Some(&pool));
+        assert_eq!(plan.create[0].pool.as_ref(), Some(&pool));
+    }
+
+    #[tokio::test]
+    async fn a_taken_subnet_is_skipped_for_the_next_free_one() {
+        // The fake engine refuses a subnet another network has, as the engine does.
+        let engine = crate::engine::fake::FakeEngine::new();
+        let pool = SubnetPool::parse("10.213.0.0/16/30").expect("parses");
+        let config = |name: &str| NetworkConfig {
+            name: name.into(),
+            driver: "bridge".into(),
+            subnet: None,
+            gateway: None,
+            labels: labels::owner_labels("t"),
+            pool: Some(pool.clone()),
+        };
+        let first = pool.candidates("dh_t_b").next().expect("a subnet");
+        let taken = NetworkConfig {
+            subnet: Some(first.clone()),
+            pool: None,
+            ..config("dh_t_a")
+        };
+        engine.create_network(&taken).await.expect("creates");
+        create_one(&engine, &config("dh_t_b"))
+            .await
+            .expect("the next one");
+        let subnets = engine.network_subnets();
+        assert_eq!(subnets.len(), 2);
+        assert!(subnets.contains(&first));
     }
 }

@@ -67,6 +67,8 @@ pub struct Options {
     /// How long an object must have been gone from its file or row before its containers are
     /// removed; if it comes back sooner (a file rewritten in place), nothing is removed.
     pub prune_delay: std::time::Duration,
+    /// The operator's address pool for networks that name no subnet (`--subnet-pool`).
+    pub subnet_pool: Option<crate::kinds::network::SubnetPool>,
 }
 
 /// What one pass saw and did.

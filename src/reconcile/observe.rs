@@ -147,6 +147,7 @@ impl<R: Engine> Reconciler<R> {
             instance,
             &desired,
             &self.observe_networks(&desired, listing.networks).await?,
+            self.options.subnet_pool.as_ref(),
         );
         let through_gateway = database::reached_through_gateway(&running);
         let host_gateway = if through_gateway.is_empty() || self.engine.is_swarm() {

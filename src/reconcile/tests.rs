@@ -21,6 +21,7 @@ async fn a_pass_converges_and_the_next_one_does_nothing() {
         manifests: Some(manifests.clone()),
         prune_delay: std::time::Duration::ZERO,
         take_over: false,
+        subnet_pool: None,
     };
     let rec = Reconciler::new(FakeEngine::new(), store.clone(), options);
     let snapshot = directory::load(&manifests);

@@ -75,6 +75,9 @@ impl Env {
         cmd.arg("--state").arg(&self.state);
         cmd.arg("--instance").arg(&self.instance);
         cmd.env("DOCKHAND_LOG", "info");
+        // Tests run side by side, each instance with networks of its own: from a pool of the
+        // suite's, not the engine's ~31 default ones (which a full run could exhaust).
+        cmd.env("DOCKHAND_SUBNET_POOL", "10.213.0.0/16");
         cmd
     }
 

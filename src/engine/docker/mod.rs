@@ -748,7 +748,7 @@ impl Engine for DockerEngine {
         };
         match self.docker.create_network(req).await {
             Ok(_) => Ok(()),
-            Err(e) => Err(engine("create network", &config.name, e)),
+            Err(e) => Err(pool_remedy(engine("create network", &config.name, e))),
         }
     }
 
@@ -939,6 +939,25 @@ impl DockerEngine {
     }
 }
 
+/// An engine out of default address pools says so in words no user can act on: the error
+/// then names the cause and the remedy.
+fn pool_remedy(e: EngineError) -> EngineError {
+    match e {
+        EngineError::Engine {
+            op,
+            target,
+            message,
+        } if message.contains("non-overlapping IPv4 address pool") => EngineError::Engine {
+            op,
+            target,
+            message: format!(
+                "{message}: the engine's default address pools (about 31, one per network) are all taken; give dockhand a pool of its own with --subnet-pool 10.213.0.0/16 (a /24 per network), or remove unused networks (docker network ls)"
+            ),
+        },
+        other => other,
+    }
+}
+
 /// The size of one chunk of a build context on its way to the engine.
 const CHUNK: usize = 64 << 10;
 
@@ -976,8 +995,20 @@ impl std::io::Write for ChunkWriter {
 
 #[cfg(test)]
 mod tests {
-    use super::bridge_gateway;
+    use super::{bridge_gateway, pool_remedy, EngineError};
     use bollard::models::IpamConfig;
+
+    #[test]
+    fn an_engine_out_of_address_pools_is_told_the_cause_and_the_remedy() {
+        let e = pool_remedy(EngineError::Engine {
+            op: "create network",
+            target: "dh_x_default".into(),
+            message: "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network".into(),
+        });
+        let m = e.to_string();
+        assert!(m.contains("--subnet-pool 10.213.0.0/16"), "{m}");
+        assert!(m.contains("about 31"), "{m}");
+    }
 
     fn config(subnet: Option<&str>, gateway: Option<&str>) -> IpamConfig {
         IpamConfig {
