@@ -584,3 +584,43 @@ fn a_fifo_named_as_an_extends_file_is_refused_at_once() {
     }
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
 }
+
+/// Compose text made of the pieces attacks and real files use: interpolations nested in
+/// defaults, anchors and merge keys, `extends` of this file and of another, odd scalars.
+fn compose_text() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let piece = prop_oneof![
+        Just("${U:-".to_owned()),
+        Just("}".to_owned()),
+        Just("$$".to_owned()),
+        Just("${SET}".to_owned()),
+        Just("${U:?no}".to_owned()),
+        Just("$U".to_owned()),
+        Just("x".to_owned()),
+        Just("{".to_owned()),
+    ];
+    let value = proptest::collection::vec(piece, 0..40).prop_map(|p| p.concat());
+    let service = (0usize..6, value.clone(), 0usize..4).prop_map(|(i, v, form)| match form {
+        0 => format!("  s{i}:\n    image: 'busybox:{v}'\n"),
+        1 => format!("  s{i}:\n    extends: s{}\n    environment: {{A: '{v}'}}\n", (i + 1) % 6),
+        2 => format!("  s{i}:\n    extends: {{file: base.yaml, service: b}}\n    command: ['{v}']\n"),
+        _ => format!("  s{i}: &a{i}\n    image: busybox\n    healthcheck: {{test: ['CMD', '{v}'], retries: 3}}\n  t{i}:\n    <<: *a{i}\n"),
+    });
+    proptest::collection::vec(service, 0..8).prop_map(|s| format!("services:\n{}", s.concat()))
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+    /// The fuzz target's property on stable (`fuzz/fuzz_targets/compose.rs` explores further):
+    /// any such file loads as a project or as errors, in bounded time, never a panic.
+    #[test]
+    fn any_compose_file_loads_or_errs_and_never_panics(main in compose_text(), base in compose_text()) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("compose.yaml"), &main).unwrap();
+        std::fs::write(dir.path().join("base.yaml"), base.replace("  s0:", "  b:")).unwrap();
+        let started = std::time::Instant::now();
+        let _ = load(&dir.path().join("compose.yaml"), "compose.yaml", &confined(dir.path()));
+        proptest::prop_assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+}
