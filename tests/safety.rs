@@ -424,3 +424,37 @@ fn networks_take_their_subnets_from_the_operators_pool() {
         text(&out)
     );
 }
+
+#[test]
+fn a_password_file_ending_in_a_newline_logs_in_and_editing_the_backup_recreates_nothing() {
+    let Some(env) = env_with_postgres("safety-pwline") else {
+        return;
+    };
+    env.write("pw.txt", "attacker-known-pw-1\n");
+    let secret =
+        "apiVersion: dockhand/v1\nkind: Secret\nmetadata: {name: pw}\nspec: {file: pw.txt}\n---\n";
+    let db = |extra: &str| {
+        format!(
+            "{secret}{}",
+            database(
+                "lines",
+                5946,
+                &format!("  password: {{fromSecret: pw}}\n{extra}")
+            )
+        )
+    };
+    env.write("db.yaml", &db(""));
+    let out = env.run("sync", &["--timeout", "90s"]);
+    assert!(out.status.success(), "never logged in:\n{}", text(&out));
+    let url = common::postgres::url(&env, "lines");
+    assert!(url.contains("attacker-known-pw-1@"), "{url}");
+    let before = env.container_of("database", "lines").expect("container").id;
+    env.write(
+        "db.yaml",
+        &db("  backup: {schedule: '@daily', to: {volume: lines-bk}}\n"),
+    );
+    let out = env.run("sync", &["--timeout", "60s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let after = env.container_of("database", "lines").expect("container").id;
+    assert_eq!(before, after, "editing only backup: recreated the database");
+}

@@ -306,7 +306,7 @@ pub fn desired(
     // Where it is published is part of what runs: a new address recreates it.
     let addresses: Vec<&str> = publish.iter().flatten().map(String::as_str).collect();
     let hash = crate::manifest::short_hash(
-        format!("{}|publish:{}", o.spec_hash(), addresses.join(",")).as_bytes(),
+        format!("{}|publish:{}", o.container_hash(), addresses.join(",")).as_bytes(),
     );
     let hash = ctx.with_restarts(&o.key(), hash);
     let secret = ctx.secrets.get(&o.name);
@@ -598,6 +598,20 @@ pub struct SecretPasswords {
 
 /// Databases whose password is a Secret's value take it in place of the generated one; a
 /// database that holds data already keeps its password until the role is rotated.
+/// A password as both sides take it: a file's one trailing newline is not part of it (initdb
+/// reads the first line of its password file, and a login with the newline never matched),
+/// and a line break inside it is refused rather than cut.
+fn one_line(text: &str) -> Result<String, String> {
+    let t = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(text);
+    if t.contains(['\n', '\r']) {
+        return Err("holds a line break inside it; a database password is one line (a single trailing newline is ignored)".into());
+    }
+    Ok(t.to_owned())
+}
+
 pub fn use_secret_passwords(
     desired: &[Object],
     values: &super::secret::Values,
@@ -615,8 +629,10 @@ pub fn use_secret_passwords(
             Some(Err(why)) => Err(format!("spec.password: secret {name}: {why}")),
             Some(Ok(v)) => v
                 .text()
-                .map(str::to_owned)
-                .map_err(|why| format!("spec.password: secret {name}: {why}")),
+                .map_err(|why| format!("spec.password: secret {name}: {why}"))
+                .and_then(|t| {
+                    one_line(t).map_err(|why| format!("spec.password: secret {name}: {why}"))
+                }),
         };
         match value {
             Ok(password) => match secrets.get_mut(&o.name).filter(|s| s.password != password) {
@@ -759,6 +775,36 @@ pub async fn probe(conn: &Connection, password: &str) -> Result<String, String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_files_trailing_newline_is_not_part_of_the_password() {
+        assert_eq!(one_line("pw\n").as_deref(), Ok("pw"));
+        assert_eq!(one_line("pw\r\n").as_deref(), Ok("pw"));
+        assert_eq!(one_line("pw").as_deref(), Ok("pw"));
+        assert!(one_line("p\nw\n").is_err());
+    }
+
+    #[test]
+    fn editing_only_the_backup_or_restore_from_keeps_the_containers_hash() {
+        let db = |extra: &str| {
+            crate::manifest::parse_str(
+                &format!("apiVersion: dockhand/v1\nkind: Database\nmetadata: {{name: d}}\nspec:\n  port: 5433\n{extra}"),
+                "d.yaml",
+                None,
+            )
+            .expect("parses")
+            .remove(0)
+        };
+        let plain = db("").container_hash();
+        let backed = db("  backup: {schedule: '@daily', to: {volume: b}}\n").container_hash();
+        let moved = db(
+            "  backup: {schedule: '@hourly', keep: 3, to: {volume: c}}\n  restoreFrom: latest\n",
+        )
+        .container_hash();
+        assert_eq!(plain, backed);
+        assert_eq!(backed, moved);
+        assert_ne!(db("  resources: {memory: 512m}\n").container_hash(), plain);
+    }
 
     #[test]
     fn a_scram_verifier_has_postgres_stored_form_and_a_fresh_salt() {

@@ -211,6 +211,23 @@ impl Object {
         self.hash_with(spec)
     }
 
+    /// The hash of what this object's container is: its spec hash, but for a Database without
+    /// what only its jobs read (`backup`, `restoreFrom`), so editing a schedule or a backup
+    /// target never recreates the database.
+    pub fn container_hash(&self) -> String {
+        match &self.spec {
+            Spec::Database(d) if d.backup.is_some() || d.restore_from.is_some() => {
+                let view = Spec::Database(database::DatabaseSpec {
+                    backup: None,
+                    restore_from: None,
+                    ..d.clone()
+                });
+                self.hash_with(&view)
+            }
+            _ => self.spec_hash(),
+        }
+    }
+
     /// Hash of `spec` (this object's, or a view of it) with the object's labels.
     fn hash_with(&self, spec: &Spec) -> String {
         #[derive(Serialize)]
