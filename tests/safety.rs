@@ -458,3 +458,45 @@ fn a_password_file_ending_in_a_newline_logs_in_and_editing_the_backup_recreates_
     let after = env.container_of("database", "lines").expect("container").id;
     assert_eq!(before, after, "editing only backup: recreated the database");
 }
+
+#[test]
+fn a_notify_url_with_a_token_can_stay_out_of_the_command_line() {
+    let Some(env) = Env::new("safety-notify") else {
+        return;
+    };
+    let (port, got) = common::receiver();
+    let file = env.dir.path().join("notify.urls");
+    std::fs::write(
+        &file,
+        format!("# the team's hook\nhttp://127.0.0.1:{port}/hook?token=NOTIFY-TOKEN-5521\n"),
+    )
+    .expect("write");
+    env.write(
+        "bad.yaml",
+        &common::shell("bad", "exit 3", "  restartPolicy: Never\n"),
+    );
+    let mut up = env.up(&["--notify-file", &file.display().to_string()]);
+    eventually(WAIT, "the failure notified", || {
+        let got = got.lock().expect("lock");
+        got.iter()
+            .any(|n| n["object"] == "server/bad")
+            .then_some(())
+    });
+    let output = up.output();
+    assert!(!output.contains("NOTIFY-TOKEN"), "{output}");
+    up.stop();
+    // On the command line it works too, with a warning that says where else to put it.
+    let out = env
+        .command("sync")
+        .args([
+            "--timeout",
+            "5s",
+            "--git",
+            "https://u:GIT-PASS-77@127.0.0.1:9/x.git",
+        ])
+        .output()
+        .expect("sync");
+    let shown = text(&out);
+    assert!(shown.contains("--git-token-file"), "{shown}");
+    assert!(!shown.contains("GIT-PASS-77"), "{shown}");
+}

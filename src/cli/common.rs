@@ -347,6 +347,48 @@ impl ReconcileArgs {
     }
 }
 
+/// Warns (never echoing them) of credentials in this process's command line: a `--git` URL
+/// with a password, a `--notify` URL with a query or a password. Every user sees the command
+/// line in `ps`; the token-file flags and the variables keep them out of it.
+pub(crate) fn warn_of_argv_credentials() {
+    for (flag, why) in argv_credentials(std::env::args()) {
+        eprintln!(
+            "warning: a {flag} URL on the command line carries {why}, which every user of this machine can read in `ps`; {}",
+            match flag {
+                "--git" => "give it with --git-token-file FILE instead",
+                _ => "give it with --notify-file FILE or DOCKHAND_NOTIFY instead",
+            }
+        );
+    }
+}
+
+/// The flags among `args` whose URL carries a credential, and what it carries.
+fn argv_credentials(args: impl Iterator<Item = String>) -> Vec<(&'static str, &'static str)> {
+    let args: Vec<String> = args.collect();
+    let mut out = Vec::new();
+    for (i, a) in args.iter().enumerate() {
+        let (flag, value) = match a.split_once('=') {
+            Some((f, v)) if f == "--git" || f == "--notify" => (f, Some(v.to_owned())),
+            _ if a == "--git" || a == "--notify" => (a.as_str(), args.get(i + 1).cloned()),
+            _ => continue,
+        };
+        let Some(value) = value else { continue };
+        let flag: &'static str = if flag == "--git" { "--git" } else { "--notify" };
+        let authority = value
+            .split_once("://")
+            .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+        if authority
+            .rsplit_once('@')
+            .is_some_and(|(user, _)| user.contains(':'))
+        {
+            out.push((flag, "a password"));
+        } else if flag == "--notify" && value.contains('?') {
+            out.push((flag, "a query (a token, as webhook URLs have)"));
+        }
+    }
+    out
+}
+
 fn parse_instance(s: &str) -> Result<String, String> {
     check_dns_label(s).map(|()| s.to_owned())
 }
@@ -510,5 +552,37 @@ pub fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
 pub(crate) fn print_invalid<E: std::fmt::Display>(errors: &[E]) {
     for e in errors {
         eprintln!("invalid: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_the_command_line_are_found_and_never_repeated() {
+        let args = |a: &[&str]| argv_credentials(a.iter().map(|s| (*s).to_owned()));
+        assert_eq!(
+            args(&["dockhand", "up", "--git", "https://u:tok@h/x.git"]),
+            [("--git", "a password")]
+        );
+        assert_eq!(
+            args(&[
+                "dockhand",
+                "up",
+                "--notify=https://hooks.example/x?token=abc"
+            ]),
+            [("--notify", "a query (a token, as webhook URLs have)")]
+        );
+        assert!(args(&[
+            "dockhand",
+            "up",
+            "--git",
+            "https://h/x.git",
+            "--notify",
+            "http://h/x"
+        ])
+        .is_empty());
+        assert!(args(&["dockhand", "up", "--git", "git@h:x.git"]).is_empty());
     }
 }

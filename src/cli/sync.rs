@@ -23,6 +23,7 @@ pub struct SyncArgs {
 const GIVE_UP_AFTER: u32 = 3;
 
 pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
+    super::common::warn_of_argv_credentials();
     let c = &args.common;
     let _lock = lock_state(&c.state.state)?;
     let (rec, sources) = reconciler(c).await?;

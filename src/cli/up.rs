@@ -30,8 +30,20 @@ pub struct UpArgs {
     pub token_file: Option<std::path::PathBuf>,
     /// POST a JSON message here when an object starts failing (Failed, CrashLoopBackOff,
     /// Unhealthy), when it recovers, and when a rollout is rolled back (repeatable).
-    #[arg(long = "notify", value_name = "URL", value_parser = parse_notify_url)]
+    /// A URL that carries a token is better given by --notify-file or DOCKHAND_NOTIFY (comma-
+    /// separated): the command line shows in `ps` to every user.
+    #[arg(
+        long = "notify",
+        value_name = "URL",
+        env = "DOCKHAND_NOTIFY",
+        value_delimiter = ',',
+        value_parser = parse_notify_url
+    )]
     pub notify: Vec<reqwest::Url>,
+    /// A file of --notify URLs, one a line (`#` comments), read at start: a webhook URL's
+    /// token stays out of the command line.
+    #[arg(long, value_name = "FILE", env = "DOCKHAND_NOTIFY_FILE")]
+    pub notify_file: Option<std::path::PathBuf>,
     /// A file holding the shared secret git hosts sign webhook calls with: a verified
     /// `POST /api/v1/hooks/git` fetches the --git repositories at once.
     #[arg(long, value_name = "FILE")]
@@ -40,6 +52,22 @@ pub struct UpArgs {
     /// Poll`, `pullPolicy: Always`) moved.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub image_interval: Duration,
+}
+
+/// The URLs of a --notify-file, one a line, or the first that is not a URL (by its line).
+fn notify_file(path: &std::path::Path) -> anyhow::Result<Vec<reqwest::Url>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read --notify-file {}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+        .map(|(n, l)| {
+            // Never the line itself in the message: it may hold a token.
+            parse_notify_url(l)
+                .map_err(|e| anyhow::anyhow!("--notify-file {} line {n}: {e}", path.display()))
+        })
+        .collect()
 }
 
 fn parse_notify_url(s: &str) -> Result<reqwest::Url, String> {
@@ -81,9 +109,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let identities = super::common::age_identities(&c.age_identities)?;
     let sources = c.sources(store.clone());
     let signals = Signals::default();
-    let notifier = (!args.notify.is_empty()).then(|| {
-        crate::notify::Notifier::start(&c.state.instance, args.notify.clone(), store.clone())
-    });
+    super::common::warn_of_argv_credentials();
+    let mut notify = args.notify.clone();
+    if let Some(f) = &args.notify_file {
+        notify.extend(notify_file(f)?);
+    }
+    let notifier = (!notify.is_empty())
+        .then(|| crate::notify::Notifier::start(&c.state.instance, notify, store.clone()));
     let kick = Arc::new(tokio::sync::Notify::new());
     let git_hook = match &args.git_webhook_secret_file {
         None => None,

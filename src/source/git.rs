@@ -111,6 +111,46 @@ impl Credentials {
 }
 
 /// `s` as one word for the shell git runs `GIT_SSH_COMMAND` with.
+/// The basic-authentication header of an HTTP(S) URL's `user:password@`, if it has one.
+fn userinfo_header(url: &str) -> Option<String> {
+    use base64::Engine as _;
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let authority = rest.split('/').next()?;
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (user, password) = userinfo.split_once(':')?;
+    let pair = format!("{}:{}", percent_decode(user), percent_decode(password));
+    Some(format!(
+        "Authorization: Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    ))
+}
+
+/// `%XX` escapes decoded (as a URL's userinfo carries them).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = (b[i] == b'%')
+            .then(|| s.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(v) => {
+                out.push(v);
+                i += 3;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
@@ -177,6 +217,15 @@ impl GitSource {
         self.label_prefix()[GIT_PREFIX.len()..].to_owned()
     }
 
+    /// The URL git is given: without its password when one is in it (sent as a header).
+    fn fetch_url(&self) -> String {
+        if self.credentials.is_none() && userinfo_header(&self.url).is_some() {
+            display_url(&self.url)
+        } else {
+            self.url.clone()
+        }
+    }
+
     fn repo(&self) -> PathBuf {
         self.cache.join("repo.git")
     }
@@ -211,6 +260,14 @@ impl GitSource {
         if op == "fetch" {
             if let Some(c) = &self.credentials {
                 cmd.envs(c.env(&self.cache).map_err(failed)?);
+            } else if let Some(header) = userinfo_header(&self.url) {
+                // A URL's own `user:password@` goes to git as a header in its environment,
+                // and the URL without it in its arguments: git's command line shows in `ps`.
+                cmd.envs([
+                    ("GIT_CONFIG_COUNT".to_owned(), "1".to_owned()),
+                    ("GIT_CONFIG_KEY_0".to_owned(), "http.extraHeader".to_owned()),
+                    ("GIT_CONFIG_VALUE_0".to_owned(), header),
+                ]);
             }
         }
         // Its own process group, so a timeout ends git's helpers too (`git-remote-http` kept
@@ -280,7 +337,7 @@ impl GitSource {
                 "1",
                 // Whatever the URL is, git reads it as a repository, never as an option.
                 "--",
-                &self.url,
+                &self.fetch_url(),
                 &refspec,
             ],
         )
@@ -552,6 +609,22 @@ mod tests {
             with("x-hub-signature-256", "sha256=zz".into()),
             body
         ));
+    }
+
+    #[test]
+    fn a_urls_own_password_reaches_git_as_a_header_not_an_argument() {
+        use base64::Engine as _;
+        let s = GitSource::new("https://bob:p%40ss@h/app.git", None, "", Path::new("/s.db"));
+        assert_eq!(s.fetch_url(), "https://h/app.git");
+        let header = userinfo_header(&s.url).expect("a header");
+        let encoded = header.strip_prefix("Authorization: Basic ").expect("basic");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .expect("base64");
+        assert_eq!(decoded, b"bob:p@ss");
+        let plain = GitSource::new("https://h/app.git", None, "", Path::new("/s.db"));
+        assert_eq!(plain.fetch_url(), "https://h/app.git");
+        assert!(userinfo_header("git@h:app.git").is_none());
     }
 
     #[test]
