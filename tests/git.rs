@@ -296,6 +296,8 @@ fn pushed_commits_converge_a_broken_one_keeps_the_last_good_and_an_unreachable_r
         format!("sha256={hex}")
     };
     assert_eq!(post(&signature), "202");
+    // The same signed call again (a replay): answered, and it fetches nothing.
+    assert_eq!(post(&signature), "200");
     eventually(Duration::from_secs(30), "the hooked commit running", || {
         env.container("web")
             .filter(|c| c.running())

@@ -292,6 +292,9 @@ async fn git_hook<R: Engine>(
     if !crate::source::git::verified(&hook.secret, header, &body) {
         return Err(ApiError::BadSignature);
     }
+    if !hook.first_time(header, &body) {
+        return Ok((StatusCode::OK, Json(json!({"status": "already seen"}))).into_response());
+    }
     hook.kick.notify_one();
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "fetching"}))).into_response())
 }

@@ -135,10 +135,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             if secret.is_empty() {
                 anyhow::bail!("the webhook secret {} is empty", path.display());
             }
-            Some(crate::source::git::Webhook {
-                secret,
-                kick: kick.clone(),
-            })
+            Some(crate::source::git::Webhook::new(secret, kick.clone()))
         }
     };
     if !sources.git.is_empty() {

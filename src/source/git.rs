@@ -497,6 +497,48 @@ pub async fn keep_fetching(
 pub struct Webhook {
     pub secret: Vec<u8>,
     pub kick: std::sync::Arc<tokio::sync::Notify>,
+    /// The last deliveries accepted (their ids, else their bodies' digests): a replay of a
+    /// signed call is answered, and fetches nothing.
+    pub seen: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
+}
+
+/// How many deliveries a webhook remembers.
+const SEEN_DELIVERIES: usize = 1024;
+
+impl Webhook {
+    pub fn new(secret: Vec<u8>, kick: std::sync::Arc<tokio::sync::Notify>) -> Webhook {
+        Webhook {
+            secret,
+            kick,
+            seen: std::sync::Arc::default(),
+        }
+    }
+
+    /// Whether this (verified) delivery is new: its id (GitHub's, Gitea's or GitLab's
+    /// delivery header), or the body's digest when it names none. Remembers it.
+    pub fn first_time(&self, header: impl Fn(&str) -> Option<String>, body: &[u8]) -> bool {
+        let key = [
+            "x-github-delivery",
+            "x-gitea-delivery",
+            "x-gitlab-event-uuid",
+        ]
+        .into_iter()
+        .find_map(|h| {
+            header(h)
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("{h}:{v}"))
+        })
+        .unwrap_or_else(|| format!("body:{}", crate::manifest::short_hash(body)));
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(&key) {
+            return false;
+        }
+        if seen.len() == SEEN_DELIVERIES {
+            seen.pop_front();
+        }
+        seen.push_back(key);
+        true
+    }
 }
 
 /// Whether a webhook call carries a valid signature of `body` made with `secret`: GitHub's and
@@ -625,6 +667,28 @@ mod tests {
         let plain = GitSource::new("https://h/app.git", None, "", Path::new("/s.db"));
         assert_eq!(plain.fetch_url(), "https://h/app.git");
         assert!(userinfo_header("git@h:app.git").is_none());
+    }
+
+    #[test]
+    fn a_replayed_delivery_is_known_and_a_new_one_is_not() {
+        let hook = Webhook::new(b"s".to_vec(), std::sync::Arc::default());
+        let with =
+            |id: &'static str| move |h: &str| (h == "x-github-delivery").then(|| id.to_owned());
+        assert!(hook.first_time(with("a1"), b"push"));
+        assert!(
+            !hook.first_time(with("a1"), b"push"),
+            "the same delivery again"
+        );
+        assert!(
+            hook.first_time(with("a2"), b"push"),
+            "a new delivery of the same body"
+        );
+        let none = |_: &str| None;
+        assert!(hook.first_time(none, b"push 2"));
+        assert!(
+            !hook.first_time(none, b"push 2"),
+            "no id: the same body again"
+        );
     }
 
     #[test]
