@@ -260,6 +260,23 @@ fn a_link_in_a_build_context_never_carries_a_host_file_into_the_image_or_the_sta
         let inside = common::docker(&["exec", &c.id, "sh", "-c", "cat /leak 2>&1; true"]);
         assert!(!inside.contains("SEC-CANARY"), "{inside}");
     }
+    // A sparse file in a context builds (the engine refused GNU sparse entries).
+    env.write(
+        "sparse/Dockerfile",
+        &format!(
+            "FROM {}\nCOPY disk.img /disk.img\nCMD [\"sleep\", \"3600\"]\n",
+            common::IMAGE
+        ),
+    );
+    let img = std::fs::File::create(env.manifests.join("sparse/disk.img")).expect("create");
+    img.set_len(8 << 20).expect("a hole of 8 MiB");
+    std::fs::write(
+        env.manifests.join("leak.yaml"),
+        "apiVersion: dockhand/v1\nkind: Server\nmetadata: {name: sparse}\nspec:\n  build: ./sparse\n",
+    )
+    .expect("write");
+    let out = env.run("sync", &["--timeout", "60s"]);
+    assert!(out.status.success(), "{}", text(&out));
 }
 
 #[test]
@@ -499,4 +516,56 @@ fn a_notify_url_with_a_token_can_stay_out_of_the_command_line() {
     let shown = text(&out);
     assert!(shown.contains("--git-token-file"), "{shown}");
     assert!(!shown.contains("GIT-PASS-77"), "{shown}");
+}
+
+/// Makes a FIFO at `path`.
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("cstring");
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+}
+
+#[test]
+fn a_fifo_or_a_link_to_proc_kmsg_never_stalls_drift_repair_or_shutdown() {
+    let Some(env) = Env::new("safety-stall") else {
+        return;
+    };
+    // A compose file that extends a FIFO, and a read-only config directory holding a link to
+    // /proc/kmsg: the first stopped drift repair (and SIGTERM) until a writer came, the second
+    // blocked the first pass for good.
+    env.write(
+        "app/compose.yaml",
+        "services:\n  a:\n    extends: {file: base.yaml, service: b}\n",
+    );
+    mkfifo(&env.manifests.join("app/base.yaml"));
+    env.write("conf/a.conf", "x\n");
+    std::os::unix::fs::symlink("/proc/kmsg", env.manifests.join("conf/k")).expect("symlink");
+    env.write(
+        "web.yaml",
+        &common::server(
+            "web",
+            "  volumes: [{type: bind, source: ./conf, target: /conf, readOnly: true}]\n",
+        ),
+    );
+    hand_to_nobody(&env.manifests);
+    let mut up = env.up(&["--resync", "2s"]);
+    let first = eventually(Duration::from_secs(30), "web running", || {
+        env.container("web").filter(common::Container::running)
+    });
+    let started = |id: &str| common::docker(&["inspect", "-f", "{{.State.StartedAt}}", id]);
+    let before = started(&first.id);
+    common::docker(&["kill", &first.id]);
+    eventually(Duration::from_secs(30), "web repaired", || {
+        let c = env.container("web").filter(common::Container::running)?;
+        (c.id != first.id || started(&c.id) != before).then_some(())
+    });
+    let status = env.status_of("server", "web").expect("status");
+    assert_ne!(status["phase"], "Invalid", "{status}");
+    let events = text(&env.run("events", &[]));
+    assert!(
+        events.contains("FIFO"),
+        "the FIFO is an error at once:\n{events}"
+    );
+    let (_, took) = up.stop();
+    assert!(took < Duration::from_secs(15), "SIGTERM took {took:?}");
 }

@@ -1,8 +1,9 @@
 //! Short-lived containers that run one script to its end (a database's backup or restore).
 //!
-//! A trait of its own, like `Attach`: the reconciler never sees these containers. They carry no
-//! instance label, so no listing of objects (and no prune) ever finds them; a job left behind by
-//! a crash is replaced by the next job of the same name.
+//! A trait of its own, like `Attach`. Their containers carry `JOB_LABEL`, and a listing of
+//! objects leaves out whatever carries it (an image dockhand built gives its containers the
+//! instance's label, so a job of it would otherwise look like an orphan and be pruned mid-dump);
+//! a job left behind by a crash is replaced by the next job of the same name.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,8 +15,8 @@ use super::{EngineError, Mount, SecretEnv};
 /// Label on every job container: the instance that ran it.
 pub const JOB_LABEL: &str = "dockhand.job-of";
 
-/// The labels of `instance`'s job `what` (`backup/orders`): not the instance's own, so no
-/// listing of its objects (and no prune) ever finds the job.
+/// The labels of `instance`'s job `what` (`backup/orders`): not the instance's own, and
+/// `JOB_LABEL`, which keeps the job out of every listing of objects (and every prune).
 pub fn job_labels(instance: &str, what: &str) -> HashMap<String, String> {
     HashMap::from([
         (JOB_LABEL.to_owned(), instance.to_owned()),

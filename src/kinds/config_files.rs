@@ -4,10 +4,12 @@
 //! bind is data, and never counts).
 //!
 //! A file's digest is cached by its size and modification time, so a no-op pass costs one
-//! `stat` per file; a file over `MAX_BYTES`, and a socket or device, count by size and time only. A directory is hashed by its files' paths and contents, in name order, up to
-//! `MAX_FILES` files and `MAX_BYTES` of content; past either cap the rest count by path, size and
-//! modification time only (so a big directory still changes its digest when a file does, but
-//! without being read whole at every change).
+//! `stat` per file; a file over `MAX_BYTES` counts by size and time only, a socket or device is
+//! never read, and a link inside a directory counts by its target text, never followed. A
+//! directory is hashed by its files' paths and contents, in name order, up to `MAX_FILES` files
+//! and `MAX_BYTES` of content; past either cap the rest count by path, size and modification
+//! time only (so a big directory still changes its digest when a file does, but without being
+//! read whole at every change). Files are read below the host policy's roots, by descriptor.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
