@@ -630,3 +630,39 @@ fn bash_completion_offers_the_state_files_object_names() {
     // Elsewhere clap's own completion answers: verbs after `dockhand`.
     assert!(complete("dockhand res").split(' ').any(|w| w == "restart"));
 }
+
+#[test]
+fn convert_and_validate_take_a_relative_file_as_their_working_directorys_project() {
+    // The README's own `dockhand convert -f compose.yaml` failed on every real project without
+    // `name:` ("the project needs a name"), and `-f ./compose.yaml` resolved `../x` as `x`.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let project = dir.path().join("My_Shop");
+    std::fs::create_dir_all(project.join("data")).expect("mkdir");
+    std::fs::create_dir_all(dir.path().join("shared")).expect("mkdir");
+    std::fs::write(
+        project.join("compose.yaml"),
+        "services:\n  a:\n    image: busybox\n    volumes: ['../shared:/shared', './data:/data']\n",
+    )
+    .expect("write");
+    for file in ["compose.yaml", "./compose.yaml"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dockhand"))
+            .args(["convert", "-f", file])
+            .current_dir(&project)
+            .output()
+            .expect("convert");
+        let shown = stdout(&out);
+        assert!(out.status.success(), "{file}: {}", common::text(&out));
+        assert!(shown.contains("compose.project: my_shop"), "{shown}");
+        let shared = dir.path().join("shared").display().to_string();
+        assert!(
+            shown.contains("../shared") || shown.contains(&shared),
+            "{file}: ../shared is outside the project:\n{shown}"
+        );
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dockhand"))
+        .args(["validate", "-f", "compose.yaml"])
+        .current_dir(&project)
+        .output()
+        .expect("validate");
+    assert!(out.status.success(), "{}", common::text(&out));
+}

@@ -203,9 +203,13 @@ pub fn load(path: &Path, label: &str, options: &Options) -> Result<Project, Vec<
             "compose override files are not merged by dockhand: move its keys into the main compose file".into(),
         )]);
     }
-    let dir = path
+    // The project's folder, absolute: `-f compose.yaml` names one in the working directory,
+    // whose name is the project's (a relative path has no parent to name, and `../x` under
+    // `./compose.yaml` must leave the folder, not stay in it).
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let dir = crate::manifest::parse::lexical(&absolute)
         .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
     let label_dir = Path::new(label)
         .parent()
         .map(|p| p.to_string_lossy().into_owned())

@@ -624,3 +624,69 @@ proptest::proptest! {
         proptest::prop_assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 }
+
+/// Loads `text` as `compose.yaml` in a folder of its own.
+fn load_alone(text: &str) -> Result<Project, Vec<ManifestError>> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("compose.yaml"), text).unwrap();
+    load(
+        &dir.path().join("compose.yaml"),
+        "compose.yaml",
+        &Options::default(),
+    )
+}
+
+#[test]
+fn anchors_aliases_and_merge_keys_read_exactly_as_yaml_reads_them() {
+    let p = load_alone(
+        "x-hc: &hc\n  interval: 10s\n  retries: 5\nx-env: &env\n  A: '1'\nx-r: &r 3\nx-ports: &ports ['8080:80']\nservices:\n  a:\n    image: busybox\n    healthcheck:\n      test: [CMD, 'true']\n      <<: *hc\n    environment:\n      <<: *env\n      B: '2'\n  b:\n    image: busybox\n    healthcheck: {test: [CMD, 'true'], retries: *r}\n    ports: *ports\n    environment: *env\n",
+    )
+    .expect("loads");
+    let a = server(&p, "a");
+    let hc = a.health_check.as_ref().expect("a check");
+    assert_eq!(hc.retries, 5);
+    assert_eq!(hc.interval, std::time::Duration::from_secs(10));
+    assert_eq!(a.env.len(), 2);
+    let b = server(&p, "b");
+    assert_eq!(b.health_check.as_ref().expect("a check").retries, 3);
+    assert_eq!(b.ports[0].container.0, 80);
+    // 142 aliases of 10 anchors (a real file's shape) is no attack.
+    let mut text = String::from("x-a: &a {image: busybox}\n");
+    for i in 0..10 {
+        text.push_str(&format!("x-v{i}: &v{i} 'value {i}'\n"));
+    }
+    text.push_str("services:\n");
+    for s in 0..14 {
+        text.push_str(&format!("  s{s}:\n    <<: *a\n    environment:\n"));
+        for i in 0..10 {
+            text.push_str(&format!("      V{i}: *v{i}\n"));
+        }
+    }
+    assert_eq!(load_alone(&text).expect("loads").objects.len(), 14);
+}
+
+#[test]
+fn a_billion_laughs_is_refused_with_a_clear_error() {
+    let mut text = String::from("x-a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    let mut prev = 'a';
+    for n in "bcdefghi".chars() {
+        text.push_str(&format!(
+            "x-{n}: &{n} [{}]\n",
+            vec![format!("*{prev}"); 9].join(", ")
+        ));
+        prev = n;
+    }
+    text.push_str("services:\n  s:\n    image: busybox\n    command: *i\n");
+    let shown = format!("{:?}", load_alone(&text).unwrap_err());
+    assert!(shown.contains("YAML aliases expand past"), "{shown}");
+    assert!(!shown.contains("budget breached"), "{shown}");
+}
+
+#[test]
+fn compose_no_ops_are_no_ops_here_too() {
+    let p = load_alone(
+        "services:\n  a:\n    image: busybox\n    platform: ''\n    healthcheck: {disable: false}\n",
+    )
+    .expect("no-ops load");
+    assert!(server(&p, "a").health_check.is_none());
+}

@@ -372,7 +372,8 @@ impl Service1<'_> {
             }
             self.origins.insert("labels".into(), self.path("labels"));
         }
-        if let Some(p) = &s.platform {
+        // An empty platform (`${DOCKER_PLATFORM:-}`) is no platform, as in Compose.
+        if let Some(p) = s.platform.as_ref().filter(|p| !p.0.trim().is_empty()) {
             let arch = match std::env::consts::ARCH {
                 "x86_64" => "amd64",
                 "aarch64" => "arm64",
@@ -816,6 +817,11 @@ impl Service1<'_> {
         if disabled {
             m.insert("disable".into(), json!(true));
             self.set("healthCheck", "healthcheck", Value::Object(m));
+            return;
+        }
+        // `disable: false` and nothing else is a no-op in Compose: the image's own check stays.
+        let timings = [&h.interval, &h.timeout, &h.start_period, &h.start_interval];
+        if test.is_none() && h.retries.is_none() && timings.iter().all(|t| t.is_none()) {
             return;
         }
         let exec = match test.as_deref() {

@@ -31,6 +31,15 @@ pub(crate) fn written_at(loc: &Location) -> Option<String> {
     SOURCE.with(|s| {
         let text = s.borrow();
         let raw = text.as_deref()?.get(start..start.checked_add(len)?)?.trim();
+        // An alias's span is the alias (`*hc`), not the text it stands for: the typed value
+        // prints for it. An anchor's (`&n 3`) starts with the anchor's name.
+        if raw.starts_with('*') {
+            return None;
+        }
+        let raw = match raw.strip_prefix('&') {
+            Some(anchored) => anchored.split_once(char::is_whitespace)?.1.trim(),
+            None => raw,
+        };
         (!raw.is_empty() && !raw.contains(['\n', '#', '"', '\''])).then(|| raw.to_owned())
     })
 }

@@ -74,6 +74,10 @@ struct Metadata {
 /// The most bytes one manifest (a file, a table row, an API body) may hold.
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 
+/// The most bytes YAML aliases of one file may copy as they expand (a billion-laughs file is
+/// refused here; real files' anchors copy a few kilobytes).
+pub const ALIAS_BUDGET_BYTES: usize = 16 * 1024 * 1024;
+
 /// The most `---` documents one manifest may hold.
 pub const MAX_DOCUMENTS: usize = 1000;
 
@@ -369,6 +373,13 @@ pub(crate) fn deserialize<'de, T: Deserialize<'de>>(
         // failing the whole document.
         let mut options = serde_saphyr::Options::default();
         options.non_finite_float_policy = serde_saphyr::NonFiniteFloatPolicy::PassThrough;
+        // Real compose files use a few anchors many times (a healthcheck, an environment, a
+        // logging block): what is bounded is what aliases expand to, not how often they are
+        // used (the default refuses more than ten aliases per anchor).
+        let mut budget = serde_saphyr::Budget::default();
+        budget.enforce_alias_anchor_ratio = false;
+        budget.max_recorded_anchor_bytes = ALIAS_BUDGET_BYTES;
+        options.budget = Some(budget);
         serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
             serde_path_to_error::deserialize(de).map_err(|e| {
                 field = e.path().to_string();
@@ -382,6 +393,19 @@ pub(crate) fn deserialize<'de, T: Deserialize<'de>>(
             .map(|l| (l.line(), l.column()))
             .unwrap_or((0, 0));
         let raw = e.without_snippet().to_string();
+        let raw = if raw.contains("budget breached") {
+            format!(
+                "YAML aliases expand past what one file may hold (at most {ALIAS_BUDGET_BYTES} bytes copied and {} events): far more than real files use ({})",
+                serde_saphyr::Budget::default().max_events,
+                raw.split_once("budget breached").map_or("", |(_, r)| r.trim_start_matches([':', ' ']))
+                    .chars()
+                    .take_while(|c| *c != '{' && *c != '(')
+                    .collect::<String>()
+                    .trim()
+            )
+        } else {
+            raw
+        };
         let message = match raw.rfind(" at line ") {
             Some(i) if line > 0 => raw[..i].to_owned(),
             _ => raw,
