@@ -666,3 +666,41 @@ fn convert_and_validate_take_a_relative_file_as_their_working_directorys_project
         .expect("validate");
     assert!(out.status.success(), "{}", common::text(&out));
 }
+
+#[test]
+fn no_verb_panics_on_a_closed_stdout_or_stderr() {
+    // `dockhand validate -f DIR 2>&1 | true` exited 101: "failed printing to stderr".
+    let dir = tempfile::tempdir().expect("tempdir");
+    for i in 0..50 {
+        std::fs::write(dir.path().join(format!("bad{i}.yaml")), "kind: Nope\n").expect("write");
+    }
+    let d = dir.path().display().to_string();
+    let runs: [&[&str]; 4] = [
+        &["validate", "-f", &d],
+        &["convert", "-f", &d],
+        &["explain", "server"],
+        &["schema"],
+    ];
+    for args in runs {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe writes.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both descriptors were just made by pipe and are owned here alone.
+        let (read, write) = unsafe {
+            use std::os::fd::FromRawFd;
+            (
+                std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+                std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+            )
+        };
+        drop(read);
+        let err = write.try_clone().expect("dup");
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_dockhand"))
+            .args(args)
+            .stdout(std::process::Stdio::from(write))
+            .stderr(std::process::Stdio::from(err))
+            .status()
+            .expect("run");
+        assert_ne!(status.code(), Some(101), "{args:?} panicked");
+    }
+}

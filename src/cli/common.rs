@@ -351,8 +351,11 @@ impl ReconcileArgs {
 /// with a password, a `--notify` URL with a query or a password. Every user sees the command
 /// line in `ps`; the token-file flags and the variables keep them out of it.
 pub(crate) fn warn_of_argv_credentials() {
+    use std::io::Write as _;
     for (flag, why) in argv_credentials(std::env::args()) {
-        eprintln!(
+        // Never a panic if stderr is closed (`up` keeps running).
+        let _ = writeln!(
+            std::io::stderr(),
             "warning: a {flag} URL on the command line carries {why}, which every user of this machine can read in `ps`; {}",
             match flag {
                 "--git" => "give it with --git-token-file FILE instead",

@@ -180,20 +180,11 @@ impl Command {
         *slot = state;
     }
 
-    /// Verbs whose whole job is printing: a reader that goes away (`| head`) ends them quietly,
-    /// as it ends `cat`, instead of a panic on the failed write.
-    fn only_prints(&self) -> bool {
-        matches!(
-            self,
-            Command::Get(_)
-                | Command::Describe(_)
-                | Command::Events(_)
-                | Command::Completion(_)
-                | Command::Schema
-                | Command::Convert(_)
-                | Command::Explain(_)
-                | Command::Names
-        )
+    /// Every verb but the controller: a reader that goes away (`| head`, `2>&1 | true`) ends
+    /// it quietly, as it ends `cat`, instead of a panic on the failed write (exit 101). `up`
+    /// keeps running whoever stops reading its output.
+    fn ends_on_a_closed_pipe(&self) -> bool {
+        !matches!(self, Command::Up(_))
     }
 }
 
@@ -231,7 +222,7 @@ pub fn main() -> ExitCode {
     let mut cli = Cli::parse();
     cli.command.set_state(cli.state.clone());
     let state = cli.state.clone();
-    if cli.command.only_prints() {
+    if cli.command.ends_on_a_closed_pipe() {
         default_sigpipe();
     }
     init_tracing(cli.log_format);
