@@ -265,6 +265,7 @@ impl ReconcileArgs {
                     // files a compose file names lie where the host policy allows.
                     allowed_env: Some(self.allow_secret_env.clone()),
                     confine: Some(self.options().host_policy.roots(Some(&self.manifests))),
+                    missing_binds_warn: false,
                 },
             },
             git: self.git_sources(),

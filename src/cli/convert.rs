@@ -36,6 +36,9 @@ pub async fn run(args: ConvertArgs) -> anyhow::Result<ExitCode> {
     let label = args.file.to_string_lossy().into_owned();
     let options = compose::Options {
         profiles: args.profiles.clone(),
+        // The manifests are run later, perhaps elsewhere: a missing bind source is listed
+        // (with the mkdir that makes it), not a refusal to translate.
+        missing_binds_warn: true,
         ..Default::default()
     };
     let project = match compose::load(&args.file, &label, &options) {

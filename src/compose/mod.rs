@@ -57,6 +57,9 @@ pub struct Options {
     /// links resolved: `None` anywhere (the CLI's own user), or below one of these (a
     /// controller: its manifests directory and the allowed host paths).
     pub confine: Option<Vec<PathBuf>>,
+    /// Bind sources that do not exist are warnings, not errors (`convert`: the manifests it
+    /// writes are run later, maybe elsewhere; every missing path is listed at once).
+    pub missing_binds_warn: bool,
 }
 
 impl Options {
@@ -344,14 +347,29 @@ pub fn load(path: &Path, label: &str, options: &Options) -> Result<Project, Vec<
             }
         };
         // A bind source that does not exist is this file's error too, at the key that named it.
+        let mut missing_warned = Vec::new();
         let parsed = parse_str(&text, label, Some(&dir)).and_then(|objs| {
             let missing = crate::manifest::parse::missing_bind_sources(&objs);
             if missing.is_empty() {
+                Ok(objs)
+            } else if options.missing_binds_warn {
+                missing_warned = missing;
                 Ok(objs)
             } else {
                 Err(missing)
             }
         });
+        warnings.extend(missing_warned.into_iter().map(|e| {
+            let path = origin_of(doc, &e.field);
+            let (line, column) = at(&path);
+            ManifestError {
+                file: label.to_owned(),
+                line,
+                column,
+                field: path,
+                message: e.message,
+            }
+        }));
         match parsed {
             Ok(objs) => {
                 let line = at(&doc.from).0;

@@ -690,3 +690,28 @@ fn compose_no_ops_are_no_ops_here_too() {
     .expect("no-ops load");
     assert!(server(&p, "a").health_check.is_none());
 }
+
+#[test]
+fn convert_lists_every_missing_bind_source_with_the_mkdir_that_makes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("compose.yaml");
+    std::fs::write(
+        &file,
+        "services:\n  a:\n    image: busybox\n    volumes: ['/srv/nope-a:/a', '/srv/nope-b:/b']\n",
+    )
+    .unwrap();
+    let errors = load(&file, "compose.yaml", &Options::default()).unwrap_err();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    let options = Options {
+        missing_binds_warn: true,
+        ..Options::default()
+    };
+    let p = load(&file, "compose.yaml", &options).expect("translates");
+    let shown: Vec<String> = p.warnings.iter().map(ToString::to_string).collect();
+    for path in ["/srv/nope-a", "/srv/nope-b"] {
+        assert!(
+            shown.iter().any(|w| w.contains(&format!("mkdir -p {path}")) && w.contains(":4:")),
+            "{shown:?}"
+        );
+    }
+}

@@ -316,7 +316,10 @@ pub fn missing_bind_sources(objects: &[Object]) -> Vec<ManifestError> {
                     line: o.line,
                     column: 0,
                     field: format!("spec.volumes[{i}].source"),
-                    message: format!("bind source {} does not exist on this host", v.source),
+                    message: format!(
+                        "bind source {} does not exist on this host: create it first (mkdir -p {})",
+                        v.source, v.source
+                    ),
                 });
             }
         }
