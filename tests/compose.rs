@@ -325,3 +325,40 @@ fn up_follows_a_compose_file_outside_the_manifests_directory_as_it_is_edited() {
     });
     up.stop();
 }
+
+#[test]
+fn anchors_and_selinux_flags_of_a_real_projects_shape_converge() {
+    let Some(env) = Env::new("compose-anchors") else {
+        return;
+    };
+    // What real projects write: a shared block through an anchor and merge key, `:z`/`:Z` on
+    // binds and volumes, and a flag that only Docker Desktop reads.
+    let project = env.manifests.join("shop");
+    std::fs::create_dir_all(project.join("conf")).expect("mkdir");
+    std::fs::write(project.join("conf/app.conf"), "x=1\n").expect("write");
+    env.write(
+        "shop/compose.yaml",
+        &format!(
+            "x-common: &common\n  image: {}\n  pull_policy: never\n  command: [sleep, '3600']\n  healthcheck: &hc\n    test: [CMD, 'true']\n    interval: 1s\n    retries: 3\nservices:\n  app:\n    <<: *common\n    volumes: ['./conf:/conf:ro,Z', 'data:/data:z', './conf:/cached:cached']\n  worker:\n    <<: *common\n    healthcheck:\n      <<: *hc\n      retries: 5\nvolumes:\n  data: {{}}\n",
+            common::IMAGE
+        ),
+    );
+    let out = sync(&env, &[]);
+    assert!(
+        text(&out).contains("cached"),
+        "one warning for the flag:\n{}",
+        text(&out)
+    );
+    let app = container(&env, "app").expect("app");
+    let binds = docker(&["inspect", "-f", "{{json .HostConfig.Binds}}", &app.id]);
+    assert!(binds.contains("/conf:ro,Z"), "{binds}");
+    assert!(binds.contains(":/data:rw,z"), "{binds}");
+    let worker = container(&env, "worker").expect("worker");
+    let retries = docker(&[
+        "inspect",
+        "-f",
+        "{{.Config.Healthcheck.Retries}}",
+        &worker.id,
+    ]);
+    assert_eq!(retries.trim(), "5");
+}

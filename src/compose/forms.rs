@@ -121,6 +121,11 @@ pub struct Mount {
     pub source: Option<String>,
     pub target: String,
     pub read_only: bool,
+    /// `z` or `Z`: SELinux relabelling, passed to the engine.
+    pub relabel: Option<char>,
+    /// Flags accepted that change nothing here (`cached`, `delegated`, `consistent`: Docker
+    /// Desktop's file sharing on macOS; `nocopy`), for one warning.
+    pub ignored: Vec<String>,
 }
 
 impl Mount {
@@ -159,6 +164,8 @@ pub fn short_volume(s: &str) -> Result<Mount, String> {
         ));
     }
     let mut read_only = false;
+    let mut relabel = None;
+    let mut ignored = Vec::new();
     for m in mode
         .map(|m| m.split(',').collect::<Vec<_>>())
         .unwrap_or_default()
@@ -166,14 +173,12 @@ pub fn short_volume(s: &str) -> Result<Mount, String> {
         match m {
             "ro" => read_only = true,
             "rw" | "" => {}
-            "z" | "Z" => {
-                return Err(format!(
-                    "volume {s:?}: SELinux relabelling ({m}) is not supported by dockhand"
-                ))
-            }
+            "z" => relabel = Some('z'),
+            "Z" => relabel = Some('Z'),
+            "cached" | "delegated" | "consistent" | "nocopy" => ignored.push(m.to_owned()),
             other => {
                 return Err(format!(
-                    "invalid volume mode {other:?} in {s:?}: expected ro or rw"
+                    "invalid volume mode {other:?} in {s:?}: expected ro, rw, z, Z, cached, delegated, consistent or nocopy"
                 ))
             }
         }
@@ -182,6 +187,8 @@ pub fn short_volume(s: &str) -> Result<Mount, String> {
         source: source.map(str::to_owned),
         target: target.to_owned(),
         read_only,
+        relabel,
+        ignored,
     })
 }
 
@@ -368,7 +375,11 @@ mod tests {
         assert_eq!(m.source, None);
         assert!(short_volume("/data:ro").unwrap().read_only);
         assert!(short_volume("data:relative").is_err());
-        assert!(short_volume("./x:/y:z").is_err());
+        let z = short_volume("./x:/y:z,ro").unwrap();
+        assert_eq!((z.relabel, z.read_only), (Some('z'), true));
+        assert_eq!(short_volume("./x:/y:Z").unwrap().relabel, Some('Z'));
+        assert_eq!(short_volume("./x:/y:cached").unwrap().ignored, ["cached"]);
+        assert!(short_volume("./x:/y:bogus").is_err());
     }
 
     #[test]

@@ -584,7 +584,8 @@ pub struct BindOptions {
     /// dockhand never creates a missing bind source: it is an error either way.
     pub create_host_path: Option<Bool>,
     pub propagation: Option<Refused>,
-    pub selinux: Option<Refused>,
+    /// `z` or `Z`.
+    pub selinux: Option<Str>,
 }
 
 #[derive(Deserialize, Clone, Debug, PartialEq)]

@@ -710,7 +710,9 @@ fn convert_lists_every_missing_bind_source_with_the_mkdir_that_makes_it() {
     let shown: Vec<String> = p.warnings.iter().map(ToString::to_string).collect();
     for path in ["/srv/nope-a", "/srv/nope-b"] {
         assert!(
-            shown.iter().any(|w| w.contains(&format!("mkdir -p {path}")) && w.contains(":4:")),
+            shown
+                .iter()
+                .any(|w| w.contains(&format!("mkdir -p {path}")) && w.contains(":4:")),
             "{shown:?}"
         );
     }

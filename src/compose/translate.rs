@@ -547,7 +547,14 @@ impl Service1<'_> {
         Some(format!("{}_{name}", self.cx.project))
     }
 
-    fn mount(&mut self, kind: &str, source: Option<String>, target: String, read_only: bool) {
+    fn mount(
+        &mut self,
+        kind: &str,
+        source: Option<String>,
+        target: String,
+        read_only: bool,
+        relabel: Option<char>,
+    ) {
         let mut m = Map::new();
         let source = match (kind, source) {
             ("bind", Some(src)) => {
@@ -593,6 +600,11 @@ impl Service1<'_> {
         if read_only {
             m.insert("readOnly".into(), json!(true));
         }
+        match relabel {
+            Some('z') => drop(m.insert("relabel".into(), json!("shared"))),
+            Some('Z') => drop(m.insert("relabel".into(), json!("private"))),
+            _ => {}
+        }
         self.push("volumes", "volumes", Value::Object(m));
     }
 
@@ -602,7 +614,16 @@ impl Service1<'_> {
                 ShortOrLong::Short(text) => match forms::short_volume(text) {
                     Ok(m @ Mount { .. }) => {
                         let kind = if m.is_bind() { "bind" } else { "volume" };
-                        self.mount(kind, m.source, m.target, m.read_only);
+                        if !m.ignored.is_empty() {
+                            self.warn(
+                                "volumes",
+                                format!(
+                                    "{text}: {} changes nothing on this engine (Docker Desktop's file sharing on macOS, or nocopy); ignored",
+                                    m.ignored.join(",")
+                                ),
+                            );
+                        }
+                        self.mount(kind, m.source, m.target, m.read_only, m.relabel);
                     }
                     Err(e) => self.error("volumes", e),
                 },
@@ -622,9 +643,20 @@ impl Service1<'_> {
                         source.as_deref().unwrap_or_default()
                     ));
                 }
-                self.mount("bind", source, l.target.0.clone(), ro);
+                let relabel = match l.bind.as_ref().and_then(|b| b.selinux.as_ref()) {
+                    None => None,
+                    Some(z) if z.0 == "z" => Some('z'),
+                    Some(z) if z.0 == "Z" => Some('Z'),
+                    Some(other) => {
+                        return self.error(
+                            "volumes",
+                            format!("bind.selinux: {:?}: expected z or Z", other.0),
+                        )
+                    }
+                };
+                self.mount("bind", source, l.target.0.clone(), ro, relabel);
             }
-            "volume" => self.mount("volume", source, l.target.0.clone(), ro),
+            "volume" => self.mount("volume", source, l.target.0.clone(), ro, None),
             "tmpfs" => {
                 let mut t = l.target.0.clone();
                 let mut opts = Vec::new();
@@ -688,7 +720,7 @@ impl Service1<'_> {
                     Some(t) => format!("{dir}{t}"),
                     None => format!("{dir}{source}"),
                 };
-                self.mount("bind", Some(file.0.clone()), target, true);
+                self.mount("bind", Some(file.0.clone()), target, true, None);
             }
         }
     }

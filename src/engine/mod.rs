@@ -499,6 +499,9 @@ pub struct Mount {
     pub source: String,
     pub target: String,
     pub read_only: bool,
+    /// SELinux relabelling by the engine (`z` or `Z`); such a mount goes as a bind string,
+    /// the only form the engine relabels.
+    pub relabel: Option<&'static str>,
 }
 
 /// A container event that may need a reconcile.

@@ -160,6 +160,7 @@ fn target_mount(instance: &str, to: &BackupTarget) -> (Mount, String) {
                     source: name,
                     target: MOUNT.into(),
                     read_only: false,
+                    relabel: None,
                 },
                 shown,
             )
@@ -172,6 +173,7 @@ fn target_mount(instance: &str, to: &BackupTarget) -> (Mount, String) {
                     source: path.clone(),
                     target: MOUNT.into(),
                     read_only: false,
+                    relabel: None,
                 },
                 path,
             )

@@ -266,6 +266,7 @@ pub fn container_spec(
             source: volume,
             target: DATA_DIR.into(),
             read_only: false,
+            relabel: None,
         }],
         memory,
         nano_cpus,

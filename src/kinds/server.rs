@@ -154,6 +154,7 @@ pub fn container_spec(
                 },
                 target: v.target.0.clone(),
                 read_only: v.read_only,
+                relabel: v.relabel.map(crate::manifest::server::Relabel::option),
             })
             .collect(),
         memory,

@@ -138,6 +138,7 @@ pub async fn upgrade<E: Engine>(
         source: dump_volume(instance, name),
         target: "/upgrade".into(),
         read_only: false,
+        relabel: None,
     };
     engine
         .ensure_volume(&dump.source, &labels::owner_labels(instance))
@@ -189,6 +190,7 @@ pub async fn upgrade<E: Engine>(
         });
         job.mounts.push(Mount {
             read_only: true,
+            relabel: None,
             ..dump.clone()
         });
         job.mounts.push(Mount {
@@ -196,6 +198,7 @@ pub async fn upgrade<E: Engine>(
             source: volume.clone(),
             target: super::database::DATA_DIR.into(),
             read_only: false,
+            relabel: None,
         });
         let out = engine.run_job(&job).await.map_err(|e| e.to_string())?;
         if !out.succeeded() {

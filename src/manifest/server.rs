@@ -585,6 +585,28 @@ pub struct VolumeSpec {
     pub target: AbsPath,
     #[serde(default, skip_serializing_if = "is_default")]
     pub read_only: bool,
+    /// SELinux relabelling of the source (Compose's `:z` and `:Z`), done by the engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relabel: Option<Relabel>,
+}
+
+/// How the engine relabels a mount's source for SELinux: `shared` (`:z`, every container may
+/// use it) or `private` (`:Z`, this container only). Nothing happens on a host without SELinux.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Relabel {
+    Shared,
+    Private,
+}
+
+impl Relabel {
+    /// The engine's bind option: `z` or `Z`.
+    pub fn option(self) -> &'static str {
+        match self {
+            Relabel::Shared => "z",
+            Relabel::Private => "Z",
+        }
+    }
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -596,6 +618,8 @@ struct RawVolume {
     target: AbsPath,
     #[serde(default)]
     read_only: bool,
+    #[serde(default)]
+    relabel: Option<Relabel>,
 }
 
 fn default_volume_type() -> VolumeType {
@@ -629,6 +653,7 @@ impl TryFrom<RawVolume> for VolumeSpec {
             source: r.source,
             target: r.target,
             read_only: r.read_only,
+            relabel: r.relabel,
         })
     }
 }

@@ -201,7 +201,22 @@ pub(super) fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     }
     exposed.sort();
     exposed.dedup();
-    let mounts = spec.mounts.iter().map(mount).collect();
+    // Relabelled mounts go as bind strings (`src:dst:ro,Z`): the mounts API cannot relabel.
+    let mounts = spec
+        .mounts
+        .iter()
+        .filter(|m| m.relabel.is_none())
+        .map(mount)
+        .collect();
+    let binds: Vec<String> = spec
+        .mounts
+        .iter()
+        .filter_map(|m| {
+            let relabel = m.relabel?;
+            let mode = if m.read_only { "ro" } else { "rw" };
+            Some(format!("{}:{}:{mode},{relabel}", m.source, m.target))
+        })
+        .collect();
     let o = &spec.options;
     let body = ContainerCreateBody {
         image: Some(spec.image.clone()),
@@ -231,6 +246,7 @@ pub(super) fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         host_config: Some(HostConfig {
             port_bindings: Some(port_bindings),
             mounts: Some(mounts),
+            binds: (!binds.is_empty()).then_some(binds),
             memory: spec.memory,
             nano_cpus: spec.nano_cpus,
             memory_reservation: spec.memory_reservation,
