@@ -362,3 +362,43 @@ fn anchors_and_selinux_flags_of_a_real_projects_shape_converge() {
     ]);
     assert_eq!(retries.trim(), "5");
 }
+
+#[test]
+fn pids_limits_dns_and_internal_networks_reach_the_engine() {
+    let Some(env) = Env::new("compose-options") else {
+        return;
+    };
+    env.write(
+        "app/compose.yaml",
+        &format!(
+            "services:\n  app:\n    image: {}\n    pull_policy: never\n    command: [sleep, '3600']\n    pids_limit: 100\n    dns: [192.0.2.53]\n    dns_search: example.com\n    dns_opt: ['ndots:2']\n    networks: [back]\nnetworks:\n  back:\n    internal: true\n    driver_opts: {{com.docker.network.driver.mtu: '1400'}}\n",
+            common::IMAGE
+        ),
+    );
+    let out = sync(&env, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let app = container(&env, "app").expect("app");
+    let host = docker(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.PidsLimit}} {{json .HostConfig.Dns}} {{json .HostConfig.DnsSearch}} {{json .HostConfig.DnsOptions}}",
+        &app.id,
+    ]);
+    assert_eq!(
+        host.trim(),
+        r#"100 ["192.0.2.53"] ["example.com"] ["ndots:2"]"#
+    );
+    let net = format!("dh_{}_app-back", env.instance);
+    let shown = docker(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{.Internal}} {{json .Options}}",
+        &net,
+    ]);
+    assert!(shown.starts_with("true "), "{shown}");
+    assert!(
+        shown.contains("\"com.docker.network.driver.mtu\":\"1400\""),
+        "{shown}"
+    );
+}

@@ -129,6 +129,10 @@ pub fn merge(base: Service, over: Service) -> Service {
         mem_limit: over.mem_limit.or(base.mem_limit),
         cpus: over.cpus.or(base.cpus),
         pull_policy: over.pull_policy.or(base.pull_policy),
+        pids_limit: over.pids_limit.or(base.pids_limit),
+        dns: over.dns.or(base.dns),
+        dns_search: over.dns_search.or(base.dns_search),
+        dns_opt: over.dns_opt.or(base.dns_opt),
         platform: over.platform.or(base.platform),
         x_dockhand: over.x_dockhand.or(base.x_dockhand),
     }

@@ -456,6 +456,10 @@ pub struct Service {
     pub mem_limit: Option<Str>,
     pub cpus: Option<Str>,
     pub pull_policy: Option<Str>,
+    pub pids_limit: Option<Num>,
+    pub dns: Option<StrOrList>,
+    pub dns_search: Option<StrOrList>,
+    pub dns_opt: Option<Vec<Str>>,
     /// Accepted with a warning (see `keys`); read only to compare with the host.
     pub platform: Option<Str>,
     /// `x-dockhand`: dockhand's own fields, in manifest form, over the translation.
@@ -775,10 +779,10 @@ pub struct Network {
     pub ipam: Option<Ipam>,
     pub external: Option<Bool>,
     pub name: Option<Str>,
-    pub internal: Option<Refused>,
+    pub internal: Option<Bool>,
     pub attachable: Option<IgnoredSpan>,
     pub enable_ipv6: Option<Refused>,
-    pub driver_opts: Option<Refused>,
+    pub driver_opts: Option<ListOrMap>,
     pub labels: Option<IgnoredSpan>,
 }
 

@@ -210,6 +210,16 @@ fn networks(file: &File, cx: &Context, out: &mut Output) -> BTreeMap<String, Net
         if let Some(d) = &net.driver {
             spec.insert("driver".into(), json!(d.0));
         }
+        if net.internal.is_some_and(|b| b.0) {
+            spec.insert("internal".into(), json!(true));
+        }
+        if let Some(o) = &net.driver_opts {
+            let m: Map<String, Value> =
+                o.0.iter()
+                    .map(|(k, v)| (k.clone(), json!(v.clone().unwrap_or_default())))
+                    .collect();
+            spec.insert("options".into(), Value::Object(m));
+        }
         if let Some(ipam) = &net.ipam {
             if ipam.driver.as_ref().is_some_and(|d| d.0 != "default") {
                 err("ipam.driver: only the default IPAM driver is supported by dockhand".into());
@@ -1188,6 +1198,20 @@ impl Service1<'_> {
             for entry in t.clone().into_vec() {
                 self.push("tmpfs", "tmpfs", json!(entry));
             }
+        }
+        if let Some(n) = &s.pids_limit {
+            self.set("pidsLimit", "pids_limit", json!(n.0));
+        }
+        for (field, key, v) in [
+            ("dns", "dns", &s.dns),
+            ("dnsSearch", "dns_search", &s.dns_search),
+        ] {
+            if let Some(v) = v {
+                self.set(field, key, json!(v.clone().into_vec()));
+            }
+        }
+        if let Some(o) = strs(&s.dns_opt) {
+            self.set("dnsOptions", "dns_opt", o);
         }
         if let Some(size) = &s.shm_size {
             match forms::bytes(&size.0) {

@@ -268,6 +268,10 @@ pub struct NetworkConfig {
     pub subnet: Option<String>,
     pub gateway: Option<String>,
     pub labels: HashMap<String, String>,
+    /// No route out of the network.
+    pub internal: bool,
+    /// The driver's options.
+    pub options: HashMap<String, String>,
     /// Where a subnet is picked when none is named (`--subnet-pool`); `None`: the engine's
     /// default address pools.
     pub pool: Option<crate::kinds::network::SubnetPool>,
@@ -453,6 +457,10 @@ pub struct ContainerOptions {
     pub security_opt: Vec<String>,
     pub tty: bool,
     pub stdin: bool,
+    pub pids_limit: Option<i64>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
 }
 
 /// A host device in the container.

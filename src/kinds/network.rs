@@ -191,6 +191,12 @@ pub fn plan(
                     subnet: n.subnet.map(|s| s.to_string()),
                     gateway: n.gateway.map(|g| g.to_string()),
                     labels: owner(&o.spec_hash()),
+                    internal: n.internal,
+                    options: n
+                        .options
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.0.clone()))
+                        .collect(),
                     pool: n.subnet.is_none().then(|| pool.cloned()).flatten(),
                 },
             );
@@ -214,6 +220,8 @@ pub fn plan(
                 subnet: None,
                 gateway: None,
                 labels: owner(AUTO),
+                internal: false,
+                options: HashMap::new(),
                 pool: pool.cloned(),
             },
         );
@@ -582,6 +590,8 @@ mod tests {
             subnet: None,
             gateway: None,
             labels: labels::owner_labels("t"),
+            internal: false,
+            options: HashMap::new(),
             pool: Some(pool.clone()),
         };
         let first = pool.candidates("dh_t_b").next().expect("a subnet");

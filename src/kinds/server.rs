@@ -260,6 +260,10 @@ fn options(spec: &ServerSpec) -> ContainerOptions {
         security_opt: spec.security_opt.iter().map(|o| o.0.clone()).collect(),
         tty: spec.tty,
         stdin: spec.stdin,
+        pids_limit: spec.pids_limit,
+        dns: spec.dns.iter().map(ToString::to_string).collect(),
+        dns_search: spec.dns_search.iter().map(|d| d.0.clone()).collect(),
+        dns_options: spec.dns_options.iter().map(|d| d.0.clone()).collect(),
     }
 }
 

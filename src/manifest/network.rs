@@ -79,6 +79,12 @@ pub struct NetworkSpec {
     pub subnet: Option<Cidr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<Ipv4Addr>,
+    /// No route out: its containers reach each other, and nothing beyond the network.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
+    /// The driver's own options (`com.docker.network.bridge.name: br-app`, an MTU).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub options: std::collections::BTreeMap<String, super::ScalarString>,
 }
 
 fn default_driver() -> String {

@@ -475,3 +475,21 @@ pub(super) fn check(spec: &super::server::ServerSpec) -> Result<(), (String, Str
     }
     Ok(())
 }
+
+/// A resolver's search domain or option: one word of printable characters, no spaces (it is a
+/// line of the container's resolv.conf).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(transparent)]
+pub struct DnsName(pub String);
+
+impl<'de> Deserialize<'de> for DnsName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() || s.len() > 253 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(serde::de::Error::custom(format!(
+                "invalid {s:?}: expected one word like example.com or ndots:2"
+            )));
+        }
+        Ok(DnsName(s))
+    }
+}

@@ -164,6 +164,18 @@ pub struct ServerSpec {
     /// Keep the main process's stdin open (for `dockhand attach`).
     #[serde(default, skip_serializing_if = "is_default")]
     pub stdin: bool,
+    /// The most processes (and threads) the container may run at once; -1 is unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<i64>,
+    /// Name servers the container asks instead of the engine's (`1.1.1.1`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<std::net::IpAddr>,
+    /// Domains a short name is tried in (`example.com`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_search: Vec<super::options::DnsName>,
+    /// resolv.conf options (`ndots:2`, `timeout:3`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_options: Vec<super::options::DnsName>,
 }
 
 /// The most replicas a server may ask for.

@@ -270,6 +270,10 @@ pub(super) fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             }),
             sysctls: (!o.sysctls.is_empty()).then(|| o.sysctls.clone()),
             shm_size: o.shm_size,
+            pids_limit: o.pids_limit,
+            dns: (!o.dns.is_empty()).then(|| o.dns.clone()),
+            dns_search: (!o.dns_search.is_empty()).then(|| o.dns_search.clone()),
+            dns_options: (!o.dns_options.is_empty()).then(|| o.dns_options.clone()),
             tmpfs: (!o.tmpfs.is_empty()).then(|| o.tmpfs.clone()),
             ulimits: (!o.ulimits.is_empty()).then(|| {
                 o.ulimits

@@ -742,6 +742,8 @@ impl Engine for DockerEngine {
                 config.driver.clone()
             }),
             attachable: self.swarm.then_some(true),
+            internal: config.internal.then_some(true),
+            options: (!config.options.is_empty()).then(|| config.options.clone()),
             ipam,
             labels: Some(config.labels.clone()),
             ..Default::default()

@@ -136,6 +136,13 @@ pub(super) fn service_spec(
     if o.shm_size.is_some() {
         return refuse("shmSize");
     }
+    if o.pids_limit.is_some()
+        || !o.dns.is_empty()
+        || !o.dns_search.is_empty()
+        || !o.dns_options.is_empty()
+    {
+        return refuse("pidsLimit or dns");
+    }
     if !o.security_opt.is_empty() {
         return refuse("securityOpt");
     }
