@@ -130,6 +130,7 @@ pub fn merge(base: Service, over: Service) -> Service {
         cpus: over.cpus.or(base.cpus),
         pull_policy: over.pull_policy.or(base.pull_policy),
         pids_limit: over.pids_limit.or(base.pids_limit),
+        links: list(base.links, over.links),
         dns: over.dns.or(base.dns),
         dns_search: over.dns_search.or(base.dns_search),
         dns_opt: over.dns_opt.or(base.dns_opt),

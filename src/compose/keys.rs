@@ -48,7 +48,6 @@ const REFUSED: &[&str] = &[
     "ipc",
     "isolation",
     "label_file",
-    "links",
     "mac_address",
     "mem_reservation",
     "mem_swappiness",

@@ -457,6 +457,8 @@ pub struct Service {
     pub cpus: Option<Str>,
     pub pull_policy: Option<Str>,
     pub pids_limit: Option<Num>,
+    /// `SERVICE` or `SERVICE:ALIAS`: a dependency, and a name the service answers to.
+    pub links: Option<Vec<Str>>,
     pub dns: Option<StrOrList>,
     pub dns_search: Option<StrOrList>,
     pub dns_opt: Option<Vec<Str>>,

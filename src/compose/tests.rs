@@ -717,3 +717,18 @@ fn convert_lists_every_missing_bind_source_with_the_mkdir_that_makes_it() {
         );
     }
 }
+
+#[test]
+fn links_are_a_dependency_and_a_name_the_linked_service_answers_to() {
+    let p = load_alone(
+        "services:\n  app:\n    image: busybox\n    links: ['postgres:db', redis]\n  postgres:\n    image: busybox\n  redis:\n    image: busybox\n",
+    )
+    .expect("loads");
+    let app = server(&p, "app");
+    let deps: Vec<&str> = app.depends_on.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(deps, ["postgres", "redis"]);
+    let pg = server(&p, "postgres");
+    assert!(pg.aliases.iter().any(|a| a.0 == "db"), "{:?}", pg.aliases);
+    let e = load_alone("services:\n  app:\n    image: busybox\n    links: [nope]\n").unwrap_err();
+    assert!(format!("{e:?}").contains("not an active service"), "{e:?}");
+}

@@ -788,6 +788,7 @@ impl Service1<'_> {
     }
 
     fn depends(&mut self, s: &Service) {
+        self.links(s);
         let Some(deps) = &s.depends_on else {
             return;
         };
@@ -829,6 +830,36 @@ impl Service1<'_> {
                 d.insert("restart".into(), json!(true));
             }
             self.push("dependsOn", "depends_on", Value::Object(d));
+        }
+    }
+
+    /// `links`, a legacy form: each linked service is a dependency (started first, as Compose
+    /// starts it), and its alias a name that service answers to (see `aliases`).
+    fn links(&mut self, s: &Service) {
+        let listed: Vec<&str> = s
+            .depends_on
+            .iter()
+            .flat_map(|d| d.0.iter().map(|(k, _)| k.as_str()))
+            .collect();
+        let mut seen = Vec::new();
+        for l in s.links.iter().flatten() {
+            let target = l.0.split_once(':').map_or(l.0.as_str(), |(t, _)| t);
+            if listed.contains(&target) || seen.contains(&target) {
+                continue;
+            }
+            seen.push(target);
+            if !self.active.contains_key(target) {
+                self.error(
+                    "links",
+                    format!("{target:?} is not an active service of this file"),
+                );
+                continue;
+            }
+            self.push(
+                "dependsOn",
+                "links",
+                json!({"name": object_name(target), "condition": "Started"}),
+            );
         }
     }
 
@@ -1248,6 +1279,19 @@ impl Service1<'_> {
             );
             if c.0 != self.name && !aliases.contains(&c.0) {
                 aliases.push(c.0.clone());
+            }
+        }
+        // Another service's `links: [THIS:ALIAS]` makes ALIAS a name this one answers to.
+        for other in self.active.values() {
+            for l in other.links.iter().flatten() {
+                if let Some((target, alias)) = l.0.split_once(':') {
+                    if target == self.key
+                        && alias != self.name
+                        && !aliases.iter().any(|a| a == alias)
+                    {
+                        aliases.push(alias.to_owned());
+                    }
+                }
             }
         }
         if !aliases.is_empty() {
