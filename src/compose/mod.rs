@@ -188,7 +188,39 @@ fn parse_file(
             });
         }
     }
-    Ok((file.map_err(|e| vec![e])?, found))
+    let file = file.map_err(|mut e| {
+        e.field = named_path(&e.field, (e.line, e.column), &found.at);
+        vec![e]
+    })?;
+    Ok((file, found))
+}
+
+/// `path` with each `?` (a key the deserializer could not name: a service's, a network's)
+/// replaced by the key of that level nearest before the error's position (`services.?.x` at
+/// line 12 is the service whose key comes last before line 12).
+fn named_path(path: &str, at: (u64, u64), keys: &BTreeMap<String, keys::At>) -> String {
+    let mut named = String::new();
+    for segment in path.split('.') {
+        let prefix = if named.is_empty() {
+            String::new()
+        } else {
+            format!("{named}.")
+        };
+        let next = if segment == "?" {
+            keys.iter()
+                .filter_map(|(k, a)| {
+                    let rest = k.strip_prefix(&prefix)?;
+                    (!rest.contains('.') && (a.line, a.column) <= at)
+                        .then_some(((a.line, a.column), rest))
+                })
+                .max()
+                .map_or("?", |(_, rest)| rest)
+        } else {
+            segment
+        };
+        named = format!("{prefix}{next}");
+    }
+    named
 }
 
 /// Reads the compose file at `path` (named `label` in messages and as the objects' source).

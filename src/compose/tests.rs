@@ -732,3 +732,25 @@ fn links_are_a_dependency_and_a_name_the_linked_service_answers_to() {
     let e = load_alone("services:\n  app:\n    image: busybox\n    links: [nope]\n").unwrap_err();
     assert!(format!("{e:?}").contains("not an active service"), "{e:?}");
 }
+
+#[test]
+fn error_paths_name_every_key_and_are_never_cut() {
+    let e = load_alone(
+        "services:\n  web:\n    image: busybox\n  worker:\n    image: busybox\n    healthcheck: {test: [CMD, 'true'], retries: many}\n",
+    )
+    .unwrap_err();
+    assert_eq!(e[0].field, "services.worker.healthcheck.retries", "{e:?}");
+    let e = load_alone(
+        "services:\n  vllm:\n    image: busybox\n    deploy:\n      resources:\n        reservations:\n          devices: [{driver: nvidia}]\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e[0].field, "services.vllm.deploy.resources.reservations.devices",
+        "{e:?}"
+    );
+    let e = load_alone(
+        "services:\n  a:\n    image: busybox\nnetworks:\n  back:\n    enable_ipv6: true\n",
+    )
+    .unwrap_err();
+    assert_eq!(e[0].field, "networks.back.enable_ipv6", "{e:?}");
+}

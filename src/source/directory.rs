@@ -319,7 +319,7 @@ mod tests {
         assert!(
             snap.errors[0]
                 .message
-                .ends_with("www does not exist on this host"),
+                .contains("www does not exist on this host: create it first (mkdir -p "),
             "{}",
             snap.errors[0]
         );
