@@ -391,7 +391,8 @@ pub fn load(path: &Path, label: &str, options: &Options) -> Result<Project, Vec<
                 Err(missing)
             }
         });
-        warnings.extend(missing_warned.into_iter().map(|e| {
+        // Where a translated field came from in the compose file.
+        let located = |e: &ManifestError, message: String| {
             let path = origin_of(doc, &e.field);
             let (line, column) = at(&path);
             ManifestError {
@@ -399,9 +400,14 @@ pub fn load(path: &Path, label: &str, options: &Options) -> Result<Project, Vec<
                 line,
                 column,
                 field: path,
-                message: e.message,
+                message,
             }
-        }));
+        };
+        warnings.extend(
+            missing_warned
+                .into_iter()
+                .map(|e| located(&e, e.message.clone())),
+        );
         match parsed {
             Ok(objs) => {
                 let line = at(&doc.from).0;
@@ -410,20 +416,13 @@ pub fn load(path: &Path, label: &str, options: &Options) -> Result<Project, Vec<
                     o
                 }));
             }
-            Err(errs) => errors.extend(errs.into_iter().map(|e| {
-                let path = origin_of(doc, &e.field);
-                let (line, column) = at(&path);
-                ManifestError {
-                    file: label.to_owned(),
-                    line,
-                    column,
-                    field: path,
-                    message: if e.field.is_empty() {
-                        e.message
-                    } else {
-                        format!("{} (as dockhand's {})", e.message, e.field)
-                    },
-                }
+            Err(errs) => errors.extend(errs.iter().map(|e| {
+                let message = if e.field.is_empty() {
+                    e.message.clone()
+                } else {
+                    format!("{} (as dockhand's {})", e.message, e.field)
+                };
+                located(e, message)
             })),
         }
     }

@@ -464,26 +464,10 @@ fn shorten_quotes(message: &str) -> String {
 }
 
 /// A field path whole (a path is never cut short: `deploy.resources.reservations`), each key
-/// of it at most `MAX_KEY` characters, control characters escaped.
+/// of it a glimpse at most, like a quote.
 fn path_glimpse(path: &str) -> String {
-    path.split('.')
-        .map(|segment| {
-            let mut out = String::new();
-            for (i, c) in segment.chars().enumerate() {
-                if i == MAX_KEY {
-                    out.push('…');
-                    break;
-                }
-                push_escaped(&mut out, c);
-            }
-            out
-        })
-        .collect::<Vec<_>>()
-        .join(".")
+    path.split('.').map(glimpse).collect::<Vec<_>>().join(".")
 }
-
-/// The longest key of a path an error shows whole.
-const MAX_KEY: usize = MAX_QUOTE;
 
 /// At most `MAX_QUOTE` characters of `text` (then `…`), control characters escaped.
 fn glimpse(text: &str) -> String {
