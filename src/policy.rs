@@ -181,10 +181,7 @@ impl HostPolicy {
     /// Whether a manifest may read the controller's variable `var` (a Secret's `env`, a
     /// compose file's `${VAR}`): only those the operator named (`--allow-secret-env`).
     pub fn allows_env(&self, var: &str) -> bool {
-        self.secret_env.iter().any(|p| match p.strip_suffix('*') {
-            Some(prefix) => var.starts_with(prefix),
-            None => p == var,
-        })
+        crate::manifest::secret::env_allowed(&self.secret_env, var)
     }
 
     /// Why a Secret's source is refused: a file outside the manifests directory and the allowed

@@ -117,10 +117,7 @@ impl Parts {
             object: &self.object,
             spec: &self.spec,
             secret: self.secret.as_ref(),
-            host: crate::kinds::backup::Host {
-                policy: &self.recorded.policy,
-                manifests: self.recorded.manifests.as_deref(),
-            },
+            host: (&self.recorded).into(),
         }
     }
 }

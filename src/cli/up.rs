@@ -234,10 +234,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         store.clone(),
         c.state.instance.clone(),
         notifier_for_backups,
-        crate::policy::RecordedPolicy {
-            policy: reconciler.options().host_policy.clone(),
-            manifests: reconciler.options().manifests.clone(),
-        },
+        reconciler.recorded_policy().clone(),
     ));
     let result = Controller {
         reconciler,

@@ -65,12 +65,9 @@ pub struct Options {
 impl Options {
     /// Whether `${name}` may read the process's variable `name`.
     fn reads_env(&self, name: &str) -> bool {
-        self.allowed_env.as_ref().is_none_or(|allowed| {
-            allowed.iter().any(|p| match p.strip_suffix('*') {
-                Some(prefix) => name.starts_with(prefix),
-                None => p == name,
-            })
-        })
+        self.allowed_env
+            .as_ref()
+            .is_none_or(|allowed| crate::manifest::secret::env_allowed(allowed, name))
     }
 
     /// Reads a file the project names: regular, bounded, and (for a controller) below its roots.

@@ -419,16 +419,16 @@ impl BuildSpec {
         let roots = [self.context.clone()];
         for f in self.files.iter() {
             let path = self.context.join(f);
-            let meta = std::fs::symlink_metadata(&path)?;
             let mut header = tar::Header::new_gnu();
-            header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+            let meta = std::fs::symlink_metadata(&path)?;
             if meta.file_type().is_symlink() {
-                let target = std::fs::read_link(&path)?;
+                header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
                 header.set_entry_type(tar::EntryType::Symlink);
                 header.set_size(0);
-                tar.append_link(&mut header, f, target)?;
+                tar.append_link(&mut header, f, std::fs::read_link(&path)?)?;
                 continue;
             }
+            // The header is the opened file's: what is sent is what was checked.
             let (file, meta) = crate::hostfs::open_confined(&path, &roots)
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
             header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);

@@ -65,6 +65,15 @@ pub struct Host<'a> {
     pub manifests: Option<&'a std::path::Path>,
 }
 
+impl<'a> From<&'a crate::policy::RecordedPolicy> for Host<'a> {
+    fn from(r: &'a crate::policy::RecordedPolicy) -> Host<'a> {
+        Host {
+            policy: &r.policy,
+            manifests: r.manifests.as_deref(),
+        }
+    }
+}
+
 /// Everything a job needs to know about its database.
 pub struct Subject<'a> {
     pub instance: &'a str,
@@ -336,10 +345,7 @@ pub async fn keep_backing_up<E: Engine>(
     recorded: crate::policy::RecordedPolicy,
 ) {
     let since = now_ms();
-    let host = Host {
-        policy: &recorded.policy,
-        manifests: recorded.manifests.as_deref(),
-    };
+    let host = Host::from(&recorded);
     loop {
         if let Err(e) = backup_due(
             reconciler.engine(),

@@ -77,7 +77,7 @@ pub fn prepare(
         let digest = if meta.file_type().is_symlink() {
             let target =
                 std::fs::read_link(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            format!("link:{}", target.display())
+            super::config_files::link_digest(&target)
         } else {
             cache.file(&path, &meta, &roots)?
         };

@@ -96,7 +96,7 @@ impl ConfigFiles {
                 .display()
                 .to_string();
             let part = match link {
-                Some(target) => format!("link:{}", target.display()),
+                Some(target) => link_digest(target),
                 None => {
                     let meta = std::fs::symlink_metadata(file)
                         .map_err(|e| format!("{}: {e}", file.display()))?;
@@ -136,6 +136,11 @@ impl ConfigFiles {
                 .map_err(|e| e.to_string())
         })
     }
+}
+
+/// What a link counts as in a digest: its target's text (it is never followed).
+pub fn link_digest(target: &Path) -> String {
+    format!("link:{}", target.display())
 }
 
 fn stamp(meta: &std::fs::Metadata) -> Stamp {

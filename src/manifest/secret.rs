@@ -223,3 +223,11 @@ impl<'de> Deserialize<'de> for SecretMount {
 pub struct FromSecret {
     pub from_secret: Name,
 }
+/// Whether the controller's variable `name` is among `allowed`: names, or prefixes ending in
+/// `*` (`--allow-secret-env`, for a Secret's `env` and a compose file's `${VAR}` alike).
+pub fn env_allowed(allowed: &[String], name: &str) -> bool {
+    allowed.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => p == name,
+    })
+}

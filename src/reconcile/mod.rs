@@ -154,12 +154,19 @@ pub struct Reconciler<R> {
     ahead: std::sync::Mutex<Option<listing::Listing>>,
     /// Asks the controller for a pass (`up`): work done beside a pass (a digest found) calls it.
     wake: Option<std::sync::Arc<dyn Fn() + Send + Sync>>,
-    /// Whether this process recorded its host policy in the state file (for the `db` verbs).
+    /// The host policy with its manifests directory, as the `db` verbs and the backup
+    /// scheduler check a database's paths; and whether this process recorded it in the state
+    /// file yet.
+    recorded: crate::policy::RecordedPolicy,
     policy_recorded: std::sync::atomic::AtomicBool,
 }
 
 impl<R: Engine> Reconciler<R> {
     pub fn new(engine: R, store: Store, options: Options) -> Self {
+        let recorded = crate::policy::RecordedPolicy {
+            policy: options.host_policy.clone(),
+            manifests: options.manifests.clone(),
+        };
         Self {
             engine,
             store,
@@ -177,6 +184,7 @@ impl<R: Engine> Reconciler<R> {
             seed_failures: std::sync::Mutex::new(HashMap::new()),
             image_majors: std::sync::Mutex::new(HashMap::new()),
             ahead: std::sync::Mutex::new(None),
+            recorded,
             policy_recorded: std::sync::atomic::AtomicBool::new(false),
             wake: None,
         }
@@ -210,16 +218,10 @@ impl<R: Engine> Reconciler<R> {
         &self.engine
     }
 
-    pub fn options(&self) -> &Options {
-        &self.options
-    }
-
-    /// Where a job's database paths are checked (see `kinds::backup::Host`).
-    pub(crate) fn host(&self) -> crate::kinds::backup::Host<'_> {
-        crate::kinds::backup::Host {
-            policy: &self.options.host_policy,
-            manifests: self.options.manifests.as_deref(),
-        }
+    /// The host policy and the manifests directory it applies to (what the backup scheduler
+    /// checks a database's paths against).
+    pub fn recorded_policy(&self) -> &crate::policy::RecordedPolicy {
+        &self.recorded
     }
 
     pub fn store(&self) -> &Store {
@@ -256,13 +258,9 @@ impl<R: Engine> Reconciler<R> {
             .policy_recorded
             .swap(true, std::sync::atomic::Ordering::Relaxed)
         {
-            let recorded = crate::policy::RecordedPolicy {
-                policy: self.options.host_policy.clone(),
-                manifests: self.options.manifests.clone(),
-            };
             if let Err(e) = self
                 .store
-                .record_host_policy(instance, &recorded.to_json())
+                .record_host_policy(instance, &self.recorded.to_json())
                 .await
             {
                 tracing::warn!("cannot record the host policy for the db verbs: {e}");

@@ -142,7 +142,7 @@ impl<R: Engine> Reconciler<R> {
         }
         // Objects whose rollout failed run their last Ready revision instead.
         let (running, rolled_back) = self.rolled_back(&desired, &stored, &intents).await?;
-        let files = self.host_files(&running, &secret_values, &mut refused);
+        let files = self.host_files(&running, &secret_values, &roots, &mut refused);
         let networks = network::plan(
             instance,
             &desired,
@@ -356,7 +356,7 @@ impl<R: Engine> Reconciler<R> {
                 object: o,
                 spec: d,
                 secret: Some(&secret),
-                host: self.host(),
+                host: (&self.recorded).into(),
             };
             tracing::info!("{key}: upgrading PostgreSQL {from} to {to}");
             match upgrade::upgrade(&self.engine, &subject, &current, &image, to).await {
@@ -429,7 +429,7 @@ impl<R: Engine> Reconciler<R> {
                 object: o,
                 spec: d,
                 secret: Some(secret),
-                host: self.host(),
+                host: (&self.recorded).into(),
             };
             let result = backup::restore(&self.engine, &subject, &source)
                 .await
@@ -663,6 +663,7 @@ impl<R: Engine> Reconciler<R> {
         &self,
         desired: &[Object],
         secret_values: &kinds::secret::Values,
+        roots: &[std::path::PathBuf],
         refused: &mut HashMap<ObjectKey, String>,
     ) -> kinds::HostFiles {
         let mut out = kinds::HostFiles::default();
@@ -673,7 +674,7 @@ impl<R: Engine> Reconciler<R> {
             if refused.contains_key(&o.key()) {
                 continue;
             }
-            if let Err(why) = self.server_files(&o.name, s, &mut out) {
+            if let Err(why) = self.server_files(&o.name, s, roots, &mut out) {
                 refused.insert(o.key(), why);
                 continue;
             }
@@ -695,17 +696,14 @@ impl<R: Engine> Reconciler<R> {
         &self,
         name: &str,
         s: &crate::manifest::ServerSpec,
+        roots: &[std::path::PathBuf],
         out: &mut kinds::HostFiles,
     ) -> Result<(), String> {
-        let roots = self
-            .options
-            .host_policy
-            .roots(self.options.manifests.as_deref());
         for (i, f) in s.env_file.0.iter().enumerate() {
             if !out.env.contains_key(&f.0) {
                 let loaded = self
                     .env_file_cache
-                    .load(std::path::Path::new(&f.0), &roots)
+                    .load(std::path::Path::new(&f.0), roots)
                     .map_err(|why| format!("spec.envFile[{i}]: {why}"))?;
                 out.env.insert(f.0.clone(), loaded);
             }
@@ -714,7 +712,7 @@ impl<R: Engine> Reconciler<R> {
             if v.kind == VolumeType::Bind && v.read_only && !out.config.contains_key(&v.source) {
                 let digest = self
                     .config_cache
-                    .digest(std::path::Path::new(&v.source), &roots)
+                    .digest(std::path::Path::new(&v.source), roots)
                     .map_err(|why| format!("spec.volumes[{i}].source: {why}"))?;
                 out.config.insert(v.source.clone(), digest);
             }

@@ -134,19 +134,13 @@ pub fn read_labeled(dir: &Path, compose: &ComposeFiles, prefix: &str) -> Part {
                 }
                 part.add(label, parsed);
             }
-            Err(e) => part.errors.push(ManifestError {
-                file: label,
-                line: 0,
-                column: 0,
-                field: String::new(),
-                message: format!("cannot read: {e}"),
-            }),
+            Err(e) => part.errors.push(io_error(label, &e)),
         }
     }
     part
 }
 
-fn io_error(file: String, e: &std::io::Error) -> ManifestError {
+fn io_error(file: String, e: &dyn std::fmt::Display) -> ManifestError {
     ManifestError {
         file,
         line: 0,

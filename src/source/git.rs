@@ -69,7 +69,6 @@ impl Credentials {
     fn env(&self, cache: &Path) -> Result<Vec<(String, String)>, String> {
         match self {
             Credentials::Token(file) => {
-                use base64::Engine as _;
                 let text = zeroize::Zeroizing::new(
                     std::fs::read_to_string(file)
                         .map_err(|e| format!("--git-token-file {}: {e}", file.display()))?,
@@ -83,15 +82,7 @@ impl Credentials {
                 } else {
                     format!("x-access-token:{line}")
                 };
-                let header = format!(
-                    "Authorization: Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair)
-                );
-                Ok(vec![
-                    ("GIT_CONFIG_COUNT".into(), "1".into()),
-                    ("GIT_CONFIG_KEY_0".into(), "http.extraHeader".into()),
-                    ("GIT_CONFIG_VALUE_0".into(), header),
-                ])
+                Ok(basic_auth_env(&pair))
             }
             Credentials::SshKey(key) => {
                 std::fs::metadata(key)
@@ -110,20 +101,33 @@ impl Credentials {
     }
 }
 
-/// `s` as one word for the shell git runs `GIT_SSH_COMMAND` with.
-/// The basic-authentication header of an HTTP(S) URL's `user:password@`, if it has one.
-fn userinfo_header(url: &str) -> Option<String> {
+/// The environment that makes git send `USER:PASSWORD` as HTTP basic authentication
+/// (`http.extraHeader` by `GIT_CONFIG_*`): never on its command line.
+fn basic_auth_env(pair: &str) -> Vec<(String, String)> {
     use base64::Engine as _;
+    let header = format!(
+        "Authorization: Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    );
+    vec![
+        ("GIT_CONFIG_COUNT".into(), "1".into()),
+        ("GIT_CONFIG_KEY_0".into(), "http.extraHeader".into()),
+        ("GIT_CONFIG_VALUE_0".into(), header),
+    ]
+}
+
+/// The `user:password` of an HTTP(S) URL, decoded, if it has one.
+fn userinfo(url: &str) -> Option<String> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))?;
     let authority = rest.split('/').next()?;
     let (userinfo, _) = authority.rsplit_once('@')?;
     let (user, password) = userinfo.split_once(':')?;
-    let pair = format!("{}:{}", percent_decode(user), percent_decode(password));
     Some(format!(
-        "Authorization: Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(pair)
+        "{}:{}",
+        percent_decode(user),
+        percent_decode(password)
     ))
 }
 
@@ -151,6 +155,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `s` as one word for the shell git runs `GIT_SSH_COMMAND` with.
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
@@ -219,7 +224,7 @@ impl GitSource {
 
     /// The URL git is given: without its password when one is in it (sent as a header).
     fn fetch_url(&self) -> String {
-        if self.credentials.is_none() && userinfo_header(&self.url).is_some() {
+        if self.credentials.is_none() && userinfo(&self.url).is_some() {
             display_url(&self.url)
         } else {
             self.url.clone()
@@ -260,14 +265,10 @@ impl GitSource {
         if op == "fetch" {
             if let Some(c) = &self.credentials {
                 cmd.envs(c.env(&self.cache).map_err(failed)?);
-            } else if let Some(header) = userinfo_header(&self.url) {
+            } else if let Some(pair) = userinfo(&self.url) {
                 // A URL's own `user:password@` goes to git as a header in its environment,
                 // and the URL without it in its arguments: git's command line shows in `ps`.
-                cmd.envs([
-                    ("GIT_CONFIG_COUNT".to_owned(), "1".to_owned()),
-                    ("GIT_CONFIG_KEY_0".to_owned(), "http.extraHeader".to_owned()),
-                    ("GIT_CONFIG_VALUE_0".to_owned(), header),
-                ]);
+                cmd.envs(basic_auth_env(&pair));
             }
         }
         // Its own process group, so a timeout ends git's helpers too (`git-remote-http` kept
@@ -658,7 +659,12 @@ mod tests {
         use base64::Engine as _;
         let s = GitSource::new("https://bob:p%40ss@h/app.git", None, "", Path::new("/s.db"));
         assert_eq!(s.fetch_url(), "https://h/app.git");
-        let header = userinfo_header(&s.url).expect("a header");
+        let env = basic_auth_env(&userinfo(&s.url).expect("a password"));
+        let header = &env
+            .iter()
+            .find(|(k, _)| k == "GIT_CONFIG_VALUE_0")
+            .expect("a header")
+            .1;
         let encoded = header.strip_prefix("Authorization: Basic ").expect("basic");
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(encoded)
@@ -666,7 +672,7 @@ mod tests {
         assert_eq!(decoded, b"bob:p@ss");
         let plain = GitSource::new("https://h/app.git", None, "", Path::new("/s.db"));
         assert_eq!(plain.fetch_url(), "https://h/app.git");
-        assert!(userinfo_header("git@h:app.git").is_none());
+        assert!(userinfo("git@h:app.git").is_none());
     }
 
     #[test]
